@@ -1,0 +1,548 @@
+//! The command line: clap definitions, dispatch to the library, and the one
+//! place where errors become messages and exit codes.
+
+mod render;
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{Config, Paths, agent_name};
+use crate::error::{Error, Result};
+use crate::store::{NewTask, Status, Store, TaskPatch, parse_priority};
+use crate::{first_run, orchestrator};
+
+/// The roles a task can hint at; the router (model_registry.yaml) maps each
+/// to a chain of models.
+pub const ROLES: [&str; 7] = [
+    "planner",
+    "coder",
+    "tester",
+    "critic",
+    "researcher",
+    "writer",
+    "summarizer",
+];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmclis",
+    version,
+    about = "A terminal knowledge manager with a task queue for LLM agents",
+    arg_required_else_help = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// The SQLite database [default: <data dir>/llmclis.db]
+    #[arg(long, global = true, env = "LLMCLIS_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Where config.toml, model_registry.yaml and prompts/ live
+    #[arg(long, global = true, env = "LLMCLIS_CONFIG_DIR", value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Where the database and other data live
+    #[arg(long, global = true, env = "LLMCLIS_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The agent recorded for changes [default: config general.agent, then $USER]
+    #[arg(long, global = true, env = "LLMCLIS_AGENT", value_name = "NAME")]
+    agent: Option<String>,
+    /// Print stable JSON (errors go to stderr as {"error": {"kind", "message"}})
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the config and data directories, the database and the default files
+    FirstRun {
+        /// Do not ask; for scripts
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Projects: add, list, show
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Tasks: add, list, show, next, status, note, dep, edit
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Work through a project's tasks (for now: show the order with --dry-run)
+    Orchestrate(OrchestrateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCmd {
+    /// Add a project
+    Add {
+        name: String,
+        #[arg(long, short, default_value = "")]
+        description: String,
+        /// The project's workspace (an existing directory)
+        #[arg(long)]
+        root: Option<PathBuf>,
+    },
+    /// List projects with their task counts
+    List,
+    /// Show one project
+    Show { id: i64 },
+}
+
+#[derive(Debug, Args)]
+struct ProjectId {
+    #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+    project_id: i64,
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskCmd {
+    /// Add a task
+    Add {
+        #[command(flatten)]
+        project: ProjectId,
+        title: String,
+        #[arg(long, short, default_value = "")]
+        description: String,
+        /// low, medium, high, critical or a number (higher first) [default: medium]
+        #[arg(long, short, value_name = "P")]
+        priority: Option<String>,
+        /// A task that must be done first (repeatable)
+        #[arg(long = "depends-on", visible_alias = "depends_on", value_name = "ID")]
+        depends_on: Vec<i64>,
+        /// Make this a subtask of ID
+        #[arg(long, value_name = "ID")]
+        parent: Option<i64>,
+        /// A tag (repeatable)
+        #[arg(long = "tag", value_name = "T")]
+        tags: Vec<String>,
+        /// Role hint: planner, coder, tester, critic, researcher, writer, summarizer
+        #[arg(long, value_name = "R")]
+        role: Option<String>,
+        /// An external reference such as S1.2
+        #[arg(long = "ref", value_name = "REF")]
+        external_ref: Option<String>,
+    },
+    /// List tasks, subtasks under their parents
+    List {
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: Option<i64>,
+        /// Only tasks with this status
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+    },
+    /// Show a task with its dependencies, subtasks, notes and history
+    Show { id: i64 },
+    /// The task to work on next; --claim takes it with a lease
+    Next {
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: Option<i64>,
+        /// Take the task atomically (no other agent gets it while the lease runs)
+        #[arg(long)]
+        claim: bool,
+        /// Lease length in seconds [default: config queue.lease_seconds]
+        #[arg(long, value_name = "SECONDS", requires = "claim")]
+        lease: Option<u64>,
+    },
+    /// Set a task's status: pending, in-progress, done, blocked
+    Status {
+        id: i64,
+        status: String,
+        /// A note recorded with the change
+        #[arg(long, short)]
+        note: Option<String>,
+    },
+    /// Append a note to a task
+    Note { id: i64, text: String },
+    /// Make a task depend on another (or drop that with --remove)
+    Dep {
+        id: i64,
+        #[arg(long, value_name = "OTHER_ID")]
+        on: i64,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Change a task's fields
+    Edit {
+        id: i64,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, short)]
+        description: Option<String>,
+        #[arg(long, short, value_name = "P")]
+        priority: Option<String>,
+        /// A role hint, or "none" to clear it
+        #[arg(long, value_name = "R")]
+        role: Option<String>,
+        /// Replaces the tags (repeatable); --tag "" clears them
+        #[arg(long = "tag", value_name = "T")]
+        tags: Option<Vec<String>>,
+        /// An external reference such as S1.2, or "" to clear it
+        #[arg(long = "ref", value_name = "REF")]
+        external_ref: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct OrchestrateArgs {
+    #[command(flatten)]
+    project: ProjectId,
+    /// Stop after this many tasks
+    #[arg(
+        long = "max-steps",
+        visible_alias = "max_steps",
+        value_name = "M",
+        default_value_t = 20
+    )]
+    max_steps: usize,
+    /// Print the tasks that would be worked on, in order, and call no model.
+    /// Required until the model layer lands.
+    #[arg(long, required = true)]
+    dry_run: bool,
+}
+
+/// Parses `args`, runs the command, prints the result, and returns the exit
+/// code. Nothing below this function prints errors.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let json_errors = args.iter().any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = e.exit_code();
+            if json_errors
+                && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+            {
+                let message = e.to_string();
+                let first = message
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                print_json_error("usage", first);
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(code as u8);
+        }
+    };
+    let json = cli.json;
+    let mut out = std::io::stdout().lock();
+    match dispatch(cli, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e, json),
+    }
+}
+
+/// The one place an error becomes output and an exit code.
+pub fn report(e: &Error, json: bool) -> ExitCode {
+    if json {
+        print_json_error(e.kind(), &e.to_string());
+    } else {
+        eprintln!("error: {e}");
+    }
+    ExitCode::from(e.exit_code())
+}
+
+fn print_json_error(kind: &str, message: &str) {
+    eprintln!("{}", json!({"error": {"kind": kind, "message": message}}));
+}
+
+struct Ctx {
+    paths: Paths,
+    config: Config,
+    agent: String,
+    json: bool,
+}
+
+impl Ctx {
+    fn store(&self) -> Result<Store> {
+        Store::open(&self.paths.db)
+    }
+}
+
+fn emit<T: Serialize>(
+    out: &mut impl Write,
+    json: bool,
+    value: &T,
+    human: impl FnOnce() -> String,
+) -> Result<()> {
+    let text = if json {
+        serde_json::to_string_pretty(value).expect("output serializes")
+    } else {
+        human()
+    };
+    writeln!(out, "{text}").map_err(|e| Error::io("<stdout>", e))
+}
+
+fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
+    let paths = Paths::resolve(cli.config_dir, cli.data_dir, cli.db)?;
+    let config = Config::load(&paths.config_file())?;
+    let agent = agent_name(cli.agent.as_deref(), &config);
+    let ctx = Ctx {
+        paths,
+        config,
+        agent,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::FirstRun { yes } => cmd_first_run(&ctx, yes, out),
+        Command::Project(cmd) => cmd_project(&ctx, cmd, out),
+        Command::Task(cmd) => cmd_task(&ctx, cmd, out),
+        Command::Orchestrate(args) => {
+            let store = ctx.store()?;
+            store.project(args.project.project_id)?;
+            let plan = orchestrator::dry_run(&store, args.project.project_id, args.max_steps)?;
+            emit(out, ctx.json, &plan, || render::dry_run(&plan))
+        }
+    }
+}
+
+fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
+    let changes = first_run::pending_changes(&ctx.paths);
+    if !changes.is_empty() && !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::InvalidInput(
+                "first-run asks before it creates files; pass --yes to run it without a terminal"
+                    .into(),
+            ));
+        }
+        eprintln!("llmclis first-run will:");
+        for c in &changes {
+            eprintln!("  - {c}");
+        }
+        eprint!("Proceed? [Y/n] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| Error::io("<stdin>", e))?;
+        if !matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "" | "y" | "yes"
+        ) {
+            return Err(Error::InvalidInput(
+                "first-run cancelled; nothing was changed".into(),
+            ));
+        }
+    }
+    let report = first_run::run(&ctx.paths)?;
+    emit(out, ctx.json, &report, || render::first_run(&report))
+}
+
+fn cmd_project(ctx: &Ctx, cmd: ProjectCmd, out: &mut impl Write) -> Result<()> {
+    let mut store = ctx.store()?;
+    match cmd {
+        ProjectCmd::Add {
+            name,
+            description,
+            root,
+        } => {
+            let root = root
+                .map(|r| {
+                    std::fs::canonicalize(&r)
+                        .ok()
+                        .filter(|p| p.is_dir())
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .ok_or_else(|| {
+                            Error::InvalidInput(format!(
+                                "--root {}: not an existing directory; create it first or pass another",
+                                r.display()
+                            ))
+                        })
+                })
+                .transpose()?;
+            let p = store.create_project(&name, &description, root.as_deref(), &ctx.agent)?;
+            emit(out, ctx.json, &p, || {
+                format!(
+                    "Created project {} {:?}. Next: llmclis task add --project-id {} \"TITLE\"",
+                    p.id, p.name, p.id
+                )
+            })
+        }
+        ProjectCmd::List => {
+            let rows = store
+                .projects()?
+                .into_iter()
+                .map(|p| {
+                    let counts = store.status_counts(Some(p.id))?;
+                    Ok(render::ProjectRow { project: p, counts })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            emit(out, ctx.json, &rows, || render::project_list(&rows))
+        }
+        ProjectCmd::Show { id } => {
+            let project = store.project(id)?;
+            let counts = store.status_counts(Some(id))?;
+            let next = store.next_task(Some(id))?;
+            let view = render::ProjectView {
+                project,
+                counts,
+                next_task: next,
+            };
+            emit(out, ctx.json, &view, || render::project_show(&view))
+        }
+    }
+}
+
+fn parse_role(role: &str) -> Result<Option<String>> {
+    let r = role.trim().to_ascii_lowercase();
+    if r == "none" || r.is_empty() {
+        return Ok(None);
+    }
+    if ROLES.contains(&r.as_str()) {
+        Ok(Some(r))
+    } else {
+        Err(Error::InvalidInput(format!(
+            "unknown role {role:?}: expected one of {}",
+            ROLES.join(", ")
+        )))
+    }
+}
+
+fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
+    let mut store = ctx.store()?;
+    let agent = ctx.agent.as_str();
+    match cmd {
+        TaskCmd::Add {
+            project,
+            title,
+            description,
+            priority,
+            depends_on,
+            parent,
+            tags,
+            role,
+            external_ref,
+        } => {
+            let role = match role {
+                Some(r) => parse_role(&r)?,
+                None => None,
+            };
+            let new = NewTask {
+                project_id: project.project_id,
+                title,
+                description,
+                parent_id: parent,
+                external_ref,
+                priority: priority.as_deref().map(parse_priority).transpose()?,
+                role,
+                tags,
+                depends_on,
+                status: None,
+            };
+            let t = store.create_task(new, agent)?;
+            emit(out, ctx.json, &t, || {
+                format!(
+                    "Created task {} in project {}: {}",
+                    t.id, t.project_id, t.title
+                )
+            })
+        }
+        TaskCmd::List { project_id, status } => {
+            let status = status.as_deref().map(str::parse::<Status>).transpose()?;
+            let tasks = store.tasks(project_id, status)?;
+            emit(out, ctx.json, &tasks, || {
+                render::task_list(&tasks, project_id.is_none())
+            })
+        }
+        TaskCmd::Show { id } => {
+            let view = render::TaskView {
+                task: store.task(id)?,
+                subtasks: store.subtasks(id)?.into_iter().map(|t| t.id).collect(),
+                notes: store.notes(id)?,
+                events: store.events(id)?,
+            };
+            emit(out, ctx.json, &view, || render::task_show(&view))
+        }
+        TaskCmd::Next {
+            project_id,
+            claim,
+            lease,
+        } => {
+            let task = if claim {
+                let lease = lease.map(Duration::from_secs).unwrap_or(ctx.config.lease());
+                store.claim_next(project_id, agent, lease)?
+            } else {
+                store.next_task(project_id)?
+            };
+            let counts = match &task {
+                Some(_) => None,
+                None => Some(store.status_counts(project_id)?),
+            };
+            emit(out, ctx.json, &task, || {
+                render::next(task.as_ref(), claim, counts.as_ref())
+            })
+        }
+        TaskCmd::Status { id, status, note } => {
+            let status: Status = status.parse()?;
+            let tr = store.mark_task_status_with_note(
+                id,
+                status,
+                agent,
+                json!({"via": "cli"}),
+                note.as_deref(),
+            )?;
+            let view = render::StatusView {
+                previous_status: tr.from,
+                changed: tr.changed(),
+                task: tr.task,
+            };
+            emit(out, ctx.json, &view, || render::status_change(&view))
+        }
+        TaskCmd::Note { id, text } => {
+            let n = store.append_task_note(id, &text, agent)?;
+            emit(out, ctx.json, &n, || {
+                format!("Added note {} to task {}.", n.id, n.task_id)
+            })
+        }
+        TaskCmd::Dep { id, on, remove } => {
+            let changed = if remove {
+                store.remove_dependency(id, on, agent)?
+            } else {
+                store.add_dependency(id, on, agent)?
+            };
+            let value =
+                json!({"task_id": id, "depends_on": on, "removed": remove, "changed": changed});
+            emit(out, ctx.json, &value, || match (remove, changed) {
+                (false, true) => format!("Task {id} now depends on task {on}."),
+                (false, false) => {
+                    format!("Task {id} already depended on task {on}; nothing changed.")
+                }
+                (true, true) => format!("Task {id} no longer depends on task {on}."),
+                (true, false) => format!("Task {id} did not depend on task {on}; nothing changed."),
+            })
+        }
+        TaskCmd::Edit {
+            id,
+            title,
+            description,
+            priority,
+            role,
+            tags,
+            external_ref,
+        } => {
+            let patch = TaskPatch {
+                title,
+                description,
+                priority: priority.as_deref().map(parse_priority).transpose()?,
+                role: role.as_deref().map(parse_role).transpose()?,
+                tags: tags.map(|t| t.into_iter().filter(|t| !t.is_empty()).collect()),
+                external_ref: external_ref.map(|r| Some(r).filter(|r| !r.trim().is_empty())),
+            };
+            if patch.is_empty() {
+                return Err(Error::InvalidInput(
+                    "nothing to change: pass --title, --description, --priority, --role, --tag or --ref".into(),
+                ));
+            }
+            let t = store.update_task(id, patch, agent)?;
+            emit(out, ctx.json, &t, || {
+                format!("Updated task {}: {}", t.id, t.title)
+            })
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Human-readable output. The `--json` shapes are the `Serialize` impls of
+//! these views and of the store's types (see README "JSON output").
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::first_run::{Outcome, Report};
+use crate::orchestrator::DryRun;
+use crate::store::{Event, Note, Project, Status, StatusCounts, Task};
+
+#[derive(Debug, Serialize)]
+pub struct ProjectRow {
+    #[serde(flatten)]
+    pub project: Project,
+    pub counts: StatusCounts,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProjectView {
+    #[serde(flatten)]
+    pub project: Project,
+    pub counts: StatusCounts,
+    pub next_task: Option<Task>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    #[serde(flatten)]
+    pub task: Task,
+    pub subtasks: Vec<i64>,
+    pub notes: Vec<Note>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    #[serde(flatten)]
+    pub task: Task,
+    pub previous_status: Status,
+    pub changed: bool,
+}
+
+fn counts_line(c: &StatusCounts) -> String {
+    format!(
+        "{} pending ({} ready), {} in progress, {} blocked, {} done",
+        c.pending, c.ready, c.in_progress, c.blocked, c.done
+    )
+}
+
+fn truncate(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn project_list(rows: &[ProjectRow]) -> String {
+    if rows.is_empty() {
+        return "No projects yet. Add one: llmclis project add NAME --root DIR".into();
+    }
+    let mut s = format!(
+        "{:>4}  {:<24}  {:>5}  {:>5}  {:>5}  {:>5}\n",
+        "ID", "NAME", "PEND", "PROG", "BLOCK", "DONE"
+    );
+    for r in rows {
+        let c = &r.counts;
+        let _ = writeln!(
+            s,
+            "{:>4}  {:<24}  {:>5}  {:>5}  {:>5}  {:>5}",
+            r.project.id,
+            truncate(&r.project.name, 24),
+            c.pending,
+            c.in_progress,
+            c.blocked,
+            c.done
+        );
+    }
+    s.trim_end().to_string()
+}
+
+pub fn project_show(v: &ProjectView) -> String {
+    let p = &v.project;
+    let mut s = format!("Project {}: {}\n", p.id, p.name);
+    if !p.description.is_empty() {
+        let _ = writeln!(s, "  {}", p.description);
+    }
+    let _ = writeln!(s, "  root:    {}", p.root.as_deref().unwrap_or("(none)"));
+    let _ = writeln!(s, "  created: {} by {}", p.created_at, p.created_by);
+    let _ = writeln!(s, "  tasks:   {}", counts_line(&v.counts));
+    match &v.next_task {
+        Some(t) => {
+            let _ = write!(s, "  next:    task {} {}", t.id, t.title);
+        }
+        None => {
+            let _ = write!(s, "  next:    nothing is ready");
+        }
+    }
+    s
+}
+
+/// Tasks in tree order: each parent followed by its subtasks, indented.
+pub fn task_list(tasks: &[Task], show_project: bool) -> String {
+    if tasks.is_empty() {
+        return "No tasks.".into();
+    }
+    let listed: HashMap<i64, &Task> = tasks.iter().map(|t| (t.id, t)).collect();
+    let mut children: HashMap<Option<i64>, Vec<&Task>> = HashMap::new();
+    for t in tasks {
+        let parent = t.parent_id.filter(|p| listed.contains_key(p));
+        children.entry(parent).or_default().push(t);
+    }
+    let mut s = String::new();
+    let project_col = if show_project {
+        format!("{:>4}  ", "PROJ")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "{:>5}  {project_col}{:<8} {:<11} {:>3}  {:<10} TITLE",
+        "ID", "REF", "STATUS", "PRI", "CLAIMED"
+    );
+    let mut stack: Vec<(&Task, usize)> = children
+        .get(&None)
+        .map(|v| v.iter().rev().map(|t| (*t, 0)).collect())
+        .unwrap_or_default();
+    while let Some((t, depth)) = stack.pop() {
+        let project = if show_project {
+            format!("{:>4}  ", t.project_id)
+        } else {
+            String::new()
+        };
+        let deps = if t.depends_on.is_empty() {
+            String::new()
+        } else {
+            let ids: Vec<String> = t.depends_on.iter().map(|d| d.to_string()).collect();
+            format!("  (after {})", ids.join(", "))
+        };
+        let _ = writeln!(
+            s,
+            "{:>5}  {project}{:<8} {:<11} {:>3}  {:<10} {}{}{}",
+            t.id,
+            truncate(t.external_ref.as_deref().unwrap_or("-"), 8),
+            t.status.as_str(),
+            t.priority,
+            truncate(t.claimed_by.as_deref().unwrap_or("-"), 10),
+            "  ".repeat(depth),
+            t.title,
+            deps
+        );
+        if let Some(kids) = children.get(&Some(t.id)) {
+            stack.extend(kids.iter().rev().map(|k| (*k, depth + 1)));
+        }
+    }
+    s.trim_end().to_string()
+}
+
+pub fn task_show(v: &TaskView) -> String {
+    let t = &v.task;
+    let mut s = format!("Task {}: {}\n", t.id, t.title);
+    let field = |s: &mut String, name: &str, value: &str| {
+        let _ = writeln!(s, "  {name:<11}{value}");
+    };
+    field(&mut s, "project", &t.project_id.to_string());
+    if let Some(r) = &t.external_ref {
+        field(&mut s, "ref", r);
+    }
+    field(&mut s, "status", t.status.as_str());
+    field(&mut s, "priority", &t.priority.to_string());
+    if let Some(r) = &t.role {
+        field(&mut s, "role", r);
+    }
+    if !t.tags.is_empty() {
+        field(&mut s, "tags", &t.tags.join(", "));
+    }
+    if let Some(p) = t.parent_id {
+        field(&mut s, "parent", &p.to_string());
+    }
+    if !t.depends_on.is_empty() {
+        let ids: Vec<String> = t.depends_on.iter().map(|d| d.to_string()).collect();
+        field(&mut s, "depends on", &ids.join(", "));
+    }
+    if !v.subtasks.is_empty() {
+        let ids: Vec<String> = v.subtasks.iter().map(|d| d.to_string()).collect();
+        field(&mut s, "subtasks", &ids.join(", "));
+    }
+    if let Some(c) = &t.claimed_by {
+        let lease = t
+            .lease_expires_at
+            .as_deref()
+            .map(|l| format!(" (lease until {l})"))
+            .unwrap_or_default();
+        field(&mut s, "claimed by", &format!("{c}{lease}"));
+    }
+    field(&mut s, "attempts", &t.attempts.to_string());
+    field(
+        &mut s,
+        "created",
+        &format!("{} by {}", t.created_at, t.created_by),
+    );
+    field(
+        &mut s,
+        "updated",
+        &format!(
+            "{} by {}",
+            t.updated_at,
+            t.last_agent.as_deref().unwrap_or("-")
+        ),
+    );
+    if !t.description.is_empty() {
+        let _ = writeln!(s, "\n{}", t.description.trim_end());
+    }
+    if !v.notes.is_empty() {
+        let _ = writeln!(s, "\nNotes:");
+        for n in &v.notes {
+            let _ = writeln!(s, "  {} {}: {}", n.created_at, n.agent, n.text);
+        }
+    }
+    let _ = writeln!(s, "\nHistory:");
+    for e in &v.events {
+        let change = match (e.from_status, e.to_status) {
+            (Some(f), Some(t)) => format!("{f} → {t}"),
+            (None, Some(t)) => t.to_string(),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "  {} {:<13} {:<24} {}",
+            e.created_at, e.kind, change, e.agent
+        );
+    }
+    s.trim_end().to_string()
+}
+
+pub fn next(task: Option<&Task>, claimed: bool, counts: Option<&StatusCounts>) -> String {
+    match task {
+        Some(t) => {
+            let verb = if claimed { "Claimed" } else { "Next" };
+            let lease = match (&t.claimed_by, &t.lease_expires_at) {
+                (Some(by), Some(until)) if claimed => format!(" (held by {by} until {until})"),
+                _ => String::new(),
+            };
+            format!("{verb}: task {} {}{lease}", t.id, t.title)
+        }
+        None => {
+            let why = counts
+                .map(|c| format!(": {}", counts_line(c)))
+                .unwrap_or_default();
+            format!("No task is ready{why}")
+        }
+    }
+}
+
+pub fn status_change(v: &StatusView) -> String {
+    if v.changed {
+        format!(
+            "Task {}: {} → {}",
+            v.task.id, v.previous_status, v.task.status
+        )
+    } else {
+        format!(
+            "Task {} is already {}; status unchanged.",
+            v.task.id, v.task.status
+        )
+    }
+}
+
+pub fn dry_run(plan: &DryRun) -> String {
+    let mut s = format!(
+        "Dry run for project {} (no model is called; each task is assumed to succeed):\n",
+        plan.project_id
+    );
+    if plan.steps.is_empty() {
+        let _ = writeln!(s, "  nothing to do: {}", counts_line(&plan.counts));
+        return s.trim_end().to_string();
+    }
+    for step in &plan.steps {
+        let r = step
+            .external_ref
+            .as_deref()
+            .map(|r| format!("{r} "))
+            .unwrap_or_default();
+        let role = step
+            .role
+            .as_deref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  {:>3}. task {} {r}{}{role}",
+            step.step, step.task_id, step.title
+        );
+    }
+    if plan.left_pending > 0 {
+        let _ = writeln!(
+            s,
+            "{} pending task(s) left after {} step(s) (over --max-steps, or waiting on blocked or in-progress work).",
+            plan.left_pending,
+            plan.steps.len()
+        );
+    }
+    s.trim_end().to_string()
+}
+
+pub fn first_run(r: &Report) -> String {
+    let mut s = String::new();
+    for step in &r.steps {
+        let what = match step.outcome {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::KeptEdited => "kept (edited)",
+        };
+        let _ = writeln!(s, "  {what:<14} {}", step.path.display());
+    }
+    if r.changed() {
+        s.insert_str(0, "llmclis is set up:\n");
+    } else {
+        s.insert_str(0, "Nothing to do: llmclis was already set up.\n");
+    }
+    let _ = write!(
+        s,
+        "Database schema version {}, {} project(s).\nNext: {}",
+        r.schema_version, r.projects, r.next_command
+    );
+    s
+}

@@ -1,0 +1,161 @@
+//! Where llmclis keeps its files, and the user's `config.toml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const DB_FILE: &str = "llmclis.db";
+
+/// The default config that first-run writes. Every key is optional in the
+/// user's copy; missing keys take these values.
+pub const DEFAULT_CONFIG: &str = include_str!("../config.default.toml");
+
+/// The directories and files of one installation.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub db: PathBuf,
+}
+
+impl Paths {
+    /// Explicit values (flags or environment) win over the platform defaults
+    /// of the `directories` crate.
+    pub fn resolve(
+        config_dir: Option<PathBuf>,
+        data_dir: Option<PathBuf>,
+        db: Option<PathBuf>,
+    ) -> Result<Paths> {
+        let dirs = directories::ProjectDirs::from("", "", "llmclis");
+        let missing = || {
+            Error::InvalidInput(
+                "cannot find a home directory: set LLMCLIS_CONFIG_DIR and LLMCLIS_DATA_DIR (or pass --config-dir and --data-dir)".into(),
+            )
+        };
+        let config_dir = match config_dir {
+            Some(d) => d,
+            None => dirs
+                .as_ref()
+                .ok_or_else(missing)?
+                .config_dir()
+                .to_path_buf(),
+        };
+        let data_dir = match data_dir {
+            Some(d) => d,
+            None => dirs.as_ref().ok_or_else(missing)?.data_dir().to_path_buf(),
+        };
+        let db = db.unwrap_or_else(|| data_dir.join(DB_FILE));
+        Ok(Paths {
+            config_dir,
+            data_dir,
+            db,
+        })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join(CONFIG_FILE)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub general: General,
+    pub queue: Queue,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    /// The name written as `agent` when a command gets no `--agent`.
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queue {
+    /// How long a claim holds a task before another agent may take it.
+    pub lease_seconds: u64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue { lease_seconds: 900 }
+    }
+}
+
+impl Config {
+    /// Reads the user's config; a missing file means the defaults.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start].matches('\n').count() + 1;
+                    let col = s.start - text[..s.start].rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {col}: ")
+                })
+                .unwrap_or_default();
+            Error::Config {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{at}{}; fix the file or delete it to use the defaults",
+                    e.message()
+                ),
+            }
+        })
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.queue.lease_seconds)
+    }
+}
+
+/// The agent name for a command: `--agent`, then `LLMCLIS_AGENT` (both via
+/// clap), then the config's `general.agent`, then the login name.
+pub fn agent_name(flag: Option<&str>, config: &Config) -> String {
+    let pick = |s: Option<&str>| s.map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+    pick(flag)
+        .or_else(|| pick(config.general.agent.as_deref()))
+        .or_else(|| pick(std::env::var("USER").ok().as_deref()))
+        .unwrap_or_else(|| "human".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_file_matches_the_defaults_in_code() {
+        let parsed = Config::parse(DEFAULT_CONFIG, Path::new("config.default.toml")).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = Config::parse("[queue]\nlease_secs = 3\n", Path::new("c.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("c.toml: line 2, column 1:"), "{msg}");
+        assert!(msg.contains("lease_secs"), "{msg}");
+    }
+
+    #[test]
+    fn partial_config_keeps_defaults() {
+        let c = Config::parse("[general]\nagent = \"max\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.general.agent.as_deref(), Some("max"));
+        assert_eq!(c.queue.lease_seconds, 900);
+    }
+}

@@ -1,0 +1,131 @@
+//! The library's one error type. `cli::report` is the one place that turns it
+//! into a message and an exit code.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit code for bad input: the user can fix the command line or the data.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for runtime failures: the environment, the file system, the database.
+pub const EXIT_RUNTIME: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no project with id {0}; `llmclis project list` shows the ids")]
+    ProjectNotFound(i64),
+
+    #[error("no task with id {0}; `llmclis task list` shows the ids")]
+    TaskNotFound(i64),
+
+    #[error("a project named {name:?} already exists (id {id}); pick another name")]
+    ProjectExists { name: String, id: i64 },
+
+    #[error("invalid status {0:?}: expected one of pending, in-progress, done, blocked")]
+    InvalidStatus(String),
+
+    #[error("task {0} cannot depend on itself")]
+    SelfDependency(i64),
+
+    #[error("dependency cycle: {path}; drop one of these dependencies first")]
+    DependencyCycle { path: String },
+
+    #[error(
+        "task {task} is in project {task_project} but {other} is in project {other_project}: {what} must be in the same project"
+    )]
+    CrossProject {
+        task: i64,
+        task_project: i64,
+        other: i64,
+        other_project: i64,
+        what: &'static str,
+    },
+
+    #[error("task {task} cannot have {parent} as its parent: {parent} is already below {task}")]
+    ParentCycle { task: i64, parent: i64 },
+
+    /// Any other bad argument or value, with the message that says what to do.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    #[error("cannot use database {path}: {reason}; pass another path with --db or LLMCLIS_DB")]
+    DatabaseUnavailable { path: PathBuf, reason: String },
+
+    #[error(
+        "{path} is not an SQLite database; pass another path with --db or LLMCLIS_DB (the file was not touched)"
+    )]
+    NotADatabase { path: PathBuf },
+
+    #[error(
+        "{path} was written by a newer llmclis (schema version {found}, this build knows {known}); upgrade llmclis to use it (the database was not touched)"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+impl Error {
+    /// A stable, machine-readable name for `--json` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::ProjectNotFound(_) => "project_not_found",
+            Error::TaskNotFound(_) => "task_not_found",
+            Error::ProjectExists { .. } => "project_exists",
+            Error::InvalidStatus(_) => "invalid_status",
+            Error::SelfDependency(_) => "self_dependency",
+            Error::DependencyCycle { .. } => "dependency_cycle",
+            Error::CrossProject { .. } => "cross_project",
+            Error::ParentCycle { .. } => "parent_cycle",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::DatabaseUnavailable { .. } => "database_unavailable",
+            Error::NotADatabase { .. } => "not_a_database",
+            Error::NewerSchema { .. } => "newer_schema",
+            Error::Config { .. } => "config",
+            Error::Io { .. } => "io",
+            Error::Sqlite(_) => "database",
+        }
+    }
+
+    /// 2 for input the user can correct, 1 for failures of the environment.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::ProjectNotFound(_)
+            | Error::TaskNotFound(_)
+            | Error::ProjectExists { .. }
+            | Error::InvalidStatus(_)
+            | Error::SelfDependency(_)
+            | Error::DependencyCycle { .. }
+            | Error::CrossProject { .. }
+            | Error::ParentCycle { .. }
+            | Error::InvalidInput(_)
+            | Error::Config { .. } => EXIT_USAGE,
+            Error::DatabaseUnavailable { .. }
+            | Error::NotADatabase { .. }
+            | Error::NewerSchema { .. }
+            | Error::Io { .. }
+            | Error::Sqlite(_) => EXIT_RUNTIME,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

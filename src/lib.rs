@@ -1,0 +1,20 @@
+//! llmclis: a terminal knowledge manager with a task queue for LLM agents.
+//!
+//! The library owns the logic; `main.rs` only calls [`run`]. See
+//! ARCHITECTURE.md for the map of modules and the invariants they keep.
+
+pub mod cli;
+pub mod config;
+pub mod defaults;
+pub mod error;
+pub mod first_run;
+pub mod fsutil;
+pub mod orchestrator;
+pub mod store;
+
+pub use error::{Error, Result};
+
+/// Runs the command line with the process's arguments.
+pub fn run() -> std::process::ExitCode {
+    cli::main(std::env::args_os())
+}

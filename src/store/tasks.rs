@@ -1,0 +1,908 @@
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+use serde_json::{Value, json};
+
+use super::{Event, NewTask, Note, Status, StatusCounts, Store, Task, TaskPatch, now};
+use crate::error::{Error, Result};
+
+const TASK_COLUMNS: &str = "id, project_id, parent_id, external_ref, title, description, status, \
+     priority, role, tags, created_at, created_by, updated_at, last_agent, last_updated_at, \
+     claimed_by, lease_expires_at, attempts";
+
+/// The ready queue's filter and order. Spelled exactly as in the partial
+/// indexes `tasks_ready` / `tasks_ready_any` (migrations/0001_init.sql), or
+/// SQLite will not use them.
+const READY_WHERE: &str = "status = 'pending' AND unmet_deps = 0 AND open_children = 0 \
+     AND parent_status IS NOT 'blocked'";
+const READY_ORDER: &str = "(parent_status IS 'in-progress') DESC, priority DESC, dep_count, id";
+
+fn next_ready_sql(project: bool) -> String {
+    let scope = if project { "project_id = ?1 AND " } else { "" };
+    format!("SELECT id FROM tasks WHERE {scope}{READY_WHERE} ORDER BY {READY_ORDER} LIMIT 1")
+}
+
+fn status_col(s: String) -> rusqlite::Result<Status> {
+    s.parse().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown status {s:?}").into(),
+        )
+    })
+}
+
+fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
+    let tags: String = r.get(9)?;
+    Ok(Task {
+        id: r.get(0)?,
+        project_id: r.get(1)?,
+        parent_id: r.get(2)?,
+        external_ref: r.get(3)?,
+        title: r.get(4)?,
+        description: r.get(5)?,
+        status: status_col(r.get(6)?)?,
+        priority: r.get(7)?,
+        role: r.get(8)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        depends_on: Vec::new(),
+        created_at: r.get(10)?,
+        created_by: r.get(11)?,
+        updated_at: r.get(12)?,
+        last_agent: r.get(13)?,
+        last_updated_at: r.get(14)?,
+        claimed_by: r.get(15)?,
+        lease_expires_at: r.get(16)?,
+        attempts: r.get(17)?,
+    })
+}
+
+fn load_task(conn: &rusqlite::Connection, id: i64) -> Result<Task> {
+    let mut task = conn
+        .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
+        .query_row([id], task_from_row)
+        .optional()?
+        .ok_or(Error::TaskNotFound(id))?;
+    task.depends_on = conn
+        .prepare_cached("SELECT depends_on FROM task_deps WHERE task_id = ?1 ORDER BY depends_on")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(task)
+}
+
+/// Trims and validates a tag list: no empty tags, no duplicates, order kept.
+fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for tag in tags {
+        let tag = tag.trim();
+        if tag.is_empty() {
+            return Err(Error::InvalidInput("a tag cannot be empty".into()));
+        }
+        if seen.insert(tag.to_string()) {
+            out.push(tag.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn clean_title(title: &str) -> Result<String> {
+    let t = title.trim();
+    if t.is_empty() {
+        return Err(Error::InvalidInput("a task needs a title".into()));
+    }
+    Ok(t.to_string())
+}
+
+/// One row of the event log, before it is written.
+struct EventDraft<'a> {
+    project_id: i64,
+    task_id: Option<i64>,
+    kind: &'a str,
+    from: Option<Status>,
+    to: Option<Status>,
+    metadata: &'a Value,
+}
+
+fn insert_event(tx: &Transaction<'_>, e: &EventDraft<'_>, agent: &str, ts: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (project_id, task_id, kind, from_status, to_status, agent, metadata, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        e.project_id,
+        e.task_id,
+        e.kind,
+        e.from.map(Status::as_str),
+        e.to.map(Status::as_str),
+        agent,
+        e.metadata.to_string(),
+        ts
+    ])?;
+    Ok(())
+}
+
+/// The task's project, or `TaskNotFound`.
+fn project_of(tx: &rusqlite::Connection, id: i64) -> Result<i64> {
+    tx.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .ok_or(Error::TaskNotFound(id))
+}
+
+fn ensure_same_project(
+    tx: &rusqlite::Connection,
+    task: i64,
+    task_project: i64,
+    other: i64,
+    what: &'static str,
+) -> Result<()> {
+    let other_project = project_of(tx, other)?;
+    if other_project != task_project {
+        return Err(Error::CrossProject {
+            task,
+            task_project,
+            other,
+            other_project,
+            what,
+        });
+    }
+    Ok(())
+}
+
+/// If `from` already reaches `to` through dependencies, the path `from → … → to`.
+fn dependency_path(tx: &rusqlite::Connection, from: i64, to: i64) -> Result<Option<Vec<i64>>> {
+    let mut stmt = tx.prepare_cached("SELECT depends_on FROM task_deps WHERE task_id = ?1")?;
+    let mut came_from: HashMap<i64, i64> = HashMap::new();
+    let mut queue = VecDeque::from([from]);
+    let mut seen = HashSet::from([from]);
+    while let Some(node) = queue.pop_front() {
+        if node == to {
+            let mut path = vec![to];
+            let mut cur = to;
+            while let Some(&prev) = came_from.get(&cur) {
+                path.push(prev);
+                cur = prev;
+            }
+            path.reverse();
+            return Ok(Some(path));
+        }
+        let next: Vec<i64> = stmt
+            .query_map([node], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for n in next {
+            if seen.insert(n) {
+                came_from.insert(n, node);
+                queue.push_back(n);
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn add_dependency_tx(
+    tx: &Transaction<'_>,
+    task_id: i64,
+    depends_on: i64,
+    agent: &str,
+    ts: &str,
+) -> Result<bool> {
+    if task_id == depends_on {
+        return Err(Error::SelfDependency(task_id));
+    }
+    let project = project_of(tx, task_id)?;
+    ensure_same_project(tx, task_id, project, depends_on, "a dependency")?;
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM task_deps WHERE task_id = ?1 AND depends_on = ?2")?
+        .query_row([task_id, depends_on], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    if let Some(path) = dependency_path(tx, depends_on, task_id)? {
+        // The new edge task → depends_on closes the loop depends_on → … → task.
+        let mut cycle = vec![task_id];
+        cycle.extend(path);
+        let shown: Vec<String> = cycle.iter().map(i64::to_string).collect();
+        return Err(Error::DependencyCycle {
+            path: format!("task {} (each depends on the next)", shown.join(" → ")),
+        });
+    }
+    tx.prepare_cached(
+        "INSERT INTO task_deps (task_id, depends_on, created_at, created_by) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![task_id, depends_on, ts, agent])?;
+    insert_event(
+        tx,
+        &EventDraft {
+            project_id: project,
+            task_id: Some(task_id),
+            kind: "dependency",
+            from: None,
+            to: None,
+            metadata: &json!({"action": "added", "depends_on": depends_on}),
+        },
+        agent,
+        ts,
+    )?;
+    touch(tx, task_id, agent, ts)?;
+    Ok(true)
+}
+
+fn touch(tx: &Transaction<'_>, id: i64, agent: &str, ts: &str) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE tasks SET updated_at = ?2, last_agent = ?3, last_updated_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, ts, agent])?;
+    Ok(())
+}
+
+fn set_status_tx(
+    tx: &Transaction<'_>,
+    id: i64,
+    status: Status,
+    agent: &str,
+    metadata: &Value,
+    ts: &str,
+) -> Result<Status> {
+    let (project, from, holder): (i64, String, Option<String>) = tx
+        .prepare_cached("SELECT project_id, status, claimed_by FROM tasks WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .ok_or(Error::TaskNotFound(id))?;
+    let from: Status = from.parse()?;
+    if from == status {
+        return Ok(from);
+    }
+    if status == Status::InProgress {
+        // Taken by hand: the agent holds it with no lease, unless it already
+        // held a lease from a claim.
+        let keep_lease = holder.as_deref() == Some(agent);
+        tx.prepare_cached(
+            "UPDATE tasks SET status = 'in-progress', claimed_by = ?2,
+                    lease_expires_at = CASE WHEN ?3 THEN lease_expires_at END,
+                    updated_at = ?4, last_agent = ?2, last_updated_at = ?4
+              WHERE id = ?1",
+        )?
+        .execute(params![id, agent, keep_lease, ts])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE tasks SET status = ?2, claimed_by = NULL, lease_expires_at = NULL,
+                    updated_at = ?4, last_agent = ?3, last_updated_at = ?4
+              WHERE id = ?1",
+        )?
+        .execute(params![id, status.as_str(), agent, ts])?;
+    }
+    insert_event(
+        tx,
+        &EventDraft {
+            project_id: project,
+            task_id: Some(id),
+            kind: "status",
+            from: Some(from),
+            to: Some(status),
+            metadata,
+        },
+        agent,
+        ts,
+    )?;
+    Ok(from)
+}
+
+fn append_note_tx(tx: &Transaction<'_>, id: i64, text: &str, agent: &str, ts: &str) -> Result<i64> {
+    if text.trim().is_empty() {
+        return Err(Error::InvalidInput("a note cannot be empty".into()));
+    }
+    let project = project_of(tx, id)?;
+    tx.prepare_cached(
+        "INSERT INTO task_notes (task_id, agent, text, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, agent, text, ts])?;
+    let note_id = tx.last_insert_rowid();
+    insert_event(
+        tx,
+        &EventDraft {
+            project_id: project,
+            task_id: Some(id),
+            kind: "note",
+            from: None,
+            to: None,
+            metadata: &json!({"note_id": note_id}),
+        },
+        agent,
+        ts,
+    )?;
+    touch(tx, id, agent, ts)?;
+    Ok(note_id)
+}
+
+/// Puts tasks whose lease ran out back to pending, with an event naming the
+/// holder that lost them. Returns how many were released.
+fn release_expired_leases(
+    tx: &Transaction<'_>,
+    project_id: Option<i64>,
+    agent: &str,
+    ts: &str,
+) -> Result<usize> {
+    let expired: Vec<(i64, i64, Option<String>, String)> = tx
+        .prepare_cached(
+            "SELECT id, project_id, claimed_by, lease_expires_at FROM tasks
+              WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?1
+                AND status = 'in-progress' AND (?2 IS NULL OR project_id = ?2)",
+        )?
+        .query_map(params![ts, project_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, project, holder, lease) in &expired {
+        tx.prepare_cached(
+            "UPDATE tasks SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL,
+                    updated_at = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, ts])?;
+        insert_event(
+            tx,
+            &EventDraft {
+                project_id: *project,
+                task_id: Some(*id),
+                kind: "lease_expired",
+                from: Some(Status::InProgress),
+                to: Some(Status::Pending),
+                metadata: &json!({"previous_holder": holder, "lease_expired_at": lease}),
+            },
+            agent,
+            ts,
+        )?;
+    }
+    Ok(expired.len())
+}
+
+/// A status change as it happened: the task after it, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub task: Task,
+    pub from: Status,
+}
+
+impl Transition {
+    pub fn changed(&self) -> bool {
+        self.from != self.task.status
+    }
+}
+
+impl Store {
+    pub fn create_task(&mut self, new: NewTask, agent: &str) -> Result<Task> {
+        let title = clean_title(&new.title)?;
+        let tags = clean_tags(&new.tags)?;
+        let external_ref = new
+            .external_ref
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let status = new.status.unwrap_or(Status::Pending);
+        let priority = new.priority.unwrap_or(super::DEFAULT_PRIORITY);
+        let id = self.write(|tx| {
+            let ts = now();
+            // Checked here, not left to the foreign key, for an error that names the id.
+            let project_exists = tx
+                .query_row("SELECT 1 FROM projects WHERE id = ?1", [new.project_id], |_| Ok(()))
+                .optional()?;
+            project_exists.ok_or(Error::ProjectNotFound(new.project_id))?;
+            if let Some(parent) = new.parent_id {
+                ensure_same_project(tx, 0, new.project_id, parent, "a parent").map_err(|e| {
+                    match e {
+                        Error::CrossProject { other_project, .. } => Error::InvalidInput(format!(
+                            "task {parent} is in project {other_project}, not {}: a parent must be in the same project",
+                            new.project_id
+                        )),
+                        other => other,
+                    }
+                })?;
+            }
+            if let Some(r) = external_ref {
+                let taken: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM tasks WHERE project_id = ?1 AND external_ref = ?2",
+                        params![new.project_id, r],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if let Some(other) = taken {
+                    return Err(Error::InvalidInput(format!(
+                        "task {other} of project {} already has the reference {r:?}",
+                        new.project_id
+                    )));
+                }
+            }
+            tx.prepare_cached(
+                "INSERT INTO tasks (project_id, parent_id, external_ref, title, description, status,
+                                    priority, role, tags, created_at, created_by, updated_at,
+                                    last_agent, last_updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?11, ?10)",
+            )?
+            .execute(params![
+                new.project_id,
+                new.parent_id,
+                external_ref,
+                title,
+                new.description,
+                status.as_str(),
+                priority,
+                new.role,
+                serde_json::to_string(&tags).expect("strings serialize"),
+                ts,
+                agent
+            ])?;
+            let id = tx.last_insert_rowid();
+            insert_event(
+                tx,
+                &EventDraft {
+                    project_id: new.project_id,
+                    task_id: Some(id),
+                    kind: "created",
+                    from: None,
+                    to: Some(status),
+                    metadata: &json!({"title": title, "parent_id": new.parent_id}),
+                },
+                agent,
+                &ts,
+            )?;
+            for dep in &new.depends_on {
+                add_dependency_tx(tx, id, *dep, agent, &ts)?;
+            }
+            Ok(id)
+        })?;
+        self.task(id)
+    }
+
+    pub fn task(&self, id: i64) -> Result<Task> {
+        load_task(self.conn(), id)
+    }
+
+    /// Tasks of one project (or all), optionally of one status, by id.
+    pub fn tasks(&self, project_id: Option<i64>, status: Option<Status>) -> Result<Vec<Task>> {
+        if let Some(p) = project_id {
+            self.ensure_project(p)?;
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks
+              WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR status = ?2)
+              ORDER BY id"
+        ))?;
+        let mut tasks = stmt
+            .query_map(
+                params![project_id, status.map(Status::as_str)],
+                task_from_row,
+            )?
+            .collect::<rusqlite::Result<Vec<Task>>>()?;
+        let mut deps: HashMap<i64, Vec<i64>> = HashMap::new();
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.task_id, d.depends_on FROM task_deps d JOIN tasks t ON t.id = d.task_id
+              WHERE (?1 IS NULL OR t.project_id = ?1) ORDER BY d.task_id, d.depends_on",
+        )?;
+        let rows = stmt.query_map([project_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        for row in rows {
+            let (task, dep): (i64, i64) = row?;
+            deps.entry(task).or_default().push(dep);
+        }
+        for t in &mut tasks {
+            if let Some(d) = deps.remove(&t.id) {
+                t.depends_on = d;
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// The direct subtasks of a task, by id.
+    pub fn subtasks(&self, id: i64) -> Result<Vec<Task>> {
+        let ids: Vec<i64> = self
+            .conn()
+            .prepare_cached("SELECT id FROM tasks WHERE parent_id = ?1 ORDER BY id")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.into_iter().map(|i| self.task(i)).collect()
+    }
+
+    /// Applies the fields set in `patch`; writes one `edit` event listing each
+    /// changed field's old and new value. No change, no event.
+    pub fn update_task(&mut self, id: i64, patch: TaskPatch, agent: &str) -> Result<Task> {
+        let before = self.task(id)?;
+        let mut after = before.clone();
+        if let Some(t) = &patch.title {
+            after.title = clean_title(t)?;
+        }
+        if let Some(d) = &patch.description {
+            after.description = d.clone();
+        }
+        if let Some(p) = patch.priority {
+            after.priority = p;
+        }
+        if let Some(r) = &patch.role {
+            after.role = r.clone();
+        }
+        if let Some(tags) = &patch.tags {
+            after.tags = clean_tags(tags)?;
+        }
+        if let Some(r) = &patch.external_ref {
+            after.external_ref = r
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(String::from);
+        }
+        let mut changes = serde_json::Map::new();
+        let mut diff = |field: &str, from: Value, to: Value| {
+            if from != to {
+                changes.insert(field.to_string(), json!({"from": from, "to": to}));
+            }
+        };
+        diff("title", json!(before.title), json!(after.title));
+        diff(
+            "description",
+            json!(before.description),
+            json!(after.description),
+        );
+        diff("priority", json!(before.priority), json!(after.priority));
+        diff("role", json!(before.role), json!(after.role));
+        diff("tags", json!(before.tags), json!(after.tags));
+        diff(
+            "external_ref",
+            json!(before.external_ref),
+            json!(after.external_ref),
+        );
+        if changes.is_empty() {
+            return Ok(before);
+        }
+        self.write(|tx| {
+            let ts = now();
+            if let Some(r) = &after.external_ref {
+                let taken: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM tasks WHERE project_id = ?1 AND external_ref = ?2 AND id != ?3",
+                        params![after.project_id, r, id],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if let Some(other) = taken {
+                    return Err(Error::InvalidInput(format!(
+                        "task {other} of project {} already has the reference {r:?}",
+                        after.project_id
+                    )));
+                }
+            }
+            tx.execute(
+                "UPDATE tasks SET title = ?2, description = ?3, priority = ?4, role = ?5, tags = ?6,
+                        external_ref = ?7, updated_at = ?8, last_agent = ?9, last_updated_at = ?8
+                  WHERE id = ?1",
+                params![
+                    id,
+                    after.title,
+                    after.description,
+                    after.priority,
+                    after.role,
+                    serde_json::to_string(&after.tags).expect("strings serialize"),
+                    after.external_ref,
+                    ts,
+                    agent
+                ],
+            )?;
+            insert_event(
+                tx,
+                &EventDraft {
+                    project_id: after.project_id,
+                    task_id: Some(id),
+                    kind: "edit",
+                    from: None,
+                    to: None,
+                    metadata: &Value::Object(changes),
+                },
+                agent,
+                &ts,
+            )?;
+            Ok(())
+        })?;
+        self.task(id)
+    }
+
+    /// `task_id` depends on `depends_on`. Refuses self-dependencies, other
+    /// projects and cycles (naming the cycle). Adding an existing dependency
+    /// changes nothing and returns false.
+    pub fn add_dependency(&mut self, task_id: i64, depends_on: i64, agent: &str) -> Result<bool> {
+        self.write(|tx| add_dependency_tx(tx, task_id, depends_on, agent, &now()))
+    }
+
+    /// Drops a dependency; returns false when there was none.
+    pub fn remove_dependency(
+        &mut self,
+        task_id: i64,
+        depends_on: i64,
+        agent: &str,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let project = project_of(tx, task_id)?;
+            project_of(tx, depends_on)?;
+            let n = tx.execute(
+                "DELETE FROM task_deps WHERE task_id = ?1 AND depends_on = ?2",
+                [task_id, depends_on],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let ts = now();
+            insert_event(
+                tx,
+                &EventDraft {
+                    project_id: project,
+                    task_id: Some(task_id),
+                    kind: "dependency",
+                    from: None,
+                    to: None,
+                    metadata: &json!({"action": "removed", "depends_on": depends_on}),
+                },
+                agent,
+                &ts,
+            )?;
+            touch(tx, task_id, agent, &ts)?;
+            Ok(true)
+        })
+    }
+
+    /// Sets a task's status and writes the event (with `metadata`) in one
+    /// transaction. Setting the status it already has changes nothing.
+    pub fn mark_task_status(
+        &mut self,
+        task_id: i64,
+        status: Status,
+        agent: &str,
+        metadata: Value,
+    ) -> Result<Transition> {
+        self.mark_task_status_with_note(task_id, status, agent, metadata, None)
+    }
+
+    /// `mark_task_status` plus an optional note, all or nothing.
+    pub fn mark_task_status_with_note(
+        &mut self,
+        task_id: i64,
+        status: Status,
+        agent: &str,
+        metadata: Value,
+        note: Option<&str>,
+    ) -> Result<Transition> {
+        let metadata = if metadata.is_null() {
+            json!({})
+        } else {
+            metadata
+        };
+        let from = self.write(|tx| {
+            let ts = now();
+            let from = set_status_tx(tx, task_id, status, agent, &metadata, &ts)?;
+            if let Some(text) = note {
+                append_note_tx(tx, task_id, text, agent, &ts)?;
+            }
+            Ok(from)
+        })?;
+        Ok(Transition {
+            task: self.task(task_id)?,
+            from,
+        })
+    }
+
+    pub fn append_task_note(&mut self, task_id: i64, note: &str, agent: &str) -> Result<Note> {
+        let id = self.write(|tx| append_note_tx(tx, task_id, note, agent, &now()))?;
+        Ok(self.conn().query_row(
+            "SELECT id, task_id, agent, text, created_at FROM task_notes WHERE id = ?1",
+            [id],
+            note_from_row,
+        )?)
+    }
+
+    pub fn notes(&self, task_id: i64) -> Result<Vec<Note>> {
+        project_of(self.conn(), task_id)?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, task_id, agent, text, created_at FROM task_notes WHERE task_id = ?1 ORDER BY id",
+        )?;
+        let notes = stmt
+            .query_map([task_id], note_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(notes)
+    }
+
+    /// A task's history, oldest first.
+    pub fn events(&self, task_id: i64) -> Result<Vec<Event>> {
+        project_of(self.conn(), task_id)?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, project_id, task_id, kind, from_status, to_status, agent, metadata, created_at
+               FROM events WHERE task_id = ?1 ORDER BY id",
+        )?;
+        let events = stmt
+            .query_map([task_id], |r| {
+                let from: Option<String> = r.get(4)?;
+                let to: Option<String> = r.get(5)?;
+                let metadata: String = r.get(7)?;
+                Ok(Event {
+                    id: r.get(0)?,
+                    project_id: r.get(1)?,
+                    task_id: r.get(2)?,
+                    kind: r.get(3)?,
+                    from_status: from.map(status_col).transpose()?,
+                    to_status: to.map(status_col).transpose()?,
+                    agent: r.get(6)?,
+                    metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
+                    created_at: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(events)
+    }
+
+    /// The task an agent should work on next, without claiming it: pending,
+    /// every dependency and subtask done, parent not blocked; subtasks of
+    /// in-progress parents first, then higher priority, then fewer
+    /// dependencies, then the lowest id. Tasks whose lease expired come back
+    /// at the next `claim_next`.
+    pub fn next_task(&self, project_id: Option<i64>) -> Result<Option<Task>> {
+        if let Some(p) = project_id {
+            self.ensure_project(p)?;
+        }
+        let conn = self.conn();
+        let id: Option<i64> = match project_id {
+            Some(p) => conn
+                .prepare_cached(&next_ready_sql(true))?
+                .query_row([p], |r| r.get(0))
+                .optional()?,
+            None => conn
+                .prepare_cached(&next_ready_sql(false))?
+                .query_row([], |r| r.get(0))
+                .optional()?,
+        };
+        id.map(|id| self.task(id)).transpose()
+    }
+
+    /// Atomically takes the next task for `agent`: one `UPDATE … WHERE status
+    /// = 'pending' … RETURNING` inside a write transaction, with a lease that
+    /// ends after `lease`. Leases that already ran out are released first, so
+    /// the work of a dead agent is picked up again.
+    pub fn claim_next(
+        &mut self,
+        project_id: Option<i64>,
+        agent: &str,
+        lease: Duration,
+    ) -> Result<Option<Task>> {
+        if agent.trim().is_empty() {
+            return Err(Error::InvalidInput("claiming needs an agent name".into()));
+        }
+        if let Some(p) = project_id {
+            self.ensure_project(p)?;
+        }
+        let lease = chrono::Duration::from_std(lease)
+            .map_err(|_| Error::InvalidInput("the lease is too long".into()))?;
+        let claimed = self.write(|tx| {
+            let now_t = chrono::Utc::now();
+            let ts = super::format_time(now_t);
+            let until = super::format_time(now_t + lease);
+            release_expired_leases(tx, project_id, agent, &ts)?;
+            let pick = next_ready_sql(project_id.is_some());
+            let sql = format!(
+                "UPDATE tasks SET status = 'in-progress', claimed_by = :agent, lease_expires_at = :until,
+                        attempts = attempts + 1, updated_at = :now, last_agent = :agent,
+                        last_updated_at = :now
+                  WHERE id = ({}) AND status = 'pending'
+                 RETURNING id, project_id",
+                pick.replace("?1", ":project")
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut named: Vec<(&str, &dyn rusqlite::ToSql)> =
+                vec![(":agent", &agent), (":until", &until), (":now", &ts)];
+            if let Some(p) = project_id.as_ref() {
+                named.push((":project", p));
+            }
+            let row: Option<(i64, i64)> = stmt
+                .query_row(named.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((id, project)) = row else {
+                return Ok(None);
+            };
+            insert_event(
+                tx,
+                &EventDraft {
+                    project_id: project,
+                    task_id: Some(id),
+                    kind: "claim",
+                    from: Some(Status::Pending),
+                    to: Some(Status::InProgress),
+                    metadata: &json!({"lease_expires_at": until}),
+                },
+                agent,
+                &ts,
+            )?;
+            Ok(Some(id))
+        })?;
+        claimed.map(|id| self.task(id)).transpose()
+    }
+
+    /// Extends the lease of a task `agent` holds. False when it no longer
+    /// holds it (the lease ran out and another agent took the task).
+    pub fn renew_lease(&mut self, task_id: i64, agent: &str, lease: Duration) -> Result<bool> {
+        let lease = chrono::Duration::from_std(lease)
+            .map_err(|_| Error::InvalidInput("the lease is too long".into()))?;
+        let until = super::format_time(chrono::Utc::now() + lease);
+        self.write(|tx| {
+            project_of(tx, task_id)?;
+            let n = tx.execute(
+                "UPDATE tasks SET lease_expires_at = ?3
+                  WHERE id = ?1 AND claimed_by = ?2 AND status = 'in-progress'",
+                params![task_id, agent, until],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Counts by status, and how many pending tasks are ready now.
+    pub fn status_counts(&self, project_id: Option<i64>) -> Result<StatusCounts> {
+        if let Some(p) = project_id {
+            self.ensure_project(p)?;
+        }
+        let mut counts = StatusCounts::default();
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT status, count(*) FROM tasks WHERE (?1 IS NULL OR project_id = ?1) GROUP BY status",
+        )?;
+        let rows = stmt.query_map([project_id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+        for row in rows {
+            let (status, n): (String, i64) = row?;
+            match status.parse()? {
+                Status::Pending => counts.pending = n,
+                Status::InProgress => counts.in_progress = n,
+                Status::Done => counts.done = n,
+                Status::Blocked => counts.blocked = n,
+            }
+        }
+        counts.ready = self.conn().query_row(
+            &format!(
+                "SELECT count(*) FROM tasks WHERE (?1 IS NULL OR project_id = ?1) AND {READY_WHERE}"
+            ),
+            [project_id],
+            |r| r.get(0),
+        )?;
+        Ok(counts)
+    }
+}
+
+fn note_from_row(r: &Row<'_>) -> rusqlite::Result<Note> {
+    Ok(Note {
+        id: r.get(0)?,
+        task_id: r.get(1)?,
+        agent: r.get(2)?,
+        text: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ready-queue queries must be index seeks, or next_task scans the
+    /// whole table at 100,000 tasks.
+    #[test]
+    fn next_task_queries_use_the_ready_indexes() {
+        let store = Store::open_in_memory().unwrap();
+        for (project, index) in [(true, "tasks_ready"), (false, "tasks_ready_any")] {
+            let plan: Vec<String> = store
+                .conn()
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", next_ready_sql(project)))
+                .unwrap()
+                .query_map(rusqlite::params_from_iter(project.then_some(1i64)), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(plan.contains(index), "plan does not use {index}:\n{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "plan sorts:\n{plan}");
+        }
+    }
+}
