@@ -396,5 +396,8 @@ fn invalid_input_is_refused() {
         s.create_project("demo", "", None, "t"),
         Err(Error::ProjectExists { .. })
     ));
-    assert!(matches!(s.append_task_note(1, " ", "t"), Err(_)));
+    assert!(matches!(
+        s.append_task_note(1, " ", "t"),
+        Err(Error::InvalidInput(_))
+    ));
 }
