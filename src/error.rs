@@ -41,9 +41,6 @@ pub enum Error {
         what: &'static str,
     },
 
-    #[error("task {task} cannot have {parent} as its parent: {parent} is already below {task}")]
-    ParentCycle { task: i64, parent: i64 },
-
     /// Any other bad argument or value, with the message that says what to do.
     #[error("{0}")]
     InvalidInput(String),
@@ -90,7 +87,6 @@ impl Error {
             Error::SelfDependency(_) => "self_dependency",
             Error::DependencyCycle { .. } => "dependency_cycle",
             Error::CrossProject { .. } => "cross_project",
-            Error::ParentCycle { .. } => "parent_cycle",
             Error::InvalidInput(_) => "invalid_input",
             Error::DatabaseUnavailable { .. } => "database_unavailable",
             Error::NotADatabase { .. } => "not_a_database",
@@ -111,7 +107,6 @@ impl Error {
             | Error::SelfDependency(_)
             | Error::DependencyCycle { .. }
             | Error::CrossProject { .. }
-            | Error::ParentCycle { .. }
             | Error::InvalidInput(_)
             | Error::Config { .. } => EXIT_USAGE,
             Error::DatabaseUnavailable { .. }

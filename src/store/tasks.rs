@@ -151,6 +151,28 @@ fn ensure_same_project(
     Ok(())
 }
 
+/// External refs (`S1.2`) are unique within a project; `except` is the task
+/// being edited.
+fn ensure_ref_free(
+    tx: &rusqlite::Connection,
+    project_id: i64,
+    external_ref: &str,
+    except: Option<i64>,
+) -> Result<()> {
+    let taken: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM tasks WHERE project_id = ?1 AND external_ref = ?2 AND id IS NOT ?3",
+        )?
+        .query_row(params![project_id, external_ref, except], |row| row.get(0))
+        .optional()?;
+    match taken {
+        Some(other) => Err(Error::InvalidInput(format!(
+            "task {other} of project {project_id} already has the reference {external_ref:?}; pick another"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// If `from` already reaches `to` through dependencies, the path `from → … → to`.
 fn dependency_path(tx: &rusqlite::Connection, from: i64, to: i64) -> Result<Option<Vec<i64>>> {
     let mut stmt = tx.prepare_cached("SELECT depends_on FROM task_deps WHERE task_id = ?1")?;
@@ -391,30 +413,16 @@ impl Store {
                 .optional()?;
             project_exists.ok_or(Error::ProjectNotFound(new.project_id))?;
             if let Some(parent) = new.parent_id {
-                ensure_same_project(tx, 0, new.project_id, parent, "a parent").map_err(|e| {
-                    match e {
-                        Error::CrossProject { other_project, .. } => Error::InvalidInput(format!(
-                            "task {parent} is in project {other_project}, not {}: a parent must be in the same project",
-                            new.project_id
-                        )),
-                        other => other,
-                    }
-                })?;
-            }
-            if let Some(r) = external_ref {
-                let taken: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM tasks WHERE project_id = ?1 AND external_ref = ?2",
-                        params![new.project_id, r],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                if let Some(other) = taken {
+                let parent_project = project_of(tx, parent)?;
+                if parent_project != new.project_id {
                     return Err(Error::InvalidInput(format!(
-                        "task {other} of project {} already has the reference {r:?}",
+                        "task {parent} is in project {parent_project}, not {}: a parent must be in the same project",
                         new.project_id
                     )));
                 }
+            }
+            if let Some(r) = external_ref {
+                ensure_ref_free(tx, new.project_id, r, None)?;
             }
             tx.prepare_cached(
                 "INSERT INTO tasks (project_id, parent_id, external_ref, title, description, status,
@@ -559,19 +567,7 @@ impl Store {
         self.write(|tx| {
             let ts = now();
             if let Some(r) = &after.external_ref {
-                let taken: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM tasks WHERE project_id = ?1 AND external_ref = ?2 AND id != ?3",
-                        params![after.project_id, r, id],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                if let Some(other) = taken {
-                    return Err(Error::InvalidInput(format!(
-                        "task {other} of project {} already has the reference {r:?}",
-                        after.project_id
-                    )));
-                }
+                ensure_ref_free(tx, after.project_id, r, Some(id))?;
             }
             tx.execute(
                 "UPDATE tasks SET title = ?2, description = ?3, priority = ?4, role = ?5, tags = ?6,
