@@ -65,6 +65,19 @@ pub enum Error {
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
 
+    #[error("{path}:{line}: {message}")]
+    Document {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    #[error("{path}: {message}")]
+    Conflict { path: PathBuf, message: String },
+
+    #[error("{count} violation(s) found; each is listed above")]
+    CheckFailed { count: usize },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -92,6 +105,9 @@ impl Error {
             Error::NotADatabase { .. } => "not_a_database",
             Error::NewerSchema { .. } => "newer_schema",
             Error::Config { .. } => "config",
+            Error::Document { .. } => "document",
+            Error::Conflict { .. } => "conflict",
+            Error::CheckFailed { .. } => "check_failed",
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
         }
@@ -108,10 +124,13 @@ impl Error {
             | Error::DependencyCycle { .. }
             | Error::CrossProject { .. }
             | Error::InvalidInput(_)
-            | Error::Config { .. } => EXIT_USAGE,
+            | Error::Config { .. }
+            | Error::Document { .. } => EXIT_USAGE,
             Error::DatabaseUnavailable { .. }
             | Error::NotADatabase { .. }
             | Error::NewerSchema { .. }
+            | Error::Conflict { .. }
+            | Error::CheckFailed { .. }
             | Error::Io { .. }
             | Error::Sqlite(_) => EXIT_RUNTIME,
         }

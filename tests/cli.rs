@@ -430,7 +430,7 @@ fn first_run_is_idempotent_and_keeps_edited_files() {
     env.run(&["first-run"]).assert_ok();
 
     let report = env.json(&["first-run", "--yes"]);
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], llmclis::store::SCHEMA_VERSION);
     assert!(
         report["steps"]
             .as_array()

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
+mod plans;
 mod render;
 
 use std::ffi::OsString;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{Config, Paths, agent_name};
+use crate::docs::sync;
 use crate::error::{Error, Result};
 use crate::store::{NewTask, Status, Store, TaskPatch, parse_priority};
 use crate::{first_run, orchestrator};
@@ -74,6 +76,15 @@ enum Command {
     Task(TaskCmd),
     /// Work through a project's tasks (for now: show the order with --dry-run)
     Orchestrate(OrchestrateArgs),
+    /// plans.md: import, done, add, note, status, check, sync
+    #[command(subcommand)]
+    Plans(plans::PlansCmd),
+    /// issues.md: open and close entries
+    #[command(subcommand)]
+    Issues(plans::IssuesCmd),
+    /// research.md: add findings
+    #[command(subcommand)]
+    Research(plans::ResearchCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,20 +264,20 @@ fn print_json_error(kind: &str, message: &str) {
     eprintln!("{}", json!({"error": {"kind": kind, "message": message}}));
 }
 
-struct Ctx {
-    paths: Paths,
-    config: Config,
-    agent: String,
-    json: bool,
+pub(crate) struct Ctx {
+    pub(crate) paths: Paths,
+    pub(crate) config: Config,
+    pub(crate) agent: String,
+    pub(crate) json: bool,
 }
 
 impl Ctx {
-    fn store(&self) -> Result<Store> {
+    pub(crate) fn store(&self) -> Result<Store> {
         Store::open(&self.paths.db)
     }
 }
 
-fn emit<T: Serialize>(
+pub(crate) fn emit<T: Serialize>(
     out: &mut impl Write,
     json: bool,
     value: &T,
@@ -294,6 +305,9 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::FirstRun { yes } => cmd_first_run(&ctx, yes, out),
         Command::Project(cmd) => cmd_project(&ctx, cmd, out),
         Command::Task(cmd) => cmd_task(&ctx, cmd, out),
+        Command::Plans(cmd) => plans::plans(&ctx, cmd, out),
+        Command::Issues(cmd) => plans::issues(&ctx, cmd, out),
+        Command::Research(cmd) => plans::research(&ctx, cmd, out),
         Command::Orchestrate(args) => {
             let store = ctx.store()?;
             store.project(args.project.project_id)?;
@@ -480,7 +494,8 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
         }
         TaskCmd::Status { id, status, note } => {
             let status: Status = status.parse()?;
-            let tr = store.mark_task_status_with_note(
+            let (tr, files) = sync::set_status(
+                &mut store,
                 id,
                 status,
                 agent,
@@ -491,14 +506,14 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
                 previous_status: tr.from,
                 changed: tr.changed(),
                 task: tr.task,
+                files,
             };
             emit(out, ctx.json, &view, || render::status_change(&view))
         }
         TaskCmd::Note { id, text } => {
-            let n = store.append_task_note(id, &text, agent)?;
-            emit(out, ctx.json, &n, || {
-                format!("Added note {} to task {}.", n.id, n.task_id)
-            })
+            let (note, files) = sync::add_note(&mut store, id, &text, agent)?;
+            let view = render::NoteView { note, files };
+            emit(out, ctx.json, &view, || render::note_added(&view))
         }
         TaskCmd::Dep { id, on, remove } => {
             let changed = if remove {

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::docs::sync::FollowReport;
 use crate::first_run::{Outcome, Report};
 use crate::orchestrator::DryRun;
 use crate::store::{Event, Note, Project, Status, StatusCounts, Task};
@@ -40,6 +41,15 @@ pub struct StatusView {
     pub task: Task,
     pub previous_status: Status,
     pub changed: bool,
+    /// What happened to the linked plan files.
+    pub files: FollowReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NoteView {
+    #[serde(flatten)]
+    pub note: Note,
+    pub files: FollowReport,
 }
 
 fn counts_line(c: &StatusCounts) -> String {
@@ -257,7 +267,7 @@ pub fn next(task: Option<&Task>, claimed: bool, counts: Option<&StatusCounts>) -
 }
 
 pub fn status_change(v: &StatusView) -> String {
-    if v.changed {
+    let mut s = if v.changed {
         format!(
             "Task {}: {} → {}",
             v.task.id, v.previous_status, v.task.status
@@ -267,7 +277,33 @@ pub fn status_change(v: &StatusView) -> String {
             "Task {} is already {}; status unchanged.",
             v.task.id, v.task.status
         )
+    };
+    s.push_str(&files(&v.files));
+    s
+}
+
+pub fn note_added(v: &NoteView) -> String {
+    format!(
+        "Added note {} to task {}.{}",
+        v.note.id,
+        v.note.task_id,
+        files(&v.files)
+    )
+}
+
+/// One line per plan file that changed, for human output.
+pub fn files(f: &FollowReport) -> String {
+    let mut s = String::new();
+    if let (true, Some(p)) = (f.plans_changed, &f.plans) {
+        let _ = write!(s, "\nUpdated {p}");
     }
+    if let Some(km) = &f.issue {
+        let _ = write!(s, "\nBlocked: issues.md entry {km}");
+    }
+    for km in &f.closed_issues {
+        let _ = write!(s, "\nClosed issues.md entry {km}");
+    }
+    s
 }
 
 pub fn dry_run(plan: &DryRun) -> String {

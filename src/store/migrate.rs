@@ -6,8 +6,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::Result;
 
 /// `migrations/NNNN_name.sql`, in order. Never edit a released entry; append.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init", include_str!("../../migrations/0001_init.sql")),
+    (
+        "0002_plans_path",
+        include_str!("../../migrations/0002_plans_path.sql"),
+    ),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

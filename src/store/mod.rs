@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
+pub use tasks::Transition;
 
 /// How long a writer waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);

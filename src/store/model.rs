@@ -85,6 +85,9 @@ pub struct Project {
     pub name: String,
     pub description: String,
     pub root: Option<String>,
+    /// The plans.md this project was imported from; its tasks' status
+    /// changes are written back there.
+    pub plans_path: Option<String>,
     pub created_at: String,
     pub created_by: String,
     pub updated_at: String,

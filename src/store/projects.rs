@@ -3,7 +3,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::{Project, Store, now};
 use crate::error::{Error, Result};
 
-const PROJECT_COLUMNS: &str = "id, name, description, root, created_at, created_by, updated_at";
+const PROJECT_COLUMNS: &str =
+    "id, name, description, root, plans_path, created_at, created_by, updated_at";
 
 fn project_from_row(r: &Row<'_>) -> rusqlite::Result<Project> {
     Ok(Project {
@@ -11,9 +12,10 @@ fn project_from_row(r: &Row<'_>) -> rusqlite::Result<Project> {
         name: r.get(1)?,
         description: r.get(2)?,
         root: r.get(3)?,
-        created_at: r.get(4)?,
-        created_by: r.get(5)?,
-        updated_at: r.get(6)?,
+        plans_path: r.get(4)?,
+        created_at: r.get(5)?,
+        created_by: r.get(6)?,
+        updated_at: r.get(7)?,
     })
 }
 
@@ -88,6 +90,62 @@ impl Store {
             .query_map([], project_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// The project linked to this plans file (an absolute path), if any.
+    pub fn project_by_plans_path(&self, path: &str) -> Result<Option<Project>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE plans_path = ?1"),
+                [path],
+                project_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Links a project to its plans file (or unlinks it with `None`).
+    pub fn set_project_plans_path(
+        &mut self,
+        id: i64,
+        path: Option<&str>,
+        agent: &str,
+    ) -> Result<Project> {
+        self.write(|tx| {
+            let old: Option<Option<String>> = tx
+                .query_row("SELECT plans_path FROM projects WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            let old = old.ok_or(Error::ProjectNotFound(id))?;
+            if old.as_deref() == path {
+                return Ok(());
+            }
+            if let Some(p) = path {
+                let other: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM projects WHERE plans_path = ?1 AND id != ?2",
+                        params![p, id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(other) = other {
+                    return Err(Error::InvalidInput(format!(
+                        "{p} is already linked to project {other}; import it with --project-id {other}"
+                    )));
+                }
+            }
+            let ts = now();
+            tx.execute(
+                "UPDATE projects SET plans_path = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, path, ts],
+            )?;
+            tx.execute(
+                "INSERT INTO events (project_id, kind, agent, metadata, created_at)
+                 VALUES (?1, 'project_edit', ?2, json_object('plans_path', json_object('from', ?3, 'to', ?4)), ?5)",
+                params![id, agent, old, path, ts],
+            )?;
+            Ok(())
+        })?;
+        self.project(id)
     }
 
     /// Fails with `ProjectNotFound` unless the project exists.

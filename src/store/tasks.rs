@@ -504,6 +504,16 @@ impl Store {
         Ok(tasks)
     }
 
+    /// The task of a project with this external ref (`S1.2`), if any.
+    pub fn task_by_ref(&self, project_id: i64, external_ref: &str) -> Result<Option<Task>> {
+        let id: Option<i64> = self
+            .conn()
+            .prepare_cached("SELECT id FROM tasks WHERE project_id = ?1 AND external_ref = ?2")?
+            .query_row(params![project_id, external_ref], |r| r.get(0))
+            .optional()?;
+        id.map(|id| self.task(id)).transpose()
+    }
+
     /// The direct subtasks of a task, by id.
     pub fn subtasks(&self, id: i64) -> Result<Vec<Task>> {
         let ids: Vec<i64> = self

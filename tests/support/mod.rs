@@ -37,6 +37,8 @@ impl Env {
             .env("LLMCLIS_DATA_DIR", self.dir.path().join("data"))
             .env("LLMCLIS_DB", self.db())
             .env("LLMCLIS_AGENT", "tester")
+            // Not the repository: first-run would import its plans.md.
+            .current_dir(self.dir.path())
             .stdin(Stdio::null());
         c
     }

@@ -1,0 +1,609 @@
+//! The store and the plan files, kept in step.
+//!
+//! - `import`: plans.md → store. Stages become parent tasks (`S1`), tasks keep
+//!   their ids (`S1.1`), checklist items become subtasks (`S1.1/slug`).
+//!   Re-importing updates by external ref and never duplicates.
+//! - `follow`: store → files, for one task. Idempotent: it reconciles the
+//!   file with the task's state (ticked box, Completed, Done log, notes,
+//!   an issues.md entry while blocked), so running it twice changes nothing.
+//! - `set_status`, `add_note`, `add_plan_task`: what the CLI, the TUI and the
+//!   orchestrator call, so the files follow every change the same way.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::issues::{self, IssuesDoc};
+use super::plans::{PlansDoc, StageState, note_line};
+use super::{Written, read_doc, stamp_now, update_file};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::store::{NewTask, Note, Project, Status, Store, Task, TaskPatch, Transition};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub project_id: i64,
+    pub path: String,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// What `follow` did to the files.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FollowReport {
+    /// The plans file, when the task is linked to one.
+    pub plans: Option<String>,
+    pub plans_changed: bool,
+    /// The issues.md entry opened or kept open for a blocked task.
+    pub issue: Option<String>,
+    /// Entries closed because the task is no longer blocked.
+    pub closed_issues: Vec<String>,
+}
+
+/// Where a task's external ref points in plans.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Loc {
+    Stage(u32),
+    Task(String),
+    Check(String, String),
+}
+
+impl Loc {
+    fn of(external_ref: &str) -> Option<Loc> {
+        if let Some((task, slug)) = external_ref.split_once('/') {
+            return Some(Loc::Check(task.to_string(), slug.to_string()));
+        }
+        let rest = external_ref.strip_prefix('S')?;
+        if rest.contains('.') {
+            Some(Loc::Task(external_ref.to_string()))
+        } else {
+            rest.parse().ok().map(Loc::Stage)
+        }
+    }
+}
+
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::InvalidInput(format!(
+                "no plans file at {}; pass the path of a plans.md",
+                path.display()
+            ))
+        } else {
+            Error::io(path, e)
+        }
+    })
+}
+
+/// Imports (or re-imports) a plans.md into a project: the given one, the one
+/// already linked to this file, or a new one named after the file's title.
+pub fn import(
+    store: &mut Store,
+    path: &Path,
+    project_id: Option<i64>,
+    agent: &str,
+) -> Result<ImportReport> {
+    let path = canonical(path)?;
+    let shown = path.to_string_lossy().into_owned();
+    let text = read_doc(&path)?;
+    let doc = PlansDoc::parse(&text, &path)?;
+    let project = match project_id {
+        Some(id) => store.project(id)?,
+        None => match store.project_by_plans_path(&shown)? {
+            Some(p) => p,
+            None => {
+                let name = project_name(&doc, &path);
+                if let Some(p) = store.project_by_name(&name)? {
+                    return Err(Error::InvalidInput(format!(
+                        "a project named {name:?} already exists (id {}); import into it with --project-id {}",
+                        p.id, p.id
+                    )));
+                }
+                let root = path.parent().map(|p| p.to_string_lossy().into_owned());
+                store.create_project(
+                    &name,
+                    &format!("Imported from {shown}"),
+                    root.as_deref(),
+                    agent,
+                )?
+            }
+        },
+    };
+    store.set_project_plans_path(project.id, Some(&shown), agent)?;
+    let mut report = ImportReport {
+        project_id: project.id,
+        path: shown,
+        ..Default::default()
+    };
+    for stage in &doc.stages {
+        let done = doc
+            .roadmap_entry(stage.number)
+            .and_then(|r| r.checkbox.as_ref())
+            .is_some_and(|(c, _)| *c);
+        let stage_ref = format!("S{}", stage.number);
+        let stage_id = upsert(
+            store,
+            &project,
+            None,
+            &stage_ref,
+            &stage.title,
+            &stage.goal,
+            done,
+            agent,
+            &mut report,
+        )?;
+        for t in &stage.tasks {
+            let task_id = upsert(
+                store,
+                &project,
+                Some(stage_id),
+                &t.id,
+                &t.title,
+                &t.description(),
+                t.checked,
+                agent,
+                &mut report,
+            )?;
+            for c in &t.checklist {
+                let r = format!("{}/{}", t.id, c.slug);
+                upsert(
+                    store,
+                    &project,
+                    Some(task_id),
+                    &r,
+                    &c.text,
+                    "",
+                    c.checked,
+                    agent,
+                    &mut report,
+                )?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `# llmclis – Plans` → `llmclis`; without a title, the directory's name.
+fn project_name(doc: &PlansDoc, path: &Path) -> String {
+    let from_title = doc.title.as_deref().map(|t| {
+        let t = t.trim();
+        for sep in [" – ", " — ", " - ", ": "] {
+            if let Some((head, tail)) = t.rsplit_once(sep)
+                && tail.trim().eq_ignore_ascii_case("plans")
+            {
+                return head.trim().to_string();
+            }
+        }
+        t.to_string()
+    });
+    from_title
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            path.parent()?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "plans".to_string())
+}
+
+#[allow(clippy::too_many_arguments)] // one row of the import: the fields of a task
+fn upsert(
+    store: &mut Store,
+    project: &Project,
+    parent: Option<i64>,
+    external_ref: &str,
+    title: &str,
+    description: &str,
+    done: bool,
+    agent: &str,
+    report: &mut ImportReport,
+) -> Result<i64> {
+    let meta = json!({"via": "plans import", "file": report.path});
+    match store.task_by_ref(project.id, external_ref)? {
+        None => {
+            let t = store.create_task(
+                NewTask {
+                    project_id: project.id,
+                    title: title.to_string(),
+                    description: description.to_string(),
+                    parent_id: parent,
+                    external_ref: Some(external_ref.to_string()),
+                    status: Some(if done { Status::Done } else { Status::Pending }),
+                    ..Default::default()
+                },
+                agent,
+            )?;
+            report.created += 1;
+            Ok(t.id)
+        }
+        Some(t) => {
+            let mut changed = false;
+            let patch = TaskPatch {
+                title: (t.title != title).then(|| title.to_string()),
+                description: (t.description != description).then(|| description.to_string()),
+                ..Default::default()
+            };
+            if !patch.is_empty() {
+                store.update_task(t.id, patch, agent)?;
+                changed = true;
+            }
+            // The file says done or not done; the store keeps in-progress and
+            // blocked, which the file cannot express.
+            let target = match (done, t.status) {
+                (true, s) if s != Status::Done => Some(Status::Done),
+                (false, Status::Done) => Some(Status::Pending),
+                _ => None,
+            };
+            if let Some(s) = target {
+                store.mark_task_status(t.id, s, agent, meta)?;
+                changed = true;
+            }
+            if changed {
+                report.updated += 1;
+            } else {
+                report.unchanged += 1;
+            }
+            Ok(t.id)
+        }
+    }
+}
+
+/// Sets a task's status in the store (with an optional note, one
+/// transaction), then brings the plan files in line.
+pub fn set_status(
+    store: &mut Store,
+    task_id: i64,
+    status: Status,
+    agent: &str,
+    metadata: serde_json::Value,
+    note: Option<&str>,
+) -> Result<(Transition, FollowReport)> {
+    let tr = store.mark_task_status_with_note(task_id, status, agent, metadata, note)?;
+    let report = follow_or_explain(store, &tr.task, agent, note)?;
+    Ok((tr, report))
+}
+
+/// Appends a note in the store and under the task's Notes in plans.md.
+pub fn add_note(
+    store: &mut Store,
+    task_id: i64,
+    text: &str,
+    agent: &str,
+) -> Result<(Note, FollowReport)> {
+    let note = store.append_task_note(task_id, text, agent)?;
+    let task = store.task(task_id)?;
+    let report = follow_or_explain(store, &task, agent, None)?;
+    Ok((note, report))
+}
+
+/// `follow`, with an error that says the store change itself went through.
+fn follow_or_explain(
+    store: &Store,
+    task: &Task,
+    agent: &str,
+    reason: Option<&str>,
+) -> Result<FollowReport> {
+    follow(store, task.id, agent, reason).map_err(|e| {
+        let path = store
+            .project(task.project_id)
+            .ok()
+            .and_then(|p| p.plans_path)
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        Error::Conflict {
+            path,
+            message: format!(
+                "task {} is saved in the store, but the plan files were not updated: {e}; fix that and run `llmclis plans sync --project-id {}`",
+                task.id, task.project_id
+            ),
+        }
+    })
+}
+
+/// Brings the plan files in line with one task's state in the store.
+pub fn follow(
+    store: &Store,
+    task_id: i64,
+    agent: &str,
+    reason: Option<&str>,
+) -> Result<FollowReport> {
+    let task = store.task(task_id)?;
+    let project = store.project(task.project_id)?;
+    let mut report = FollowReport::default();
+    let (Some(plans), Some(loc)) = (
+        project.plans_path.as_deref().map(PathBuf::from),
+        task.external_ref.as_deref().and_then(Loc::of),
+    ) else {
+        return Ok(report);
+    };
+    report.plans = Some(plans.to_string_lossy().into_owned());
+    let stamp = stamp_now();
+    let issues_path = plans.with_file_name("issues.md");
+    let mut link: Option<String> = None;
+    if let Loc::Task(id) = &loc {
+        if task.status == Status::Blocked {
+            let why = reason
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("Marked blocked by {agent}."));
+            let (km, anchor) =
+                ensure_open_issue(&issues_path, id, &task.title, &why, &stamp, agent)?;
+            report.issue = Some(km);
+            link = Some(format!("issues.md#{anchor}"));
+        } else if issues_path.exists() {
+            report.closed_issues = close_issues(&issues_path, id, task.status, &stamp, agent)?;
+        }
+    }
+    let notes = store.notes(task_id)?;
+    let written = update_file(&plans, |text| {
+        reconcile(
+            text,
+            &plans,
+            &task,
+            &loc,
+            &notes,
+            link.as_deref(),
+            &stamp,
+            agent,
+        )
+    })?;
+    report.plans_changed = written != Written::Unchanged;
+    Ok(report)
+}
+
+/// The plans.md text with one task's state applied.
+#[allow(clippy::too_many_arguments)] // the task's whole state, passed once
+fn reconcile(
+    original: &str,
+    path: &Path,
+    task: &Task,
+    loc: &Loc,
+    notes: &[Note],
+    link: Option<&str>,
+    stamp: &str,
+    agent: &str,
+) -> Result<String> {
+    let parse = |t: &str| PlansDoc::parse(t, path);
+    let missing = |what: &str| {
+        Error::InvalidInput(format!(
+            "{what} is no longer in {}; restore it or re-import with `llmclis plans import`",
+            path.display()
+        ))
+    };
+    let done = task.status == Status::Done;
+    let mut text = original.to_string();
+    match loc {
+        Loc::Task(id) => {
+            let doc = parse(&text)?;
+            let t = doc.task(id).ok_or_else(|| missing(id))?;
+            let stage = t.stage;
+            if done && !t.checked {
+                let entry = format!(
+                    "`{stamp}` – **{id} {} {}** completed by `{agent}`.",
+                    doc.dash, t.title
+                );
+                text = doc.complete_task(id, stamp, agent)?;
+                text = parse(&text)?.log_done(&entry);
+            } else if !done && t.checked {
+                text = doc.reopen_task(id, stamp, agent, task.status.as_str())?;
+            }
+            if let Some(link) = link {
+                let doc = parse(&text)?;
+                let t = doc.task(id).ok_or_else(|| missing(id))?;
+                let linked = t
+                    .field("Links")
+                    .is_some_and(|f| f.children.iter().any(|(c, _)| c.contains(link)));
+                if !linked {
+                    text = doc.add_link(id, "Issues", link)?;
+                }
+            }
+            for n in notes {
+                let line = note_line(&local_stamp(&n.created_at), &n.agent, &n.text);
+                let doc = parse(&text)?;
+                let t = doc.task(id).ok_or_else(|| missing(id))?;
+                if !doc.text[t.item.clone()].contains(&line) {
+                    text = doc.add_note(id, &local_stamp(&n.created_at), &n.agent, &n.text)?;
+                }
+            }
+            if text != original {
+                text = parse(&text)?.touch_task(id, stamp, agent)?;
+            }
+            let doc = parse(&text)?;
+            if let Some(s) = doc.stage(stage) {
+                let all_done = !s.tasks.is_empty() && s.tasks.iter().all(|t| t.checked);
+                let started = all_done
+                    || s.tasks.iter().any(|t| t.checked)
+                    || matches!(task.status, Status::InProgress | Status::Blocked);
+                if all_done {
+                    text = doc.set_stage_state(stage, StageState::Done);
+                } else if started {
+                    text = doc.set_stage_state(stage, StageState::InProgress);
+                }
+            }
+        }
+        Loc::Stage(n) => {
+            let doc = parse(&text)?;
+            let s = doc
+                .stage(*n)
+                .ok_or_else(|| missing(&format!("Stage {n}")))?;
+            let ticked = doc
+                .roadmap_entry(*n)
+                .and_then(|r| r.checkbox.as_ref())
+                .is_some_and(|(c, _)| *c);
+            let title = s.title.clone();
+            if done && !ticked {
+                text = doc.set_roadmap(*n, true);
+                text = parse(&text)?.set_stage_state(*n, StageState::Done);
+                text = parse(&text)?.log_done(&format!(
+                    "`{stamp}` – **Stage {n} {} {title}** completed by `{agent}`.",
+                    doc.dash
+                ));
+            } else if !done && ticked {
+                text = doc.set_roadmap(*n, false);
+                text = parse(&text)?.set_stage_state(*n, StageState::InProgress);
+            } else if task.status == Status::InProgress {
+                text = doc.set_stage_state(*n, StageState::InProgress);
+            }
+        }
+        Loc::Check(id, slug) => {
+            let doc = parse(&text)?;
+            let t = doc.task(id).ok_or_else(|| missing(id))?;
+            let item = t
+                .checklist
+                .iter()
+                .find(|c| &c.slug == slug)
+                .ok_or_else(|| missing(&format!("checklist item {slug} of {id}")))?;
+            if item.checked != done {
+                text = doc.set_check_item(id, slug, done)?;
+                text = parse(&text)?.touch_task(id, stamp, agent)?;
+            }
+        }
+    }
+    if text != original {
+        text = parse(&text)?.touch_metadata(stamp, agent);
+    }
+    Ok(text)
+}
+
+/// A store time (`2026-11-21T03:05:00.123Z`) as the files write it.
+fn local_stamp(store_time: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(store_time)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+        .unwrap_or_else(|_| store_time.to_string())
+}
+
+/// The open issues.md entry for a blocked task, opened when there is none.
+fn ensure_open_issue(
+    path: &Path,
+    task_ref: &str,
+    title: &str,
+    why: &str,
+    stamp: &str,
+    agent: &str,
+) -> Result<(String, String)> {
+    if !path.exists() {
+        write_atomic(path, issues::template(stamp, agent).as_bytes())?;
+    }
+    let mut found = None;
+    update_file(path, |text| {
+        let doc = IssuesDoc::parse(text, path)?;
+        if let Some(i) = doc.issues.iter().find(|i| i.is_open() && i.links(task_ref)) {
+            found = Some((i.id.clone(), i.anchor.clone()));
+            return Ok(text.to_string());
+        }
+        let (new, id, anchor) = doc.open(
+            &format!("{task_ref} blocked: {title}"),
+            Some(task_ref),
+            why,
+            stamp,
+            agent,
+        )?;
+        found = Some((id, anchor));
+        Ok(IssuesDoc::parse(&new, path)?.touch_metadata(stamp, agent))
+    })?;
+    Ok(found.expect("the transform ran"))
+}
+
+/// Closes the open entries linked to a task that is no longer blocked.
+fn close_issues(
+    path: &Path,
+    task_ref: &str,
+    status: Status,
+    stamp: &str,
+    agent: &str,
+) -> Result<Vec<String>> {
+    let mut closed = Vec::new();
+    update_file(path, |text| {
+        closed.clear();
+        let mut text = text.to_string();
+        loop {
+            let doc = IssuesDoc::parse(&text, path)?;
+            let Some(i) = doc.issues.iter().find(|i| {
+                i.is_open()
+                    && i.links(task_ref)
+                    && i.title.starts_with(&format!("{task_ref} blocked"))
+            }) else {
+                break;
+            };
+            closed.push(i.id.clone());
+            text = doc.set_status(
+                &i.id,
+                "closed",
+                &format!("task {task_ref} is {status} now"),
+                stamp,
+                agent,
+            )?;
+        }
+        if !closed.is_empty() {
+            text = IssuesDoc::parse(&text, path)?.touch_metadata(stamp, agent);
+        }
+        Ok(text)
+    })?;
+    Ok(closed)
+}
+
+/// Adds a task to a stage of the project's plans.md and to the store, as a
+/// subtask of the stage.
+pub fn add_plan_task(
+    store: &mut Store,
+    project_id: i64,
+    stage: u32,
+    title: &str,
+    description: &str,
+    agent: &str,
+) -> Result<Task> {
+    let project = store.project(project_id)?;
+    let plans = linked_plans(&project)?;
+    let stamp = stamp_now();
+    let mut new_id = String::new();
+    update_file(&plans, |text| {
+        let doc = PlansDoc::parse(text, &plans)?;
+        let (text, id) = doc.add_task(stage, title, description, &stamp, agent)?;
+        new_id = id;
+        Ok(PlansDoc::parse(&text, &plans)?.touch_metadata(&stamp, agent))
+    })?;
+    let parent = match store.task_by_ref(project_id, &format!("S{stage}"))? {
+        Some(t) => Some(t.id),
+        None => None,
+    };
+    store.create_task(
+        NewTask {
+            project_id,
+            title: title.trim().to_string(),
+            description: description.trim().to_string(),
+            parent_id: parent,
+            external_ref: Some(new_id),
+            ..Default::default()
+        },
+        agent,
+    )
+}
+
+/// The plans file a project is linked to, or an error that says how to link one.
+pub fn linked_plans(project: &Project) -> Result<PathBuf> {
+    project.plans_path.as_deref().map(PathBuf::from).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "project {} has no plans.md linked; run `llmclis plans import PATH --project-id {}`",
+            project.id, project.id
+        ))
+    })
+}
+
+/// Runs `follow` for every linked task of a project; returns how many
+/// changed a file.
+pub fn sync_project(store: &Store, project_id: i64, agent: &str) -> Result<usize> {
+    let project = store.project(project_id)?;
+    linked_plans(&project)?;
+    let mut changed = 0;
+    for t in store.tasks(Some(project_id), None)? {
+        if t.external_ref.is_some() && follow(store, t.id, agent, None)?.plans_changed {
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
