@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, DEFAULT_CONFIG, Paths};
 use crate::defaults::INSTALLED_FILES;
+use crate::docs::sync;
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_hex, write_atomic};
 use crate::store::{SCHEMA_VERSION, Store};
@@ -30,6 +31,8 @@ pub enum Outcome {
     Unchanged,
     /// The user's edited copy stays as it is.
     KeptEdited,
+    /// A plans.md became a project.
+    Imported,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,14 +52,17 @@ pub struct Report {
 
 impl Report {
     pub fn changed(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|s| matches!(s.outcome, Outcome::Created | Outcome::Updated))
+        self.steps.iter().any(|s| {
+            matches!(
+                s.outcome,
+                Outcome::Created | Outcome::Updated | Outcome::Imported
+            )
+        })
     }
 }
 
 /// What first-run would change, without changing it: used to ask first.
-pub fn pending_changes(paths: &Paths) -> Vec<String> {
+pub fn pending_changes(paths: &Paths, workspace: Option<&Path>) -> Vec<String> {
     let mut out = Vec::new();
     for dir in [&paths.config_dir, &paths.data_dir] {
         if !dir.is_dir() {
@@ -72,16 +78,35 @@ pub fn pending_changes(paths: &Paths) -> Vec<String> {
         match install_outcome(&path, content, manifest.files.get(*rel)) {
             Outcome::Created => out.push(format!("install {}", path.display())),
             Outcome::Updated => out.push(format!("update {} (unedited)", path.display())),
-            Outcome::Unchanged | Outcome::KeptEdited => {}
+            Outcome::Unchanged | Outcome::KeptEdited | Outcome::Imported => {}
         }
     }
     if !paths.db.exists() {
         out.push(format!("create the database {}", paths.db.display()));
     }
+    if let Some(plans) = workspace_plans(workspace) {
+        let linked = paths.db.exists()
+            && Store::open(&paths.db)
+                .and_then(|s| s.project_by_plans_path(&plans.to_string_lossy()))
+                .is_ok_and(|p| p.is_some());
+        if !linked {
+            out.push(format!("import {} as a project", plans.display()));
+        }
+    }
     out
 }
 
-pub fn run(paths: &Paths) -> Result<Report> {
+/// The workspace's plans.md, canonical, when there is one.
+fn workspace_plans(workspace: Option<&Path>) -> Option<PathBuf> {
+    let p = workspace?.join("plans.md");
+    p.is_file()
+        .then(|| std::fs::canonicalize(&p).ok())
+        .flatten()
+}
+
+/// Sets up llmclis; imports `workspace`'s plans.md (as project 1 on a new
+/// install) when there is one.
+pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Report> {
     let mut steps = Vec::new();
     for (what, dir) in [
         ("config directory", &paths.config_dir),
@@ -142,7 +167,7 @@ pub fn run(paths: &Paths) -> Result<Report> {
     }
 
     let existed = paths.db.exists();
-    let store = Store::open(&paths.db)?;
+    let mut store = Store::open(&paths.db)?;
     steps.push(Step {
         what: "database".into(),
         path: paths.db.clone(),
@@ -152,8 +177,29 @@ pub fn run(paths: &Paths) -> Result<Report> {
             Outcome::Created
         },
     });
+    if let Some(plans) = workspace_plans(workspace) {
+        let known = store
+            .project_by_plans_path(&plans.to_string_lossy())?
+            .is_some();
+        let r = sync::import(&mut store, &plans, None, agent)?;
+        steps.push(Step {
+            what: format!("plans.md as project {}", r.project_id),
+            path: plans,
+            outcome: match (known, r.created + r.updated) {
+                (false, _) => Outcome::Imported,
+                (true, 0) => Outcome::Unchanged,
+                (true, _) => Outcome::Updated,
+            },
+        });
+    }
     let projects = store.projects()?;
     let next_command = match projects.first() {
+        Some(p) if p.plans_path.is_some() => {
+            format!(
+                "llmclis orchestrate --project_id {} --max_steps 20 --dry-run",
+                p.id
+            )
+        }
         Some(p) => format!("llmclis task next --project-id {}", p.id),
         None => "llmclis project add NAME --root DIR".to_string(),
     };
@@ -199,17 +245,26 @@ mod tests {
     fn second_run_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        assert!(run(&p).unwrap().changed());
-        let again = run(&p).unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir(&ws).unwrap();
+        std::fs::write(
+            ws.join("plans.md"),
+            "# demo – Plans\n\n## Stage 1 – One\n\n- [ ] **S1.1 – A task**\n",
+        )
+        .unwrap();
+        let first = run(&p, Some(&ws), "t").unwrap();
+        assert!(first.changed());
+        assert_eq!(first.projects, 1);
+        let again = run(&p, Some(&ws), "t").unwrap();
         assert!(!again.changed(), "{again:?}");
-        assert!(pending_changes(&p).is_empty());
+        assert!(pending_changes(&p, Some(&ws)).is_empty());
     }
 
     #[test]
     fn an_edited_file_is_kept_and_an_old_default_is_updated() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        run(&p).unwrap();
+        run(&p, None, "t").unwrap();
         let registry = p.config_dir.join("model_registry.yaml");
         std::fs::write(&registry, "# mine\n").unwrap();
         // Pretend the planner prompt is an older default we installed.
@@ -220,7 +275,7 @@ mod tests {
             .insert("prompts/planner.md".into(), sha256_hex(b"old default\n"));
         std::fs::write(p.config_dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
 
-        let report = run(&p).unwrap();
+        let report = run(&p, None, "t").unwrap();
         let outcome = |what: &str| {
             report
                 .steps

@@ -4,5 +4,7 @@ mod support;
 
 mod cli;
 mod concurrency;
+mod docs;
+mod plans_cli;
 mod schedule;
 mod store;

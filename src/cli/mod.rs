@@ -318,7 +318,8 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
 }
 
 fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
-    let changes = first_run::pending_changes(&ctx.paths);
+    let workspace = std::env::current_dir().ok();
+    let changes = first_run::pending_changes(&ctx.paths, workspace.as_deref());
     if !changes.is_empty() && !yes {
         if !std::io::stdin().is_terminal() {
             return Err(Error::InvalidInput(
@@ -344,7 +345,7 @@ fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
             ));
         }
     }
-    let report = first_run::run(&ctx.paths)?;
+    let report = first_run::run(&ctx.paths, workspace.as_deref(), &ctx.agent)?;
     emit(out, ctx.json, &report, || render::first_run(&report))
 }
 

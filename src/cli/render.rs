@@ -351,6 +351,7 @@ pub fn first_run(r: &Report) -> String {
             Outcome::Updated => "updated",
             Outcome::Unchanged => "unchanged",
             Outcome::KeptEdited => "kept (edited)",
+            Outcome::Imported => "imported",
         };
         let _ = writeln!(s, "  {what:<14} {}", step.path.display());
     }

@@ -74,7 +74,10 @@ pub fn compare(old: &PlansDoc, new: &PlansDoc) -> Vec<Violation> {
         }
         for name in ["Created", "Completed"] {
             if let (Some(a), Some(b)) = (t.field(name), n.field(name))
-                && let (Some(x), Some(y)) = (timestamp(&a.value), timestamp(&b.value))
+                && let (Some(x), Some(y)) = (
+                    timestamp(&old.text[a.value_range.clone()]),
+                    timestamp(&new.text[b.value_range.clone()]),
+                )
                 && x != y
             {
                 let line = super::outline::line_of(&new.text, b.item.start);
@@ -88,7 +91,10 @@ pub fn compare(old: &PlansDoc, new: &PlansDoc) -> Vec<Violation> {
             }
         }
         if let (Some(a), Some(b)) = (t.field("Last Updated"), n.field("Last Updated"))
-            && let (Some(x), Some(y)) = (timestamp(&a.value), timestamp(&b.value))
+            && let (Some(x), Some(y)) = (
+                timestamp(&old.text[a.value_range.clone()]),
+                timestamp(&new.text[b.value_range.clone()]),
+            )
             && y < x
         {
             let line = super::outline::line_of(&new.text, b.item.start);

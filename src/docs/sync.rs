@@ -260,6 +260,7 @@ pub fn set_status(
     metadata: serde_json::Value,
     note: Option<&str>,
 ) -> Result<(Transition, FollowReport)> {
+    preflight(store, task_id)?;
     let tr = store.mark_task_status_with_note(task_id, status, agent, metadata, note)?;
     let report = follow_or_explain(store, &tr.task, agent, note)?;
     Ok((tr, report))
@@ -272,10 +273,41 @@ pub fn add_note(
     text: &str,
     agent: &str,
 ) -> Result<(Note, FollowReport)> {
+    preflight(store, task_id)?;
     let note = store.append_task_note(task_id, text, agent)?;
     let task = store.task(task_id)?;
     let report = follow_or_explain(store, &task, agent, None)?;
     Ok((note, report))
+}
+
+/// Checks, before the store changes, that the task's plans.md can be read
+/// and still holds the task, so a broken file stops the command whole.
+fn preflight(store: &Store, task_id: i64) -> Result<()> {
+    let task = store.task(task_id)?;
+    let project = store.project(task.project_id)?;
+    let (Some(plans), Some(ext)) = (project.plans_path.as_deref(), task.external_ref.as_deref())
+    else {
+        return Ok(());
+    };
+    let plans = Path::new(plans);
+    let doc = PlansDoc::parse(&read_doc(plans)?, plans)?;
+    let present = match Loc::of(ext) {
+        Some(Loc::Task(id)) => doc.task(&id).is_some(),
+        Some(Loc::Stage(n)) => doc.stage(n).is_some(),
+        Some(Loc::Check(id, slug)) => doc
+            .task(&id)
+            .is_some_and(|t| t.checklist.iter().any(|c| c.slug == slug)),
+        None => true,
+    };
+    if present {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "{ext} is no longer in {}; restore it, or re-import with `llmclis plans import {}`",
+            plans.display(),
+            plans.display()
+        )))
+    }
 }
 
 /// `follow`, with an error that says the store change itself went through.
