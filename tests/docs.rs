@@ -145,9 +145,8 @@ fn golden_done_log_appends_after_the_placeholder_is_gone() {
 
 #[test]
 fn golden_issues_open_and_close() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let before = std::fs::read_to_string(root.join("issues.md")).unwrap();
-    let doc = IssuesDoc::parse(&before, Path::new("issues.md")).unwrap();
+    let before = include_str!("fixtures/issues.md");
+    let doc = IssuesDoc::parse(before, Path::new("issues.md")).unwrap();
     assert_eq!(doc.next_id(), "KM-004");
     let (text, id, anchor) = doc
         .open(
@@ -166,14 +165,13 @@ fn golden_issues_open_and_close() {
         .unwrap()
         .set_status("KM-002", "closed", "fixed by claiming", STAMP, "claude")
         .unwrap();
-    insta::assert_snapshot!(diff(&before, &text));
+    insta::assert_snapshot!(diff(before, &text));
 }
 
 #[test]
 fn golden_research_add() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let before = std::fs::read_to_string(root.join("research.md")).unwrap();
-    let doc = ResearchDoc::parse(&before, Path::new("research.md")).unwrap();
+    let before = include_str!("fixtures/research.md");
+    let doc = ResearchDoc::parse(before, Path::new("research.md")).unwrap();
     let (text, anchor) = doc.add(
         "local-llm-runtimes",
         "vLLM serves 16 sequences at once",
@@ -185,7 +183,7 @@ fn golden_research_add() {
         .unwrap()
         .add("Voting", "k = 5 costs 1.2× one call", STAMP, "claude");
     assert_eq!(anchor, "voting");
-    insta::assert_snapshot!(diff(&before, &text));
+    insta::assert_snapshot!(diff(before, &text));
 }
 
 #[test]

@@ -542,7 +542,7 @@ impl PlansDoc {
         match &t.checkbox {
             Some(r) => Edit::replace(r.clone(), mark),
             // `- **S1.1 …` without a box: put one after the list marker.
-            None => Edit::insert(t.item.start + 2, format!("{mark} ")),
+            None => Edit::insert(content_start(&self.text, t.item.start), format!("{mark} ")),
         }
     }
 
@@ -827,6 +827,17 @@ fn task_of(
         checklist,
         line,
     }
+}
+
+/// Where a list item's content starts: after its marker (`-`, `*`, `+`,
+/// `1.`, `1)`) and the spaces that follow it.
+fn content_start(text: &str, item_start: usize) -> usize {
+    let rest = &text[item_start..];
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let marker = if digits > 0 { digits + 1 } else { 1 };
+    let after = &rest[marker.min(rest.len())..];
+    let spaces = after.len() - after.trim_start_matches([' ', '\t']).len();
+    item_start + marker.min(rest.len()) + spaces
 }
 
 fn is_placeholder(entry: &str) -> bool {
