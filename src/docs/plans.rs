@@ -54,7 +54,10 @@ pub struct CheckItem {
 pub struct PlanTask {
     /// `S1.1`.
     pub id: String,
+    /// Plain text: `Agent Commands and plans check`.
     pub title: String,
+    /// The label as written, between the `**`: `S2.4 – Agent Commands and `plans check``.
+    pub label_source: String,
     pub stage: u32,
     pub checked: bool,
     pub checkbox: Option<Range<usize>>,
@@ -819,6 +822,13 @@ fn task_of(
     PlanTask {
         id,
         title,
+        // Between the `**`: the label as written, code spans and all.
+        label_source: item
+            .label
+            .as_ref()
+            .and_then(|(_, r)| text.get(r.start + 2..r.end.saturating_sub(2)))
+            .unwrap_or_default()
+            .to_string(),
         stage,
         checked: item.checkbox.as_ref().is_some_and(|(c, _)| *c),
         checkbox: item.checkbox.as_ref().map(|(_, r)| r.clone()),

@@ -411,10 +411,7 @@ fn reconcile(
             let t = doc.task(id).ok_or_else(|| missing(id))?;
             let stage = t.stage;
             if done && !t.checked {
-                let entry = format!(
-                    "`{stamp}` – **{id} {} {}** completed by `{agent}`.",
-                    doc.dash, t.title
-                );
+                let entry = format!("`{stamp}` – **{}** completed by `{agent}`.", t.label_source);
                 text = doc.complete_task(id, stamp, agent)?;
                 text = parse(&text)?.log_done(&entry);
             } else if !done && t.checked {
