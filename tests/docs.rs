@@ -86,7 +86,7 @@ fn people_write_hyphens_capital_x_and_extra_blank_lines() {
     );
     assert_eq!(doc.task("S1.2").unwrap().title, "Second");
     // New tasks use the dash the file uses.
-    let (out, id) = doc.add_task(1, "Third", "", STAMP, "a").unwrap();
+    let (out, id) = doc.add_task(1, "Third", "", STAMP, "a", &[]).unwrap();
     assert_eq!(id, "S1.3");
     assert!(out.contains("- [ ] **S1.3 - Third**"), "{out}");
 }
@@ -125,6 +125,7 @@ fn golden_add_task_stage_and_checklist() {
             "Try qdrant-edge 0.7 in-process",
             STAMP,
             "max",
+            &[],
         )
         .unwrap();
     assert_eq!(id, "S3.4");
@@ -352,7 +353,7 @@ fn apply(text: &str, e: &Edit) -> String {
             .add_link(&id(*i), "Issues", "issues.md#km-009-x")
             .unwrap(),
         Edit::Add(s, t) if !t.trim().is_empty() => {
-            doc.add_task(stage(*s), t, "", STAMP, "p").unwrap().0
+            doc.add_task(stage(*s), t, "", STAMP, "p", &[]).unwrap().0
         }
         Edit::Add(..) => text.to_string(),
         Edit::Log(s) => doc.log_done(s),
@@ -395,4 +396,38 @@ proptest! {
         let _ = IssuesDoc::parse(&text, Path::new("f.md"));
         let _ = ResearchDoc::parse(&text, Path::new("f.md"));
     }
+}
+
+#[test]
+fn an_edit_keeps_continuation_lines_and_odd_nesting_does_not_panic() {
+    let text = "## Stage 1 – A\n\n- [ ] **S1.1 – T**\n  - **Last Updated:** `2026-01-01T00:00:00+00:00` by `x`\n    reviewed by Alice, see PR 42\n";
+    let out = plans(text).complete_task("S1.1", STAMP, "y").unwrap();
+    assert!(out.contains("    reviewed by Alice, see PR 42\n"), "{out}");
+    assert!(out.contains("**Last Updated:** `2026-11-21T10:00:00+00:00` by `y`"));
+    let odd = "## Stage 1 – A\n\n- [ ] **S1.1 – T**\n  - - a\n\n    **Foo:** b\n";
+    let doc = plans(odd);
+    assert!(doc.complete_task("S1.1", STAMP, "y").is_ok());
+}
+
+#[test]
+fn closing_an_issue_at_the_end_of_a_file_without_a_newline() {
+    let text = "### KM-001: A\n\n- **Status:** `open`\n- **Notes:**\n  - earlier note";
+    let doc = IssuesDoc::parse(text, Path::new("issues.md")).unwrap();
+    let out = doc
+        .set_status("KM-001", "closed", "done", STAMP, "a")
+        .unwrap();
+    assert!(
+        out.ends_with("  - earlier note\n  - `2026-11-21T10:00:00+00:00` by `a`: done\n"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn create_atomic_never_replaces_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("issues.md");
+    assert!(llmclis::fsutil::create_atomic(&p, b"first").unwrap());
+    assert!(!llmclis::fsutil::create_atomic(&p, b"second").unwrap());
+    assert_eq!(std::fs::read(&p).unwrap(), b"first");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }

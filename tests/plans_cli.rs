@@ -280,3 +280,123 @@ fn check_fails_on_lost_history_and_names_the_line() {
     env.run(&["plans", "check", "--against", "no-such-rev"])
         .assert_err(2, &["neither a file nor a git revision"]);
 }
+
+#[test]
+fn a_renamed_checklist_item_retires_the_old_subtask() {
+    let (env, plans) = workspace();
+    env.json(&["plans", "import"]);
+    let renamed = SEED.replacen(
+        "HTTP port exposed & documented.",
+        "HTTP port exposed, documented and tested.",
+        1,
+    );
+    std::fs::write(&plans, &renamed).unwrap();
+    let r = env.json(&["plans", "import"]);
+    assert_eq!(
+        (r["created"].as_i64(), r["retired"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let tasks = env.json(&["task", "list", "--project-id", "1"]);
+    let old = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["external_ref"] == "S2.2/http-port-exposed-documented")
+        .unwrap();
+    assert_eq!(old["status"], "done");
+    let shown = env.json(&["task", "show", &old["id"].to_string()]);
+    assert!(
+        shown["notes"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no longer in")
+    );
+    // A status change on it still works; the file has nothing to follow.
+    let r = env.json(&["task", "status", &old["id"].to_string(), "pending"]);
+    assert_eq!(r["files"]["plans_changed"], false);
+    assert_eq!(read(&plans), renamed);
+}
+
+#[test]
+fn user_refs_are_not_mistaken_for_plan_ids() {
+    let (env, _) = workspace();
+    env.json(&["plans", "import"]);
+    let t = env.json(&[
+        "task",
+        "add",
+        "--project-id",
+        "1",
+        "API work",
+        "--ref",
+        "API/v2",
+    ]);
+    let r = env.json(&["task", "status", &t["id"].to_string(), "done"]);
+    assert_eq!(r["files"]["plans_changed"], false);
+}
+
+#[test]
+fn notes_are_written_once_whatever_the_time_zone() {
+    let (env, plans) = workspace();
+    env.json(&["plans", "import"]);
+    env.json(&["plans", "note", "S1.1", "written once"]);
+    for tz in ["Asia/Tokyo", "America/New_York", "UTC"] {
+        let r = crate::support::Run::from(
+            env.command()
+                .args(["plans", "sync"])
+                .env("TZ", tz)
+                .output()
+                .unwrap(),
+        );
+        r.assert_ok();
+    }
+    assert_eq!(read(&plans).matches("written once").count(), 1);
+}
+
+#[test]
+fn a_stage_without_a_roadmap_box_is_logged_once() {
+    let (env, plans) = workspace();
+    let no_roadmap = SEED.replacen("- [ ] **Stage 6 – Routing & Meta-Controller**\n", "", 1);
+    std::fs::write(&plans, &no_roadmap).unwrap();
+    env.json(&["plans", "import"]);
+    env.json(&["plans", "done", "S6"]);
+    env.json(&["plans", "sync"]);
+    env.json(&["plans", "sync"]);
+    assert_eq!(
+        read(&plans)
+            .matches("**Stage 6 – Routing & Meta-Controller** completed")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn plans_add_never_reuses_an_id_the_store_remembers() {
+    let (env, plans) = workspace();
+    env.json(&["plans", "import"]);
+    // S1.3 deleted from the file by hand; the store still has it.
+    let start = SEED.find("- [ ] **S1.3").unwrap();
+    let end = SEED.find("---\n\n## Stage 2").unwrap();
+    std::fs::write(&plans, format!("{}{}", &SEED[..start], &SEED[end..])).unwrap();
+    let added = env.json(&["plans", "add", "--stage", "1", "--title", "New one"]);
+    assert_eq!(added["external_ref"], "S1.4");
+    assert!(read(&plans).contains("**S1.4 – New one**"));
+}
+
+#[test]
+fn a_stage_without_a_title_is_an_error_with_its_line_and_nothing_is_imported() {
+    let (env, plans) = workspace();
+    std::fs::write(
+        &plans,
+        SEED.replacen("## Stage 2 – Local LLM Runtime (RTX 5090)", "## Stage 2", 1),
+    )
+    .unwrap();
+    env.run(&["plans", "import"])
+        .assert_err(2, &["plans.md:", "Stage 2 has no title"]);
+    env.run(&["project", "list"]).assert_ok();
+    assert!(
+        env.json(&["project", "list"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

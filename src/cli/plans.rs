@@ -14,7 +14,7 @@ use crate::docs::plans::PlansDoc;
 use crate::docs::research::ResearchDoc;
 use crate::docs::{check, read_doc, stamp_now, sync, update_file};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::create_atomic;
 use crate::store::{Project, Status, Store, Task};
 
 #[derive(Debug, Subcommand)]
@@ -385,12 +385,10 @@ pub fn issues(ctx: &Ctx, cmd: IssuesCmd, out: &mut impl Write) -> Result<()> {
             let store = ctx.store()?;
             let dir = docs_dir(&store, project_id)?;
             let path = dir.join("issues.md");
-            if !path.exists() {
-                write_atomic(
-                    &path,
-                    crate::docs::issues::template(&stamp, agent).as_bytes(),
-                )?;
-            }
+            create_atomic(
+                &path,
+                crate::docs::issues::template(&stamp, agent).as_bytes(),
+            )?;
             // A task given by store id is written by its ref.
             let task_ref = match &task {
                 Some(t) if t.parse::<i64>().is_ok() => {
@@ -483,9 +481,7 @@ pub fn research(ctx: &Ctx, cmd: ResearchCmd, out: &mut impl Write) -> Result<()>
     let store = ctx.store()?;
     let path = docs_dir(&store, project_id)?.join("research.md");
     let stamp = stamp_now();
-    if !path.exists() {
-        write_atomic(&path, b"# Research\n")?;
-    }
+    create_atomic(&path, b"# Research\n")?;
     let mut anchor = String::new();
     update_file(&path, |t| {
         let doc = ResearchDoc::parse(t, &path)?;

@@ -266,11 +266,25 @@ impl IssuesDoc {
             )),
         }
         let line = format!("- {}", note_line(stamp, agent, note));
+        // After a last line with no newline (end of file), start a new line.
+        let lead = |at: usize| {
+            if at > 0 && !self.text[..at].ends_with('\n') {
+                nl
+            } else {
+                ""
+            }
+        };
         match &issue.notes_end {
-            Some((end, child)) => edits.push(Edit::insert(*end, format!("{child}{line}{nl}"))),
+            Some((end, child)) => edits.push(Edit::insert(
+                *end,
+                format!("{}{child}{line}{nl}", lead(*end)),
+            )),
             None => edits.push(Edit::insert(
                 fields_end,
-                format!("{indent}- **Notes:**{nl}{indent}  {line}{nl}"),
+                format!(
+                    "{}{indent}- **Notes:**{nl}{indent}  {line}{nl}",
+                    lead(fields_end)
+                ),
             )),
         }
         let text = splice(&self.text, edits);

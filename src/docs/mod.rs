@@ -238,7 +238,13 @@ impl FileLock {
                         .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(30))
                         .unwrap_or(false);
                     if stale {
-                        let _ = std::fs::remove_file(&path);
+                        // Rename first: of two waiters that both judge the lock
+                        // stale, only one wins the rename, so neither removes a
+                        // fresh lock the other has just taken.
+                        let grave = path.with_extension(format!("stale.{}", std::process::id()));
+                        if std::fs::rename(&path, &grave).is_ok() {
+                            let _ = std::fs::remove_file(&grave);
+                        }
                         continue;
                     }
                     if Instant::now() > deadline {

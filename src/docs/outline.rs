@@ -100,6 +100,7 @@ impl Outline {
                     if let Some(item) = stack.last_mut()
                         && strong_depth == 0
                         && item.label.is_none()
+                        && item.children.is_empty()
                         && item.text.trim().is_empty()
                     {
                         label = Some((String::new(), range.start));
@@ -215,5 +216,9 @@ mod tests {
     fn a_label_must_open_the_item() {
         let o = Outline::parse("- see **S1.1 – x**\n");
         assert!(o.items[0].label.is_none());
+        // Bold text after a nested list is not the item's label either.
+        let o = Outline::parse("- [ ] **S1.1 – T**\n  - - a\n\n    **Foo:** b\n");
+        assert_eq!(o.items[0].label.as_ref().unwrap().0, "S1.1 – T");
+        assert!(o.items[0].children[0].label.is_none());
     }
 }

@@ -203,7 +203,7 @@ pub fn slug(text: &str) -> String {
 /// The range of a value on an item's first line: after `:`, to the line's end
 /// (without a trailing two-space break or the newline).
 fn value_on_line(text: &str, after: usize, limit: usize) -> Range<usize> {
-    let end = line_end(text, after).min(limit.max(after));
+    let end = line_end(text, after).min(limit).max(after);
     let line = &text[after..end];
     let trimmed = line.trim_end_matches(['\n', '\r', ' ', '\t']);
     after..after + trimmed.len()
@@ -272,10 +272,9 @@ fn field_of(text: &str, item: &Item) -> Option<Field> {
     if !label.ends_with(':') {
         return None;
     }
-    let end = text[lrange.end..item.own_end]
-        .trim_end_matches(['\n', '\r', ' ', '\t'])
-        .len()
-        + lrange.end;
+    // The value's range is the rest of the label's line only: replacing it
+    // never swallows a continuation line someone wrote below.
+    let value_range = value_on_line(text, lrange.end, item.own_end.max(lrange.end));
     Some(Field {
         name: label.trim_end_matches(':').trim().to_string(),
         value: {
@@ -285,7 +284,7 @@ fn field_of(text: &str, item: &Item) -> Option<Field> {
                 .trim()
                 .to_string()
         },
-        value_range: lrange.end..end,
+        value_range,
         item: item.range.clone(),
         children: item
             .children
@@ -333,6 +332,17 @@ impl PlansDoc {
                     }
                 }
             } else if let Some((number, title)) = split_stage_label(&heading) {
+                if title.is_empty() {
+                    return Err(doc_error(
+                        path,
+                        text,
+                        range.start,
+                        format!(
+                            "Stage {number} has no title: write `## Stage {number} {} Title`",
+                            doc.dash
+                        ),
+                    ));
+                }
                 if let Some(other) = doc.stages.iter().find(|s| s.number == number) {
                     return Err(doc_error(
                         path,
@@ -703,7 +713,8 @@ impl PlansDoc {
         splice(&self.text, edits)
     }
 
-    /// Adds a task at the end of stage `number` and returns the new text and id.
+    /// Adds a task at the end of stage `number` and returns the new text and
+    /// id, which is past every id in the stage and in `taken`.
     pub fn add_task(
         &self,
         number: u32,
@@ -711,6 +722,7 @@ impl PlansDoc {
         description: &str,
         stamp: &str,
         agent: &str,
+        taken: &[String],
     ) -> Result<(String, String)> {
         let stage = self.stage(number).ok_or_else(|| {
             let have: Vec<String> = self.stages.iter().map(|s| s.number.to_string()).collect();
@@ -730,12 +742,16 @@ impl PlansDoc {
             ));
         }
         let prefix = format!("S{number}.");
+        // Past every id the file has, and every id in `taken` (the store may
+        // remember tasks someone deleted from the file).
         let next = stage
             .tasks
             .iter()
-            .filter_map(|t| {
-                t.id.strip_prefix(&prefix)?
-                    .split('.')
+            .map(|t| t.id.as_str())
+            .chain(taken.iter().map(String::as_str))
+            .filter_map(|id| {
+                id.strip_prefix(&prefix)?
+                    .split(['.', '/'])
                     .next()?
                     .parse::<u32>()
                     .ok()
@@ -789,6 +805,10 @@ fn task_of(
     let mut fields = Vec::new();
     let mut checklist: Vec<CheckItem> = Vec::new();
     let mut push_check = |c: &Item| {
+        // An empty box is not an item anyone can work on.
+        if c.text.trim().is_empty() {
+            return;
+        }
         if let Some((checked, r)) = &c.checkbox {
             let base = slug(&c.text);
             let mut s = base.clone();

@@ -18,7 +18,7 @@ use super::issues::{self, IssuesDoc};
 use super::plans::{PlansDoc, StageState, note_line};
 use super::{Written, read_doc, stamp_now, update_file};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::create_atomic;
 use crate::store::{NewTask, Note, Project, Status, Store, Task, TaskPatch, Transition};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -28,6 +28,8 @@ pub struct ImportReport {
     pub created: usize,
     pub updated: usize,
     pub unchanged: usize,
+    /// Tasks whose ref vanished from the file, closed with a note.
+    pub retired: usize,
 }
 
 /// What `follow` did to the files.
@@ -51,15 +53,27 @@ enum Loc {
 }
 
 impl Loc {
+    /// Only the forms import writes: `S2`, `S2.1` (or deeper), `S2.1/slug`.
+    /// Any other ref (`API/v2`) is the user's own and not in plans.md.
     fn of(external_ref: &str) -> Option<Loc> {
-        if let Some((task, slug)) = external_ref.split_once('/') {
-            return Some(Loc::Check(task.to_string(), slug.to_string()));
+        let (id, slug) = match external_ref.split_once('/') {
+            Some((id, slug)) => (id, Some(slug)),
+            None => (external_ref, None),
+        };
+        let parts: Vec<&str> = id.strip_prefix('S')?.split('.').collect();
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return None;
         }
-        let rest = external_ref.strip_prefix('S')?;
-        if rest.contains('.') {
-            Some(Loc::Task(external_ref.to_string()))
-        } else {
-            rest.parse().ok().map(Loc::Stage)
+        match (parts.len(), slug) {
+            (1, None) => parts[0].parse().ok().map(Loc::Stage),
+            (n, None) if n > 1 => Some(Loc::Task(id.to_string())),
+            (n, Some(slug)) if n > 1 && !slug.is_empty() => {
+                Some(Loc::Check(id.to_string(), slug.to_string()))
+            }
+            _ => None,
         }
     }
 }
@@ -86,15 +100,27 @@ pub fn import(
     agent: &str,
 ) -> Result<ImportReport> {
     let path = canonical(path)?;
-    let shown = path.to_string_lossy().into_owned();
+
     let text = read_doc(&path)?;
     let doc = PlansDoc::parse(&text, &path)?;
+    // All of it or none: a failure half-way leaves the store as it was.
+    store.batch(|store| import_doc(store, &doc, &path, project_id, agent))
+}
+
+fn import_doc(
+    store: &mut Store,
+    doc: &PlansDoc,
+    path: &Path,
+    project_id: Option<i64>,
+    agent: &str,
+) -> Result<ImportReport> {
+    let shown = path.to_string_lossy().into_owned();
     let project = match project_id {
         Some(id) => store.project(id)?,
         None => match store.project_by_plans_path(&shown)? {
             Some(p) => p,
             None => {
-                let name = project_name(&doc, &path);
+                let name = project_name(doc, path);
                 if let Some(p) = store.project_by_name(&name)? {
                     return Err(Error::InvalidInput(format!(
                         "a project named {name:?} already exists (id {}); import into it with --project-id {}",
@@ -160,6 +186,34 @@ pub fn import(
                     &mut report,
                 )?;
             }
+        }
+    }
+    // Refs of this file that are gone from it (a renamed checklist item, a
+    // deleted task) would wait forever and hold their parent back: close
+    // them, with a note that says why. Their history stays.
+    let present: std::collections::HashSet<String> = doc
+        .stages
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(format!("S{}", s.number)).chain(s.tasks.iter().flat_map(|t| {
+                std::iter::once(t.id.clone())
+                    .chain(t.checklist.iter().map(|c| format!("{}/{}", t.id, c.slug)))
+            }))
+        })
+        .collect();
+    for t in store.tasks(Some(project.id), None)? {
+        let Some(r) = t.external_ref.as_deref() else {
+            continue;
+        };
+        if Loc::of(r).is_some() && !present.contains(r) && t.status != Status::Done {
+            store.mark_task_status_with_note(
+                t.id,
+                Status::Done,
+                agent,
+                json!({"via": "plans import", "file": report.path, "reason": "no longer in the file"}),
+                Some(&format!("{r} is no longer in {}; closed by the import", report.path)),
+            )?;
+            report.retired += 1;
         }
     }
     Ok(report)
@@ -280,33 +334,28 @@ pub fn add_note(
     Ok((note, report))
 }
 
-/// Checks, before the store changes, that the task's plans.md can be read
-/// and still holds the task, so a broken file stops the command whole.
+/// Checks, before the store changes, that the task's plans.md can be read,
+/// so a broken file stops the command whole.
 fn preflight(store: &Store, task_id: i64) -> Result<()> {
     let task = store.task(task_id)?;
     let project = store.project(task.project_id)?;
-    let (Some(plans), Some(ext)) = (project.plans_path.as_deref(), task.external_ref.as_deref())
-    else {
-        return Ok(());
-    };
-    let plans = Path::new(plans);
-    let doc = PlansDoc::parse(&read_doc(plans)?, plans)?;
-    let present = match Loc::of(ext) {
-        Some(Loc::Task(id)) => doc.task(&id).is_some(),
-        Some(Loc::Stage(n)) => doc.stage(n).is_some(),
-        Some(Loc::Check(id, slug)) => doc
-            .task(&id)
-            .is_some_and(|t| t.checklist.iter().any(|c| c.slug == slug)),
-        None => true,
-    };
-    if present {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!(
-            "{ext} is no longer in {}; restore it, or re-import with `llmclis plans import {}`",
-            plans.display(),
-            plans.display()
-        )))
+    if let (Some(plans), Some(_)) = (
+        project.plans_path.as_deref().map(Path::new),
+        task.external_ref.as_deref().and_then(Loc::of),
+    ) {
+        PlansDoc::parse(&read_doc(plans)?, plans)?;
+    }
+    Ok(())
+}
+
+/// Whether plans.md still holds what `loc` points at.
+fn present(doc: &PlansDoc, loc: &Loc) -> bool {
+    match loc {
+        Loc::Task(id) => doc.task(id).is_some(),
+        Loc::Stage(n) => doc.stage(*n).is_some(),
+        Loc::Check(id, slug) => doc
+            .task(id)
+            .is_some_and(|t| t.checklist.iter().any(|c| &c.slug == slug)),
     }
 }
 
@@ -351,6 +400,11 @@ pub fn follow(
         return Ok(report);
     };
     report.plans = Some(plans.to_string_lossy().into_owned());
+    // A task whose ref left the file (closed by the last import) has nothing
+    // to follow; the store change stands on its own.
+    if !present(&PlansDoc::parse(&read_doc(&plans)?, &plans)?, &loc) {
+        return Ok(report);
+    }
     let stamp = stamp_now();
     let issues_path = plans.with_file_name("issues.md");
     let mut link: Option<String> = None;
@@ -428,10 +482,9 @@ fn reconcile(
                 }
             }
             for n in notes {
-                let line = note_line(&local_stamp(&n.created_at), &n.agent, &n.text);
                 let doc = parse(&text)?;
                 let t = doc.task(id).ok_or_else(|| missing(id))?;
-                if !doc.text[t.item.clone()].contains(&line) {
+                if !note_written(&doc.text[t.item.clone()], n) {
                     text = doc.add_note(id, &local_stamp(&n.created_at), &n.agent, &n.text)?;
                 }
             }
@@ -462,12 +515,22 @@ fn reconcile(
                 .is_some_and(|(c, _)| *c);
             let title = s.title.clone();
             if done && !ticked {
+                let before = text.clone();
                 text = doc.set_roadmap(*n, true);
                 text = parse(&text)?.set_stage_state(*n, StageState::Done);
-                text = parse(&text)?.log_done(&format!(
-                    "`{stamp}` – **Stage {n} {} {title}** completed by `{agent}`.",
-                    doc.dash
-                ));
+                // Logged when this marked the stage done; a stage with no box
+                // or Status line to mark is logged once, not on every sync.
+                let logged = doc.done_log.as_ref().is_some_and(|l| {
+                    l.entries
+                        .iter()
+                        .any(|(e, _)| e.contains(&format!("Stage {n} ")) && e.contains("completed"))
+                });
+                if text != before || (s.status_line.is_none() && !logged) {
+                    text = parse(&text)?.log_done(&format!(
+                        "`{stamp}` – **Stage {n} {} {title}** completed by `{agent}`.",
+                        doc.dash
+                    ));
+                }
             } else if !done && ticked {
                 text = doc.set_roadmap(*n, false);
                 text = parse(&text)?.set_stage_state(*n, StageState::InProgress);
@@ -495,6 +558,28 @@ fn reconcile(
     Ok(text)
 }
 
+/// Whether a store note is already under the task: a line with its agent and
+/// text whose timestamp is the same instant (to the second), whatever offset
+/// it was written with.
+fn note_written(task_source: &str, n: &Note) -> bool {
+    let tail = note_line("", &n.agent, &n.text);
+    let tail = tail.trim_start_matches("`` ");
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(&n.created_at) else {
+        return false;
+    };
+    task_source.lines().any(|line| {
+        let Some(head) = line.trim_start().strip_prefix("- `") else {
+            return false;
+        };
+        let Some((stamp, rest)) = head.split_once('`') else {
+            return false;
+        };
+        rest.trim_start() == tail
+            && chrono::DateTime::parse_from_rfc3339(stamp)
+                .is_ok_and(|t| t.timestamp() == at.timestamp())
+    })
+}
+
 /// A store time (`2026-11-21T03:05:00.123Z`) as the files write it.
 fn local_stamp(store_time: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(store_time)
@@ -515,9 +600,7 @@ fn ensure_open_issue(
     stamp: &str,
     agent: &str,
 ) -> Result<(String, String)> {
-    if !path.exists() {
-        write_atomic(path, issues::template(stamp, agent).as_bytes())?;
-    }
+    create_atomic(path, issues::template(stamp, agent).as_bytes())?;
     let mut found = None;
     update_file(path, |text| {
         let doc = IssuesDoc::parse(text, path)?;
@@ -589,10 +672,15 @@ pub fn add_plan_task(
     let project = store.project(project_id)?;
     let plans = linked_plans(&project)?;
     let stamp = stamp_now();
+    let taken: Vec<String> = store
+        .tasks(Some(project_id), None)?
+        .into_iter()
+        .filter_map(|t| t.external_ref)
+        .collect();
     let mut new_id = String::new();
     update_file(&plans, |text| {
         let doc = PlansDoc::parse(text, &plans)?;
-        let (text, id) = doc.add_task(stage, title, description, &stamp, agent)?;
+        let (text, id) = doc.add_task(stage, title, description, &stamp, agent, &taken)?;
         new_id = id;
         Ok(PlansDoc::parse(&text, &plans)?.touch_metadata(&stamp, agent))
     })?;

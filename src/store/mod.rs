@@ -31,6 +31,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
+    /// Nesting of `batch`; inside one, writes are savepoints.
+    batch_depth: usize,
 }
 
 impl Store {
@@ -99,7 +101,11 @@ impl Store {
         }
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(unavailable)?;
-        let mut store = Store { conn, path };
+        let mut store = Store {
+            conn,
+            path,
+            batch_depth: 0,
+        };
         migrate::migrate(&mut store.conn, version).map_err(|e| match e {
             Error::Sqlite(e) => unavailable(e),
             other => other,
@@ -120,17 +126,41 @@ impl Store {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction: it takes the write lock
     /// up front, so concurrent writers queue on the busy timeout instead of
-    /// failing half-way with SQLITE_BUSY.
-    pub(crate) fn write<T>(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
+    /// failing half-way with SQLITE_BUSY. Inside `batch`, a savepoint.
+    pub(crate) fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.batch_depth > 0 {
+            let sp = self.conn.savepoint()?;
+            let out = f(&sp)?;
+            sp.commit()?;
+            return Ok(out);
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Runs several store calls as one transaction: all of them or none.
+    pub fn batch<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        if self.batch_depth > 0 {
+            return f(self);
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.batch_depth += 1;
+        let out = f(self);
+        self.batch_depth -= 1;
+        match out {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn conn(&self) -> &Connection {

@@ -1,7 +1,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
 use super::{Event, NewTask, Note, Status, StatusCounts, Store, Task, TaskPatch, now};
@@ -105,7 +105,7 @@ struct EventDraft<'a> {
     metadata: &'a Value,
 }
 
-fn insert_event(tx: &Transaction<'_>, e: &EventDraft<'_>, agent: &str, ts: &str) -> Result<()> {
+fn insert_event(tx: &Connection, e: &EventDraft<'_>, agent: &str, ts: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (project_id, task_id, kind, from_status, to_status, agent, metadata, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -204,7 +204,7 @@ fn dependency_path(tx: &rusqlite::Connection, from: i64, to: i64) -> Result<Opti
 }
 
 fn add_dependency_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     task_id: i64,
     depends_on: i64,
     agent: &str,
@@ -253,7 +253,7 @@ fn add_dependency_tx(
     Ok(true)
 }
 
-fn touch(tx: &Transaction<'_>, id: i64, agent: &str, ts: &str) -> Result<()> {
+fn touch(tx: &Connection, id: i64, agent: &str, ts: &str) -> Result<()> {
     tx.prepare_cached(
         "UPDATE tasks SET updated_at = ?2, last_agent = ?3, last_updated_at = ?2 WHERE id = ?1",
     )?
@@ -262,7 +262,7 @@ fn touch(tx: &Transaction<'_>, id: i64, agent: &str, ts: &str) -> Result<()> {
 }
 
 fn set_status_tx(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: i64,
     status: Status,
     agent: &str,
@@ -313,7 +313,7 @@ fn set_status_tx(
     Ok(from)
 }
 
-fn append_note_tx(tx: &Transaction<'_>, id: i64, text: &str, agent: &str, ts: &str) -> Result<i64> {
+fn append_note_tx(tx: &Connection, id: i64, text: &str, agent: &str, ts: &str) -> Result<i64> {
     if text.trim().is_empty() {
         return Err(Error::InvalidInput("a note cannot be empty".into()));
     }
@@ -343,7 +343,7 @@ fn append_note_tx(tx: &Transaction<'_>, id: i64, text: &str, agent: &str, ts: &s
 /// Puts tasks whose lease ran out back to pending, with an event naming the
 /// holder that lost them. Returns how many were released.
 fn release_expired_leases(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     project_id: Option<i64>,
     agent: &str,
     ts: &str,
@@ -527,54 +527,58 @@ impl Store {
     /// Applies the fields set in `patch`; writes one `edit` event listing each
     /// changed field's old and new value. No change, no event.
     pub fn update_task(&mut self, id: i64, patch: TaskPatch, agent: &str) -> Result<Task> {
-        let before = self.task(id)?;
-        let mut after = before.clone();
-        if let Some(t) = &patch.title {
-            after.title = clean_title(t)?;
-        }
-        if let Some(d) = &patch.description {
-            after.description = d.clone();
-        }
-        if let Some(p) = patch.priority {
-            after.priority = p;
-        }
-        if let Some(r) = &patch.role {
-            after.role = r.clone();
-        }
-        if let Some(tags) = &patch.tags {
-            after.tags = clean_tags(tags)?;
-        }
-        if let Some(r) = &patch.external_ref {
-            after.external_ref = r
-                .as_deref()
-                .map(str::trim)
-                .filter(|r| !r.is_empty())
-                .map(String::from);
-        }
-        let mut changes = serde_json::Map::new();
-        let mut diff = |field: &str, from: Value, to: Value| {
-            if from != to {
-                changes.insert(field.to_string(), json!({"from": from, "to": to}));
-            }
-        };
-        diff("title", json!(before.title), json!(after.title));
-        diff(
-            "description",
-            json!(before.description),
-            json!(after.description),
-        );
-        diff("priority", json!(before.priority), json!(after.priority));
-        diff("role", json!(before.role), json!(after.role));
-        diff("tags", json!(before.tags), json!(after.tags));
-        diff(
-            "external_ref",
-            json!(before.external_ref),
-            json!(after.external_ref),
-        );
-        if changes.is_empty() {
-            return Ok(before);
-        }
+        let title = patch.title.as_deref().map(clean_title).transpose()?;
+        let tags = patch.tags.as_deref().map(clean_tags).transpose()?;
+        // Read and write in one transaction, so a concurrent edit of another
+        // field is neither overwritten nor misreported as this edit's "from".
         self.write(|tx| {
+            let before = load_task(tx, id)?;
+            let mut after = before.clone();
+            if let Some(t) = &title {
+                after.title = t.clone();
+            }
+            if let Some(d) = &patch.description {
+                after.description = d.clone();
+            }
+            if let Some(p) = patch.priority {
+                after.priority = p;
+            }
+            if let Some(r) = &patch.role {
+                after.role = r.clone();
+            }
+            if let Some(t) = &tags {
+                after.tags = t.clone();
+            }
+            if let Some(r) = &patch.external_ref {
+                after.external_ref = r
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(String::from);
+            }
+            let mut changes = serde_json::Map::new();
+            let mut diff = |field: &str, from: Value, to: Value| {
+                if from != to {
+                    changes.insert(field.to_string(), json!({"from": from, "to": to}));
+                }
+            };
+            diff("title", json!(before.title), json!(after.title));
+            diff(
+                "description",
+                json!(before.description),
+                json!(after.description),
+            );
+            diff("priority", json!(before.priority), json!(after.priority));
+            diff("role", json!(before.role), json!(after.role));
+            diff("tags", json!(before.tags), json!(after.tags));
+            diff(
+                "external_ref",
+                json!(before.external_ref),
+                json!(after.external_ref),
+            );
+            if changes.is_empty() {
+                return Ok(());
+            }
             let ts = now();
             if let Some(r) = &after.external_ref {
                 ensure_ref_free(tx, after.project_id, r, Some(id))?;
@@ -607,8 +611,7 @@ impl Store {
                 },
                 agent,
                 &ts,
-            )?;
-            Ok(())
+            )
         })?;
         self.task(id)
     }
