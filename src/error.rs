@@ -75,6 +75,14 @@ pub enum Error {
     #[error("{path}: {message}")]
     Conflict { path: PathBuf, message: String },
 
+    #[error("{}", registry_message(path, *line, *column, message))]
+    Registry {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
     #[error("{count} violation(s) found; each is listed above")]
     CheckFailed { count: usize },
 
@@ -87,6 +95,14 @@ pub enum Error {
 
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+fn registry_message(path: &str, line: usize, column: usize, message: &str) -> String {
+    if line == 0 {
+        format!("{path}: {message}")
+    } else {
+        format!("{path}:{line}:{column}: {message}")
+    }
 }
 
 impl Error {
@@ -108,6 +124,7 @@ impl Error {
             Error::Document { .. } => "document",
             Error::Conflict { .. } => "conflict",
             Error::CheckFailed { .. } => "check_failed",
+            Error::Registry { .. } => "registry",
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
         }
@@ -125,7 +142,8 @@ impl Error {
             | Error::CrossProject { .. }
             | Error::InvalidInput(_)
             | Error::Config { .. }
-            | Error::Document { .. } => EXIT_USAGE,
+            | Error::Document { .. }
+            | Error::Registry { .. } => EXIT_USAGE,
             Error::DatabaseUnavailable { .. }
             | Error::NotADatabase { .. }
             | Error::NewerSchema { .. }

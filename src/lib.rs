@@ -11,6 +11,8 @@ pub mod error;
 pub mod first_run;
 pub mod fsutil;
 pub mod orchestrator;
+pub mod registry;
+pub mod router;
 pub mod store;
 
 pub use error::{Error, Result};
