@@ -66,6 +66,7 @@ impl Paths {
 pub struct Config {
     pub general: General,
     pub queue: Queue,
+    pub models: Models,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -73,6 +74,21 @@ pub struct Config {
 pub struct General {
     /// The name written as `agent` when a command gets no `--agent`.
     pub agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Models {
+    /// `offline` (local providers only) or `online` (local and API).
+    pub mode: crate::registry::Mode,
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        Models {
+            mode: crate::registry::Mode::Offline,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

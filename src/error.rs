@@ -83,6 +83,10 @@ pub enum Error {
         message: String,
     },
 
+    /// No model could answer: every one in the chain failed or was skipped.
+    #[error("{0}")]
+    Model(String),
+
     #[error("{count} violation(s) found; each is listed above")]
     CheckFailed { count: usize },
 
@@ -125,6 +129,7 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::CheckFailed { .. } => "check_failed",
             Error::Registry { .. } => "registry",
+            Error::Model(_) => "model",
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
         }
@@ -149,6 +154,7 @@ impl Error {
             | Error::NewerSchema { .. }
             | Error::Conflict { .. }
             | Error::CheckFailed { .. }
+            | Error::Model(_)
             | Error::Io { .. }
             | Error::Sqlite(_) => EXIT_RUNTIME,
         }

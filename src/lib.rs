@@ -10,6 +10,8 @@ pub mod docs;
 pub mod error;
 pub mod first_run;
 pub mod fsutil;
+pub mod llm;
+pub mod logging;
 pub mod orchestrator;
 pub mod registry;
 pub mod router;

@@ -28,8 +28,23 @@ pub const ROLES: [&str; 7] = [
     "summarizer",
 ];
 
-const FLAVOURS: [&str; 7] = ["vllm", "tgi", "ollama", "llamacpp", "lmstudio", "openai", "openrouter"];
-const CAPABILITIES: [&str; 6] = ["code", "reasoning", "fast", "cheap", "json_schema", "embeddings"];
+const FLAVOURS: [&str; 7] = [
+    "vllm",
+    "tgi",
+    "ollama",
+    "llamacpp",
+    "lmstudio",
+    "openai",
+    "openrouter",
+];
+const CAPABILITIES: [&str; 6] = [
+    "code",
+    "reasoning",
+    "fast",
+    "cheap",
+    "json_schema",
+    "embeddings",
+];
 
 // ---- the file as written ----
 
@@ -196,7 +211,9 @@ pub struct Model {
 impl Model {
     /// USD for a call of this many tokens.
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        (prompt_tokens as f64 * self.cost_per_1m_input + completion_tokens as f64 * self.cost_per_1m_output) / 1e6
+        (prompt_tokens as f64 * self.cost_per_1m_input
+            + completion_tokens as f64 * self.cost_per_1m_output)
+            / 1e6
     }
 }
 
@@ -251,7 +268,7 @@ pub struct Budget {
     pub per_task: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Local providers only.
@@ -327,9 +344,16 @@ impl Registry {
     /// Parses and validates a registry; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Registry> {
         let raw: RawRegistry = serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
+            let (line, column) = e
+                .location()
+                .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
             let message = e.without_snippet().to_string();
-            let message = message.lines().next().unwrap_or("invalid YAML").trim().to_string();
+            let message = message
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_string();
             registry_error(source, line, column, message)
         })?;
         build(raw, source)
@@ -346,7 +370,12 @@ fn registry_error(source: &str, line: usize, column: usize, message: impl Into<S
 }
 
 fn at<T>(source: &str, s: &Spanned<T>, message: impl Into<String>) -> Error {
-    registry_error(source, s.referenced.line() as usize, s.referenced.column() as usize, message)
+    registry_error(
+        source,
+        s.referenced.line() as usize,
+        s.referenced.column() as usize,
+        message,
+    )
 }
 
 fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
@@ -358,7 +387,11 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             return Err(at(source, &p.name, "a provider needs a name"));
         }
         if provider_index.contains_key(&name) {
-            return Err(at(source, &p.name, format!("provider {name:?} is defined twice; names must be unique")));
+            return Err(at(
+                source,
+                &p.name,
+                format!("provider {name:?} is defined twice; names must be unique"),
+            ));
         }
         let kind = match p.kind.value.as_str() {
             "openai-compatible" => ProviderKind::OpenAiCompatible,
@@ -367,7 +400,9 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 return Err(at(
                     source,
                     &p.kind,
-                    format!("unknown provider kind {other:?}: expected openai-compatible or anthropic"),
+                    format!(
+                        "unknown provider kind {other:?}: expected openai-compatible or anthropic"
+                    ),
                 ));
             }
         };
@@ -376,14 +411,21 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 return Err(at(
                     source,
                     &p.kind,
-                    format!("provider {name:?} needs a flavour: one of {}", FLAVOURS.join(", ")),
+                    format!(
+                        "provider {name:?} needs a flavour: one of {}",
+                        FLAVOURS.join(", ")
+                    ),
                 ));
             }
             (ProviderKind::OpenAiCompatible, Some(f)) if !FLAVOURS.contains(&f.value.as_str()) => {
                 return Err(at(
                     source,
                     f,
-                    format!("unknown flavour {:?}: expected one of {}", f.value, FLAVOURS.join(", ")),
+                    format!(
+                        "unknown flavour {:?}: expected one of {}",
+                        f.value,
+                        FLAVOURS.join(", ")
+                    ),
                 ));
             }
             (ProviderKind::Anthropic, Some(f)) => {
@@ -393,10 +435,18 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
         };
         let url = p.base_url.value.trim_end_matches('/').to_string();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(at(source, &p.base_url, format!("base_url {url:?} must start with http:// or https://")));
+            return Err(at(
+                source,
+                &p.base_url,
+                format!("base_url {url:?} must start with http:// or https://"),
+            ));
         }
         if p.max_concurrency == 0 {
-            return Err(at(source, &p.name, format!("provider {name:?}: max_concurrency must be at least 1")));
+            return Err(at(
+                source,
+                &p.name,
+                format!("provider {name:?}: max_concurrency must be at least 1"),
+            ));
         }
         if let Some(env) = &p.api_key_env
             && !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -404,7 +454,9 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             return Err(at(
                 source,
                 &p.name,
-                format!("provider {name:?}: api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), not a key"),
+                format!(
+                    "provider {name:?}: api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), not a key"
+                ),
             ));
         }
         provider_index.insert(name.clone(), providers.len());
@@ -425,13 +477,20 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     for m in raw.models {
         let id = m.id.value.trim().to_string();
         if model_index.contains_key(&id) {
-            return Err(at(source, &m.id, format!("model {id:?} is defined twice; ids must be unique")));
+            return Err(at(
+                source,
+                &m.id,
+                format!("model {id:?} is defined twice; ids must be unique"),
+            ));
         }
         if !provider_index.contains_key(&m.provider.value) {
             return Err(at(
                 source,
                 &m.provider,
-                format!("model {id:?} names provider {:?}, which is not defined under providers", m.provider.value),
+                format!(
+                    "model {id:?} names provider {:?}, which is not defined under providers",
+                    m.provider.value
+                ),
             ));
         }
         for c in &m.capabilities {
@@ -439,19 +498,32 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 return Err(at(
                     source,
                     c,
-                    format!("unknown capability {:?}: expected one of {}", c.value, CAPABILITIES.join(", ")),
+                    format!(
+                        "unknown capability {:?}: expected one of {}",
+                        c.value,
+                        CAPABILITIES.join(", ")
+                    ),
                 ));
             }
         }
-        if m.context_window == 0 || m.max_output_tokens == 0 || m.max_output_tokens > m.context_window {
+        if m.context_window == 0
+            || m.max_output_tokens == 0
+            || m.max_output_tokens > m.context_window
+        {
             return Err(at(
                 source,
                 &m.id,
-                format!("model {id:?}: context_window and max_output_tokens must be positive, with max_output_tokens ≤ context_window"),
+                format!(
+                    "model {id:?}: context_window and max_output_tokens must be positive, with max_output_tokens ≤ context_window"
+                ),
             ));
         }
         if m.cost_per_1m_input < 0.0 || m.cost_per_1m_output < 0.0 {
-            return Err(at(source, &m.id, format!("model {id:?}: costs cannot be negative")));
+            return Err(at(
+                source,
+                &m.id,
+                format!("model {id:?}: costs cannot be negative"),
+            ));
         }
         model_index.insert(id.clone(), models.len());
         models.push(Model {
@@ -472,23 +544,45 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             return Err(at(
                 source,
                 &r.models,
-                format!("unknown role {name:?}: expected one of {}", ROLES.join(", ")),
+                format!(
+                    "unknown role {name:?}: expected one of {}",
+                    ROLES.join(", ")
+                ),
             ));
         }
         if r.models.value.is_empty() {
-            return Err(at(source, &r.models, format!("role {name:?} has no models; list at least one")));
+            return Err(at(
+                source,
+                &r.models,
+                format!("role {name:?} has no models; list at least one"),
+            ));
         }
         let mut seen = HashSet::new();
         for m in &r.models.value {
             if !model_index.contains_key(&m.value) {
-                return Err(at(source, m, format!("role {name:?} names model {:?}, which is not defined under models", m.value)));
+                return Err(at(
+                    source,
+                    m,
+                    format!(
+                        "role {name:?} names model {:?}, which is not defined under models",
+                        m.value
+                    ),
+                ));
             }
             if !seen.insert(m.value.clone()) {
-                return Err(at(source, m, format!("role {name:?} lists model {:?} twice", m.value)));
+                return Err(at(
+                    source,
+                    m,
+                    format!("role {name:?} lists model {:?} twice", m.value),
+                ));
             }
         }
         if !(0.0..=2.0).contains(&r.temperature) {
-            return Err(at(source, &r.models, format!("role {name:?}: temperature must be between 0 and 2")));
+            return Err(at(
+                source,
+                &r.models,
+                format!("role {name:?}: temperature must be between 0 and 2"),
+            ));
         }
         roles.insert(
             name.clone(),
@@ -502,7 +596,12 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     }
     for role in ROLES {
         if !roles.contains_key(role) {
-            return Err(registry_error(source, 0, 0, format!("roles: role {role:?} is missing; every role needs a list of models")));
+            return Err(registry_error(
+                source,
+                0,
+                0,
+                format!("roles: role {role:?} is missing; every role needs a list of models"),
+            ));
         }
     }
 
@@ -512,7 +611,11 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     for r in raw.rules {
         let name = r.name.value.clone();
         if !names.insert(name.clone()) {
-            return Err(at(source, &r.name, format!("rule {name:?} is defined twice; names must be unique")));
+            return Err(at(
+                source,
+                &r.name,
+                format!("rule {name:?} is defined twice; names must be unique"),
+            ));
         }
         let role = match r.role.value.as_str() {
             "from_hint" => RuleRole::FromHint,
@@ -521,13 +624,23 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 return Err(at(
                     source,
                     &r.role,
-                    format!("rule {name:?}: unknown role {other:?}: expected one of {} or from_hint", ROLES.join(", ")),
+                    format!(
+                        "rule {name:?}: unknown role {other:?}: expected one of {} or from_hint",
+                        ROLES.join(", ")
+                    ),
                 ));
             }
         };
         for m in r.pin.iter().chain(&r.exclude) {
             if !model_index.contains_key(&m.value) {
-                return Err(at(source, m, format!("rule {name:?} names model {:?}, which is not defined under models", m.value)));
+                return Err(at(
+                    source,
+                    m,
+                    format!(
+                        "rule {name:?} names model {:?}, which is not defined under models",
+                        m.value
+                    ),
+                ));
             }
         }
         let raw_match = r.when.unwrap_or_default();
@@ -542,7 +655,13 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             project: raw_match.project,
         };
         if let Some(re) = raw_match.title_regex {
-            Regex::new(&re.value).map_err(|e| at(source, &re, format!("rule {name:?}: invalid title_regex: {e}")))?;
+            Regex::new(&re.value).map_err(|e| {
+                at(
+                    source,
+                    &re,
+                    format!("rule {name:?}: invalid title_regex: {e}"),
+                )
+            })?;
             when.regex = Some(patterns.len());
             patterns.push(re.value.clone());
             when.title_regex = Some(re.value);
@@ -563,7 +682,10 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             is_default,
         });
     }
-    if !rules.iter().any(|r| r.is_default && matches!(r.role, RuleRole::Fixed(_))) {
+    if !rules
+        .iter()
+        .any(|r| r.is_default && matches!(r.role, RuleRole::Fixed(_)))
+    {
         return Err(registry_error(
             source,
             0,
@@ -574,14 +696,23 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     let regexes = if patterns.is_empty() {
         None
     } else {
-        Some(RegexSet::new(&patterns).map_err(|e| registry_error(source, 0, 0, format!("rules: {e}")))?)
+        Some(
+            RegexSet::new(&patterns)
+                .map_err(|e| registry_error(source, 0, 0, format!("rules: {e}")))?,
+        )
     };
 
     let policy = |m: RawMode| -> Result<ModePolicy> {
         let local_only = match m.providers.value.as_str() {
             "local" => true,
             "all" => false,
-            other => return Err(at(source, &m.providers, format!("unknown providers {other:?}: expected local or all"))),
+            other => {
+                return Err(at(
+                    source,
+                    &m.providers,
+                    format!("unknown providers {other:?}: expected local or all"),
+                ));
+            }
         };
         Ok(ModePolicy {
             local_only,
@@ -613,6 +744,11 @@ mod tests {
         assert_eq!(r.roles["critic"].temperature, 0.1);
         assert!(r.offline.local_only);
         assert!(!r.online.local_only);
-        assert!(r.providers.iter().filter(|p| !p.local).all(|p| p.api_key_env.is_some()));
+        assert!(
+            r.providers
+                .iter()
+                .filter(|p| !p.local)
+                .all(|p| p.api_key_env.is_some())
+        );
     }
 }

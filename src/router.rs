@@ -53,11 +53,19 @@ impl Conditions for Env {
 pub enum Skip {
     /// An API provider in offline mode.
     Offline,
-    ContextTooSmall { needed: u64, window: u64 },
+    ContextTooSmall {
+        needed: u64,
+        window: u64,
+    },
     CoolingDown,
-    OverBudget { estimate_usd: f64, remaining_usd: f64 },
+    OverBudget {
+        estimate_usd: f64,
+        remaining_usd: f64,
+    },
     /// The provider's key variable is not set.
-    NoApiKey { env: String },
+    NoApiKey {
+        env: String,
+    },
     ExcludedByRule,
 }
 
@@ -80,24 +88,44 @@ pub struct Decision {
     pub prompt_tokens: u64,
 }
 
-fn rule_matches(registry: &Registry, rule: &crate::registry::Rule, task: &TaskInfo<'_>, regex_hits: &[bool]) -> bool {
+fn rule_matches(
+    registry: &Registry,
+    rule: &crate::registry::Rule,
+    task: &TaskInfo<'_>,
+    regex_hits: &[bool],
+) -> bool {
     let w = &rule.when;
-    (w.tags.is_empty() || w.tags.iter().any(|t| task.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
-        && (w.role_hint.is_empty() || task.role_hint.is_some_and(|h| w.role_hint.iter().any(|r| r == h)))
-        && w.has_role_hint.is_none_or(|want| task.role_hint.is_some() == want)
-        && w.regex.is_none_or(|i| regex_hits.get(i).copied().unwrap_or(false))
+    (w.tags.is_empty()
+        || w.tags
+            .iter()
+            .any(|t| task.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
+        && (w.role_hint.is_empty()
+            || task
+                .role_hint
+                .is_some_and(|h| w.role_hint.iter().any(|r| r == h)))
+        && w.has_role_hint
+            .is_none_or(|want| task.role_hint.is_some() == want)
+        && w.regex
+            .is_none_or(|i| regex_hits.get(i).copied().unwrap_or(false))
         && w.min_prompt_tokens.is_none_or(|m| task.prompt_tokens >= m)
         && w.max_prompt_tokens.is_none_or(|m| task.prompt_tokens <= m)
         && (w.project.is_empty() || w.project.contains(&task.project_id))
         && match &rule.role {
             // `from_hint` only applies when the hint names a role.
-            RuleRole::FromHint => task.role_hint.is_some_and(|h| registry.roles.contains_key(h)),
+            RuleRole::FromHint => task
+                .role_hint
+                .is_some_and(|h| registry.roles.contains_key(h)),
             RuleRole::Fixed(_) => true,
         }
 }
 
 /// Routes a task. Pure: the same inputs give the same decision.
-pub fn route(registry: &Registry, task: &TaskInfo<'_>, mode: Mode, conditions: &dyn Conditions) -> Decision {
+pub fn route(
+    registry: &Registry,
+    task: &TaskInfo<'_>,
+    mode: Mode,
+    conditions: &dyn Conditions,
+) -> Decision {
     // One pass over title and description for every rule's regex.
     let regex_hits: Vec<bool> = match &registry.regexes {
         Some(set) => {
@@ -146,8 +174,14 @@ pub fn route(registry: &Registry, task: &TaskInfo<'_>, mode: Mode, conditions: &
             })
         } else if conditions.cooling_down(id) {
             Some(Skip::CoolingDown)
-        } else if let Some(env) = provider.api_key_env.as_deref().filter(|e| !conditions.key_set(e)) {
-            Some(Skip::NoApiKey { env: env.to_string() })
+        } else if let Some(env) = provider
+            .api_key_env
+            .as_deref()
+            .filter(|e| !conditions.key_set(e))
+        {
+            Some(Skip::NoApiKey {
+                env: env.to_string(),
+            })
         } else {
             let estimate = model.cost(task.prompt_tokens, model.max_output_tokens.min(4096));
             let remaining = [
@@ -226,11 +260,36 @@ mod tests {
     fn rules_pick_roles_first_match_wins() {
         let r = Registry::builtin();
         let tags = vec!["test".to_string()];
-        assert_eq!(route(&r, &task("x", &tags, None), Mode::Offline, &none()).role, "tester");
-        assert_eq!(route(&r, &task("x", &tags, Some("writer")), Mode::Offline, &none()).role, "writer");
-        let d = route(&r, &task("Compare vLLM and TGI", &[], None), Mode::Offline, &none());
-        assert_eq!((d.role.as_str(), d.rule.as_str()), ("researcher", "research-title"));
-        let d = route(&r, &task("Fix the parser", &[], None), Mode::Offline, &none());
+        assert_eq!(
+            route(&r, &task("x", &tags, None), Mode::Offline, &none()).role,
+            "tester"
+        );
+        assert_eq!(
+            route(
+                &r,
+                &task("x", &tags, Some("writer")),
+                Mode::Offline,
+                &none()
+            )
+            .role,
+            "writer"
+        );
+        let d = route(
+            &r,
+            &task("Compare vLLM and TGI", &[], None),
+            Mode::Offline,
+            &none(),
+        );
+        assert_eq!(
+            (d.role.as_str(), d.rule.as_str()),
+            ("researcher", "research-title")
+        );
+        let d = route(
+            &r,
+            &task("Fix the parser", &[], None),
+            Mode::Offline,
+            &none(),
+        );
         assert_eq!((d.role.as_str(), d.rule.as_str()), ("coder", "default"));
         assert_eq!(d.temperature, 0.3);
     }
@@ -239,11 +298,22 @@ mod tests {
     fn offline_keeps_local_models_and_says_why_others_are_skipped() {
         let r = Registry::builtin();
         let d = route(&r, &task("Fix", &[], None), Mode::Offline, &none());
-        assert_eq!(d.chain, ["qwen-coder-32b", "qwen-coder-32b-tgi", "qwen-7b", "smollm2-135m"]);
+        assert_eq!(
+            d.chain,
+            [
+                "qwen-coder-32b",
+                "qwen-coder-32b-tgi",
+                "qwen-7b",
+                "smollm2-135m"
+            ]
+        );
         assert!(d.skipped.iter().all(|s| s.why == Skip::Offline));
         // Online without keys: API models are skipped for the missing key.
         let d = route(&r, &task("Fix", &[], None), Mode::Online, &none());
-        assert!(d.skipped.iter().any(|s| s.why == Skip::NoApiKey { env: "OPENAI_API_KEY".into() }));
+        assert!(d.skipped.iter().any(|s| s.why
+            == Skip::NoApiKey {
+                env: "OPENAI_API_KEY".into()
+            }));
         let keys = Cond {
             keys: vec!["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY"],
             ..none()
@@ -260,7 +330,8 @@ mod tests {
         big.prompt_tokens = 3000;
         let d = route(&r, &big, Mode::Offline, &none());
         assert!(!d.chain.contains(&"smollm2-135m".to_string()));
-        assert!(d.skipped.iter().any(|s| s.model == "smollm2-135m" && matches!(s.why, Skip::ContextTooSmall { window: 2048, .. })));
+        assert!(d.skipped.iter().any(|s| s.model == "smollm2-135m"
+            && matches!(s.why, Skip::ContextTooSmall { window: 2048, .. })));
         let cooling = Cond {
             cooling: vec!["qwen-coder-32b"],
             ..none()
@@ -273,7 +344,14 @@ mod tests {
             ..none()
         };
         let d = route(&r, &task("Fix", &[], None), Mode::Online, &broke);
-        assert!(d.skipped.iter().any(|s| s.model == "claude-sonnet" && matches!(s.why, Skip::OverBudget { .. })));
-        assert!(d.chain.contains(&"qwen-7b".to_string()), "free local models stay");
+        assert!(
+            d.skipped
+                .iter()
+                .any(|s| s.model == "claude-sonnet" && matches!(s.why, Skip::OverBudget { .. }))
+        );
+        assert!(
+            d.chain.contains(&"qwen-7b".to_string()),
+            "free local models stay"
+        );
     }
 }

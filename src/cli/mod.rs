@@ -1,6 +1,7 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
+mod models;
 mod plans;
 mod render;
 
@@ -56,6 +57,12 @@ pub struct Cli {
     /// Print stable JSON (errors go to stderr as {"error": {"kind", "message"}})
     #[arg(long, global = true)]
     json: bool,
+    /// The model registry [default: <config dir>/model_registry.yaml, else the built-in one]
+    #[arg(long, global = true, env = "LLMCLIS_REGISTRY", value_name = "PATH")]
+    registry: Option<PathBuf>,
+    /// offline: local models only; online: API models too [default: config models.mode]
+    #[arg(long, global = true, env = "LLMCLIS_MODE", value_name = "MODE")]
+    mode: Option<crate::registry::Mode>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +92,14 @@ enum Command {
     /// research.md: add findings
     #[command(subcommand)]
     Research(plans::ResearchCmd),
+    /// The model registry: list models and servers, run a health check
+    #[command(subcommand)]
+    Models(models::ModelsCmd),
+    /// The router: explain a task's route
+    #[command(subcommand)]
+    Route(models::RouteCmd),
+    /// Ask a model; the answer streams to stdout
+    Chat(models::ChatArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,11 +284,21 @@ pub(crate) struct Ctx {
     pub(crate) config: Config,
     pub(crate) agent: String,
     pub(crate) json: bool,
+    registry: Option<PathBuf>,
+    mode: Option<crate::registry::Mode>,
 }
 
 impl Ctx {
     pub(crate) fn store(&self) -> Result<Store> {
         Store::open(&self.paths.db)
+    }
+
+    pub(crate) fn registry(&self) -> Result<crate::registry::Registry> {
+        crate::registry::Registry::load(self.registry.as_deref(), &self.paths.config_dir)
+    }
+
+    pub(crate) fn mode(&self) -> crate::registry::Mode {
+        self.mode.unwrap_or(self.config.models.mode)
     }
 }
 
@@ -300,6 +325,8 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         config,
         agent,
         json: cli.json,
+        registry: cli.registry,
+        mode: cli.mode,
     };
     match cli.command {
         Command::FirstRun { yes } => cmd_first_run(&ctx, yes, out),
@@ -308,6 +335,9 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Plans(cmd) => plans::plans(&ctx, cmd, out),
         Command::Issues(cmd) => plans::issues(&ctx, cmd, out),
         Command::Research(cmd) => plans::research(&ctx, cmd, out),
+        Command::Models(cmd) => models::models(&ctx, cmd, out),
+        Command::Route(cmd) => models::route(&ctx, cmd, out),
+        Command::Chat(args) => models::chat(&ctx, args, out),
         Command::Orchestrate(args) => {
             let store = ctx.store()?;
             store.project(args.project.project_id)?;

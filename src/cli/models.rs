@@ -1,0 +1,496 @@
+//! `llmclis models …`, `llmclis route explain`, `llmclis chat`.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Ctx, emit};
+use crate::error::{Error, Result};
+use crate::llm::caller::{Breakers, CallOutcome, Caller};
+use crate::llm::{ChatRequest, Health, Message, StreamEvent, http_client};
+use crate::registry::{Mode, Model, Registry};
+use crate::router::{self, Conditions, TaskInfo, estimate_tokens};
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCmd {
+    /// The registry's models, and what each server actually serves
+    List,
+    /// A smoke prompt per model: status, latency, tokens/s, response size
+    Health {
+        /// Only this model
+        #[arg(long, value_name = "ID")]
+        model: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCmd {
+    /// Which role and models a task would get, and why the others are skipped
+    Explain {
+        #[arg(long, value_name = "ID")]
+        task: i64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChatArgs {
+    /// Use this role's models (by default the rules pick, from the prompt)
+    #[arg(long, value_name = "R", conflicts_with = "model")]
+    role: Option<String>,
+    /// Use this model only
+    #[arg(long, value_name = "ID")]
+    model: Option<String>,
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_tokens: u64,
+    /// [default: the role's temperature]
+    #[arg(long, value_name = "T")]
+    temperature: Option<f32>,
+    /// A system message
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
+    prompt: String,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("<tokio runtime>", e))
+}
+
+fn caller(ctx: &Ctx) -> Result<(Arc<Registry>, Caller)> {
+    let registry = Arc::new(ctx.registry()?);
+    crate::logging::init(&ctx.paths.data_dir);
+    let caller = Caller::new(
+        registry.clone(),
+        http_client(),
+        Arc::new(Breakers::new(3, Duration::from_secs(30))),
+    );
+    Ok((registry, caller))
+}
+
+#[derive(Serialize)]
+struct ProviderView {
+    name: String,
+    kind: crate::registry::ProviderKind,
+    flavour: Option<String>,
+    base_url: String,
+    local: bool,
+    api_key_env: Option<String>,
+    api_key_set: bool,
+    /// Null when the mode keeps llmclis from asking (an API provider offline).
+    health: Option<Health>,
+}
+
+#[derive(Serialize)]
+struct ModelView<'a> {
+    #[serde(flatten)]
+    model: &'a Model,
+    local: bool,
+    /// Whether its server lists the served name; null when not asked.
+    served: Option<bool>,
+}
+
+pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
+    let (registry, caller) = caller(ctx)?;
+    let mode = ctx.mode();
+    let rt = runtime()?;
+    match cmd {
+        ModelsCmd::List => {
+            let providers: Vec<ProviderView> = rt.block_on(async {
+                let checks = registry.providers.iter().map(|p| async {
+                    // Offline mode never sends a request to an online provider.
+                    let asked = p.local || mode == Mode::Online;
+                    let health = if asked {
+                        Some(
+                            caller
+                                .client(&p.name)
+                                .expect("a client per provider")
+                                .health()
+                                .await,
+                        )
+                    } else {
+                        None
+                    };
+                    ProviderView {
+                        name: p.name.clone(),
+                        kind: p.kind,
+                        flavour: p.flavour.clone(),
+                        base_url: p.base_url.clone(),
+                        local: p.local,
+                        api_key_env: p.api_key_env.clone(),
+                        api_key_set: p.api_key_env.as_deref().is_some_and(|v| caller.key_set(v)),
+                        health,
+                    }
+                });
+                futures_util::future::join_all(checks).await
+            });
+            let models: Vec<ModelView> = registry
+                .models
+                .iter()
+                .map(|m| {
+                    let p = providers
+                        .iter()
+                        .find(|p| p.name == m.provider)
+                        .expect("validated");
+                    ModelView {
+                        model: m,
+                        local: p.local,
+                        served: p.health.as_ref().filter(|h| h.ok).map(|h| {
+                            h.served.is_empty() || h.served.iter().any(|s| s == &m.served_name)
+                        }),
+                    }
+                })
+                .collect();
+            let value = json!({"registry": registry.source, "mode": mode, "providers": providers, "models": models});
+            emit(out, ctx.json, &value, || {
+                render_list(&registry, mode, &providers, &models)
+            })
+        }
+        ModelsCmd::Health { model } => {
+            let ids: Vec<String> = match &model {
+                Some(id) => {
+                    registry.model(id).ok_or_else(|| {
+                        Error::InvalidInput(format!(
+                            "no model {id:?} in {}; `llmclis models list` shows them",
+                            registry.source
+                        ))
+                    })?;
+                    vec![id.clone()]
+                }
+                None => registry
+                    .models
+                    .iter()
+                    .filter(|m| mode == Mode::Online || registry.provider_of(m).local)
+                    .map(|m| m.id.clone())
+                    .collect(),
+            };
+            let results: Vec<serde_json::Value> = rt.block_on(async {
+                let mut out = Vec::new();
+                for id in &ids {
+                    out.push(smoke(&caller, id).await);
+                }
+                out
+            });
+            let failed = results.iter().filter(|r| r["ok"] == false).count();
+            emit(out, ctx.json, &results, || render_health(&results))?;
+            if model.is_some() && failed > 0 {
+                return Err(Error::Model(format!(
+                    "{} did not answer the smoke prompt",
+                    ids[0]
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One short prompt to one model, no retries: what a person checks first.
+async fn smoke(caller: &Caller, id: &str) -> serde_json::Value {
+    let req = ChatRequest {
+        messages: vec![Message::user("Reply with the single word OK.")],
+        temperature: 0.0,
+        max_tokens: 16,
+        ..Default::default()
+    };
+    let model = caller.registry().model(id).expect("checked");
+    let provider = caller.registry().provider_of(model);
+    let client = caller
+        .client(&provider.name)
+        .expect("a client per provider");
+    match client.chat(&model.served_name, &req, None).await {
+        Ok(r) => {
+            let secs = r.latency.as_secs_f64().max(1e-6);
+            json!({
+                "model": id, "provider": provider.name, "ok": true,
+                "latency_ms": r.latency.as_millis() as u64,
+                "completion_tokens": r.usage.completion_tokens,
+                "tokens_estimated": r.usage.estimated,
+                "tokens_per_s": (r.usage.completion_tokens as f64 / secs * 10.0).round() / 10.0,
+                "response_bytes": r.text.len(),
+                "error": null,
+            })
+        }
+        Err(e) => json!({
+            "model": id, "provider": provider.name, "ok": false,
+            "latency_ms": null, "completion_tokens": null, "tokens_estimated": null,
+            "tokens_per_s": null, "response_bytes": null,
+            "error": caller.redact(&e.to_string()),
+        }),
+    }
+}
+
+pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
+    let RouteCmd::Explain { task } = cmd;
+    let registry = ctx.registry()?;
+    let store = ctx.store()?;
+    let t = store.task(task)?;
+    let notes = store.notes(task)?;
+    let text: String = std::iter::once(t.title.as_str())
+        .chain(std::iter::once(t.description.as_str()))
+        .chain(notes.iter().map(|n| n.text.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let info = TaskInfo {
+        project_id: t.project_id,
+        title: &t.title,
+        description: &t.description,
+        tags: &t.tags,
+        role_hint: t.role.as_deref(),
+        prompt_tokens: estimate_tokens(&text),
+    };
+    let decision = router::route(&registry, &info, ctx.mode(), &router::Env);
+    let value = json!({"task_id": t.id, "registry": registry.source, "decision": decision});
+    emit(out, ctx.json, &value, || {
+        let mut s = format!(
+            "Task {} → role {} (temperature {}), rule {:?}, mode {}, ~{} prompt tokens\n",
+            t.id,
+            decision.role,
+            decision.temperature,
+            decision.rule,
+            json!(decision.mode).as_str().unwrap_or(""),
+            decision.prompt_tokens
+        );
+        if decision.chain.is_empty() {
+            s.push_str("No model can take it:\n");
+        } else {
+            let _ = writeln!(s, "Models, in order: {}", decision.chain.join(" → "));
+        }
+        for sk in &decision.skipped {
+            let _ = writeln!(s, "  skipped {}: {}", sk.model, skip_text(&sk.why));
+        }
+        s.trim_end().to_string()
+    })
+}
+
+fn skip_text(why: &router::Skip) -> String {
+    match why {
+        router::Skip::Offline => "an API model, and the mode is offline".into(),
+        router::Skip::ContextTooSmall { needed, window } => {
+            format!("~{needed} prompt tokens do not fit its {window}-token window")
+        }
+        router::Skip::CoolingDown => "cooling down after repeated failures".into(),
+        router::Skip::OverBudget {
+            estimate_usd,
+            remaining_usd,
+        } => {
+            format!("would cost ~${estimate_usd:.4}, ${remaining_usd:.4} of the budget is left")
+        }
+        router::Skip::NoApiKey { env } => format!("{env} is not set"),
+        router::Skip::ExcludedByRule => "excluded by the rule".into(),
+    }
+}
+
+pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
+    let (registry, caller) = caller(ctx)?;
+    let mode = ctx.mode();
+    let prompt_tokens =
+        estimate_tokens(&args.prompt) + args.system.as_deref().map_or(0, estimate_tokens);
+    let (chain, temperature) = match (&args.model, &args.role) {
+        (Some(id), _) => {
+            let m = registry.model(id).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "no model {id:?} in {}; `llmclis models list` shows them",
+                    registry.source
+                ))
+            })?;
+            let p = registry.provider_of(m);
+            if !p.local && mode == Mode::Offline {
+                return Err(Error::InvalidInput(format!(
+                    "{id} is an API model ({}); the mode is offline: pass --mode online",
+                    p.name
+                )));
+            }
+            (vec![id.clone()], 0.3)
+        }
+        (None, role) => {
+            if let Some(r) = role
+                && !registry.roles.contains_key(r)
+            {
+                return Err(Error::InvalidInput(format!(
+                    "unknown role {r:?}: expected one of {}",
+                    crate::registry::ROLES.join(", ")
+                )));
+            }
+            let info = TaskInfo {
+                project_id: 0,
+                title: &args.prompt,
+                description: "",
+                tags: &[],
+                role_hint: role.as_deref(),
+                prompt_tokens,
+            };
+            let d = router::route(&registry, &info, mode, &caller);
+            if d.chain.is_empty() {
+                let why: Vec<String> = d
+                    .skipped
+                    .iter()
+                    .map(|s| format!("{}: {}", s.model, skip_text(&s.why)))
+                    .collect();
+                return Err(Error::Model(format!(
+                    "no model can take this prompt ({})",
+                    why.join("; ")
+                )));
+            }
+            (d.chain, d.temperature)
+        }
+    };
+    let mut messages = Vec::new();
+    if let Some(s) = &args.system {
+        messages.push(Message::system(s.clone()));
+    }
+    messages.push(Message::user(args.prompt.clone()));
+    let req = ChatRequest {
+        messages,
+        temperature: args.temperature.unwrap_or(temperature),
+        max_tokens: args.max_tokens,
+        stream: !ctx.json,
+        ..Default::default()
+    };
+    let rt = runtime()?;
+    let result: std::result::Result<CallOutcome, _> = rt.block_on(async {
+        if ctx.json {
+            caller.call(&chain, &req, None).await
+        } else {
+            let mut stdout = std::io::stdout();
+            let mut print = |ev: StreamEvent<'_>| match ev {
+                StreamEvent::Token(t) => {
+                    let _ = stdout.write_all(t.as_bytes());
+                    let _ = stdout.flush();
+                }
+                StreamEvent::Restart {
+                    failed_model,
+                    next_model,
+                } => {
+                    eprintln!(
+                        "\n[{failed_model} failed mid-answer; starting over with {next_model}]"
+                    );
+                }
+            };
+            caller.call(&chain, &req, Some(&mut print)).await
+        }
+    });
+    let outcome = result.map_err(|e| Error::Model(caller.redact(&e.to_string())))?;
+    if ctx.json {
+        emit(out, true, &outcome, String::new)
+    } else {
+        let r = &outcome.response;
+        writeln!(out).map_err(|e| Error::io("<stdout>", e))?;
+        eprintln!(
+            "— {} ({}), {}+{} tokens{}, {:.2} s",
+            outcome.model,
+            outcome.provider,
+            r.usage.prompt_tokens,
+            r.usage.completion_tokens,
+            if r.usage.estimated {
+                " (estimated)"
+            } else {
+                ""
+            },
+            r.latency.as_secs_f64()
+        );
+        Ok(())
+    }
+}
+
+fn render_list(
+    registry: &Registry,
+    mode: Mode,
+    providers: &[ProviderView],
+    models: &[ModelView],
+) -> String {
+    let mut s = format!(
+        "Registry: {} (mode {})\n\n",
+        registry.source,
+        json!(mode).as_str().unwrap_or("")
+    );
+    let _ = writeln!(
+        s,
+        "{:<12} {:<18} {:<6} {:<10} {}",
+        "PROVIDER", "KIND", "LOCAL", "STATUS", "URL"
+    );
+    for p in providers {
+        let status = match (&p.health, p.local) {
+            (Some(h), _) if h.ok => format!("up {}", h.checked),
+            (Some(_), _) => "down".to_string(),
+            (None, _) => "not asked".to_string(),
+        };
+        let kind = p.flavour.clone().unwrap_or_else(|| "anthropic".into());
+        let key = match (&p.api_key_env, p.api_key_set) {
+            (Some(v), true) => format!("  ({v} set)"),
+            (Some(v), false) => format!("  ({v} not set)"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<12} {:<18} {:<6} {:<10} {}{key}",
+            p.name,
+            kind,
+            if p.local { "yes" } else { "no" },
+            status,
+            p.base_url
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n{:<26} {:<11} {:>8} {:>13}  SERVED",
+        "MODEL", "PROVIDER", "CONTEXT", "$/1M IN/OUT"
+    );
+    for m in models {
+        let served = match m.served {
+            Some(true) => "yes",
+            Some(false) => "no (not listed by the server)",
+            None => "-",
+        };
+        let _ = writeln!(
+            s,
+            "{:<26} {:<11} {:>8} {:>13}  {served}",
+            m.model.id,
+            m.model.provider,
+            m.model.context_window,
+            format!(
+                "{}/{}",
+                m.model.cost_per_1m_input, m.model.cost_per_1m_output
+            )
+        );
+    }
+    s.trim_end().to_string()
+}
+
+fn render_health(results: &[serde_json::Value]) -> String {
+    let mut s = format!(
+        "{:<26} {:<6} {:>9} {:>9} {:>7}  NOTE\n",
+        "MODEL", "STATUS", "LATENCY", "TOKENS/S", "BYTES"
+    );
+    for r in results {
+        if r["ok"] == true {
+            let _ = writeln!(
+                s,
+                "{:<26} {:<6} {:>7}ms {:>9} {:>7}",
+                r["model"].as_str().unwrap_or(""),
+                "ok",
+                r["latency_ms"],
+                r["tokens_per_s"],
+                r["response_bytes"]
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "{:<26} {:<6} {:>9} {:>9} {:>7}  {}",
+                r["model"].as_str().unwrap_or(""),
+                "down",
+                "-",
+                "-",
+                "-",
+                r["error"].as_str().unwrap_or("")
+            );
+        }
+    }
+    s.trim_end().to_string()
+}

@@ -1,0 +1,294 @@
+//! Anthropic's Messages API, streaming and not. System messages go to the
+//! top-level `system` field; the key goes in `x-api-key`, never anywhere else.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::sse::SseParser;
+use super::{
+    BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
+    classify, error_message, retry_after, transport_error,
+};
+use crate::registry::Provider;
+use crate::router::estimate_tokens;
+
+const VERSION: &str = "2023-06-01";
+
+pub struct AnthropicClient {
+    base: String,
+    key_env: Option<String>,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+impl AnthropicClient {
+    pub fn new(p: &Provider, http: reqwest::Client) -> AnthropicClient {
+        AnthropicClient {
+            base: p.base_url.trim_end_matches("/v1").to_string(),
+            key_env: p.api_key_env.clone(),
+            timeout: p.timeout,
+            http,
+        }
+    }
+
+    fn authed(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, LlmError> {
+        let var = self.key_env.as_deref().unwrap_or("ANTHROPIC_API_KEY");
+        match std::env::var(var) {
+            Ok(k) if !k.trim().is_empty() => Ok(rb
+                .header("x-api-key", k.trim())
+                .header("anthropic-version", VERSION)),
+            _ => Err(LlmError::MissingKey(var.to_string())),
+        }
+    }
+
+    fn body(model: &str, req: &ChatRequest) -> Value {
+        let system: Vec<&str> = req
+            .messages
+            .iter()
+            .filter(|m| m.role == "system")
+            .map(|m| m.content.as_str())
+            .collect();
+        let messages: Vec<&super::Message> =
+            req.messages.iter().filter(|m| m.role != "system").collect();
+        let mut body = json!({
+            "model": model,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "messages": messages,
+            "stream": req.stream,
+        });
+        if !system.is_empty() {
+            body["system"] = json!(system.join("\n\n"));
+        }
+        body
+    }
+
+    async fn chat_impl(
+        &self,
+        model: &str,
+        req: &ChatRequest,
+        mut sink: Option<Sink<'_>>,
+    ) -> Result<ChatResponse, LlmError> {
+        let started = Instant::now();
+        let rb = self
+            .http
+            .post(format!("{}/v1/messages", self.base))
+            .timeout(self.timeout)
+            .json(&Self::body(model, req));
+        let resp = self
+            .authed(rb)?
+            .send()
+            .await
+            .map_err(|e| transport_error(e, self.timeout))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let ra = retry_after(resp.headers());
+            let body = resp.text().await.unwrap_or_default();
+            return Err(classify(status.as_u16(), &body, ra));
+        }
+        let prompt_estimate: u64 = req
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
+        if !req.stream {
+            let body = resp
+                .text()
+                .await
+                .map_err(|e| transport_error(e, self.timeout))?;
+            let v: Value = serde_json::from_str(&body)
+                .map_err(|e| LlmError::InvalidResponse(format!("not JSON ({e})")))?;
+            let text: String = v
+                .get("content")
+                .and_then(Value::as_array)
+                .map(|blocks| {
+                    blocks
+                        .iter()
+                        .filter_map(|b| b.get("text")?.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let usage = match (
+                v.pointer("/usage/input_tokens").and_then(Value::as_u64),
+                v.pointer("/usage/output_tokens").and_then(Value::as_u64),
+            ) {
+                (Some(p), Some(c)) => Usage {
+                    prompt_tokens: p,
+                    completion_tokens: c,
+                    estimated: false,
+                },
+                _ => Usage {
+                    prompt_tokens: prompt_estimate,
+                    completion_tokens: estimate_tokens(&text),
+                    estimated: true,
+                },
+            };
+            return Ok(ChatResponse {
+                text,
+                usage,
+                finish_reason: v
+                    .get("stop_reason")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                latency: started.elapsed(),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut parser = SseParser::default();
+        let mut text = String::new();
+        let (mut prompt, mut completion, mut stop) = (None, None, None);
+        let mut done = false;
+        'read: while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| LlmError::StreamBroken(e.to_string()))?;
+            for ev in parser.push(&chunk) {
+                let v: Value = serde_json::from_str(&ev.data)
+                    .map_err(|e| LlmError::StreamBroken(format!("an event is not JSON ({e})")))?;
+                match v
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .or(ev.event.as_deref())
+                {
+                    Some("message_start") => {
+                        prompt = v
+                            .pointer("/message/usage/input_tokens")
+                            .and_then(Value::as_u64)
+                    }
+                    Some("content_block_delta") => {
+                        if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                            text.push_str(t);
+                            if let Some(s) = sink.as_mut() {
+                                s(StreamEvent::Token(t));
+                            }
+                        }
+                    }
+                    Some("message_delta") => {
+                        completion = v.pointer("/usage/output_tokens").and_then(Value::as_u64);
+                        stop = v
+                            .pointer("/delta/stop_reason")
+                            .and_then(Value::as_str)
+                            .map(String::from);
+                    }
+                    Some("message_stop") => {
+                        done = true;
+                        break 'read;
+                    }
+                    Some("error") => return Err(LlmError::StreamBroken(error_message(&ev.data))),
+                    _ => {}
+                }
+            }
+        }
+        if !done {
+            return Err(LlmError::StreamBroken(
+                "the stream ended before message_stop".into(),
+            ));
+        }
+        Ok(ChatResponse {
+            usage: match (prompt, completion) {
+                (Some(p), Some(c)) => Usage {
+                    prompt_tokens: p,
+                    completion_tokens: c,
+                    estimated: false,
+                },
+                _ => Usage {
+                    prompt_tokens: prompt_estimate,
+                    completion_tokens: estimate_tokens(&text),
+                    estimated: true,
+                },
+            },
+            text,
+            finish_reason: stop,
+            latency: started.elapsed(),
+        })
+    }
+
+    async fn health_impl(&self) -> Health {
+        let quick = Duration::from_secs(3);
+        let rb = match self.authed(
+            self.http
+                .get(format!("{}/v1/models", self.base))
+                .timeout(quick),
+        ) {
+            Ok(rb) => rb,
+            Err(e) => {
+                return Health {
+                    ok: false,
+                    checked: "/v1/models".into(),
+                    served: vec![],
+                    error: Some(e.to_string()),
+                };
+            }
+        };
+        match rb.send().await {
+            Ok(r) if r.status().is_success() => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                let served = v
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|m| m.get("id")?.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Health {
+                    ok: true,
+                    checked: "/v1/models".into(),
+                    served,
+                    error: None,
+                }
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let ra = retry_after(r.headers());
+                let body = r.text().await.unwrap_or_default();
+                Health {
+                    ok: false,
+                    checked: "/v1/models".into(),
+                    served: vec![],
+                    error: Some(classify(status, &body, ra).to_string()),
+                }
+            }
+            Err(e) => Health {
+                ok: false,
+                checked: "/v1/models".into(),
+                served: vec![],
+                error: Some(transport_error(e, quick).to_string()),
+            },
+        }
+    }
+}
+
+impl LlmClient for AnthropicClient {
+    fn chat<'a>(
+        &'a self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        sink: Option<Sink<'a>>,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        Box::pin(self.chat_impl(model, req, sink))
+    }
+
+    fn health(&self) -> BoxFuture<'_, Health> {
+        Box::pin(self.health_impl())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Message;
+
+    #[test]
+    fn system_goes_top_level() {
+        let req = ChatRequest {
+            messages: vec![Message::system("be brief"), Message::user("hi")],
+            max_tokens: 10,
+            ..Default::default()
+        };
+        let b = AnthropicClient::body("claude-sonnet-4-5", &req);
+        assert_eq!(b["system"], "be brief");
+        assert_eq!(b["messages"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,318 @@
+//! Calls along the router's chain: retries with exponential backoff and jitter
+//! on connect errors, timeouts, 429 (honouring Retry-After) and 5xx; a
+//! per-model cooldown (circuit breaker) after repeated failures, shared by
+//! every caller in the process; then the next model. A stream that breaks
+//! after its 200 falls back too, and a context-length error skips to a model
+//! with a bigger window. Each provider's `max_concurrency` is a semaphore.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::{
+    ChatRequest, ChatResponse, LlmClient, LlmError, Sink, StreamEvent, client_for, redact,
+};
+use crate::registry::Registry;
+use crate::router::Conditions;
+
+/// Consecutive failures per model; at `threshold` the model cools down.
+#[derive(Debug)]
+pub struct Breakers {
+    state: Mutex<HashMap<String, (u32, Option<Instant>)>>,
+    pub threshold: u32,
+    pub cooldown: Duration,
+}
+
+impl Breakers {
+    pub fn new(threshold: u32, cooldown: Duration) -> Breakers {
+        Breakers {
+            state: Mutex::new(HashMap::new()),
+            threshold,
+            cooldown,
+        }
+    }
+
+    pub fn is_open(&self, model: &str) -> bool {
+        let state = self.state.lock().expect("breaker lock");
+        state
+            .get(model)
+            .and_then(|(_, until)| *until)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn success(&self, model: &str) {
+        self.state.lock().expect("breaker lock").remove(model);
+    }
+
+    /// Counts a failure; returns true when it opened the breaker.
+    fn failure(&self, model: &str) -> bool {
+        let mut state = self.state.lock().expect("breaker lock");
+        let entry = state.entry(model.to_string()).or_insert((0, None));
+        entry.0 += 1;
+        if entry.0 >= self.threshold {
+            entry.0 = 0;
+            entry.1 = Some(Instant::now() + self.cooldown);
+            return true;
+        }
+        false
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Tries per model, the first included.
+    pub attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+    /// A longer Retry-After moves on to the next model instead of waiting.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(8),
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential, with jitter in [half, full] so callers do not retry in step.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let full = self
+            .base
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(self.max);
+        full.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// One try of one model, as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub model: String,
+    pub provider: String,
+    /// `ok`, `error` or `skipped`.
+    pub outcome: &'static str,
+    pub error_kind: Option<&'static str>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallOutcome {
+    pub model: String,
+    pub provider: String,
+    pub response: ChatResponse,
+    pub attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no model in the chain answered ({}); tried: {}", .last.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "nothing was tried".into()), summary(.attempts))]
+pub struct CallFailed {
+    pub attempts: Vec<Attempt>,
+    pub last: Option<LlmError>,
+}
+
+fn summary(attempts: &[Attempt]) -> String {
+    if attempts.is_empty() {
+        return "none".into();
+    }
+    attempts
+        .iter()
+        .map(|a| format!("{} {}", a.model, a.error_kind.unwrap_or(a.outcome)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub struct Caller {
+    registry: Arc<Registry>,
+    clients: HashMap<String, Box<dyn LlmClient>>,
+    limits: HashMap<String, Arc<Semaphore>>,
+    pub breakers: Arc<Breakers>,
+    pub retry: RetryPolicy,
+    /// Every API key in the environment, to scrub from messages.
+    keys: Vec<String>,
+}
+
+impl Caller {
+    pub fn new(registry: Arc<Registry>, http: reqwest::Client, breakers: Arc<Breakers>) -> Caller {
+        let clients = registry
+            .providers
+            .iter()
+            .map(|p| (p.name.clone(), client_for(p, http.clone())))
+            .collect();
+        let limits = registry
+            .providers
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    Arc::new(Semaphore::new(p.max_concurrency as usize)),
+                )
+            })
+            .collect();
+        let keys = registry
+            .providers
+            .iter()
+            .filter_map(|p| p.api_key())
+            .collect();
+        Caller {
+            registry,
+            clients,
+            limits,
+            breakers,
+            retry: RetryPolicy::default(),
+            keys,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn client(&self, provider: &str) -> Option<&dyn LlmClient> {
+        self.clients.get(provider).map(|c| c.as_ref())
+    }
+
+    pub fn redact(&self, message: &str) -> String {
+        redact(message, &self.keys)
+    }
+
+    /// Tries the chain in order until a model answers.
+    pub async fn call(
+        &self,
+        chain: &[String],
+        req: &ChatRequest,
+        mut sink: Option<Sink<'_>>,
+    ) -> Result<CallOutcome, CallFailed> {
+        let mut attempts = Vec::new();
+        let mut last = None;
+        // After a context-length error only bigger windows are worth a try.
+        let mut min_window: Option<u64> = None;
+        for (i, id) in chain.iter().enumerate() {
+            let Some(model) = self.registry.model(id) else {
+                continue;
+            };
+            let provider = self.registry.provider_of(model);
+            let skip = |why: &str| Attempt {
+                model: id.clone(),
+                provider: provider.name.clone(),
+                outcome: "skipped",
+                error_kind: None,
+                error: Some(why.to_string()),
+                latency_ms: 0,
+            };
+            if min_window.is_some_and(|w| model.context_window <= w) {
+                attempts.push(skip(
+                    "context window no bigger than the one that overflowed",
+                ));
+                continue;
+            }
+            if self.breakers.is_open(id) {
+                attempts.push(skip("cooling down after repeated failures"));
+                continue;
+            }
+            let client = &self.clients[&provider.name];
+            let limit = &self.limits[&provider.name];
+            let mut streamed = false;
+            for attempt in 1..=self.retry.attempts.max(1) {
+                let started = Instant::now();
+                let result = {
+                    let _permit = limit.acquire().await.expect("semaphore never closed");
+                    tracing::info!(provider = %provider.name, model = %id, attempt, "model call");
+                    match sink.as_mut() {
+                        Some(s) if req.stream => {
+                            let mut relay = |ev: StreamEvent<'_>| {
+                                streamed = true;
+                                s(ev);
+                            };
+                            client.chat(&model.served_name, req, Some(&mut relay)).await
+                        }
+                        _ => client.chat(&model.served_name, req, None).await,
+                    }
+                };
+                let latency_ms = started.elapsed().as_millis() as u64;
+                match result {
+                    Ok(response) => {
+                        self.breakers.success(id);
+                        tracing::info!(provider = %provider.name, model = %id, latency_ms, tokens = response.usage.completion_tokens, "model answered");
+                        attempts.push(Attempt {
+                            model: id.clone(),
+                            provider: provider.name.clone(),
+                            outcome: "ok",
+                            error_kind: None,
+                            error: None,
+                            latency_ms,
+                        });
+                        return Ok(CallOutcome {
+                            model: id.clone(),
+                            provider: provider.name.clone(),
+                            response,
+                            attempts,
+                        });
+                    }
+                    Err(e) => {
+                        let message = self.redact(&e.to_string());
+                        tracing::warn!(provider = %provider.name, model = %id, attempt, error = %message, "model call failed");
+                        attempts.push(Attempt {
+                            model: id.clone(),
+                            provider: provider.name.clone(),
+                            outcome: "error",
+                            error_kind: Some(e.kind()),
+                            error: Some(message),
+                            latency_ms,
+                        });
+                        let counts = e.retryable()
+                            || matches!(
+                                e,
+                                LlmError::StreamBroken(_) | LlmError::InvalidResponse(_)
+                            );
+                        let opened = counts && self.breakers.failure(id);
+                        let retry = e.retryable() && !opened && attempt < self.retry.attempts;
+                        if let LlmError::ContextLength(_) = e {
+                            min_window = Some(model.context_window);
+                        }
+                        let wait = match &e {
+                            LlmError::RateLimited {
+                                retry_after: Some(d),
+                            } => *d,
+                            _ => self.retry.backoff(attempt),
+                        };
+                        last = Some(e);
+                        if !retry || wait > self.retry.max_wait {
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+            // The next model starts over; a listener showing tokens must know.
+            if streamed {
+                if let (Some(s), Some(next)) = (sink.as_mut(), chain.get(i + 1)) {
+                    s(StreamEvent::Restart {
+                        failed_model: id,
+                        next_model: next,
+                    });
+                }
+            }
+        }
+        Err(CallFailed { attempts, last })
+    }
+}
+
+impl Conditions for Caller {
+    fn cooling_down(&self, model_id: &str) -> bool {
+        self.breakers.is_open(model_id)
+    }
+
+    fn key_set(&self, env_var: &str) -> bool {
+        std::env::var(env_var).is_ok_and(|v| !v.trim().is_empty())
+    }
+}

@@ -1,0 +1,320 @@
+//! Model clients: one module per protocol behind the `LlmClient` trait, one
+//! place that turns every server's errors into `LlmError`, and the resilient
+//! `caller` (retries, cooldowns, fallback along the router's chain).
+
+pub mod anthropic;
+pub mod caller;
+pub mod ollama;
+pub mod openai;
+mod sse;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::registry::{Provider, ProviderKind};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(text: impl Into<String>) -> Message {
+        Message {
+            role: "system".into(),
+            content: text.into(),
+        }
+    }
+
+    pub fn user(text: impl Into<String>) -> Message {
+        Message {
+            role: "user".into(),
+            content: text.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub temperature: f32,
+    pub max_tokens: u64,
+    /// Ask for JSON matching this schema (`response_format` / Ollama `format`).
+    pub json_schema: Option<serde_json::Value>,
+    /// Stream tokens to the sink as they arrive.
+    pub stream: bool,
+    /// Ollama: how long the model stays loaded after this call.
+    pub keep_alive: Option<String>,
+    /// Ollama: the context size to load the model with.
+    pub num_ctx: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// The server sent no usage; these are `router::estimate_tokens` figures.
+    pub estimated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatResponse {
+    pub text: String,
+    pub usage: Usage,
+    pub finish_reason: Option<String>,
+    #[serde(rename = "latency_ms", serialize_with = "millis")]
+    pub latency: Duration,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// What a streaming call reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent<'a> {
+    Token(&'a str),
+    /// The model failed after sending some tokens; the next model starts over.
+    Restart {
+        failed_model: &'a str,
+        next_model: &'a str,
+    },
+}
+
+pub type Sink<'a> = &'a mut (dyn FnMut(StreamEvent<'_>) + Send);
+
+/// Every provider's failures, in one shape.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LlmError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("rate limited (429){}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("server error {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("the prompt does not fit the model's context window: {0}")]
+    ContextLength(String),
+    #[error("authentication failed ({status}): {message}")]
+    Auth { status: u16, message: String },
+    #[error("request refused ({status}): {message}")]
+    BadRequest { status: u16, message: String },
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    #[error("the stream broke after it started: {0}")]
+    StreamBroken(String),
+    #[error("the API key variable {0} is not set")]
+    MissingKey(String),
+}
+
+impl LlmError {
+    /// Worth trying the same model again after a pause.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            LlmError::Connect(_)
+                | LlmError::Timeout(_)
+                | LlmError::RateLimited { .. }
+                | LlmError::Server { .. }
+        )
+    }
+
+    /// A short, stable name for records and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LlmError::Connect(_) => "connect",
+            LlmError::Timeout(_) => "timeout",
+            LlmError::RateLimited { .. } => "rate_limited",
+            LlmError::Server { .. } => "server",
+            LlmError::ContextLength(_) => "context_length",
+            LlmError::Auth { .. } => "auth",
+            LlmError::BadRequest { .. } => "bad_request",
+            LlmError::InvalidResponse(_) => "invalid_response",
+            LlmError::StreamBroken(_) => "stream_broken",
+            LlmError::MissingKey(_) => "missing_key",
+        }
+    }
+}
+
+/// Turns an HTTP error status and body into an `LlmError`: the one place
+/// that knows how vLLM, TGI, Ollama, llama.cpp, OpenAI and Anthropic say
+/// "too long", "slow down" and "bad key".
+pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> LlmError {
+    let message = error_message(body);
+    let lower = message.to_lowercase();
+    let context = [
+        "context length",
+        "context_length",
+        "maximum context",
+        "context window",
+        "too many tokens",
+        "prompt is too long",
+        "exceeds the model",
+        "input is too long",
+        "requested tokens",
+    ];
+    if context.iter().any(|c| lower.contains(c))
+        && (status == 400 || status == 413 || status == 422 || status >= 500)
+    {
+        return LlmError::ContextLength(message);
+    }
+    match status {
+        401 | 403 => LlmError::Auth { status, message },
+        408 => LlmError::Timeout(Duration::ZERO),
+        429 => LlmError::RateLimited { retry_after },
+        500..=599 => LlmError::Server { status, message },
+        _ => LlmError::BadRequest { status, message },
+    }
+}
+
+/// The human message inside an error body: OpenAI `{"error":{"message"}}`,
+/// Anthropic `{"error":{"message"}}`, TGI/Ollama `{"error":"…"}`, vLLM
+/// `{"message"}`, or the body itself, cut to 300 characters.
+pub fn error_message(body: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let found = parsed.as_ref().and_then(|v| {
+        v.pointer("/error/message")
+            .or_else(|| v.get("error").filter(|e| e.is_string()))
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"))
+            .and_then(|m| {
+                m.as_str()
+                    .map(str::to_string)
+                    .or_else(|| Some(m.to_string()))
+            })
+    });
+    let text = found.unwrap_or_else(|| body.trim().to_string());
+    text.chars().take(300).collect()
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is ignored).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+pub fn transport_error(e: reqwest::Error, timeout: Duration) -> LlmError {
+    if e.is_timeout() {
+        LlmError::Timeout(timeout)
+    } else if e.is_connect() {
+        LlmError::Connect(e.to_string())
+    } else if e.is_body() || e.is_decode() {
+        LlmError::StreamBroken(e.to_string())
+    } else {
+        LlmError::Connect(e.to_string())
+    }
+}
+
+/// Liveness and what a server serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub ok: bool,
+    /// The endpoint that answered (`/health`, `/v1/models`, `/api/tags`).
+    pub checked: String,
+    pub served: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// One protocol. Implementations never log or return the API key.
+pub trait LlmClient: Send + Sync {
+    /// `model` is the served name.
+    fn chat<'a>(
+        &'a self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        sink: Option<Sink<'a>>,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
+    fn health(&self) -> BoxFuture<'_, Health>;
+}
+
+/// The client for a provider: Anthropic's Messages API, Ollama's native API
+/// (it can set `num_ctx` and `keep_alive`, its `/v1` cannot), or the
+/// OpenAI-compatible API for everything else.
+pub fn client_for(provider: &Provider, http: reqwest::Client) -> Box<dyn LlmClient> {
+    match provider.kind {
+        ProviderKind::Anthropic => Box::new(anthropic::AnthropicClient::new(provider, http)),
+        ProviderKind::OpenAiCompatible if provider.is_ollama() => {
+            Box::new(ollama::OllamaClient::new(provider, http))
+        }
+        ProviderKind::OpenAiCompatible => Box::new(openai::OpenAiClient::new(provider, http)),
+    }
+}
+
+/// One HTTP client for the process: rustls with the ring provider and the
+/// platform's roots; timeouts are set per request.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent(concat!("llmclis/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client builds")
+}
+
+/// Removes every known API key from a message before it is logged, stored
+/// or printed.
+pub fn redact(message: &str, keys: &[String]) -> String {
+    let mut out = message.to_string();
+    for k in keys.iter().filter(|k| k.len() >= 8) {
+        out = out.replace(k.as_str(), "[redacted]");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_in_one_place() {
+        assert!(matches!(
+            classify(
+                400,
+                r#"{"error":{"message":"This model's maximum context length is 2048 tokens"}}"#,
+                None
+            ),
+            LlmError::ContextLength(_)
+        ));
+        assert!(matches!(
+            classify(429, "{}", Some(Duration::from_secs(2))),
+            LlmError::RateLimited {
+                retry_after: Some(_)
+            }
+        ));
+        assert!(matches!(
+            classify(503, r#"{"error":"overloaded"}"#, None),
+            LlmError::Server { status: 503, .. }
+        ));
+        assert!(matches!(
+            classify(401, r#"{"error":{"message":"bad key"}}"#, None),
+            LlmError::Auth { .. }
+        ));
+        assert_eq!(
+            error_message(r#"{"message":"vllm says no"}"#),
+            "vllm says no"
+        );
+    }
+
+    #[test]
+    fn keys_are_redacted() {
+        assert_eq!(
+            redact("bad key sk-1234567890", &["sk-1234567890".into()]),
+            "bad key [redacted]"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! The OpenAI-compatible chat API: vLLM, TGI, llama.cpp, LM Studio, OpenAI,
+//! OpenRouter. Tolerates what local servers really send: no usage (then it is
+//! estimated and marked so), no `[DONE]` after a finish reason, extra fields.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use super::sse::SseParser;
+use super::{
+    BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
+    classify, error_message, retry_after, transport_error,
+};
+use crate::registry::Provider;
+use crate::router::estimate_tokens;
+
+pub struct OpenAiClient {
+    base: String,
+    flavour: String,
+    key_env: Option<String>,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+impl OpenAiClient {
+    pub fn new(p: &Provider, http: reqwest::Client) -> OpenAiClient {
+        OpenAiClient {
+            base: p.base_url.clone(),
+            flavour: p.flavour.clone().unwrap_or_default(),
+            key_env: p.api_key_env.clone(),
+            timeout: p.timeout,
+            http,
+        }
+    }
+
+    fn authed(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, LlmError> {
+        match &self.key_env {
+            None => Ok(rb),
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.trim().is_empty() => Ok(rb.bearer_auth(k.trim())),
+                _ => Err(LlmError::MissingKey(var.clone())),
+            },
+        }
+    }
+
+    fn body(&self, model: &str, req: &ChatRequest) -> Value {
+        let mut body = json!({
+            "model": model,
+            "messages": req.messages,
+            "temperature": req.temperature,
+            "max_tokens": req.max_tokens,
+            "stream": req.stream,
+        });
+        if req.stream
+            && matches!(
+                self.flavour.as_str(),
+                "vllm" | "openai" | "openrouter" | "lmstudio"
+            )
+        {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if let Some(schema) = &req.json_schema {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": schema, "strict": true},
+            });
+        }
+        body
+    }
+
+    async fn chat_impl(
+        &self,
+        model: &str,
+        req: &ChatRequest,
+        mut sink: Option<Sink<'_>>,
+    ) -> Result<ChatResponse, LlmError> {
+        let started = Instant::now();
+        let rb = self
+            .http
+            .post(format!("{}/chat/completions", self.base))
+            .timeout(self.timeout)
+            .json(&self.body(model, req));
+        let resp = self
+            .authed(rb)?
+            .send()
+            .await
+            .map_err(|e| transport_error(e, self.timeout))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let ra = retry_after(resp.headers());
+            let body = resp.text().await.unwrap_or_default();
+            return Err(classify(status.as_u16(), &body, ra));
+        }
+        let prompt_estimate: u64 = req
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
+        if !req.stream {
+            let body = resp
+                .text()
+                .await
+                .map_err(|e| transport_error(e, self.timeout))?;
+            let v: Value = serde_json::from_str(&body).map_err(|e| {
+                LlmError::InvalidResponse(format!("not JSON ({e}): {}", error_message(&body)))
+            })?;
+            if v.get("error").is_some() {
+                return Err(LlmError::Server {
+                    status: status.as_u16(),
+                    message: error_message(&body),
+                });
+            }
+            let choice = v
+                .pointer("/choices/0")
+                .ok_or_else(|| LlmError::InvalidResponse("no choices in the response".into()))?;
+            let text = choice
+                .pointer("/message/content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let usage = usage_of(&v).unwrap_or(Usage {
+                prompt_tokens: prompt_estimate,
+                completion_tokens: estimate_tokens(&text),
+                estimated: true,
+            });
+            return Ok(ChatResponse {
+                text,
+                usage,
+                finish_reason: choice
+                    .get("finish_reason")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+                latency: started.elapsed(),
+            });
+        }
+        let mut stream = resp.bytes_stream();
+        let mut parser = SseParser::default();
+        let mut text = String::new();
+        let mut finish: Option<String> = None;
+        let mut usage: Option<Usage> = None;
+        // One event; true at `[DONE]`.
+        let mut handle = |data: &str, text: &mut String| -> Result<bool, LlmError> {
+            if data.trim() == "[DONE]" {
+                return Ok(true);
+            }
+            let v: Value = serde_json::from_str(data)
+                .map_err(|e| LlmError::StreamBroken(format!("a chunk is not JSON ({e})")))?;
+            // An error after the 200: the server gave up half-way.
+            if v.get("error").is_some() {
+                return Err(LlmError::StreamBroken(error_message(data)));
+            }
+            if let Some(u) = usage_of(&v) {
+                usage = Some(u);
+            }
+            if let Some(choice) = v.pointer("/choices/0") {
+                if let Some(t) = choice.pointer("/delta/content").and_then(Value::as_str)
+                    && !t.is_empty()
+                {
+                    text.push_str(t);
+                    if let Some(s) = sink.as_mut() {
+                        s(StreamEvent::Token(t));
+                    }
+                }
+                if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+                    finish = Some(f.to_string());
+                }
+            }
+            Ok(false)
+        };
+        let mut done = false;
+        'read: while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                LlmError::StreamBroken(transport_error(e, self.timeout).to_string())
+            })?;
+            for ev in parser.push(&chunk) {
+                if handle(&ev.data, &mut text)? {
+                    done = true;
+                    break 'read;
+                }
+            }
+        }
+        // A last event some servers send without its closing blank line.
+        if !done && let Some(ev) = parser.finish() {
+            done = handle(&ev.data, &mut text)?;
+        }
+        if !done && finish.is_none() {
+            return Err(LlmError::StreamBroken(
+                "the stream ended before the answer was finished".into(),
+            ));
+        }
+        Ok(ChatResponse {
+            usage: usage.unwrap_or(Usage {
+                prompt_tokens: prompt_estimate,
+                completion_tokens: estimate_tokens(&text),
+                estimated: true,
+            }),
+            text,
+            finish_reason: finish,
+            latency: started.elapsed(),
+        })
+    }
+
+    async fn health_impl(&self) -> Health {
+        let quick = Duration::from_secs(3);
+        let mut checked = String::new();
+        let mut ok = false;
+        let mut error = None;
+        // llama.cpp's own server, vLLM and TGI answer /health beside /v1;
+        // llama-cpp-python's server does not, so /v1/models decides then.
+        if matches!(self.flavour.as_str(), "llamacpp" | "vllm" | "tgi") {
+            let root = self.base.trim_end_matches("/v1");
+            if let Ok(r) = self
+                .http
+                .get(format!("{root}/health"))
+                .timeout(quick)
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    ok = true;
+                    checked = "/health".into();
+                }
+            }
+        }
+        let mut served = Vec::new();
+        let models = match self.authed(
+            self.http
+                .get(format!("{}/models", self.base))
+                .timeout(quick),
+        ) {
+            Ok(rb) => rb.send().await.map_err(|e| transport_error(e, quick)),
+            Err(e) => Err(e),
+        };
+        match models {
+            Ok(r) if r.status().is_success() => {
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                served = v
+                    .get("data")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|m| m.get("id")?.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !ok {
+                    ok = true;
+                    checked = "/v1/models".into();
+                }
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let ra = retry_after(r.headers());
+                let body = r.text().await.unwrap_or_default();
+                error = Some(classify(status, &body, ra).to_string());
+            }
+            Err(e) => error = Some(e.to_string()),
+        }
+        Health {
+            ok,
+            checked,
+            served,
+            error: if ok { None } else { error },
+        }
+    }
+}
+
+/// `usage` when the server sent real numbers.
+fn usage_of(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    Some(Usage {
+        prompt_tokens: u.get("prompt_tokens")?.as_u64()?,
+        completion_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        estimated: false,
+    })
+}
+
+impl LlmClient for OpenAiClient {
+    fn chat<'a>(
+        &'a self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        sink: Option<Sink<'a>>,
+    ) -> BoxFuture<'a, Result<ChatResponse, LlmError>> {
+        Box::pin(self.chat_impl(model, req, sink))
+    }
+
+    fn health(&self) -> BoxFuture<'_, Health> {
+        Box::pin(self.health_impl())
+    }
+}
