@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod concurrency;
 mod docs;
+mod llm;
 mod plans_cli;
 mod schedule;
 mod store;
