@@ -348,12 +348,16 @@ impl Registry {
                 .location()
                 .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
             let message = e.without_snippet().to_string();
-            let message = message
+            let mut message = message
                 .lines()
                 .next()
                 .unwrap_or("invalid YAML")
                 .trim()
                 .to_string();
+            // The location goes in front; drop the parser's own copy at the end.
+            if let Some(i) = message.rfind(" at line ") {
+                message.truncate(i);
+            }
             registry_error(source, line, column, message)
         })?;
         build(raw, source)

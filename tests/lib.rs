@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod docs;
 mod llm;
+mod llm_real;
 mod plans_cli;
 mod schedule;
 mod store;

@@ -47,7 +47,11 @@ struct Rig {
 }
 
 async fn rig(a: Vec<Reply>, b: Vec<Reply>, api: Vec<Reply>, breakers: Breakers) -> Rig {
-    let (a, b, api) = (FakeLlm::start(a).await, FakeLlm::start(b).await, FakeLlm::start(api).await);
+    let (a, b, api) = (
+        FakeLlm::start(a).await,
+        FakeLlm::start(b).await,
+        FakeLlm::start(api).await,
+    );
     let registry = Registry::parse(&registry_yaml(&a.url, &b.url, &api.url), "test.yaml").unwrap();
     let mut caller = Caller::new(Arc::new(registry), http_client(), Arc::new(breakers));
     caller.retry = RetryPolicy {
@@ -85,10 +89,26 @@ fn kinds(o: &[llmclis::llm::caller::Attempt]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_retried_after_its_retry_after() {
-    let r = rig(vec![Reply::Status(429, "{}", vec![("retry-after", "1")]), Reply::Ok("hi there")], vec![], vec![], breakers()).await;
+    let r = rig(
+        vec![
+            Reply::Status(429, "{}", vec![("retry-after", "1")]),
+            Reply::Ok("hi there"),
+        ],
+        vec![],
+        vec![],
+        breakers(),
+    )
+    .await;
     let started = Instant::now();
-    let out = r.caller.call(&chain(&["small", "big"]), &req(false), None).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
     assert_eq!(out.model, "small");
     assert_eq!(out.response.text, "hi there");
     assert_eq!((r.a.hits(), r.b.hits()), (2, 0));
@@ -98,11 +118,24 @@ async fn a_429_is_retried_after_its_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried_then_the_next_model_answers() {
     let e500 = || Reply::Status(500, r#"{"error":"overloaded"}"#, vec![]);
-    let r = rig(vec![e500(), e500(), e500()], vec![Reply::Ok("from b")], vec![], breakers()).await;
-    let out = r.caller.call(&chain(&["small", "big"]), &req(false), None).await.unwrap();
+    let r = rig(
+        vec![e500(), e500(), e500()],
+        vec![Reply::Ok("from b")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
     assert_eq!(out.model, "big");
     assert_eq!((r.a.hits(), r.b.hits()), (3, 1));
-    assert_eq!(kinds(&out.attempts), ["small:server", "small:server", "small:server", "big:ok"]);
+    assert_eq!(
+        kinds(&out.attempts),
+        ["small:server", "small:server", "small:server", "big:ok"]
+    );
     assert_eq!(out.response.usage.prompt_tokens, 11, "real usage is read");
     assert!(!out.response.usage.estimated);
 }
@@ -110,52 +143,120 @@ async fn server_errors_are_retried_then_the_next_model_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_is_retried_then_falls_back() {
     let slow = || Reply::Delay(Duration::from_millis(1500), Box::new(Reply::Ok("late")));
-    let mut r = rig(vec![slow(), slow()], vec![Reply::Ok("b answers")], vec![], breakers()).await;
+    let mut r = rig(
+        vec![slow(), slow()],
+        vec![Reply::Ok("b answers")],
+        vec![],
+        breakers(),
+    )
+    .await;
     r.caller.retry.attempts = 2;
-    let out = r.caller.call(&chain(&["small", "big"]), &req(false), None).await.unwrap();
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
     assert_eq!(out.model, "big");
-    assert_eq!(kinds(&out.attempts), ["small:timeout", "small:timeout", "big:ok"]);
+    assert_eq!(
+        kinds(&out.attempts),
+        ["small:timeout", "small:timeout", "big:ok"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_stream_falls_back_and_the_listener_is_told() {
     let truncated = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half an \"},\"finish_reason\":null}]}\n\n";
-    let r = rig(vec![Reply::Raw(truncated)], vec![Reply::Ok("whole answer")], vec![], breakers()).await;
+    let r = rig(
+        vec![Reply::Raw(truncated)],
+        vec![Reply::Ok("whole answer")],
+        vec![],
+        breakers(),
+    )
+    .await;
     let mut seen = Vec::new();
     let mut sink = |ev: StreamEvent<'_>| {
         seen.push(match ev {
             StreamEvent::Token(t) => t.to_string(),
-            StreamEvent::Restart { failed_model, next_model } => format!("<restart {failed_model}->{next_model}>"),
+            StreamEvent::Restart {
+                failed_model,
+                next_model,
+            } => format!("<restart {failed_model}->{next_model}>"),
         })
     };
-    let out = r.caller.call(&chain(&["small", "big"]), &req(true), Some(&mut sink)).await.unwrap();
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(true), Some(&mut sink))
+        .await
+        .unwrap();
     assert_eq!(out.model, "big");
     assert_eq!(out.response.text, "whole answer");
-    assert_eq!(seen, ["half an ", "<restart small->big>", "whole ", "answer"]);
-    assert!(out.response.usage.estimated, "the fake sends no usage when streaming");
+    assert_eq!(
+        seen,
+        ["half an ", "<restart small->big>", "whole ", "answer"]
+    );
+    assert!(
+        out.response.usage.estimated,
+        "the fake sends no usage when streaming"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_after_a_streaming_200_falls_back() {
     let broken = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"so far \"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"model crashed\"}}\n\n";
-    let r = rig(vec![Reply::Raw(broken)], vec![Reply::Ok("rescued")], vec![], breakers()).await;
-    let out = r.caller.call(&chain(&["small", "big"]), &req(true), None).await.unwrap();
+    let r = rig(
+        vec![Reply::Raw(broken)],
+        vec![Reply::Ok("rescued")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(true), None)
+        .await
+        .unwrap();
     assert_eq!(out.model, "big");
     assert_eq!(kinds(&out.attempts), ["small:stream_broken", "big:ok"]);
-    assert!(out.attempts[0].error.as_deref().unwrap().contains("model crashed"));
+    assert!(
+        out.attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("model crashed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_json_falls_back() {
-    let r = rig(vec![Reply::Raw("<html>proxy error</html>")], vec![Reply::Ok("json")], vec![], breakers()).await;
-    let out = r.caller.call(&chain(&["small", "big"]), &req(false), None).await.unwrap();
+    let r = rig(
+        vec![Reply::Raw("<html>proxy error</html>")],
+        vec![Reply::Ok("json")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
     assert_eq!(kinds(&out.attempts), ["small:invalid_response", "big:ok"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_context_length_error_moves_to_a_bigger_window_without_retrying() {
-    let r = rig(vec![Reply::Status(400, CONTEXT_ERROR, vec![])], vec![Reply::Ok("fits")], vec![], breakers()).await;
-    let out = r.caller.call(&chain(&["small", "big"]), &req(false), None).await.unwrap();
+    let r = rig(
+        vec![Reply::Status(400, CONTEXT_ERROR, vec![])],
+        vec![Reply::Ok("fits")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
     assert_eq!(out.model, "big");
     assert_eq!(r.a.hits(), 1);
     assert_eq!(kinds(&out.attempts), ["small:context_length", "big:ok"]);
@@ -164,10 +265,28 @@ async fn a_context_length_error_moves_to_a_bigger_window_without_retrying() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_cool_a_model_down_for_every_caller() {
     let e500 = || Reply::Status(503, r#"{"error":"down"}"#, vec![]);
-    let r = rig(vec![e500(), e500(), e500()], vec![], vec![], Breakers::new(2, Duration::from_secs(60))).await;
-    let first = r.caller.call(&chain(&["small", "big"]), &req(false), None).await.unwrap();
-    assert_eq!(kinds(&first.attempts), ["small:server", "small:server", "big:ok"], "opened after 2");
-    let second = r.caller.call(&chain(&["small", "big"]), &req(false), None).await.unwrap();
+    let r = rig(
+        vec![e500(), e500(), e500()],
+        vec![],
+        vec![],
+        Breakers::new(2, Duration::from_secs(60)),
+    )
+    .await;
+    let first = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&first.attempts),
+        ["small:server", "small:server", "big:ok"],
+        "opened after 2"
+    );
+    let second = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
     assert_eq!(kinds(&second.attempts), ["small:skipped", "big:ok"]);
     assert_eq!(r.a.hits(), 2, "a cooling model gets no requests");
     // The router sees it too.
@@ -178,13 +297,23 @@ async fn repeated_failures_cool_a_model_down_for_every_caller() {
         ..Default::default()
     };
     let d = router::route(r.caller.registry(), &task, Mode::Offline, &r.caller);
-    assert!(d.skipped.iter().any(|s| s.model == "small" && s.why == Skip::CoolingDown));
+    assert!(
+        d.skipped
+            .iter()
+            .any(|s| s.model == "small" && s.why == Skip::CoolingDown)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_mode_never_calls_an_online_provider() {
     let e500 = || Reply::Status(500, r#"{"error":"down"}"#, vec![]);
-    let r = rig(vec![e500(), e500(), e500()], vec![e500(), e500(), e500()], vec![Reply::Ok("api")], breakers()).await;
+    let r = rig(
+        vec![e500(), e500(), e500()],
+        vec![e500(), e500(), e500()],
+        vec![Reply::Ok("api")],
+        breakers(),
+    )
+    .await;
     let task = TaskInfo {
         title: "x",
         prompt_tokens: 10,
@@ -218,17 +347,36 @@ async fn api_keys_stay_out_of_logs_output_and_the_database() {
     let run = crate::support::Run::from(out);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(api.hits(), 1);
-    assert_eq!(api.last_auth().as_deref(), Some(format!("Bearer {KEY}").as_str()), "the key was sent");
-    assert!(run.stderr.contains("authentication failed"), "{}", run.stderr);
+    assert_eq!(
+        api.last_auth().as_deref(),
+        Some(format!("Bearer {KEY}").as_str()),
+        "the key was sent"
+    );
+    assert!(
+        run.stderr.contains("authentication failed"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("[redacted]"), "{}", run.stderr);
     let log = std::fs::read_to_string(env.dir.path().join("data/logs/llmclis.log")).unwrap();
     assert!(log.contains("model call"), "the log was written: {log}");
-    for (what, text) in [("stdout", &run.stdout), ("stderr", &run.stderr), ("log", &log)] {
-        assert!(!text.contains("SECRET"), "the key leaked into {what}: {text}");
+    for (what, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("log", &log),
+    ] {
+        assert!(
+            !text.contains("SECRET"),
+            "the key leaked into {what}: {text}"
+        );
     }
     for entry in walk(env.dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains("SECRET"), "the key is in {}", entry.display());
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("SECRET"),
+            "the key is in {}",
+            entry.display()
+        );
     }
 }
 
@@ -247,15 +395,60 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn registry_errors_name_file_line_and_column() {
-    let base = registry_yaml("http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1", "https://api.example/v1");
+    let base = registry_yaml(
+        "http://127.0.0.1:1/v1",
+        "http://127.0.0.1:2/v1",
+        "https://api.example/v1",
+    );
     let cases = [
-        (base.replacen("max_concurrency: 2, local: true }", "max_concurrency: 2, local: true, colour: red }", 1), "unknown field"),
-        (base.replacen("provider: b, served_name: b", "provider: nope, served_name: b", 1), "names provider \"nope\", which is not defined"),
-        (base.replacen("id: big,", "id: small,", 1), "model \"small\" is defined twice"),
-        (base.replacen("  planner: { temperature: 0.3, models: [small, big, cloud] }", "  planner: { temperature: 0.3, models: [] }", 1), "role \"planner\" has no models"),
-        (base.replacen("models: [small, big, cloud] }\n  coder", "models: [small, huge] }\n  coder", 1), "names model \"huge\""),
-        (base.replacen("  - { name: default, role: coder }", "  - { name: tests, match: { tags: [test] }, role: tester }", 1), "a default rule is required"),
-        (base.replacen("flavour: vllm", "flavour: vlm", 1), "unknown flavour \"vlm\""),
+        (
+            base.replacen(
+                "max_concurrency: 2, local: true }",
+                "max_concurrency: 2, local: true, colour: red }",
+                1,
+            ),
+            "unknown field",
+        ),
+        (
+            base.replacen(
+                "provider: b, served_name: b",
+                "provider: nope, served_name: b",
+                1,
+            ),
+            "names provider \"nope\", which is not defined",
+        ),
+        (
+            base.replacen("id: big,", "id: small,", 1),
+            "model \"small\" is defined twice",
+        ),
+        (
+            base.replacen(
+                "  planner: { temperature: 0.3, models: [small, big, cloud] }",
+                "  planner: { temperature: 0.3, models: [] }",
+                1,
+            ),
+            "role \"planner\" has no models",
+        ),
+        (
+            base.replacen(
+                "models: [small, big, cloud] }\n  coder",
+                "models: [small, huge] }\n  coder",
+                1,
+            ),
+            "names model \"huge\"",
+        ),
+        (
+            base.replacen(
+                "  - { name: default, role: coder }",
+                "  - { name: tests, match: { tags: [test] }, role: tester }",
+                1,
+            ),
+            "a default rule is required",
+        ),
+        (
+            base.replacen("flavour: vllm", "flavour: vlm", 1),
+            "unknown flavour \"vlm\"",
+        ),
     ];
     for (yaml, expect) in cases {
         let err = Registry::parse(&yaml, "reg.yaml").unwrap_err();
@@ -265,12 +458,23 @@ fn registry_errors_name_file_line_and_column() {
         assert!(msg.starts_with("reg.yaml:"), "{msg}");
         if !expect.starts_with("a default rule") {
             let loc: Vec<&str> = msg.splitn(4, ':').collect();
-            assert!(loc[1].parse::<usize>().unwrap() > 0 && loc[2].parse::<usize>().unwrap() > 0, "no line/column: {msg}");
+            assert!(
+                loc[1].parse::<usize>().unwrap() > 0 && loc[2].parse::<usize>().unwrap() > 0,
+                "no line/column: {msg}"
+            );
         }
     }
     // The line is the one with the mistake.
-    let bad = base.replacen("provider: b, served_name: b", "provider: nope, served_name: b", 1);
-    let line = bad.lines().position(|l| l.contains("provider: nope")).unwrap() + 1;
+    let bad = base.replacen(
+        "provider: b, served_name: b",
+        "provider: nope, served_name: b",
+        1,
+    );
+    let line = bad
+        .lines()
+        .position(|l| l.contains("provider: nope"))
+        .unwrap()
+        + 1;
     let msg = Registry::parse(&bad, "reg.yaml").unwrap_err().to_string();
     assert!(msg.starts_with(&format!("reg.yaml:{line}:")), "{msg}");
 }

@@ -412,8 +412,8 @@ fn render_list(
     );
     let _ = writeln!(
         s,
-        "{:<12} {:<18} {:<6} {:<10} {}",
-        "PROVIDER", "KIND", "LOCAL", "STATUS", "URL"
+        "{:<12} {:<18} {:<6} {:<10} URL",
+        "PROVIDER", "KIND", "LOCAL", "STATUS"
     );
     for p in providers {
         let status = match (&p.health, p.local) {

@@ -294,13 +294,11 @@ impl Caller {
                 }
             }
             // The next model starts over; a listener showing tokens must know.
-            if streamed {
-                if let (Some(s), Some(next)) = (sink.as_mut(), chain.get(i + 1)) {
-                    s(StreamEvent::Restart {
-                        failed_model: id,
-                        next_model: next,
-                    });
-                }
+            if streamed && let (Some(s), Some(next)) = (sink.as_mut(), chain.get(i + 1)) {
+                s(StreamEvent::Restart {
+                    failed_model: id,
+                    next_model: next,
+                });
             }
         }
         Err(CallFailed { attempts, last })

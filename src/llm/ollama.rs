@@ -78,12 +78,12 @@ impl OllamaClient {
                 if v.get("error").is_some() {
                     return Err(LlmError::StreamBroken(error_message(&v.to_string())));
                 }
-                if let Some(t) = v.pointer("/message/content").and_then(Value::as_str) {
-                    if !t.is_empty() {
-                        text.push_str(t);
-                        if let Some(s) = sink.as_mut() {
-                            s(StreamEvent::Token(t));
-                        }
+                if let Some(t) = v.pointer("/message/content").and_then(Value::as_str)
+                    && !t.is_empty()
+                {
+                    text.push_str(t);
+                    if let Some(s) = sink.as_mut() {
+                        s(StreamEvent::Token(t));
                     }
                 }
                 let done = v.get("done").and_then(Value::as_bool).unwrap_or(false);

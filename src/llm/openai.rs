@@ -61,10 +61,15 @@ impl OpenAiClient {
             body["stream_options"] = json!({"include_usage": true});
         }
         if let Some(schema) = &req.json_schema {
-            body["response_format"] = json!({
-                "type": "json_schema",
-                "json_schema": {"name": "response", "schema": schema, "strict": true},
-            });
+            // Each server spells structured output its own way.
+            body["response_format"] = match self.flavour.as_str() {
+                "llamacpp" => json!({"type": "json_object", "schema": schema}),
+                "tgi" => json!({"type": "json_object", "value": schema}),
+                _ => json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": "response", "schema": schema, "strict": true},
+                }),
+            };
         }
         body
     }
@@ -182,9 +187,12 @@ impl OpenAiClient {
         }
         // A last event some servers send without its closing blank line.
         if !done && let Some(ev) = parser.finish() {
-            done = handle(&ev.data, &mut text)?;
+            handle(&ev.data, &mut text)?;
         }
-        if !done && finish.is_none() {
+        // Every server this speaks to ends an answer with a finish reason; a
+        // stream without one was cut short (llama-cpp-python, for one, sends
+        // a bare `[DONE]` when a newer request interrupts it).
+        if finish.is_none() {
             return Err(LlmError::StreamBroken(
                 "the stream ended before the answer was finished".into(),
             ));
@@ -216,11 +224,10 @@ impl OpenAiClient {
                 .timeout(quick)
                 .send()
                 .await
+                && r.status().is_success()
             {
-                if r.status().is_success() {
-                    ok = true;
-                    checked = "/health".into();
-                }
+                ok = true;
+                checked = "/health".into();
             }
         }
         let mut served = Vec::new();

@@ -66,10 +66,10 @@ impl SseParser {
 
     /// An event left without its closing blank line when the stream ended.
     pub fn finish(&mut self) -> Option<SseEvent> {
-        if let Some(rest) = self.lines.rest() {
-            if let Some(v) = rest.strip_prefix("data:") {
-                self.data.push(v.trim_start().to_string());
-            }
+        if let Some(rest) = self.lines.rest()
+            && let Some(v) = rest.strip_prefix("data:")
+        {
+            self.data.push(v.trim_start().to_string());
         }
         (!self.data.is_empty()).then(|| SseEvent {
             event: self.event.take(),

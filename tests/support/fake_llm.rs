@@ -67,7 +67,9 @@ impl FakeLlm {
 }
 
 async fn models() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}))
+    axum::Json(
+        serde_json::json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}),
+    )
 }
 
 async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -78,7 +80,12 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         .map(String::from);
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let stream = req["stream"].as_bool().unwrap_or(false);
-    let mut reply = inner.script.lock().unwrap().pop_front().unwrap_or(Reply::Ok("fine"));
+    let mut reply = inner
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Reply::Ok("fine"));
     loop {
         match reply {
             Reply::Delay(d, inner_reply) => {
@@ -107,14 +114,20 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
                 .into_response();
             }
             Reply::Status(code, body, extra) => {
-                let mut resp = (StatusCode::from_u16(code).unwrap(), body.to_string()).into_response();
+                let mut resp =
+                    (StatusCode::from_u16(code).unwrap(), body.to_string()).into_response();
                 for (k, v) in extra {
                     resp.headers_mut().insert(k, v.parse().unwrap());
                 }
                 return resp;
             }
             Reply::Raw(body) => {
-                return (StatusCode::OK, [("content-type", "text/event-stream")], body.to_string()).into_response();
+                return (
+                    StatusCode::OK,
+                    [("content-type", "text/event-stream")],
+                    body.to_string(),
+                )
+                    .into_response();
             }
         }
     }
