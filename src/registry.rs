@@ -53,8 +53,8 @@ const CAPABILITIES: [&str; 6] = [
 struct RawRegistry {
     providers: Vec<RawProvider>,
     models: Vec<RawModel>,
-    roles: BTreeMap<String, RawRole>,
-    rules: Vec<RawRule>,
+    roles: Spanned<BTreeMap<String, RawRole>>,
+    rules: Spanned<Vec<RawRule>>,
     modes: RawModes,
 }
 
@@ -188,7 +188,10 @@ impl Provider {
     /// The key from the environment, when the provider uses one and it is set.
     pub fn api_key(&self) -> Option<String> {
         let var = self.api_key_env.as_deref()?;
-        std::env::var(var).ok().filter(|k| !k.trim().is_empty())
+        std::env::var(var)
+            .ok()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
     }
 
     pub fn is_ollama(&self) -> bool {
@@ -452,6 +455,15 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 format!("provider {name:?}: max_concurrency must be at least 1"),
             ));
         }
+        if kind == ProviderKind::Anthropic && p.api_key_env.is_none() {
+            return Err(at(
+                source,
+                &p.name,
+                format!(
+                    "provider {name:?}: an anthropic provider needs api_key_env (e.g. ANTHROPIC_API_KEY)"
+                ),
+            ));
+        }
         if let Some(env) = &p.api_key_env
             && !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
@@ -543,7 +555,15 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     }
 
     let mut roles = BTreeMap::new();
-    for (name, r) in raw.roles {
+    let roles_at = (
+        raw.roles.referenced.line() as usize,
+        raw.roles.referenced.column() as usize,
+    );
+    let rules_at = (
+        raw.rules.referenced.line() as usize,
+        raw.rules.referenced.column() as usize,
+    );
+    for (name, r) in raw.roles.value {
         if !ROLES.contains(&name.as_str()) {
             return Err(at(
                 source,
@@ -602,9 +622,9 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
         if !roles.contains_key(role) {
             return Err(registry_error(
                 source,
-                0,
-                0,
-                format!("roles: role {role:?} is missing; every role needs a list of models"),
+                roles_at.0,
+                roles_at.1,
+                format!("role {role:?} is missing; every role needs a list of models"),
             ));
         }
     }
@@ -612,7 +632,7 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     let mut rules = Vec::new();
     let mut patterns = Vec::new();
     let mut names = HashSet::new();
-    for r in raw.rules {
+    for r in raw.rules.value {
         let name = r.name.value.clone();
         if !names.insert(name.clone()) {
             return Err(at(
@@ -692,19 +712,19 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     {
         return Err(registry_error(
             source,
-            0,
-            0,
-            "rules: a default rule is required: add a last rule with no `match` and a fixed role, e.g. `- name: default` / `role: coder`",
+            rules_at.0,
+            rules_at.1,
+            "a default rule is required: add a last rule with no `match` and a fixed role, e.g. `- name: default` / `role: coder`",
         ));
     }
-    let regexes = if patterns.is_empty() {
-        None
-    } else {
-        Some(
-            RegexSet::new(&patterns)
-                .map_err(|e| registry_error(source, 0, 0, format!("rules: {e}")))?,
-        )
-    };
+    let regexes =
+        if patterns.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(&patterns).map_err(|e| {
+                registry_error(source, rules_at.0, rules_at.1, format!("rules: {e}"))
+            })?)
+        };
 
     let policy = |m: RawMode| -> Result<ModePolicy> {
         let local_only = match m.providers.value.as_str() {

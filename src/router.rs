@@ -16,6 +16,12 @@ pub struct TaskInfo<'a> {
     pub role_hint: Option<&'a str>,
     /// Estimated prompt tokens (see `estimate_tokens`).
     pub prompt_tokens: u64,
+    /// The answer's size limit, when the caller knows it; else up to 1,024
+    /// tokens are reserved for fitting and 4,096 priced for the budget.
+    pub output_tokens: Option<u64>,
+    /// The call asks for JSON with a schema: models without the
+    /// `json_schema` capability are skipped.
+    pub needs_json: bool,
 }
 
 /// Tokenizer-free estimate: one token per 4 bytes of UTF-8, rounded up, plus
@@ -67,6 +73,8 @@ pub enum Skip {
         env: String,
     },
     ExcludedByRule,
+    /// The call needs structured output and the model lacks `json_schema`.
+    NoStructuredOutput,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,7 +175,15 @@ pub fn route(
             Some(Skip::ExcludedByRule)
         } else if policy.local_only && !provider.local {
             Some(Skip::Offline)
-        } else if task.prompt_tokens + model.max_output_tokens.min(1024) > model.context_window {
+        } else if task.needs_json && !model.capabilities.iter().any(|c| c == "json_schema") {
+            Some(Skip::NoStructuredOutput)
+        } else if task.prompt_tokens
+            + task
+                .output_tokens
+                .unwrap_or(1024)
+                .min(model.max_output_tokens)
+            > model.context_window
+        {
             Some(Skip::ContextTooSmall {
                 needed: task.prompt_tokens,
                 window: model.context_window,
@@ -183,7 +199,12 @@ pub fn route(
                 env: env.to_string(),
             })
         } else {
-            let estimate = model.cost(task.prompt_tokens, model.max_output_tokens.min(4096));
+            let estimate = model.cost(
+                task.prompt_tokens,
+                task.output_tokens
+                    .unwrap_or(4096)
+                    .min(model.max_output_tokens),
+            );
             let remaining = [
                 policy.budget.per_run.map(|b| b - spent_run),
                 policy.budget.per_task.map(|b| b - spent_task),
@@ -253,6 +274,7 @@ mod tests {
             tags,
             role_hint: hint,
             prompt_tokens: 500,
+            ..Default::default()
         }
     }
 

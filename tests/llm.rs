@@ -27,7 +27,7 @@ fn registry_yaml(a: &str, b: &str, api: &str) -> String {
   - {{ name: api, kind: openai-compatible, flavour: openai, base_url: "{api}", api_key_env: LLMCLIS_TEST_KEY, local: false }}
 models:
   - {{ id: small, provider: a, served_name: s, context_window: 2048, max_output_tokens: 256 }}
-  - {{ id: big, provider: b, served_name: b, context_window: 32768, max_output_tokens: 1024 }}
+  - {{ id: big, provider: b, served_name: b, context_window: 32768, max_output_tokens: 1024, capabilities: [json_schema] }}
   - {{ id: cloud, provider: api, served_name: c, context_window: 128000, max_output_tokens: 1024, cost_per_1m_input: 1, cost_per_1m_output: 2 }}
 roles:
 {roles}rules:
@@ -477,6 +477,35 @@ fn registry_errors_name_file_line_and_column() {
         + 1;
     let msg = Registry::parse(&bad, "reg.yaml").unwrap_err().to_string();
     assert!(msg.starts_with(&format!("reg.yaml:{line}:")), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_output_skips_models_without_the_capability() {
+    let r = rig(
+        vec![Reply::Ok("prose")],
+        vec![Reply::Ok("{\"ok\":true}")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let mut q = req(false);
+    q.json_schema = Some(serde_json::json!({"type": "object"}));
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &q, None)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&out.attempts), ["small:skipped", "big:ok"]);
+    assert_eq!(r.a.hits(), 0);
+}
+
+#[test]
+fn an_api_model_is_not_asked_in_offline_mode() {
+    let env = Env::new();
+    env.run(&["models", "health", "--model", "gpt-4.1"])
+        .assert_err(2, &["gpt-4.1 is an API model", "--mode online"]);
+    env.run(&["chat", "--model", "claude-sonnet", "hi"])
+        .assert_err(2, &["claude-sonnet is an API model"]);
 }
 
 #[test]

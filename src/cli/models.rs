@@ -156,12 +156,18 @@ pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
         ModelsCmd::Health { model } => {
             let ids: Vec<String> = match &model {
                 Some(id) => {
-                    registry.model(id).ok_or_else(|| {
+                    let m = registry.model(id).ok_or_else(|| {
                         Error::InvalidInput(format!(
                             "no model {id:?} in {}; `llmclis models list` shows them",
                             registry.source
                         ))
                     })?;
+                    // Offline mode never sends a request to an online provider.
+                    if !registry.provider_of(m).local && mode == Mode::Offline {
+                        return Err(Error::InvalidInput(format!(
+                            "{id} is an API model; the mode is offline: pass --mode online"
+                        )));
+                    }
                     vec![id.clone()]
                 }
                 None => registry
@@ -244,6 +250,7 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
         tags: &t.tags,
         role_hint: t.role.as_deref(),
         prompt_tokens: estimate_tokens(&text),
+        ..Default::default()
     };
     let decision = router::route(&registry, &info, ctx.mode(), &router::Env);
     let value = json!({"task_id": t.id, "registry": registry.source, "decision": decision});
@@ -284,6 +291,7 @@ fn skip_text(why: &router::Skip) -> String {
         }
         router::Skip::NoApiKey { env } => format!("{env} is not set"),
         router::Skip::ExcludedByRule => "excluded by the rule".into(),
+        router::Skip::NoStructuredOutput => "no structured output (capability json_schema)".into(),
     }
 }
 
@@ -292,7 +300,7 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
     let mode = ctx.mode();
     let prompt_tokens =
         estimate_tokens(&args.prompt) + args.system.as_deref().map_or(0, estimate_tokens);
-    let (chain, temperature) = match (&args.model, &args.role) {
+    let (chain, temperature, role) = match (&args.model, &args.role) {
         (Some(id), _) => {
             let m = registry.model(id).ok_or_else(|| {
                 Error::InvalidInput(format!(
@@ -307,7 +315,7 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
                     p.name
                 )));
             }
-            (vec![id.clone()], 0.3)
+            (vec![id.clone()], 0.3, None)
         }
         (None, role) => {
             if let Some(r) = role
@@ -325,6 +333,8 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
                 tags: &[],
                 role_hint: role.as_deref(),
                 prompt_tokens,
+                output_tokens: Some(args.max_tokens),
+                needs_json: false,
             };
             let d = router::route(&registry, &info, mode, &caller);
             if d.chain.is_empty() {
@@ -338,7 +348,7 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
                     why.join("; ")
                 )));
             }
-            (d.chain, d.temperature)
+            (d.chain, d.temperature, Some(d.role))
         }
     };
     let mut messages = Vec::new();
@@ -351,6 +361,7 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
         temperature: args.temperature.unwrap_or(temperature),
         max_tokens: args.max_tokens,
         stream: !ctx.json,
+        role,
         ..Default::default()
     };
     let rt = runtime()?;

@@ -47,17 +47,15 @@ impl Breakers {
         self.state.lock().expect("breaker lock").remove(model);
     }
 
-    /// Counts a failure; returns true when it opened the breaker.
-    fn failure(&self, model: &str) -> bool {
+    /// Counts a failure; at the threshold the model cools down.
+    fn failure(&self, model: &str) {
         let mut state = self.state.lock().expect("breaker lock");
         let entry = state.entry(model.to_string()).or_insert((0, None));
         entry.0 += 1;
         if entry.0 >= self.threshold {
             entry.0 = 0;
             entry.1 = Some(Instant::now() + self.cooldown);
-            return true;
         }
-        false
     }
 }
 
@@ -185,6 +183,31 @@ impl Caller {
         redact(message, &self.keys)
     }
 
+    /// The request as one model should get it: `max_tokens` within what
+    /// the model can produce and what its window leaves after the prompt;
+    /// for Ollama, the window as `num_ctx` and the role's `keep_alive`.
+    pub(crate) fn fit(&self, req: &ChatRequest, model: &crate::registry::Model) -> ChatRequest {
+        let mut r = req.clone();
+        let prompt: u64 = req
+            .messages
+            .iter()
+            .map(|m| crate::router::estimate_tokens(&m.content))
+            .sum();
+        let room = model.context_window.saturating_sub(prompt).max(16);
+        r.max_tokens = req.max_tokens.min(model.max_output_tokens).min(room).max(1);
+        if self.registry.provider_of(model).is_ollama() {
+            r.num_ctx.get_or_insert(model.context_window);
+            if r.keep_alive.is_none() {
+                r.keep_alive = req
+                    .role
+                    .as_deref()
+                    .and_then(|role| self.registry.roles.get(role))
+                    .and_then(|role| role.keep_alive.clone());
+            }
+        }
+        r
+    }
+
     /// Tries the chain in order until a model answers.
     pub async fn call(
         &self,
@@ -196,7 +219,10 @@ impl Caller {
         let mut last = None;
         // After a context-length error only bigger windows are worth a try.
         let mut min_window: Option<u64> = None;
-        for (i, id) in chain.iter().enumerate() {
+        // A model that failed after streaming tokens; told to the listener
+        // when the next model really starts.
+        let mut restart_from: Option<String> = None;
+        for id in chain {
             let Some(model) = self.registry.model(id) else {
                 continue;
             };
@@ -215,10 +241,21 @@ impl Caller {
                 ));
                 continue;
             }
+            if req.json_schema.is_some() && !model.capabilities.iter().any(|c| c == "json_schema") {
+                attempts.push(skip("no structured output (capability json_schema)"));
+                continue;
+            }
             if self.breakers.is_open(id) {
                 attempts.push(skip("cooling down after repeated failures"));
                 continue;
             }
+            if let (Some(failed), Some(s)) = (restart_from.take(), sink.as_mut()) {
+                s(StreamEvent::Restart {
+                    failed_model: &failed,
+                    next_model: id,
+                });
+            }
+            let fitted = self.fit(req, model);
             let client = &self.clients[&provider.name];
             let limit = &self.limits[&provider.name];
             let mut streamed = false;
@@ -228,14 +265,16 @@ impl Caller {
                     let _permit = limit.acquire().await.expect("semaphore never closed");
                     tracing::info!(provider = %provider.name, model = %id, attempt, "model call");
                     match sink.as_mut() {
-                        Some(s) if req.stream => {
+                        Some(s) if fitted.stream => {
                             let mut relay = |ev: StreamEvent<'_>| {
                                 streamed = true;
                                 s(ev);
                             };
-                            client.chat(&model.served_name, req, Some(&mut relay)).await
+                            client
+                                .chat(&model.served_name, &fitted, Some(&mut relay))
+                                .await
                         }
-                        _ => client.chat(&model.served_name, req, None).await,
+                        _ => client.chat(&model.served_name, &fitted, None).await,
                     }
                 };
                 let latency_ms = started.elapsed().as_millis() as u64;
@@ -274,8 +313,9 @@ impl Caller {
                                 e,
                                 LlmError::StreamBroken(_) | LlmError::InvalidResponse(_)
                             );
-                        let opened = counts && self.breakers.failure(id);
-                        let retry = e.retryable() && !opened && attempt < self.retry.attempts;
+                        if counts {
+                            self.breakers.failure(id);
+                        }
                         if let LlmError::ContextLength(_) = e {
                             min_window = Some(model.context_window);
                         }
@@ -285,6 +325,10 @@ impl Caller {
                             } => *d,
                             _ => self.retry.backoff(attempt),
                         };
+                        // Another caller may have opened the breaker meanwhile.
+                        let retry = e.retryable()
+                            && attempt < self.retry.attempts
+                            && !self.breakers.is_open(id);
                         last = Some(e);
                         if !retry || wait > self.retry.max_wait {
                             break;
@@ -293,12 +337,8 @@ impl Caller {
                     }
                 }
             }
-            // The next model starts over; a listener showing tokens must know.
-            if streamed && let (Some(s), Some(next)) = (sink.as_mut(), chain.get(i + 1)) {
-                s(StreamEvent::Restart {
-                    failed_model: id,
-                    next_model: next,
-                });
+            if streamed {
+                restart_from = Some(id.clone());
             }
         }
         Err(CallFailed { attempts, last })
@@ -312,5 +352,52 @@ impl Conditions for Caller {
 
     fn key_set(&self, env_var: &str) -> bool {
         std::env::var(env_var).is_ok_and(|v| !v.trim().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Message;
+
+    fn caller() -> Caller {
+        let r = Arc::new(Registry::builtin());
+        Caller::new(
+            r,
+            crate::llm::http_client(),
+            Arc::new(Breakers::new(3, Duration::from_secs(30))),
+        )
+    }
+
+    #[test]
+    fn ollama_gets_its_window_and_the_roles_keep_alive() {
+        let c = caller();
+        let req = ChatRequest {
+            messages: vec![Message::user("summarize this")],
+            max_tokens: 100_000,
+            role: Some("summarizer".into()),
+            ..Default::default()
+        };
+        let qwen7 = c.registry().model("qwen-7b").unwrap();
+        let fitted = c.fit(&req, qwen7);
+        assert_eq!(fitted.num_ctx, Some(32768));
+        assert_eq!(fitted.keep_alive.as_deref(), Some("0s"));
+        assert_eq!(fitted.max_tokens, 4096, "clamped to the model's max output");
+        // Not Ollama: no num_ctx; max_tokens fits the window after the prompt.
+        let smol = c.registry().model("smollm2-135m").unwrap();
+        let fitted = c.fit(&req, smol);
+        assert_eq!(fitted.num_ctx, None);
+        assert_eq!(fitted.max_tokens, 512);
+    }
+
+    #[test]
+    fn breakers_open_at_the_threshold_and_close_after_the_cooldown() {
+        let b = Breakers::new(2, Duration::from_millis(30));
+        b.failure("m");
+        assert!(!b.is_open("m"));
+        b.failure("m");
+        assert!(b.is_open("m"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!b.is_open("m"));
     }
 }

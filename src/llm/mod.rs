@@ -53,6 +53,8 @@ pub struct ChatRequest {
     pub keep_alive: Option<String>,
     /// Ollama: the context size to load the model with.
     pub num_ctx: Option<u64>,
+    /// The role asking, for per-role settings (Ollama `keep_alive`).
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -159,6 +161,9 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> LlmEr
         "exceeds the model",
         "input is too long",
         "requested tokens",
+        "context size",
+        "exceed_context_size",
+        "max_new_tokens",
     ];
     if context.iter().any(|c| lower.contains(c))
         && (status == 400 || status == 413 || status == 422 || status >= 500)
@@ -203,8 +208,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 pub fn transport_error(e: reqwest::Error, timeout: Duration) -> LlmError {
@@ -308,6 +312,32 @@ mod tests {
             error_message(r#"{"message":"vllm says no"}"#),
             "vllm says no"
         );
+    }
+
+    #[test]
+    fn a_huge_retry_after_does_not_panic() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "99999999999999999999".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn llama_cpp_and_tgi_context_errors_are_recognised() {
+        let cpp = r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error"}}"#;
+        assert!(matches!(
+            classify(400, cpp, None),
+            LlmError::ContextLength(_)
+        ));
+        let tgi = r#"{"error":"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 512 `max_new_tokens`","error_type":"validation"}"#;
+        assert!(matches!(
+            classify(422, tgi, None),
+            LlmError::ContextLength(_)
+        ));
     }
 
     #[test]

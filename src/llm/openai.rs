@@ -67,7 +67,9 @@ impl OpenAiClient {
                 "tgi" => json!({"type": "json_object", "value": schema}),
                 _ => json!({
                     "type": "json_schema",
-                    "json_schema": {"name": "response", "schema": schema, "strict": true},
+                    // Not strict: OpenAI's strict mode refuses ordinary schemas
+                    // (it wants additionalProperties: false everywhere).
+                    "json_schema": {"name": "response", "schema": schema, "strict": false},
                 }),
             };
         }
