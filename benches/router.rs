@@ -43,6 +43,7 @@ fn route(c: &mut Criterion) {
         tags: &tags,
         role_hint: None,
         prompt_tokens: 1_200,
+        ..Default::default()
     };
     let d = router::route(&registry, &task, Mode::Offline, &Env);
     assert_eq!(d.rule, "default", "every generated rule misses");
