@@ -67,6 +67,7 @@ pub struct Config {
     pub general: General,
     pub queue: Queue,
     pub models: Models,
+    pub memory: MemoryConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -74,6 +75,50 @@ pub struct Config {
 pub struct General {
     /// The name written as `agent` when a command gets no `--agent`.
     pub agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// `edge` (embedded, no server) or `qdrant` (a Qdrant server).
+    pub backend: String,
+    /// The Qdrant server, for `backend = "qdrant"`.
+    pub qdrant_url: String,
+    /// The NAME of the variable holding the Qdrant API key, if it needs one.
+    pub qdrant_api_key_env: Option<String>,
+    pub collection: String,
+    /// `fastembed` (in-process, offline) or `openai` (a server's /v1/embeddings).
+    pub embedder: String,
+    /// fastembed: the model directory and libonnxruntime.so; empty means the
+    /// data dir's, as scripts/embedding-assets puts them.
+    pub model_dir: Option<PathBuf>,
+    pub onnxruntime: Option<PathBuf>,
+    /// openai: a registry provider, the served embedding model and its dimension.
+    pub openai_provider: Option<String>,
+    pub openai_model: Option<String>,
+    pub openai_dim: Option<usize>,
+    /// A task's raw interactions are summarized past this many, or this many tokens.
+    pub compact_after: usize,
+    pub compact_tokens: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            backend: "edge".into(),
+            qdrant_url: "http://127.0.0.1:6333".into(),
+            qdrant_api_key_env: None,
+            collection: "llmclis_memory".into(),
+            embedder: "fastembed".into(),
+            model_dir: None,
+            onnxruntime: None,
+            openai_provider: None,
+            openai_model: None,
+            openai_dim: None,
+            compact_after: 20,
+            compact_tokens: 4_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

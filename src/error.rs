@@ -83,6 +83,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The memory index or the embedder failed.
+    #[error("{0}")]
+    Memory(String),
+
     /// No model could answer: every one in the chain failed or was skipped.
     #[error("{0}")]
     Model(String),
@@ -130,6 +134,7 @@ impl Error {
             Error::CheckFailed { .. } => "check_failed",
             Error::Registry { .. } => "registry",
             Error::Model(_) => "model",
+            Error::Memory(_) => "memory",
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
         }
@@ -155,6 +160,7 @@ impl Error {
             | Error::Conflict { .. }
             | Error::CheckFailed { .. }
             | Error::Model(_)
+            | Error::Memory(_)
             | Error::Io { .. }
             | Error::Sqlite(_) => EXIT_RUNTIME,
         }

@@ -12,6 +12,7 @@ pub mod first_run;
 pub mod fsutil;
 pub mod llm;
 pub mod logging;
+pub mod memory;
 pub mod orchestrator;
 pub mod registry;
 pub mod router;

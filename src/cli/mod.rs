@@ -1,6 +1,7 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
+mod memory;
 mod models;
 mod plans;
 mod render;
@@ -100,6 +101,9 @@ enum Command {
     Route(models::RouteCmd),
     /// Ask a model; the answer streams to stdout
     Chat(models::ChatArgs),
+    /// Memory: store, query, summarize, compact, reindex, stats
+    #[command(subcommand)]
+    Memory(memory::MemoryCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,6 +342,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Models(cmd) => models::models(&ctx, cmd, out),
         Command::Route(cmd) => models::route(&ctx, cmd, out),
         Command::Chat(args) => models::chat(&ctx, args, out),
+        Command::Memory(cmd) => memory::memory(&ctx, cmd, out),
         Command::Orchestrate(args) => {
             let store = ctx.store()?;
             store.project(args.project.project_id)?;

