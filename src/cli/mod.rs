@@ -354,7 +354,9 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
 
 fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
     let workspace = std::env::current_dir().ok();
-    let changes = first_run::pending_changes(&ctx.paths, workspace.as_deref());
+    // LLMCLIS_FETCH_ASSETS=0 keeps first-run off the network.
+    let fetch = std::env::var("LLMCLIS_FETCH_ASSETS").map_or(true, |v| v != "0");
+    let changes = first_run::pending_changes(&ctx.paths, workspace.as_deref(), fetch);
     if !changes.is_empty() && !yes {
         if !std::io::stdin().is_terminal() {
             return Err(Error::InvalidInput(
@@ -380,7 +382,7 @@ fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
             ));
         }
     }
-    let report = first_run::run(&ctx.paths, workspace.as_deref(), &ctx.agent)?;
+    let report = first_run::run(&ctx.paths, workspace.as_deref(), &ctx.agent, fetch)?;
     emit(out, ctx.json, &report, || render::first_run(&report))
 }
 

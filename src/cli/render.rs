@@ -352,8 +352,12 @@ pub fn first_run(r: &Report) -> String {
             Outcome::Unchanged => "unchanged",
             Outcome::KeptEdited => "kept (edited)",
             Outcome::Imported => "imported",
+            Outcome::Missing => "missing",
         };
         let _ = writeln!(s, "  {what:<14} {}", step.path.display());
+        if let Some(note) = &step.note {
+            let _ = writeln!(s, "  {:<14} {note}", "");
+        }
     }
     if r.changed() {
         s.insert_str(0, "llmclis is set up:\n");

@@ -204,7 +204,8 @@ impl AnthropicClient {
     }
 
     async fn health_impl(&self) -> Health {
-        let quick = Duration::from_secs(3);
+        // A busy llama-cpp-python answers slowly while it generates.
+        let quick = Duration::from_secs(10);
         let rb = match self.authed(
             self.http
                 .get(format!("{}/v1/models", self.base))

@@ -159,7 +159,8 @@ impl OllamaClient {
     }
 
     async fn health_impl(&self) -> Health {
-        let quick = Duration::from_secs(3);
+        // A busy llama-cpp-python answers slowly while it generates.
+        let quick = Duration::from_secs(10);
         match self
             .http
             .get(format!("{}/api/tags", self.root))

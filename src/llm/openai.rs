@@ -212,7 +212,8 @@ impl OpenAiClient {
     }
 
     async fn health_impl(&self) -> Health {
-        let quick = Duration::from_secs(3);
+        // A busy llama-cpp-python answers slowly while it generates.
+        let quick = Duration::from_secs(10);
         let mut checked = String::new();
         let mut ok = false;
         let mut error = None;

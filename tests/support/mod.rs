@@ -41,6 +41,8 @@ impl Env {
             .env("LLMCLIS_AGENT", "tester")
             // Not the repository: first-run would import its plans.md.
             .current_dir(self.dir.path())
+            // first-run would fetch the embedding assets from PyPI.
+            .env("LLMCLIS_FETCH_ASSETS", "0")
             .stdin(Stdio::null());
         c
     }

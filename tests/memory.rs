@@ -1,0 +1,577 @@
+//! Memory: the vector-index conformance suite (Qdrant Edge always, a Qdrant
+//! server when QDRANT_URL is set), the real embedding model, summaries and
+//! compaction through the real llama.cpp server, and context assembly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmclis::llm::caller::{Breakers, Caller};
+use llmclis::llm::http_client;
+use llmclis::memory::embed::{Embedder, FastEmbedder};
+use llmclis::memory::vector::{EdgeIndex, Filter, IndexInfo, PointMeta, QdrantIndex, VectorIndex};
+use llmclis::memory::{CompactPolicy, Memory};
+use llmclis::registry::{Mode, Registry};
+use llmclis::store::{NewTask, Store};
+
+use crate::support::Env;
+
+/// A unit vector pointing mostly along axis `i` of `dim`.
+fn axis(i: usize, dim: usize, wobble: f32) -> Vec<f32> {
+    let mut v = vec![wobble; dim];
+    v[i % dim] = 1.0;
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+fn meta(project_id: i64, task_id: Option<i64>, kind: &str) -> PointMeta {
+    PointMeta {
+        project_id,
+        task_id,
+        kind: kind.into(),
+        agent: "t".into(),
+    }
+}
+
+/// The behaviour every backend must have.
+async fn conformance(index: &dyn VectorIndex) {
+    let info = IndexInfo {
+        model: "test-model".into(),
+        dim: 8,
+    };
+    index.reset(&info).await.unwrap();
+    index.ensure(&info).await.unwrap();
+    index
+        .upsert(vec![
+            (1, axis(0, 8, 0.0), meta(1, Some(10), "raw_interaction")),
+            (2, axis(0, 8, 0.2), meta(1, Some(11), "task_summary")),
+            (3, axis(1, 8, 0.0), meta(1, None, "design_doc")),
+            (4, axis(0, 8, 0.0), meta(2, Some(20), "raw_interaction")),
+        ])
+        .await
+        .unwrap();
+    let p1 = |task: Option<i64>, kind: Option<&str>| Filter {
+        project_id: Some(1),
+        task_id: task,
+        kind: kind.map(String::from),
+    };
+    let hits = index
+        .search(axis(0, 8, 0.0), p1(None, None), 10, false)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = hits.iter().map(|h| h.0).collect();
+    assert_eq!(ids, [1, 2, 3], "nearest first, and no hit from project 2");
+    assert!(hits[0].1 > 0.99 && hits[0].1 >= hits[1].1 && hits[1].1 > hits[2].1);
+    let exact = index
+        .search(axis(0, 8, 0.0), p1(None, None), 10, true)
+        .await
+        .unwrap();
+    assert_eq!(exact.iter().map(|h| h.0).collect::<Vec<_>>(), ids);
+    let only_task = index
+        .search(axis(0, 8, 0.0), p1(Some(11), None), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(only_task.iter().map(|h| h.0).collect::<Vec<_>>(), [2]);
+    let only_docs = index
+        .search(axis(0, 8, 0.0), p1(None, Some("design_doc")), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(only_docs.iter().map(|h| h.0).collect::<Vec<_>>(), [3]);
+    let p2 = Filter {
+        project_id: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(
+        index
+            .search(axis(0, 8, 0.0), p2.clone(), 10, false)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.0)
+            .collect::<Vec<_>>(),
+        [4]
+    );
+    assert_eq!(index.count(p1(None, None)).await.unwrap(), 3);
+    assert_eq!(index.count(Filter::default()).await.unwrap(), 4);
+    index.delete(vec![2]).await.unwrap();
+    assert_eq!(index.count(p1(None, None)).await.unwrap(), 2);
+    // An upsert of an existing id replaces it.
+    index
+        .upsert(vec![(3, axis(0, 8, 0.0), meta(1, None, "design_doc"))])
+        .await
+        .unwrap();
+    assert_eq!(index.count(p1(None, None)).await.unwrap(), 2);
+    let err = index
+        .ensure(&IndexInfo {
+            model: "other".into(),
+            dim: 16,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("memory reindex"), "{err}");
+    index.reset(&info).await.unwrap();
+    assert_eq!(index.count(Filter::default()).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qdrant_edge_passes_the_conformance_suite_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge");
+    {
+        let edge = EdgeIndex::open(&path).unwrap();
+        conformance(&edge).await;
+        edge.upsert(vec![(7, axis(2, 8, 0.0), meta(1, None, "raw_interaction"))])
+            .await
+            .unwrap();
+    }
+    let edge = EdgeIndex::open(&path).unwrap();
+    let info = IndexInfo {
+        model: "test-model".into(),
+        dim: 8,
+    };
+    edge.ensure(&info).await.unwrap();
+    assert_eq!(
+        edge.count(Filter::default()).await.unwrap(),
+        1,
+        "data survives a reopen"
+    );
+    let hits = edge
+        .search(axis(2, 8, 0.0), Filter::default(), 3, false)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].0, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qdrant_server_passes_the_conformance_suite_when_one_is_given() {
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!(
+            "\n*** SKIPPED: QDRANT_URL is not set; the server backend's conformance run needs a Qdrant server ***\n"
+        );
+        return;
+    };
+    let collection = format!("llmclis_test_{}", std::process::id());
+    let server = QdrantIndex::new(
+        &url,
+        &collection,
+        std::env::var("QDRANT_API_KEY").ok(),
+        http_client(),
+    );
+    conformance(&server).await;
+}
+
+/// The real embedding model's files, or None (after saying so).
+fn assets() -> Option<(PathBuf, PathBuf)> {
+    match (
+        std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR"),
+        std::env::var_os("LLMCLIS_ONNXRUNTIME"),
+    ) {
+        (Some(d), Some(l)) => Some((d.into(), l.into())),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but the embedding assets are not: run `scripts/embedding-assets DIR` and export its lines (scripts/test does)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: no embedding assets (LLMCLIS_EMBEDDING_MODEL_DIR / LLMCLIS_ONNXRUNTIME unset); run scripts/embedding-assets ***\n"
+            );
+            None
+        }
+    }
+}
+
+fn embedder() -> Option<Arc<FastEmbedder>> {
+    let (dir, lib) = assets()?;
+    Some(Arc::new(
+        FastEmbedder::load(&dir, &lib).expect("the embedding model loads"),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_model_finds_a_paraphrase_and_keeps_projects_apart() {
+    let Some(emb) = embedder() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Memory::new(
+        emb.clone(),
+        Arc::new(EdgeIndex::open(&dir.path().join("edge")).unwrap()),
+    );
+    let mut db = Store::open_in_memory().unwrap();
+    let p = db.create_project("p", "", None, "t").unwrap().id;
+    let q = db.create_project("q", "", None, "t").unwrap().id;
+    let lease = mem
+        .store_memory(
+            &mut db,
+            "The orchestrator claims tasks with a lease so two agents never work on the same one.",
+            p,
+            None,
+            "raw_interaction",
+            "t",
+        )
+        .await
+        .unwrap();
+    mem.store_memory(
+        &mut db,
+        "Bananas are a good source of potassium.",
+        p,
+        None,
+        "raw_interaction",
+        "t",
+    )
+    .await
+    .unwrap();
+    mem.store_memory(
+        &mut db,
+        "The invoice must be paid within thirty days.",
+        p,
+        None,
+        "design_doc",
+        "t",
+    )
+    .await
+    .unwrap();
+    let other = mem
+        .store_memory(
+            &mut db,
+            "Leases keep two workers from taking the same job.",
+            q,
+            None,
+            "raw_interaction",
+            "t",
+        )
+        .await
+        .unwrap();
+    // The seed's round trip: store, query, found, and first.
+    let hits = mem
+        .query_memory(
+            &db,
+            "How do we stop agents from picking the same task twice?",
+            Some(p),
+            None,
+            None,
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits[0].record.id, lease.id, "{hits:#?}");
+    assert!(
+        hits[0].score > hits[1].score + 0.1,
+        "the paraphrase ranks well above unrelated text: {hits:#?}"
+    );
+    assert!(
+        hits.iter().all(|h| h.record.project_id == p),
+        "no cross-project hit"
+    );
+    let theirs = mem
+        .query_memory(&db, "lease", Some(q), None, None, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.iter().map(|h| h.record.id).collect::<Vec<_>>(),
+        [other.id]
+    );
+    // Reindex rebuilds the same answers from SQLite.
+    let before: Vec<i64> = hits.iter().map(|h| h.record.id).collect();
+    assert_eq!(mem.reindex(&db).await.unwrap(), 4);
+    let after = mem
+        .query_memory(
+            &db,
+            "How do we stop agents from picking the same task twice?",
+            Some(p),
+            None,
+            None,
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|h| h.record.id).collect::<Vec<_>>(),
+        before
+    );
+    // Vectors are unit length, as cosine search expects.
+    let v = emb.embed(vec!["x".into()]).await.unwrap();
+    let n: f32 = v[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((n - 1.0).abs() < 1e-3 && v[0].len() == 384);
+}
+
+#[test]
+fn memories_survive_a_process_restart() {
+    let Some((dir, lib)) = assets() else { return };
+    let env = Env::new();
+    let run = |args: &[&str]| {
+        crate::support::Run::from(
+            env.command()
+                .args(args)
+                .env("LLMCLIS_EMBEDDING_MODEL_DIR", &dir)
+                .env("LLMCLIS_ONNXRUNTIME", &lib)
+                .output()
+                .unwrap(),
+        )
+    };
+    run(&["project", "add", "p"]).assert_ok();
+    run(&[
+        "memory",
+        "store",
+        "--project-id",
+        "1",
+        "--type",
+        "design_doc",
+        "Qdrant Edge keeps the index in the data dir.",
+    ])
+    .assert_ok();
+    let out = run(&[
+        "--json",
+        "memory",
+        "query",
+        "--project-id",
+        "1",
+        "where does the vector index live?",
+    ]);
+    out.assert_ok();
+    let hits: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(hits[0]["id"], 1);
+    assert_eq!(hits[0]["type"], "design_doc");
+    let stats = run(&["--json", "memory", "stats"]);
+    let s: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+    assert_eq!(
+        (s["indexed"].as_u64(), s["dim"].as_u64()),
+        (Some(1), Some(384))
+    );
+    run(&[
+        "memory",
+        "store",
+        "--project-id",
+        "1",
+        "--type",
+        "gossip",
+        "x",
+    ])
+    .assert_err(2, &["unknown memory type \"gossip\""]);
+    run(&["memory", "store", "--project-id", "9", "x"]).assert_err(2, &["no project with id 9"]);
+}
+
+#[test]
+fn missing_assets_are_clear_errors_not_panics() {
+    let env = Env::new();
+    env.run(&["project", "add", "p"]).assert_ok();
+    let store = |model_dir: &std::path::Path, lib: &std::path::Path| {
+        crate::support::Run::from(
+            env.command()
+                .args(["memory", "store", "--project-id", "1", "x"])
+                .env("LLMCLIS_EMBEDDING_MODEL_DIR", model_dir)
+                .env("LLMCLIS_ONNXRUNTIME", lib)
+                .output()
+                .unwrap(),
+        )
+    };
+    let nope = env.dir.path().join("nope.so");
+    store(env.dir.path(), &nope)
+        .assert_err(1, &["model.onnx is missing", "scripts/embedding-assets"]);
+    // With the real model but no ONNX Runtime: `ort` would panic; llmclis says what to do.
+    if let Some((dir, _)) = assets() {
+        store(&dir, &nope).assert_err(1, &["ONNX Runtime not found", "scripts/embedding-assets"]);
+    }
+}
+
+fn summarizer_registry(url: &str) -> Registry {
+    let roles: String = llmclis::registry::ROLES
+        .iter()
+        .map(|r| format!("  {r}: {{ temperature: 0.2, models: [smollm2-135m] }}\n"))
+        .collect();
+    Registry::parse(
+        &format!(
+            r#"providers:
+  - {{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: "{url}", timeout_secs: 120, max_concurrency: 1, local: true }}
+models:
+  - {{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 2048, max_output_tokens: 400 }}
+roles:
+{roles}rules:
+  - {{ name: default, role: summarizer }}
+modes:
+  offline: {{ providers: local }}
+  online: {{ providers: all }}
+"#
+        ),
+        "summarizer.yaml",
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_rolls_raw_interactions_into_a_summary_through_the_real_server() {
+    let Some(emb) = embedder() else { return };
+    let Ok(url) = std::env::var("LLMCLIS_TEST_SMOLLM_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but the llama.cpp test server is not"
+        );
+        eprintln!("\n*** SKIPPED: no llama.cpp test server for summaries ***\n");
+        return;
+    };
+    let caller = Caller::new(
+        Arc::new(summarizer_registry(&url)),
+        http_client(),
+        Arc::new(Breakers::new(3, Duration::from_secs(30))),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Memory::new(
+        emb,
+        Arc::new(EdgeIndex::open(&dir.path().join("edge")).unwrap()),
+    );
+    let path = dir.path().join("km.db");
+    let mut db = Store::open(&path).unwrap();
+    let p = db.create_project("p", "", None, "t").unwrap().id;
+    let t = db
+        .create_task(
+            NewTask {
+                project_id: p,
+                title: "Pick a vector store".into(),
+                ..Default::default()
+            },
+            "t",
+        )
+        .unwrap()
+        .id;
+    for text in [
+        "Compared Qdrant Edge and a Qdrant server for the memory index.",
+        "Qdrant Edge runs in-process with no server; chose it as the default.",
+        "A Qdrant server remains an option for teams on several machines.",
+    ] {
+        mem.store_memory(&mut db, text, p, Some(t), "raw_interaction", "coder")
+            .await
+            .unwrap();
+    }
+    let made = mem
+        .compact(
+            &mut db,
+            &caller,
+            Mode::Offline,
+            Some(p),
+            CompactPolicy {
+                max_raw: 3,
+                max_tokens: 100_000,
+            },
+            "summarizer",
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.len(), 1);
+    let summary = &made[0];
+    assert_eq!(
+        (summary.kind.as_str(), summary.task_id),
+        ("task_summary", Some(t))
+    );
+    assert_eq!(summary.covers, [1, 2, 3]);
+    assert!(summary.text.len() > 20, "{}", summary.text);
+    let stats = mem.stats(&db, Some(p)).await.unwrap();
+    assert_eq!(stats.compacted, 3);
+    assert_eq!(
+        stats.indexed, 1,
+        "the raw interactions left the index; the summary is in it"
+    );
+    // Nothing was deleted from SQLite, and nothing can be.
+    drop(db);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4);
+    assert!(conn.execute("DELETE FROM memories", []).is_err());
+    assert!(conn.execute("UPDATE memories SET text = 'x'", []).is_err());
+    // Compacting again does nothing: the raw ones are already rolled up.
+    let mut db = Store::open(&path).unwrap();
+    assert!(
+        mem.compact(
+            &mut db,
+            &caller,
+            Mode::Offline,
+            Some(p),
+            CompactPolicy {
+                max_raw: 3,
+                max_tokens: 100_000
+            },
+            "s"
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_puts_summaries_first_and_keeps_to_the_budget() {
+    let Some(emb) = embedder() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Memory::new(
+        emb,
+        Arc::new(EdgeIndex::open(&dir.path().join("edge")).unwrap()),
+    );
+    let mut db = Store::open_in_memory().unwrap();
+    let p = db.create_project("p", "", None, "t").unwrap().id;
+    let parent = db
+        .create_task(
+            NewTask {
+                project_id: p,
+                title: "Memory layer".into(),
+                ..Default::default()
+            },
+            "t",
+        )
+        .unwrap()
+        .id;
+    let task = db
+        .create_task(
+            NewTask {
+                project_id: p,
+                title: "Compaction of raw interactions".into(),
+                parent_id: Some(parent),
+                ..Default::default()
+            },
+            "t",
+        )
+        .unwrap()
+        .id;
+    let relevant = mem
+        .store_memory(
+            &mut db,
+            "Compaction marks raw interactions instead of deleting them.",
+            p,
+            None,
+            "design_doc",
+            "t",
+        )
+        .await
+        .unwrap();
+    let proj = mem
+        .store_memory(
+            &mut db,
+            "Project summary: llmclis keeps tasks and memory.",
+            p,
+            None,
+            "project_summary",
+            "t",
+        )
+        .await
+        .unwrap();
+    let par = mem
+        .store_memory(
+            &mut db,
+            "Parent summary: the memory layer uses Qdrant Edge.",
+            p,
+            Some(parent),
+            "task_summary",
+            "t",
+        )
+        .await
+        .unwrap();
+    let ctx = mem.context(&db, task, 10_000, 3).await.unwrap();
+    let ids: Vec<i64> = ctx.iter().map(|r| r.id).collect();
+    assert_eq!(&ids[..3], &[proj.id, par.id, relevant.id], "{ctx:#?}");
+    // A budget that fits only the first two.
+    let budget = proj.tokens + par.tokens;
+    let small = mem.context(&db, task, budget, 3).await.unwrap();
+    assert_eq!(
+        small.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [proj.id, par.id]
+    );
+}
