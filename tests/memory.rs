@@ -142,6 +142,23 @@ async fn qdrant_edge_passes_the_conformance_suite_and_survives_a_reopen() {
     assert_eq!(hits[0].0, 7);
 }
 
+#[test]
+fn an_edge_index_is_open_in_one_place_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge");
+    let first = EdgeIndex::open(&path).unwrap();
+    let err = EdgeIndex::open_waiting(&path, Duration::from_millis(100))
+        .err()
+        .expect("locked");
+    assert!(
+        err.to_string()
+            .contains("in use by another llmclis process"),
+        "{err}"
+    );
+    drop(first);
+    EdgeIndex::open_waiting(&path, Duration::from_millis(100)).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qdrant_server_passes_the_conformance_suite_when_one_is_given() {
     let Ok(url) = std::env::var("QDRANT_URL") else {
@@ -574,4 +591,19 @@ async fn context_puts_summaries_first_and_keeps_to_the_budget() {
         small.iter().map(|r| r.id).collect::<Vec<_>>(),
         [proj.id, par.id]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_embedder_keeps_order_and_normalizes() {
+    use llmclis::memory::embed::OpenAiEmbedder;
+    let fake = crate::support::fake_llm::FakeLlm::start(vec![]).await;
+    let emb = OpenAiEmbedder::new(&fake.url, "bge-small", None, 4, http_client());
+    let v = emb.embed(vec!["a".into(), "abcd".into()]).await.unwrap();
+    assert_eq!(v.len(), 2);
+    let norm = |x: &Vec<f32>| x.iter().map(|y| y * y).sum::<f32>().sqrt();
+    assert!((norm(&v[0]) - 1.0).abs() < 1e-5 && (norm(&v[1]) - 1.0).abs() < 1e-5);
+    assert!(v[1][0] > v[0][0], "rows are put back in input order");
+    let wrong = OpenAiEmbedder::new(&fake.url, "bge-small", None, 384, http_client());
+    let err = wrong.embed(vec!["a".into()]).await.unwrap_err();
+    assert!(err.to_string().contains("384 dimensions"), "{err}");
 }

@@ -69,12 +69,12 @@ fn mismatch(found: &IndexInfo, want: &IndexInfo, where_: &str) -> Error {
 
 mod edge {
     pub use qdrant_edge::{
-        Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig,
-        EdgeShard, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter,
-        IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery, PayloadFieldSchema,
-        PayloadSchemaParams, PointId, PointInsertOperations, PointOperations, PointStruct,
-        PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, SearchParams, UpdateOperation,
-        ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
+        AcornSearchParams, Condition, CountRequest, CreateIndex, Distance, EdgeConfig,
+        EdgeOptimizersConfig, EdgeShard, EdgeVectorParams, FieldCondition, FieldIndexOperations,
+        Filter, IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery,
+        PayloadFieldSchema, PayloadSchemaParams, PointId, PointInsertOperations, PointOperations,
+        PointStruct, PointStructPersisted, QueryEnum, QueryRequest, ScoringQuery, SearchParams,
+        UpdateOperation, ValueVariants, VectorInternal, Vectors, WithPayloadInterface, WithVector,
     };
 }
 
@@ -84,6 +84,9 @@ const INFO_FILE: &str = "llmclis-index.json";
 pub struct EdgeIndex {
     dir: PathBuf,
     shard: Mutex<Option<edge::EdgeShard>>,
+    /// An OS lock on `<dir>.lock`: a shard directory may be open in one
+    /// process at a time. Released when this drops, or when the process dies.
+    _lock: std::fs::File,
 }
 
 fn edge_err(e: impl std::fmt::Display) -> Error {
@@ -94,7 +97,35 @@ impl EdgeIndex {
     /// Opens (or prepares) the index in `dir`; the shard itself is created by
     /// the first `ensure`, when the dimension is known.
     pub fn open(dir: &Path) -> Result<EdgeIndex> {
+        Self::open_waiting(dir, std::time::Duration::from_secs(15))
+    }
+
+    /// `open`, waiting at most `wait` for another process to let go.
+    pub fn open_waiting(dir: &Path, wait: std::time::Duration) -> Result<EdgeIndex> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock_path = dir.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(&lock_path, e))?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Memory(format!(
+                        "the memory index {} is in use by another llmclis process; try again when it is done",
+                        dir.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+            }
+        }
         let shard = if dir.join("edge_config.json").exists() {
             let s = edge::EdgeShard::load(dir, None).map_err(edge_err)?;
             create_indexes(&s)?;
@@ -105,6 +136,7 @@ impl EdgeIndex {
         Ok(EdgeIndex {
             dir: dir.to_path_buf(),
             shard: Mutex::new(shard),
+            _lock: lock,
         })
     }
 
@@ -289,8 +321,16 @@ impl VectorIndex for EdgeIndex {
                     score_threshold: None,
                     limit,
                     offset: 0,
-                    params: exact.then(|| edge::SearchParams {
-                        exact: true,
+                    // ACORN keeps recall up when the filter (one project)
+                    // leaves a sparse part of the graph; a wider beam than
+                    // the default helps it further.
+                    params: Some(edge::SearchParams {
+                        exact,
+                        hnsw_ef: (!exact).then_some((limit * 8).max(256)),
+                        acorn: Some(edge::AcornSearchParams {
+                            enable: true,
+                            max_selectivity: None,
+                        }),
                         ..Default::default()
                     }),
                     with_vector: edge::WithVector::Bool(false),

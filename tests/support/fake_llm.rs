@@ -48,6 +48,7 @@ impl FakeLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -70,6 +71,28 @@ async fn models() -> impl IntoResponse {
     axum::Json(
         serde_json::json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}),
     )
+}
+
+/// Deterministic vectors of 4 dimensions, not normalized, in reverse order
+/// with their `index` (servers may reorder).
+async fn embeddings(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
+    inner.hits.fetch_add(1, Ordering::SeqCst);
+    let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let inputs: Vec<String> = req["input"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut data: Vec<serde_json::Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| serde_json::json!({"index": i, "embedding": [t.len() as f64, 3.0, 0.0, 4.0]}))
+        .collect();
+    data.reverse();
+    axum::Json(serde_json::json!({"data": data, "model": req["model"]})).into_response()
 }
 
 async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
