@@ -24,15 +24,7 @@ use crate::{first_run, orchestrator};
 
 /// The roles a task can hint at; the router (model_registry.yaml) maps each
 /// to a chain of models.
-pub const ROLES: [&str; 7] = [
-    "planner",
-    "coder",
-    "tester",
-    "critic",
-    "researcher",
-    "writer",
-    "summarizer",
-];
+pub use crate::registry::ROLES;
 
 #[derive(Debug, Parser)]
 #[command(

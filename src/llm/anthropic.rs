@@ -77,17 +77,7 @@ impl AnthropicClient {
             .post(format!("{}/v1/messages", self.base))
             .timeout(self.timeout)
             .json(&Self::body(model, req));
-        let resp = self
-            .authed(rb)?
-            .send()
-            .await
-            .map_err(|e| transport_error(e, self.timeout))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let ra = retry_after(resp.headers());
-            let body = resp.text().await.unwrap_or_default();
-            return Err(classify(status.as_u16(), &body, ra));
-        }
+        let resp = super::send(self.authed(rb)?, self.timeout).await?;
         let prompt_estimate: u64 = req
             .messages
             .iter()

@@ -211,6 +211,21 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
+/// Sends a request; a non-2xx answer becomes an `LlmError` through `classify`.
+pub async fn send(
+    rb: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<reqwest::Response, LlmError> {
+    let resp = rb.send().await.map_err(|e| transport_error(e, timeout))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let ra = retry_after(resp.headers());
+    let body = resp.text().await.unwrap_or_default();
+    Err(classify(status.as_u16(), &body, ra))
+}
+
 pub fn transport_error(e: reqwest::Error, timeout: Duration) -> LlmError {
     if e.is_timeout() {
         LlmError::Timeout(timeout)

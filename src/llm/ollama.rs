@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::sse::Lines;
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
-    classify, error_message, retry_after, transport_error,
+    error_message, transport_error,
 };
 use crate::registry::Provider;
 use crate::router::estimate_tokens;
@@ -57,20 +57,14 @@ impl OllamaClient {
         mut sink: Option<Sink<'_>>,
     ) -> Result<ChatResponse, LlmError> {
         let started = Instant::now();
-        let resp = self
-            .http
-            .post(format!("{}/api/chat", self.root))
-            .timeout(self.timeout)
-            .json(&Self::body(model, req))
-            .send()
-            .await
-            .map_err(|e| transport_error(e, self.timeout))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let ra = retry_after(resp.headers());
-            let body = resp.text().await.unwrap_or_default();
-            return Err(classify(status.as_u16(), &body, ra));
-        }
+        let resp = super::send(
+            self.http
+                .post(format!("{}/api/chat", self.root))
+                .timeout(self.timeout)
+                .json(&Self::body(model, req)),
+            self.timeout,
+        )
+        .await?;
         let mut text = String::new();
         let mut last: Option<Value> = None;
         let mut read =

@@ -88,17 +88,8 @@ impl OpenAiClient {
             .post(format!("{}/chat/completions", self.base))
             .timeout(self.timeout)
             .json(&self.body(model, req));
-        let resp = self
-            .authed(rb)?
-            .send()
-            .await
-            .map_err(|e| transport_error(e, self.timeout))?;
+        let resp = super::send(self.authed(rb)?, self.timeout).await?;
         let status = resp.status();
-        if !status.is_success() {
-            let ra = retry_after(resp.headers());
-            let body = resp.text().await.unwrap_or_default();
-            return Err(classify(status.as_u16(), &body, ra));
-        }
         let prompt_estimate: u64 = req
             .messages
             .iter()
