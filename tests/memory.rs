@@ -40,6 +40,7 @@ async fn conformance(index: &dyn VectorIndex) {
         dim: 8,
     };
     index.reset(&info).await.unwrap();
+    index.finish(&info).await.unwrap();
     index.ensure(&info).await.unwrap();
     index
         .upsert(vec![
@@ -111,6 +112,7 @@ async fn conformance(index: &dyn VectorIndex) {
     assert!(err.to_string().contains("memory reindex"), "{err}");
     index.reset(&info).await.unwrap();
     assert_eq!(index.count(Filter::default()).await.unwrap(), 0);
+    index.finish(&info).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,6 +370,63 @@ fn memories_survive_a_process_restart() {
 }
 
 #[test]
+fn two_databases_never_share_an_index() {
+    let Some((dir, lib)) = assets() else { return };
+    let env = Env::new();
+    let run = |db: &str, args: &[&str]| {
+        crate::support::Run::from(
+            env.command()
+                .args(args)
+                .env("LLMCLIS_DB", env.dir.path().join(db))
+                .env("LLMCLIS_EMBEDDING_MODEL_DIR", &dir)
+                .env("LLMCLIS_ONNXRUNTIME", &lib)
+                .output()
+                .unwrap(),
+        )
+    };
+    run("a.db", &["project", "add", "p"]).assert_ok();
+    run("b.db", &["project", "add", "p"]).assert_ok();
+    run(
+        "a.db",
+        &[
+            "memory",
+            "store",
+            "--project-id",
+            "1",
+            "alpha notes about leases",
+        ],
+    )
+    .assert_ok();
+    run(
+        "b.db",
+        &[
+            "memory",
+            "store",
+            "--project-id",
+            "1",
+            "beta secret about bananas",
+        ],
+    )
+    .assert_ok();
+    let out = run(
+        "a.db",
+        &["--json", "memory", "query", "--project-id", "1", "bananas"],
+    );
+    let hits: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let texts: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["alpha notes about leases"],
+        "b's memory must not reach a"
+    );
+}
+
+#[test]
 fn missing_assets_are_clear_errors_not_panics() {
     let env = Env::new();
     env.run(&["project", "add", "p"]).assert_ok();
@@ -384,9 +443,19 @@ fn missing_assets_are_clear_errors_not_panics() {
     let nope = env.dir.path().join("nope.so");
     store(env.dir.path(), &nope)
         .assert_err(1, &["model.onnx is missing", "scripts/embedding-assets"]);
-    // With the real model but no ONNX Runtime: `ort` would panic; llmclis says what to do.
+    // With the real model but no ONNX Runtime, or a file that is not one:
+    // `ort` would panic; llmclis says what to do.
     if let Some((dir, _)) = assets() {
         store(&dir, &nope).assert_err(1, &["ONNX Runtime not found", "scripts/embedding-assets"]);
+        let fake = env.dir.path().join("libonnxruntime.so");
+        std::fs::write(&fake, b"not a library").unwrap();
+        store(&dir, &fake).assert_err(
+            1,
+            &[
+                "could not be loaded as ONNX Runtime",
+                "scripts/embedding-assets",
+            ],
+        );
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use super::{Ctx, emit};
 use crate::error::{Error, Result};
 use crate::llm::caller::{Breakers, Caller};
 use crate::llm::http_client;
-use crate::memory::embed::{Embedder, FastEmbedder, OpenAiEmbedder, default_assets};
+use crate::memory::embed::{Embedder, FastEmbedder, OpenAiEmbedder};
 use crate::memory::vector::{EdgeIndex, QdrantIndex, VectorIndex};
 use crate::memory::{CompactPolicy, Memory};
 
@@ -75,21 +74,14 @@ pub enum MemoryCmd {
 }
 
 /// The embedder and index the config asks for.
-pub(crate) fn open_memory(ctx: &Ctx) -> Result<Memory> {
+pub(crate) fn open_memory(ctx: &Ctx, db: &crate::store::Store) -> Result<Memory> {
+    // Each database has its own index: ids are its row ids.
+    let store_id = db.store_id()?;
     let cfg = &ctx.config.memory;
     let http = http_client();
     let embedder: Arc<dyn Embedder> = match cfg.embedder.as_str() {
         "fastembed" => {
-            let (dir, lib) = default_assets(&ctx.paths.data_dir);
-            let dir = std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR")
-                .map(PathBuf::from)
-                .or_else(|| cfg.model_dir.clone())
-                .unwrap_or(dir);
-            let lib = std::env::var_os("LLMCLIS_ONNXRUNTIME")
-                .map(PathBuf::from)
-                .or_else(|| cfg.onnxruntime.clone())
-                .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-                .unwrap_or(lib);
+            let (dir, lib) = crate::memory::embed::asset_paths(&ctx.paths.data_dir, cfg);
             Arc::new(FastEmbedder::load(&dir, &lib)?)
         }
         "openai" => {
@@ -135,7 +127,10 @@ pub(crate) fn open_memory(ctx: &Ctx) -> Result<Memory> {
     };
     let index: Arc<dyn VectorIndex> = match cfg.backend.as_str() {
         "edge" => Arc::new(EdgeIndex::open(
-            &ctx.paths.data_dir.join("memory").join("edge"),
+            &ctx.paths
+                .data_dir
+                .join("memory")
+                .join(format!("edge-{store_id}")),
         )?),
         "qdrant" => {
             let key = cfg
@@ -145,7 +140,7 @@ pub(crate) fn open_memory(ctx: &Ctx) -> Result<Memory> {
                 .filter(|k| !k.trim().is_empty());
             Arc::new(QdrantIndex::new(
                 &cfg.qdrant_url,
-                &cfg.collection,
+                &format!("{}_{store_id}", cfg.collection),
                 key,
                 http,
             ))
@@ -188,7 +183,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             kind,
             text,
         } => {
-            let mem = open_memory(ctx)?;
+            let mem = open_memory(ctx, &db)?;
             let r =
                 rt.block_on(mem.store_memory(&mut db, &text, project_id, task_id, &kind, &agent))?;
             emit(out, ctx.json, &r, || {
@@ -205,7 +200,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             top_k,
             text,
         } => {
-            let mem = open_memory(ctx)?;
+            let mem = open_memory(ctx, &db)?;
             let hits = rt.block_on(mem.query_memory(
                 &db,
                 &text,
@@ -242,7 +237,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             task_id,
             project_id,
         } => {
-            let mem = open_memory(ctx)?;
+            let mem = open_memory(ctx, &db)?;
             let caller = summarizer(ctx)?;
             let mode = ctx.mode();
             let r = rt.block_on(async {
@@ -268,7 +263,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         MemoryCmd::Compact { project_id } => {
-            let mem = open_memory(ctx)?;
+            let mem = open_memory(ctx, &db)?;
             let caller = summarizer(ctx)?;
             let policy = CompactPolicy {
                 max_raw: ctx.config.memory.compact_after.max(1),
@@ -290,7 +285,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         MemoryCmd::Reindex => {
-            let mem = open_memory(ctx)?;
+            let mem = open_memory(ctx, &db)?;
             let n = rt.block_on(mem.reindex(&db))?;
             let value =
                 json!({"indexed": n, "index": mem.index.describe(), "model": mem.embedder.model()});
@@ -299,7 +294,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         MemoryCmd::Stats { project_id } => {
-            let mem = open_memory(ctx)?;
+            let mem = open_memory(ctx, &db)?;
             let s = rt.block_on(mem.stats(&db, project_id))?;
             emit(out, ctx.json, &s, || {
                 let mut t = format!("{} ({} , {} dimensions)\n", s.index, s.model, s.dim);

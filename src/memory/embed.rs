@@ -136,6 +136,38 @@ pub fn default_assets(data_dir: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The files the model directory must hold.
+pub const MODEL_FILES: [&str; 5] = [
+    "model.onnx",
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
+
+/// Whether every asset is in place.
+pub fn assets_present(model_dir: &Path, lib: &Path) -> bool {
+    lib.is_file() && MODEL_FILES.iter().all(|f| model_dir.join(f).is_file())
+}
+
+/// Where the embedding model and ONNX Runtime are: the environment
+/// (LLMCLIS_EMBEDDING_MODEL_DIR, LLMCLIS_ONNXRUNTIME, ORT_DYLIB_PATH), then
+/// config.toml's [memory] model_dir / onnxruntime, then the data dir, where
+/// scripts/embedding-assets puts them.
+pub fn asset_paths(data_dir: &Path, cfg: &crate::config::MemoryConfig) -> (PathBuf, PathBuf) {
+    let (dir, lib) = default_assets(data_dir);
+    let dir = std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR")
+        .map(PathBuf::from)
+        .or_else(|| cfg.model_dir.clone())
+        .unwrap_or(dir);
+    let lib = std::env::var_os("LLMCLIS_ONNXRUNTIME")
+        .map(PathBuf::from)
+        .or_else(|| cfg.onnxruntime.clone())
+        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+        .unwrap_or(lib);
+    (dir, lib)
+}
+
 /// `/v1/embeddings` of an OpenAI-compatible server.
 pub struct OpenAiEmbedder {
     base_url: String,

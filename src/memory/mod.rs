@@ -168,16 +168,35 @@ impl Memory {
             }
         }
         self.index.ensure(&self.info()).await?;
+        // Embed before writing: a failing embedder leaves nothing behind.
+        let vector = self
+            .embedder
+            .embed(vec![text.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default();
         let record = insert(db, text, project_id, task_id, kind, agent, covers)?;
-        self.index_records(std::slice::from_ref(&record))
+        self.upsert(&record, vector).await?;
+        Ok(record)
+    }
+
+    /// Indexes one saved record; a failure says the record is safe and how to index it.
+    async fn upsert(&self, record: &MemoryRecord, vector: Vec<f32>) -> Result<()> {
+        let meta = PointMeta {
+            project_id: record.project_id,
+            task_id: record.task_id,
+            kind: record.kind.clone(),
+            agent: record.agent.clone(),
+        };
+        self.index
+            .upsert(vec![(record.id as u64, vector, meta)])
             .await
             .map_err(|e| {
                 Error::Memory(format!(
                     "memory {} is saved but not indexed ({e}); run `llmclis memory reindex`",
                     record.id
                 ))
-            })?;
-        Ok(record)
+            })
     }
 
     async fn index_records(&self, records: &[MemoryRecord]) -> Result<()> {
@@ -235,7 +254,14 @@ impl Memory {
         let hits = self.index.search(v, filter, top_k.max(1), false).await?;
         let mut out = Vec::new();
         for (id, score) in hits {
-            if let Some(record) = get(db, id as i64)? {
+            // SQLite decides: a stale index entry (another project's, or
+            // compacted since) is never returned.
+            if let Some(record) = get(db, id as i64)?
+                && !record.compacted
+                && project_id.is_none_or(|p| record.project_id == p)
+                && task_id.is_none_or(|t| record.task_id == Some(t))
+                && kind.is_none_or(|k| record.kind == k)
+            {
                 out.push(Hit { record, score });
             }
         }
@@ -255,6 +281,7 @@ impl Memory {
             self.index_records(chunk).await?;
         }
         self.index.optimize().await?;
+        self.index.finish(&self.info()).await?;
         Ok(records.len())
     }
 
@@ -295,7 +322,7 @@ impl Memory {
         })
     }
 
-    /// A task summary from the task's raw interactions (and earlier summary).
+    /// A task summary from the task's raw interactions and handoffs.
     pub async fn summarize_task(
         &self,
         db: &mut Store,
@@ -304,34 +331,12 @@ impl Memory {
         task_id: i64,
         agent: &str,
     ) -> Result<MemoryRecord> {
-        let task = db.task(task_id)?;
-        let raw = records(
-            db,
-            "task_id = ?1 AND type IN ('raw_interaction', 'handoff') AND compacted = 0",
-            task_id,
-        )?;
-        if raw.is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "task {task_id} has no raw interactions to summarize"
-            )));
-        }
-        let items: Vec<String> = raw
-            .iter()
-            .map(|r| format!("[{}] {}", r.agent, r.text))
-            .collect();
-        let text = summarize(
-            caller,
-            mode,
-            &format!("Task {}: {}", task.id, task.title),
-            &items,
-            None,
-        )
-        .await?;
-        let covers: Vec<i64> = raw.iter().map(|r| r.id).collect();
+        let (project_id, text, covered) = task_summary_text(db, caller, mode, task_id).await?;
+        let covers: Vec<i64> = covered.iter().map(|r| r.id).collect();
         self.store_with_covers(
             db,
             &text,
-            task.project_id,
+            project_id,
             Some(task_id),
             "task_summary",
             agent,
@@ -436,17 +441,39 @@ impl Memory {
         };
         let mut made = Vec::new();
         for task in due {
-            let summary = self.summarize_task(db, caller, mode, task, agent).await?;
-            let raw: Vec<i64> = summary.covers.clone();
-            db.batch(|s| {
+            let (project, text, covered) = task_summary_text(db, caller, mode, task).await?;
+            let vector = self
+                .embedder
+                .embed(vec![text.clone()])
+                .await?
+                .pop()
+                .unwrap_or_default();
+            let covers: Vec<i64> = covered.iter().map(|r| r.id).collect();
+            let raw: Vec<i64> = covered
+                .iter()
+                .filter(|r| r.kind == "raw_interaction")
+                .map(|r| r.id)
+                .collect();
+            // The summary and the compacted marks land together or not at all.
+            let summary = db.batch(|s| {
+                let summary = insert(
+                    s,
+                    &text,
+                    project,
+                    Some(task),
+                    "task_summary",
+                    agent,
+                    &covers,
+                )?;
                 for id in &raw {
-                    s.conn().execute(
-                        "UPDATE memories SET compacted = 1 WHERE id = ?1 AND type = 'raw_interaction'",
-                        [id],
-                    )?;
+                    s.conn()
+                        .execute("UPDATE memories SET compacted = 1 WHERE id = ?1", [id])?;
                 }
-                Ok(())
+                Ok(summary)
             })?;
+            // The index follows; if it fails, queries still skip compacted
+            // rows and `memory reindex` repairs it.
+            self.upsert(&summary, vector).await?;
             self.index
                 .delete(raw.iter().map(|i| *i as u64).collect())
                 .await?;
@@ -522,6 +549,40 @@ impl Memory {
             })
             .collect())
     }
+}
+
+/// The summary text of a task's uncompacted raw interactions and handoffs,
+/// with the records it covers.
+async fn task_summary_text(
+    db: &Store,
+    caller: &Caller,
+    mode: Mode,
+    task_id: i64,
+) -> Result<(i64, String, Vec<MemoryRecord>)> {
+    let task = db.task(task_id)?;
+    let raw = records(
+        db,
+        "task_id = ?1 AND type IN ('raw_interaction', 'handoff') AND compacted = 0",
+        task_id,
+    )?;
+    if raw.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "task {task_id} has no raw interactions to summarize"
+        )));
+    }
+    let items: Vec<String> = raw
+        .iter()
+        .map(|r| format!("[{}] {}", r.agent, r.text))
+        .collect();
+    let text = summarize(
+        caller,
+        mode,
+        &format!("Task {}: {}", task.id, task.title),
+        &items,
+        None,
+    )
+    .await?;
+    Ok((task.project_id, text, raw))
 }
 
 fn insert(

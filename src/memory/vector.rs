@@ -55,11 +55,17 @@ pub trait VectorIndex: Send + Sync {
     fn reset(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>>;
     /// Builds the ANN index and merges segments; a no-op for a server.
     fn optimize(&self) -> BoxFuture<'_, Result<()>>;
+    /// Marks a rebuild (`reset`, then upserts) complete. Until then the
+    /// index refuses to be used, so an interrupted reindex is never taken
+    /// for a whole one.
+    fn finish(&self, _info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
     fn describe(&self) -> String;
 }
 
 fn mismatch(found: &IndexInfo, want: &IndexInfo, where_: &str) -> Error {
-    Error::InvalidInput(format!(
+    Error::Memory(format!(
         "the memory index at {where_} was built with {} ({} dimensions), not {} ({} dimensions); run `llmclis memory reindex` to rebuild it from the database",
         found.model, found.dim, want.model, want.dim
     ))
@@ -145,7 +151,7 @@ impl EdgeIndex {
         serde_json::from_slice(&bytes).ok()
     }
 
-    fn create(&self, info: &IndexInfo) -> Result<edge::EdgeShard> {
+    fn create(&self, info: &IndexInfo, record_info: bool) -> Result<edge::EdgeShard> {
         let config = edge::EdgeConfig::builder()
             .vector(
                 VECTOR,
@@ -160,11 +166,17 @@ impl EdgeIndex {
             .build();
         let shard = edge::EdgeShard::new(&self.dir, config).map_err(edge_err)?;
         create_indexes(&shard)?;
+        if record_info {
+            self.record(info)?;
+        }
+        Ok(shard)
+    }
+
+    fn record(&self, info: &IndexInfo) -> Result<()> {
         crate::fsutil::write_atomic(
             &self.dir.join(INFO_FILE),
             &serde_json::to_vec_pretty(info).expect("serializes"),
-        )?;
-        Ok(shard)
+        )
     }
 
     fn with<T>(&self, f: impl FnOnce(&edge::EdgeShard) -> Result<T>) -> Result<T> {
@@ -265,10 +277,14 @@ impl VectorIndex for EdgeIndex {
                     Some(found) if found != info => {
                         Err(mismatch(&found, &info, &self.dir.display().to_string()))
                     }
-                    _ => Ok(()),
+                    Some(_) => Ok(()),
+                    None => Err(Error::Memory(format!(
+                        "the memory index at {} is incomplete (a rebuild was interrupted); run `llmclis memory reindex`",
+                        self.dir.display()
+                    ))),
                 };
             }
-            *guard = Some(self.create(&info)?);
+            *guard = Some(self.create(&info, true)?);
             Ok(())
         })
     }
@@ -387,9 +403,16 @@ impl VectorIndex for EdgeIndex {
                 std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
             }
             std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-            *guard = Some(self.create(&info)?);
+            // No model record until `finish`: an interrupted rebuild stays refused.
+            let _ = std::fs::remove_file(self.dir.join(INFO_FILE));
+            *guard = Some(self.create(&info, false)?);
             Ok(())
         })
+    }
+
+    fn finish(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
+        let info = info.clone();
+        Box::pin(async move { self.record(&info) })
     }
 
     fn optimize(&self) -> BoxFuture<'_, Result<()>> {
@@ -506,12 +529,13 @@ impl VectorIndex for QdrantIndex {
                     let model = v
                         .pointer("/result/config/metadata/llmclis_model")
                         .and_then(Value::as_str);
-                    if let (Some(d), Some(m)) = (dim, model) {
+                    // Without our metadata the dimension still has to match.
+                    if let Some(d) = dim {
                         let found = IndexInfo {
-                            model: m.to_string(),
+                            model: model.unwrap_or("an unknown model").to_string(),
                             dim: d as usize,
                         };
-                        if found != info {
+                        if found.dim != info.dim || model.is_some_and(|m| m != info.model) {
                             return Err(mismatch(
                                 &found,
                                 &info,
@@ -521,6 +545,8 @@ impl VectorIndex for QdrantIndex {
                     }
                     Ok(())
                 }
+                // Anything but "not found" is a real failure, not a missing collection.
+                Err(Error::Memory(m)) if !m.contains("answered 404") => Err(Error::Memory(m)),
                 Err(_) => {
                     self.call(
                         reqwest::Method::PUT,
@@ -622,20 +648,16 @@ impl VectorIndex for QdrantIndex {
 
     fn count(&self, filter: Filter) -> BoxFuture<'_, Result<usize>> {
         Box::pin(async move {
-            match self
+            let v = self
                 .call(
                     reqwest::Method::POST,
                     &self.path("/points/count"),
                     Some(json!({"filter": Self::filter(&filter), "exact": true})),
                 )
-                .await
-            {
-                Ok(v) => Ok(v
-                    .pointer("/result/count")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0) as usize),
-                Err(_) => Ok(0),
-            }
+                .await?;
+            Ok(v.pointer("/result/count")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as usize)
         })
     }
 

@@ -16,6 +16,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_memories",
         include_str!("../../migrations/0003_memories.sql"),
     ),
+    (
+        "0004_store_id",
+        include_str!("../../migrations/0004_store_id.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

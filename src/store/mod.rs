@@ -117,6 +117,15 @@ impl Store {
         self.path.as_deref()
     }
 
+    /// This database's random id (16 hex digits), which names its memory index.
+    pub fn store_id(&self) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self
