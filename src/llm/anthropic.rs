@@ -12,7 +12,6 @@ use super::{
     classify, error_message, retry_after, transport_error,
 };
 use crate::registry::Provider;
-use crate::router::estimate_tokens;
 
 const VERSION: &str = "2023-06-01";
 
@@ -78,11 +77,6 @@ impl AnthropicClient {
             .timeout(self.timeout)
             .json(&Self::body(model, req));
         let resp = super::send(self.authed(rb)?, self.timeout).await?;
-        let prompt_estimate: u64 = req
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.content))
-            .sum();
         if !req.stream {
             let body = resp
                 .text()
@@ -109,11 +103,7 @@ impl AnthropicClient {
                     completion_tokens: c,
                     estimated: false,
                 },
-                _ => Usage {
-                    prompt_tokens: prompt_estimate,
-                    completion_tokens: estimate_tokens(&text),
-                    estimated: true,
-                },
+                _ => Usage::estimate(req, &text),
             };
             return Ok(ChatResponse {
                 text,
@@ -181,11 +171,7 @@ impl AnthropicClient {
                     completion_tokens: c,
                     estimated: false,
                 },
-                _ => Usage {
-                    prompt_tokens: prompt_estimate,
-                    completion_tokens: estimate_tokens(&text),
-                    estimated: true,
-                },
+                _ => Usage::estimate(req, &text),
             },
             text,
             finish_reason: stop,

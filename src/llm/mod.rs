@@ -65,6 +65,22 @@ pub struct Usage {
     pub estimated: bool,
 }
 
+impl Usage {
+    /// What a call that reported no usage is taken to have used: the
+    /// router's tokenizer-free estimate of the request and the answer.
+    pub fn estimate(req: &ChatRequest, answer: &str) -> Usage {
+        Usage {
+            prompt_tokens: req
+                .messages
+                .iter()
+                .map(|m| crate::router::estimate_tokens(&m.content))
+                .sum(),
+            completion_tokens: crate::router::estimate_tokens(answer),
+            estimated: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChatResponse {
     pub text: String,

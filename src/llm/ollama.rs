@@ -13,7 +13,6 @@ use super::{
     error_message, transport_error,
 };
 use crate::registry::Provider;
-use crate::router::estimate_tokens;
 
 pub struct OllamaClient {
     root: String,
@@ -131,15 +130,7 @@ impl OllamaClient {
                 completion_tokens: c,
                 estimated: false,
             },
-            _ => Usage {
-                prompt_tokens: req
-                    .messages
-                    .iter()
-                    .map(|m| estimate_tokens(&m.content))
-                    .sum(),
-                completion_tokens: estimate_tokens(&text),
-                estimated: true,
-            },
+            _ => Usage::estimate(req, &text),
         };
         Ok(ChatResponse {
             text,

@@ -13,7 +13,6 @@ use super::{
     classify, error_message, retry_after, transport_error,
 };
 use crate::registry::Provider;
-use crate::router::estimate_tokens;
 
 pub struct OpenAiClient {
     base: String,
@@ -90,11 +89,6 @@ impl OpenAiClient {
             .json(&self.body(model, req));
         let resp = super::send(self.authed(rb)?, self.timeout).await?;
         let status = resp.status();
-        let prompt_estimate: u64 = req
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.content))
-            .sum();
         if !req.stream {
             let body = resp
                 .text()
@@ -117,11 +111,7 @@ impl OpenAiClient {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            let usage = usage_of(&v).unwrap_or(Usage {
-                prompt_tokens: prompt_estimate,
-                completion_tokens: estimate_tokens(&text),
-                estimated: true,
-            });
+            let usage = usage_of(&v).unwrap_or(Usage::estimate(req, &text));
             return Ok(ChatResponse {
                 text,
                 usage,
@@ -191,11 +181,7 @@ impl OpenAiClient {
             ));
         }
         Ok(ChatResponse {
-            usage: usage.unwrap_or(Usage {
-                prompt_tokens: prompt_estimate,
-                completion_tokens: estimate_tokens(&text),
-                estimated: true,
-            }),
+            usage: usage.unwrap_or(Usage::estimate(req, &text)),
             text,
             finish_reason: finish,
             latency: started.elapsed(),
