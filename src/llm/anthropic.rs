@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::sse::SseParser;
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
-    classify, error_message, retry_after, transport_error,
+    error_message, transport_error,
 };
 use crate::registry::Provider;
 
@@ -180,60 +180,8 @@ impl AnthropicClient {
     }
 
     async fn health_impl(&self) -> Health {
-        // A busy llama-cpp-python answers slowly while it generates.
-        let quick = Duration::from_secs(10);
-        let rb = match self.authed(
-            self.http
-                .get(format!("{}/v1/models", self.base))
-                .timeout(quick),
-        ) {
-            Ok(rb) => rb,
-            Err(e) => {
-                return Health {
-                    ok: false,
-                    checked: "/v1/models".into(),
-                    served: vec![],
-                    error: Some(e.to_string()),
-                };
-            }
-        };
-        match rb.send().await {
-            Ok(r) if r.status().is_success() => {
-                let v: Value = r.json().await.unwrap_or(Value::Null);
-                let served = v
-                    .get("data")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|m| m.get("id")?.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Health {
-                    ok: true,
-                    checked: "/v1/models".into(),
-                    served,
-                    error: None,
-                }
-            }
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let ra = retry_after(r.headers());
-                let body = r.text().await.unwrap_or_default();
-                Health {
-                    ok: false,
-                    checked: "/v1/models".into(),
-                    served: vec![],
-                    error: Some(classify(status, &body, ra).to_string()),
-                }
-            }
-            Err(e) => Health {
-                ok: false,
-                checked: "/v1/models".into(),
-                served: vec![],
-                error: Some(transport_error(e, quick).to_string()),
-            },
-        }
+        let rb = self.authed(self.http.get(format!("{}/v1/models", self.base)));
+        Health::from_list("/v1/models", super::list_models(rb, "data", "id").await)
     }
 }
 

@@ -264,6 +264,50 @@ pub struct Health {
     pub error: Option<String>,
 }
 
+/// How long a health probe waits: a busy llama-cpp-python answers slowly
+/// while it generates.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The names a server lists: `GET` the request, then `[list_key][*][name_key]`
+/// (`data`/`id` for OpenAI-style `/models`, `models`/`name` for Ollama).
+/// Failures come back classified like any other call's.
+pub async fn list_models(
+    rb: Result<reqwest::RequestBuilder, LlmError>,
+    list_key: &str,
+    name_key: &str,
+) -> Result<Vec<String>, LlmError> {
+    let resp = send(rb?.timeout(HEALTH_TIMEOUT), HEALTH_TIMEOUT).await?;
+    let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    Ok(v.get(list_key)
+        .and_then(serde_json::Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.get(name_key)?.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+impl Health {
+    /// A health report from a model-list probe at `checked`.
+    pub fn from_list(checked: &str, listed: Result<Vec<String>, LlmError>) -> Health {
+        match listed {
+            Ok(served) => Health {
+                ok: true,
+                checked: checked.into(),
+                served,
+                error: None,
+            },
+            Err(e) => Health {
+                ok: false,
+                checked: checked.into(),
+                served: vec![],
+                error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
 /// One protocol. Implementations never log or return the API key.
 pub trait LlmClient: Send + Sync {
     /// `model` is the served name.

@@ -144,46 +144,8 @@ impl OllamaClient {
     }
 
     async fn health_impl(&self) -> Health {
-        // A busy llama-cpp-python answers slowly while it generates.
-        let quick = Duration::from_secs(10);
-        match self
-            .http
-            .get(format!("{}/api/tags", self.root))
-            .timeout(quick)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => {
-                let v: Value = r.json().await.unwrap_or(Value::Null);
-                let served = v
-                    .get("models")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|m| m.get("name")?.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Health {
-                    ok: true,
-                    checked: "/api/tags".into(),
-                    served,
-                    error: None,
-                }
-            }
-            Ok(r) => Health {
-                ok: false,
-                checked: "/api/tags".into(),
-                served: vec![],
-                error: Some(format!("status {}", r.status().as_u16())),
-            },
-            Err(e) => Health {
-                ok: false,
-                checked: "/api/tags".into(),
-                served: vec![],
-                error: Some(transport_error(e, quick).to_string()),
-            },
-        }
+        let rb = Ok(self.http.get(format!("{}/api/tags", self.root)));
+        Health::from_list("/api/tags", super::list_models(rb, "models", "name").await)
     }
 }
 

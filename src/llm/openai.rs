@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::sse::SseParser;
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
-    classify, error_message, retry_after, transport_error,
+    error_message, transport_error,
 };
 use crate::registry::Provider;
 
@@ -189,67 +189,30 @@ impl OpenAiClient {
     }
 
     async fn health_impl(&self) -> Health {
-        // A busy llama-cpp-python answers slowly while it generates.
-        let quick = Duration::from_secs(10);
-        let mut checked = String::new();
-        let mut ok = false;
-        let mut error = None;
+        let listed = super::list_models(
+            self.authed(self.http.get(format!("{}/models", self.base))),
+            "data",
+            "id",
+        )
+        .await;
         // llama.cpp's own server, vLLM and TGI answer /health beside /v1;
         // llama-cpp-python's server does not, so /v1/models decides then.
         if matches!(self.flavour.as_str(), "llamacpp" | "vllm" | "tgi") {
             let root = self.base.trim_end_matches("/v1");
-            if let Ok(r) = self
+            let probe = self
                 .http
                 .get(format!("{root}/health"))
-                .timeout(quick)
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                ok = true;
-                checked = "/health".into();
+                .timeout(super::HEALTH_TIMEOUT);
+            if probe.send().await.is_ok_and(|r| r.status().is_success()) {
+                return Health {
+                    ok: true,
+                    checked: "/health".into(),
+                    served: listed.unwrap_or_default(),
+                    error: None,
+                };
             }
         }
-        let mut served = Vec::new();
-        let models = match self.authed(
-            self.http
-                .get(format!("{}/models", self.base))
-                .timeout(quick),
-        ) {
-            Ok(rb) => rb.send().await.map_err(|e| transport_error(e, quick)),
-            Err(e) => Err(e),
-        };
-        match models {
-            Ok(r) if r.status().is_success() => {
-                let v: Value = r.json().await.unwrap_or(Value::Null);
-                served = v
-                    .get("data")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|m| m.get("id")?.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if !ok {
-                    ok = true;
-                    checked = "/v1/models".into();
-                }
-            }
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let ra = retry_after(r.headers());
-                let body = r.text().await.unwrap_or_default();
-                error = Some(classify(status, &body, ra).to_string());
-            }
-            Err(e) => error = Some(e.to_string()),
-        }
-        Health {
-            ok,
-            checked,
-            served,
-            error: if ok { None } else { error },
-        }
+        Health::from_list("/v1/models", listed)
     }
 }
 
