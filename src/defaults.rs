@@ -21,4 +21,5 @@ pub const INSTALLED_FILES: &[(&str, &str)] = &[
         "prompts/summarizer.md",
         include_str!("../prompts/summarizer.md"),
     ),
+    ("prompts/voter.md", include_str!("../prompts/voter.md")),
 ];

@@ -14,6 +14,7 @@ pub mod llm;
 pub mod logging;
 pub mod memory;
 pub mod orchestrator;
+pub mod prompts;
 pub mod registry;
 pub mod router;
 pub mod store;

@@ -107,6 +107,8 @@ struct RawRole {
     /// Ollama only: how long the model stays loaded after a call (`5m`, `0`).
     #[serde(default)]
     keep_alive: Option<String>,
+    #[serde(default)]
+    voting: Option<Spanned<Voting>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +122,9 @@ struct RawRule {
     pin: Vec<Spanned<String>>,
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
+    /// The planner looks at the task first and may split it.
+    #[serde(default)]
+    plan: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +232,32 @@ pub struct Role {
     /// The escalation order, cheapest and local first.
     pub models: Vec<String>,
     pub keep_alive: Option<String>,
+    /// MAKER-style voting on this role's answers, when set.
+    pub voting: Option<Voting>,
+}
+
+/// `voting: {candidates: k, ahead_by: n, max_tokens: m}` on a role: k
+/// answers are sampled at once; empty, cut-off or overlong ones are dropped;
+/// voters pick the best until one answer leads by n votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voting {
+    pub candidates: u32,
+    pub ahead_by: u32,
+    /// An answer longer than this (completion tokens) is red-flagged.
+    pub max_tokens: u64,
+    /// Ballots before the leader is taken without an n-vote margin;
+    /// default 3 × candidates.
+    #[serde(default)]
+    pub max_votes: Option<u32>,
+}
+
+impl Voting {
+    pub fn max_votes(&self) -> u32 {
+        self.max_votes
+            .unwrap_or(self.candidates * 3)
+            .max(self.ahead_by)
+    }
 }
 
 /// What the rule's role is: a fixed role, or the task's own role hint.
@@ -258,6 +289,8 @@ pub struct Rule {
     pub role: RuleRole,
     pub pin: Vec<String>,
     pub exclude: Vec<String>,
+    /// The planner sees the task first and may split it into subtasks.
+    pub plan: bool,
     /// No conditions: matches every task.
     pub is_default: bool,
 }
@@ -608,6 +641,21 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 format!("role {name:?}: temperature must be between 0 and 2"),
             ));
         }
+        if let Some(v) = &r.voting {
+            let ok = v.value.candidates >= 2
+                && v.value.ahead_by >= 1
+                && v.value.max_tokens >= 1
+                && v.value.candidates <= 32;
+            if !ok {
+                return Err(at(
+                    source,
+                    v,
+                    format!(
+                        "role {name:?}: voting needs 2 to 32 candidates, ahead_by of at least 1 and a positive max_tokens"
+                    ),
+                ));
+            }
+        }
         roles.insert(
             name.clone(),
             Role {
@@ -615,6 +663,7 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 temperature: r.temperature,
                 models: r.models.value.into_iter().map(|m| m.value).collect(),
                 keep_alive: r.keep_alive,
+                voting: r.voting.map(|v| v.value),
             },
         );
     }
@@ -703,6 +752,7 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             role,
             pin: r.pin.into_iter().map(|m| m.value).collect(),
             exclude: r.exclude.into_iter().map(|m| m.value).collect(),
+            plan: r.plan,
             is_default,
         });
     }

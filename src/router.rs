@@ -89,6 +89,8 @@ pub struct Decision {
     pub role: String,
     pub temperature: f32,
     pub rule: String,
+    /// The rule (or the role) asks the planner to look at the task first.
+    pub plan: bool,
     pub mode: Mode,
     /// Models to try, in order.
     pub chain: Vec<String>,
@@ -226,6 +228,7 @@ pub fn route(
         }
     }
     Decision {
+        plan: rule.plan || role_name == "planner",
         role: role_name,
         temperature: role.temperature,
         rule: rule.name.clone(),

@@ -2,6 +2,7 @@
 //! pipeline that works on it. Decisions are pure functions over data; the
 //! store and the model servers stay at the edges.
 
+pub mod machine;
 pub mod schedule;
 
 use serde::Serialize;

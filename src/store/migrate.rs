@@ -20,6 +20,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_store_id",
         include_str!("../../migrations/0004_store_id.sql"),
     ),
+    ("0005_runs", include_str!("../../migrations/0005_runs.sql")),
 ];
 
 /// The schema version this build writes.

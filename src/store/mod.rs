@@ -11,6 +11,7 @@
 mod migrate;
 pub mod model;
 mod projects;
+mod runs;
 mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
+pub use runs::{ModelCall, Run, RunStep};
 pub use tasks::Transition;
 
 /// How long a writer waits for another process's lock before giving up.

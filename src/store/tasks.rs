@@ -699,6 +699,45 @@ impl Store {
         })
     }
 
+    /// Ends `agent`'s claim on a task: the new status, the event and the
+    /// note in one transaction. `None`, with nothing written, when the agent
+    /// no longer holds the task (its lease ran out and another agent took
+    /// it), so a slow worker never overwrites a newer one's result.
+    pub fn finish_claim(
+        &mut self,
+        task_id: i64,
+        agent: &str,
+        status: Status,
+        metadata: Value,
+        note: Option<&str>,
+    ) -> Result<Option<Transition>> {
+        let from = self.write(|tx| {
+            let held: bool = tx
+                .prepare_cached(
+                    "SELECT status = 'in-progress' AND claimed_by IS ?2 FROM tasks WHERE id = ?1",
+                )?
+                .query_row(params![task_id, agent], |r| r.get(0))
+                .optional()?
+                .ok_or(Error::TaskNotFound(task_id))?;
+            if !held {
+                return Ok(None);
+            }
+            let ts = now();
+            let from = set_status_tx(tx, task_id, status, agent, &metadata, &ts)?;
+            if let Some(text) = note {
+                append_note_tx(tx, task_id, text, agent, &ts)?;
+            }
+            Ok(Some(from))
+        })?;
+        from.map(|from| {
+            Ok(Transition {
+                task: self.task(task_id)?,
+                from,
+            })
+        })
+        .transpose()
+    }
+
     pub fn append_task_note(&mut self, task_id: i64, note: &str, agent: &str) -> Result<Note> {
         let id = self.write(|tx| append_note_tx(tx, task_id, note, agent, &now()))?;
         Ok(self.conn().query_row(

@@ -1,0 +1,862 @@
+//! One step's decisions as a pure state machine: `handle(event) -> effects`.
+//! No IO: the driver (`run.rs`, and the TUI later) carries out each effect
+//! (a model call, a store write) and feeds the outcome back as the next
+//! event. That keeps the pipeline's rules (plan, execute, critique, retry,
+//! escalate, vote, block) testable without a network.
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::Voting;
+
+/// What the driver knows before the step starts.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// The executor's models in escalation order (the router's chain).
+    pub chain: Vec<String>,
+    /// Why the chain is empty, when it is (the router's skip reasons).
+    pub no_model_reason: String,
+    /// Ask the planner first; it may split the task.
+    pub plan: bool,
+    /// Executor rounds per model before escalating.
+    pub max_rounds: u32,
+    pub voting: Option<Voting>,
+    /// The task's subtasks, all done: the task closes with their results,
+    /// with no model call.
+    pub children: Vec<ChildResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChildResult {
+    pub id: i64,
+    pub title: String,
+    pub result: String,
+}
+
+/// The planner's answer (`prompts/planner.md`'s schema).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Plan {
+    pub split: bool,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub subtasks: Vec<PlannedSubtask>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct PlannedSubtask {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub role: Option<String>,
+    /// 0-based indexes of earlier subtasks.
+    #[serde(default)]
+    pub depends_on: Vec<i64>,
+}
+
+/// The critic's answer (`prompts/critic.md`'s schema).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Verdict {
+    pub verdict: String,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub risks: Vec<String>,
+}
+
+impl Verdict {
+    pub fn approves(&self) -> bool {
+        self.verdict.eq_ignore_ascii_case("approve")
+    }
+}
+
+/// One sampled candidate (voting), or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub text: String,
+    /// The server stopped it at max_tokens.
+    pub truncated: bool,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Started,
+    Planned(Plan),
+    PlanFailed(String),
+    Answered {
+        text: String,
+    },
+    AnswerFailed {
+        error: String,
+    },
+    Sampled(Vec<Result<Sample, String>>),
+    /// Each voter's pick, an index into the candidates; `None` when a voter
+    /// gave no usable answer.
+    Ballots(Vec<Option<usize>>),
+    Reviewed(Verdict),
+    CriticFailed(String),
+    HandoffWritten(String),
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Ask the planner whether to split the task.
+    Plan,
+    /// One answer from `model`.
+    Execute {
+        model: String,
+        round: u32,
+        critique: Option<String>,
+        handoff: Option<String>,
+    },
+    /// `n` answers from `model` at once, for voting.
+    Sample {
+        model: String,
+        round: u32,
+        n: u32,
+        critique: Option<String>,
+        handoff: Option<String>,
+    },
+    /// `ballots` voters each pick the best of `candidates`, at once.
+    Vote {
+        candidates: Vec<String>,
+        ballots: u32,
+    },
+    Critique {
+        answer: String,
+    },
+    /// Summarize what was tried for the next model.
+    Handoff {
+        from: String,
+        to: String,
+        tried: Vec<String>,
+    },
+    /// A line for the task's history.
+    Note(String),
+    // Terminal effects: exactly one ends every step.
+    Split {
+        reason: String,
+        subtasks: Vec<PlannedSubtask>,
+    },
+    Complete {
+        answer: String,
+        model: Option<String>,
+        rounds: u32,
+        review: Vec<String>,
+    },
+    Block {
+        reason: String,
+        last_answer: Option<String>,
+    },
+    /// Back to pending, untouched by this step (Ctrl-C).
+    Release {
+        reason: String,
+    },
+}
+
+impl Effect {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Effect::Split { .. }
+                | Effect::Complete { .. }
+                | Effect::Block { .. }
+                | Effect::Release { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Planning,
+    Executing,
+    Sampling,
+    Voting,
+    Critiquing,
+    HandingOff,
+    Finished,
+}
+
+/// The most subtasks a planner may create for one task.
+pub const MAX_SUBTASKS: usize = 12;
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    setup: Setup,
+    phase: Phase,
+    /// Index into `setup.chain`.
+    model: usize,
+    /// Round on the current model, from 1.
+    round: u32,
+    /// Executor rounds over all models.
+    rounds: u32,
+    critique: Option<String>,
+    handoff: Option<String>,
+    /// One line per model given up on, for the handoff and the block note.
+    tried: Vec<String>,
+    answer: Option<String>,
+    /// Voting: the distinct candidates and their votes.
+    candidates: Vec<String>,
+    votes: Vec<u32>,
+    ballots: u32,
+}
+
+fn excerpt(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        one_line.chars().take(max).collect::<String>() + "…"
+    }
+}
+
+fn normalized(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Step {
+    pub fn new(setup: Setup) -> Step {
+        Step {
+            setup,
+            phase: Phase::Idle,
+            model: 0,
+            round: 1,
+            rounds: 0,
+            critique: None,
+            handoff: None,
+            tried: Vec::new(),
+            answer: None,
+            candidates: Vec::new(),
+            votes: Vec::new(),
+            ballots: 0,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// The model working on the task now.
+    pub fn current_model(&self) -> Option<&str> {
+        self.setup.chain.get(self.model).map(String::as_str)
+    }
+
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+
+    /// The next effects. Events that do not fit the phase (a late answer
+    /// after a cancel) change nothing and give no effects.
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        if self.phase == Phase::Finished {
+            return Vec::new();
+        }
+        match (self.phase, event) {
+            (_, Event::Cancelled) => self.finish(Effect::Release {
+                reason: "the run was interrupted before this step finished; the task is back in the queue".into(),
+            }),
+            (Phase::Idle, Event::Started) => self.start(),
+            (Phase::Planning, Event::Planned(plan)) => self.planned(plan),
+            (Phase::Planning, Event::PlanFailed(e)) => {
+                let mut out = vec![Effect::Note(format!(
+                    "The planner gave no usable answer ({}); working on the task as it is.",
+                    excerpt(&e, 200)
+                ))];
+                out.extend(self.execute());
+                out
+            }
+            (Phase::Executing, Event::Answered { text }) if !text.trim().is_empty() => {
+                self.answer = Some(text.clone());
+                self.phase = Phase::Critiquing;
+                vec![Effect::Critique { answer: text }]
+            }
+            (Phase::Executing, Event::Answered { .. }) => self.escalate("it answered with nothing"),
+            (Phase::Executing, Event::AnswerFailed { error }) => {
+                self.escalate(&format!("it failed: {}", excerpt(&error, 200)))
+            }
+            (Phase::Sampling, Event::Sampled(samples)) => self.sampled(samples),
+            (Phase::Voting, Event::Ballots(picks)) => self.ballots(picks),
+            (Phase::Critiquing, Event::Reviewed(v)) => self.reviewed(v),
+            (Phase::Critiquing, Event::CriticFailed(e)) => self.finish(Effect::Block {
+                reason: format!(
+                    "No critic could review the answer ({}); the answer is kept with the task. Check the critic's models (`llmclis models health`), then set the task back to pending.",
+                    excerpt(&e, 200)
+                ),
+                last_answer: self.answer.clone(),
+            }),
+            (Phase::HandingOff, Event::HandoffWritten(text)) => {
+                self.model += 1;
+                self.round = 1;
+                self.critique = None;
+                self.handoff = Some(text);
+                self.execute()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn finish(&mut self, effect: Effect) -> Vec<Effect> {
+        self.phase = Phase::Finished;
+        vec![effect]
+    }
+
+    fn start(&mut self) -> Vec<Effect> {
+        if !self.setup.children.is_empty() {
+            let answer = self
+                .setup
+                .children
+                .iter()
+                .map(|c| format!("- {} (task {}): {}", c.title, c.id, excerpt(&c.result, 300)))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return self.finish(Effect::Complete {
+                answer: format!(
+                    "All {} subtasks are done:\n{answer}",
+                    self.setup.children.len()
+                ),
+                model: None,
+                rounds: 0,
+                review: Vec::new(),
+            });
+        }
+        if self.setup.chain.is_empty() {
+            return self.finish(Effect::Block {
+                reason: format!(
+                    "No model can take this task: {}",
+                    if self.setup.no_model_reason.is_empty() {
+                        "the role has no usable model"
+                    } else {
+                        &self.setup.no_model_reason
+                    }
+                ),
+                last_answer: None,
+            });
+        }
+        if self.setup.plan {
+            self.phase = Phase::Planning;
+            return vec![Effect::Plan];
+        }
+        self.execute()
+    }
+
+    fn planned(&mut self, plan: Plan) -> Vec<Effect> {
+        let subtasks: Vec<PlannedSubtask> = plan
+            .subtasks
+            .into_iter()
+            .filter(|s| !s.title.trim().is_empty())
+            .take(MAX_SUBTASKS)
+            .enumerate()
+            .map(|(i, mut s)| {
+                // Only earlier subtasks: no cycles, no dangling indexes.
+                s.depends_on.retain(|d| *d >= 0 && (*d as usize) < i);
+                s.depends_on.dedup();
+                s
+            })
+            .collect();
+        if plan.split && subtasks.len() >= 2 {
+            return self.finish(Effect::Split {
+                reason: plan.reason,
+                subtasks,
+            });
+        }
+        let mut out = vec![Effect::Note(format!(
+            "The planner kept the task whole: {}",
+            if plan.reason.trim().is_empty() {
+                "it fits one step".to_string()
+            } else {
+                excerpt(&plan.reason, 300)
+            }
+        ))];
+        out.extend(self.execute());
+        out
+    }
+
+    fn execute(&mut self) -> Vec<Effect> {
+        let model = self.setup.chain[self.model].clone();
+        self.rounds += 1;
+        match self.setup.voting {
+            Some(v) => {
+                self.phase = Phase::Sampling;
+                self.candidates.clear();
+                self.votes.clear();
+                self.ballots = 0;
+                vec![Effect::Sample {
+                    model,
+                    round: self.round,
+                    n: v.candidates,
+                    critique: self.critique.clone(),
+                    handoff: self.handoff.clone(),
+                }]
+            }
+            None => {
+                self.phase = Phase::Executing;
+                vec![Effect::Execute {
+                    model,
+                    round: self.round,
+                    critique: self.critique.clone(),
+                    handoff: self.handoff.clone(),
+                }]
+            }
+        }
+    }
+
+    /// Gives up on the current model: a handoff to the next, or blocked
+    /// when the chain is exhausted.
+    fn escalate(&mut self, why: &str) -> Vec<Effect> {
+        let from = self.setup.chain[self.model].clone();
+        self.tried.push(format!("{from}: {why}"));
+        match self.setup.chain.get(self.model + 1) {
+            Some(to) => {
+                self.phase = Phase::HandingOff;
+                vec![
+                    Effect::Note(format!("Escalating from {from} to {to}: {why}.")),
+                    Effect::Handoff {
+                        from,
+                        to: to.clone(),
+                        tried: self.tried.clone(),
+                    },
+                ]
+            }
+            None => self.finish(Effect::Block {
+                reason: format!(
+                    "Every model in the chain was tried. {}",
+                    self.tried.join("; ")
+                ),
+                last_answer: self.answer.clone(),
+            }),
+        }
+    }
+
+    fn reviewed(&mut self, v: Verdict) -> Vec<Effect> {
+        let answer = self.answer.clone().unwrap_or_default();
+        if v.approves() {
+            return self.finish(Effect::Complete {
+                answer,
+                model: self.current_model().map(str::to_string),
+                rounds: self.rounds,
+                review: v.reasons,
+            });
+        }
+        let mut critique = String::new();
+        for r in &v.reasons {
+            critique.push_str(&format!("- {r}\n"));
+        }
+        for r in &v.risks {
+            critique.push_str(&format!("- Risk: {r}\n"));
+        }
+        if critique.is_empty() {
+            critique = "- The reviewer asked for a revision without saying why; check the task's requirements again.\n".into();
+        }
+        let summary = excerpt(&v.reasons.join("; "), 300);
+        let model = self.setup.chain[self.model].clone();
+        let mut out = vec![Effect::Note(format!(
+            "The critic asked {model} for changes (round {} of {}): {summary}",
+            self.round, self.setup.max_rounds
+        ))];
+        if self.round < self.setup.max_rounds {
+            self.round += 1;
+            self.critique = Some(critique);
+            out.extend(self.execute());
+        } else {
+            out.extend(self.escalate(&format!(
+                "after {} rounds the critic still asked for changes ({summary}); its last answer began: {}",
+                self.round,
+                excerpt(&answer, 200)
+            )));
+        }
+        out
+    }
+
+    fn sampled(&mut self, samples: Vec<Result<Sample, String>>) -> Vec<Effect> {
+        let v = self.setup.voting.expect("sampling only with voting");
+        let total = samples.len();
+        let mut dropped = Vec::new();
+        self.candidates.clear();
+        self.votes.clear();
+        for s in samples {
+            let why = match &s {
+                Err(e) => Some(format!("failed ({})", excerpt(e, 80))),
+                Ok(s) if s.text.trim().is_empty() => Some("empty".into()),
+                Ok(s) if s.truncated => Some("cut off at max_tokens".into()),
+                Ok(s) if s.completion_tokens > v.max_tokens => Some(format!(
+                    "overlong ({} > {} tokens)",
+                    s.completion_tokens, v.max_tokens
+                )),
+                Ok(_) => None,
+            };
+            match (why, s) {
+                (Some(why), _) => dropped.push(why),
+                (None, Ok(s)) => {
+                    let key = normalized(&s.text);
+                    match self.candidates.iter().position(|c| normalized(c) == key) {
+                        Some(i) => self.votes[i] += 1,
+                        None => {
+                            self.candidates.push(s.text);
+                            self.votes.push(1);
+                        }
+                    }
+                }
+                (None, Err(_)) => unreachable!("errors are always red-flagged"),
+            }
+        }
+        let mut out = Vec::new();
+        if !dropped.is_empty() {
+            out.push(Effect::Note(format!(
+                "Voting: {} of {total} answers red-flagged and dropped: {}.",
+                dropped.len(),
+                dropped.join(", ")
+            )));
+        }
+        if self.candidates.is_empty() {
+            out.extend(self.escalate(&format!("all {total} sampled answers were red-flagged")));
+            return out;
+        }
+        out.extend(self.decide_or_vote());
+        out
+    }
+
+    fn ballots(&mut self, picks: Vec<Option<usize>>) -> Vec<Effect> {
+        self.ballots += picks.len() as u32;
+        for i in picks.into_iter().flatten() {
+            if let Some(v) = self.votes.get_mut(i) {
+                *v += 1;
+            }
+        }
+        self.decide_or_vote()
+    }
+
+    /// The leader's index and its lead over the runner-up.
+    fn lead(&self) -> (usize, u32) {
+        let mut order: Vec<usize> = (0..self.votes.len()).collect();
+        // Most votes first; ties go to the earlier answer.
+        order.sort_by(|a, b| self.votes[*b].cmp(&self.votes[*a]).then(a.cmp(b)));
+        let first = self.votes[order[0]];
+        let second = order.get(1).map_or(0, |i| self.votes[*i]);
+        (order[0], first - second)
+    }
+
+    fn decide_or_vote(&mut self) -> Vec<Effect> {
+        let v = self.setup.voting.expect("voting");
+        let (leader, margin) = self.lead();
+        let mut out = Vec::new();
+        if self.candidates.len() > 1 && margin < v.ahead_by {
+            if self.ballots < v.max_votes() {
+                let need = (v.ahead_by - margin).min(v.max_votes() - self.ballots);
+                self.phase = Phase::Voting;
+                out.push(Effect::Vote {
+                    candidates: self.candidates.clone(),
+                    ballots: need.max(1),
+                });
+                return out;
+            }
+            out.push(Effect::Note(format!(
+                "Voting: no answer led by {} after {} ballots; taking the one with the most votes ({} of {}).",
+                v.ahead_by,
+                self.ballots,
+                self.votes[leader],
+                self.votes.iter().sum::<u32>()
+            )));
+        }
+        let answer = self.candidates[leader].clone();
+        self.answer = Some(answer.clone());
+        self.phase = Phase::Critiquing;
+        out.push(Effect::Critique { answer });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(chain: &[&str]) -> Setup {
+        Setup {
+            chain: chain.iter().map(|s| s.to_string()).collect(),
+            max_rounds: 3,
+            ..Default::default()
+        }
+    }
+
+    fn verdict(v: &str, reasons: &[&str]) -> Verdict {
+        Verdict {
+            verdict: v.into(),
+            reasons: reasons.iter().map(|s| s.to_string()).collect(),
+            risks: vec![],
+        }
+    }
+
+    fn answered(t: &str) -> Event {
+        Event::Answered { text: t.into() }
+    }
+
+    fn requests(effects: &[Effect]) -> Vec<&Effect> {
+        effects
+            .iter()
+            .filter(|e| !matches!(e, Effect::Note(_)))
+            .collect()
+    }
+
+    #[test]
+    fn execute_critique_approve_completes() {
+        let mut s = Step::new(setup(&["a", "b"]));
+        let e = s.handle(Event::Started);
+        assert!(
+            matches!(&e[..], [Effect::Execute { model, round: 1, critique: None, handoff: None }] if model == "a")
+        );
+        let e = s.handle(answered("the fix"));
+        assert_eq!(
+            e,
+            [Effect::Critique {
+                answer: "the fix".into()
+            }]
+        );
+        let e = s.handle(Event::Reviewed(verdict("approve", &["correct"])));
+        assert_eq!(
+            e,
+            [Effect::Complete {
+                answer: "the fix".into(),
+                model: Some("a".into()),
+                rounds: 1,
+                review: vec!["correct".into()]
+            }]
+        );
+        assert!(s.is_finished());
+        assert!(s.handle(answered("late")).is_empty());
+    }
+
+    #[test]
+    fn revise_twice_then_approve_sends_the_critique_back() {
+        let mut s = Step::new(setup(&["a"]));
+        s.handle(Event::Started);
+        s.handle(answered("v1"));
+        let e = s.handle(Event::Reviewed(verdict("revise", &["tabs vanish"])));
+        assert!(matches!(&e[0], Effect::Note(n) if n.contains("round 1 of 3")));
+        assert!(
+            matches!(&e[1], Effect::Execute { round: 2, critique: Some(c), .. } if c.contains("- tabs vanish"))
+        );
+        s.handle(answered("v2"));
+        let e = s.handle(Event::Reviewed(verdict("revise", &["still"])));
+        assert!(matches!(&e[1], Effect::Execute { round: 3, .. }));
+        s.handle(answered("v3"));
+        let e = s.handle(Event::Reviewed(verdict("approve", &[])));
+        assert!(matches!(&e[..], [Effect::Complete { answer, rounds: 3, .. }] if answer == "v3"));
+    }
+
+    #[test]
+    fn too_many_revisions_escalate_with_a_handoff_then_block_at_the_end() {
+        let mut s = Step::new(Setup {
+            max_rounds: 1,
+            ..setup(&["a", "b"])
+        });
+        s.handle(Event::Started);
+        s.handle(answered("v1"));
+        let e = s.handle(Event::Reviewed(verdict("revise", &["wrong"])));
+        let r = requests(&e);
+        assert!(
+            matches!(r[..], [Effect::Handoff { from, to, tried }] if from == "a" && to == "b" && tried[0].contains("wrong"))
+        );
+        let e = s.handle(Event::HandoffWritten(
+            "a tried v1; the critic said wrong".into(),
+        ));
+        assert!(
+            matches!(&e[..], [Effect::Execute { model, round: 1, critique: None, handoff: Some(h) }] if model == "b" && h.contains("tried v1"))
+        );
+        s.handle(Event::AnswerFailed {
+            error: "server error 500".into(),
+        });
+        // b failed after a's rejected answer: blocked, saying why, keeping a's answer.
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn a_failing_model_hands_off_and_an_exhausted_chain_blocks_with_the_reasons() {
+        let mut s = Step::new(setup(&["a", "b"]));
+        s.handle(Event::Started);
+        let e = s.handle(Event::AnswerFailed {
+            error: "cannot connect".into(),
+        });
+        assert!(matches!(&e[0], Effect::Note(n) if n.contains("Escalating from a to b")));
+        assert!(
+            matches!(&e[1], Effect::Handoff { tried, .. } if tried == &["a: it failed: cannot connect"])
+        );
+        s.handle(Event::HandoffWritten("h".into()));
+        let e = s.handle(Event::AnswerFailed {
+            error: "timed out".into(),
+        });
+        match &e[..] {
+            [Effect::Block { reason, .. }] => {
+                assert!(reason.contains("a: it failed: cannot connect"), "{reason}");
+                assert!(reason.contains("b: it failed: timed out"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_model_blocks_at_once_and_done_subtasks_roll_up_without_a_call() {
+        let mut s = Step::new(Setup {
+            no_model_reason: "offline, and every coder model is an API model".into(),
+            ..setup(&[])
+        });
+        assert!(
+            matches!(&s.handle(Event::Started)[..], [Effect::Block { reason, .. }] if reason.contains("offline"))
+        );
+        let mut s = Step::new(Setup {
+            children: vec![ChildResult {
+                id: 4,
+                title: "Parse".into(),
+                result: "parser added".into(),
+            }],
+            ..setup(&["a"])
+        });
+        assert!(
+            matches!(&s.handle(Event::Started)[..], [Effect::Complete { answer, model: None, .. }] if answer.contains("Parse (task 4): parser added"))
+        );
+    }
+
+    #[test]
+    fn the_planner_splits_or_keeps_the_task() {
+        let mut s = Step::new(Setup {
+            plan: true,
+            ..setup(&["a"])
+        });
+        assert_eq!(s.handle(Event::Started), [Effect::Plan]);
+        let sub = |t: &str, deps: Vec<i64>| PlannedSubtask {
+            title: t.into(),
+            description: String::new(),
+            role: None,
+            depends_on: deps,
+        };
+        let e = s.handle(Event::Planned(Plan {
+            split: true,
+            reason: "two parts".into(),
+            subtasks: vec![
+                sub("one", vec![1, -1]),
+                sub("two", vec![0, 0, 5]),
+                sub(" ", vec![]),
+            ],
+        }));
+        match &e[..] {
+            [Effect::Split { subtasks, .. }] => {
+                assert_eq!(subtasks.len(), 2, "blank titles dropped");
+                assert!(
+                    subtasks[0].depends_on.is_empty(),
+                    "forward and negative refs dropped"
+                );
+                assert_eq!(subtasks[1].depends_on, [0]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut s = Step::new(Setup {
+            plan: true,
+            ..setup(&["a"])
+        });
+        s.handle(Event::Started);
+        let e = s.handle(Event::Planned(Plan {
+            split: true,
+            reason: "just one".into(),
+            subtasks: vec![sub("only", vec![])],
+        }));
+        assert!(
+            matches!(&e[1], Effect::Execute { .. }),
+            "one subtask is no split"
+        );
+        let mut s = Step::new(Setup {
+            plan: true,
+            ..setup(&["a"])
+        });
+        s.handle(Event::Started);
+        let e = s.handle(Event::PlanFailed("bad JSON".into()));
+        assert!(matches!(&e[1], Effect::Execute { .. }));
+    }
+
+    fn voting(k: u32, n: u32) -> Setup {
+        Setup {
+            voting: Some(Voting {
+                candidates: k,
+                ahead_by: n,
+                max_tokens: 100,
+                max_votes: None,
+            }),
+            ..setup(&["a", "b"])
+        }
+    }
+
+    fn sample(t: &str) -> Result<Sample, String> {
+        Ok(Sample {
+            text: t.into(),
+            truncated: false,
+            completion_tokens: 10,
+        })
+    }
+
+    #[test]
+    fn voting_red_flags_then_votes_until_one_leads_by_n() {
+        let mut s = Step::new(voting(5, 2));
+        assert!(matches!(
+            &s.handle(Event::Started)[..],
+            [Effect::Sample { n: 5, .. }]
+        ));
+        let e = s.handle(Event::Sampled(vec![
+            sample("x = 1"),
+            sample("x  =  1"),
+            sample("y = 2"),
+            Ok(Sample {
+                text: "cut".into(),
+                truncated: true,
+                completion_tokens: 100,
+            }),
+            Err("timeout".into()),
+        ]));
+        assert!(matches!(&e[0], Effect::Note(n) if n.contains("2 of 5 answers red-flagged")));
+        // "x = 1" has 2 votes (whitespace-equal), "y = 2" one: a lead of 1 < 2.
+        assert!(matches!(&e[1], Effect::Vote { candidates, ballots: 1 } if candidates.len() == 2));
+        let e = s.handle(Event::Ballots(vec![Some(0)]));
+        assert_eq!(
+            e,
+            [Effect::Critique {
+                answer: "x = 1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn voting_takes_the_plurality_when_ballots_run_out_and_escalates_when_all_are_flagged() {
+        let mut s = Step::new(voting(2, 3));
+        s.handle(Event::Started);
+        let e = s.handle(Event::Sampled(vec![sample("p"), sample("q")]));
+        assert!(matches!(&e[..], [Effect::Vote { ballots: 3, .. }]));
+        let e = s.handle(Event::Ballots(vec![Some(1), None, Some(1)]));
+        assert!(matches!(&e[..], [Effect::Vote { ballots: 1, .. }]), "{e:?}");
+        let e = s.handle(Event::Ballots(vec![Some(0)]));
+        assert!(matches!(&e[..], [Effect::Vote { ballots: 2, .. }]), "{e:?}");
+        let e = s.handle(Event::Ballots(vec![None, None]));
+        assert!(
+            matches!(&e[0], Effect::Note(n) if n.contains("no answer led by 3 after 6 ballots"))
+        );
+        assert_eq!(e[1], Effect::Critique { answer: "q".into() });
+
+        let mut s = Step::new(voting(2, 1));
+        s.handle(Event::Started);
+        let e = s.handle(Event::Sampled(vec![Err("x".into()), sample("  ")]));
+        assert!(
+            requests(&e)
+                .iter()
+                .any(|e| matches!(e, Effect::Handoff { .. }))
+        );
+    }
+
+    #[test]
+    fn cancel_releases_in_any_phase() {
+        let mut s = Step::new(setup(&["a"]));
+        s.handle(Event::Started);
+        assert!(matches!(
+            &s.handle(Event::Cancelled)[..],
+            [Effect::Release { .. }]
+        ));
+        assert!(s.is_finished());
+    }
+}
