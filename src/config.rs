@@ -68,6 +68,36 @@ pub struct Config {
     pub queue: Queue,
     pub models: Models,
     pub memory: MemoryConfig,
+    pub orchestrator: OrchestratorConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrchestratorConfig {
+    /// Tasks worked on at once (`--workers` overrides).
+    pub workers: usize,
+    /// Executor rounds per model when the critic asks for changes, before
+    /// escalating to the next model.
+    pub max_rounds: u32,
+    /// Tokens of memory context in each executor prompt.
+    pub context_tokens: u64,
+    /// Memories searched for that context.
+    pub memory_top_k: usize,
+    /// How deep the planner may split: 1 splits top-level tasks only, 2 their
+    /// subtasks too.
+    pub max_plan_depth: usize,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            workers: 1,
+            max_rounds: 3,
+            context_tokens: 1_500,
+            memory_top_k: 5,
+            max_plan_depth: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

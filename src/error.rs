@@ -9,6 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code for runtime failures: the environment, the file system, the database.
 pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code after Ctrl-C, as shells report SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -103,6 +105,10 @@ pub enum Error {
 
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+
+    /// Ctrl-C: the work in flight was put back, nothing is lost.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 fn registry_message(path: &str, line: usize, column: usize, message: &str) -> String {
@@ -137,6 +143,7 @@ impl Error {
             Error::Memory(_) => "memory",
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
+            Error::Interrupted(_) => "interrupted",
         }
     }
 
@@ -163,6 +170,7 @@ impl Error {
             | Error::Memory(_)
             | Error::Io { .. }
             | Error::Sqlite(_) => EXIT_RUNTIME,
+            Error::Interrupted(_) => EXIT_INTERRUPTED,
         }
     }
 

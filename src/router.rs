@@ -157,12 +157,39 @@ pub fn route(
         RuleRole::Fixed(r) => r.clone(),
         RuleRole::FromHint => task.role_hint.unwrap_or("coder").to_string(),
     };
+    chain(registry, Some(rule), role_name, task, mode, conditions)
+}
+
+/// The chain for a given role, with no rule: how the pipeline's own calls
+/// (planner, critic, voter, summarizer) find their models.
+pub fn route_role(
+    registry: &Registry,
+    role: &str,
+    task: &TaskInfo<'_>,
+    mode: Mode,
+    conditions: &dyn Conditions,
+) -> Decision {
+    chain(registry, None, role.to_string(), task, mode, conditions)
+}
+
+fn chain(
+    registry: &Registry,
+    rule: Option<&crate::registry::Rule>,
+    role_name: String,
+    task: &TaskInfo<'_>,
+    mode: Mode,
+    conditions: &dyn Conditions,
+) -> Decision {
     let role = &registry.roles[&role_name];
+    let (pin, exclude): (&[String], &[String]) = match rule {
+        Some(r) => (&r.pin, &r.exclude),
+        None => (&[], &[]),
+    };
     let policy = registry.policy(mode);
     let (spent_run, spent_task) = conditions.spent();
 
     // Pinned models first, then the role's order.
-    let mut order: Vec<&str> = rule.pin.iter().map(String::as_str).collect();
+    let mut order: Vec<&str> = pin.iter().map(String::as_str).collect();
     for m in &role.models {
         if !order.contains(&m.as_str()) {
             order.push(m);
@@ -173,7 +200,7 @@ pub fn route(
     for id in order {
         let model: &Model = registry.model(id).expect("validated reference");
         let provider = registry.provider_of(model);
-        let why = if rule.exclude.iter().any(|e| e == id) {
+        let why = if exclude.iter().any(|e| e == id) {
             Some(Skip::ExcludedByRule)
         } else if policy.local_only && !provider.local {
             Some(Skip::Offline)
@@ -228,10 +255,10 @@ pub fn route(
         }
     }
     Decision {
-        plan: rule.plan || role_name == "planner",
+        plan: rule.is_some_and(|r| r.plan) || role_name == "planner",
+        rule: rule.map_or_else(|| format!("role:{role_name}"), |r| r.name.clone()),
         role: role_name,
         temperature: role.temperature,
-        rule: rule.name.clone(),
         mode,
         chain,
         skipped,

@@ -3,6 +3,7 @@
 
 mod memory;
 mod models;
+mod orchestrate;
 mod plans;
 mod render;
 
@@ -20,7 +21,7 @@ use crate::config::{Config, Paths, agent_name};
 use crate::docs::sync;
 use crate::error::{Error, Result};
 use crate::store::{NewTask, Status, Store, TaskPatch, parse_priority};
-use crate::{first_run, orchestrator};
+use crate::first_run;
 
 /// The roles a task can hint at; the router (model_registry.yaml) maps each
 /// to a chain of models.
@@ -75,7 +76,7 @@ enum Command {
     #[command(subcommand)]
     Task(TaskCmd),
     /// Work through a project's tasks (for now: show the order with --dry-run)
-    Orchestrate(OrchestrateArgs),
+    Orchestrate(orchestrate::OrchestrateArgs),
     /// plans.md: import, done, add, note, status, check, sync
     #[command(subcommand)]
     Plans(plans::PlansCmd),
@@ -116,7 +117,7 @@ enum ProjectCmd {
 }
 
 #[derive(Debug, Args)]
-struct ProjectId {
+pub(crate) struct ProjectId {
     #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
     project_id: i64,
 }
@@ -209,24 +210,6 @@ enum TaskCmd {
     },
 }
 
-#[derive(Debug, Args)]
-struct OrchestrateArgs {
-    #[command(flatten)]
-    project: ProjectId,
-    /// Stop after this many tasks
-    #[arg(
-        long = "max-steps",
-        visible_alias = "max_steps",
-        value_name = "M",
-        default_value_t = 20
-    )]
-    max_steps: usize,
-    /// Print the tasks that would be worked on, in order, and call no model.
-    /// Required until the model layer lands.
-    #[arg(long, required = true)]
-    dry_run: bool,
-}
-
 /// Parses `args`, runs the command, prints the result, and returns the exit
 /// code. Nothing below this function prints errors.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -265,6 +248,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 pub fn report(e: &Error, json: bool) -> ExitCode {
     if json {
         print_json_error(e.kind(), &e.to_string());
+    } else if let Error::Interrupted(message) = e {
+        eprintln!("{message}");
     } else {
         eprintln!("error: {e}");
     }
@@ -335,12 +320,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Route(cmd) => models::route(&ctx, cmd, out),
         Command::Chat(args) => models::chat(&ctx, args, out),
         Command::Memory(cmd) => memory::memory(&ctx, cmd, out),
-        Command::Orchestrate(args) => {
-            let store = ctx.store()?;
-            store.project(args.project.project_id)?;
-            let plan = orchestrator::dry_run(&store, args.project.project_id, args.max_steps)?;
-            emit(out, ctx.json, &plan, || render::dry_run(&plan))
-        }
+        Command::Orchestrate(args) => orchestrate::orchestrate(&ctx, args, out),
     }
 }
 

@@ -371,3 +371,160 @@ pub fn first_run(r: &Report) -> String {
     );
     s
 }
+
+fn short(text: &str, max: usize) -> String {
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() <= max {
+        one
+    } else {
+        one.chars().take(max).collect::<String>() + "…"
+    }
+}
+
+/// One progress line of a headless run; `None` for events shown elsewhere
+/// (warnings go to stderr).
+pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
+    use crate::orchestrator::run::Progress as P;
+    Some(match p {
+        P::RunStarted {
+            run_id,
+            project_id,
+            agent,
+            mode,
+            workers,
+            max_steps,
+            memory,
+        } => format!(
+            "run {run_id} on project {project_id} as {agent}: {} mode, {workers} worker(s), up to {max_steps} step(s); memory {memory}",
+            serde_json::to_value(mode).ok()?.as_str()?
+        ),
+        P::StepStarted {
+            step,
+            task_id,
+            external_ref,
+            title,
+            role,
+            rule,
+            chain,
+            plan,
+            ..
+        } => format!(
+            "[{step}] task {task_id}{} {}: {role} (rule {rule}){}; models {}",
+            external_ref
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            short(title, 60),
+            if *plan { ", planner first" } else { "" },
+            if chain.is_empty() {
+                "none".to_string()
+            } else {
+                chain.join(" → ")
+            }
+        ),
+        P::ModelCall {
+            step,
+            purpose,
+            model,
+            outcome,
+            prompt_tokens,
+            completion_tokens,
+            latency_ms,
+            cost_usd,
+            error,
+            ..
+        } => {
+            let tokens = match (prompt_tokens, completion_tokens) {
+                (Some(p), Some(c)) => format!(", {p}+{c} tokens"),
+                _ => String::new(),
+            };
+            let cost = if *cost_usd > 0.0 {
+                format!(", ${cost_usd:.4}")
+            } else {
+                String::new()
+            };
+            let err = error
+                .as_deref()
+                .map(|e| format!(": {}", short(e, 120)))
+                .unwrap_or_default();
+            format!(
+                "[{step}]   {purpose:<9} {model} {outcome} in {:.1} s{tokens}{cost}{err}",
+                *latency_ms as f64 / 1000.0
+            )
+        }
+        P::Verdict {
+            step,
+            verdict,
+            reasons,
+            ..
+        } => format!(
+            "[{step}]   critic: {verdict}{}",
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", short(&reasons.join("; "), 140))
+            }
+        ),
+        P::Note { step, text, .. } => format!("[{step}]   note: {}", short(text, 160)),
+        P::StatusChange {
+            step,
+            task_id,
+            from,
+            to,
+        } => format!("[{step}]   task {task_id}: {from} → {to}"),
+        P::StepFinished {
+            step,
+            task_id,
+            outcome,
+            model,
+            rounds,
+            seconds,
+            cost_usd,
+            ..
+        } => format!(
+            "[{step}] task {task_id} {}{}{} in {seconds:.1} s{}",
+            serde_json::to_value(outcome).ok()?.as_str()?,
+            model
+                .as_deref()
+                .map(|m| format!(" by {m}"))
+                .unwrap_or_default(),
+            if *rounds > 0 {
+                format!(" after {rounds} round(s)")
+            } else {
+                String::new()
+            },
+            if *cost_usd > 0.0 {
+                format!(", ${cost_usd:.4}")
+            } else {
+                String::new()
+            }
+        ),
+        P::Warning { .. } => return None,
+        P::Interrupting => {
+            "interrupt: taking no new task; the work in flight goes back to the queue (Ctrl-C again to exit at once)".into()
+        }
+        P::RunSummary(s) => format!(
+            "run {} {} ({}): {} step(s): {} done, {} blocked, {} split, {} released, {} failed{}; {} model call(s), {} tokens, ${:.4}, {:.1} s\nproject {}: {}",
+            s.run_id,
+            s.status,
+            s.stopped_because.replace('_', " "),
+            s.steps,
+            s.done,
+            s.blocked,
+            s.split,
+            s.released,
+            s.failed,
+            if s.lost > 0 {
+                format!(", {} lost to another agent", s.lost)
+            } else {
+                String::new()
+            },
+            s.model_calls,
+            s.prompt_tokens + s.completion_tokens,
+            s.cost_usd,
+            s.seconds,
+            s.project_id,
+            counts_line(&s.counts)
+        ),
+    })
+}

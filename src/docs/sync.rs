@@ -701,6 +701,21 @@ pub fn add_plan_task(
     )
 }
 
+/// The part of plans.md a task was imported from (its item, or its stage's
+/// section), for the agents working on it. `None` when the project has no
+/// plans.md, the task no ref, or the file no longer holds it.
+pub fn plan_section(project: &Project, external_ref: Option<&str>) -> Option<String> {
+    let plans = PathBuf::from(project.plans_path.as_deref()?);
+    let loc = Loc::of(external_ref?)?;
+    let text = std::fs::read_to_string(&plans).ok()?;
+    let doc = PlansDoc::parse(&text, &plans).ok()?;
+    let range = match &loc {
+        Loc::Task(id) | Loc::Check(id, _) => doc.task(id)?.item.clone(),
+        Loc::Stage(n) => doc.stage(*n)?.section.clone(),
+    };
+    Some(text[range].trim().to_string())
+}
+
 /// The plans file a project is linked to, or an error that says how to link one.
 pub fn linked_plans(project: &Project) -> Result<PathBuf> {
     project.plans_path.as_deref().map(PathBuf::from).ok_or_else(|| {

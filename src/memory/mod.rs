@@ -614,6 +614,24 @@ fn insert(
     Ok(get(db, id)?.expect("just inserted"))
 }
 
+/// Saves a memory in SQLite only, for when no index can be opened (another
+/// process holds the Edge store, or the embedding assets are missing).
+/// `memory reindex` indexes it later.
+pub fn save_unindexed(
+    db: &mut Store,
+    text: &str,
+    project_id: i64,
+    task_id: Option<i64>,
+    kind: &str,
+    agent: &str,
+) -> Result<MemoryRecord> {
+    check_kind(kind)?;
+    if text.trim().is_empty() {
+        return Err(Error::InvalidInput("a memory needs some text".into()));
+    }
+    insert(db, text, project_id, task_id, kind, agent, &[])
+}
+
 pub fn get(db: &Store, id: i64) -> Result<Option<MemoryRecord>> {
     Ok(db
         .conn()

@@ -3,6 +3,8 @@
 //! store and the model servers stay at the edges.
 
 pub mod machine;
+pub mod run;
+pub mod step;
 pub mod schedule;
 
 use serde::Serialize;

@@ -1,0 +1,137 @@
+//! `llmclis orchestrate`: the headless run loop, with progress lines (or
+//! JSON events), Ctrl-C handling and the run summary.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{Ctx, ProjectId, emit, render};
+use crate::error::{Error, Result};
+use crate::llm::caller::{Breakers, Caller};
+use crate::llm::http_client;
+use crate::orchestrator::{self, run::Progress};
+use crate::prompts::Prompts;
+
+#[derive(Debug, Args)]
+pub struct OrchestrateArgs {
+    #[command(flatten)]
+    project: ProjectId,
+    /// Steps (tasks taken) at most.
+    #[arg(
+        long = "max-steps",
+        visible_alias = "max_steps",
+        value_name = "M",
+        default_value_t = 20
+    )]
+    max_steps: usize,
+    /// Tasks worked on at once (default: [orchestrator] workers, 1).
+    #[arg(long, value_name = "K")]
+    workers: Option<usize>,
+    /// Show the tasks the run would take, in order; call no model.
+    #[arg(long = "dry-run", visible_alias = "dry_run")]
+    dry_run: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("<tokio runtime>", e))
+}
+
+pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Result<()> {
+    let store = ctx.store()?;
+    let project_id = args.project.project_id;
+    store.project(project_id)?;
+    if args.max_steps == 0 {
+        return Err(Error::InvalidInput(
+            "--max-steps must be at least 1".into(),
+        ));
+    }
+    if args.dry_run {
+        let plan = orchestrator::dry_run(&store, project_id, args.max_steps)?;
+        return emit(out, ctx.json, &plan, || render::dry_run(&plan));
+    }
+    let cfg = &ctx.config.orchestrator;
+    let workers = args.workers.unwrap_or(cfg.workers);
+    if !(1..=64).contains(&workers) {
+        return Err(Error::InvalidInput(
+            "--workers must be between 1 and 64".into(),
+        ));
+    }
+    // Everything that can be wrong with the setup is found before a task is claimed.
+    let registry = Arc::new(ctx.registry()?);
+    let prompts = Arc::new(Prompts::load(&ctx.paths.config_dir)?);
+    crate::logging::init(&ctx.paths.data_dir);
+    let caller = Arc::new(Caller::new(
+        registry,
+        http_client(),
+        Arc::new(Breakers::new(3, Duration::from_secs(60))),
+    ));
+    let (memory, memory_note) = match super::memory::open_memory(ctx, &store) {
+        Ok(m) => (Some(Arc::new(m)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    drop(store);
+    let deps = orchestrator::run::Deps {
+        db_path: PathBuf::from(&ctx.paths.db),
+        caller,
+        prompts,
+        memory,
+        memory_note,
+    };
+    let opts = orchestrator::run::Options {
+        project_id,
+        max_steps: args.max_steps,
+        workers,
+        mode: ctx.mode(),
+        agent: ctx.agent.clone(),
+        lease: ctx.config.lease(),
+        max_rounds: cfg.max_rounds,
+        context_tokens: cfg.context_tokens,
+        memory_top_k: cfg.memory_top_k,
+        max_plan_depth: cfg.max_plan_depth,
+    };
+    let json = ctx.json;
+    // The observer runs on this thread (inside block_on), where stdout is
+    // already locked by `main`: the lock is reentrant.
+    let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string(p).expect("progress serializes")
+            );
+        } else if let Progress::Warning { message } = p {
+            eprintln!("warning: {message}");
+        } else if let Some(line) = render::progress(p) {
+            println!("{line}");
+        }
+    });
+    let rt = runtime()?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let summary = rt.block_on(async move {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = tx.send(true);
+                // A second Ctrl-C gives up waiting: leases expire on their own.
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted again: exiting now; the claimed tasks return to the queue when their leases expire");
+                    std::process::exit(i32::from(crate::error::EXIT_INTERRUPTED));
+                }
+            }
+        });
+        orchestrator::run::run(deps, opts, observer, rx).await
+    })?;
+    out.flush().map_err(|e| Error::io("<stdout>", e))?;
+    if summary.status == "interrupted" {
+        return Err(Error::Interrupted(format!(
+            "interrupted: run {} stopped after {} step(s); unfinished tasks are back in the queue",
+            summary.run_id, summary.steps
+        )));
+    }
+    Ok(())
+}

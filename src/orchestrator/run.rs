@@ -1,0 +1,394 @@
+//! The run loop: claims tasks (K at a time), drives a step for each, keeps
+//! their leases alive, stops on max_steps, an empty queue or Ctrl-C, and
+//! records the run. Headless `orchestrate` and the TUI both drive it; what
+//! happens is reported as `Progress` events to an observer.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+
+use super::step::{Outcome, StepRun};
+use crate::error::Result;
+use crate::llm::caller::Caller;
+use crate::memory::Memory;
+use crate::prompts::Prompts;
+use crate::registry::Mode;
+use crate::router::Conditions;
+use crate::store::{StatusCounts, Store};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub project_id: i64,
+    pub max_steps: usize,
+    pub workers: usize,
+    pub mode: Mode,
+    pub agent: String,
+    pub lease: Duration,
+    /// Executor rounds per model before escalating.
+    pub max_rounds: u32,
+    /// Tokens of memory context per prompt.
+    pub context_tokens: u64,
+    pub memory_top_k: usize,
+    /// How deep the planner may split (1: only top-level tasks).
+    pub max_plan_depth: usize,
+}
+
+/// What a run reports as it goes: one JSON object per line with `--json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Progress {
+    RunStarted {
+        run_id: i64,
+        project_id: i64,
+        agent: String,
+        mode: Mode,
+        workers: usize,
+        max_steps: usize,
+        memory: String,
+    },
+    StepStarted {
+        run_id: i64,
+        step: usize,
+        task_id: i64,
+        external_ref: Option<String>,
+        title: String,
+        role: String,
+        rule: String,
+        chain: Vec<String>,
+        plan: bool,
+    },
+    ModelCall {
+        step: usize,
+        task_id: i64,
+        purpose: String,
+        role: String,
+        model: String,
+        provider: String,
+        outcome: String,
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+        latency_ms: u64,
+        cost_usd: f64,
+        error: Option<String>,
+    },
+    Verdict {
+        step: usize,
+        task_id: i64,
+        verdict: String,
+        reasons: Vec<String>,
+        risks: Vec<String>,
+    },
+    Note {
+        step: usize,
+        task_id: i64,
+        text: String,
+    },
+    StatusChange {
+        step: usize,
+        task_id: i64,
+        from: String,
+        to: String,
+    },
+    StepFinished {
+        step: usize,
+        task_id: i64,
+        title: String,
+        outcome: Outcome,
+        model: Option<String>,
+        rounds: u32,
+        seconds: f64,
+        cost_usd: f64,
+    },
+    Warning {
+        message: String,
+    },
+    /// Ctrl-C was seen: no new task is taken.
+    Interrupting,
+    RunSummary(Summary),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub run_id: i64,
+    pub project_id: i64,
+    /// completed, interrupted or failed.
+    pub status: String,
+    /// max_steps, no_ready_task or interrupted.
+    pub stopped_because: String,
+    pub steps: usize,
+    pub done: usize,
+    pub blocked: usize,
+    pub split: usize,
+    pub released: usize,
+    pub failed: usize,
+    pub lost: usize,
+    pub model_calls: usize,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    pub seconds: f64,
+    /// The project after the run.
+    pub counts: StatusCounts,
+}
+
+pub type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// What the run needs from outside: the database file, the models, the
+/// prompts and (when it could be opened) the memory index.
+pub struct Deps {
+    pub db_path: PathBuf,
+    pub caller: Arc<Caller>,
+    pub prompts: Arc<Prompts>,
+    pub memory: Option<Arc<Memory>>,
+    /// Why memory is SQLite-only, when it is.
+    pub memory_note: Option<String>,
+}
+
+/// State every step of a run shares.
+pub(super) struct Shared {
+    pub opts: Options,
+    pub run_id: i64,
+    /// The claim holder: `agent/run-N`, so a run never mistakes another
+    /// run's claim (same agent name, another process) for its own.
+    pub holder: String,
+    pub caller: Arc<Caller>,
+    pub prompts: Arc<Prompts>,
+    pub memory: Option<Arc<Memory>>,
+    pub observer: Observer,
+    pub cancel: tokio::sync::watch::Receiver<bool>,
+    spent: Mutex<f64>,
+}
+
+impl Shared {
+    pub fn spent(&self) -> f64 {
+        *self.spent.lock().expect("spend lock")
+    }
+
+    pub fn add_spent(&self, usd: f64) {
+        *self.spent.lock().expect("spend lock") += usd;
+    }
+}
+
+/// The router's view of the run: the caller's cooldowns and keys, and what
+/// the run and the task have spent so far.
+pub(super) struct Spend<'a> {
+    pub caller: &'a Caller,
+    pub run: f64,
+    pub task: f64,
+}
+
+impl Conditions for Spend<'_> {
+    fn cooling_down(&self, model_id: &str) -> bool {
+        self.caller.cooling_down(model_id)
+    }
+    fn key_set(&self, env_var: &str) -> bool {
+        self.caller.key_set(env_var)
+    }
+    fn spent(&self) -> (f64, f64) {
+        (self.run, self.task)
+    }
+}
+
+/// Runs up to `max_steps` steps on the project, `workers` at a time, until
+/// the queue is empty or `cancel` turns true. The run is recorded whatever
+/// happens; Ctrl-C puts unfinished tasks back to pending.
+pub async fn run(
+    deps: Deps,
+    opts: Options,
+    observer: Observer,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let workers = opts.workers.max(1);
+    let mut main_db = Store::open(&deps.db_path)?;
+    let run = main_db.start_run(
+        opts.project_id,
+        &opts.agent,
+        mode_str(opts.mode),
+        opts.max_steps,
+        workers,
+    )?;
+    let shared = Shared {
+        holder: format!("{}/run-{}", opts.agent, run.id),
+        run_id: run.id,
+        caller: deps.caller.clone(),
+        prompts: deps.prompts.clone(),
+        memory: deps.memory.clone(),
+        observer: observer.clone(),
+        cancel: cancel.clone(),
+        spent: Mutex::new(0.0),
+        opts,
+    };
+    observer(&Progress::RunStarted {
+        run_id: run.id,
+        project_id: shared.opts.project_id,
+        agent: shared.holder.clone(),
+        mode: shared.opts.mode,
+        workers,
+        max_steps: shared.opts.max_steps,
+        memory: match (&deps.memory, &deps.memory_note) {
+            (Some(_), _) => "indexed".into(),
+            (None, Some(why)) => format!("SQLite only: {why}"),
+            (None, None) => "SQLite only".into(),
+        },
+    });
+    if let (None, Some(why)) = (&deps.memory, &deps.memory_note) {
+        observer(&Progress::Warning {
+            message: format!(
+                "memory index unavailable ({why}); memories are saved in SQLite only; run `llmclis memory reindex` later"
+            ),
+        });
+    }
+
+    // Leases of the tasks in flight are renewed from a connection of their own.
+    let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let heartbeat = {
+        let mut db = Store::open(&deps.db_path)?;
+        let in_flight = in_flight.clone();
+        let holder = shared.holder.clone();
+        let lease = shared.opts.lease;
+        let every = (lease / 3).max(Duration::from_millis(200));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let ids: Vec<i64> = in_flight.lock().expect("lease set").iter().copied().collect();
+                for id in ids {
+                    match db.renew_lease(id, &holder, lease) {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(task = id, "lease lost"),
+                        Err(e) => tracing::warn!(task = id, error = %e, "lease renewal failed"),
+                    }
+                }
+            }
+        })
+    };
+
+    let result = drive(&shared, &deps, &mut main_db, &in_flight, workers, cancel).await;
+    heartbeat.abort();
+
+    let (tally, stopped_because, error) = match result {
+        Ok((t, why)) => (t, why, None),
+        Err((t, e)) => (t, "error".to_string(), Some(e)),
+    };
+    let calls = main_db.run_model_calls(run.id)?;
+    let mut summary = Summary {
+        run_id: run.id,
+        project_id: shared.opts.project_id,
+        status: match (&error, stopped_because.as_str()) {
+            (Some(_), _) => "failed",
+            (None, "interrupted") => "interrupted",
+            _ => "completed",
+        }
+        .into(),
+        stopped_because,
+        model_calls: calls.iter().filter(|c| c.outcome != "skipped").count(),
+        prompt_tokens: calls.iter().filter_map(|c| c.prompt_tokens).sum(),
+        completion_tokens: calls.iter().filter_map(|c| c.completion_tokens).sum(),
+        cost_usd: calls.iter().map(|c| c.cost_usd).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        counts: main_db.status_counts(Some(shared.opts.project_id))?,
+        ..tally
+    };
+    summary.run_id = run.id;
+    summary.project_id = shared.opts.project_id;
+    main_db.finish_run(
+        run.id,
+        &summary.status,
+        &serde_json::to_value(&summary).expect("summary serializes"),
+    )?;
+    observer(&Progress::RunSummary(summary.clone()));
+    match error {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+fn mode_str(m: Mode) -> &'static str {
+    match m {
+        Mode::Offline => "offline",
+        Mode::Online => "online",
+    }
+}
+
+type Tally = Summary;
+
+async fn drive(
+    shared: &Shared,
+    deps: &Deps,
+    main_db: &mut Store,
+    in_flight: &Arc<Mutex<HashSet<i64>>>,
+    workers: usize,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> std::result::Result<(Tally, String), (Tally, crate::Error)> {
+    let mut tally = Tally::default();
+    // One connection per worker: a step owns its connection while it runs.
+    let mut pool: Vec<Store> = Vec::new();
+    for _ in 0..workers {
+        pool.push(Store::open(&deps.db_path).map_err(|e| (tally.clone(), e))?);
+    }
+    let mut running = FuturesUnordered::new();
+    let mut started = 0usize;
+    let stopped: String;
+    let mut interrupted_seen = false;
+    loop {
+        let cancelled = *cancel.borrow();
+        if cancelled && !interrupted_seen {
+            interrupted_seen = true;
+            (shared.observer)(&Progress::Interrupting);
+        }
+        while !cancelled && running.len() < workers && started < shared.opts.max_steps {
+            let claimed = main_db
+                .claim_next(Some(shared.opts.project_id), &shared.holder, shared.opts.lease)
+                .map_err(|e| (tally.clone(), e))?;
+            let Some(task) = claimed else { break };
+            started += 1;
+            in_flight.lock().expect("lease set").insert(task.id);
+            let mut db = pool.pop().expect("a connection per worker");
+            let number = started;
+            running.push(async move {
+                let id = task.id;
+                let outcome = StepRun::new(shared, &mut db, task, number).run().await;
+                (db, id, outcome)
+            });
+        }
+        if running.is_empty() {
+            stopped = if cancelled {
+                "interrupted"
+            } else if started >= shared.opts.max_steps {
+                "max_steps"
+            } else {
+                "no_ready_task"
+            }
+            .into();
+            break;
+        }
+        let next = tokio::select! {
+            next = running.next() => next,
+            // Wake up to stop claiming; the steps see the cancel themselves.
+            _ = cancel.wait_for(|c| *c), if !cancelled => continue,
+        };
+        let Some((db, id, outcome)) = next else { continue };
+        pool.push(db);
+        in_flight.lock().expect("lease set").remove(&id);
+        tally.steps += 1;
+        match outcome {
+            Ok(Outcome::Done) => tally.done += 1,
+            Ok(Outcome::Blocked) => tally.blocked += 1,
+            Ok(Outcome::Split) => tally.split += 1,
+            Ok(Outcome::Released) => tally.released += 1,
+            Ok(Outcome::Failed) => tally.failed += 1,
+            Ok(Outcome::Lost) => tally.lost += 1,
+            Err(e) => {
+                // The database failed under a step: finish the others, then stop.
+                tally.failed += 1;
+                while let Some((_, _, _)) = running.next().await {}
+                return Err((tally, e));
+            }
+        }
+    }
+    Ok((tally, stopped))
+}

@@ -1,0 +1,1008 @@
+//! The driver of one step: builds the task's context, routes it, runs the
+//! state machine and carries out its effects (model calls, store writes,
+//! memory, plans.md). Every model call is recorded with its prompt and
+//! response; the step's end (status, event, note, step record) is one
+//! transaction.
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use serde_json::json;
+
+use super::machine::{ChildResult, Effect, Event, Plan, Sample, Setup, Step, Verdict};
+use super::run::{Progress, Shared};
+use crate::error::Result;
+use crate::llm::caller::{CallFailed, CallOutcome};
+use crate::llm::{ChatRequest, Message};
+use crate::router::{self, Decision, TaskInfo, estimate_tokens};
+use crate::store::{ModelCall, NewTask, Status, Store, Task};
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    Blocked,
+    Split,
+    /// Back to pending (interrupted).
+    Released,
+    /// Something outside the models failed (the database, plans.md); the
+    /// task went back to pending with a note.
+    Failed,
+    /// The lease ran out and another agent took the task; nothing written.
+    Lost,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Blocked => "blocked",
+            Outcome::Split => "split",
+            Outcome::Released => "released",
+            Outcome::Failed => "failed",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct TaskView {
+    id: i64,
+    external_ref: Option<String>,
+    title: String,
+    description: String,
+    priority: i64,
+    tags: Vec<String>,
+}
+
+impl TaskView {
+    fn of(t: &Task) -> TaskView {
+        TaskView {
+            id: t.id,
+            external_ref: t.external_ref.clone(),
+            title: t.title.clone(),
+            description: t.description.clone(),
+            priority: t.priority,
+            tags: t.tags.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ParentView {
+    title: String,
+    description: String,
+    summary: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct DepView {
+    id: i64,
+    title: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct NoteView {
+    created_at: String,
+    agent: String,
+    text: String,
+}
+
+/// What the templates see.
+#[derive(Debug, Clone, Serialize)]
+struct Vars {
+    task: TaskView,
+    parent: Option<ParentView>,
+    dependencies: Vec<DepView>,
+    plan_section: Option<String>,
+    notes: Vec<NoteView>,
+    memory: Vec<String>,
+}
+
+/// Dependencies' results and notes are cut to this many characters each, so
+/// a long history cannot crowd out the task itself.
+const RESULT_CHARS: usize = 1_500;
+const NOTES_SHOWN: usize = 10;
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        text.chars().take(max).collect::<String>() + " […]"
+    }
+}
+
+/// A finished task's result: its last done step's answer, else its latest
+/// task summary, else its last note.
+pub fn result_of(db: &Store, task_id: i64) -> Result<String> {
+    if let Some(s) = db
+        .task_steps(task_id)?
+        .into_iter()
+        .rev()
+        .find(|s| s.outcome.as_deref() == Some("done"))
+        && let Some(r) = s.detail.get("result").and_then(|r| r.as_str())
+    {
+        return Ok(r.to_string());
+    }
+    let summary: Option<String> = db
+        .conn()
+        .query_row(
+            "SELECT text FROM memories WHERE task_id = ?1 AND type = 'task_summary' ORDER BY id DESC LIMIT 1",
+            [task_id],
+            |r| r.get(0),
+        )
+        .ok();
+    if let Some(s) = summary {
+        return Ok(s);
+    }
+    Ok(db
+        .notes(task_id)?
+        .pop()
+        .map(|n| n.text)
+        .unwrap_or_default())
+}
+
+pub(super) struct StepRun<'a> {
+    pub shared: &'a Shared,
+    pub db: &'a mut Store,
+    pub task: Task,
+    pub number: usize,
+    step_id: i64,
+    vars: Vars,
+    decision: Option<Decision>,
+    exec_role: String,
+    cost: f64,
+    started: Instant,
+}
+
+impl<'a> StepRun<'a> {
+    pub fn new(shared: &'a Shared, db: &'a mut Store, task: Task, number: usize) -> Self {
+        StepRun {
+            shared,
+            db,
+            vars: Vars {
+                task: TaskView::of(&task),
+                parent: None,
+                dependencies: vec![],
+                plan_section: None,
+                notes: vec![],
+                memory: vec![],
+            },
+            task,
+            number,
+            step_id: 0,
+            decision: None,
+            exec_role: String::new(),
+            cost: 0.0,
+            started: Instant::now(),
+        }
+    }
+
+    fn holder(&self) -> &str {
+        &self.shared.holder
+    }
+
+    fn emit(&self, p: Progress) {
+        (self.shared.observer)(&p);
+    }
+
+    /// Runs the step to its end. Errors outside the models (the database)
+    /// put the task back to pending and come back as `Failed`.
+    pub async fn run(mut self) -> Result<Outcome> {
+        match self.run_inner().await {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                let message = self.shared.caller.redact(&e.to_string());
+                tracing::error!(task = self.task.id, error = %message, "step failed");
+                self.emit(Progress::Warning {
+                    message: format!("task {}: {message}", self.task.id),
+                });
+                let note = format!(
+                    "The orchestrator stopped working on this task: {message}. It is back in the queue."
+                );
+                let holder = self.holder().to_string();
+                let step_id = self.step_id;
+                let outcome = self.db.batch(|s| {
+                    let t = s.finish_claim(
+                        self.task.id,
+                        &holder,
+                        Status::Pending,
+                        json!({"run_id": self.shared.run_id, "error": message}),
+                        Some(&note),
+                    )?;
+                    if step_id > 0 {
+                        s.finish_step(step_id, "failed", None, 0, 0.0, &json!({"error": message}))?;
+                    }
+                    Ok(t)
+                });
+                match outcome {
+                    Ok(Some(_)) => Ok(Outcome::Failed),
+                    Ok(None) => Ok(Outcome::Lost),
+                    // The database itself is gone: the lease will expire.
+                    Err(e2) => Err(e2),
+                }
+            }
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<Outcome> {
+        self.build_context().await?;
+        let setup = self.route()?;
+        let d = self.decision.as_ref().expect("routed");
+        self.step_id = self.db.start_step(
+            self.shared.run_id,
+            self.task.id,
+            self.number,
+            &self.shared.holder,
+            Some(&self.exec_role),
+            Some(&d.rule),
+        )?;
+        self.emit(Progress::StepStarted {
+            run_id: self.shared.run_id,
+            step: self.number,
+            task_id: self.task.id,
+            external_ref: self.task.external_ref.clone(),
+            title: self.task.title.clone(),
+            role: self.exec_role.clone(),
+            rule: d.rule.clone(),
+            chain: setup.chain.clone(),
+            plan: setup.plan,
+        });
+        let mut machine = Step::new(setup);
+        let mut effects = machine.handle(Event::Started);
+        loop {
+            let mut request = None;
+            for effect in effects {
+                match effect {
+                    Effect::Note(text) => {
+                        let holder = self.shared.holder.as_str();
+                        self.db.append_task_note(self.task.id, &text, holder)?;
+                        self.emit(Progress::Note {
+                            step: self.number,
+                            task_id: self.task.id,
+                            text,
+                        });
+                    }
+                    e if e.is_terminal() => return self.finish(e, &machine).await,
+                    e => request = Some(e),
+                }
+            }
+            let Some(request) = request else {
+                return Err(crate::Error::InvalidInput(format!(
+                    "the orchestrator's state machine stalled on task {}",
+                    self.task.id
+                )));
+            };
+            let mut cancel = self.shared.cancel.clone();
+            let event = if *cancel.borrow() {
+                Event::Cancelled
+            } else {
+                tokio::select! {
+                    ev = self.perform(request) => ev?,
+                    _ = cancel.wait_for(|c| *c) => Event::Cancelled,
+                }
+            };
+            effects = machine.handle(event);
+        }
+    }
+
+    async fn build_context(&mut self) -> Result<()> {
+        let db = &*self.db;
+        let task = &self.task;
+        if let Some(pid) = task.parent_id {
+            let p = db.task(pid)?;
+            let summary: Option<String> = db
+                .conn()
+                .query_row(
+                    "SELECT text FROM memories WHERE task_id = ?1 AND type = 'task_summary' ORDER BY id DESC LIMIT 1",
+                    [pid],
+                    |r| r.get(0),
+                )
+                .ok();
+            self.vars.parent = Some(ParentView {
+                title: p.title,
+                description: cut(&p.description, RESULT_CHARS),
+                summary,
+            });
+        }
+        for dep in &task.depends_on {
+            let d = db.task(*dep)?;
+            self.vars.dependencies.push(DepView {
+                id: d.id,
+                title: d.title,
+                result: cut(&result_of(db, *dep)?, RESULT_CHARS),
+            });
+        }
+        let project = db.project(task.project_id)?;
+        self.vars.plan_section = crate::docs::sync::plan_section(&project, task.external_ref.as_deref())
+            .map(|s| cut(&s, 3 * RESULT_CHARS));
+        let notes = db.notes(task.id)?;
+        self.vars.notes = notes
+            .iter()
+            .skip(notes.len().saturating_sub(NOTES_SHOWN))
+            .map(|n| NoteView {
+                created_at: n.created_at.clone(),
+                agent: n.agent.clone(),
+                text: cut(&n.text, 500),
+            })
+            .collect();
+        if let Some(mem) = &self.shared.memory {
+            match mem
+                .context(
+                    db,
+                    task.id,
+                    self.shared.opts.context_tokens,
+                    self.shared.opts.memory_top_k,
+                )
+                .await
+            {
+                Ok(records) => self.vars.memory = records.into_iter().map(|r| r.text).collect(),
+                Err(e) => self.emit(Progress::Warning {
+                    message: format!("task {}: memory context skipped: {e}", task.id),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    fn info(&self, prompt_tokens: u64, output: Option<u64>, needs_json: bool) -> TaskInfo<'_> {
+        TaskInfo {
+            project_id: self.task.project_id,
+            title: &self.task.title,
+            description: &self.task.description,
+            tags: &self.task.tags,
+            role_hint: self.task.role.as_deref(),
+            prompt_tokens,
+            output_tokens: output,
+            needs_json,
+        }
+    }
+
+    /// The executor's role and chain, and the machine's setup.
+    fn route(&mut self) -> Result<Setup> {
+        let shared = self.shared;
+        let registry = shared.caller.registry();
+        let spent = shared.spent();
+        let conditions = super::run::Spend {
+            caller: &shared.caller,
+            run: spent,
+            task: self.db.task_cost(self.task.id)?,
+        };
+        // A first routing picks the role; the prompt it implies sizes the chain.
+        let first = router::route(registry, &self.info(0, None, false), shared.opts.mode, &conditions);
+        let mut role = first.role.clone();
+        if role == "planner" {
+            // Planning comes first; the work itself goes to the role the
+            // task would have without its planner hint.
+            let mut info = self.info(0, None, false);
+            info.role_hint = None;
+            let again = router::route(registry, &info, shared.opts.mode, &conditions);
+            role = if again.role == "planner" { "coder".into() } else { again.role };
+        }
+        let prompt = shared.prompts.render(&role, &self.vars)?;
+        let tokens = estimate_tokens(&prompt);
+        let max_out = shared.prompts.get(&role).max_tokens;
+        let decision = if role == first.role {
+            router::route(registry, &self.info(tokens, max_out, false), shared.opts.mode, &conditions)
+        } else {
+            let mut d = router::route_role(registry, &role, &self.info(tokens, max_out, false), shared.opts.mode, &conditions);
+            d.plan = true;
+            d.rule = first.rule.clone();
+            d
+        };
+        let children = self.db.subtasks(self.task.id)?;
+        let children = children
+            .iter()
+            .map(|c| {
+                Ok(ChildResult {
+                    id: c.id,
+                    title: c.title.clone(),
+                    result: result_of(self.db, c.id)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let depth = {
+            let mut d = 0;
+            let mut p = self.task.parent_id;
+            while let Some(id) = p {
+                d += 1;
+                p = self.db.task(id)?.parent_id;
+            }
+            d
+        };
+        let setup = Setup {
+            chain: decision.chain.clone(),
+            no_model_reason: decision
+                .skipped
+                .iter()
+                .map(|s| format!("{} ({})", s.model, skip_reason(&s.why)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            // Subtasks of subtasks are the deepest the planner goes.
+            plan: decision.plan && depth < shared.opts.max_plan_depth,
+            max_rounds: shared.opts.max_rounds.max(1),
+            voting: registry.roles.get(&role).and_then(|r| r.voting),
+            children,
+        };
+        self.exec_role = role;
+        self.decision = Some(decision);
+        Ok(setup)
+    }
+
+    fn request(&self, template: &str, text: String, temperature: Option<f32>) -> ChatRequest {
+        let p = self.shared.prompts.get(template);
+        let registry = self.shared.caller.registry();
+        let role_temp = registry.roles.get(&self.exec_role).map_or(0.3, |r| r.temperature);
+        ChatRequest {
+            messages: vec![Message::user(text)],
+            temperature: temperature.or(p.temperature).unwrap_or(role_temp),
+            max_tokens: p.max_tokens.unwrap_or(2048),
+            json_schema: p.response_schema.clone(),
+            stream: false,
+            keep_alive: None,
+            num_ctx: None,
+            role: None,
+        }
+    }
+
+    /// A role's chain for a pipeline call (planner, critic, summarizer).
+    fn chain_for(&self, role: &str, req: &ChatRequest) -> Decision {
+        let shared = self.shared;
+        let prompt_tokens: u64 = req.messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+        let conditions = super::run::Spend {
+            caller: &shared.caller,
+            run: shared.spent(),
+            task: self.cost,
+        };
+        router::route_role(
+            shared.caller.registry(),
+            role,
+            &self.info(prompt_tokens, Some(req.max_tokens), req.json_schema.is_some()),
+            shared.opts.mode,
+            &conditions,
+        )
+    }
+
+    /// Records one call's attempts: errors as they were, the answer with its
+    /// prompt and response.
+    fn record(
+        &mut self,
+        purpose: &str,
+        role: &str,
+        req: &ChatRequest,
+        result: &Result<CallOutcome, CallFailed>,
+        outcome_override: Option<(&str, String)>,
+    ) -> Result<()> {
+        let attempts = match result {
+            Ok(o) => &o.attempts,
+            Err(f) => &f.attempts,
+        };
+        let prompt = serde_json::to_string(&req.messages).expect("messages serialize");
+        let registry = self.shared.caller.registry();
+        for a in attempts.iter().filter(|a| a.outcome != "skipped") {
+            let mut call = ModelCall {
+                run_id: Some(self.shared.run_id),
+                step_id: Some(self.step_id),
+                task_id: Some(self.task.id),
+                role: role.to_string(),
+                purpose: Some(purpose.to_string()),
+                provider: a.provider.clone(),
+                model: a.model.clone(),
+                latency_ms: Some(a.latency_ms),
+                outcome: a.outcome.to_string(),
+                error: a.error.clone(),
+                prompt: Some(prompt.clone()),
+                ..Default::default()
+            };
+            if let (Ok(o), "ok") = (result, a.outcome) {
+                let u = o.response.usage;
+                call.prompt_tokens = Some(u.prompt_tokens);
+                call.completion_tokens = Some(u.completion_tokens);
+                call.tokens_estimated = u.estimated;
+                call.cost_usd = registry
+                    .model(&o.model)
+                    .map_or(0.0, |m| m.cost(u.prompt_tokens, u.completion_tokens));
+                call.response = Some(o.response.text.clone());
+                if let Some((outcome, why)) = &outcome_override {
+                    call.outcome = outcome.to_string();
+                    call.error = Some(why.clone());
+                }
+                self.cost += call.cost_usd;
+                self.shared.add_spent(call.cost_usd);
+            }
+            self.db.record_model_call(&call)?;
+            self.emit(Progress::ModelCall {
+                step: self.number,
+                task_id: self.task.id,
+                purpose: purpose.to_string(),
+                role: role.to_string(),
+                model: call.model.clone(),
+                provider: call.provider.clone(),
+                outcome: call.outcome.clone(),
+                prompt_tokens: call.prompt_tokens,
+                completion_tokens: call.completion_tokens,
+                latency_ms: a.latency_ms,
+                cost_usd: call.cost_usd,
+                error: call.error.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Calls a role's chain until a model's answer passes `parse`; an answer
+    /// that does not is recorded as `invalid` and the next model is asked.
+    async fn call_parsed<T>(
+        &mut self,
+        purpose: &str,
+        role: &str,
+        req: ChatRequest,
+        parse: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<std::result::Result<T, String>> {
+        let decision = self.chain_for(role, &req);
+        let mut chain: &[String] = &decision.chain;
+        if chain.is_empty() {
+            return Ok(Err(format!("no {role} model is available")));
+        }
+        let mut last = String::new();
+        while !chain.is_empty() {
+            let result = self.shared.caller.call(chain, &req, None).await;
+            match &result {
+                Ok(o) => match parse(&o.response.text) {
+                    Ok(v) => {
+                        self.record(purpose, role, &req, &result, None)?;
+                        return Ok(Ok(v));
+                    }
+                    Err(why) => {
+                        last = format!("{} gave an unusable answer: {why}", o.model);
+                        self.record(purpose, role, &req, &result, Some(("invalid", why)))?;
+                        let at = chain.iter().position(|m| *m == o.model).unwrap_or(0);
+                        chain = &chain[at + 1..];
+                    }
+                },
+                Err(f) => {
+                    last = self.shared.caller.redact(&f.to_string());
+                    self.record(purpose, role, &req, &result, None)?;
+                    break;
+                }
+            }
+        }
+        Ok(Err(last))
+    }
+
+    async fn perform(&mut self, effect: Effect) -> Result<Event> {
+        match effect {
+            Effect::Plan => {
+                let text = self.shared.prompts.render("planner", &self.vars)?;
+                let req = self.request("planner", text, None);
+                Ok(match self.call_parsed("plan", "planner", req, parse_json::<Plan>).await? {
+                    Ok(plan) => Event::Planned(plan),
+                    Err(e) => Event::PlanFailed(e),
+                })
+            }
+            Effect::Execute {
+                model,
+                critique,
+                handoff,
+                ..
+            } => {
+                let req = self.exec_request(critique, handoff)?;
+                let role = self.exec_role.clone();
+                let result = self.shared.caller.call(std::slice::from_ref(&model), &req, None).await;
+                self.record("execute", &role, &req, &result, None)?;
+                Ok(match result {
+                    Ok(o) if o.response.finish_reason.as_deref() == Some("length") && o.response.text.trim().is_empty() => {
+                        Event::AnswerFailed { error: "the answer was cut off before it said anything".into() }
+                    }
+                    Ok(o) => Event::Answered { text: o.response.text },
+                    Err(f) => Event::AnswerFailed { error: self.shared.caller.redact(&f.to_string()) },
+                })
+            }
+            Effect::Sample {
+                model,
+                n,
+                critique,
+                handoff,
+                ..
+            } => {
+                let mut req = self.exec_request(critique, handoff)?;
+                let voting = self.shared.caller.registry().roles[&self.exec_role].voting;
+                if let Some(v) = voting {
+                    // Room to see an overlong answer, so it can be flagged.
+                    req.max_tokens = req.max_tokens.min(v.max_tokens + v.max_tokens / 4 + 16);
+                }
+                let chain = std::slice::from_ref(&model);
+                let caller = &self.shared.caller;
+                let results = join_all((0..n).map(|_| caller.call(chain, &req, None))).await;
+                let role = self.exec_role.clone();
+                let mut samples = Vec::new();
+                for r in results {
+                    self.record("sample", &role, &req, &r, None)?;
+                    samples.push(match r {
+                        Ok(o) => Ok(Sample {
+                            truncated: o.response.finish_reason.as_deref() == Some("length"),
+                            completion_tokens: o.response.usage.completion_tokens,
+                            text: o.response.text,
+                        }),
+                        Err(f) => Err(self.shared.caller.redact(&f.to_string())),
+                    });
+                }
+                Ok(Event::Sampled(samples))
+            }
+            Effect::Vote { candidates, ballots } => {
+                #[derive(Serialize)]
+                struct VoteVars<'v> {
+                    task: &'v TaskView,
+                    candidates: &'v [String],
+                }
+                let text = self.shared.prompts.render(
+                    "voter",
+                    VoteVars {
+                        task: &self.vars.task,
+                        candidates: &candidates,
+                    },
+                )?;
+                let req = self.request("voter", text, None);
+                let decision = self.chain_for("critic", &req);
+                let caller = &self.shared.caller;
+                let chain = &decision.chain;
+                let results = join_all((0..ballots).map(|_| caller.call(chain, &req, None))).await;
+                let mut picks = Vec::new();
+                for r in results {
+                    let pick = match &r {
+                        Ok(o) => parse_json::<Ballot>(&o.response.text)
+                            .ok()
+                            .map(|b| b.best)
+                            .filter(|b| *b < candidates.len()),
+                        Err(_) => None,
+                    };
+                    let flag = match (&r, pick) {
+                        (Ok(_), None) => Some(("invalid", "not a valid ballot".to_string())),
+                        _ => None,
+                    };
+                    self.record("vote", "critic", &req, &r, flag)?;
+                    picks.push(pick);
+                }
+                Ok(Event::Ballots(picks))
+            }
+            Effect::Critique { answer } => {
+                #[derive(Serialize)]
+                struct CriticVars<'v> {
+                    task: &'v TaskView,
+                    answer: &'v str,
+                }
+                let text = self.shared.prompts.render(
+                    "critic",
+                    CriticVars {
+                        task: &self.vars.task,
+                        answer: &answer,
+                    },
+                )?;
+                let req = self.request("critic", text, None);
+                Ok(match self.call_parsed("critique", "critic", req, parse_verdict).await? {
+                    Ok(v) => {
+                        self.emit(Progress::Verdict {
+                            step: self.number,
+                            task_id: self.task.id,
+                            verdict: v.verdict.clone(),
+                            reasons: v.reasons.clone(),
+                            risks: v.risks.clone(),
+                        });
+                        Event::Reviewed(v)
+                    }
+                    Err(e) => Event::CriticFailed(e),
+                })
+            }
+            Effect::Handoff { from, to, tried } => {
+                let fallback = format!(
+                    "Work on this task moves from {from} to {to}. What was tried:\n{}",
+                    tried.iter().map(|t| format!("- {t}")).collect::<Vec<_>>().join("\n")
+                );
+                let text = self.shared.prompts.render(
+                    "summarizer",
+                    json!({
+                        "kind": "handoff",
+                        "from_agent": from,
+                        "to_agent": to,
+                        "title": format!("Task {}: {}", self.task.id, self.task.title),
+                        "items": tried,
+                        "max_words": 150,
+                    }),
+                )?;
+                let req = self.request("summarizer", text, None);
+                let summary = match self
+                    .call_parsed("handoff", "summarizer", req, |t| {
+                        if t.trim().is_empty() {
+                            Err("empty".to_string())
+                        } else {
+                            Ok(t.trim().to_string())
+                        }
+                    })
+                    .await?
+                {
+                    // The facts stay in, whatever the summarizer made of them.
+                    Ok(s) => format!("{s}\n\n{fallback}"),
+                    Err(_) => fallback,
+                };
+                self.remember(&summary, "handoff", &from).await;
+                Ok(Event::HandoffWritten(summary))
+            }
+            other => unreachable!("not a request: {other:?}"),
+        }
+    }
+
+    fn exec_request(&self, critique: Option<String>, handoff: Option<String>) -> Result<ChatRequest> {
+        #[derive(Serialize)]
+        struct ExecVars<'v> {
+            #[serde(flatten)]
+            base: &'v Vars,
+            critique: Option<String>,
+            handoff: Option<String>,
+        }
+        let text = self.shared.prompts.render(
+            &self.exec_role,
+            ExecVars {
+                base: &self.vars,
+                critique,
+                handoff,
+            },
+        )?;
+        let mut req = self.request(&self.exec_role, text, None);
+        req.role = Some(self.exec_role.clone());
+        Ok(req)
+    }
+
+    /// Saves a memory; without an index, in SQLite only. Failures are warnings:
+    /// the task's result is already safe in the store.
+    async fn remember(&mut self, text: &str, kind: &str, agent: &str) {
+        let (project, task) = (self.task.project_id, Some(self.task.id));
+        let saved = match &self.shared.memory {
+            Some(m) => m.store_memory(self.db, text, project, task, kind, agent).await,
+            None => crate::memory::save_unindexed(self.db, text, project, task, kind, agent),
+        };
+        if let Err(e) = saved {
+            self.emit(Progress::Warning {
+                message: format!("task {}: {kind} memory not saved: {e}", self.task.id),
+            });
+        }
+    }
+
+    async fn finish(&mut self, effect: Effect, machine: &Step) -> Result<Outcome> {
+        let holder = self.holder().to_string();
+        let run_id = self.shared.run_id;
+        let step_id = self.step_id;
+        let cost = self.cost;
+        let rounds = machine.rounds();
+        let (outcome, status, note, model, detail, reason) = match &effect {
+            Effect::Complete { answer, model, rounds, review } => {
+                let who = match model {
+                    Some(m) => format!("Done by {m} in {rounds} round(s)"),
+                    None => "Done".to_string(),
+                };
+                let review = if review.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the critic: {}", cut(&review.join("; "), 300))
+                };
+                (
+                    Outcome::Done,
+                    Status::Done,
+                    format!(
+                        "{who}{review}. Result: {} (full result: `llmclis task show {}`)",
+                        cut(&answer.split_whitespace().collect::<Vec<_>>().join(" "), 400),
+                        self.task.id
+                    ),
+                    model.clone(),
+                    json!({"result": answer, "review": review}),
+                    None,
+                )
+            }
+            Effect::Block { reason, last_answer } => (
+                Outcome::Blocked,
+                Status::Blocked,
+                reason.clone(),
+                machine.current_model().map(str::to_string),
+                json!({"reason": reason, "last_answer": last_answer}),
+                Some(reason.clone()),
+            ),
+            Effect::Release { reason } => (
+                Outcome::Released,
+                Status::Pending,
+                reason.clone(),
+                None,
+                json!({"reason": reason}),
+                None,
+            ),
+            Effect::Split { reason, subtasks } => (
+                Outcome::Split,
+                Status::Pending,
+                String::new(),
+                None,
+                json!({"reason": reason, "subtasks": subtasks}),
+                None,
+            ),
+            other => unreachable!("not terminal: {other:?}"),
+        };
+        let task = self.task.clone();
+        let transition = self.db.batch(|s| {
+            let mut note = note.clone();
+            let mut detail = detail.clone();
+            if let Effect::Split { reason, subtasks } = &effect {
+                let mut ids: Vec<i64> = Vec::new();
+                for sub in subtasks {
+                    let t = s.create_task(
+                        NewTask {
+                            project_id: task.project_id,
+                            title: sub.title.clone(),
+                            description: sub.description.clone(),
+                            parent_id: Some(task.id),
+                            priority: Some(task.priority),
+                            role: sub.role.clone().filter(|r| crate::registry::ROLES.contains(&r.as_str())),
+                            depends_on: sub.depends_on.iter().map(|i| ids[*i as usize]).collect(),
+                            ..Default::default()
+                        },
+                        &holder,
+                    )?;
+                    ids.push(t.id);
+                }
+                note = format!(
+                    "Split by the planner into {} subtasks ({}): {}",
+                    ids.len(),
+                    ids.iter().map(|i| format!("#{i}")).collect::<Vec<_>>().join(", "),
+                    cut(reason, 300)
+                );
+                detail["subtask_ids"] = json!(ids);
+            }
+            let t = s.finish_claim(
+                task.id,
+                &holder,
+                status,
+                json!({"run_id": run_id, "step": self.number, "outcome": outcome.as_str()}),
+                Some(&note),
+            )?;
+            if t.is_none() {
+                // The claim ran out under this step: another agent owns the
+                // task now, so nothing of this step's ending is written.
+                return Err(crate::Error::Conflict {
+                    path: Default::default(),
+                    message: "lost".into(),
+                });
+            }
+            s.finish_step(step_id, outcome.as_str(), model.as_deref(), rounds, cost, &detail)?;
+            Ok(t)
+        });
+        let transition = match transition {
+            Ok(t) => t.expect("checked above"),
+            Err(crate::Error::Conflict { message, .. }) if message == "lost" => {
+                self.db.finish_step(step_id, "lost", model.as_deref(), rounds, cost, &json!({}))?;
+                self.emit(Progress::Warning {
+                    message: format!(
+                        "task {}: the lease ran out and another agent took the task; this step's result is dropped",
+                        self.task.id
+                    ),
+                });
+                self.emit_finished(Outcome::Lost, model, rounds);
+                return Ok(Outcome::Lost);
+            }
+            Err(e) => return Err(e),
+        };
+        self.emit(Progress::StatusChange {
+            step: self.number,
+            task_id: self.task.id,
+            from: transition.from.as_str().to_string(),
+            to: transition.task.status.as_str().to_string(),
+        });
+        // plans.md and issues.md follow the store; the store change stands
+        // even if they cannot (the warning says how to sync).
+        if let Err(e) = crate::docs::sync::follow(self.db, self.task.id, &holder, reason.as_deref()) {
+            self.emit(Progress::Warning {
+                message: format!(
+                    "task {}: plans.md not updated ({e}); run `llmclis plans sync --project-id {}`",
+                    self.task.id, self.task.project_id
+                ),
+            });
+        }
+        match &effect {
+            Effect::Complete { answer, model: Some(m), .. } => {
+                let raw = format!("Task {}: {}\n{answer}", self.task.id, self.task.title);
+                self.remember(&raw, "raw_interaction", m).await;
+                self.summarize(answer).await?;
+            }
+            Effect::Block { last_answer: Some(a), .. } => {
+                let raw = format!("Task {} (blocked): {}\n{a}", self.task.id, self.task.title);
+                self.remember(&raw, "raw_interaction", &holder).await;
+            }
+            _ => {}
+        }
+        self.emit_finished(outcome, model, rounds);
+        Ok(outcome)
+    }
+
+    /// The task summary, through the summarizer role; a failure is a warning.
+    async fn summarize(&mut self, answer: &str) -> Result<()> {
+        let text = self.shared.prompts.render(
+            "summarizer",
+            json!({
+                "kind": "task_summary",
+                "title": format!("Task {}: {}", self.task.id, self.task.title),
+                "items": [cut(&self.task.description, RESULT_CHARS), cut(answer, 4 * RESULT_CHARS)],
+                "max_words": 120,
+            }),
+        )?;
+        let req = self.request("summarizer", text, None);
+        match self
+            .call_parsed("summarize", "summarizer", req, |t| {
+                if t.trim().is_empty() {
+                    Err("empty".to_string())
+                } else {
+                    Ok(t.trim().to_string())
+                }
+            })
+            .await?
+        {
+            Ok(summary) => self.remember(&summary, "task_summary", "summarizer").await,
+            Err(e) => self.emit(Progress::Warning {
+                message: format!("task {}: no task summary ({e})", self.task.id),
+            }),
+        }
+        Ok(())
+    }
+
+    fn emit_finished(&self, outcome: Outcome, model: Option<String>, rounds: u32) {
+        self.emit(Progress::StepFinished {
+            step: self.number,
+            task_id: self.task.id,
+            title: self.task.title.clone(),
+            outcome,
+            model,
+            rounds,
+            seconds: self.started.elapsed().as_secs_f64(),
+            cost_usd: self.cost,
+        });
+    }
+}
+
+fn skip_reason(s: &router::Skip) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "skipped".into())
+}
+
+#[derive(serde::Deserialize)]
+struct Ballot {
+    best: usize,
+}
+
+/// JSON from a model: the whole answer, or the first `{…}` in it (small
+/// models wrap JSON in prose or code fences).
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    let t = text.trim();
+    if let Ok(v) = serde_json::from_str(t) {
+        return Ok(v);
+    }
+    let (Some(a), Some(b)) = (t.find('{'), t.rfind('}')) else {
+        return Err("no JSON object in the answer".into());
+    };
+    if b < a {
+        return Err("no JSON object in the answer".into());
+    }
+    serde_json::from_str(&t[a..=b]).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn parse_verdict(text: &str) -> std::result::Result<Verdict, String> {
+    let v: Verdict = parse_json(text)?;
+    let lower = v.verdict.to_ascii_lowercase();
+    if lower != "approve" && lower != "revise" {
+        return Err(format!("verdict {:?} is neither approve nor revise", v.verdict));
+    }
+    Ok(v)
+}
+
+impl std::fmt::Debug for StepRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepRun").field("task", &self.task.id).finish()
+    }
+}
