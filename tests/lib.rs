@@ -8,6 +8,7 @@ mod docs;
 mod llm;
 mod llm_real;
 mod memory;
+mod orchestrate;
 mod plans_cli;
 mod schedule;
 mod store;

@@ -11,27 +11,7 @@ use llmclis::llm::{ChatRequest, Message, StreamEvent, http_client};
 use llmclis::registry::{Mode, Registry};
 use llmclis::router::{self, Skip, TaskInfo};
 
-use crate::support::Env;
-
-/// The servers' URLs, or None (after saying so) when they are not running.
-fn servers() -> Option<(String, String)> {
-    let smollm = std::env::var("LLMCLIS_TEST_SMOLLM_URL").ok();
-    let gemma = std::env::var("LLMCLIS_TEST_GEMMA_URL").ok();
-    match (smollm, gemma) {
-        (Some(s), Some(g)) => Some((s, g)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but the llama.cpp test servers are not: run `scripts/llama-server start` and export its lines (scripts/test does)"
-            )
-        }
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED: no llama.cpp test server (LLMCLIS_TEST_SMOLLM_URL / LLMCLIS_TEST_GEMMA_URL unset); run `eval \"$(scripts/llama-server start)\"` ***\n"
-            );
-            None
-        }
-    }
-}
+use crate::support::{Env, servers};
 
 fn registry_yaml(smollm: &str, gemma: &str) -> String {
     let roles: String = llmclis::registry::ROLES

@@ -2,7 +2,6 @@
 //! server when QDRANT_URL is set), the real embedding model, summaries and
 //! compaction through the real llama.cpp server, and context assembly.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use llmclis::memory::{CompactPolicy, Memory};
 use llmclis::registry::{Mode, Registry};
 use llmclis::store::{NewTask, Store};
 
-use crate::support::Env;
+use crate::support::{Env, assets};
 
 /// A unit vector pointing mostly along axis `i` of `dim`.
 fn axis(i: usize, dim: usize, wobble: f32) -> Vec<f32> {
@@ -177,27 +176,6 @@ async fn a_qdrant_server_passes_the_conformance_suite_when_one_is_given() {
         http_client(),
     );
     conformance(&server).await;
-}
-
-/// The real embedding model's files, or None (after saying so).
-fn assets() -> Option<(PathBuf, PathBuf)> {
-    match (
-        std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR"),
-        std::env::var_os("LLMCLIS_ONNXRUNTIME"),
-    ) {
-        (Some(d), Some(l)) => Some((d.into(), l.into())),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but the embedding assets are not: run `scripts/embedding-assets DIR` and export its lines (scripts/test does)"
-            )
-        }
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED: no embedding assets (LLMCLIS_EMBEDDING_MODEL_DIR / LLMCLIS_ONNXRUNTIME unset); run scripts/embedding-assets ***\n"
-            );
-            None
-        }
-    }
 }
 
 fn embedder() -> Option<Arc<FastEmbedder>> {

@@ -20,8 +20,8 @@ use serde_json::json;
 use crate::config::{Config, Paths, agent_name};
 use crate::docs::sync;
 use crate::error::{Error, Result};
-use crate::store::{NewTask, Status, Store, TaskPatch, parse_priority};
 use crate::first_run;
+use crate::store::{NewTask, Status, Store, TaskPatch, parse_priority};
 
 /// The roles a task can hint at; the router (model_registry.yaml) maps each
 /// to a chain of models.

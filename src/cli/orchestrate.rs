@@ -48,9 +48,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     let project_id = args.project.project_id;
     store.project(project_id)?;
     if args.max_steps == 0 {
-        return Err(Error::InvalidInput(
-            "--max-steps must be at least 1".into(),
-        ));
+        return Err(Error::InvalidInput("--max-steps must be at least 1".into()));
     }
     if args.dry_run {
         let plan = orchestrator::dry_run(&store, project_id, args.max_steps)?;
@@ -101,10 +99,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     // already locked by `main`: the lock is reentrant.
     let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {
         if json {
-            println!(
-                "{}",
-                serde_json::to_string(p).expect("progress serializes")
-            );
+            println!("{}", serde_json::to_string(p).expect("progress serializes"));
         } else if let Progress::Warning { message } = p {
             eprintln!("warning: {message}");
         } else if let Some(line) = render::progress(p) {

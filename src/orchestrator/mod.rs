@@ -4,8 +4,8 @@
 
 pub mod machine;
 pub mod run;
-pub mod step;
 pub mod schedule;
+pub mod step;
 
 use serde::Serialize;
 

@@ -255,7 +255,12 @@ pub async fn run(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let ids: Vec<i64> = in_flight.lock().expect("lease set").iter().copied().collect();
+                let ids: Vec<i64> = in_flight
+                    .lock()
+                    .expect("lease set")
+                    .iter()
+                    .copied()
+                    .collect();
                 for id in ids {
                     match db.renew_lease(id, &holder, lease) {
                         Ok(true) => {}
@@ -342,7 +347,11 @@ async fn drive(
         }
         while !cancelled && running.len() < workers && started < shared.opts.max_steps {
             let claimed = main_db
-                .claim_next(Some(shared.opts.project_id), &shared.holder, shared.opts.lease)
+                .claim_next(
+                    Some(shared.opts.project_id),
+                    &shared.holder,
+                    shared.opts.lease,
+                )
                 .map_err(|e| (tally.clone(), e))?;
             let Some(task) = claimed else { break };
             started += 1;
@@ -371,7 +380,9 @@ async fn drive(
             // Wake up to stop claiming; the steps see the cancel themselves.
             _ = cancel.wait_for(|c| *c), if !cancelled => continue,
         };
-        let Some((db, id, outcome)) = next else { continue };
+        let Some((db, id, outcome)) = next else {
+            continue;
+        };
         pool.push(db);
         in_flight.lock().expect("lease set").remove(&id);
         tally.steps += 1;

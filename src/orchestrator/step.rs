@@ -138,11 +138,7 @@ pub fn result_of(db: &Store, task_id: i64) -> Result<String> {
     if let Some(s) = summary {
         return Ok(s);
     }
-    Ok(db
-        .notes(task_id)?
-        .pop()
-        .map(|n| n.text)
-        .unwrap_or_default())
+    Ok(db.notes(task_id)?.pop().map(|n| n.text).unwrap_or_default())
 }
 
 pub(super) struct StepRun<'a> {
@@ -317,8 +313,9 @@ impl<'a> StepRun<'a> {
             });
         }
         let project = db.project(task.project_id)?;
-        self.vars.plan_section = crate::docs::sync::plan_section(&project, task.external_ref.as_deref())
-            .map(|s| cut(&s, 3 * RESULT_CHARS));
+        self.vars.plan_section =
+            crate::docs::sync::plan_section(&project, task.external_ref.as_deref())
+                .map(|s| cut(&s, 3 * RESULT_CHARS));
         let notes = db.notes(task.id)?;
         self.vars.notes = notes
             .iter()
@@ -372,7 +369,12 @@ impl<'a> StepRun<'a> {
             task: self.db.task_cost(self.task.id)?,
         };
         // A first routing picks the role; the prompt it implies sizes the chain.
-        let first = router::route(registry, &self.info(0, None, false), shared.opts.mode, &conditions);
+        let first = router::route(
+            registry,
+            &self.info(0, None, false),
+            shared.opts.mode,
+            &conditions,
+        );
         let mut role = first.role.clone();
         if role == "planner" {
             // Planning comes first; the work itself goes to the role the
@@ -380,15 +382,30 @@ impl<'a> StepRun<'a> {
             let mut info = self.info(0, None, false);
             info.role_hint = None;
             let again = router::route(registry, &info, shared.opts.mode, &conditions);
-            role = if again.role == "planner" { "coder".into() } else { again.role };
+            role = if again.role == "planner" {
+                "coder".into()
+            } else {
+                again.role
+            };
         }
         let prompt = shared.prompts.render(&role, &self.vars)?;
         let tokens = estimate_tokens(&prompt);
         let max_out = shared.prompts.get(&role).max_tokens;
         let decision = if role == first.role {
-            router::route(registry, &self.info(tokens, max_out, false), shared.opts.mode, &conditions)
+            router::route(
+                registry,
+                &self.info(tokens, max_out, false),
+                shared.opts.mode,
+                &conditions,
+            )
         } else {
-            let mut d = router::route_role(registry, &role, &self.info(tokens, max_out, false), shared.opts.mode, &conditions);
+            let mut d = router::route_role(
+                registry,
+                &role,
+                &self.info(tokens, max_out, false),
+                shared.opts.mode,
+                &conditions,
+            );
             d.plan = true;
             d.rule = first.rule.clone();
             d
@@ -435,7 +452,10 @@ impl<'a> StepRun<'a> {
     fn request(&self, template: &str, text: String, temperature: Option<f32>) -> ChatRequest {
         let p = self.shared.prompts.get(template);
         let registry = self.shared.caller.registry();
-        let role_temp = registry.roles.get(&self.exec_role).map_or(0.3, |r| r.temperature);
+        let role_temp = registry
+            .roles
+            .get(&self.exec_role)
+            .map_or(0.3, |r| r.temperature);
         ChatRequest {
             messages: vec![Message::user(text)],
             temperature: temperature.or(p.temperature).unwrap_or(role_temp),
@@ -451,7 +471,11 @@ impl<'a> StepRun<'a> {
     /// A role's chain for a pipeline call (planner, critic, summarizer).
     fn chain_for(&self, role: &str, req: &ChatRequest) -> Decision {
         let shared = self.shared;
-        let prompt_tokens: u64 = req.messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+        let prompt_tokens: u64 = req
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
         let conditions = super::run::Spend {
             caller: &shared.caller,
             run: shared.spent(),
@@ -460,7 +484,11 @@ impl<'a> StepRun<'a> {
         router::route_role(
             shared.caller.registry(),
             role,
-            &self.info(prompt_tokens, Some(req.max_tokens), req.json_schema.is_some()),
+            &self.info(
+                prompt_tokens,
+                Some(req.max_tokens),
+                req.json_schema.is_some(),
+            ),
             shared.opts.mode,
             &conditions,
         )
@@ -577,10 +605,15 @@ impl<'a> StepRun<'a> {
             Effect::Plan => {
                 let text = self.shared.prompts.render("planner", &self.vars)?;
                 let req = self.request("planner", text, None);
-                Ok(match self.call_parsed("plan", "planner", req, parse_json::<Plan>).await? {
-                    Ok(plan) => Event::Planned(plan),
-                    Err(e) => Event::PlanFailed(e),
-                })
+                Ok(
+                    match self
+                        .call_parsed("plan", "planner", req, parse_json::<Plan>)
+                        .await?
+                    {
+                        Ok(plan) => Event::Planned(plan),
+                        Err(e) => Event::PlanFailed(e),
+                    },
+                )
             }
             Effect::Execute {
                 model,
@@ -590,14 +623,27 @@ impl<'a> StepRun<'a> {
             } => {
                 let req = self.exec_request(critique, handoff)?;
                 let role = self.exec_role.clone();
-                let result = self.shared.caller.call(std::slice::from_ref(&model), &req, None).await;
+                let result = self
+                    .shared
+                    .caller
+                    .call(std::slice::from_ref(&model), &req, None)
+                    .await;
                 self.record("execute", &role, &req, &result, None)?;
                 Ok(match result {
-                    Ok(o) if o.response.finish_reason.as_deref() == Some("length") && o.response.text.trim().is_empty() => {
-                        Event::AnswerFailed { error: "the answer was cut off before it said anything".into() }
+                    Ok(o)
+                        if o.response.finish_reason.as_deref() == Some("length")
+                            && o.response.text.trim().is_empty() =>
+                    {
+                        Event::AnswerFailed {
+                            error: "the answer was cut off before it said anything".into(),
+                        }
                     }
-                    Ok(o) => Event::Answered { text: o.response.text },
-                    Err(f) => Event::AnswerFailed { error: self.shared.caller.redact(&f.to_string()) },
+                    Ok(o) => Event::Answered {
+                        text: o.response.text,
+                    },
+                    Err(f) => Event::AnswerFailed {
+                        error: self.shared.caller.redact(&f.to_string()),
+                    },
                 })
             }
             Effect::Sample {
@@ -631,7 +677,10 @@ impl<'a> StepRun<'a> {
                 }
                 Ok(Event::Sampled(samples))
             }
-            Effect::Vote { candidates, ballots } => {
+            Effect::Vote {
+                candidates,
+                ballots,
+            } => {
                 #[derive(Serialize)]
                 struct VoteVars<'v> {
                     task: &'v TaskView,
@@ -681,24 +730,33 @@ impl<'a> StepRun<'a> {
                     },
                 )?;
                 let req = self.request("critic", text, None);
-                Ok(match self.call_parsed("critique", "critic", req, parse_verdict).await? {
-                    Ok(v) => {
-                        self.emit(Progress::Verdict {
-                            step: self.number,
-                            task_id: self.task.id,
-                            verdict: v.verdict.clone(),
-                            reasons: v.reasons.clone(),
-                            risks: v.risks.clone(),
-                        });
-                        Event::Reviewed(v)
-                    }
-                    Err(e) => Event::CriticFailed(e),
-                })
+                Ok(
+                    match self
+                        .call_parsed("critique", "critic", req, parse_verdict)
+                        .await?
+                    {
+                        Ok(v) => {
+                            self.emit(Progress::Verdict {
+                                step: self.number,
+                                task_id: self.task.id,
+                                verdict: v.verdict.clone(),
+                                reasons: v.reasons.clone(),
+                                risks: v.risks.clone(),
+                            });
+                            Event::Reviewed(v)
+                        }
+                        Err(e) => Event::CriticFailed(e),
+                    },
+                )
             }
             Effect::Handoff { from, to, tried } => {
                 let fallback = format!(
                     "Work on this task moves from {from} to {to}. What was tried:\n{}",
-                    tried.iter().map(|t| format!("- {t}")).collect::<Vec<_>>().join("\n")
+                    tried
+                        .iter()
+                        .map(|t| format!("- {t}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
                 let text = self.shared.prompts.render(
                     "summarizer",
@@ -733,7 +791,11 @@ impl<'a> StepRun<'a> {
         }
     }
 
-    fn exec_request(&self, critique: Option<String>, handoff: Option<String>) -> Result<ChatRequest> {
+    fn exec_request(
+        &self,
+        critique: Option<String>,
+        handoff: Option<String>,
+    ) -> Result<ChatRequest> {
         #[derive(Serialize)]
         struct ExecVars<'v> {
             #[serde(flatten)]
@@ -759,7 +821,10 @@ impl<'a> StepRun<'a> {
     async fn remember(&mut self, text: &str, kind: &str, agent: &str) {
         let (project, task) = (self.task.project_id, Some(self.task.id));
         let saved = match &self.shared.memory {
-            Some(m) => m.store_memory(self.db, text, project, task, kind, agent).await,
+            Some(m) => {
+                m.store_memory(self.db, text, project, task, kind, agent)
+                    .await
+            }
             None => crate::memory::save_unindexed(self.db, text, project, task, kind, agent),
         };
         if let Err(e) = saved {
@@ -776,7 +841,12 @@ impl<'a> StepRun<'a> {
         let cost = self.cost;
         let rounds = machine.rounds();
         let (outcome, status, note, model, detail, reason) = match &effect {
-            Effect::Complete { answer, model, rounds, review } => {
+            Effect::Complete {
+                answer,
+                model,
+                rounds,
+                review,
+            } => {
                 let who = match model {
                     Some(m) => format!("Done by {m} in {rounds} round(s)"),
                     None => "Done".to_string(),
@@ -791,7 +861,10 @@ impl<'a> StepRun<'a> {
                     Status::Done,
                     format!(
                         "{who}{review}. Result: {} (full result: `llmclis task show {}`)",
-                        cut(&answer.split_whitespace().collect::<Vec<_>>().join(" "), 400),
+                        cut(
+                            &answer.split_whitespace().collect::<Vec<_>>().join(" "),
+                            400
+                        ),
                         self.task.id
                     ),
                     model.clone(),
@@ -799,7 +872,10 @@ impl<'a> StepRun<'a> {
                     None,
                 )
             }
-            Effect::Block { reason, last_answer } => (
+            Effect::Block {
+                reason,
+                last_answer,
+            } => (
                 Outcome::Blocked,
                 Status::Blocked,
                 reason.clone(),
@@ -839,7 +915,10 @@ impl<'a> StepRun<'a> {
                             description: sub.description.clone(),
                             parent_id: Some(task.id),
                             priority: Some(task.priority),
-                            role: sub.role.clone().filter(|r| crate::registry::ROLES.contains(&r.as_str())),
+                            role: sub
+                                .role
+                                .clone()
+                                .filter(|r| crate::registry::ROLES.contains(&r.as_str())),
                             depends_on: sub.depends_on.iter().map(|i| ids[*i as usize]).collect(),
                             ..Default::default()
                         },
@@ -850,7 +929,10 @@ impl<'a> StepRun<'a> {
                 note = format!(
                     "Split by the planner into {} subtasks ({}): {}",
                     ids.len(),
-                    ids.iter().map(|i| format!("#{i}")).collect::<Vec<_>>().join(", "),
+                    ids.iter()
+                        .map(|i| format!("#{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     cut(reason, 300)
                 );
                 detail["subtask_ids"] = json!(ids);
@@ -870,13 +952,21 @@ impl<'a> StepRun<'a> {
                     message: "lost".into(),
                 });
             }
-            s.finish_step(step_id, outcome.as_str(), model.as_deref(), rounds, cost, &detail)?;
+            s.finish_step(
+                step_id,
+                outcome.as_str(),
+                model.as_deref(),
+                rounds,
+                cost,
+                &detail,
+            )?;
             Ok(t)
         });
         let transition = match transition {
             Ok(t) => t.expect("checked above"),
             Err(crate::Error::Conflict { message, .. }) if message == "lost" => {
-                self.db.finish_step(step_id, "lost", model.as_deref(), rounds, cost, &json!({}))?;
+                self.db
+                    .finish_step(step_id, "lost", model.as_deref(), rounds, cost, &json!({}))?;
                 self.emit(Progress::Warning {
                     message: format!(
                         "task {}: the lease ran out and another agent took the task; this step's result is dropped",
@@ -896,7 +986,8 @@ impl<'a> StepRun<'a> {
         });
         // plans.md and issues.md follow the store; the store change stands
         // even if they cannot (the warning says how to sync).
-        if let Err(e) = crate::docs::sync::follow(self.db, self.task.id, &holder, reason.as_deref()) {
+        if let Err(e) = crate::docs::sync::follow(self.db, self.task.id, &holder, reason.as_deref())
+        {
             self.emit(Progress::Warning {
                 message: format!(
                     "task {}: plans.md not updated ({e}); run `llmclis plans sync --project-id {}`",
@@ -905,12 +996,19 @@ impl<'a> StepRun<'a> {
             });
         }
         match &effect {
-            Effect::Complete { answer, model: Some(m), .. } => {
+            Effect::Complete {
+                answer,
+                model: Some(m),
+                ..
+            } => {
                 let raw = format!("Task {}: {}\n{answer}", self.task.id, self.task.title);
                 self.remember(&raw, "raw_interaction", m).await;
                 self.summarize(answer).await?;
             }
-            Effect::Block { last_answer: Some(a), .. } => {
+            Effect::Block {
+                last_answer: Some(a),
+                ..
+            } => {
                 let raw = format!("Task {} (blocked): {}\n{a}", self.task.id, self.task.title);
                 self.remember(&raw, "raw_interaction", &holder).await;
             }
@@ -996,13 +1094,18 @@ fn parse_verdict(text: &str) -> std::result::Result<Verdict, String> {
     let v: Verdict = parse_json(text)?;
     let lower = v.verdict.to_ascii_lowercase();
     if lower != "approve" && lower != "revise" {
-        return Err(format!("verdict {:?} is neither approve nor revise", v.verdict));
+        return Err(format!(
+            "verdict {:?} is neither approve nor revise",
+            v.verdict
+        ));
     }
     Ok(v)
 }
 
 impl std::fmt::Debug for StepRun<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepRun").field("task", &self.task.id).finish()
+        f.debug_struct("StepRun")
+            .field("task", &self.task.id)
+            .finish()
     }
 }

@@ -24,13 +24,42 @@ pub enum Reply {
     Raw(&'static str),
     /// Wait, then give the inner reply.
     Delay(Duration, Box<Reply>),
+    /// A normal answer with owned text and this many completion tokens.
+    Text(String, u64),
+    /// A normal answer cut off at max_tokens (`finish_reason: length`).
+    Cut(String, u64),
+}
+
+/// Requests whose messages contain `needle` take `replies` in order, then
+/// `then` forever.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub needle: &'static str,
+    pub replies: Vec<Reply>,
+    pub then: Reply,
+}
+
+impl Route {
+    pub fn new(needle: &'static str, replies: Vec<Reply>, then: Reply) -> Route {
+        Route {
+            needle,
+            replies,
+            then,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
+    routes: Mutex<Vec<(Route, VecDeque<Reply>)>>,
     hits: AtomicUsize,
     last_auth: Mutex<Option<String>>,
+    requests: Mutex<Vec<serde_json::Value>>,
+    /// Requests served at once; the rest wait (a server's batch size).
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// Time per request, like a model generating.
+    latency: Duration,
 }
 
 pub struct FakeLlm {
@@ -45,6 +74,30 @@ impl FakeLlm {
             script: Mutex::new(script.into()),
             ..Default::default()
         });
+        Self::serve(inner).await
+    }
+
+    /// Starts a server that answers by what the prompt contains (the role's
+    /// template), `slots` requests at a time, each taking `latency`.
+    pub async fn routed(routes: Vec<Route>, slots: Option<usize>, latency: Duration) -> FakeLlm {
+        let inner = Arc::new(Inner {
+            routes: Mutex::new(
+                routes
+                    .into_iter()
+                    .map(|r| {
+                        let q = r.replies.clone().into();
+                        (r, q)
+                    })
+                    .collect(),
+            ),
+            slots: slots.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            latency,
+            ..Default::default()
+        });
+        Self::serve(inner).await
+    }
+
+    async fn serve(inner: Arc<Inner>) -> FakeLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/models", get(models))
@@ -56,6 +109,20 @@ impl FakeLlm {
             let _ = axum::serve(listener, app).await;
         });
         FakeLlm { url, inner }
+    }
+
+    /// Every chat request's body, in arrival order.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.inner.requests.lock().unwrap().clone()
+    }
+
+    /// The prompts (all message contents joined) of requests containing `needle`.
+    pub fn prompts_with(&self, needle: &str) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(prompt_text)
+            .filter(|p| p.contains(needle))
+            .collect()
     }
 
     pub fn hits(&self) -> usize {
@@ -103,12 +170,31 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         .map(String::from);
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let stream = req["stream"].as_bool().unwrap_or(false);
-    let mut reply = inner
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::Ok("fine"));
+    inner.requests.lock().unwrap().push(req.clone());
+    let _slot = match &inner.slots {
+        Some(s) => Some(s.clone().acquire_owned().await.unwrap()),
+        None => None,
+    };
+    if !inner.latency.is_zero() {
+        tokio::time::sleep(inner.latency).await;
+    }
+    let routed = {
+        let text = prompt_text(&req);
+        let mut routes = inner.routes.lock().unwrap();
+        routes
+            .iter_mut()
+            .find(|(r, _)| text.contains(r.needle))
+            .map(|(r, q)| q.pop_front().unwrap_or_else(|| r.then.clone()))
+    };
+    let mut reply = match routed {
+        Some(r) => r,
+        None => inner
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Reply::Ok("fine")),
+    };
     loop {
         match reply {
             Reply::Delay(d, inner_reply) => {
@@ -128,6 +214,18 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
                     serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
                 ));
                 return ([("content-type", "text/event-stream")], body).into_response();
+            }
+            Reply::Text(_, _) | Reply::Cut(_, _) => {
+                let (text, tokens, finish) = match reply {
+                    Reply::Text(t, n) => (t, n, "stop"),
+                    Reply::Cut(t, n) => (t, n, "length"),
+                    _ => unreachable!(),
+                };
+                return axum::Json(serde_json::json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": tokens, "total_tokens": 50 + tokens}
+                }))
+                .into_response();
             }
             Reply::Ok(text) => {
                 return axum::Json(serde_json::json!({
@@ -154,4 +252,16 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
             }
         }
     }
+}
+
+fn prompt_text(req: &serde_json::Value) -> String {
+    req["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["content"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
 }

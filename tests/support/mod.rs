@@ -160,3 +160,44 @@ pub fn dump(path: &Path) -> String {
     }
     out
 }
+
+/// The servers' URLs, or None (after saying so) when they are not running.
+pub fn servers() -> Option<(String, String)> {
+    let smollm = std::env::var("LLMCLIS_TEST_SMOLLM_URL").ok();
+    let gemma = std::env::var("LLMCLIS_TEST_GEMMA_URL").ok();
+    match (smollm, gemma) {
+        (Some(s), Some(g)) => Some((s, g)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but the llama.cpp test servers are not: run `scripts/llama-server start` and export its lines (scripts/test does)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: no llama.cpp test server (LLMCLIS_TEST_SMOLLM_URL / LLMCLIS_TEST_GEMMA_URL unset); run `eval \"$(scripts/llama-server start)\"` ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// The real embedding model's files, or None (after saying so).
+pub fn assets() -> Option<(PathBuf, PathBuf)> {
+    match (
+        std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR"),
+        std::env::var_os("LLMCLIS_ONNXRUNTIME"),
+    ) {
+        (Some(d), Some(l)) => Some((d.into(), l.into())),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but the embedding assets are not: run `scripts/embedding-assets DIR` and export its lines (scripts/test does)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: no embedding assets (LLMCLIS_EMBEDDING_MODEL_DIR / LLMCLIS_ONNXRUNTIME unset); run scripts/embedding-assets ***\n"
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,972 @@
+//! The orchestrate loop. Deterministic paths run in-process against
+//! scripted fake servers (critic rejections, escalation with a handoff,
+//! exhausted chains, voting, planning, Ctrl-C); crash safety and parallel
+//! runs go through the real binary; the end-to-end run uses the real
+//! llama.cpp servers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use llmclis::llm::caller::{Breakers, Caller, RetryPolicy};
+use llmclis::llm::http_client;
+use llmclis::orchestrator::run::{self, Deps, Options, Progress, Summary};
+use llmclis::prompts::Prompts;
+use llmclis::registry::{Mode, Registry};
+use llmclis::store::{NewTask, Status, Store};
+use serde_json::Value;
+
+use crate::support::fake_llm::{FakeLlm, Reply, Route};
+use crate::support::{Env, servers};
+
+const CODER: &str = "You are an experienced software engineer";
+const CRITIC: &str = "You are the reviewer";
+const VOTER: &str = "You are one voter";
+const PLANNER: &str = "You are the planner";
+const SUMMARIZER: &str = "Summarize the material";
+
+fn approve() -> Reply {
+    Reply::Text(
+        r#"{"verdict":"approve","reasons":["does what the task asks"],"risks":[]}"#.into(),
+        12,
+    )
+}
+
+fn revise(why: &str) -> Reply {
+    Reply::Text(
+        format!(r#"{{"verdict":"revise","reasons":["{why}"],"risks":["users lose tabs"]}}"#),
+        12,
+    )
+}
+
+fn text(t: &str) -> Reply {
+    Reply::Text(t.into(), 20)
+}
+
+fn fail() -> Reply {
+    Reply::Status(500, r#"{"error":"the GPU caught fire"}"#, vec![])
+}
+
+/// A registry with providers `a` and `b` (one model each, both with
+/// structured output); every role tries model-a, then model-b.
+fn registry(a: &str, b: &str, extra_coder: &str) -> Registry {
+    let mut roles = String::new();
+    for r in llmclis::registry::ROLES {
+        let extra = if r == "coder" { extra_coder } else { "" };
+        roles.push_str(&format!(
+            "  {r}: {{ temperature: 0.3, models: [model-a, model-b]{extra} }}\n"
+        ));
+    }
+    let yaml = format!(
+        r#"providers:
+  - {{ name: a, kind: openai-compatible, flavour: vllm, base_url: "{a}", timeout_secs: 10, max_concurrency: 8, local: true }}
+  - {{ name: b, kind: openai-compatible, flavour: vllm, base_url: "{b}", timeout_secs: 10, max_concurrency: 8, local: true }}
+models:
+  - {{ id: model-a, provider: a, served_name: served-a, context_window: 32768, max_output_tokens: 4096, capabilities: [json_schema] }}
+  - {{ id: model-b, provider: b, served_name: served-b, context_window: 32768, max_output_tokens: 4096, capabilities: [json_schema] }}
+roles:
+{roles}rules:
+  - {{ name: explicit-role, match: {{ has_role_hint: true }}, role: from_hint }}
+  - {{ name: epics, match: {{ tags: [epic] }}, role: coder, plan: true }}
+  - {{ name: default, role: coder }}
+modes:
+  offline: {{ providers: local }}
+  online: {{ providers: all }}
+"#
+    );
+    Registry::parse(&yaml, "test.yaml").unwrap()
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    project: i64,
+}
+
+impl Harness {
+    fn new(titles: &[&str]) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("llmclis.db");
+        let mut s = Store::open(&db).unwrap();
+        let p = s.create_project("demo", "", None, "tester").unwrap();
+        for t in titles {
+            s.create_task(
+                NewTask {
+                    project_id: p.id,
+                    title: t.to_string(),
+                    ..Default::default()
+                },
+                "tester",
+            )
+            .unwrap();
+        }
+        Harness {
+            _dir: dir,
+            db,
+            project: p.id,
+        }
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.db).unwrap()
+    }
+
+    async fn run(&self, registry: Registry, max_steps: usize) -> (Summary, Vec<Value>) {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        self.run_with(registry, max_steps, 1, rx).await
+    }
+
+    async fn run_with(
+        &self,
+        registry: Registry,
+        max_steps: usize,
+        workers: usize,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> (Summary, Vec<Value>) {
+        let mut caller = Caller::new(
+            Arc::new(registry),
+            http_client(),
+            Arc::new(Breakers::new(3, Duration::from_secs(60))),
+        );
+        caller.retry = RetryPolicy {
+            attempts: 2,
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            max_wait: Duration::from_secs(1),
+        };
+        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let seen = events.clone();
+        let observer: run::Observer = Arc::new(move |p: &Progress| {
+            seen.lock().unwrap().push(serde_json::to_value(p).unwrap());
+        });
+        let summary = run::run(
+            Deps {
+                db_path: self.db.clone(),
+                caller: Arc::new(caller),
+                prompts: Arc::new(Prompts::builtin()),
+                memory: None,
+                memory_note: None,
+            },
+            Options {
+                project_id: self.project,
+                max_steps,
+                workers,
+                mode: Mode::Offline,
+                agent: "tester".into(),
+                lease: Duration::from_secs(60),
+                max_rounds: 3,
+                context_tokens: 1500,
+                memory_top_k: 5,
+                max_plan_depth: 2,
+            },
+            observer,
+            cancel,
+        )
+        .await
+        .unwrap();
+        let events = events.lock().unwrap().clone();
+        (summary, events)
+    }
+}
+
+/// A plain connection, for the checks no store call answers.
+fn sql(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).unwrap()
+}
+
+fn purposes(s: &Store, task: i64) -> Vec<String> {
+    s.model_calls(task)
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            format!(
+                "{}:{}:{}",
+                c.purpose.unwrap_or_default(),
+                c.model,
+                c.outcome
+            )
+        })
+        .collect()
+}
+
+fn notes(s: &Store, task: i64) -> String {
+    s.notes(task)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.text)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_critic_rejects_twice_then_approves_and_everything_is_recorded() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(
+                CRITIC,
+                vec![revise("tabs vanish"), revise("still no tests")],
+                approve(),
+            ),
+            Route::new(SUMMARIZER, vec![], text("Fixed the parser's tab handling.")),
+            Route::new(
+                CODER,
+                vec![text("v1"), text("v2")],
+                text("v3: tabs kept, tests added"),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let h = Harness::new(&["Fix the parser"]);
+    let (summary, events) = h.run(registry(&srv.url, &srv.url, ""), 5).await;
+    assert_eq!(
+        (summary.steps, summary.done, summary.status.as_str()),
+        (1, 1, "completed")
+    );
+    assert_eq!(summary.stopped_because, "no_ready_task");
+    let s = h.store();
+    let t = s.task(1).unwrap();
+    assert_eq!(t.status, Status::Done);
+    assert_eq!(t.claimed_by, None);
+    assert_eq!(
+        purposes(&s, 1),
+        [
+            "execute:model-a:ok",
+            "critique:model-a:ok",
+            "execute:model-a:ok",
+            "critique:model-a:ok",
+            "execute:model-a:ok",
+            "critique:model-a:ok",
+            "summarize:model-a:ok",
+        ]
+    );
+    // The critique goes back to the executor, round by round.
+    let coder = srv.prompts_with(CODER);
+    assert!(!coder[0].contains("The reviewer asked for changes"));
+    assert!(coder[1].contains("- tabs vanish") && coder[1].contains("Risk: users lose tabs"));
+    assert!(coder[2].contains("- still no tests"));
+    // Every call keeps its prompt and response, for replay.
+    let calls = s.model_calls(1).unwrap();
+    assert!(calls.iter().all(|c| {
+        c.prompt
+            .as_deref()
+            .is_some_and(|p| p.contains("Fix the parser"))
+    }));
+    assert_eq!(
+        calls[4].response.as_deref(),
+        Some("v3: tabs kept, tests added")
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.run_id == Some(summary.run_id) && c.step_id.is_some())
+    );
+    let n = notes(&s, 1);
+    assert!(
+        n.contains("The critic asked model-a for changes (round 1 of 3): tabs vanish"),
+        "{n}"
+    );
+    assert!(n.contains("Done by model-a in 3 round(s)"), "{n}");
+    // The step, the run, the memories.
+    let step = &s.task_steps(1).unwrap()[0];
+    assert_eq!((step.outcome.as_deref(), step.rounds), (Some("done"), 3));
+    assert_eq!(step.detail["result"], "v3: tabs kept, tests added");
+    let run = s.run(summary.run_id).unwrap();
+    assert_eq!(run.status, "completed");
+    assert_eq!(run.summary["done"], 1);
+    let kinds: Vec<String> = sql(&h.db)
+        .prepare("SELECT type FROM memories WHERE task_id = 1 ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kinds, ["raw_interaction", "task_summary"]);
+    // The event stream: started, calls, verdicts, status, finished, summary.
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"run_started"));
+    assert_eq!(names.last(), Some(&"run_summary"));
+    assert_eq!(names.iter().filter(|n| **n == "verdict").count(), 3);
+    assert!(names.contains(&"status_change") && names.contains(&"step_finished"));
+    // Status, event and note landed together.
+    let ev = s.events(1).unwrap();
+    let last_status = ev.iter().rev().find(|e| e.kind == "status").unwrap();
+    assert_eq!(last_status.to_status, Some(Status::Done));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_hands_off_to_the_next_with_what_was_tried() {
+    // Every request to `a` fails.
+    let a = FakeLlm::routed(vec![Route::new("", vec![], fail())], None, Duration::ZERO).await;
+    let b = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(
+                SUMMARIZER,
+                vec![],
+                text("model-a is down; start from scratch."),
+            ),
+            Route::new(CODER, vec![], text("done on b")),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let h = Harness::new(&["Fix the parser"]);
+    let (summary, _) = h.run(registry(&a.url, &b.url, ""), 1).await;
+    assert_eq!(summary.done, 1);
+    let s = h.store();
+    let coder_b = b.prompts_with(CODER);
+    assert_eq!(coder_b.len(), 1);
+    assert!(
+        coder_b[0].contains("## Handoff from the previous attempt"),
+        "{}",
+        coder_b[0]
+    );
+    assert!(coder_b[0].contains("model-a: it failed"), "{}", coder_b[0]);
+    assert!(
+        coder_b[0].contains("model-a is down"),
+        "the summarizer's handoff: {}",
+        coder_b[0]
+    );
+    let calls = purposes(&s, 1);
+    assert!(
+        calls.starts_with(&[
+            "execute:model-a:error".into(),
+            "execute:model-a:error".into()
+        ]),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"execute:model-b:ok".to_string()),
+        "{calls:?}"
+    );
+    assert!(notes(&s, 1).contains("Escalating from model-a to model-b"));
+    let handoffs: i64 = sql(&h.db)
+        .query_row(
+            "SELECT count(*) FROM memories WHERE type = 'handoff' AND task_id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(handoffs, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_model_fails_the_task_is_blocked_with_a_note_and_an_issue() {
+    let a = FakeLlm::routed(vec![Route::new("", vec![], fail())], None, Duration::ZERO).await;
+    let b = FakeLlm::routed(
+        vec![
+            Route::new(SUMMARIZER, vec![], text("both down")),
+            Route::new(
+                CODER,
+                vec![],
+                Reply::Status(503, r#"{"error":"overloaded"}"#, vec![]),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    // A project linked to a plans.md: the block opens an issues.md entry.
+    let env = Env::new();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_plans.md"),
+        env.dir.path().join("plans.md"),
+    )
+    .unwrap();
+    env.run(&["project", "add", "demo"]).assert_ok();
+    env.run(&["plans", "import", "plans.md", "--project-id", "1"])
+        .assert_ok();
+    let mut s = Store::open(&env.db()).unwrap();
+    let next = s.next_task(Some(1)).unwrap().unwrap();
+    let h = Harness {
+        _dir: tempfile::tempdir().unwrap(),
+        db: env.db(),
+        project: 1,
+    };
+    let (summary, _) = h.run(registry(&a.url, &b.url, ""), 1).await;
+    assert_eq!(
+        (summary.blocked, summary.done, summary.status.as_str()),
+        (1, 0, "completed")
+    );
+    s = Store::open(&env.db()).unwrap();
+    let t = s.task(next.id).unwrap();
+    assert_eq!(t.status, Status::Blocked);
+    let n = notes(&s, t.id);
+    assert!(n.contains("Every model in the chain was tried"), "{n}");
+    assert!(
+        n.contains("model-a: it failed") && n.contains("model-b: it failed"),
+        "{n}"
+    );
+    let issues = std::fs::read_to_string(env.dir.path().join("issues.md")).unwrap();
+    assert!(
+        issues.contains("Every model in the chain was tried"),
+        "{issues}"
+    );
+    let plans = std::fs::read_to_string(env.dir.path().join("plans.md")).unwrap();
+    assert!(plans.contains("Every model in the chain was tried"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voting_drops_red_flagged_answers_and_takes_the_one_that_leads() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(VOTER, vec![], text(r#"{"best": 0, "reason": "correct"}"#)),
+            Route::new(SUMMARIZER, vec![], text("ok")),
+            Route::new(
+                CODER,
+                vec![
+                    text("answer X"),
+                    text("answer Y"),
+                    text("answer  X"),
+                    Reply::Cut("answer Z, cut".into(), 130),
+                    Reply::Text("answer W, rambling".into(), 400),
+                ],
+                text("answer Y"),
+            ),
+        ],
+        Some(8),
+        Duration::from_millis(20),
+    )
+    .await;
+    let h = Harness::new(&["Pick a name"]);
+    let voting = ", voting: { candidates: 5, ahead_by: 2, max_tokens: 100 }";
+    let (summary, _) = h.run(registry(&srv.url, &srv.url, voting), 1).await;
+    assert_eq!(summary.done, 1);
+    let s = h.store();
+    let calls = purposes(&s, 1);
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("sample:")).count(),
+        5,
+        "{calls:?}"
+    );
+    // X has 2 votes, Y 1: a lead of 1 < 2, so one ballot is cast, for answer 0.
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("vote:")).count(),
+        1,
+        "{calls:?}"
+    );
+    let ballot = &srv.prompts_with(VOTER)[0];
+    let first = ballot
+        .split("## Answer 0\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    let result = s.task_steps(1).unwrap()[0].detail["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        result.split_whitespace().collect::<Vec<_>>(),
+        first.split_whitespace().collect::<Vec<_>>()
+    );
+    let n = notes(&s, 1);
+    assert!(n.contains("2 of 5 answers red-flagged"), "{n}");
+    assert!(
+        n.contains("cut off at max_tokens") && n.contains("overlong (400 > 100 tokens)"),
+        "{n}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_planner_splits_a_big_task_and_the_subtasks_then_run() {
+    let plan = r#"{"split": true, "reason": "two independent parts",
+        "subtasks": [
+            {"title": "Write the parser", "description": "tokens to AST", "depends_on": []},
+            {"title": "Test the parser", "description": "edge cases", "role": "tester", "depends_on": [0]}
+        ]}"#;
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(
+                PLANNER,
+                vec![text(plan)],
+                text(r#"{"split": false, "reason": "small", "subtasks": []}"#),
+            ),
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("summary")),
+            Route::new("", vec![], text("work done")),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let h = Harness::new(&[]);
+    {
+        let mut s = h.store();
+        s.create_task(
+            NewTask {
+                project_id: h.project,
+                title: "Build the config language".into(),
+                tags: vec!["epic".into()],
+                ..Default::default()
+            },
+            "tester",
+        )
+        .unwrap();
+    }
+    let (summary, events) = h.run(registry(&srv.url, &srv.url, ""), 10).await;
+    assert_eq!(
+        (summary.split, summary.done, summary.steps),
+        (1, 3, 4),
+        "{events:#?}"
+    );
+    let s = h.store();
+    let subs = s.subtasks(1).unwrap();
+    assert_eq!(subs.len(), 2);
+    assert_eq!(subs[1].depends_on, [subs[0].id]);
+    assert_eq!(subs[1].role.as_deref(), Some("tester"));
+    assert!(subs.iter().all(|t| t.status == Status::Done));
+    let parent = s.task(1).unwrap();
+    assert_eq!(parent.status, Status::Done);
+    assert!(notes(&s, 1).contains("Split by the planner into 2 subtasks"));
+    // The order: split, part one, part two (it waits for part one), roll-up.
+    let order: Vec<i64> = events
+        .iter()
+        .filter(|e| e["event"] == "step_finished")
+        .map(|e| e["task_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(order, [1, subs[0].id, subs[1].id, 1]);
+    // Subtasks are not planned again; the roll-up calls no model.
+    assert_eq!(srv.prompts_with(PLANNER).len(), 1);
+    let rollup = s.task_steps(1).unwrap().pop().unwrap();
+    assert!(
+        rollup.detail["result"]
+            .as_str()
+            .unwrap()
+            .contains("All 2 subtasks are done")
+    );
+    // The second subtask's prompt carries the first one's result.
+    let tester_prompt = srv
+        .prompts_with("Test the parser")
+        .into_iter()
+        .find(|p| p.contains("You are a test engineer"))
+        .unwrap();
+    assert!(tester_prompt.contains("Write the parser") && tester_prompt.contains("work done"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_puts_the_task_in_flight_back_and_records_the_run_as_interrupted() {
+    let srv = FakeLlm::routed(
+        vec![Route::new(
+            CODER,
+            vec![Reply::Delay(
+                Duration::from_secs(30),
+                Box::new(text("late")),
+            )],
+            text("x"),
+        )],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let h = Harness::new(&["Slow task", "Other task"]);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let reg = registry(&srv.url, &srv.url, "");
+    let run = {
+        let h = &h;
+        async move { h.run_with(reg, 5, 1, rx).await }
+    };
+    let cancel = async {
+        while srv.hits() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tx.send(true).unwrap();
+    };
+    let ((summary, _), ()) = tokio::join!(run, cancel);
+    assert_eq!(
+        (summary.status.as_str(), summary.released, summary.steps),
+        ("interrupted", 1, 1)
+    );
+    let s = h.store();
+    for id in [1, 2] {
+        let t = s.task(id).unwrap();
+        assert_eq!(
+            (t.status, t.claimed_by.as_deref()),
+            (Status::Pending, None),
+            "task {id}"
+        );
+    }
+    assert!(notes(&s, 1).contains("the run was interrupted"));
+    assert_eq!(s.run(summary.run_id).unwrap().status, "interrupted");
+}
+
+// ---- through the binary ----
+
+/// A config with short leases, and the registry, for the binary.
+fn install(env: &Env, registry_yaml: &str, lease_seconds: u64) {
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(
+        env.config_dir().join("config.toml"),
+        format!("[queue]\nlease_seconds = {lease_seconds}\n"),
+    )
+    .unwrap();
+    std::fs::write(env.config_dir().join("model_registry.yaml"), registry_yaml).unwrap();
+}
+
+fn registry_yaml(url: &str) -> String {
+    let mut roles = String::new();
+    for r in llmclis::registry::ROLES {
+        roles.push_str(&format!("  {r}: {{ temperature: 0.3, models: [m] }}\n"));
+    }
+    format!(
+        r#"providers:
+  - {{ name: p, kind: openai-compatible, flavour: vllm, base_url: "{url}", timeout_secs: 60, max_concurrency: 16, local: true }}
+models:
+  - {{ id: m, provider: p, served_name: served, context_window: 32768, max_output_tokens: 4096, capabilities: [json_schema] }}
+roles:
+{roles}rules:
+  - {{ name: default, role: coder }}
+modes:
+  offline: {{ providers: local }}
+  online: {{ providers: all }}
+"#
+    )
+}
+
+fn add_tasks(env: &Env, n: usize) {
+    let mut s = Store::open(&env.db()).unwrap();
+    let p = s.create_project("demo", "", None, "tester").unwrap();
+    s.batch(|s| {
+        for i in 0..n {
+            s.create_task(
+                NewTask {
+                    project_id: p.id,
+                    title: format!("Task number {i}"),
+                    ..Default::default()
+                },
+                "tester",
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+fn quick_server_routes() -> Vec<Route> {
+    vec![
+        Route::new(CRITIC, vec![], approve()),
+        Route::new(SUMMARIZER, vec![], text("summary")),
+        Route::new(CODER, vec![], text("result")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_the_next_run_reclaims_the_task_and_nothing_is_done_twice() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("summary")),
+            Route::new(
+                CODER,
+                vec![Reply::Delay(
+                    Duration::from_secs(60),
+                    Box::new(text("never")),
+                )],
+                text("result"),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let env = Env::new();
+    install(&env, &registry_yaml(&srv.url), 2);
+    add_tasks(&env, 3);
+    let mut child = env
+        .command()
+        .args(["orchestrate", "--project-id", "1", "--max-steps", "10"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while srv.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    {
+        let s = Store::open(&env.db()).unwrap();
+        assert_eq!(
+            s.task(1).unwrap().status,
+            Status::InProgress,
+            "held by the dead run"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let r = env.run(&["orchestrate", "--project-id", "1", "--max-steps", "10"]);
+        (r, env)
+    })
+    .await
+    .unwrap();
+    let (r, env) = out;
+    r.assert_ok();
+    assert!(r.stdout.contains("3 done"), "{}", r.stdout);
+    let s = Store::open(&env.db()).unwrap();
+    for id in 1..=3 {
+        assert_eq!(s.task(id).unwrap().status, Status::Done);
+        let done: Vec<_> = s
+            .task_steps(id)
+            .unwrap()
+            .into_iter()
+            .filter(|st| st.outcome.as_deref() == Some("done"))
+            .collect();
+        assert_eq!(done.len(), 1, "task {id} finished once");
+    }
+    assert!(
+        s.events(1)
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "lease_expired")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_orchestrators_on_200_tasks_process_each_task_once() {
+    let srv = FakeLlm::routed(quick_server_routes(), None, Duration::ZERO).await;
+    let env = Env::new();
+    install(&env, &registry_yaml(&srv.url), 60);
+    add_tasks(&env, 200);
+    let env = Arc::new(env);
+    let spawn = |name: &'static str| {
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || {
+            env.command()
+                .args([
+                    "--agent",
+                    name,
+                    "orchestrate",
+                    "--project-id",
+                    "1",
+                    "--max-steps",
+                    "200",
+                    "--workers",
+                    "2",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let (one, two) = tokio::join!(spawn("one"), spawn("two"));
+    for o in [one.unwrap(), two.unwrap()] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let s = Store::open(&env.db()).unwrap();
+    assert_eq!(s.status_counts(Some(1)).unwrap().done, 200);
+    let per_task: Vec<(i64, i64, i64)> = sql(&env.db())
+        .prepare(
+            "SELECT t.id,
+                    (SELECT count(*) FROM run_steps r WHERE r.task_id = t.id),
+                    (SELECT count(*) FROM model_calls c WHERE c.task_id = t.id AND c.purpose = 'execute')
+               FROM tasks t",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        per_task
+            .iter()
+            .all(|(_, steps, execs)| (*steps, *execs) == (1, 1)),
+        "{per_task:?}"
+    );
+    let runs: i64 = sql(&env.db())
+        .query_row("SELECT count(DISTINCT run_id) FROM run_steps", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(runs, 2, "both orchestrators took work");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_the_binary_releases_the_task_and_exits_130() {
+    let srv = FakeLlm::routed(
+        vec![Route::new(
+            CODER,
+            vec![Reply::Delay(Duration::from_secs(60), Box::new(text("x")))],
+            text("x"),
+        )],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let env = Env::new();
+    install(&env, &registry_yaml(&srv.url), 60);
+    add_tasks(&env, 2);
+    let child = env
+        .command()
+        .args(["--json", "orchestrate", "--project-id", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while srv.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["status"].as_str()),
+        (Some("run_summary"), Some("interrupted"))
+    );
+    let s = Store::open(&env.db()).unwrap();
+    assert_eq!(s.status_counts(Some(1)).unwrap().pending, 2);
+    assert!(s.task(1).unwrap().claimed_by.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_setup_is_refused_before_any_task_is_claimed() {
+    let env = Env::new();
+    add_tasks(&env, 1);
+    std::fs::create_dir_all(env.config_dir().join("prompts")).unwrap();
+    std::fs::write(
+        env.config_dir().join("prompts/critic.md"),
+        "---\nrole: critic\n---\n{% if %}\n",
+    )
+    .unwrap();
+    let r = env.run(&["orchestrate", "--project-id", "1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("prompts/critic.md:4:"), "{}", r.stderr);
+    let r = env.run(&["orchestrate", "--project-id", "1", "--workers", "0"]);
+    assert_eq!(r.code, 2);
+    let r = env.run(&["orchestrate", "--project-id", "9"]);
+    assert_eq!(r.code, 2);
+    let s = Store::open(&env.db()).unwrap();
+    assert_eq!(s.task(1).unwrap().status, Status::Pending);
+    assert!(s.runs(1, 10).unwrap().is_empty());
+}
+
+/// The real llama.cpp servers: a small project runs several steps and
+/// everything is recorded.
+#[test]
+fn end_to_end_against_the_real_llama_cpp_server() {
+    let Some((smollm, gemma)) = servers() else {
+        return;
+    };
+    let env = Env::new();
+    let mut roles = String::new();
+    for r in llmclis::registry::ROLES {
+        roles.push_str(&format!(
+            "  {r}: {{ temperature: 0.2, models: [smollm2-135m, gemma-270m] }}\n"
+        ));
+    }
+    let yaml = format!(
+        r#"providers:
+  - {{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: "{smollm}", timeout_secs: 120, max_concurrency: 1, local: true }}
+  - {{ name: gemma, kind: openai-compatible, flavour: llamacpp, base_url: "{gemma}", timeout_secs: 120, max_concurrency: 1, local: true }}
+models:
+  - {{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 2048, max_output_tokens: 200, capabilities: [fast, cheap, json_schema] }}
+  - {{ id: gemma-270m, provider: gemma, served_name: gemma-3-270m, context_window: 4096, max_output_tokens: 200, capabilities: [fast, cheap, json_schema] }}
+roles:
+{roles}rules:
+  - {{ name: default, role: coder }}
+modes:
+  offline: {{ providers: local }}
+  online: {{ providers: all }}
+"#
+    );
+    install(&env, &yaml, 120);
+    std::fs::write(
+        env.config_dir().join("config.toml"),
+        "[orchestrator]\nmax_rounds = 1\n",
+    )
+    .unwrap();
+    env.run(&["project", "add", "demo"]).assert_ok();
+    for t in [
+        "Write a Python function that adds two numbers",
+        "Write one sentence about SQLite",
+        "Name three colours",
+    ] {
+        env.run(&["task", "add", "--project-id", "1", t])
+            .assert_ok();
+    }
+    let mut cmd = env.command();
+    if let Some((dir, lib)) = crate::support::assets() {
+        cmd.env("LLMCLIS_EMBEDDING_MODEL_DIR", dir)
+            .env("LLMCLIS_ONNXRUNTIME", lib);
+    }
+    let r = crate::support::Run::from(
+        cmd.args([
+            "--json",
+            "orchestrate",
+            "--project-id",
+            "1",
+            "--max-steps",
+            "3",
+        ])
+        .output()
+        .unwrap(),
+    );
+    r.assert_ok();
+    let events: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "run_summary");
+    assert_eq!(summary["steps"], 3, "{}", r.stdout);
+    assert_eq!(
+        summary["done"].as_u64().unwrap() + summary["blocked"].as_u64().unwrap(),
+        3,
+        "every step ends done or blocked: {}",
+        r.stdout
+    );
+    if crate::support::assets().is_some() {
+        assert_eq!(events[0]["memory"], "indexed", "{}", events[0]);
+    }
+    let s = Store::open(&env.db()).unwrap();
+    for id in 1..=3 {
+        let calls = s.model_calls(id).unwrap();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.purpose.as_deref() == Some("execute") && c.outcome == "ok")
+        );
+        for c in calls.iter().filter(|c| c.outcome == "ok") {
+            assert!(c.prompt.as_deref().is_some_and(|p| !p.is_empty()));
+            assert!(
+                c.response.is_some() && c.completion_tokens.is_some() && c.latency_ms.is_some()
+            );
+        }
+        assert_eq!(s.task_steps(id).unwrap().len(), 1);
+    }
+    let memories: i64 = sql(&env.db())
+        .query_row(
+            "SELECT count(*) FROM memories WHERE type = 'raw_interaction'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(memories >= 1);
+    assert_eq!(s.runs(1, 1).unwrap()[0].status, "completed");
+}
