@@ -153,9 +153,13 @@ fn usage_errors_exit_2() {
     let env = seeded();
     let r = env.run(&["task", "show", "abc"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let r = env.run(&["orchestrate", "--project-id", "1"]);
+    let r = env.run(&["orchestrate", "--project-id", "1", "--max-steps", "0"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("--dry-run"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--max-steps must be at least 1"),
+        "{}",
+        r.stderr
+    );
     let r = env.run(&["--json", "task", "frobnicate"]);
     assert_eq!(r.code, 2);
     let err: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();

@@ -844,6 +844,37 @@ async fn ctrl_c_on_the_binary_releases_the_task_and_exits_130() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_server_up_the_run_stops_and_blocks_nothing() {
+    // A port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", l.local_addr().unwrap())
+    };
+    let env = Env::new();
+    install(&env, &registry_yaml(&closed), 60);
+    add_tasks(&env, 3);
+    let r = env.run(&["orchestrate", "--project-id", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no model server answered"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("1 step(s)"),
+        "one task tried, then the run stopped: {}",
+        r.stdout
+    );
+    let s = Store::open(&env.db()).unwrap();
+    assert_eq!(
+        s.status_counts(Some(1)).unwrap().pending,
+        3,
+        "nothing blocked"
+    );
+    assert!(notes(&s, 1).contains("No model server answered"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_setup_is_refused_before_any_task_is_claimed() {
     let env = Env::new();
     add_tasks(&env, 1);

@@ -480,6 +480,9 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
                 subtasks: store.subtasks(id)?.into_iter().map(|t| t.id).collect(),
                 notes: store.notes(id)?,
                 events: store.events(id)?,
+                result: crate::orchestrator::step::last_result(&store, id)?,
+                steps: store.task_steps(id)?,
+                model_calls: store.model_calls(id)?,
             };
             emit(out, ctx.json, &view, || render::task_show(&view))
         }

@@ -122,6 +122,12 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
         orchestrator::run::run(deps, opts, observer, rx).await
     })?;
     out.flush().map_err(|e| Error::io("<stdout>", e))?;
+    if summary.stopped_because == "models_unreachable" {
+        return Err(Error::Model(format!(
+            "run {} stopped: no model server answered; the task it tried is back in the queue. Start the servers in model_registry.yaml (`llmclis models health` shows which are down)",
+            summary.run_id
+        )));
+    }
     if summary.status == "interrupted" {
         return Err(Error::Interrupted(format!(
             "interrupted: run {} stopped after {} step(s); unfinished tasks are back in the queue",

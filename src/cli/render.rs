@@ -33,6 +33,12 @@ pub struct TaskView {
     pub subtasks: Vec<i64>,
     pub notes: Vec<Note>,
     pub events: Vec<Event>,
+    /// The orchestrator's result: the last done step's answer.
+    pub result: Option<String>,
+    /// Orchestrator steps that worked on the task.
+    pub steps: Vec<crate::store::RunStep>,
+    /// Every model call, with its prompt and response (for replay).
+    pub model_calls: Vec<crate::store::ModelCall>,
 }
 
 #[derive(Debug, Serialize)]
@@ -229,6 +235,42 @@ pub fn task_show(v: &TaskView) -> String {
         let _ = writeln!(s, "\nNotes:");
         for n in &v.notes {
             let _ = writeln!(s, "  {} {}: {}", n.created_at, n.agent, n.text);
+        }
+    }
+    if let Some(r) = &v.result {
+        let _ = writeln!(s, "\nResult:\n{}", r.trim_end());
+    }
+    if !v.model_calls.is_empty() {
+        let tokens: u64 = v
+            .model_calls
+            .iter()
+            .map(|c| c.prompt_tokens.unwrap_or(0) + c.completion_tokens.unwrap_or(0))
+            .sum();
+        let cost: f64 = v.model_calls.iter().map(|c| c.cost_usd).sum();
+        let _ = writeln!(
+            s,
+            "\nModel calls ({}, {tokens} tokens, ${cost:.4}; prompts and responses with --json):",
+            v.model_calls.len()
+        );
+        for c in &v.model_calls {
+            let tokens = match (c.prompt_tokens, c.completion_tokens) {
+                (Some(p), Some(o)) => format!(" {p}+{o} tok"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "  {} {:<9} {:<10} {} {}{tokens} {} ms{}",
+                c.created_at,
+                c.purpose.as_deref().unwrap_or("-"),
+                c.role,
+                c.model,
+                c.outcome,
+                c.latency_ms.unwrap_or(0),
+                c.error
+                    .as_deref()
+                    .map(|e| format!(": {}", short(e, 100)))
+                    .unwrap_or_default()
+            );
         }
     }
     let _ = writeln!(s, "\nHistory:");

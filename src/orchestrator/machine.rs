@@ -87,8 +87,11 @@ pub enum Event {
     Answered {
         text: String,
     },
+    /// `unreachable`: no server answered at all (connection refused), as
+    /// opposed to a model that answered badly or an error status.
     AnswerFailed {
         error: String,
+        unreachable: bool,
     },
     Sampled(Vec<Result<Sample, String>>),
     /// Each voter's pick, an index into the candidates; `None` when a voter
@@ -154,6 +157,12 @@ pub enum Effect {
     Release {
         reason: String,
     },
+    /// Back to pending because no model server could be reached at all: a
+    /// setup problem, not the task's; the run stops instead of blocking
+    /// task after task.
+    Unreachable {
+        reason: String,
+    },
 }
 
 impl Effect {
@@ -164,6 +173,7 @@ impl Effect {
                 | Effect::Complete { .. }
                 | Effect::Block { .. }
                 | Effect::Release { .. }
+                | Effect::Unreachable { .. }
         )
     }
 }
@@ -202,6 +212,8 @@ pub struct Step {
     candidates: Vec<String>,
     votes: Vec<u32>,
     ballots: u32,
+    /// Every failure so far was a refused connection: no server is up.
+    only_unreachable: bool,
 }
 
 fn excerpt(text: &str, max: usize) -> String {
@@ -232,6 +244,7 @@ impl Step {
             candidates: Vec::new(),
             votes: Vec::new(),
             ballots: 0,
+            only_unreachable: true,
         }
     }
 
@@ -273,13 +286,23 @@ impl Step {
                 self.phase = Phase::Critiquing;
                 vec![Effect::Critique { answer: text }]
             }
-            (Phase::Executing, Event::Answered { .. }) => self.escalate("it answered with nothing"),
-            (Phase::Executing, Event::AnswerFailed { error }) => {
+            (Phase::Executing, Event::Answered { .. }) => {
+                self.only_unreachable = false;
+                self.escalate("it answered with nothing")
+            }
+            (Phase::Executing, Event::AnswerFailed { error, unreachable }) => {
+                self.only_unreachable &= unreachable;
                 self.escalate(&format!("it failed: {}", excerpt(&error, 200)))
             }
-            (Phase::Sampling, Event::Sampled(samples)) => self.sampled(samples),
+            (Phase::Sampling, Event::Sampled(samples)) => {
+                self.only_unreachable = false;
+                self.sampled(samples)
+            }
             (Phase::Voting, Event::Ballots(picks)) => self.ballots(picks),
-            (Phase::Critiquing, Event::Reviewed(v)) => self.reviewed(v),
+            (Phase::Critiquing, Event::Reviewed(v)) => {
+                self.only_unreachable = false;
+                self.reviewed(v)
+            }
             (Phase::Critiquing, Event::CriticFailed(e)) => self.finish(Effect::Block {
                 reason: format!(
                     "No critic could review the answer ({}); the answer is kept with the task. Check the critic's models (`llmclis models health`), then set the task back to pending.",
@@ -419,6 +442,14 @@ impl Step {
                         tried: self.tried.clone(),
                     },
                 ]
+            }
+            None if self.only_unreachable && self.answer.is_none() => {
+                self.finish(Effect::Unreachable {
+                    reason: format!(
+                        "No model server answered ({}); the task is back in the queue. Start the servers (`llmclis models health` shows which are down) and run again.",
+                        self.tried.join("; ")
+                    ),
+                })
             }
             None => self.finish(Effect::Block {
                 reason: format!(
@@ -666,6 +697,7 @@ mod tests {
         );
         s.handle(Event::AnswerFailed {
             error: "server error 500".into(),
+            unreachable: false,
         });
         // b failed after a's rejected answer: blocked, saying why, keeping a's answer.
         assert!(s.is_finished());
@@ -677,6 +709,7 @@ mod tests {
         s.handle(Event::Started);
         let e = s.handle(Event::AnswerFailed {
             error: "cannot connect".into(),
+            unreachable: true,
         });
         assert!(matches!(&e[0], Effect::Note(n) if n.contains("Escalating from a to b")));
         assert!(
@@ -685,6 +718,7 @@ mod tests {
         s.handle(Event::HandoffWritten("h".into()));
         let e = s.handle(Event::AnswerFailed {
             error: "timed out".into(),
+            unreachable: false,
         });
         match &e[..] {
             [Effect::Block { reason, .. }] => {
@@ -846,6 +880,21 @@ mod tests {
             requests(&e)
                 .iter()
                 .any(|e| matches!(e, Effect::Handoff { .. }))
+        );
+    }
+
+    #[test]
+    fn no_server_answering_at_all_is_not_the_tasks_fault() {
+        let mut s = Step::new(setup(&["a", "b"]));
+        s.handle(Event::Started);
+        let down = || Event::AnswerFailed {
+            error: "cannot connect".into(),
+            unreachable: true,
+        };
+        s.handle(down());
+        s.handle(Event::HandoffWritten("h".into()));
+        assert!(
+            matches!(&s.handle(down())[..], [Effect::Unreachable { reason }] if reason.contains("No model server answered"))
         );
     }
 

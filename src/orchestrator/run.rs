@@ -117,7 +117,7 @@ pub struct Summary {
     pub project_id: i64,
     /// completed, interrupted or failed.
     pub status: String,
-    /// max_steps, no_ready_task or interrupted.
+    /// max_steps, no_ready_task, interrupted or models_unreachable.
     pub stopped_because: String,
     pub steps: usize,
     pub done: usize,
@@ -286,6 +286,7 @@ pub async fn run(
         status: match (&error, stopped_because.as_str()) {
             (Some(_), _) => "failed",
             (None, "interrupted") => "interrupted",
+            (None, "models_unreachable") => "failed",
             _ => "completed",
         }
         .into(),
@@ -339,9 +340,10 @@ async fn drive(
     let mut started = 0usize;
     let stopped: String;
     let mut interrupted_seen = false;
+    let mut unreachable = false;
     loop {
-        let cancelled = *cancel.borrow();
-        if cancelled && !interrupted_seen {
+        let cancelled = *cancel.borrow() || unreachable;
+        if cancelled && !unreachable && !interrupted_seen {
             interrupted_seen = true;
             (shared.observer)(&Progress::Interrupting);
         }
@@ -365,7 +367,9 @@ async fn drive(
             });
         }
         if running.is_empty() {
-            stopped = if cancelled {
+            stopped = if unreachable {
+                "models_unreachable"
+            } else if cancelled {
                 "interrupted"
             } else if started >= shared.opts.max_steps {
                 "max_steps"
@@ -391,6 +395,11 @@ async fn drive(
             Ok(Outcome::Blocked) => tally.blocked += 1,
             Ok(Outcome::Split) => tally.split += 1,
             Ok(Outcome::Released) => tally.released += 1,
+            Ok(Outcome::Unreachable) => {
+                // The steps in flight finish; no new task is taken.
+                tally.released += 1;
+                unreachable = true;
+            }
             Ok(Outcome::Failed) => tally.failed += 1,
             Ok(Outcome::Lost) => tally.lost += 1,
             Err(e) => {

@@ -27,6 +27,8 @@ pub enum Outcome {
     Split,
     /// Back to pending (interrupted).
     Released,
+    /// Back to pending: no model server answered; the run stops.
+    Unreachable,
     /// Something outside the models failed (the database, plans.md); the
     /// task went back to pending with a note.
     Failed,
@@ -41,6 +43,7 @@ impl Outcome {
             Outcome::Blocked => "blocked",
             Outcome::Split => "split",
             Outcome::Released => "released",
+            Outcome::Unreachable => "released",
             Outcome::Failed => "failed",
             Outcome::Lost => "lost",
         }
@@ -115,17 +118,21 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-/// A finished task's result: its last done step's answer, else its latest
-/// task summary, else its last note.
-pub fn result_of(db: &Store, task_id: i64) -> Result<String> {
-    if let Some(s) = db
+/// The answer of the last step that finished the task, if one did.
+pub fn last_result(db: &Store, task_id: i64) -> Result<Option<String>> {
+    Ok(db
         .task_steps(task_id)?
         .into_iter()
         .rev()
         .find(|s| s.outcome.as_deref() == Some("done"))
-        && let Some(r) = s.detail.get("result").and_then(|r| r.as_str())
-    {
-        return Ok(r.to_string());
+        .and_then(|s| s.detail.get("result")?.as_str().map(str::to_string)))
+}
+
+/// A finished task's result: its last done step's answer, else its latest
+/// task summary, else its last note.
+pub fn result_of(db: &Store, task_id: i64) -> Result<String> {
+    if let Some(r) = last_result(db, task_id)? {
+        return Ok(r);
     }
     let summary: Option<String> = db
         .conn()
@@ -636,12 +643,19 @@ impl<'a> StepRun<'a> {
                     {
                         Event::AnswerFailed {
                             error: "the answer was cut off before it said anything".into(),
+                            unreachable: false,
                         }
                     }
                     Ok(o) => Event::Answered {
                         text: o.response.text,
                     },
                     Err(f) => Event::AnswerFailed {
+                        // Only refused connections everywhere: no server is up.
+                        unreachable: f
+                            .attempts
+                            .iter()
+                            .filter(|a| a.outcome == "error")
+                            .all(|a| a.error_kind == Some("connect")),
                         error: self.shared.caller.redact(&f.to_string()),
                     },
                 })
@@ -851,7 +865,7 @@ impl<'a> StepRun<'a> {
                     Some(m) => format!("Done by {m} in {rounds} round(s)"),
                     None => "Done".to_string(),
                 };
-                let review = if review.is_empty() {
+                let said = if review.is_empty() {
                     String::new()
                 } else {
                     format!("; the critic: {}", cut(&review.join("; "), 300))
@@ -860,7 +874,7 @@ impl<'a> StepRun<'a> {
                     Outcome::Done,
                     Status::Done,
                     format!(
-                        "{who}{review}. Result: {} (full result: `llmclis task show {}`)",
+                        "{who}{said}. Result: {} (full result: `llmclis task show {}`)",
                         cut(
                             &answer.split_whitespace().collect::<Vec<_>>().join(" "),
                             400
@@ -882,6 +896,14 @@ impl<'a> StepRun<'a> {
                 machine.current_model().map(str::to_string),
                 json!({"reason": reason, "last_answer": last_answer}),
                 Some(reason.clone()),
+            ),
+            Effect::Unreachable { reason } => (
+                Outcome::Unreachable,
+                Status::Pending,
+                reason.clone(),
+                None,
+                json!({"reason": reason}),
+                None,
             ),
             Effect::Release { reason } => (
                 Outcome::Released,

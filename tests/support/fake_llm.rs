@@ -58,8 +58,10 @@ struct Inner {
     requests: Mutex<Vec<serde_json::Value>>,
     /// Requests served at once; the rest wait (a server's batch size).
     slots: Option<Arc<tokio::sync::Semaphore>>,
-    /// Time per request, like a model generating.
+    /// Time per request, like a model reading the prompt.
     latency: Duration,
+    /// And per completion token, like a model generating.
+    per_token: Duration,
 }
 
 pub struct FakeLlm {
@@ -80,7 +82,19 @@ impl FakeLlm {
     /// Starts a server that answers by what the prompt contains (the role's
     /// template), `slots` requests at a time, each taking `latency`.
     pub async fn routed(routes: Vec<Route>, slots: Option<usize>, latency: Duration) -> FakeLlm {
+        Self::timed(routes, slots, latency, Duration::ZERO).await
+    }
+
+    /// `routed`, where a `Text`/`Cut` reply also takes `per_token` for each
+    /// completion token it claims.
+    pub async fn timed(
+        routes: Vec<Route>,
+        slots: Option<usize>,
+        latency: Duration,
+        per_token: Duration,
+    ) -> FakeLlm {
         let inner = Arc::new(Inner {
+            per_token,
             routes: Mutex::new(
                 routes
                     .into_iter()
@@ -175,9 +189,6 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         Some(s) => Some(s.clone().acquire_owned().await.unwrap()),
         None => None,
     };
-    if !inner.latency.is_zero() {
-        tokio::time::sleep(inner.latency).await;
-    }
     let routed = {
         let text = prompt_text(&req);
         let mut routes = inner.routes.lock().unwrap();
@@ -195,6 +206,13 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
             .pop_front()
             .unwrap_or(Reply::Ok("fine")),
     };
+    let generated = match &reply {
+        Reply::Text(_, n) | Reply::Cut(_, n) => inner.per_token * (*n as u32),
+        _ => Duration::ZERO,
+    };
+    if !(inner.latency + generated).is_zero() {
+        tokio::time::sleep(inner.latency + generated).await;
+    }
     loop {
         match reply {
             Reply::Delay(d, inner_reply) => {
