@@ -395,6 +395,11 @@ impl<'a> StepRun<'a> {
                 again.role
             };
         }
+        if role == "critic" || role == "summarizer" {
+            // Their templates judge or condense other answers; a task of
+            // its own ("review X", "summarize Y") is written work.
+            role = "writer".into();
+        }
         let prompt = shared.prompts.render(&role, &self.vars)?;
         let tokens = estimate_tokens(&prompt);
         let max_out = shared.prompts.get(&role).max_tokens;
@@ -413,7 +418,8 @@ impl<'a> StepRun<'a> {
                 shared.opts.mode,
                 &conditions,
             );
-            d.plan = true;
+            // A planner hint still plans first.
+            d.plan = first.plan;
             d.rule = first.rule.clone();
             d
         };
