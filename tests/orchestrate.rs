@@ -601,6 +601,11 @@ async fn cancelling_puts_the_task_in_flight_back_and_records_the_run_as_interrup
     }
     assert!(notes(&s, 1).contains("the run was interrupted"));
     assert_eq!(s.run(summary.run_id).unwrap().status, "interrupted");
+    assert_eq!(
+        purposes(&s, 1),
+        ["execute:model-a:cancelled"],
+        "the dropped call is on record"
+    );
 }
 
 // ---- through the binary ----

@@ -401,3 +401,59 @@ fn invalid_input_is_refused() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[test]
+fn deleting_hides_a_task_keeps_its_history_and_frees_its_parent() {
+    let (mut s, p) = store_with_project();
+    let parent = add(&mut s, p, "parent", 2, &[], None);
+    let child = add(&mut s, p, "typo", 2, &[], Some(parent));
+    let needed = add(&mut s, p, "needed", 2, &[], None);
+    let user = add(&mut s, p, "user", 2, &[needed], None);
+    // Refused while something depends on it, or while it has subtasks.
+    let e = s.delete_task(needed, "t").unwrap_err().to_string();
+    assert!(e.contains(&format!("task(s) {user} depend on it")), "{e}");
+    let e = s.delete_task(parent, "t").unwrap_err().to_string();
+    assert!(e.contains("has 1 subtask"), "{e}");
+    assert_eq!(next(&s, p), Some(child), "the parent waits for its subtask");
+    let gone = s.delete_task(child, "t").unwrap();
+    assert!(gone.deleted_at.is_some());
+    assert!(
+        s.tasks(Some(p), None)
+            .unwrap()
+            .iter()
+            .all(|t| t.id != child)
+    );
+    assert!(s.subtasks(parent).unwrap().is_empty());
+    assert_eq!(
+        s.status_counts(Some(p)).unwrap().done,
+        0,
+        "not counted as done"
+    );
+    assert_eq!(next(&s, p), Some(parent), "the parent no longer waits");
+    assert_eq!(s.events(child).unwrap().last().unwrap().kind, "deleted");
+    assert!(s.delete_task(child, "t").is_err(), "already deleted");
+    assert!(s.check_derived_columns().unwrap().is_empty());
+}
+
+#[test]
+fn claiming_a_given_task_needs_it_ready() {
+    let (mut s, p) = store_with_project();
+    let a = add(&mut s, p, "a", 2, &[], None);
+    let b = add(&mut s, p, "b", 2, &[a], None);
+    let e = s
+        .claim_task(b, "agent", std::time::Duration::from_secs(60))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("task {b} is not ready")), "{e}");
+    let t = s
+        .claim_task(a, "agent", std::time::Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        (t.status, t.claimed_by.as_deref()),
+        (Status::InProgress, Some("agent"))
+    );
+    assert!(
+        s.claim_task(a, "other", std::time::Duration::from_secs(60))
+            .is_err()
+    );
+}

@@ -181,6 +181,13 @@ enum TaskCmd {
     },
     /// Append a note to a task
     Note { id: i64, text: String },
+    /// Hide a task from every list and count; its history is kept.
+    Delete {
+        id: i64,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Make a task depend on another (or drop that with --remove)
     Dep {
         id: i64,
@@ -472,6 +479,17 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             let tasks = store.tasks(project_id, status)?;
             emit(out, ctx.json, &tasks, || {
                 render::task_list(&tasks, project_id.is_none())
+            })
+        }
+        TaskCmd::Delete { id, yes } => {
+            if !yes {
+                return Err(Error::InvalidInput(format!(
+                    "deleting task {id} hides it from every list (its history stays); run again with --yes to confirm"
+                )));
+            }
+            let task = store.delete_task(id, agent)?;
+            emit(out, ctx.json, &task, || {
+                format!("Deleted task {}: {} (history kept)", task.id, task.title)
             })
         }
         TaskCmd::Show { id } => {

@@ -128,6 +128,12 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
             summary.run_id
         )));
     }
+    if summary.stopped_because == "step_failed" {
+        return Err(Error::Model(format!(
+            "run {} stopped after a step failed outside the models (see the warning above); its task is back in the queue",
+            summary.run_id
+        )));
+    }
     if summary.status == "interrupted" {
         return Err(Error::Interrupted(format!(
             "interrupted: run {} stopped after {} step(s); unfinished tasks are back in the queue",

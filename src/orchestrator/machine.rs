@@ -93,7 +93,12 @@ pub enum Event {
         error: String,
         unreachable: bool,
     },
-    Sampled(Vec<Result<Sample, String>>),
+    /// The k answers, or why each failed; `unreachable` when every one was
+    /// a refused connection.
+    Sampled {
+        samples: Vec<Result<Sample, String>>,
+        unreachable: bool,
+    },
     /// Each voter's pick, an index into the candidates; `None` when a voter
     /// gave no usable answer.
     Ballots(Vec<Option<usize>>),
@@ -294,8 +299,14 @@ impl Step {
                 self.only_unreachable &= unreachable;
                 self.escalate(&format!("it failed: {}", excerpt(&error, 200)))
             }
-            (Phase::Sampling, Event::Sampled(samples)) => {
-                self.only_unreachable = false;
+            (
+                Phase::Sampling,
+                Event::Sampled {
+                    samples,
+                    unreachable,
+                },
+            ) => {
+                self.only_unreachable &= unreachable;
                 self.sampled(samples)
             }
             (Phase::Voting, Event::Ballots(picks)) => self.ballots(picks),
@@ -366,19 +377,33 @@ impl Step {
     }
 
     fn planned(&mut self, plan: Plan) -> Vec<Effect> {
-        let subtasks: Vec<PlannedSubtask> = plan
-            .subtasks
-            .into_iter()
-            .filter(|s| !s.title.trim().is_empty())
-            .take(MAX_SUBTASKS)
-            .enumerate()
-            .map(|(i, mut s)| {
-                // Only earlier subtasks: no cycles, no dangling indexes.
-                s.depends_on.retain(|d| *d >= 0 && (*d as usize) < i);
-                s.depends_on.dedup();
-                s
-            })
-            .collect();
+        // The planner's indexes, mapped to the kept subtasks' positions.
+        let mut kept_at: Vec<Option<i64>> = Vec::new();
+        let mut subtasks: Vec<PlannedSubtask> = Vec::new();
+        for s in plan.subtasks {
+            if s.title.trim().is_empty() || subtasks.len() == MAX_SUBTASKS {
+                kept_at.push(None);
+                continue;
+            }
+            kept_at.push(Some(subtasks.len() as i64));
+            subtasks.push(s);
+        }
+        for (i, s) in subtasks.iter_mut().enumerate() {
+            // Only earlier subtasks: no cycles, no dangling indexes.
+            let mut deps: Vec<i64> = s
+                .depends_on
+                .iter()
+                .filter_map(|d| {
+                    usize::try_from(*d)
+                        .ok()
+                        .and_then(|d| kept_at.get(d).copied().flatten())
+                })
+                .filter(|d| (*d as usize) < i)
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            s.depends_on = deps;
+        }
         if plan.split && subtasks.len() >= 2 {
             return self.finish(Effect::Split {
                 reason: plan.reason,
@@ -834,17 +859,20 @@ mod tests {
             &s.handle(Event::Started)[..],
             [Effect::Sample { n: 5, .. }]
         ));
-        let e = s.handle(Event::Sampled(vec![
-            sample("x = 1"),
-            sample("x  =  1"),
-            sample("y = 2"),
-            Ok(Sample {
-                text: "cut".into(),
-                truncated: true,
-                completion_tokens: 100,
-            }),
-            Err("timeout".into()),
-        ]));
+        let e = s.handle(Event::Sampled {
+            samples: vec![
+                sample("x = 1"),
+                sample("x  =  1"),
+                sample("y = 2"),
+                Ok(Sample {
+                    text: "cut".into(),
+                    truncated: true,
+                    completion_tokens: 100,
+                }),
+                Err("timeout".into()),
+            ],
+            unreachable: false,
+        });
         assert!(matches!(&e[0], Effect::Note(n) if n.contains("2 of 5 answers red-flagged")));
         // "x = 1" has 2 votes (whitespace-equal), "y = 2" one: a lead of 1 < 2.
         assert!(matches!(&e[1], Effect::Vote { candidates, ballots: 1 } if candidates.len() == 2));
@@ -861,7 +889,10 @@ mod tests {
     fn voting_takes_the_plurality_when_ballots_run_out_and_escalates_when_all_are_flagged() {
         let mut s = Step::new(voting(2, 3));
         s.handle(Event::Started);
-        let e = s.handle(Event::Sampled(vec![sample("p"), sample("q")]));
+        let e = s.handle(Event::Sampled {
+            samples: vec![sample("p"), sample("q")],
+            unreachable: false,
+        });
         assert!(matches!(&e[..], [Effect::Vote { ballots: 3, .. }]));
         let e = s.handle(Event::Ballots(vec![Some(1), None, Some(1)]));
         assert!(matches!(&e[..], [Effect::Vote { ballots: 1, .. }]), "{e:?}");
@@ -875,7 +906,10 @@ mod tests {
 
         let mut s = Step::new(voting(2, 1));
         s.handle(Event::Started);
-        let e = s.handle(Event::Sampled(vec![Err("x".into()), sample("  ")]));
+        let e = s.handle(Event::Sampled {
+            samples: vec![Err("x".into()), sample("  ")],
+            unreachable: false,
+        });
         assert!(
             requests(&e)
                 .iter()

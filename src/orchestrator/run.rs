@@ -3,7 +3,7 @@
 //! records the run. Headless `orchestrate` and the TUI both drive it; what
 //! happens is reported as `Progress` events to an observer.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,7 +117,8 @@ pub struct Summary {
     pub project_id: i64,
     /// completed, interrupted or failed.
     pub status: String,
-    /// max_steps, no_ready_task, interrupted or models_unreachable.
+    /// max_steps, no_ready_task, interrupted, models_unreachable or
+    /// step_failed.
     pub stopped_because: String,
     pub steps: usize,
     pub done: usize,
@@ -152,8 +153,10 @@ pub struct Deps {
 pub(super) struct Shared {
     pub opts: Options,
     pub run_id: i64,
-    /// The claim holder: `agent/run-N`, so a run never mistakes another
-    /// run's claim (same agent name, another process) for its own.
+    /// The run's agent name, `agent/run-N`: notes and events are written
+    /// as it. Each step claims as `agent/run-N/step-M`, so no claim is ever
+    /// mistaken for another (another process with the same agent name, or
+    /// this run's own earlier claim whose lease ran out).
     pub holder: String,
     pub caller: Arc<Caller>,
     pub prompts: Arc<Prompts>,
@@ -245,23 +248,22 @@ pub async fn run(
     }
 
     // Leases of the tasks in flight are renewed from a connection of their own.
-    let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let in_flight: Arc<Mutex<HashMap<i64, String>>> = Arc::default();
     let heartbeat = {
         let mut db = Store::open(&deps.db_path)?;
         let in_flight = in_flight.clone();
-        let holder = shared.holder.clone();
         let lease = shared.opts.lease;
         let every = (lease / 3).max(Duration::from_millis(200));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let ids: Vec<i64> = in_flight
+                let held: Vec<(i64, String)> = in_flight
                     .lock()
                     .expect("lease set")
                     .iter()
-                    .copied()
+                    .map(|(id, h)| (*id, h.clone()))
                     .collect();
-                for id in ids {
+                for (id, holder) in held {
                     match db.renew_lease(id, &holder, lease) {
                         Ok(true) => {}
                         Ok(false) => tracing::warn!(task = id, "lease lost"),
@@ -286,7 +288,7 @@ pub async fn run(
         status: match (&error, stopped_because.as_str()) {
             (Some(_), _) => "failed",
             (None, "interrupted") => "interrupted",
-            (None, "models_unreachable") => "failed",
+            (None, "models_unreachable" | "step_failed") => "failed",
             _ => "completed",
         }
         .into(),
@@ -326,7 +328,7 @@ async fn drive(
     shared: &Shared,
     deps: &Deps,
     main_db: &mut Store,
-    in_flight: &Arc<Mutex<HashSet<i64>>>,
+    in_flight: &Arc<Mutex<HashMap<i64, String>>>,
     workers: usize,
     mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> std::result::Result<(Tally, String), (Tally, crate::Error)> {
@@ -341,33 +343,38 @@ async fn drive(
     let stopped: String;
     let mut interrupted_seen = false;
     let mut unreachable = false;
+    let mut failed = false;
     loop {
-        let cancelled = *cancel.borrow() || unreachable;
-        if cancelled && !unreachable && !interrupted_seen {
+        let cancelled = *cancel.borrow() || unreachable || failed;
+        if cancelled && !unreachable && !failed && !interrupted_seen {
             interrupted_seen = true;
             (shared.observer)(&Progress::Interrupting);
         }
         while !cancelled && running.len() < workers && started < shared.opts.max_steps {
+            let number = started + 1;
+            let holder = format!("{}/step-{number}", shared.holder);
             let claimed = main_db
-                .claim_next(
-                    Some(shared.opts.project_id),
-                    &shared.holder,
-                    shared.opts.lease,
-                )
+                .claim_next(Some(shared.opts.project_id), &holder, shared.opts.lease)
                 .map_err(|e| (tally.clone(), e))?;
             let Some(task) = claimed else { break };
-            started += 1;
-            in_flight.lock().expect("lease set").insert(task.id);
+            started = number;
+            in_flight
+                .lock()
+                .expect("lease set")
+                .insert(task.id, holder.clone());
             let mut db = pool.pop().expect("a connection per worker");
-            let number = started;
             running.push(async move {
                 let id = task.id;
-                let outcome = StepRun::new(shared, &mut db, task, number).run().await;
+                let outcome = StepRun::new(shared, &mut db, task, number, holder)
+                    .run()
+                    .await;
                 (db, id, outcome)
             });
         }
         if running.is_empty() {
-            stopped = if unreachable {
+            stopped = if failed {
+                "step_failed"
+            } else if unreachable {
                 "models_unreachable"
             } else if cancelled {
                 "interrupted"
@@ -400,7 +407,12 @@ async fn drive(
                 tally.released += 1;
                 unreachable = true;
             }
-            Ok(Outcome::Failed) => tally.failed += 1,
+            Ok(Outcome::Failed) => {
+                // Failures outside the models (the database, a template)
+                // would only repeat: the steps in flight finish, then stop.
+                tally.failed += 1;
+                failed = true;
+            }
             Ok(Outcome::Lost) => tally.lost += 1,
             Err(e) => {
                 // The database failed under a step: finish the others, then stop.

@@ -153,6 +153,8 @@ pub(super) struct StepRun<'a> {
     pub db: &'a mut Store,
     pub task: Task,
     pub number: usize,
+    /// This step's claim: `agent/run-N/step-M`.
+    claim: String,
     step_id: i64,
     vars: Vars,
     decision: Option<Decision>,
@@ -162,10 +164,17 @@ pub(super) struct StepRun<'a> {
 }
 
 impl<'a> StepRun<'a> {
-    pub fn new(shared: &'a Shared, db: &'a mut Store, task: Task, number: usize) -> Self {
+    pub fn new(
+        shared: &'a Shared,
+        db: &'a mut Store,
+        task: Task,
+        number: usize,
+        claim: String,
+    ) -> Self {
         StepRun {
             shared,
             db,
+            claim,
             vars: Vars {
                 task: TaskView::of(&task),
                 parent: None,
@@ -207,17 +216,20 @@ impl<'a> StepRun<'a> {
                     "The orchestrator stopped working on this task: {message}. It is back in the queue."
                 );
                 let holder = self.holder().to_string();
+                let claim = self.claim.clone();
                 let step_id = self.step_id;
                 let outcome = self.db.batch(|s| {
                     let t = s.finish_claim(
                         self.task.id,
+                        &claim,
                         &holder,
                         Status::Pending,
                         json!({"run_id": self.shared.run_id, "error": message}),
                         Some(&note),
                     )?;
                     if step_id > 0 {
-                        s.finish_step(step_id, "failed", None, 0, 0.0, &json!({"error": message}))?;
+                        let outcome = if t.is_some() { "failed" } else { "lost" };
+                        s.finish_step(step_id, outcome, None, 0, 0.0, &json!({"error": message}))?;
                     }
                     Ok(t)
                 });
@@ -280,12 +292,32 @@ impl<'a> StepRun<'a> {
                 )));
             };
             let mut cancel = self.shared.cancel.clone();
+            let (purpose, model) = in_flight(&request);
             let event = if *cancel.borrow() {
                 Event::Cancelled
             } else {
-                tokio::select! {
-                    ev = self.perform(request) => ev?,
-                    _ = cancel.wait_for(|c| *c) => Event::Cancelled,
+                let cancelled = tokio::select! {
+                    ev = self.perform(request) => Some(ev?),
+                    _ = cancel.wait_for(|c| *c) => None,
+                };
+                match cancelled {
+                    Some(ev) => ev,
+                    None => {
+                        // The call in flight was dropped: on record as such.
+                        self.db.record_model_call(&ModelCall {
+                            run_id: Some(self.shared.run_id),
+                            step_id: Some(self.step_id),
+                            task_id: Some(self.task.id),
+                            role: self.exec_role.clone(),
+                            purpose: Some(purpose.to_string()),
+                            provider: String::new(),
+                            model: model.unwrap_or_default(),
+                            outcome: "cancelled".into(),
+                            error: Some("interrupted (Ctrl-C) before it answered".into()),
+                            ..Default::default()
+                        })?;
+                        Event::Cancelled
+                    }
                 }
             };
             effects = machine.handle(event);
@@ -657,11 +689,7 @@ impl<'a> StepRun<'a> {
                     },
                     Err(f) => Event::AnswerFailed {
                         // Only refused connections everywhere: no server is up.
-                        unreachable: f
-                            .attempts
-                            .iter()
-                            .filter(|a| a.outcome == "error")
-                            .all(|a| a.error_kind == Some("connect")),
+                        unreachable: only_refused(&f),
                         error: self.shared.caller.redact(&f.to_string()),
                     },
                 })
@@ -683,6 +711,9 @@ impl<'a> StepRun<'a> {
                 let caller = &self.shared.caller;
                 let results = join_all((0..n).map(|_| caller.call(chain, &req, None))).await;
                 let role = self.exec_role.clone();
+                let unreachable = results
+                    .iter()
+                    .all(|r| r.as_ref().err().is_some_and(only_refused));
                 let mut samples = Vec::new();
                 for r in results {
                     self.record("sample", &role, &req, &r, None)?;
@@ -695,7 +726,10 @@ impl<'a> StepRun<'a> {
                         Err(f) => Err(self.shared.caller.redact(&f.to_string())),
                     });
                 }
-                Ok(Event::Sampled(samples))
+                Ok(Event::Sampled {
+                    samples,
+                    unreachable,
+                })
             }
             Effect::Vote {
                 candidates,
@@ -856,6 +890,7 @@ impl<'a> StepRun<'a> {
 
     async fn finish(&mut self, effect: Effect, machine: &Step) -> Result<Outcome> {
         let holder = self.holder().to_string();
+        let claim = self.claim.clone();
         let run_id = self.shared.run_id;
         let step_id = self.step_id;
         let cost = self.cost;
@@ -967,6 +1002,7 @@ impl<'a> StepRun<'a> {
             }
             let t = s.finish_claim(
                 task.id,
+                &claim,
                 &holder,
                 status,
                 json!({"run_id": run_id, "step": self.number, "outcome": outcome.as_str()}),
@@ -1031,7 +1067,18 @@ impl<'a> StepRun<'a> {
             } => {
                 let raw = format!("Task {}: {}\n{answer}", self.task.id, self.task.title);
                 self.remember(&raw, "raw_interaction", m).await;
-                self.summarize(answer).await?;
+                // The task is done and saved: a summary that cannot be made
+                // is a warning, never a failed step.
+                let mut cancel = self.shared.cancel.clone();
+                let summarized = tokio::select! {
+                    r = self.summarize(answer) => r,
+                    _ = cancel.wait_for(|c| *c) => Err(crate::Error::InvalidInput("interrupted".into())),
+                };
+                if let Err(e) = summarized {
+                    self.emit(Progress::Warning {
+                        message: format!("task {}: no task summary ({e})", self.task.id),
+                    });
+                }
             }
             Effect::Block {
                 last_answer: Some(a),
@@ -1088,6 +1135,30 @@ impl<'a> StepRun<'a> {
             cost_usd: self.cost,
         });
     }
+}
+
+/// What a request effect asks for: the purpose, and the model when it names one.
+fn in_flight(effect: &Effect) -> (&'static str, Option<String>) {
+    match effect {
+        Effect::Plan => ("plan", None),
+        Effect::Execute { model, .. } => ("execute", Some(model.clone())),
+        Effect::Sample { model, .. } => ("sample", Some(model.clone())),
+        Effect::Vote { .. } => ("vote", None),
+        Effect::Critique { .. } => ("critique", None),
+        Effect::Handoff { .. } => ("handoff", None),
+        _ => ("other", None),
+    }
+}
+
+/// Every try was a refused connection (and there was at least one): no
+/// server is up, as opposed to models that were skipped or failed.
+fn only_refused(f: &CallFailed) -> bool {
+    let mut errors = f
+        .attempts
+        .iter()
+        .filter(|a| a.outcome == "error")
+        .peekable();
+    errors.peek().is_some() && errors.all(|a| a.error_kind == Some("connect"))
 }
 
 fn skip_reason(s: &router::Skip) -> String {

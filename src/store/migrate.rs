@@ -21,6 +21,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0004_store_id.sql"),
     ),
     ("0005_runs", include_str!("../../migrations/0005_runs.sql")),
+    (
+        "0006_deleted",
+        include_str!("../../migrations/0006_deleted.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -114,6 +114,8 @@ pub struct Task {
     pub claimed_by: Option<String>,
     pub lease_expires_at: Option<String>,
     pub attempts: i64,
+    /// Set when the task was deleted: hidden from lists, history kept.
+    pub deleted_at: Option<String>,
 }
 
 /// What `create_task` needs; everything but the project and title has a default.

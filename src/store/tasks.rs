@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 const TASK_COLUMNS: &str = "id, project_id, parent_id, external_ref, title, description, status, \
      priority, role, tags, created_at, created_by, updated_at, last_agent, last_updated_at, \
-     claimed_by, lease_expires_at, attempts";
+     claimed_by, lease_expires_at, attempts, deleted_at";
 
 /// The ready queue's filter and order. Spelled exactly as in the partial
 /// indexes `tasks_ready` / `tasks_ready_any` (migrations/0001_init.sql), or
@@ -55,6 +55,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         claimed_by: r.get(15)?,
         lease_expires_at: r.get(16)?,
         attempts: r.get(17)?,
+        deleted_at: r.get(18)?,
     })
 }
 
@@ -478,6 +479,7 @@ impl Store {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks
               WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR status = ?2)
+                AND deleted_at IS NULL
               ORDER BY id"
         ))?;
         let mut tasks = stmt
@@ -518,7 +520,9 @@ impl Store {
     pub fn subtasks(&self, id: i64) -> Result<Vec<Task>> {
         let ids: Vec<i64> = self
             .conn()
-            .prepare_cached("SELECT id FROM tasks WHERE parent_id = ?1 ORDER BY id")?
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE parent_id = ?1 AND deleted_at IS NULL ORDER BY id",
+            )?
             .query_map([id], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         ids.into_iter().map(|i| self.task(i)).collect()
@@ -699,13 +703,14 @@ impl Store {
         })
     }
 
-    /// Ends `agent`'s claim on a task: the new status, the event and the
-    /// note in one transaction. `None`, with nothing written, when the agent
-    /// no longer holds the task (its lease ran out and another agent took
+    /// Ends `holder`'s claim on a task: the new status, the event and the
+    /// note (written as `agent`) in one transaction. `None`, with nothing
+    /// written, when the holder no longer holds the task (its lease ran out and another agent took
     /// it), so a slow worker never overwrites a newer one's result.
     pub fn finish_claim(
         &mut self,
         task_id: i64,
+        holder: &str,
         agent: &str,
         status: Status,
         metadata: Value,
@@ -716,7 +721,7 @@ impl Store {
                 .prepare_cached(
                     "SELECT status = 'in-progress' AND claimed_by IS ?2 FROM tasks WHERE id = ?1",
                 )?
-                .query_row(params![task_id, agent], |r| r.get(0))
+                .query_row(params![task_id, holder], |r| r.get(0))
                 .optional()?
                 .ok_or(Error::TaskNotFound(task_id))?;
             if !held {
@@ -736,6 +741,135 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Deletes a task: it leaves every list and count, and its history
+    /// stays. Refused while another task depends on it, while it has
+    /// subtasks, or when it comes from plans.md (the file is the source:
+    /// remove it there and re-import).
+    pub fn delete_task(&mut self, task_id: i64, agent: &str) -> Result<Task> {
+        self.write(|tx| {
+            let (project, status, deleted, external_ref, plans): (
+                i64,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ) = tx
+                .prepare_cached(
+                    "SELECT t.project_id, t.status, t.deleted_at, t.external_ref, p.plans_path
+                       FROM tasks t JOIN projects p ON p.id = t.project_id WHERE t.id = ?1",
+                )?
+                .query_row([task_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()?
+                .ok_or(Error::TaskNotFound(task_id))?;
+            if deleted.is_some() {
+                return Err(Error::TaskNotFound(task_id));
+            }
+            if let (Some(r), Some(_)) = (&external_ref, &plans) {
+                return Err(Error::InvalidInput(format!(
+                    "task {task_id} is {r} in the project's plans.md; remove it from the file and run `llmclis plans import` (it retires tasks that left the file)"
+                )));
+            }
+            let dependents: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT d.task_id FROM task_deps d JOIN tasks t ON t.id = d.task_id
+                      WHERE d.depends_on = ?1 AND t.deleted_at IS NULL ORDER BY d.task_id",
+                )?
+                .query_map([task_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if !dependents.is_empty() {
+                let ids: Vec<String> = dependents.iter().map(|d| d.to_string()).collect();
+                return Err(Error::InvalidInput(format!(
+                    "task {task_id} cannot be deleted: task(s) {} depend on it; remove those dependencies first (`llmclis task dep ID --on {task_id} --remove`)",
+                    ids.join(", ")
+                )));
+            }
+            let children: i64 = tx.query_row(
+                "SELECT count(*) FROM tasks WHERE parent_id = ?1 AND deleted_at IS NULL",
+                [task_id],
+                |r| r.get(0),
+            )?;
+            if children > 0 {
+                return Err(Error::InvalidInput(format!(
+                    "task {task_id} cannot be deleted: it has {children} subtask(s); delete them first"
+                )));
+            }
+            let ts = now();
+            // Closed, so a parent no longer waits for it.
+            tx.execute(
+                "UPDATE tasks SET status = 'done', deleted_at = ?2, claimed_by = NULL,
+                        lease_expires_at = NULL, updated_at = ?2, last_agent = ?3,
+                        last_updated_at = ?2
+                  WHERE id = ?1",
+                params![task_id, ts, agent],
+            )?;
+            let from: Status = status.parse()?;
+            insert_event(
+                tx,
+                &EventDraft {
+                    project_id: project,
+                    task_id: Some(task_id),
+                    kind: "deleted",
+                    from: Some(from),
+                    to: None,
+                    metadata: &json!({}),
+                },
+                agent,
+                &ts,
+            )?;
+            Ok(())
+        })?;
+        self.task(task_id)
+    }
+
+    /// Claims one given task for `agent`, as `claim_next` would if it were
+    /// next: it must be pending and ready.
+    pub fn claim_task(&mut self, task_id: i64, agent: &str, lease: Duration) -> Result<Task> {
+        let lease = chrono::Duration::from_std(lease)
+            .map_err(|_| Error::InvalidInput("the lease is too long".into()))?;
+        self.write(|tx| {
+            let now_t = chrono::Utc::now();
+            let ts = super::format_time(now_t);
+            let until = super::format_time(now_t + lease);
+            let project = project_of(tx, task_id)?;
+            release_expired_leases(tx, Some(project), agent, &ts)?;
+            let n = tx.execute(
+                &format!(
+                    "UPDATE tasks SET status = 'in-progress', claimed_by = ?2, lease_expires_at = ?3,
+                            attempts = attempts + 1, updated_at = ?4, last_agent = ?2,
+                            last_updated_at = ?4
+                      WHERE id = ?1 AND deleted_at IS NULL AND {READY_WHERE}"
+                ),
+                params![task_id, agent, until, ts],
+            )?;
+            if n == 0 {
+                let status: String =
+                    tx.query_row("SELECT status FROM tasks WHERE id = ?1", [task_id], |r| {
+                        r.get(0)
+                    })?;
+                return Err(Error::InvalidInput(format!(
+                    "task {task_id} is not ready ({status}, or waiting on dependencies or subtasks); `llmclis task show {task_id}` says why"
+                )));
+            }
+            insert_event(
+                tx,
+                &EventDraft {
+                    project_id: project,
+                    task_id: Some(task_id),
+                    kind: "claim",
+                    from: Some(Status::Pending),
+                    to: Some(Status::InProgress),
+                    metadata: &json!({"lease_expires_at": until}),
+                },
+                agent,
+                &ts,
+            )?;
+            Ok(())
+        })?;
+        self.task(task_id)
     }
 
     pub fn append_task_note(&mut self, task_id: i64, note: &str, agent: &str) -> Result<Note> {
@@ -895,7 +1029,8 @@ impl Store {
         }
         let mut counts = StatusCounts::default();
         let mut stmt = self.conn().prepare_cached(
-            "SELECT status, count(*) FROM tasks WHERE (?1 IS NULL OR project_id = ?1) GROUP BY status",
+            "SELECT status, count(*) FROM tasks
+              WHERE (?1 IS NULL OR project_id = ?1) AND deleted_at IS NULL GROUP BY status",
         )?;
         let rows = stmt.query_map([project_id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
         for row in rows {
