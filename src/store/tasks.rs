@@ -125,6 +125,29 @@ fn insert_event(tx: &Connection, e: &EventDraft<'_>, agent: &str, ts: &str) -> R
 }
 
 /// The task's project, or `TaskNotFound`.
+fn claim_event(
+    tx: &Connection,
+    project: i64,
+    id: i64,
+    until: &str,
+    agent: &str,
+    ts: &str,
+) -> Result<()> {
+    insert_event(
+        tx,
+        &EventDraft {
+            project_id: project,
+            task_id: Some(id),
+            kind: "claim",
+            from: Some(Status::Pending),
+            to: Some(Status::InProgress),
+            metadata: &json!({"lease_expires_at": until}),
+        },
+        agent,
+        ts,
+    )
+}
+
 fn project_of(tx: &rusqlite::Connection, id: i64) -> Result<i64> {
     tx.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -854,19 +877,7 @@ impl Store {
                     "task {task_id} is not ready ({status}, or waiting on dependencies or subtasks); `llmclis task show {task_id}` says why"
                 )));
             }
-            insert_event(
-                tx,
-                &EventDraft {
-                    project_id: project,
-                    task_id: Some(task_id),
-                    kind: "claim",
-                    from: Some(Status::Pending),
-                    to: Some(Status::InProgress),
-                    metadata: &json!({"lease_expires_at": until}),
-                },
-                agent,
-                &ts,
-            )?;
+            claim_event(tx, project, task_id, &until, agent, &ts)?;
             Ok(())
         })?;
         self.task(task_id)
@@ -987,19 +998,7 @@ impl Store {
             let Some((id, project)) = row else {
                 return Ok(None);
             };
-            insert_event(
-                tx,
-                &EventDraft {
-                    project_id: project,
-                    task_id: Some(id),
-                    kind: "claim",
-                    from: Some(Status::Pending),
-                    to: Some(Status::InProgress),
-                    metadata: &json!({"lease_expires_at": until}),
-                },
-                agent,
-                &ts,
-            )?;
+            claim_event(tx, project, id, &until, agent, &ts)?;
             Ok(Some(id))
         })?;
         claimed.map(|id| self.task(id)).transpose()
