@@ -110,6 +110,8 @@ async fn orchestrate(
             context_tokens: 1500,
             memory_top_k: 5,
             max_plan_depth: 2,
+            task_id: None,
+            stream_tokens: false,
         },
         Arc::new(|_| {}),
         rx,

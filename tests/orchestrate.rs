@@ -113,16 +113,18 @@ impl Harness {
 
     async fn run(&self, registry: Registry, max_steps: usize) -> (Summary, Vec<Value>) {
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        self.run_with(registry, max_steps, 1, rx).await
+        self.run_with(registry, max_steps, None, rx).await
     }
 
+    /// A run; with `task_id`, of that task alone, streaming its tokens.
     async fn run_with(
         &self,
         registry: Registry,
         max_steps: usize,
-        workers: usize,
+        task_id: Option<i64>,
         cancel: tokio::sync::watch::Receiver<bool>,
     ) -> (Summary, Vec<Value>) {
+        let workers = 1;
         let mut caller = Caller::new(
             Arc::new(registry),
             http_client(),
@@ -158,6 +160,8 @@ impl Harness {
                 context_tokens: 1500,
                 memory_top_k: 5,
                 max_plan_depth: 2,
+                task_id,
+                stream_tokens: task_id.is_some(),
             },
             observer,
             cancel,
@@ -577,7 +581,7 @@ async fn cancelling_puts_the_task_in_flight_back_and_records_the_run_as_interrup
     let reg = registry(&srv.url, &srv.url, "");
     let run = {
         let h = &h;
-        async move { h.run_with(reg, 5, 1, rx).await }
+        async move { h.run_with(reg, 5, None, rx).await }
     };
     let cancel = async {
         while srv.hits() == 0 {
@@ -606,6 +610,52 @@ async fn cancelling_puts_the_task_in_flight_back_and_records_the_run_as_interrup
         ["execute:model-a:cancelled"],
         "the dropped call is on record"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_given_task_runs_alone_and_its_answer_streams() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("summary")),
+            Route::new(CODER, vec![], Reply::Ok("streamed answer in words")),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let h = Harness::new(&["First", "Second", "Third"]);
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let (summary, events) = h
+        .run_with(registry(&srv.url, &srv.url, ""), 10, Some(2), rx)
+        .await;
+    assert_eq!((summary.steps, summary.done), (1, 1));
+    let s = h.store();
+    assert_eq!(s.task(2).unwrap().status, Status::Done);
+    assert_eq!(
+        s.status_counts(Some(1)).unwrap().pending,
+        2,
+        "the others wait"
+    );
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["event"] == "token")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, "streamed answer in words");
+    // A task that is not ready is refused before anything runs.
+    let mut st = h.store();
+    st.create_task(
+        NewTask {
+            project_id: 1,
+            title: "Waits".into(),
+            depends_on: vec![1],
+            ..Default::default()
+        },
+        "tester",
+    )
+    .unwrap();
+    assert!(st.claim_task(4, "x", Duration::from_secs(5)).is_err());
 }
 
 // ---- through the binary ----

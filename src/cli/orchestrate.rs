@@ -93,6 +93,8 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
         context_tokens: cfg.context_tokens,
         memory_top_k: cfg.memory_top_k,
         max_plan_depth: cfg.max_plan_depth,
+        task_id: None,
+        stream_tokens: false,
     };
     let json = ctx.json;
     // The observer runs on this thread (inside block_on), where stdout is
@@ -100,6 +102,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {
         if json {
             println!("{}", serde_json::to_string(p).expect("progress serializes"));
+        } else if let Progress::Token { .. } = p {
         } else if let Progress::Warning { message } = p {
             eprintln!("warning: {message}");
         } else if let Some(line) = render::progress(p) {

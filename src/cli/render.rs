@@ -541,7 +541,7 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
                 String::new()
             }
         ),
-        P::Warning { .. } => return None,
+        P::Warning { .. } | P::Token { .. } => return None,
         P::Interrupting => {
             "interrupt: taking no new task; the work in flight goes back to the queue (Ctrl-C again to exit at once)".into()
         }

@@ -35,6 +35,10 @@ pub struct Options {
     pub memory_top_k: usize,
     /// How deep the planner may split (1: only top-level tasks).
     pub max_plan_depth: usize,
+    /// Work on this task only (it must be ready), as one step.
+    pub task_id: Option<i64>,
+    /// Report the executor's answer token by token (`Progress::Token`).
+    pub stream_tokens: bool,
 }
 
 /// What a run reports as it goes: one JSON object per line with `--json`.
@@ -102,6 +106,13 @@ pub enum Progress {
         rounds: u32,
         seconds: f64,
         cost_usd: f64,
+    },
+    /// A piece of the executor's answer as it streams (with
+    /// `Options::stream_tokens`).
+    Token {
+        step: usize,
+        task_id: i64,
+        text: String,
     },
     Warning {
         message: String,
@@ -353,9 +364,18 @@ async fn drive(
         while !cancelled && running.len() < workers && started < shared.opts.max_steps {
             let number = started + 1;
             let holder = format!("{}/step-{number}", shared.holder);
-            let claimed = main_db
-                .claim_next(Some(shared.opts.project_id), &holder, shared.opts.lease)
-                .map_err(|e| (tally.clone(), e))?;
+            let claimed = match shared.opts.task_id {
+                // One given task: one step, then the run ends.
+                Some(id) if started == 0 => Some(
+                    main_db
+                        .claim_task(id, &holder, shared.opts.lease)
+                        .map_err(|e| (tally.clone(), e))?,
+                ),
+                Some(_) => None,
+                None => main_db
+                    .claim_next(Some(shared.opts.project_id), &holder, shared.opts.lease)
+                    .map_err(|e| (tally.clone(), e))?,
+            };
             let Some(task) = claimed else { break };
             started = number;
             in_flight

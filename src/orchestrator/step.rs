@@ -666,12 +666,34 @@ impl<'a> StepRun<'a> {
                 handoff,
                 ..
             } => {
-                let req = self.exec_request(critique, handoff)?;
+                let mut req = self.exec_request(critique, handoff)?;
                 let role = self.exec_role.clone();
+                // Watchers (the TUI's run panel) see the answer as it is written.
+                let observer = self.shared.observer.clone();
+                let (step, task_id) = (self.number, self.task.id);
+                let mut relay = move |ev: crate::llm::StreamEvent<'_>| {
+                    let text = match ev {
+                        crate::llm::StreamEvent::Token(t) => t.to_string(),
+                        crate::llm::StreamEvent::Restart { next_model, .. } => {
+                            format!("\n[restarting on {next_model}]\n")
+                        }
+                    };
+                    observer(&Progress::Token {
+                        step,
+                        task_id,
+                        text,
+                    });
+                };
+                let sink: Option<crate::llm::Sink<'_>> = if self.shared.opts.stream_tokens {
+                    req.stream = true;
+                    Some(&mut relay)
+                } else {
+                    None
+                };
                 let result = self
                     .shared
                     .caller
-                    .call(std::slice::from_ref(&model), &req, None)
+                    .call(std::slice::from_ref(&model), &req, sink)
                     .await;
                 self.record("execute", &role, &req, &result, None)?;
                 Ok(match result {
