@@ -69,6 +69,15 @@ pub struct Config {
     pub models: Models,
     pub memory: MemoryConfig,
     pub orchestrator: OrchestratorConfig,
+    pub tui: TuiConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuiConfig {
+    /// Action name → keys, replacing that action's defaults (see `?` in the
+    /// board for the names and keys).
+    pub keys: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

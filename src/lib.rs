@@ -18,6 +18,7 @@ pub mod prompts;
 pub mod registry;
 pub mod router;
 pub mod store;
+pub mod tui;
 
 pub use error::{Error, Result};
 

@@ -1,11 +1,11 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
-mod memory;
+pub(crate) mod memory;
 mod models;
-mod orchestrate;
+pub(crate) mod orchestrate;
 mod plans;
-mod render;
+pub(crate) mod render;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -32,7 +32,6 @@ pub use crate::registry::ROLES;
     name = "llmclis",
     version,
     about = "A terminal knowledge manager with a task queue for LLM agents",
-    arg_required_else_help = true,
     max_term_width = 100
 )]
 pub struct Cli {
@@ -58,11 +57,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "LLMCLIS_MODE", value_name = "MODE")]
     mode: Option<crate::registry::Mode>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The task board (also what `llmclis` with no command opens).
+    Tui,
     /// Create the config and data directories, the database and the default files
     FirstRun {
         /// Do not ask; for scripts
@@ -267,6 +268,7 @@ fn print_json_error(kind: &str, message: &str) {
     eprintln!("{}", json!({"error": {"kind": kind, "message": message}}));
 }
 
+#[derive(Clone)]
 pub(crate) struct Ctx {
     pub(crate) paths: Paths,
     pub(crate) config: Config,
@@ -316,7 +318,11 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         registry: cli.registry,
         mode: cli.mode,
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        return crate::tui::run(&ctx);
+    };
+    match command {
+        Command::Tui => crate::tui::run(&ctx),
         Command::FirstRun { yes } => cmd_first_run(&ctx, yes, out),
         Command::Project(cmd) => cmd_project(&ctx, cmd, out),
         Command::Task(cmd) => cmd_task(&ctx, cmd, out),

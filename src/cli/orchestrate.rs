@@ -35,7 +35,55 @@ pub struct OrchestrateArgs {
     dry_run: bool,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The run's parts from the settings: registry, prompts, caller, memory.
+/// Everything that can be wrong with the setup is found here, before a task
+/// is claimed. The TUI's run panel starts its runs the same way.
+pub(crate) fn prepare(
+    ctx: &Ctx,
+    project_id: i64,
+    max_steps: usize,
+    workers: usize,
+) -> Result<(orchestrator::run::Deps, orchestrator::run::Options)> {
+    let cfg = &ctx.config.orchestrator;
+    let registry = Arc::new(ctx.registry()?);
+    let prompts = Arc::new(Prompts::load(&ctx.paths.config_dir)?);
+    crate::logging::init(&ctx.paths.data_dir);
+    let caller = Arc::new(Caller::new(
+        registry,
+        http_client(),
+        Arc::new(Breakers::new(3, Duration::from_secs(60))),
+    ));
+    let store = ctx.store()?;
+    store.project(project_id)?;
+    let (memory, memory_note) = match super::memory::open_memory(ctx, &store) {
+        Ok(m) => (Some(Arc::new(m)), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let deps = orchestrator::run::Deps {
+        db_path: PathBuf::from(&ctx.paths.db),
+        caller,
+        prompts,
+        memory,
+        memory_note,
+    };
+    let opts = orchestrator::run::Options {
+        project_id,
+        max_steps,
+        workers,
+        mode: ctx.mode(),
+        agent: ctx.agent.clone(),
+        lease: ctx.config.lease(),
+        max_rounds: cfg.max_rounds,
+        context_tokens: cfg.context_tokens,
+        memory_top_k: cfg.memory_top_k,
+        max_plan_depth: cfg.max_plan_depth,
+        task_id: None,
+        stream_tokens: false,
+    };
+    Ok((deps, opts))
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -61,41 +109,8 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
             "--workers must be between 1 and 64".into(),
         ));
     }
-    // Everything that can be wrong with the setup is found before a task is claimed.
-    let registry = Arc::new(ctx.registry()?);
-    let prompts = Arc::new(Prompts::load(&ctx.paths.config_dir)?);
-    crate::logging::init(&ctx.paths.data_dir);
-    let caller = Arc::new(Caller::new(
-        registry,
-        http_client(),
-        Arc::new(Breakers::new(3, Duration::from_secs(60))),
-    ));
-    let (memory, memory_note) = match super::memory::open_memory(ctx, &store) {
-        Ok(m) => (Some(Arc::new(m)), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
     drop(store);
-    let deps = orchestrator::run::Deps {
-        db_path: PathBuf::from(&ctx.paths.db),
-        caller,
-        prompts,
-        memory,
-        memory_note,
-    };
-    let opts = orchestrator::run::Options {
-        project_id,
-        max_steps: args.max_steps,
-        workers,
-        mode: ctx.mode(),
-        agent: ctx.agent.clone(),
-        lease: ctx.config.lease(),
-        max_rounds: cfg.max_rounds,
-        context_tokens: cfg.context_tokens,
-        memory_top_k: cfg.memory_top_k,
-        max_plan_depth: cfg.max_plan_depth,
-        task_id: None,
-        stream_tokens: false,
-    };
+    let (deps, opts) = prepare(ctx, project_id, args.max_steps, workers)?;
     let json = ctx.json;
     // The observer runs on this thread (inside block_on), where stdout is
     // already locked by `main`: the lock is reentrant.

@@ -643,6 +643,11 @@ pub fn get(db: &Store, id: i64) -> Result<Option<MemoryRecord>> {
         .optional()?)
 }
 
+/// A task's memories, oldest first.
+pub fn for_task(db: &Store, task_id: i64) -> Result<Vec<MemoryRecord>> {
+    records(db, "task_id = ?1", task_id)
+}
+
 fn records(db: &Store, filter: &str, arg: i64) -> Result<Vec<MemoryRecord>> {
     let mut stmt = db.conn().prepare(&format!(
         "SELECT {COLUMNS} FROM memories WHERE {filter} ORDER BY id"

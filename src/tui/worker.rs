@@ -1,0 +1,371 @@
+//! The background worker: it owns the TUI's database connection, carries
+//! out jobs (loads and changes through the same store and `docs::sync` calls
+//! as the CLI), starts and stops orchestrator runs on threads of their own,
+//! and notices changes made by other processes (`PRAGMA data_version`), so
+//! the UI thread never waits on SQLite or the network.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::app::{DetailData, FormValues, Job, ModelRow, ModelsData, Msg, ProjectRow, ProviderRow};
+use crate::cli::Ctx;
+use crate::error::{Error, Result};
+use crate::store::{NewTask, Store, TaskPatch};
+
+/// How often the worker looks for changes made by other processes.
+pub const POLL: Duration = Duration::from_millis(400);
+
+struct Worker {
+    ctx: Ctx,
+    db: Store,
+    out: Sender<Msg>,
+    project: Option<i64>,
+    data_version: i64,
+    /// The run started from the TUI: its stop switch and its thread.
+    run: Option<(
+        tokio::sync::watch::Sender<bool>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+/// Starts the worker; jobs go in through the returned sender.
+pub(crate) fn spawn(ctx: Ctx, out: Sender<Msg>) -> Result<Sender<Job>> {
+    let db = ctx.store()?;
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("llmclis-tui-worker".into())
+        .spawn(move || {
+            let mut w = Worker {
+                ctx,
+                db,
+                out,
+                project: None,
+                data_version: 0,
+                run: None,
+            };
+            w.main(rx)
+        })
+        .map_err(|e| Error::io("<worker thread>", e))?;
+    Ok(tx)
+}
+
+fn state_file(ctx: &Ctx) -> PathBuf {
+    ctx.paths.data_dir.join("tui-state.json")
+}
+
+/// The project the board showed last, if it still exists.
+pub(crate) fn last_project(ctx: &Ctx, db: &Store) -> Option<i64> {
+    let text = std::fs::read_to_string(state_file(ctx)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let id = v.get("project_id")?.as_i64()?;
+    db.project(id).ok().map(|p| p.id)
+}
+
+impl Worker {
+    fn main(&mut self, rx: Receiver<Job>) {
+        loop {
+            match rx.recv_timeout(POLL) {
+                Ok(job) => {
+                    if let Err(e) = self.job(job) {
+                        let _ = self.out.send(Msg::Error(e.to_string()));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.notice_changes() {
+                        tracing::warn!(error = %e, "change check failed");
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // The UI is gone: a run still going is stopped, so its task goes back.
+        if let Some((stop, thread)) = self.run.take() {
+            let _ = stop.send(true);
+            let _ = thread.join();
+        }
+    }
+
+    fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .db
+            .conn()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Another connection committed: reload what is on screen.
+    fn notice_changes(&mut self) -> Result<()> {
+        let v = self.data_version()?;
+        if v != self.data_version {
+            self.data_version = v;
+            if let Some(p) = self.project {
+                self.load_board(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&self, msg: Msg) {
+        let _ = self.out.send(msg);
+    }
+
+    fn load_board(&mut self, project_id: i64) -> Result<()> {
+        let project = self.db.project(project_id)?;
+        let tasks = self.db.tasks(Some(project_id), None)?;
+        let counts = self.db.status_counts(Some(project_id))?;
+        if self.project != Some(project_id) {
+            self.project = Some(project_id);
+            let _ = crate::fsutil::write_atomic(
+                &state_file(&self.ctx),
+                json!({"project_id": project_id}).to_string().as_bytes(),
+            );
+        }
+        self.send(Msg::Board {
+            project,
+            tasks,
+            counts,
+        });
+        Ok(())
+    }
+
+    fn job(&mut self, job: Job) -> Result<()> {
+        let agent = self.ctx.agent.clone();
+        match job {
+            Job::LoadProjects => {
+                let rows = self
+                    .db
+                    .projects()?
+                    .into_iter()
+                    .map(|p| {
+                        Ok(ProjectRow {
+                            counts: self.db.status_counts(Some(p.id))?,
+                            project: p,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.send(Msg::Projects(rows));
+            }
+            Job::LoadBoard(id) => self.load_board(id)?,
+            Job::LoadDetail(id) => {
+                let d = DetailData {
+                    task: Some(self.db.task(id)?),
+                    subtasks: self.db.subtasks(id)?,
+                    notes: self.db.notes(id)?,
+                    events: self.db.events(id)?,
+                    steps: self.db.task_steps(id)?,
+                    calls: self.db.model_calls(id)?,
+                    result: crate::orchestrator::step::last_result(&self.db, id)?,
+                    memories: crate::memory::for_task(&self.db, id)?,
+                };
+                self.send(Msg::Detail(Box::new(d)));
+            }
+            Job::CreateTask { project_id, form } => {
+                let t = self.db.create_task(
+                    NewTask {
+                        project_id,
+                        title: form.title,
+                        description: form.description,
+                        priority: form.priority,
+                        tags: form.tags,
+                        depends_on: form.depends_on,
+                        ..Default::default()
+                    },
+                    &agent,
+                )?;
+                self.send(Msg::Saved(format!("added task {}: {}", t.id, t.title)));
+            }
+            Job::UpdateTask { id, form } => {
+                self.update(id, form, &agent)?;
+                self.send(Msg::Saved(format!("saved task {id}")));
+            }
+            Job::SetStatus { id, status, note } => {
+                let (tr, report) = crate::docs::sync::set_status(
+                    &mut self.db,
+                    id,
+                    status,
+                    &agent,
+                    json!({"via": "tui"}),
+                    note.as_deref(),
+                )?;
+                let files = if report.plans_changed {
+                    "; plans.md updated"
+                } else {
+                    ""
+                };
+                self.send(Msg::Saved(format!(
+                    "task {id}: {} → {}{files}",
+                    tr.from.as_str(),
+                    tr.task.status.as_str()
+                )));
+            }
+            Job::AddNote { id, text } => {
+                crate::docs::sync::add_note(&mut self.db, id, &text, &agent)?;
+                self.send(Msg::Saved(format!("note added to task {id}")));
+            }
+            Job::Delete(id) => {
+                let t = self.db.delete_task(id, &agent)?;
+                self.send(Msg::Saved(format!(
+                    "deleted task {id}: {} (history kept)",
+                    t.title
+                )));
+            }
+            Job::StartRun { project_id, task } => self.start_run(project_id, task)?,
+            Job::StopRun => {
+                if let Some((stop, _)) = &self.run {
+                    let _ = stop.send(true);
+                }
+            }
+            Job::CheckModels => self.check_models()?,
+            Job::SearchMemory { project_id, query } => {
+                // Its own thread: opening the index may wait for another
+                // process's lock, and embedding takes a moment.
+                let ctx = self.ctx.clone();
+                let out = self.out.clone();
+                std::thread::spawn(move || {
+                    let result = (|| -> Result<_> {
+                        let db = ctx.store()?;
+                        let mem = crate::cli::memory::open_memory(&ctx, &db)?;
+                        let rt = crate::cli::orchestrate::runtime()?;
+                        rt.block_on(mem.query_memory(&db, &query, Some(project_id), None, None, 10))
+                    })();
+                    let _ = out.send(Msg::MemoryHits(result.map_err(|e| e.to_string())));
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The form's changes, all or nothing: fields, then dependencies.
+    fn update(&mut self, id: i64, form: FormValues, agent: &str) -> Result<()> {
+        let old = self.db.task(id)?;
+        self.db.batch(|s| {
+            let patch = TaskPatch {
+                title: (form.title != old.title).then(|| form.title.clone()),
+                description: (form.description != old.description)
+                    .then(|| form.description.clone()),
+                priority: form.priority.filter(|p| *p != old.priority),
+                tags: (form.tags != old.tags).then(|| form.tags.clone()),
+                ..Default::default()
+            };
+            if !patch.is_empty() {
+                s.update_task(id, patch, agent)?;
+            }
+            for d in form
+                .depends_on
+                .iter()
+                .filter(|d| !old.depends_on.contains(d))
+            {
+                s.add_dependency(id, *d, agent)?;
+            }
+            for d in old
+                .depends_on
+                .iter()
+                .filter(|d| !form.depends_on.contains(d))
+            {
+                s.remove_dependency(id, *d, agent)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn start_run(&mut self, project_id: i64, task: Option<i64>) -> Result<()> {
+        if self.run.as_ref().is_some_and(|(_, t)| !t.is_finished()) {
+            return Err(Error::InvalidInput("a run is already going".into()));
+        }
+        let cfg = &self.ctx.config.orchestrator;
+        let steps = if task.is_some() { 1 } else { 20 };
+        let (deps, mut opts) =
+            crate::cli::orchestrate::prepare(&self.ctx, project_id, steps, cfg.workers.max(1))
+                .inspect_err(|e| {
+                    self.send(Msg::RunEnded(Err(e.to_string())));
+                })?;
+        opts.task_id = task;
+        opts.stream_tokens = true;
+        let (stop, cancel) = tokio::sync::watch::channel(false);
+        let out = self.out.clone();
+        let progress = self.out.clone();
+        let thread = std::thread::Builder::new()
+            .name("llmclis-tui-run".into())
+            .spawn(move || {
+                let observer: crate::orchestrator::run::Observer = Arc::new(move |p| {
+                    let _ = progress.send(Msg::Progress(Box::new(p.clone())));
+                });
+                let result = crate::cli::orchestrate::runtime().and_then(|rt| {
+                    rt.block_on(crate::orchestrator::run::run(deps, opts, observer, cancel))
+                });
+                let _ = out.send(Msg::RunEnded(result.map_err(|e| e.to_string())));
+            })
+            .map_err(|e| Error::io("<run thread>", e))?;
+        self.run = Some((stop, thread));
+        Ok(())
+    }
+
+    fn check_models(&mut self) -> Result<()> {
+        let registry = Arc::new(self.ctx.registry()?);
+        let mode = self.ctx.mode();
+        let mut data = ModelsData {
+            source: registry.source.clone(),
+            mode: format!("{mode:?}").to_lowercase(),
+            providers: registry
+                .providers
+                .iter()
+                .map(|p| ProviderRow {
+                    name: p.name.clone(),
+                    base_url: p.base_url.clone(),
+                    local: p.local,
+                    key_env: p.api_key_env.clone(),
+                    key_set: p.api_key().is_some(),
+                    health: None,
+                })
+                .collect(),
+            models: registry
+                .models
+                .iter()
+                .map(|m| ModelRow {
+                    id: m.id.clone(),
+                    provider: m.provider.clone(),
+                    served_name: m.served_name.clone(),
+                    context_window: m.context_window,
+                    roles: registry
+                        .roles
+                        .values()
+                        .filter(|r| r.models.contains(&m.id))
+                        .map(|r| r.name.clone())
+                        .collect(),
+                })
+                .collect(),
+            checking: true,
+        };
+        self.send(Msg::Models(data.clone()));
+        let out = self.out.clone();
+        std::thread::spawn(move || {
+            let http = crate::llm::http_client();
+            let result = crate::cli::orchestrate::runtime().map(|rt| {
+                rt.block_on(async {
+                    let checks = registry.providers.iter().map(|p| {
+                        let http = http.clone();
+                        async move {
+                            // Offline mode never probes API providers.
+                            if !p.local && mode == crate::registry::Mode::Offline {
+                                return None;
+                            }
+                            Some(crate::llm::client_for(p, http).health().await)
+                        }
+                    });
+                    futures_util::future::join_all(checks).await
+                })
+            });
+            if let Ok(healths) = result {
+                for (row, h) in data.providers.iter_mut().zip(healths) {
+                    row.health = h;
+                }
+            }
+            data.checking = false;
+            let _ = out.send(Msg::Models(data));
+        });
+        Ok(())
+    }
+}
