@@ -12,3 +12,4 @@ mod orchestrate;
 mod plans_cli;
 mod schedule;
 mod store;
+mod tui;

@@ -684,7 +684,15 @@ impl App {
                 let Some(p) = project else { return Vec::new() };
                 let task = if action == Action::RunTask {
                     match self.target() {
-                        Some(t) => Some(t.id),
+                        Some(t) if t.status == Status::Pending => Some(t.id),
+                        Some(t) => {
+                            self.status_line = format!(
+                                "task {} is {}: only a pending task can run",
+                                t.id,
+                                t.status.as_str()
+                            );
+                            return Vec::new();
+                        }
                         None => return Vec::new(),
                     }
                 } else {

@@ -96,20 +96,20 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         Overlay::None => {}
         Overlay::Help => draw_help(f, app, &theme),
         Overlay::Form(form) => {
-            let area = centered(f.area(), 70, 18);
+            let area = centered(f.area(), 70, 20);
             f.render_widget(Clear, area);
             let title = match form.editing {
                 Some(id) => format!(" Edit task {id} "),
                 None => " Add a task ".to_string(),
             };
-            let block = Block::bordered().title(title).title_bottom(
-                " tab: next field · enter: next / new line in description · ctrl-s: save · esc: cancel ",
-            );
+            let block = Block::bordered()
+                .title(title)
+                .title_bottom(" tab: next field · ctrl-s: save · esc: cancel ");
             let inner = block.inner(area);
             f.render_widget(block, area);
             let rows = Layout::vertical([
                 Constraint::Length(3),
-                Constraint::Min(4),
+                Constraint::Min(3),
                 Constraint::Length(3),
                 Constraint::Length(3),
                 Constraint::Length(3),
@@ -752,8 +752,6 @@ fn draw_projects(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
 }
 
 fn draw_help(f: &mut Frame<'_>, app: &App, theme: &Theme) {
-    let area = centered(f.area(), 64, (BINDINGS.len() as u16) + 4);
-    f.render_widget(Clear, area);
     let rows: Vec<Row<'_>> = BINDINGS
         .iter()
         .map(|(action, _, _, what)| {
@@ -766,15 +764,33 @@ fn draw_help(f: &mut Frame<'_>, app: &App, theme: &Theme) {
             Row::new(vec![keys.join(" "), what.to_string()])
         })
         .collect();
-    f.render_widget(
-        Table::new(rows, [Constraint::Length(16), Constraint::Min(20)])
-            .block(
-                Block::new()
-                    .borders(Borders::ALL)
-                    .title(" Keys ")
-                    .title_bottom(" [tui.keys] in config.toml changes them · any key closes "),
-            )
-            .style(theme.fg(Color::White)),
-        area,
-    );
+    // Two columns when one does not fit (80×24).
+    let one_column = f.area().height >= rows.len() as u16 + 4;
+    let (width, height) = if one_column {
+        (64, rows.len() as u16 + 4)
+    } else {
+        (f.area().width, (rows.len() as u16).div_ceil(2) + 4)
+    };
+    let area = centered(f.area(), width, height);
+    f.render_widget(Clear, area);
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .title(" Keys ")
+        .title_bottom(" [tui.keys] in config.toml changes them · any key closes ");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let widths = [Constraint::Length(12), Constraint::Min(10)];
+    if one_column {
+        f.render_widget(
+            Table::new(rows, widths).style(theme.fg(Color::White)),
+            inner,
+        );
+    } else {
+        let half = rows.len().div_ceil(2);
+        let mut right = rows;
+        let left: Vec<Row<'_>> = right.drain(..half).collect();
+        let [l, r] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(inner);
+        f.render_widget(Table::new(left, widths), l);
+        f.render_widget(Table::new(right, widths), r);
+    }
 }
