@@ -47,10 +47,23 @@ pub struct Step {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct KeyState {
+    pub env: String,
+    pub set: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub steps: Vec<Step>,
     pub schema_version: i64,
     pub projects: usize,
+    /// Local servers found (empty when detection was skipped).
+    pub endpoints: Vec<crate::endpoints::Found>,
+    /// API key variables named by the registry, and whether each is set.
+    pub api_keys: Vec<KeyState>,
+    /// The mode config.toml holds: `online` when first-run wrote it with a
+    /// key set, else what the file says.
+    pub mode: crate::registry::Mode,
     pub next_command: String,
 }
 
@@ -122,6 +135,7 @@ pub fn run(
     workspace: Option<&Path>,
     agent: &str,
     fetch_assets: bool,
+    detect: bool,
 ) -> Result<Report> {
     let mut steps = Vec::new();
     for (what, dir) in [
@@ -143,20 +157,44 @@ pub fn run(
     }
 
     let config_path = paths.config_file();
-    let outcome = if config_path.exists() {
+    // The keys the registry names (the user's copy once installed): a new
+    // config enables the API providers when one is set, else stays offline.
+    let registry = crate::registry::Registry::load(None, &paths.config_dir)
+        .unwrap_or_else(|_| crate::registry::Registry::builtin());
+    let api_keys: Vec<KeyState> = crate::endpoints::api_keys(&registry)
+        .into_iter()
+        .map(|(env, set)| KeyState { env, set })
+        .collect();
+    let (outcome, note) = if config_path.exists() {
         // Kept as the user wrote it, but a broken file is worth saying now.
         Config::load(&config_path)?;
-        Outcome::Unchanged
+        (Outcome::Unchanged, None)
+    } else if api_keys.iter().any(|k| k.set) {
+        let online = DEFAULT_CONFIG.replace("\nmode = \"offline\"\n", "\nmode = \"online\"\n");
+        write_atomic(&config_path, online.as_bytes())?;
+        (
+            Outcome::Created,
+            Some(
+                "mode = \"online\": an API key is set; API models follow the local ones"
+                    .to_string(),
+            ),
+        )
     } else {
         write_atomic(&config_path, DEFAULT_CONFIG.as_bytes())?;
-        Outcome::Created
+        (
+            Outcome::Created,
+            Some(
+                "mode = \"offline\": no API key is set, so only local servers are used".to_string(),
+            ),
+        )
     };
     steps.push(Step {
         what: "config".into(),
-        path: config_path,
+        path: config_path.clone(),
         outcome,
-        note: None,
+        note,
     });
+    let config = Config::load(&config_path)?;
 
     let mut manifest = read_manifest(&paths.config_dir);
     let mut manifest_dirty = false;
@@ -215,20 +253,54 @@ pub fn run(
     }
     steps.push(embedding_assets(paths, fetch_assets));
     let projects = store.projects()?;
-    let next_command = match projects.first() {
-        Some(p) if p.plans_path.is_some() => {
-            format!(
-                "llmclis orchestrate --project_id {} --max_steps 20 --dry-run",
-                p.id
-            )
+    // The registry as installed now (first-run may just have written it);
+    // a user's copy that does not parse is theirs to fix, and said so.
+    let registry = match crate::registry::Registry::load(None, &paths.config_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            steps.push(Step {
+                what: "model_registry.yaml is invalid".into(),
+                path: paths.config_dir.join("model_registry.yaml"),
+                outcome: Outcome::Missing,
+                note: Some(format!("{e}; fix it, or delete it to get the default back")),
+            });
+            crate::registry::Registry::builtin()
         }
-        Some(p) => format!("llmclis task next --project-id {}", p.id),
+    };
+    let endpoints = if detect {
+        let qdrant =
+            (config.memory.backend == "qdrant").then_some(config.memory.qdrant_url.as_str());
+        let candidates = crate::endpoints::candidates(&registry, qdrant);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("<tokio runtime>", e))?
+            .block_on(crate::endpoints::detect(&registry, &candidates))
+    } else {
+        Vec::new()
+    };
+    let serving = endpoints
+        .iter()
+        .any(|e| e.up && e.api != crate::endpoints::Api::Qdrant && !e.providers.is_empty());
+    let next_command = match projects.first() {
+        Some(p) if serving || !detect => {
+            format!("llmclis orchestrate --project_id {} --max_steps 20", p.id)
+        }
+        // No model server the registry knows is up yet: the dry run works
+        // without one.
+        Some(p) => format!(
+            "start a model server (`docker compose up -d`, or `scripts/llama-server start`), then llmclis orchestrate --project_id {} --max_steps 20; meanwhile: llmclis orchestrate --project_id {} --dry-run",
+            p.id, p.id
+        ),
         None => "llmclis project add NAME --root DIR".to_string(),
     };
     Ok(Report {
         steps,
         schema_version: SCHEMA_VERSION,
         projects: projects.len(),
+        endpoints,
+        api_keys,
+        mode: config.models.mode,
         next_command,
     })
 }
@@ -333,10 +405,10 @@ mod tests {
             "# demo – Plans\n\n## Stage 1 – One\n\n- [ ] **S1.1 – A task**\n",
         )
         .unwrap();
-        let first = run(&p, Some(&ws), "t", false).unwrap();
+        let first = run(&p, Some(&ws), "t", false, false).unwrap();
         assert!(first.changed());
         assert_eq!(first.projects, 1);
-        let again = run(&p, Some(&ws), "t", false).unwrap();
+        let again = run(&p, Some(&ws), "t", false, false).unwrap();
         assert!(!again.changed(), "{again:?}");
         assert!(pending_changes(&p, Some(&ws), false).is_empty());
     }
@@ -345,7 +417,7 @@ mod tests {
     fn an_edited_file_is_kept_and_an_old_default_is_updated() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        run(&p, None, "t", false).unwrap();
+        run(&p, None, "t", false, false).unwrap();
         let registry = p.config_dir.join("model_registry.yaml");
         std::fs::write(&registry, "# mine\n").unwrap();
         // Pretend the planner prompt is an older default we installed.
@@ -356,7 +428,7 @@ mod tests {
             .insert("prompts/planner.md".into(), sha256_hex(b"old default\n"));
         std::fs::write(p.config_dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
 
-        let report = run(&p, None, "t", false).unwrap();
+        let report = run(&p, None, "t", false, false).unwrap();
         let outcome = |what: &str| {
             report
                 .steps

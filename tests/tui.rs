@@ -281,21 +281,24 @@ fn models_memory_projects_and_help() {
     for c in "error format".chars() {
         a.on_msg(key(c));
     }
-    a.on_msg(Msg::MemoryHits(Ok(vec![Hit {
-        record: MemoryRecord {
-            id: 9,
-            project_id: 1,
-            task_id: Some(5),
-            kind: "handoff".into(),
-            agent: "qwen-7b".into(),
-            text: "Errors print as file:line:col, then the message.".into(),
-            tokens: 12,
-            covers: vec![],
-            compacted: false,
-            created_at: T.into(),
-        },
-        score: 0.812,
-    }])));
+    a.on_msg(Msg::MemoryHits {
+        seq: a.memory_seq,
+        hits: Ok(vec![Hit {
+            record: MemoryRecord {
+                id: 9,
+                project_id: 1,
+                task_id: Some(5),
+                kind: "handoff".into(),
+                agent: "qwen-7b".into(),
+                text: "Errors print as file:line:col, then the message.".into(),
+                tokens: 12,
+                covers: vec![],
+                compacted: false,
+                created_at: T.into(),
+            },
+            score: 0.812,
+        }]),
+    });
     insta::assert_snapshot!("memory_80x24", render(&a, 80, 24));
 
     a.on_msg(code(KeyCode::Esc));

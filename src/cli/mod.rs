@@ -367,7 +367,9 @@ fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
             ));
         }
     }
-    let report = first_run::run(&ctx.paths, workspace.as_deref(), &ctx.agent, fetch)?;
+    // LLMCLIS_DETECT=0 skips probing the local ports.
+    let detect = std::env::var("LLMCLIS_DETECT").map_or(true, |v| v != "0");
+    let report = first_run::run(&ctx.paths, workspace.as_deref(), &ctx.agent, fetch, detect)?;
     emit(out, ctx.json, &report, || render::first_run(&report))
 }
 

@@ -406,10 +406,48 @@ pub fn first_run(r: &Report) -> String {
     } else {
         s.insert_str(0, "Nothing to do: llmclis was already set up.\n");
     }
+    if !r.endpoints.is_empty() {
+        let _ = writeln!(s, "\nLocal servers:");
+        for e in &r.endpoints {
+            let state = if e.up {
+                if e.serves.is_empty() {
+                    "up, serves nothing yet".to_string()
+                } else {
+                    format!("up: {}", short(&e.serves.join(", "), 60))
+                }
+            } else {
+                format!("down ({})", e.error.as_deref().unwrap_or("no answer"))
+            };
+            let used = if e.providers.is_empty() {
+                if e.up && e.api != crate::endpoints::Api::Qdrant {
+                    " (no provider in model_registry.yaml points here)".to_string()
+                } else {
+                    String::new()
+                }
+            } else {
+                format!(" → provider {}", e.providers.join(", "))
+            };
+            let _ = writeln!(s, "  {:<10} {:<24} {state}{used}", e.name, e.url);
+        }
+    }
+    if !r.api_keys.is_empty() {
+        let keys: Vec<String> = r
+            .api_keys
+            .iter()
+            .map(|k| format!("{} {}", k.env, if k.set { "set" } else { "unset" }))
+            .collect();
+        let _ = writeln!(s, "API keys: {}", keys.join(", "));
+    }
     let _ = write!(
         s,
-        "Database schema version {}, {} project(s).\nNext: {}",
-        r.schema_version, r.projects, r.next_command
+        "Mode: {}. Database schema version {}, {} project(s).\nNext: {}",
+        serde_json::to_value(r.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        r.schema_version,
+        r.projects,
+        r.next_command
     );
     s
 }

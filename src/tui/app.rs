@@ -124,6 +124,8 @@ pub enum Job {
     SearchMemory {
         project_id: i64,
         query: String,
+        /// Answers to older searches are dropped.
+        seq: u64,
     },
 }
 
@@ -145,7 +147,12 @@ pub enum Msg {
     Progress(Box<Progress>),
     RunEnded(Result<Summary, String>),
     Models(ModelsData),
-    MemoryHits(Result<Vec<Hit>, String>),
+    MemoryHits {
+        seq: u64,
+        hits: Result<Vec<Hit>, String>,
+    },
+    /// The terminal stopped giving keys: the board closes.
+    InputClosed(String),
 }
 
 /// The task form's values, as typed.
@@ -166,6 +173,9 @@ pub struct TaskForm {
     pub fields: Vec<TextArea<'static>>,
     pub focus: usize,
     pub error: Option<String>,
+    /// Sent to the worker; the form closes when it is saved and stays,
+    /// with the error, when it is not.
+    pub saving: bool,
 }
 
 impl TaskForm {
@@ -204,6 +214,7 @@ impl TaskForm {
             fields,
             focus: 0,
             error: None,
+            saving: false,
         }
     }
 
@@ -282,12 +293,15 @@ pub struct App {
     pub column: usize,
     pub rows: [usize; 4],
     pub detail: DetailData,
+    /// The task whose detail was asked for last; other answers are stale.
+    pub detail_wanted: Option<i64>,
     pub detail_scroll: u16,
     pub run: RunPanel,
     pub models: ModelsData,
     pub memory_query: TextArea<'static>,
     pub memory_hits: Vec<Hit>,
     pub memory_status: String,
+    pub memory_seq: u64,
     pub status_line: String,
     pub quit: bool,
 }
@@ -314,12 +328,14 @@ impl App {
             column: 0,
             rows: [0; 4],
             detail: DetailData::default(),
+            detail_wanted: None,
             detail_scroll: 0,
             run: RunPanel::default(),
             models: ModelsData::default(),
             memory_query: single_line("what to look for, then enter"),
             memory_hits: Vec::new(),
             memory_status: String::new(),
+            memory_seq: 0,
             status_line: String::new(),
             quit: false,
         }
@@ -405,9 +421,20 @@ impl App {
                     return vec![Job::LoadDetail(t.id)];
                 }
             }
-            Msg::Detail(d) => self.detail = *d,
+            Msg::Detail(d) => {
+                if d.task.as_ref().map(|t| t.id) == self.detail_wanted {
+                    self.detail = *d;
+                }
+            }
+            Msg::InputClosed(e) => {
+                tracing::error!(error = %e, "keyboard input failed");
+                self.quit = true;
+            }
             Msg::Saved(text) => {
                 self.status_line = text;
+                if matches!(&self.overlay, Overlay::Form(f) if f.saving) {
+                    self.overlay = Overlay::None;
+                }
                 let mut jobs = Vec::new();
                 if let Some(p) = &self.project {
                     jobs.push(Job::LoadBoard(p.id));
@@ -422,7 +449,9 @@ impl App {
             Msg::Error(e) => {
                 if let Overlay::Form(f) = &mut self.overlay {
                     f.error = Some(e.clone());
+                    f.saving = false;
                 }
+                self.models.checking = false;
                 self.status_line = format!("error: {e}");
             }
             Msg::Progress(p) => self.on_progress(*p),
@@ -447,13 +476,14 @@ impl App {
                 }
             }
             Msg::Models(m) => self.models = m,
-            Msg::MemoryHits(r) => match r {
+            Msg::MemoryHits { seq, hits } if seq == self.memory_seq => match hits {
                 Ok(h) => {
                     self.memory_status = format!("{} hit(s)", h.len());
                     self.memory_hits = h;
                 }
                 Err(e) => self.memory_status = format!("error: {e}"),
             },
+            Msg::MemoryHits { .. } => {}
         }
         Vec::new()
     }
@@ -499,6 +529,7 @@ impl App {
                 let id = t.id;
                 self.view = View::Detail;
                 self.detail_scroll = 0;
+                self.detail_wanted = Some(id);
                 if self.detail.task.as_ref().is_none_or(|d| d.id != id) {
                     self.detail = DetailData::default();
                 }
@@ -514,6 +545,7 @@ impl App {
             View::Detail => self.detail.task.as_ref(),
             _ => self.selected(),
         }
+        .filter(|t| t.deleted_at.is_none())
     }
 
     pub fn on_key(&mut self, ev: KeyEvent) -> Vec<Job> {
@@ -541,9 +573,11 @@ impl App {
             let query = self.memory_query.lines().join(" ").trim().to_string();
             if let (false, Some(p)) = (query.is_empty(), &self.project) {
                 self.memory_status = "searching…".into();
+                self.memory_seq += 1;
                 return vec![Job::SearchMemory {
                     project_id: p.id,
                     query,
+                    seq: self.memory_seq,
                 }];
             }
             return Vec::new();
@@ -730,7 +764,11 @@ impl App {
             Overlay::None => (Overlay::None, Vec::new()),
             Overlay::Help => (Overlay::None, Vec::new()),
             Overlay::ConfirmDelete(id) => match ev.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => (Overlay::None, vec![Job::Delete(id)]),
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    // The task leaves every list: back to the board.
+                    self.view = View::Board;
+                    (Overlay::None, vec![Job::Delete(id)])
+                }
                 _ => {
                     self.status_line = "not deleted".into();
                     (Overlay::None, Vec::new())
@@ -854,17 +892,19 @@ impl App {
                 form.error = Some(e);
                 (Overlay::Form(form), Vec::new())
             }
-            Ok(values) => match (form.editing, &self.project) {
-                (Some(id), _) => (Overlay::None, vec![Job::UpdateTask { id, form: values }]),
-                (None, Some(p)) => (
-                    Overlay::None,
-                    vec![Job::CreateTask {
+            Ok(values) => {
+                let job = match (form.editing, &self.project) {
+                    (Some(id), _) => Job::UpdateTask { id, form: values },
+                    (None, Some(p)) => Job::CreateTask {
                         project_id: p.id,
                         form: values,
-                    }],
-                ),
-                (None, None) => (Overlay::None, Vec::new()),
-            },
+                    },
+                    (None, None) => return (Overlay::None, Vec::new()),
+                };
+                form.saving = true;
+                form.error = None;
+                (Overlay::Form(form), vec![job])
+            }
         }
     }
 }
@@ -998,6 +1038,11 @@ mod tests {
                 }
             }]
         );
+        assert!(
+            matches!(&a.overlay, Overlay::Form(f) if f.saving),
+            "open until saved"
+        );
+        a.on_msg(Msg::Saved("added task 4".into()));
         assert!(matches!(a.overlay, Overlay::None));
     }
 
@@ -1034,6 +1079,14 @@ mod tests {
         assert!(a.on_key(key('n')).is_empty(), "anything but y keeps it");
         a.on_key(key('D'));
         assert_eq!(a.on_key(key('y')), [Job::Delete(1)]);
+        // A late detail for a task no longer asked for is dropped.
+        a.on_key(code(KeyCode::Enter));
+        a.on_msg(Msg::Detail(Box::new(DetailData {
+            task: Some(task(2, "Lex", Status::Pending)),
+            ..Default::default()
+        })));
+        assert!(a.detail.task.is_none());
+        a.on_key(code(KeyCode::Esc));
         a.on_key(key('/'));
         for c in "lex".chars() {
             a.on_key(key(c));

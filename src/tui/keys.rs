@@ -165,19 +165,39 @@ pub struct KeyMap {
 impl KeyMap {
     /// The defaults, with `overrides` (action name → keys) applied.
     pub fn new(overrides: &BTreeMap<String, Vec<String>>) -> Result<KeyMap> {
-        let mut keys = Vec::new();
-        for (action, name, defaults, _) in BINDINGS {
-            let chosen: Vec<String> = match overrides.get(*name) {
-                Some(list) => list.clone(),
-                None => defaults.iter().map(|s| s.to_string()).collect(),
-            };
-            for k in chosen {
-                let key = Key::parse(&k).ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "[tui.keys] {name}: unknown key {k:?}; use a character, ctrl-X, alt-X, enter, esc, tab, up, down, left, right, home, end, pageup, pagedown, delete, space or f1…f12"
-                    ))
-                })?;
+        let parse = |name: &str, k: &str| {
+            Key::parse(k).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "[tui.keys] {name}: unknown key {k:?}; use a character, ctrl-X, alt-X, enter, esc, tab, up, down, left, right, home, end, pageup, pagedown, delete, space or f1…f12"
+                ))
+            })
+        };
+        // The user's keys first, and taken away from any default they clash with.
+        let mut keys: Vec<(Key, Action)> = Vec::new();
+        for (action, name, _, _) in BINDINGS {
+            for k in overrides.get(*name).into_iter().flatten() {
+                let key = parse(name, k)?;
+                if let Some((_, other)) = keys.iter().find(|(x, a)| *x == key && a != action) {
+                    let other = BINDINGS.iter().find(|b| b.0 == *other).map_or("", |b| b.1);
+                    return Err(Error::InvalidInput(format!(
+                        "[tui.keys]: {k:?} is given to both {other} and {name}; give each key one action"
+                    )));
+                }
                 keys.push((key, *action));
+            }
+        }
+        let taken: Vec<Key> = keys.iter().map(|(k, _)| *k).collect();
+        for (action, name, defaults, _) in BINDINGS {
+            if overrides.contains_key(*name) {
+                continue;
+            }
+            for k in defaults.iter() {
+                let key = Key::parse(k).ok_or_else(|| {
+                    Error::InvalidInput(format!("[tui.keys] {name}: unknown key {k:?}"))
+                })?;
+                if !taken.contains(&key) {
+                    keys.push((key, *action));
+                }
             }
         }
         for name in overrides.keys() {
@@ -262,6 +282,21 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unknown action \"jump\"")
+        );
+        // A key moved to another action leaves its old one.
+        let mut o = BTreeMap::new();
+        o.insert("stop".to_string(), vec!["r".to_string()]);
+        let m = KeyMap::new(&o).unwrap();
+        assert_eq!(
+            m.action(&ev(KeyCode::Char('r'), KeyModifiers::NONE)),
+            Some(Action::Stop)
+        );
+        o.insert("quit".to_string(), vec!["r".to_string()]);
+        assert!(
+            KeyMap::new(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("given to both")
         );
         let mut o = BTreeMap::new();
         o.insert("quit".to_string(), vec!["hyper-q".to_string()]);

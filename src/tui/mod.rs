@@ -62,26 +62,33 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
         .name("llmclis-tui-keys".into())
         .spawn(move || {
             loop {
-                match event::poll(Duration::from_millis(200)) {
-                    Ok(true) => {
-                        let msg = match event::read() {
-                            Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
-                            Ok(Event::Resize(..)) => Msg::Resize,
-                            Ok(_) => continue,
-                            Err(_) => break,
-                        };
-                        if tx.send(msg).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(false) => {}
-                    Err(_) => break,
+                let msg = match event::poll(Duration::from_millis(200)) {
+                    Ok(true) => match event::read() {
+                        Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
+                        Ok(Event::Resize(..)) => Msg::Resize,
+                        Ok(_) => continue,
+                        Err(e) => Msg::InputClosed(e.to_string()),
+                    },
+                    Ok(false) => continue,
+                    Err(e) => Msg::InputClosed(e.to_string()),
+                };
+                // Without keys the board could never quit: it closes.
+                let closed = matches!(msg, Msg::InputClosed(_));
+                if tx.send(msg).is_err() || closed {
+                    break;
                 }
             }
         })
         .map_err(|e| Error::io("<key thread>", e))?;
 
-    let mut terminal = ratatui::try_init().map_err(|e| Error::io("<terminal>", e))?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            // Raw mode may be on already.
+            ratatui::restore();
+            return Err(Error::io("<terminal>", e));
+        }
+    };
     let result = event_loop(&mut terminal, &mut app, &rx, &jobs);
     ratatui::restore();
     if app.run.running {

@@ -581,17 +581,27 @@ fn draw_run(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
         Paragraph::new(lines).block(Block::bordered().title(format!(" Run: {target}, {state} "))),
         events,
     );
+    // The newest text stays in view: lines are cut to the panel's width
+    // here, so the count of rows is exact and nothing scrolls out of sight.
     let text_height = tokens.height.saturating_sub(2) as usize;
-    let all: Vec<&str> = r.tokens.lines().collect();
-    let shown: Vec<Line<'_>> = all
+    let width = (tokens.width.saturating_sub(2) as usize).max(1);
+    let mut rows: Vec<String> = Vec::new();
+    for l in r.tokens.split('\n') {
+        let chars: Vec<char> = l.chars().collect();
+        if chars.is_empty() {
+            rows.push(String::new());
+        }
+        for chunk in chars.chunks(width) {
+            rows.push(chunk.iter().collect());
+        }
+    }
+    let shown: Vec<Line<'_>> = rows
         .iter()
-        .skip(all.len().saturating_sub(text_height))
-        .map(|l| Line::raw(l.to_string()))
+        .skip(rows.len().saturating_sub(text_height))
+        .map(|l| Line::raw(l.clone()))
         .collect();
     f.render_widget(
-        Paragraph::new(shown)
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(" Answer as it streams ")),
+        Paragraph::new(shown).block(Block::bordered().title(" Answer as it streams ")),
         tokens,
     );
 }

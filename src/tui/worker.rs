@@ -104,6 +104,7 @@ impl Worker {
             if let Some(p) = self.project {
                 self.load_board(p)?;
             }
+            self.job(Job::LoadProjects)?;
         }
         Ok(())
     }
@@ -219,7 +220,11 @@ impl Worker {
                 }
             }
             Job::CheckModels => self.check_models()?,
-            Job::SearchMemory { project_id, query } => {
+            Job::SearchMemory {
+                project_id,
+                query,
+                seq,
+            } => {
                 // Its own thread: opening the index may wait for another
                 // process's lock, and embedding takes a moment.
                 let ctx = self.ctx.clone();
@@ -231,7 +236,10 @@ impl Worker {
                         let rt = crate::cli::orchestrate::runtime()?;
                         rt.block_on(mem.query_memory(&db, &query, Some(project_id), None, None, 10))
                     })();
-                    let _ = out.send(Msg::MemoryHits(result.map_err(|e| e.to_string())));
+                    let _ = out.send(Msg::MemoryHits {
+                        seq,
+                        hits: result.map_err(|e| e.to_string()),
+                    });
                 });
             }
         }
@@ -272,8 +280,10 @@ impl Worker {
     }
 
     fn start_run(&mut self, project_id: i64, task: Option<i64>) -> Result<()> {
-        if self.run.as_ref().is_some_and(|(_, t)| !t.is_finished()) {
-            return Err(Error::InvalidInput("a run is already going".into()));
+        // The board asks only after the last run reported its end, so the
+        // old thread is done or about to be.
+        if let Some((_, old)) = self.run.take() {
+            let _ = old.join();
         }
         let cfg = &self.ctx.config.orchestrator;
         let steps = if task.is_some() { 1 } else { 20 };
@@ -293,8 +303,16 @@ impl Worker {
                 let observer: crate::orchestrator::run::Observer = Arc::new(move |p| {
                     let _ = progress.send(Msg::Progress(Box::new(p.clone())));
                 });
-                let result = crate::cli::orchestrate::runtime().and_then(|rt| {
-                    rt.block_on(crate::orchestrator::run::run(deps, opts, observer, cancel))
+                // A panic in the run still ends it for the board.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::cli::orchestrate::runtime().and_then(|rt| {
+                        rt.block_on(crate::orchestrator::run::run(deps, opts, observer, cancel))
+                    })
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::InvalidInput(
+                        "the run stopped on an internal error; see the log".into(),
+                    ))
                 });
                 let _ = out.send(Msg::RunEnded(result.map_err(|e| e.to_string())));
             })

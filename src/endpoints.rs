@@ -1,0 +1,218 @@
+//! Finding local model servers and Qdrant: the well-known ports (vLLM 8000,
+//! TGI 8080, Ollama 11434, llama.cpp 8081, LM Studio 1234, Qdrant 6333) and
+//! every local provider in the registry, probed at once with a short
+//! timeout. first-run and doctor report what answers and what it serves.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::registry::Registry;
+
+/// How long a probe waits: a local server answers in milliseconds, and a
+/// closed port refuses at once.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Api {
+    /// `GET /v1/models`, names under `data[].id`.
+    OpenAi,
+    /// `GET /api/tags`, names under `models[].name`.
+    Ollama,
+    /// `GET /healthz`, plus the version from `GET /`.
+    Qdrant,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// What usually listens there, or the registry provider's name.
+    pub name: String,
+    /// The base URL, without `/v1`.
+    pub url: String,
+    pub api: Api,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    pub name: String,
+    pub url: String,
+    pub api: Api,
+    pub up: bool,
+    /// Models it serves (Qdrant: its version).
+    pub serves: Vec<String>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    /// Registry providers that point at this endpoint.
+    pub providers: Vec<String>,
+}
+
+/// The well-known local ports.
+pub fn well_known() -> Vec<Candidate> {
+    let c = |name: &str, port: u16, api| Candidate {
+        name: name.into(),
+        url: format!("http://127.0.0.1:{port}"),
+        api,
+    };
+    vec![
+        c("vLLM", 8000, Api::OpenAi),
+        c("TGI", 8080, Api::OpenAi),
+        c("Ollama", 11434, Api::Ollama),
+        c("llama.cpp", 8081, Api::OpenAi),
+        c("LM Studio", 1234, Api::OpenAi),
+        c("Qdrant", 6333, Api::Qdrant),
+    ]
+}
+
+/// `http://host:port/v1` → `http://host:port`, and localhost spelt one way.
+fn root(url: &str) -> String {
+    let u = url.trim_end_matches('/');
+    let u = u.strip_suffix("/v1").unwrap_or(u);
+    u.replace("://localhost", "://127.0.0.1")
+}
+
+/// The well-known ports plus the registry's local providers (and the
+/// Qdrant URL, when given), each endpoint once.
+pub fn candidates(registry: &Registry, qdrant_url: Option<&str>) -> Vec<Candidate> {
+    let mut out = well_known();
+    for p in registry.providers.iter().filter(|p| p.local) {
+        let url = root(&p.base_url);
+        if !out.iter().any(|c| c.url == url) {
+            out.push(Candidate {
+                name: p.name.clone(),
+                url,
+                api: if p.is_ollama() {
+                    Api::Ollama
+                } else {
+                    Api::OpenAi
+                },
+            });
+        }
+    }
+    if let Some(q) = qdrant_url {
+        let url = root(q);
+        if !out.iter().any(|c| c.url == url) {
+            out.push(Candidate {
+                name: "Qdrant".into(),
+                url,
+                api: Api::Qdrant,
+            });
+        }
+    }
+    out
+}
+
+async fn probe(http: &reqwest::Client, c: &Candidate) -> Found {
+    let started = Instant::now();
+    let (path, list, name) = match c.api {
+        Api::OpenAi => ("/v1/models", "data", "id"),
+        Api::Ollama => ("/api/tags", "models", "name"),
+        Api::Qdrant => ("/", "", "version"),
+    };
+    let result = async {
+        let resp = http
+            .get(format!("{}{path}", c.url))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    "no answer in time".to_string()
+                } else if e.is_connect() {
+                    "nothing listens there".to_string()
+                } else {
+                    e.to_string()
+                }
+            })?;
+        if !resp.status().is_success() {
+            return Err(format!("answered {}", resp.status()));
+        }
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|_| "not the API expected".to_string())?;
+        Ok(if c.api == Api::Qdrant {
+            let version = v.get(name).and_then(|x| x.as_str()).ok_or("not Qdrant")?;
+            vec![format!("Qdrant {version}")]
+        } else {
+            v.get(list)
+                .and_then(|l| l.as_array())
+                .ok_or("not the API expected")?
+                .iter()
+                .filter_map(|m| m.get(name)?.as_str().map(str::to_string))
+                .collect()
+        })
+    }
+    .await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(serves) => Found {
+            name: c.name.clone(),
+            url: c.url.clone(),
+            api: c.api,
+            up: true,
+            serves,
+            latency_ms,
+            error: None,
+            providers: vec![],
+        },
+        Err(e) => Found {
+            name: c.name.clone(),
+            url: c.url.clone(),
+            api: c.api,
+            up: false,
+            serves: vec![],
+            latency_ms,
+            error: Some(e),
+            providers: vec![],
+        },
+    }
+}
+
+/// Probes every candidate at once; each result names the registry providers
+/// that use that endpoint.
+pub async fn detect(registry: &Registry, candidates: &[Candidate]) -> Vec<Found> {
+    let http = crate::llm::http_client();
+    let mut found =
+        futures_util::future::join_all(candidates.iter().map(|c| probe(&http, c))).await;
+    for f in &mut found {
+        f.providers = registry
+            .providers
+            .iter()
+            .filter(|p| root(&p.base_url) == f.url)
+            .map(|p| p.name.clone())
+            .collect();
+    }
+    found
+}
+
+/// API keys: each provider's variable and whether it is set (names only,
+/// never values).
+pub fn api_keys(registry: &Registry) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for p in &registry.providers {
+        if let Some(env) = &p.api_key_env
+            && !out.iter().any(|(e, _)| e == env)
+        {
+            out.push((env.clone(), p.api_key().is_some()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_add_the_registrys_local_providers_once() {
+        let r = Registry::builtin();
+        let c = candidates(&r, Some("http://localhost:6333"));
+        // vllm :8000, tgi :8080, ollama :11434, llamacpp :8081 are well known;
+        // the Qdrant URL too.
+        assert_eq!(c.len(), well_known().len());
+        assert_eq!(root("http://localhost:8000/v1/"), "http://127.0.0.1:8000");
+        let keys = api_keys(&r);
+        assert!(keys.iter().any(|(k, _)| k == "OPENAI_API_KEY"));
+    }
+}
