@@ -65,7 +65,7 @@ pub fn well_known() -> Vec<Candidate> {
 }
 
 /// `http://host:port/v1` → `http://host:port`, and localhost spelt one way.
-fn root(url: &str) -> String {
+pub fn root(url: &str) -> String {
     let u = url.trim_end_matches('/');
     let u = u.strip_suffix("/v1").unwrap_or(u);
     u.replace("://localhost", "://127.0.0.1")

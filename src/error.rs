@@ -93,7 +93,7 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
 
-    #[error("{count} violation(s) found; each is listed above")]
+    #[error("{count} problem(s) found; each is listed above")]
     CheckFailed { count: usize },
 
     #[error("{path}: {source}")]

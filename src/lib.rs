@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod defaults;
 pub mod docs;
+pub mod doctor;
 pub mod endpoints;
 pub mod error;
 pub mod first_run;

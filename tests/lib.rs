@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod concurrency;
+mod deploy;
 mod docs;
 mod llm;
 mod llm_real;

@@ -64,6 +64,9 @@ pub struct Cli {
 enum Command {
     /// The task board (also what `llmclis` with no command opens).
     Tui,
+    /// Check the database, config, registry, model servers, Qdrant and the
+    /// embedding model; say how to fix each problem.
+    Doctor,
     /// Create the config and data directories, the database and the default files
     FirstRun {
         /// Do not ask; for scripts
@@ -323,6 +326,17 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
     };
     match command {
         Command::Tui => crate::tui::run(&ctx),
+        Command::Doctor => {
+            let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
+            emit(out, ctx.json, &report, || render::doctor(&report))?;
+            if report.ok {
+                Ok(())
+            } else {
+                Err(Error::CheckFailed {
+                    count: report.errors,
+                })
+            }
+        }
         Command::FirstRun { yes } => cmd_first_run(&ctx, yes, out),
         Command::Project(cmd) => cmd_project(&ctx, cmd, out),
         Command::Task(cmd) => cmd_task(&ctx, cmd, out),

