@@ -98,6 +98,7 @@ async fn orchestrate(
             prompts: Arc::new(Prompts::builtin()),
             memory: None,
             memory_note: None,
+            notes: vec![],
         },
         Options {
             project_id: 1,

@@ -55,6 +55,7 @@ pub(crate) fn prepare(
     ));
     let store = ctx.store()?;
     store.project(project_id)?;
+    let notes = servers_up(&caller, ctx.mode())?;
     let (memory, memory_note) = match super::memory::open_memory(ctx, &store) {
         Ok(m) => (Some(Arc::new(m)), None),
         Err(e) => (None, Some(e.to_string())),
@@ -65,6 +66,7 @@ pub(crate) fn prepare(
         prompts,
         memory,
         memory_note,
+        notes,
     };
     let opts = orchestrator::run::Options {
         project_id,
@@ -81,6 +83,75 @@ pub(crate) fn prepare(
         stream_tokens: false,
     };
     Ok((deps, opts))
+}
+
+/// Probes the registry's local servers before a task is claimed. A server
+/// that refuses the connection has its models cooled down, so the run does
+/// not escalate through it step after step; when nothing can answer at all
+/// the run does not start. Returns what to tell the user.
+fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String>> {
+    let registry = caller.registry();
+    let candidates: Vec<crate::endpoints::Candidate> = registry
+        .providers
+        .iter()
+        .filter(|p| p.local)
+        .map(|p| crate::endpoints::Candidate {
+            name: p.name.clone(),
+            url: crate::endpoints::root(&p.base_url),
+            api: if p.is_ollama() {
+                crate::endpoints::Api::Ollama
+            } else {
+                crate::endpoints::Api::OpenAi
+            },
+        })
+        .collect();
+    let found = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("<tokio runtime>", e))?
+        .block_on(crate::endpoints::detect(registry, &candidates));
+    let mut notes = Vec::new();
+    let mut down = Vec::new();
+    for p in registry.providers.iter().filter(|p| p.local) {
+        let Some(f) = found
+            .iter()
+            .find(|f| f.url == crate::endpoints::root(&p.base_url))
+        else {
+            continue;
+        };
+        if f.up {
+            continue;
+        }
+        for m in registry.models.iter().filter(|m| m.provider == p.name) {
+            caller.breakers.trip(&m.id);
+        }
+        down.push(format!(
+            "{} at {} ({})",
+            p.name,
+            p.base_url,
+            f.error.as_deref().unwrap_or("no answer")
+        ));
+    }
+    let local_up = registry.providers.iter().filter(|p| p.local).count() > down.len();
+    let api_usable = mode == crate::registry::Mode::Online
+        && registry
+            .providers
+            .iter()
+            .any(|p| !p.local && p.api_key().is_some());
+    if !local_up && !api_usable {
+        return Err(Error::Model(format!(
+            "no model server answers: {}; start one (`docker compose up -d` on the GPU machine, `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` on a CPU) — `llmclis doctor` checks everything; no task was touched",
+            down.join("; ")
+        )));
+    }
+    if !down.is_empty() {
+        notes.push(format!(
+            "skipping servers that are down, for {} s: {}",
+            caller.breakers.cooldown.as_secs(),
+            down.join("; ")
+        ));
+    }
+    Ok(notes)
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {

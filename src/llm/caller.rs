@@ -43,6 +43,12 @@ impl Breakers {
             .is_some_and(|until| Instant::now() < until)
     }
 
+    /// Cools a model down now: its server was found down before any call.
+    pub fn trip(&self, model: &str) {
+        let mut state = self.state.lock().expect("breaker lock");
+        state.insert(model.to_string(), (0, Some(Instant::now() + self.cooldown)));
+    }
+
     fn success(&self, model: &str) {
         self.state.lock().expect("breaker lock").remove(model);
     }

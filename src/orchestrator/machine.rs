@@ -15,6 +15,9 @@ pub struct Setup {
     pub chain: Vec<String>,
     /// Why the chain is empty, when it is (the router's skip reasons).
     pub no_model_reason: String,
+    /// The chain is empty because the role's servers are down (cooling
+    /// down), not because no model fits the task.
+    pub servers_down: bool,
     /// Ask the planner first; it may split the task.
     pub plan: bool,
     /// Executor rounds per model before escalating.
@@ -354,6 +357,14 @@ impl Step {
                 model: None,
                 rounds: 0,
                 review: Vec::new(),
+            });
+        }
+        if self.setup.chain.is_empty() && self.setup.servers_down {
+            return self.finish(Effect::Unreachable {
+                reason: format!(
+                    "No model server for this task is up ({}); the task is back in the queue.",
+                    self.setup.no_model_reason
+                ),
             });
         }
         if self.setup.chain.is_empty() {
@@ -930,6 +941,19 @@ mod tests {
         assert!(
             matches!(&s.handle(down())[..], [Effect::Unreachable { reason }] if reason.contains("No model server answered"))
         );
+    }
+
+    #[test]
+    fn an_empty_chain_because_servers_are_down_releases_the_task() {
+        let mut s = Step::new(Setup {
+            servers_down: true,
+            no_model_reason: "qwen-7b (cooling_down)".into(),
+            ..setup(&[])
+        });
+        assert!(matches!(
+            &s.handle(Event::Started)[..],
+            [Effect::Unreachable { .. }]
+        ));
     }
 
     #[test]

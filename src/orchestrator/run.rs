@@ -158,6 +158,8 @@ pub struct Deps {
     pub memory: Option<Arc<Memory>>,
     /// Why memory is SQLite-only, when it is.
     pub memory_note: Option<String>,
+    /// Said as warnings when the run starts (servers found down, …).
+    pub notes: Vec<String>,
 }
 
 /// State every step of a run shares.
@@ -250,6 +252,9 @@ pub async fn run(
             (None, None) => "SQLite only".into(),
         },
     });
+    for n in &deps.notes {
+        observer(&Progress::Warning { message: n.clone() });
+    }
     if let (None, Some(why)) = (&deps.memory, &deps.memory_note) {
         observer(&Progress::Warning {
             message: format!(

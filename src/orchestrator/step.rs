@@ -476,6 +476,10 @@ impl<'a> StepRun<'a> {
             d
         };
         let setup = Setup {
+            servers_down: decision
+                .skipped
+                .iter()
+                .any(|s| s.why == router::Skip::CoolingDown),
             chain: decision.chain.clone(),
             no_model_reason: decision
                 .skipped
