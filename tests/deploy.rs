@@ -190,6 +190,7 @@ async fn first_run_finds_servers_and_keys_and_writes_a_config_to_match() {
         env.run(&["project", "add", "demo"]).assert_ok();
         let r = Run::from(
             env.command()
+                .env("LLMCLIS_DETECT", "1")
                 .env("OPENAI_API_KEY", "sk-test-0123456789")
                 .args(["--json", "first-run", "--yes"])
                 .output()
@@ -230,7 +231,13 @@ async fn first_run_finds_servers_and_keys_and_writes_a_config_to_match() {
         let config = std::fs::read_to_string(env.config_dir().join("config.toml")).unwrap();
         assert!(config.contains("\nmode = \"online\"\n"));
         // The human summary names the endpoint and what it serves.
-        let r = env.run(&["first-run", "--yes"]);
+        let r = Run::from(
+            env.command()
+                .env("LLMCLIS_DETECT", "1")
+                .args(["first-run", "--yes"])
+                .output()
+                .unwrap(),
+        );
         r.assert_ok();
         assert!(
             r.stdout.contains("up: fake-model → provider local"),

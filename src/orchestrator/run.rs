@@ -246,10 +246,11 @@ pub async fn run(
         mode: shared.opts.mode,
         workers,
         max_steps: shared.opts.max_steps,
-        memory: match (&deps.memory, &deps.memory_note) {
-            (Some(_), _) => "indexed".into(),
-            (None, Some(why)) => format!("SQLite only: {why}"),
-            (None, None) => "SQLite only".into(),
+        // The warning below says why when it is SQLite only.
+        memory: if deps.memory.is_some() {
+            "indexed".into()
+        } else {
+            "SQLite only".into()
         },
     });
     for n in &deps.notes {

@@ -41,8 +41,10 @@ impl Env {
             .env("LLMCLIS_AGENT", "tester")
             // Not the repository: first-run would import its plans.md.
             .current_dir(self.dir.path())
-            // first-run would fetch the embedding assets from PyPI.
+            // first-run would fetch the embedding assets from PyPI, and
+            // probe the local ports (whatever this machine runs there).
             .env("LLMCLIS_FETCH_ASSETS", "0")
+            .env("LLMCLIS_DETECT", "0")
             .stdin(Stdio::null());
         c
     }
