@@ -8,6 +8,7 @@ mod deploy;
 mod docs;
 mod llm;
 mod llm_real;
+mod mcp;
 mod memory;
 mod orchestrate;
 mod plans_cli;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
+mod mcp;
 pub(crate) mod memory;
 mod models;
 pub(crate) mod orchestrate;
@@ -67,6 +68,8 @@ enum Command {
     /// Check the database, config, registry, model servers, Qdrant and the
     /// embedding model; say how to fix each problem.
     Doctor,
+    /// Serve the task queue, plans and memory to other agents over MCP (stdio).
+    Mcp,
     /// Create the config and data directories, the database and the default files
     FirstRun {
         /// Do not ask; for scripts
@@ -248,7 +251,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let json = cli.json;
-    let mut out = std::io::stdout().lock();
+    // Not locked for the whole command: `mcp` writes the protocol from other
+    // threads, and `orchestrate` prints progress as it goes.
+    let mut out = std::io::stdout();
     match dispatch(cli, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e, json),
@@ -326,6 +331,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
     };
     match command {
         Command::Tui => crate::tui::run(&ctx),
+        Command::Mcp => mcp::serve(&ctx),
         Command::Doctor => {
             let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
             emit(out, ctx.json, &report, || render::doctor(&report))?;

@@ -183,8 +183,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     drop(store);
     let (deps, opts) = prepare(ctx, project_id, args.max_steps, workers)?;
     let json = ctx.json;
-    // The observer runs on this thread (inside block_on), where stdout is
-    // already locked by `main`: the lock is reentrant.
+    // Progress lines go straight to stdout as they happen.
     let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {
         if json {
             println!("{}", serde_json::to_string(p).expect("progress serializes"));

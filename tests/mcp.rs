@@ -1,0 +1,121 @@
+//! `llmclis mcp` with a real MCP client (rmcp's, over the child's stdio):
+//! initialize, list the tools, take a task, mark it done; the store and
+//! plans.md both show it.
+
+use std::path::Path;
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+use serde_json::{Value, json};
+
+use crate::support::{BIN, Env};
+
+fn args(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_takes_a_task_and_finishes_it_over_mcp() {
+    let env = Env::new();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_plans.md"),
+        env.dir.path().join("plans.md"),
+    )
+    .unwrap();
+    env.run(&["project", "add", "demo"]).assert_ok();
+    env.run(&["plans", "import", "plans.md", "--project-id", "1"])
+        .assert_ok();
+
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LLMCLIS_CONFIG_DIR", env.config_dir())
+        .env("LLMCLIS_DATA_DIR", env.dir.path().join("data"))
+        .env("LLMCLIS_DB", env.db())
+        .env("LLMCLIS_AGENT", "claude-code")
+        .current_dir(env.dir.path())
+        .arg("mcp");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let info = client.peer_info().expect("the server introduced itself");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("llmclis")
+    );
+
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.len() <= 12, "{names:?}");
+    for want in [
+        "task_next",
+        "task_status",
+        "task_note",
+        "plans_add",
+        "issues_open",
+        "memory_query",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(
+        tools
+            .iter()
+            .all(|t| t.description.as_deref().is_some_and(|d| d.len() < 200))
+    );
+
+    let call = |name: &'static str, a: Value| {
+        let client = &client;
+        async move {
+            let r = client
+                .call_tool(CallToolRequestParams::new(name).with_arguments(args(a)))
+                .await
+                .unwrap();
+            let text = r.content[0].as_text().unwrap().text.clone();
+            (r.is_error == Some(true), text)
+        }
+    };
+    let (err, text) = call("task_next", json!({"project_id": 1})).await;
+    assert!(!err, "{text}");
+    let task: Value = serde_json::from_str(&text).unwrap();
+    let id = task["id"].as_i64().unwrap();
+    let r#ref = task["external_ref"].as_str().unwrap().to_string();
+    assert_eq!(task["status"], "in-progress");
+    assert_eq!(task["claimed_by"], "claude-code");
+
+    let (err, text) = call(
+        "task_note",
+        json!({"id": id, "text": "-- started with the parser"}),
+    )
+    .await;
+    assert!(!err, "{text}");
+    let (err, text) = call(
+        "task_status",
+        json!({"id": r#ref, "status": "done", "note": "parser merged"}),
+    )
+    .await;
+    assert!(!err, "{text}");
+
+    // A bad call is an error result that says what is wrong, not a crash.
+    let (err, text) = call("task_status", json!({"id": 999, "status": "done"})).await;
+    assert!(err);
+    assert!(text.contains("no task with id 999"), "{text}");
+    let (err, text) = call("task_show", json!({})).await;
+    assert!(err && text.contains("`id` is required"), "{text}");
+
+    client.cancel().await.unwrap();
+
+    let s = llmclis::store::Store::open(&env.db()).unwrap();
+    let t = s.task(id).unwrap();
+    assert_eq!(t.status, llmclis::store::Status::Done);
+    let notes: Vec<String> = s.notes(id).unwrap().into_iter().map(|n| n.text).collect();
+    assert!(
+        notes.contains(&"-- started with the parser".to_string()),
+        "{notes:?}"
+    );
+    let plans = std::fs::read_to_string(env.dir.path().join("plans.md")).unwrap();
+    assert!(plans.contains("parser merged"), "plans.md has the note");
+    let line = plans
+        .lines()
+        .find(|l| l.contains(&format!("**{ref}")))
+        .unwrap();
+    assert!(line.contains("[x]"), "ticked in plans.md: {line}");
+}
