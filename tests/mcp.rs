@@ -2,8 +2,6 @@
 //! initialize, list the tools, take a task, mark it done; the store and
 //! plans.md both show it.
 
-use std::path::Path;
-
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::TokioChildProcess;
@@ -18,21 +16,11 @@ fn args(v: Value) -> serde_json::Map<String, Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_takes_a_task_and_finishes_it_over_mcp() {
     let env = Env::new();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_plans.md"),
-        env.dir.path().join("plans.md"),
-    )
-    .unwrap();
-    env.run(&["project", "add", "demo"]).assert_ok();
-    env.run(&["plans", "import", "plans.md", "--project-id", "1"])
-        .assert_ok();
+    env.with_seed_plans();
 
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LLMCLIS_CONFIG_DIR", env.config_dir())
-        .env("LLMCLIS_DATA_DIR", env.dir.path().join("data"))
-        .env("LLMCLIS_DB", env.db())
+        .envs(env.vars())
         .env("LLMCLIS_AGENT", "claude-code")
         .current_dir(env.dir.path())
         .arg("mcp");

@@ -379,14 +379,7 @@ async fn when_every_model_fails_the_task_is_blocked_with_a_note_and_an_issue() {
     .await;
     // A project linked to a plans.md: the block opens an issues.md entry.
     let env = Env::new();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_plans.md"),
-        env.dir.path().join("plans.md"),
-    )
-    .unwrap();
-    env.run(&["project", "add", "demo"]).assert_ok();
-    env.run(&["plans", "import", "plans.md", "--project-id", "1"])
-        .assert_ok();
+    env.with_seed_plans();
     let mut s = Store::open(&env.db()).unwrap();
     let next = s.next_task(Some(1)).unwrap().unwrap();
     let h = Harness {

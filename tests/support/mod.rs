@@ -31,22 +31,41 @@ impl Env {
         self.dir.path().join("config")
     }
 
+    /// The environment every command of this installation runs with.
+    pub fn vars(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+            ("LLMCLIS_CONFIG_DIR", self.config_dir().into()),
+            ("LLMCLIS_DATA_DIR", self.dir.path().join("data").into()),
+            ("LLMCLIS_DB", self.db().into()),
+            ("LLMCLIS_AGENT", "tester".into()),
+            // first-run would fetch the embedding assets from PyPI, and
+            // probe the local ports (whatever this machine runs there).
+            ("LLMCLIS_FETCH_ASSETS", "0".into()),
+            ("LLMCLIS_DETECT", "0".into()),
+        ]
+    }
+
     pub fn command(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("LLMCLIS_CONFIG_DIR", self.config_dir())
-            .env("LLMCLIS_DATA_DIR", self.dir.path().join("data"))
-            .env("LLMCLIS_DB", self.db())
-            .env("LLMCLIS_AGENT", "tester")
+            .envs(self.vars())
             // Not the repository: first-run would import its plans.md.
             .current_dir(self.dir.path())
-            // first-run would fetch the embedding assets from PyPI, and
-            // probe the local ports (whatever this machine runs there).
-            .env("LLMCLIS_FETCH_ASSETS", "0")
-            .env("LLMCLIS_DETECT", "0")
             .stdin(Stdio::null());
         c
+    }
+
+    /// Project 1, imported from a copy of the seed plans.md in the env's dir.
+    pub fn with_seed_plans(&self) {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_plans.md"),
+            self.dir.path().join("plans.md"),
+        )
+        .unwrap();
+        self.run(&["project", "add", "demo"]).assert_ok();
+        self.run(&["plans", "import", "plans.md", "--project-id", "1"])
+            .assert_ok();
     }
 
     /// Runs `llmclis ARGS…`.
