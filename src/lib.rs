@@ -20,6 +20,7 @@ pub mod prompts;
 pub mod registry;
 pub mod router;
 pub mod store;
+pub mod tools;
 pub mod tui;
 
 pub use error::{Error, Result};

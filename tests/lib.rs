@@ -14,4 +14,5 @@ mod orchestrate;
 mod plans_cli;
 mod schedule;
 mod store;
+mod tools;
 mod tui;

@@ -1,0 +1,608 @@
+//! Codebase tools for the executing roles: read, list, search, find
+//! references, write, patch, git status and diff, and allow-listed commands,
+//! all inside a `Sandbox` on the project's root.
+//!
+//! Without `allow_writes`, writes and patches land in an overlay: later reads
+//! see them, the disk does not, and `diff()` is the proposed change. Every
+//! outcome is text the model reads, errors included: a refused path or a
+//! patch that does not apply is an answer, not a failure of the step.
+
+pub mod sandbox;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use sandbox::Sandbox;
+
+/// How a tool call went, as recorded with the step.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolOutcome {
+    pub ok: bool,
+    /// What the model sees.
+    pub output: String,
+}
+
+impl ToolOutcome {
+    fn ok(output: impl Into<String>) -> ToolOutcome {
+        ToolOutcome {
+            ok: true,
+            output: output.into(),
+        }
+    }
+
+    fn err(output: impl Into<String>) -> ToolOutcome {
+        ToolOutcome {
+            ok: false,
+            output: output.into(),
+        }
+    }
+}
+
+/// A file bigger than this is read in ranges.
+const READ_CAP: usize = 256 * 1024;
+const SEARCH_HITS: usize = 200;
+
+pub struct Toolbox {
+    sandbox: Sandbox,
+    pub allow_writes: bool,
+    /// name → argv, run in the root.
+    commands: BTreeMap<String, Vec<String>>,
+    pub timeout: Duration,
+    pub output_cap: usize,
+    /// Proposed contents (no `allow_writes`), by path.
+    overlay: BTreeMap<PathBuf, String>,
+    /// What each touched file held first (`None`: it did not exist).
+    originals: BTreeMap<PathBuf, Option<String>>,
+}
+
+/// The tools' names and JSON schemas, for native tool calling and for the
+/// text protocol's instructions.
+pub fn specs() -> Vec<(&'static str, &'static str, Value)> {
+    let path = json!({"type": "string", "description": "relative to the project root"});
+    vec![
+        (
+            "read_file",
+            "Read a file, with line numbers; `start`/`end` (1-based, inclusive) for a range.",
+            json!({"type": "object", "properties": {"path": path, "start": {"type": "integer"}, "end": {"type": "integer"}}, "required": ["path"]}),
+        ),
+        (
+            "list_dir",
+            "List a directory (`.` for the root); directories end with /.",
+            json!({"type": "object", "properties": {"path": path}, "required": ["path"]}),
+        ),
+        (
+            "search",
+            "Search file contents for a regex (files ignored by git are skipped); path:line: text.",
+            json!({"type": "object", "properties": {"pattern": {"type": "string"}, "path": path}, "required": ["pattern"]}),
+        ),
+        (
+            "find_references",
+            "Find where an identifier is used (whole words).",
+            json!({"type": "object", "properties": {"symbol": {"type": "string"}}, "required": ["symbol"]}),
+        ),
+        (
+            "write_file",
+            "Replace a file's whole content (creates it if needed).",
+            json!({"type": "object", "properties": {"path": path, "content": {"type": "string"}}, "required": ["path", "content"]}),
+        ),
+        (
+            "apply_patch",
+            "Apply a unified diff (--- a/path, +++ b/path, @@ hunks); all files or none.",
+            json!({"type": "object", "properties": {"patch": {"type": "string"}}, "required": ["patch"]}),
+        ),
+        (
+            "git_status",
+            "git status of the project.",
+            json!({"type": "object", "properties": {}}),
+        ),
+        (
+            "git_diff",
+            "The change so far: proposed edits, or git diff when writes are allowed.",
+            json!({"type": "object", "properties": {}}),
+        ),
+        (
+            "run_command",
+            "Run an allow-listed command by name (`run_tests` is `test`); exit code and output.",
+            json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+        ),
+        (
+            "run_tests",
+            "Run the project's tests (the allow-listed `test` command).",
+            json!({"type": "object", "properties": {}}),
+        ),
+    ]
+}
+
+fn arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, ToolOutcome> {
+    args.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ToolOutcome::err(format!("missing argument `{key}` (a string)")))
+}
+
+impl Toolbox {
+    pub fn new(
+        root: &Path,
+        allow_writes: bool,
+        commands: BTreeMap<String, Vec<String>>,
+        timeout: Duration,
+        output_cap: usize,
+    ) -> Result<Toolbox, String> {
+        Ok(Toolbox {
+            sandbox: Sandbox::new(root)?,
+            allow_writes,
+            commands,
+            timeout,
+            output_cap: output_cap.max(256),
+            overlay: BTreeMap::new(),
+            originals: BTreeMap::new(),
+        })
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Runs one tool. `None` when the name is not a codebase tool (the
+    /// caller may handle it, e.g. `memory_query`).
+    pub fn call(&mut self, name: &str, args: &Value) -> Option<ToolOutcome> {
+        let out = match name {
+            "read_file" => self.read_file(args),
+            "list_dir" => self.list_dir(args),
+            "search" => self.search(args),
+            "find_references" => arg(args, "symbol").map(|s| {
+                let pattern = format!(r"\b{}\b", regex::escape(s));
+                self.grep(&pattern, ".")
+            }),
+            "write_file" => self.write_file(args),
+            "apply_patch" => arg(args, "patch").map(|p| self.apply_patch(p)),
+            "git_status" => Ok(self.git(&["status", "--short", "--branch"])),
+            "git_diff" => Ok(self.git_diff()),
+            "run_command" => arg(args, "name").map(|n| self.run_command(n)),
+            "run_tests" => Ok(self.run_command("test")),
+            _ => return None,
+        };
+        Some(out.unwrap_or_else(|e| e))
+    }
+
+    fn current(&self, path: &Path) -> Result<Option<String>, String> {
+        if let Some(text) = self.overlay.get(path) {
+            return Ok(Some(text.clone()));
+        }
+        match std::fs::read(path) {
+            Ok(bytes) if bytes.len() > READ_CAP * 4 => Err(format!(
+                "{} is {} bytes, too big to edit here",
+                self.sandbox.relative(path),
+                bytes.len()
+            )),
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| format!("{} is not UTF-8 text", self.sandbox.relative(path))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.sandbox.relative(path))),
+        }
+    }
+
+    fn read_file(&self, args: &Value) -> Result<ToolOutcome, ToolOutcome> {
+        let path = self
+            .sandbox
+            .resolve(arg(args, "path")?)
+            .map_err(ToolOutcome::err)?;
+        if path.is_dir() {
+            return Err(ToolOutcome::err("that is a directory; use list_dir"));
+        }
+        let text = self
+            .current(&path)
+            .map_err(ToolOutcome::err)?
+            .ok_or_else(|| {
+                ToolOutcome::err(format!("{} does not exist", self.sandbox.relative(&path)))
+            })?;
+        let start = args
+            .get("start")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .max(1) as usize;
+        let end = args.get("end").and_then(Value::as_u64).map(|e| e as usize);
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate().skip(start - 1) {
+            if end.is_some_and(|e| i + 1 > e) {
+                break;
+            }
+            out.push_str(&format!("{:>5}| {line}\n", i + 1));
+            if out.len() > READ_CAP {
+                out.push_str("[… cut: read the rest with start/end]\n");
+                break;
+            }
+        }
+        Ok(ToolOutcome::ok(out))
+    }
+
+    fn list_dir(&self, args: &Value) -> Result<ToolOutcome, ToolOutcome> {
+        let path = self
+            .sandbox
+            .resolve(arg(args, "path")?)
+            .map_err(ToolOutcome::err)?;
+        let entries = std::fs::read_dir(&path)
+            .map_err(|e| ToolOutcome::err(format!("{}: {e}", self.sandbox.relative(&path))))?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name() != ".git")
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    name + "/"
+                } else {
+                    name
+                }
+            })
+            .collect();
+        // Proposed new files show up too.
+        for p in self.overlay.keys() {
+            if p.parent() == Some(path.as_path())
+                && let Some(n) = p.file_name()
+            {
+                let n = n.to_string_lossy().into_owned();
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        names.sort();
+        Ok(ToolOutcome::ok(names.join("\n")))
+    }
+
+    fn search(&self, args: &Value) -> Result<ToolOutcome, ToolOutcome> {
+        let pattern = arg(args, "pattern")?;
+        let path = args.get("path").and_then(Value::as_str).unwrap_or(".");
+        Ok(self.grep(pattern, path))
+    }
+
+    fn grep(&self, pattern: &str, path: &str) -> ToolOutcome {
+        use grep_searcher::sinks::UTF8;
+        let dir = match self.sandbox.resolve(path) {
+            Ok(d) => d,
+            Err(e) => return ToolOutcome::err(e),
+        };
+        let matcher = match grep_regex::RegexMatcher::new_line_matcher(pattern) {
+            Ok(m) => m,
+            Err(e) => return ToolOutcome::err(format!("invalid regex: {e}")),
+        };
+        let mut hits: Vec<String> = Vec::new();
+        let mut searcher = grep_searcher::Searcher::new();
+        for entry in ignore::WalkBuilder::new(&dir)
+            .hidden(true)
+            .build()
+            .flatten()
+        {
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let rel = self.sandbox.relative(entry.path());
+            let _ = searcher.search_path(
+                &matcher,
+                entry.path(),
+                UTF8(|line, text| {
+                    hits.push(format!("{rel}:{line}: {}", text.trim_end()));
+                    Ok(hits.len() < SEARCH_HITS)
+                }),
+            );
+            if hits.len() >= SEARCH_HITS {
+                hits.push(format!(
+                    "[… stopped at {SEARCH_HITS} matches: narrow the pattern or the path]"
+                ));
+                break;
+            }
+        }
+        if hits.is_empty() {
+            ToolOutcome::ok("no matches")
+        } else {
+            ToolOutcome::ok(hits.join("\n"))
+        }
+    }
+
+    /// Records a file's first content, then writes (or proposes) the new one.
+    fn put(&mut self, path: PathBuf, content: String) -> Result<(), String> {
+        if !self.originals.contains_key(&path) {
+            let first = self.current(&path)?;
+            self.originals.insert(path.clone(), first);
+        }
+        if self.allow_writes {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            crate::fsutil::write_atomic(&path, content.as_bytes()).map_err(|e| e.to_string())?;
+        } else {
+            self.overlay.insert(path, content);
+        }
+        Ok(())
+    }
+
+    fn write_file(&mut self, args: &Value) -> Result<ToolOutcome, ToolOutcome> {
+        let path = self
+            .sandbox
+            .resolve(arg(args, "path")?)
+            .map_err(ToolOutcome::err)?;
+        let content = arg(args, "content")?.to_string();
+        let rel = self.sandbox.relative(&path);
+        self.put(path, content).map_err(ToolOutcome::err)?;
+        Ok(ToolOutcome::ok(if self.allow_writes {
+            format!("wrote {rel}")
+        } else {
+            format!("proposed a new {rel} (writes are off: it is recorded as a diff)")
+        }))
+    }
+
+    /// All files of the patch apply, or none is touched.
+    fn apply_patch(&mut self, patch: &str) -> ToolOutcome {
+        let mut results: Vec<(PathBuf, String)> = Vec::new();
+        for (i, part) in split_patch(patch).iter().enumerate() {
+            let parsed = match diffy::Patch::from_str(part) {
+                Ok(p) => p,
+                Err(e) => {
+                    return ToolOutcome::err(format!(
+                        "file {} of the patch does not parse: {e}",
+                        i + 1
+                    ));
+                }
+            };
+            let name = parsed
+                .modified()
+                .filter(|m| *m != "/dev/null")
+                .or(parsed.original())
+                .map(|n| {
+                    n.trim_start_matches("b/")
+                        .trim_start_matches("a/")
+                        .to_string()
+                });
+            let Some(name) = name else {
+                return ToolOutcome::err("the patch names no file (--- a/path / +++ b/path)");
+            };
+            let path = match self.sandbox.resolve(&name) {
+                Ok(p) => p,
+                Err(e) => return ToolOutcome::err(e),
+            };
+            let base = match self.current(&path) {
+                Ok(b) => b.unwrap_or_default(),
+                Err(e) => return ToolOutcome::err(e),
+            };
+            match diffy::apply(&base, &parsed) {
+                Ok(new) => results.push((path, new)),
+                Err(e) => {
+                    return ToolOutcome::err(format!(
+                        "the patch does not apply to {name} ({e}); nothing was changed. Read the file again and make the context lines match it exactly"
+                    ));
+                }
+            }
+        }
+        if results.is_empty() {
+            return ToolOutcome::err("no file in the patch");
+        }
+        let names: Vec<String> = results
+            .iter()
+            .map(|(p, _)| self.sandbox.relative(p))
+            .collect();
+        for (path, new) in results {
+            if let Err(e) = self.put(path, new) {
+                return ToolOutcome::err(e);
+            }
+        }
+        ToolOutcome::ok(format!(
+            "{} {}",
+            if self.allow_writes {
+                "patched"
+            } else {
+                "proposed changes to"
+            },
+            names.join(", ")
+        ))
+    }
+
+    /// The change so far, as one unified diff, against each file's first
+    /// content.
+    pub fn diff(&self) -> String {
+        let mut out = String::new();
+        for (path, original) in &self.originals {
+            let now = match self.current(path) {
+                Ok(n) => n.unwrap_or_default(),
+                Err(_) => continue,
+            };
+            let before = original.clone().unwrap_or_default();
+            if before == now {
+                continue;
+            }
+            let rel = self.sandbox.relative(path);
+            let d = similar::TextDiff::from_lines(&before, &now);
+            out.push_str(
+                &d.unified_diff()
+                    .context_radius(3)
+                    .header(
+                        &if original.is_some() {
+                            format!("a/{rel}")
+                        } else {
+                            "/dev/null".into()
+                        },
+                        &format!("b/{rel}"),
+                    )
+                    .to_string(),
+            );
+        }
+        out
+    }
+
+    fn git_diff(&self) -> ToolOutcome {
+        let d = self.diff();
+        if d.is_empty() {
+            ToolOutcome::ok("no changes yet")
+        } else {
+            ToolOutcome::ok(self.cap(d).0)
+        }
+    }
+
+    fn git(&self, args: &[&str]) -> ToolOutcome {
+        let argv: Vec<String> = std::iter::once("git".to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect();
+        self.run(&argv)
+    }
+
+    fn run_command(&self, name: &str) -> ToolOutcome {
+        match self.commands.get(name) {
+            Some(argv) if !argv.is_empty() => self.run(argv),
+            _ => {
+                let names: Vec<&str> = self.commands.keys().map(String::as_str).collect();
+                ToolOutcome::err(format!(
+                    "command {name:?} is not allowed here; the allowed ones are: {}",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            }
+        }
+    }
+
+    fn cap(&self, text: String) -> (String, bool) {
+        if text.len() <= self.output_cap {
+            return (text, false);
+        }
+        // Keep the end: test failures and summaries are last.
+        let mut cut = text.len() - self.output_cap;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        (format!("[… {} bytes cut]\n{}", cut, &text[cut..]), true)
+    }
+
+    /// Runs argv in the root with the timeout (the whole process group is
+    /// killed) and the output cap.
+    fn run(&self, argv: &[String]) -> ToolOutcome {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(self.sandbox.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let started = Instant::now();
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return ToolOutcome::err(format!("cannot run {}: {e}", argv[0])),
+        };
+        // Both streams into one buffer, kept to twice the cap while running.
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let limit = self.output_cap * 2;
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|mut r| {
+            let buf = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut b = buf.lock().expect("output buffer");
+                    b.extend_from_slice(&chunk[..n]);
+                    if b.len() > limit {
+                        let drop = b.len() - limit;
+                        b.drain(..drop);
+                    }
+                }
+            })
+        })
+        .collect();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if started.elapsed() >= self.timeout => {
+                    kill_group(&mut child);
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break None,
+            }
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let text = String::from_utf8_lossy(&buf.lock().expect("output buffer")).into_owned();
+        let (text, _) = self.cap(text);
+        match status {
+            Some(s) if s.success() => ToolOutcome::ok(format!(
+                "exit 0 in {:.1} s\n{text}",
+                started.elapsed().as_secs_f64()
+            )),
+            Some(s) => ToolOutcome::err(format!(
+                "exit {} in {:.1} s\n{text}",
+                s.code().map_or("signal".to_string(), |c| c.to_string()),
+                started.elapsed().as_secs_f64()
+            )),
+            None => ToolOutcome::err(format!(
+                "killed after the {} s timeout\n{text}",
+                self.timeout.as_secs_f64()
+            )),
+        }
+    }
+}
+
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        // The whole group (the child leads it): a test runner's own
+        // children go too.
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _ = child.kill();
+}
+
+/// A multi-file unified diff, one part per file (split at `--- ` headers
+/// that start a file, skipping `diff --git` and index lines).
+fn split_patch(patch: &str) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let lines: Vec<&str> = patch.split_inclusive('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let starts_file =
+            line.starts_with("--- ") && lines.get(i + 1).is_some_and(|n| n.starts_with("+++ "));
+        if starts_file && current.contains("@@") {
+            parts.push(std::mem::take(&mut current));
+        }
+        if line.starts_with("diff --git") || line.starts_with("index ") {
+            continue;
+        }
+        if starts_file || !current.is_empty() {
+            current.push_str(line);
+        }
+    }
+    if current.contains("@@") {
+        parts.push(current);
+    }
+    parts
+}
