@@ -113,6 +113,7 @@ async fn orchestrate(
             max_plan_depth: 2,
             task_id: None,
             stream_tokens: false,
+            tools: Default::default(),
         },
         Arc::new(|_| {}),
         rx,

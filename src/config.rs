@@ -70,6 +70,58 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub orchestrator: OrchestratorConfig,
     pub tui: TuiConfig,
+    pub tools: ToolsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Coders and testers get the codebase tools when their project has a
+    /// root (`project add --root DIR`).
+    pub enabled: bool,
+    /// Write to the project's files; otherwise changes are recorded as a
+    /// proposed diff (`orchestrate --allow-writes` turns it on for a run).
+    pub allow_writes: bool,
+    /// Tool calls per executor answer.
+    pub max_calls: usize,
+    pub timeout_secs: u64,
+    /// Bytes of a command's output the model sees (the end is kept).
+    pub output_cap: usize,
+    /// Commands a model may run by name, for every project: `test = ["cargo", "test"]`.
+    pub commands: std::collections::BTreeMap<String, Vec<String>>,
+    /// Per project id, more commands (or other ones under the same names).
+    pub projects: std::collections::BTreeMap<String, ProjectTools>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectTools {
+    pub commands: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            enabled: true,
+            allow_writes: false,
+            max_calls: 20,
+            timeout_secs: 300,
+            output_cap: 16_000,
+            commands: Default::default(),
+            projects: Default::default(),
+        }
+    }
+}
+
+impl ToolsConfig {
+    /// The commands allowed in one project.
+    pub fn commands_for(&self, project_id: i64) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut c = self.commands.clone();
+        if let Some(p) = self.projects.get(&project_id.to_string()) {
+            c.extend(p.commands.clone());
+        }
+        c
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -37,7 +37,8 @@ const FLAVOURS: [&str; 7] = [
     "openai",
     "openrouter",
 ];
-const CAPABILITIES: [&str; 6] = [
+const CAPABILITIES: [&str; 7] = [
+    "tools",
     "code",
     "reasoning",
     "fast",

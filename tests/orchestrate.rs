@@ -14,7 +14,7 @@ use llmclis::orchestrator::run::{self, Deps, Options, Progress, Summary};
 use llmclis::prompts::Prompts;
 use llmclis::registry::{Mode, Registry};
 use llmclis::store::{NewTask, Status, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::fake_llm::{FakeLlm, Reply, Route};
 use crate::support::{Env, servers};
@@ -50,6 +50,11 @@ fn fail() -> Reply {
 /// A registry with providers `a` and `b` (one model each, both with
 /// structured output); every role tries model-a, then model-b.
 fn registry(a: &str, b: &str, extra_coder: &str) -> Registry {
+    registry_with(a, b, extra_coder, "[json_schema]")
+}
+
+/// `registry`, with the models' capabilities spelt out.
+fn registry_with(a: &str, b: &str, extra_coder: &str, caps: &str) -> Registry {
     let mut roles = String::new();
     for r in llmclis::registry::ROLES {
         let extra = if r == "coder" { extra_coder } else { "" };
@@ -62,8 +67,8 @@ fn registry(a: &str, b: &str, extra_coder: &str) -> Registry {
   - {{ name: a, kind: openai-compatible, flavour: vllm, base_url: "{a}", timeout_secs: 10, max_concurrency: 8, local: true }}
   - {{ name: b, kind: openai-compatible, flavour: vllm, base_url: "{b}", timeout_secs: 10, max_concurrency: 8, local: true }}
 models:
-  - {{ id: model-a, provider: a, served_name: served-a, context_window: 32768, max_output_tokens: 4096, capabilities: [json_schema] }}
-  - {{ id: model-b, provider: b, served_name: served-b, context_window: 32768, max_output_tokens: 4096, capabilities: [json_schema] }}
+  - {{ id: model-a, provider: a, served_name: served-a, context_window: 32768, max_output_tokens: 4096, capabilities: {caps} }}
+  - {{ id: model-b, provider: b, served_name: served-b, context_window: 32768, max_output_tokens: 4096, capabilities: {caps} }}
 roles:
 {roles}rules:
   - {{ name: explicit-role, match: {{ has_role_hint: true }}, role: from_hint }}
@@ -81,6 +86,7 @@ struct Harness {
     _dir: tempfile::TempDir,
     db: PathBuf,
     project: i64,
+    tools: llmclis::config::ToolsConfig,
 }
 
 impl Harness {
@@ -104,6 +110,7 @@ impl Harness {
             _dir: dir,
             db,
             project: p.id,
+            tools: Default::default(),
         }
     }
 
@@ -163,6 +170,7 @@ impl Harness {
                 max_plan_depth: 2,
                 task_id,
                 stream_tokens: task_id.is_some(),
+                tools: self.tools.clone(),
             },
             observer,
             cancel,
@@ -386,6 +394,7 @@ async fn when_every_model_fails_the_task_is_blocked_with_a_note_and_an_issue() {
         _dir: tempfile::tempdir().unwrap(),
         db: env.db(),
         project: 1,
+        tools: Default::default(),
     };
     let (summary, _) = h.run(registry(&a.url, &b.url, ""), 1).await;
     assert_eq!(
@@ -650,6 +659,215 @@ async fn one_given_task_runs_alone_and_its_answer_streams() {
     )
     .unwrap();
     assert!(st.claim_task(4, "x", Duration::from_secs(5)).is_err());
+}
+
+/// A repository whose test fails until `add` adds.
+fn broken_repo(dir: &Path) -> PathBuf {
+    let root = dir.join("repo");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(
+        root.join("src/lib.rs"),
+        "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n",
+    )
+    .unwrap();
+    root
+}
+
+fn tools_for_repo(writes: bool) -> llmclis::config::ToolsConfig {
+    let mut t = llmclis::config::ToolsConfig {
+        allow_writes: writes,
+        timeout_secs: 10,
+        ..Default::default()
+    };
+    t.commands.insert(
+        "test".into(),
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "grep -q 'a + b' src/lib.rs && echo 'test add ... ok' || { echo 'test add ... FAILED'; exit 1; }".into(),
+        ],
+    );
+    t
+}
+
+/// An OpenAI-style answer asking for one tool.
+fn tool_call(id: &str, name: &str, args: Value) -> Reply {
+    let body = json!({
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "",
+            "tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}]
+        }}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+    });
+    Reply::Status(
+        200,
+        Box::leak(body.to_string().into_boxed_str()),
+        vec![("content-type", "application/json")],
+    )
+}
+
+const FIX: &str = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn add(a: i32, b: i32) -> i32 {\n-    a - b\n+    a + b\n }\n";
+
+async fn fix_run(writes: bool) -> (Harness, FakeLlm, PathBuf) {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("Fixed add.")),
+            Route::new(
+                CODER,
+                vec![
+                    tool_call("c1", "read_file", json!({"path": "src/lib.rs"})),
+                    tool_call("c2", "apply_patch", json!({"patch": FIX})),
+                    tool_call("c3", "run_tests", json!({})),
+                ],
+                text("Fixed the sign in add(); the test passes."),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = broken_repo(dir.path());
+    let db = dir.path().join("llmclis.db");
+    let mut s = Store::open(&db).unwrap();
+    let p = s
+        .create_project("repo", "", Some(&root.to_string_lossy()), "tester")
+        .unwrap();
+    s.create_task(
+        NewTask {
+            project_id: p.id,
+            title: "Fix add, its test fails".into(),
+            ..Default::default()
+        },
+        "tester",
+    )
+    .unwrap();
+    let h = Harness {
+        _dir: dir,
+        db,
+        project: p.id,
+        tools: tools_for_repo(writes),
+    };
+    let (summary, _) = h
+        .run(
+            registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
+            1,
+        )
+        .await;
+    assert_eq!(summary.done, 1);
+    (h, srv, root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coder_reads_patches_and_tests_a_real_repository_with_tools() {
+    let (h, srv, root) = fix_run(true).await;
+    assert!(
+        std::fs::read_to_string(root.join("src/lib.rs"))
+            .unwrap()
+            .contains("a + b")
+    );
+    let s = h.store();
+    let tools: Vec<String> = s
+        .tool_calls(1)
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}:{}", c.tool, c.outcome))
+        .collect();
+    assert_eq!(tools, ["read_file:ok", "apply_patch:ok", "run_tests:ok"]);
+    // The model saw each result, as a tool message answering its call.
+    let last = srv
+        .requests()
+        .into_iter()
+        .rfind(|r| r["tools"].is_array())
+        .unwrap();
+    let msgs = last["messages"].as_array().unwrap();
+    assert!(msgs.iter().any(|m| m["role"] == "tool"
+        && m["tool_call_id"] == "c3"
+        && m["content"].as_str().unwrap().contains("test add ... ok")));
+    // The critic read the diff and the test output.
+    let critic = &srv.prompts_with(CRITIC)[0];
+    assert!(
+        critic.contains("## The diff") && critic.contains("+    a + b"),
+        "{critic}"
+    );
+    assert!(critic.contains("## Test output") && critic.contains("test add ... ok"));
+    let step = &s.task_steps(1).unwrap()[0];
+    assert!(step.detail["diff"].as_str().unwrap().contains("-    a - b"));
+    assert_eq!(step.detail["writes"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_allow_writes_the_repository_is_untouched_and_the_diff_is_kept() {
+    let (h, _srv, root) = fix_run(false).await;
+    assert!(
+        std::fs::read_to_string(root.join("src/lib.rs"))
+            .unwrap()
+            .contains("a - b")
+    );
+    let s = h.store();
+    let step = &s.task_steps(1).unwrap()[0];
+    assert!(step.detail["diff"].as_str().unwrap().contains("+    a + b"));
+    assert_eq!(step.detail["writes"], false);
+    // The tests ran on the files as they are, so they still fail: on record.
+    let run = s.tool_calls(1).unwrap().pop().unwrap();
+    assert_eq!(
+        (run.tool.as_str(), run.outcome.as_str()),
+        ("run_tests", "error")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_without_tool_calling_use_the_json_action_protocol() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("ok")),
+            Route::new(
+                CODER,
+                vec![text("Let me look.\n```json\n{\"tool\": \"read_file\", \"args\": {\"path\": \"../etc/passwd\"}}\n```")],
+                text("The sign in add() is wrong; it should add."),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = broken_repo(dir.path());
+    let db = dir.path().join("llmclis.db");
+    let mut s = Store::open(&db).unwrap();
+    s.create_project("repo", "", Some(&root.to_string_lossy()), "tester")
+        .unwrap();
+    s.create_task(
+        NewTask {
+            project_id: 1,
+            title: "Review add".into(),
+            ..Default::default()
+        },
+        "tester",
+    )
+    .unwrap();
+    let h = Harness {
+        _dir: dir,
+        db,
+        project: 1,
+        tools: tools_for_repo(false),
+    };
+    let (summary, _) = h.run(registry(&srv.url, &srv.url, ""), 1).await;
+    assert_eq!(summary.done, 1);
+    let first = &srv.prompts_with(CODER)[0];
+    assert!(
+        first.contains("## Tools") && first.contains("read_file(path"),
+        "the protocol is explained"
+    );
+    let second = &srv.prompts_with(CODER)[1];
+    assert!(
+        second.contains("Result of read_file:\nerror: path \"../etc/passwd\" refused"),
+        "{second}"
+    );
+    let calls = h.store().tool_calls(1).unwrap();
+    assert_eq!((calls.len(), calls[0].outcome.as_str()), (1, "error"));
 }
 
 // ---- through the binary ----

@@ -205,6 +205,19 @@ fn detail_view() {
             compacted: false,
             created_at: T.into(),
         }],
+        tool_calls: vec![llmclis::store::ToolCallRecord {
+            task_id: 3,
+            tool: "run_tests".into(),
+            arguments: serde_json::json!({}),
+            outcome: "ok".into(),
+            result_bytes: 412,
+            duration_ms: 2300,
+            created_at: T.into(),
+            ..Default::default()
+        }],
+        diff: Some(
+            "--- a/src/check.rs\n+++ b/src/check.rs\n@@ -1 +1 @@\n-todo!()\n+check(e)\n".into(),
+        ),
     })));
     insta::assert_snapshot!("detail_80x24", render(&a, 80, 24));
 }

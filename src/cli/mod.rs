@@ -527,8 +527,10 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
                 notes: store.notes(id)?,
                 events: store.events(id)?,
                 result: crate::orchestrator::step::last_result(&store, id)?,
+                diff: crate::orchestrator::step::last_diff(&store, id)?,
                 steps: store.task_steps(id)?,
                 model_calls: store.model_calls(id)?,
+                tool_calls: store.tool_calls(id)?,
             };
             emit(out, ctx.json, &view, || render::task_show(&view))
         }

@@ -30,6 +30,10 @@ pub struct OrchestrateArgs {
     /// Tasks worked on at once (default: [orchestrator] workers, 1).
     #[arg(long, value_name = "K")]
     workers: Option<usize>,
+    /// Let coders and testers write to the project's files (otherwise their
+    /// changes are recorded as a proposed diff).
+    #[arg(long = "allow-writes", visible_alias = "allow_writes")]
+    allow_writes: bool,
     /// Show the tasks the run would take, in order; call no model.
     #[arg(long = "dry-run", visible_alias = "dry_run")]
     dry_run: bool,
@@ -81,6 +85,7 @@ pub(crate) fn prepare(
         max_plan_depth: cfg.max_plan_depth,
         task_id: None,
         stream_tokens: false,
+        tools: ctx.config.tools.clone(),
     };
     Ok((deps, opts))
 }
@@ -181,7 +186,8 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
         ));
     }
     drop(store);
-    let (deps, opts) = prepare(ctx, project_id, args.max_steps, workers)?;
+    let (deps, mut opts) = prepare(ctx, project_id, args.max_steps, workers)?;
+    opts.tools.allow_writes |= args.allow_writes;
     let json = ctx.json;
     // Progress lines go straight to stdout as they happen.
     let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {

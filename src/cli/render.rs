@@ -39,6 +39,10 @@ pub struct TaskView {
     pub steps: Vec<crate::store::RunStep>,
     /// Every model call, with its prompt and response (for replay).
     pub model_calls: Vec<crate::store::ModelCall>,
+    /// The codebase tools the executor used.
+    pub tool_calls: Vec<crate::store::ToolCallRecord>,
+    /// The change the last done step made or proposed, as a unified diff.
+    pub diff: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -239,6 +243,24 @@ pub fn task_show(v: &TaskView) -> String {
     }
     if let Some(r) = &v.result {
         let _ = writeln!(s, "\nResult:\n{}", r.trim_end());
+    }
+    if !v.tool_calls.is_empty() {
+        let _ = writeln!(s, "\nTool calls ({}):", v.tool_calls.len());
+        for c in &v.tool_calls {
+            let _ = writeln!(
+                s,
+                "  {} {:<15} {:<5} {} {} bytes, {} ms",
+                c.created_at,
+                c.tool,
+                c.outcome,
+                short(&c.arguments.to_string(), 60),
+                c.result_bytes,
+                c.duration_ms
+            );
+        }
+    }
+    if let Some(d) = &v.diff {
+        let _ = writeln!(s, "\nDiff:\n{}", d.trim_end());
     }
     if !v.model_calls.is_empty() {
         let tokens: u64 = v
@@ -532,6 +554,17 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
                 *latency_ms as f64 / 1000.0
             )
         }
+        P::ToolCall {
+            step,
+            tool,
+            ok,
+            result_bytes,
+            duration_ms,
+            ..
+        } => format!(
+            "[{step}]   tool      {tool} {} ({result_bytes} bytes, {duration_ms} ms)",
+            if *ok { "ok" } else { "error" }
+        ),
         P::Verdict {
             step,
             verdict,

@@ -106,6 +106,7 @@ impl AnthropicClient {
                 _ => Usage::estimate(req, &text),
             };
             return Ok(ChatResponse {
+                tool_calls: Vec::new(),
                 text,
                 usage,
                 finish_reason: v
@@ -165,6 +166,7 @@ impl AnthropicClient {
             ));
         }
         Ok(ChatResponse {
+            tool_calls: Vec::new(),
             usage: match (prompt, completion) {
                 (Some(p), Some(c)) => Usage {
                     prompt_tokens: p,

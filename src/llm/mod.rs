@@ -22,23 +22,72 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// An assistant turn's native tool calls, in OpenAI's wire form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` turn: which call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
     pub fn system(text: impl Into<String>) -> Message {
-        Message {
-            role: "system".into(),
-            content: text.into(),
-        }
+        Message::plain("system", text)
     }
 
     pub fn user(text: impl Into<String>) -> Message {
+        Message::plain("user", text)
+    }
+
+    pub fn assistant(text: impl Into<String>) -> Message {
+        Message::plain("assistant", text)
+    }
+
+    fn plain(role: &str, text: impl Into<String>) -> Message {
         Message {
-            role: "user".into(),
+            role: role.into(),
             content: text.into(),
+            tool_calls: None,
+            tool_call_id: None,
+        }
+    }
+
+    /// The assistant's turn that asked for tools (native tool calling).
+    pub fn tool_request(text: impl Into<String>, calls: &[ToolCall]) -> Message {
+        let wire: Vec<serde_json::Value> = calls
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments.to_string()},
+                })
+            })
+            .collect();
+        Message {
+            tool_calls: Some(serde_json::Value::Array(wire)),
+            ..Message::plain("assistant", text)
+        }
+    }
+
+    /// A tool's result, answering call `id`.
+    pub fn tool_result(id: &str, text: impl Into<String>) -> Message {
+        Message {
+            tool_call_id: Some(id.to_string()),
+            ..Message::plain("tool", text)
         }
     }
 }
+
+/// A tool the model asked for (native tool calling).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+}
+
+impl Message {}
 
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
@@ -55,6 +104,8 @@ pub struct ChatRequest {
     pub num_ctx: Option<u64>,
     /// The role asking, for per-role settings (Ollama `keep_alive`).
     pub role: Option<String>,
+    /// Tools offered for native tool calling (OpenAI's `tools` form).
+    pub tools: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -84,6 +135,9 @@ impl Usage {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChatResponse {
     pub text: String,
+    /// Native tool calls the model asked for (non-streaming OpenAI-style).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     pub usage: Usage,
     pub finish_reason: Option<String>,
     #[serde(rename = "latency_ms", serialize_with = "millis")]

@@ -133,6 +133,7 @@ impl OllamaClient {
             _ => Usage::estimate(req, &text),
         };
         Ok(ChatResponse {
+            tool_calls: Vec::new(),
             text,
             usage,
             finish_reason: last

@@ -59,6 +59,10 @@ impl OpenAiClient {
         {
             body["stream_options"] = json!({"include_usage": true});
         }
+        if !req.tools.is_empty() {
+            body["tools"] = Value::Array(req.tools.clone());
+            body["tool_choice"] = json!("auto");
+        }
         if let Some(schema) = &req.json_schema {
             // Each server spells structured output its own way.
             body["response_format"] = match self.flavour.as_str() {
@@ -112,7 +116,38 @@ impl OpenAiClient {
                 .unwrap_or_default()
                 .to_string();
             let usage = usage_of(&v).unwrap_or(Usage::estimate(req, &text));
+            let tool_calls = choice
+                .pointer("/message/tool_calls")
+                .and_then(Value::as_array)
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, c)| {
+                            let f = c.get("function")?;
+                            let args = f.get("arguments");
+                            Some(super::ToolCall {
+                                id: c
+                                    .get("id")
+                                    .and_then(Value::as_str)
+                                    .map_or_else(|| format!("call_{i}"), String::from),
+                                name: f.get("name")?.as_str()?.to_string(),
+                                // Arguments arrive as a JSON string; some
+                                // servers send the object itself.
+                                arguments: match args {
+                                    Some(Value::String(s)) => {
+                                        serde_json::from_str(s).unwrap_or(Value::Null)
+                                    }
+                                    Some(v) => v.clone(),
+                                    None => json!({}),
+                                },
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             return Ok(ChatResponse {
+                tool_calls,
                 text,
                 usage,
                 finish_reason: choice
@@ -181,6 +216,7 @@ impl OpenAiClient {
             ));
         }
         Ok(ChatResponse {
+            tool_calls: Vec::new(),
             usage: usage.unwrap_or(Usage::estimate(req, &text)),
             text,
             finish_reason: finish,

@@ -39,6 +39,8 @@ pub struct Options {
     pub task_id: Option<i64>,
     /// Report the executor's answer token by token (`Progress::Token`).
     pub stream_tokens: bool,
+    /// The codebase tools for coders and testers.
+    pub tools: crate::config::ToolsConfig,
 }
 
 /// What a run reports as it goes: one JSON object per line with `--json`.
@@ -78,6 +80,14 @@ pub enum Progress {
         latency_ms: u64,
         cost_usd: f64,
         error: Option<String>,
+    },
+    ToolCall {
+        step: usize,
+        task_id: i64,
+        tool: String,
+        ok: bool,
+        result_bytes: usize,
+        duration_ms: u64,
     },
     Verdict {
         step: usize,

@@ -128,6 +128,16 @@ pub fn last_result(db: &Store, task_id: i64) -> Result<Option<String>> {
         .and_then(|s| s.detail.get("result")?.as_str().map(str::to_string)))
 }
 
+/// The change the last done step made (or proposed) with the codebase tools.
+pub fn last_diff(db: &Store, task_id: i64) -> Result<Option<String>> {
+    Ok(db
+        .task_steps(task_id)?
+        .into_iter()
+        .rev()
+        .find(|s| s.outcome.as_deref() == Some("done"))
+        .and_then(|s| s.detail.get("diff")?.as_str().map(str::to_string)))
+}
+
 /// A finished task's result: its last done step's answer, else its latest
 /// task summary, else its last note.
 pub fn result_of(db: &Store, task_id: i64) -> Result<String> {
@@ -161,6 +171,10 @@ pub(super) struct StepRun<'a> {
     exec_role: String,
     cost: f64,
     started: Instant,
+    /// Codebase tools, for coders and testers of a project with a root.
+    toolbox: Option<crate::tools::Toolbox>,
+    /// The last test or command output, for the critic.
+    test_output: Option<String>,
 }
 
 impl<'a> StepRun<'a> {
@@ -190,6 +204,8 @@ impl<'a> StepRun<'a> {
             exec_role: String::new(),
             cost: 0.0,
             started: Instant::now(),
+            toolbox: None,
+            test_output: None,
         }
     }
 
@@ -495,6 +511,24 @@ impl<'a> StepRun<'a> {
         };
         self.exec_role = role;
         self.decision = Some(decision);
+        let tools = &shared.opts.tools;
+        if tools.enabled && matches!(self.exec_role.as_str(), "coder" | "tester") {
+            let project = self.db.project(self.task.project_id)?;
+            if let Some(root) = project.root.as_deref() {
+                match crate::tools::Toolbox::new(
+                    std::path::Path::new(root),
+                    tools.allow_writes,
+                    tools.commands_for(project.id),
+                    std::time::Duration::from_secs(tools.timeout_secs.max(1)),
+                    tools.output_cap,
+                ) {
+                    Ok(t) => self.toolbox = Some(t),
+                    Err(e) => self.emit(Progress::Warning {
+                        message: format!("task {}: no codebase tools: {e}", self.task.id),
+                    }),
+                }
+            }
+        }
         Ok(setup)
     }
 
@@ -514,6 +548,7 @@ impl<'a> StepRun<'a> {
             keep_alive: None,
             num_ctx: None,
             role: None,
+            tools: Vec::new(),
         }
     }
 
@@ -671,6 +706,9 @@ impl<'a> StepRun<'a> {
                 ..
             } => {
                 let mut req = self.exec_request(critique, handoff)?;
+                if self.toolbox.is_some() {
+                    return self.tool_loop(model, req).await;
+                }
                 let role = self.exec_role.clone();
                 // Watchers (the TUI's run panel) see the answer as it is written.
                 let observer = self.shared.observer.clone();
@@ -801,12 +839,24 @@ impl<'a> StepRun<'a> {
                 struct CriticVars<'v> {
                     task: &'v TaskView,
                     answer: &'v str,
+                    diff: Option<String>,
+                    test_output: Option<String>,
                 }
+                let diff = self
+                    .toolbox
+                    .as_ref()
+                    .map(|t| cut(&t.diff(), 4 * RESULT_CHARS))
+                    .filter(|d| !d.is_empty());
                 let text = self.shared.prompts.render(
                     "critic",
                     CriticVars {
                         task: &self.vars.task,
                         answer: &answer,
+                        diff,
+                        test_output: self
+                            .test_output
+                            .as_deref()
+                            .map(|t| cut(t, 2 * RESULT_CHARS)),
                     },
                 )?;
                 let req = self.request("critic", text, None);
@@ -869,6 +919,202 @@ impl<'a> StepRun<'a> {
             }
             other => unreachable!("not a request: {other:?}"),
         }
+    }
+
+    /// The executor with codebase tools: the model asks for tools (natively,
+    /// or with a JSON action block when its server has no tool calling),
+    /// each call runs in the sandbox and its result goes back, until it
+    /// answers without a tool or reaches `max_calls`.
+    async fn tool_loop(&mut self, model: String, mut req: ChatRequest) -> Result<Event> {
+        let native = self
+            .shared
+            .caller
+            .registry()
+            .model(&model)
+            .is_some_and(|m| m.capabilities.iter().any(|c| c == "tools"));
+        let specs = tool_specs();
+        req.stream = false;
+        req.json_schema = None;
+        if native {
+            req.tools = specs
+                .iter()
+                .map(|(name, description, parameters)| {
+                    json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}})
+                })
+                .collect();
+        } else if let Some(first) = req.messages.first_mut() {
+            first.content.push_str(&text_protocol(&specs));
+        }
+        let role = self.exec_role.clone();
+        let max = self.shared.opts.tools.max_calls;
+        let mut calls = 0usize;
+        loop {
+            let result = self
+                .shared
+                .caller
+                .call(std::slice::from_ref(&model), &req, None)
+                .await;
+            self.record("execute", &role, &req, &result, None)?;
+            let o = match result {
+                Ok(o) => o,
+                Err(f) => {
+                    return Ok(Event::AnswerFailed {
+                        unreachable: only_refused(&f),
+                        error: self.shared.caller.redact(&f.to_string()),
+                    });
+                }
+            };
+            let asked: Vec<crate::llm::ToolCall> = if native {
+                o.response.tool_calls.clone()
+            } else {
+                parse_action(&o.response.text, calls).into_iter().collect()
+            };
+            if asked.is_empty() || calls >= max {
+                let mut text = o.response.text;
+                if !asked.is_empty() {
+                    text.push_str(&format!(
+                        "\n\n(Stopped after {max} tool calls, the limit for one answer.)"
+                    ));
+                }
+                if text.trim().is_empty() {
+                    text = "(The agent made its changes with tools and wrote no summary.)".into();
+                }
+                return Ok(Event::Answered { text });
+            }
+            if native {
+                req.messages
+                    .push(Message::tool_request(o.response.text.clone(), &asked));
+            } else {
+                req.messages
+                    .push(Message::assistant(o.response.text.clone()));
+            }
+            for call in asked {
+                calls += 1;
+                let out = self.run_tool(&call).await?;
+                if native {
+                    req.messages.push(Message::tool_result(&call.id, out));
+                } else {
+                    req.messages
+                        .push(Message::user(format!("Result of {}:\n{out}", call.name)));
+                }
+            }
+        }
+    }
+
+    /// One tool call, recorded; the text the model reads.
+    async fn run_tool(&mut self, call: &crate::llm::ToolCall) -> Result<String> {
+        let started = Instant::now();
+        let outcome = match call.name.as_str() {
+            "memory_query" => {
+                let query = call
+                    .arguments
+                    .get("text")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
+                match &self.shared.memory {
+                    Some(m) if !query.trim().is_empty() => match m
+                        .query_memory(self.db, query, Some(self.task.project_id), None, None, 5)
+                        .await
+                    {
+                        Ok(hits) => crate::tools::ToolOutcome {
+                            ok: true,
+                            output: if hits.is_empty() {
+                                "nothing found".into()
+                            } else {
+                                hits.iter()
+                                    .map(|h| {
+                                        format!("[{}] {}", h.record.kind, cut(&h.record.text, 600))
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            },
+                        },
+                        Err(e) => crate::tools::ToolOutcome {
+                            ok: false,
+                            output: e.to_string(),
+                        },
+                    },
+                    Some(_) => crate::tools::ToolOutcome {
+                        ok: false,
+                        output: "missing argument `text`".into(),
+                    },
+                    None => crate::tools::ToolOutcome {
+                        ok: false,
+                        output: "memory search is not available in this run".into(),
+                    },
+                }
+            }
+            "task_note" => {
+                let text = call
+                    .arguments
+                    .get("text")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                if text.is_empty() {
+                    crate::tools::ToolOutcome {
+                        ok: false,
+                        output: "missing argument `text`".into(),
+                    }
+                } else {
+                    let holder = self.shared.holder.clone();
+                    self.db.append_task_note(self.task.id, &text, &holder)?;
+                    crate::tools::ToolOutcome {
+                        ok: true,
+                        output: "noted".into(),
+                    }
+                }
+            }
+            name => {
+                let toolbox = self.toolbox.as_mut().expect("tool loop has a toolbox");
+                // Commands and git run in a blocking way; they are bounded by
+                // the tools' timeout.
+                match tokio::task::block_in_place(|| toolbox.call(name, &call.arguments)) {
+                    Some(o) => o,
+                    None => crate::tools::ToolOutcome {
+                        ok: false,
+                        output: format!(
+                            "unknown tool {name:?}; the tools are {}",
+                            tool_specs()
+                                .iter()
+                                .map(|s| s.0)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    },
+                }
+            }
+        };
+        if matches!(call.name.as_str(), "run_tests" | "run_command") {
+            self.test_output = Some(outcome.output.clone());
+        }
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.db.record_tool_call(&crate::store::ToolCallRecord {
+            run_id: Some(self.shared.run_id),
+            step_id: Some(self.step_id),
+            task_id: self.task.id,
+            tool: call.name.clone(),
+            arguments: call.arguments.clone(),
+            outcome: if outcome.ok { "ok" } else { "error" }.into(),
+            result_bytes: outcome.output.len() as u64,
+            result: outcome.output.clone(),
+            duration_ms,
+            ..Default::default()
+        })?;
+        self.emit(Progress::ToolCall {
+            step: self.number,
+            task_id: self.task.id,
+            tool: call.name.clone(),
+            ok: outcome.ok,
+            result_bytes: outcome.output.len(),
+            duration_ms,
+        });
+        Ok(if outcome.ok {
+            outcome.output
+        } else {
+            format!("error: {}", outcome.output)
+        })
     }
 
     fn exec_request(
@@ -949,7 +1195,12 @@ impl<'a> StepRun<'a> {
                         self.task.id
                     ),
                     model.clone(),
-                    json!({"result": answer, "review": review}),
+                    json!({
+                        "result": answer,
+                        "review": review,
+                        "diff": self.toolbox.as_ref().map(|t| t.diff()).filter(|d| !d.is_empty()),
+                        "writes": self.toolbox.as_ref().map(|t| t.allow_writes),
+                    }),
                     None,
                 )
             }
@@ -1232,5 +1483,76 @@ impl std::fmt::Debug for StepRun<'_> {
         f.debug_struct("StepRun")
             .field("task", &self.task.id)
             .finish()
+    }
+}
+
+/// The executor's tools: the codebase ones and two of llmclis's own.
+fn tool_specs() -> Vec<(&'static str, &'static str, serde_json::Value)> {
+    let mut specs = crate::tools::specs();
+    specs.push((
+        "memory_query",
+        "Search what the project already knows (summaries, earlier answers) by meaning.",
+        json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+    ));
+    specs.push((
+        "task_note",
+        "Add a note to the task's history (a decision, a finding).",
+        json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+    ));
+    specs
+}
+
+/// The text protocol for models without native tool calling (documented in
+/// README): one JSON action block per turn.
+fn text_protocol(specs: &[(&str, &str, serde_json::Value)]) -> String {
+    let mut s = String::from(
+        "\n\n## Tools\nYou can work on the project's files with tools. To call one, answer with only a JSON block:\n```json\n{\"tool\": \"read_file\", \"args\": {\"path\": \"src/lib.rs\"}}\n```\nThe next message gives you its result. Call one tool per answer. When the work is done, answer normally (no JSON block) with a short summary of what you changed and how you checked it.\n",
+    );
+    for (name, description, params) in specs {
+        let args: Vec<String> = params["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        s.push_str(&format!("- {name}({}): {description}\n", args.join(", ")));
+    }
+    s
+}
+
+/// A text-protocol tool call: the answer's JSON block (or bare object) with a
+/// `tool` name and `args`.
+pub fn parse_action(text: &str, n: usize) -> Option<crate::llm::ToolCall> {
+    let body = match text.find("```json") {
+        Some(a) => {
+            let rest = &text[a + 7..];
+            &rest[..rest.find("```").unwrap_or(rest.len())]
+        }
+        None => text,
+    };
+    let v: serde_json::Value = parse_json(body).ok()?;
+    let name = v.get("tool")?.as_str()?.to_string();
+    Some(crate::llm::ToolCall {
+        id: format!("text-{n}"),
+        name,
+        arguments: v.get("args").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_actions_are_found_in_a_block_or_bare_and_prose_is_an_answer() {
+        let a = parse_action("I will read it.\n```json\n{\"tool\": \"read_file\", \"args\": {\"path\": \"a.rs\"}}\n```", 0).unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.arguments["path"].as_str()),
+            ("read_file", Some("a.rs"))
+        );
+        assert_eq!(
+            parse_action("{\"tool\": \"run_tests\"}", 3).unwrap().id,
+            "text-3"
+        );
+        assert!(parse_action("Done: fixed the sign in add().", 0).is_none());
+        assert!(parse_action("{\"verdict\": \"approve\"}", 0).is_none());
     }
 }

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_deleted",
         include_str!("../../migrations/0006_deleted.sql"),
     ),
+    (
+        "0007_tool_calls",
+        include_str!("../../migrations/0007_tool_calls.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
-pub use runs::{ModelCall, Run, RunStep};
+pub use runs::{ModelCall, Run, RunStep, ToolCallRecord};
 pub use tasks::Transition;
 
 /// How long a writer waits for another process's lock before giving up.

@@ -35,6 +35,27 @@ pub struct ModelCall {
     pub created_at: String,
 }
 
+/// A tool call an executing role made.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ToolCallRecord {
+    pub id: i64,
+    pub run_id: Option<i64>,
+    pub step_id: Option<i64>,
+    pub task_id: i64,
+    pub tool: String,
+    pub arguments: Value,
+    /// ok or error.
+    pub outcome: String,
+    pub result_bytes: u64,
+    /// The start of the result.
+    pub result: String,
+    pub duration_ms: u64,
+    pub created_at: String,
+}
+
+/// How much of a tool's result the history keeps.
+const TOOL_RESULT_KEPT: usize = 2_000;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
     pub id: i64,
@@ -333,6 +354,66 @@ impl Store {
             .query_map([run_id], call_from_row)?
             .collect::<rusqlite::Result<_>>()?;
         Ok(calls)
+    }
+
+    pub fn record_tool_call(&mut self, c: &ToolCallRecord) -> Result<i64> {
+        let mut kept = c.result.clone();
+        if kept.len() > TOOL_RESULT_KEPT {
+            let mut cut = TOOL_RESULT_KEPT;
+            while !kept.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            kept.truncate(cut);
+            kept.push_str(" […]");
+        }
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO tool_calls (run_id, step_id, task_id, tool, arguments, outcome,
+                        result_bytes, result, duration_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                c.run_id,
+                c.step_id,
+                c.task_id,
+                c.tool,
+                c.arguments.to_string(),
+                c.outcome,
+                c.result_bytes as i64,
+                kept,
+                c.duration_ms as i64,
+                now()
+            ])?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    /// A task's tool calls, oldest first.
+    pub fn tool_calls(&self, task_id: i64) -> Result<Vec<ToolCallRecord>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT id, run_id, step_id, task_id, tool, arguments, outcome, result_bytes, result,
+                    duration_ms, created_at
+               FROM tool_calls WHERE task_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([task_id], |r| {
+                let args: String = r.get(5)?;
+                Ok(ToolCallRecord {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    step_id: r.get(2)?,
+                    task_id: r.get(3)?,
+                    tool: r.get(4)?,
+                    arguments: serde_json::from_str(&args).unwrap_or(Value::Null),
+                    outcome: r.get(6)?,
+                    result_bytes: r.get::<_, i64>(7)? as u64,
+                    result: r.get(8)?,
+                    duration_ms: r.get::<_, i64>(9)? as u64,
+                    created_at: r.get(10)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// USD spent on a task's model calls, over every run.

@@ -46,6 +46,8 @@ pub struct DetailData {
     pub calls: Vec<ModelCall>,
     pub result: Option<String>,
     pub memories: Vec<MemoryRecord>,
+    pub tool_calls: Vec<crate::store::ToolCallRecord>,
+    pub diff: Option<String>,
 }
 
 #[derive(Debug, Clone)]

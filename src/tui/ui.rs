@@ -459,6 +459,36 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             lines.push(Line::raw(format!("  {l}")));
         }
     }
+    if let Some(diff) = &d.diff {
+        section(&mut lines, "Diff", theme);
+        for l in diff.lines().take(80) {
+            let style = if l.starts_with('+') && !l.starts_with("+++") {
+                theme.fg(Color::Green)
+            } else if l.starts_with('-') && !l.starts_with("---") {
+                theme.fg(Color::Red)
+            } else {
+                Style::new()
+            };
+            lines.push(Line::styled(format!("  {l}"), style));
+        }
+    }
+    if !d.tool_calls.is_empty() {
+        section(
+            &mut lines,
+            &format!("Tool calls ({})", d.tool_calls.len()),
+            theme,
+        );
+        for c in &d.tool_calls {
+            lines.push(Line::raw(format!(
+                "  {:<15} {:<5} {} ({} bytes, {} ms)",
+                c.tool,
+                c.outcome,
+                cut(&c.arguments.to_string(), 50),
+                c.result_bytes,
+                c.duration_ms
+            )));
+        }
+    }
     if !d.notes.is_empty() {
         section(&mut lines, "Notes", theme);
         for n in &d.notes {

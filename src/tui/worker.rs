@@ -160,6 +160,8 @@ impl Worker {
                     calls: self.db.model_calls(id)?,
                     result: crate::orchestrator::step::last_result(&self.db, id)?,
                     memories: crate::memory::for_task(&self.db, id)?,
+                    tool_calls: self.db.tool_calls(id)?,
+                    diff: crate::orchestrator::step::last_diff(&self.db, id)?,
                 };
                 self.send(Msg::Detail(Box::new(d)));
             }
