@@ -97,6 +97,8 @@ pub struct ToolsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectTools {
     pub commands: std::collections::BTreeMap<String, Vec<String>>,
+    /// This project's own setting for writes (the global one otherwise).
+    pub allow_writes: Option<bool>,
 }
 
 impl Default for ToolsConfig {
@@ -114,6 +116,15 @@ impl Default for ToolsConfig {
 }
 
 impl ToolsConfig {
+    /// Whether a project's files may be written (`--allow-writes` also turns
+    /// it on for a run).
+    pub fn writes_for(&self, project_id: i64) -> bool {
+        self.projects
+            .get(&project_id.to_string())
+            .and_then(|p| p.allow_writes)
+            .unwrap_or(self.allow_writes)
+    }
+
     /// The commands allowed in one project.
     pub fn commands_for(&self, project_id: i64) -> std::collections::BTreeMap<String, Vec<String>> {
         let mut c = self.commands.clone();

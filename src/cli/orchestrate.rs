@@ -187,7 +187,13 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     }
     drop(store);
     let (deps, mut opts) = prepare(ctx, project_id, args.max_steps, workers)?;
-    opts.tools.allow_writes |= args.allow_writes;
+    if args.allow_writes {
+        // For this run, whatever the config says per project.
+        opts.tools.allow_writes = true;
+        for p in opts.tools.projects.values_mut() {
+            p.allow_writes = Some(true);
+        }
+    }
     let json = ctx.json;
     // Progress lines go straight to stdout as they happen.
     let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {

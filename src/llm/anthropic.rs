@@ -49,8 +49,7 @@ impl AnthropicClient {
             .filter(|m| m.role == "system")
             .map(|m| m.content.as_str())
             .collect();
-        let messages: Vec<&super::Message> =
-            req.messages.iter().filter(|m| m.role != "system").collect();
+        let messages = messages(&req.messages);
         let mut body = json!({
             "model": model,
             "max_tokens": req.max_tokens,
@@ -60,6 +59,23 @@ impl AnthropicClient {
         });
         if !system.is_empty() {
             body["system"] = json!(system.join("\n\n"));
+        }
+        if !req.tools.is_empty() {
+            // OpenAI's {type: function, function: {name, description,
+            // parameters}} as Anthropic's {name, description, input_schema}.
+            body["tools"] = Value::Array(
+                req.tools
+                    .iter()
+                    .filter_map(|t| {
+                        let f = t.get("function")?;
+                        Some(json!({
+                            "name": f.get("name")?,
+                            "description": f.get("description").cloned().unwrap_or(json!("")),
+                            "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"})),
+                        }))
+                    })
+                    .collect(),
+            );
         }
         body
     }
@@ -106,7 +122,7 @@ impl AnthropicClient {
                 _ => Usage::estimate(req, &text),
             };
             return Ok(ChatResponse {
-                tool_calls: Vec::new(),
+                tool_calls: tool_uses(&v),
                 text,
                 usage,
                 finish_reason: v
@@ -217,5 +233,116 @@ mod tests {
         let b = AnthropicClient::body("claude-sonnet-4-5", &req);
         assert_eq!(b["system"], "be brief");
         assert_eq!(b["messages"].as_array().unwrap().len(), 1);
+    }
+}
+
+/// The conversation in Anthropic's form: tool requests become `tool_use`
+/// blocks of the assistant's turn, tool results `tool_result` blocks of one
+/// user turn (consecutive results merge, as the API wants turns to alternate).
+fn messages(all: &[super::Message]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for m in all.iter().filter(|m| m.role != "system") {
+        if m.role == "tool" {
+            let block = json!({
+                "type": "tool_result",
+                "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
+                "content": m.content,
+            });
+            if let Some(last) = out.last_mut()
+                && last["role"] == "user"
+                && let Some(blocks) = last["content"].as_array_mut()
+            {
+                blocks.push(block);
+                continue;
+            }
+            out.push(json!({"role": "user", "content": [block]}));
+            continue;
+        }
+        if let Some(calls) = m.tool_calls.as_ref().and_then(Value::as_array) {
+            let mut blocks = Vec::new();
+            if !m.content.trim().is_empty() {
+                blocks.push(json!({"type": "text", "text": m.content}));
+            }
+            for c in calls {
+                let args = c.pointer("/function/arguments");
+                blocks.push(json!({
+                    "type": "tool_use",
+                    "id": c.get("id").cloned().unwrap_or(json!("")),
+                    "name": c.pointer("/function/name").cloned().unwrap_or(json!("")),
+                    "input": match args {
+                        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(json!({})),
+                        Some(v) => v.clone(),
+                        None => json!({}),
+                    },
+                }));
+            }
+            out.push(json!({"role": "assistant", "content": blocks}));
+            continue;
+        }
+        out.push(json!({"role": m.role, "content": m.content}));
+    }
+    out
+}
+
+/// The `tool_use` blocks of an answer.
+fn tool_uses(v: &Value) -> Vec<super::ToolCall> {
+    v.get("content")
+        .and_then(Value::as_array)
+        .map(|blocks| {
+            blocks
+                .iter()
+                .filter(|b| b["type"] == "tool_use")
+                .filter_map(|b| {
+                    Some(super::ToolCall {
+                        id: b.get("id")?.as_str()?.to_string(),
+                        name: b.get("name")?.as_str()?.to_string(),
+                        arguments: b.get("input").cloned().unwrap_or(json!({})),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use crate::llm::{Message, ToolCall};
+
+    #[test]
+    fn tool_turns_take_anthropics_shape() {
+        let call = ToolCall {
+            id: "toolu_1".into(),
+            name: "read_file".into(),
+            arguments: json!({"path": "a.rs"}),
+        };
+        let req = ChatRequest {
+            messages: vec![
+                Message::system("be brief"),
+                Message::user("fix it"),
+                Message::tool_request("", std::slice::from_ref(&call)),
+                Message::tool_result("toolu_1", "1| fn a() {}"),
+                Message::tool_result("toolu_2", "exit 0"),
+            ],
+            tools: vec![
+                json!({"type": "function", "function": {"name": "read_file", "description": "Read", "parameters": {"type": "object"}}}),
+            ],
+            max_tokens: 100,
+            ..Default::default()
+        };
+        let b = AnthropicClient::body("claude", &req);
+        assert_eq!(b["system"], "be brief");
+        assert_eq!(b["tools"][0]["input_schema"]["type"], "object");
+        let m = b["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 3, "{m:#?}");
+        assert_eq!(m[1]["content"][0]["type"], "tool_use");
+        assert_eq!(m[1]["content"][0]["input"]["path"], "a.rs");
+        assert_eq!(
+            m[2]["content"].as_array().unwrap().len(),
+            2,
+            "results merge into one turn"
+        );
+        let answer = json!({"content": [{"type": "text", "text": "reading"}, {"type": "tool_use", "id": "toolu_9", "name": "run_tests", "input": {}}]});
+        assert_eq!(tool_uses(&answer)[0].name, "run_tests");
     }
 }

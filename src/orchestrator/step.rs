@@ -517,7 +517,7 @@ impl<'a> StepRun<'a> {
             if let Some(root) = project.root.as_deref() {
                 match crate::tools::Toolbox::new(
                     std::path::Path::new(root),
-                    tools.allow_writes,
+                    tools.writes_for(project.id),
                     tools.commands_for(project.id),
                     std::time::Duration::from_secs(tools.timeout_secs.max(1)),
                     tools.output_cap,
