@@ -230,3 +230,43 @@ fn search_and_find_references_skip_ignored_files() {
         "not a codebase tool"
     );
 }
+
+#[test]
+fn gits_own_files_are_off_limits_and_deletions_and_split_patches_work() {
+    let (_dir, root) = project();
+    std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    let mut t = toolbox(&root, true);
+    for path in [".git/config", ".GIT/hooks/pre-commit", "src/../.git/config"] {
+        let out = t
+            .call(
+                "write_file",
+                &json!({"path": path, "content": "[core]\nfsmonitor = touch /tmp/pwned"}),
+            )
+            .unwrap();
+        assert!(!out.ok, "{path}: {}", out.output);
+    }
+    // Two parts for one file apply one after the other; a deletion deletes.
+    let patch = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-pub fn add(a: i32, b: i32) -> i32 {\n+pub fn add(a: i64, b: i64) -> i64 {\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -2 +2 @@\n-    a - b\n+    a + b\n--- a/README.md\n+++ /dev/null\n@@ -1 +0,0 @@\n-# demo\n";
+    let out = t.call("apply_patch", &json!({"patch": patch})).unwrap();
+    assert!(out.ok, "{}", out.output);
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("a: i64") && lib.contains("a + b"), "{lib}");
+    assert!(!root.join("README.md").exists());
+    assert!(t.diff().contains("+++ /dev/null"));
+    // Absurd hunk numbers are refused, not a crash.
+    let out = t
+        .call(
+            "apply_patch",
+            &json!({"patch": "--- a/x\n+++ b/x\n@@ -18446744073709551615,1 +1 @@\n-a\n+b\n"}),
+        )
+        .unwrap();
+    assert!(
+        !out.ok && out.output.contains("impossible line number"),
+        "{}",
+        out.output
+    );
+}

@@ -926,12 +926,12 @@ impl<'a> StepRun<'a> {
     /// each call runs in the sandbox and its result goes back, until it
     /// answers without a tool or reaches `max_calls`.
     async fn tool_loop(&mut self, model: String, mut req: ChatRequest) -> Result<Event> {
-        let native = self
-            .shared
-            .caller
-            .registry()
-            .model(&model)
-            .is_some_and(|m| m.capabilities.iter().any(|c| c == "tools"));
+        // Native tool calls where the client speaks them (not Ollama's
+        // native API); the text protocol elsewhere.
+        let registry = self.shared.caller.registry();
+        let native = registry.model(&model).is_some_and(|m| {
+            m.capabilities.iter().any(|c| c == "tools") && !registry.provider_of(m).is_ollama()
+        });
         let specs = tool_specs();
         req.stream = false;
         req.json_schema = None;
@@ -981,6 +981,8 @@ impl<'a> StepRun<'a> {
                 }
                 return Ok(Event::Answered { text });
             }
+            // No more calls than the limit leaves, even when a turn asks for many.
+            let asked: Vec<crate::llm::ToolCall> = asked.into_iter().take(max - calls).collect();
             if native {
                 req.messages
                     .push(Message::tool_request(o.response.text.clone(), &asked));
@@ -1067,10 +1069,18 @@ impl<'a> StepRun<'a> {
                 }
             }
             name => {
-                let toolbox = self.toolbox.as_mut().expect("tool loop has a toolbox");
-                // Commands and git run in a blocking way; they are bounded by
-                // the tools' timeout.
-                match tokio::task::block_in_place(|| toolbox.call(name, &call.arguments)) {
+                // Off the run's thread: commands block up to the timeout, and
+                // the other workers go on meanwhile.
+                let mut toolbox = self.toolbox.take().expect("tool loop has a toolbox");
+                let (n, args) = (name.to_string(), call.arguments.clone());
+                let (toolbox, out) = tokio::task::spawn_blocking(move || {
+                    let out = toolbox.call(&n, &args);
+                    (toolbox, out)
+                })
+                .await
+                .map_err(|e| crate::Error::InvalidInput(format!("a tool stopped: {e}")))?;
+                self.toolbox = Some(toolbox);
+                match out {
                     Some(o) => o,
                     None => crate::tools::ToolOutcome {
                         ok: false,

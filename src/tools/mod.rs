@@ -56,8 +56,8 @@ pub struct Toolbox {
     commands: BTreeMap<String, Vec<String>>,
     pub timeout: Duration,
     pub output_cap: usize,
-    /// Proposed contents (no `allow_writes`), by path.
-    overlay: BTreeMap<PathBuf, String>,
+    /// Proposed contents (no `allow_writes`), by path; `None`: deleted.
+    overlay: BTreeMap<PathBuf, Option<String>>,
     /// What each touched file held first (`None`: it did not exist).
     originals: BTreeMap<PathBuf, Option<String>>,
 }
@@ -173,14 +173,18 @@ impl Toolbox {
 
     fn current(&self, path: &Path) -> Result<Option<String>, String> {
         if let Some(text) = self.overlay.get(path) {
-            return Ok(Some(text.clone()));
+            return Ok(text.clone());
+        }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.len() > (READ_CAP * 4) as u64
+        {
+            return Err(format!(
+                "{} is {} bytes, too big to edit here; read it in ranges",
+                self.sandbox.relative(path),
+                meta.len()
+            ));
         }
         match std::fs::read(path) {
-            Ok(bytes) if bytes.len() > READ_CAP * 4 => Err(format!(
-                "{} is {} bytes, too big to edit here",
-                self.sandbox.relative(path),
-                bytes.len()
-            )),
             Ok(bytes) => String::from_utf8(bytes)
                 .map(Some)
                 .map_err(|_| format!("{} is not UTF-8 text", self.sandbox.relative(path))),
@@ -197,18 +201,35 @@ impl Toolbox {
         if path.is_dir() {
             return Err(ToolOutcome::err("that is a directory; use list_dir"));
         }
-        let text = self
-            .current(&path)
-            .map_err(ToolOutcome::err)?
-            .ok_or_else(|| {
-                ToolOutcome::err(format!("{} does not exist", self.sandbox.relative(&path)))
-            })?;
         let start = args
             .get("start")
             .and_then(Value::as_u64)
             .unwrap_or(1)
             .max(1) as usize;
         let end = args.get("end").and_then(Value::as_u64).map(|e| e as usize);
+        let text = match self.current(&path) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(ToolOutcome::err(format!(
+                    "{} does not exist",
+                    self.sandbox.relative(&path)
+                )));
+            }
+            // Too big to hold: the range is read line by line.
+            Err(_) if !self.overlay.contains_key(&path) && path.is_file() => {
+                use std::io::BufRead;
+                let file =
+                    std::fs::File::open(&path).map_err(|e| ToolOutcome::err(e.to_string()))?;
+                let last = end.unwrap_or(start + 200);
+                std::io::BufReader::new(file)
+                    .lines()
+                    .take(last)
+                    .map_while(|l| l.ok())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            Err(e) => return Err(ToolOutcome::err(e)),
+        };
         let mut out = String::new();
         for (i, line) in text.lines().enumerate().skip(start - 1) {
             if end.is_some_and(|e| i + 1 > e) {
@@ -242,15 +263,18 @@ impl Toolbox {
                 }
             })
             .collect();
-        // Proposed new files show up too.
-        for p in self.overlay.keys() {
-            if p.parent() == Some(path.as_path())
-                && let Some(n) = p.file_name()
-            {
-                let n = n.to_string_lossy().into_owned();
-                if !names.contains(&n) {
-                    names.push(n);
-                }
+        // Proposed new files show up, proposed deletions do not.
+        for (p, text) in &self.overlay {
+            if p.parent() != Some(path.as_path()) {
+                continue;
+            }
+            let Some(n) = p.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            match text {
+                Some(_) if !names.contains(&n) => names.push(n),
+                None => names.retain(|x| *x != n),
+                _ => {}
             }
         }
         names.sort();
@@ -288,7 +312,14 @@ impl Toolbox {
                 &matcher,
                 entry.path(),
                 UTF8(|line, text| {
-                    hits.push(format!("{rel}:{line}: {}", text.trim_end()));
+                    let text = text.trim_end();
+                    let shown: String = text.chars().take(300).collect();
+                    let more = if shown.len() < text.len() {
+                        " […]"
+                    } else {
+                        ""
+                    };
+                    hits.push(format!("{rel}:{line}: {shown}{more}"));
                     Ok(hits.len() < SEARCH_HITS)
                 }),
             );
@@ -302,25 +333,34 @@ impl Toolbox {
         if hits.is_empty() {
             ToolOutcome::ok("no matches")
         } else {
-            ToolOutcome::ok(hits.join("\n"))
+            ToolOutcome::ok(self.cap(hits.join("\n")).0)
         }
     }
 
-    /// Records a file's first content, then writes (or proposes) the new one.
-    fn put(&mut self, path: PathBuf, content: String) -> Result<(), String> {
+    /// Records a file's first content, then writes (or proposes) the new
+    /// one; `None` deletes it.
+    fn put(&mut self, path: PathBuf, content: Option<String>) -> Result<(), String> {
         if !self.originals.contains_key(&path) {
             let first = self.current(&path)?;
             self.originals.insert(path.clone(), first);
         }
-        if self.allow_writes {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-            }
-            crate::fsutil::write_atomic(&path, content.as_bytes()).map_err(|e| e.to_string())?;
-        } else {
+        if !self.allow_writes {
             self.overlay.insert(path, content);
+            return Ok(());
         }
-        Ok(())
+        match &content {
+            Some(text) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| e.to_string())
+            }
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+        }
     }
 
     fn write_file(&mut self, args: &Value) -> Result<ToolOutcome, ToolOutcome> {
@@ -330,7 +370,7 @@ impl Toolbox {
             .map_err(ToolOutcome::err)?;
         let content = arg(args, "content")?.to_string();
         let rel = self.sandbox.relative(&path);
-        self.put(path, content).map_err(ToolOutcome::err)?;
+        self.put(path, Some(content)).map_err(ToolOutcome::err)?;
         Ok(ToolOutcome::ok(if self.allow_writes {
             format!("wrote {rel}")
         } else {
@@ -340,8 +380,12 @@ impl Toolbox {
 
     /// All files of the patch apply, or none is touched.
     fn apply_patch(&mut self, patch: &str) -> ToolOutcome {
-        let mut results: Vec<(PathBuf, String)> = Vec::new();
+        // (path, new content; None deletes), staged before anything is written.
+        let mut staged: Vec<(PathBuf, Option<String>)> = Vec::new();
         for (i, part) in split_patch(patch).iter().enumerate() {
+            if let Some(bad) = oversized_hunk(part) {
+                return ToolOutcome::err(format!("file {} of the patch: {bad}", i + 1));
+            }
             let parsed = match diffy::Patch::from_str(part) {
                 Ok(p) => p,
                 Err(e) => {
@@ -351,6 +395,7 @@ impl Toolbox {
                     ));
                 }
             };
+            let deletes = parsed.modified() == Some("/dev/null");
             let name = parsed
                 .modified()
                 .filter(|m| *m != "/dev/null")
@@ -367,12 +412,16 @@ impl Toolbox {
                 Ok(p) => p,
                 Err(e) => return ToolOutcome::err(e),
             };
-            let base = match self.current(&path) {
-                Ok(b) => b.unwrap_or_default(),
-                Err(e) => return ToolOutcome::err(e),
+            // A second part for the same file applies on top of the first.
+            let base = match staged.iter().rev().find(|(p, _)| *p == path) {
+                Some((_, text)) => text.clone().unwrap_or_default(),
+                None => match self.current(&path) {
+                    Ok(b) => b.unwrap_or_default(),
+                    Err(e) => return ToolOutcome::err(e),
+                },
             };
             match diffy::apply(&base, &parsed) {
-                Ok(new) => results.push((path, new)),
+                Ok(new) => staged.push((path, (!deletes).then_some(new))),
                 Err(e) => {
                     return ToolOutcome::err(format!(
                         "the patch does not apply to {name} ({e}); nothing was changed. Read the file again and make the context lines match it exactly"
@@ -380,16 +429,29 @@ impl Toolbox {
                 }
             }
         }
-        if results.is_empty() {
+        if staged.is_empty() {
             return ToolOutcome::err("no file in the patch");
         }
-        let names: Vec<String> = results
+        let mut names: Vec<String> = Vec::new();
+        for (path, _) in &staged {
+            let n = self.sandbox.relative(path);
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        // Written in order; a failure puts back what was already written.
+        let before: Vec<(PathBuf, Option<String>)> = staged
             .iter()
-            .map(|(p, _)| self.sandbox.relative(p))
+            .map(|(p, _)| (p.clone(), self.current(p).ok().flatten()))
             .collect();
-        for (path, new) in results {
+        for (i, (path, new)) in staged.into_iter().enumerate() {
             if let Err(e) = self.put(path, new) {
-                return ToolOutcome::err(e);
+                for (p, old) in before.into_iter().take(i).rev() {
+                    let _ = self.put(p, old);
+                }
+                return ToolOutcome::err(format!(
+                    "the patch could not be written ({e}); nothing was changed"
+                ));
             }
         }
         ToolOutcome::ok(format!(
@@ -409,15 +471,16 @@ impl Toolbox {
         let mut out = String::new();
         for (path, original) in &self.originals {
             let now = match self.current(path) {
-                Ok(n) => n.unwrap_or_default(),
+                Ok(n) => n,
                 Err(_) => continue,
             };
-            let before = original.clone().unwrap_or_default();
-            if before == now {
+            if *original == now {
                 continue;
             }
             let rel = self.sandbox.relative(path);
-            let d = similar::TextDiff::from_lines(&before, &now);
+            let before = original.clone().unwrap_or_default();
+            let after = now.clone().unwrap_or_default();
+            let d = similar::TextDiff::from_lines(&before, &after);
             out.push_str(
                 &d.unified_diff()
                     .context_radius(3)
@@ -427,7 +490,11 @@ impl Toolbox {
                         } else {
                             "/dev/null".into()
                         },
-                        &format!("b/{rel}"),
+                        &if now.is_some() {
+                            format!("b/{rel}")
+                        } else {
+                            "/dev/null".into()
+                        },
                     )
                     .to_string(),
             );
@@ -445,9 +512,18 @@ impl Toolbox {
     }
 
     fn git(&self, args: &[&str]) -> ToolOutcome {
-        let argv: Vec<String> = std::iter::once("git".to_string())
-            .chain(args.iter().map(|a| a.to_string()))
-            .collect();
+        // No repository setting may start a program from here.
+        let argv: Vec<String> = [
+            "git",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect();
         self.run(&argv)
     }
 
@@ -481,9 +557,18 @@ impl Toolbox {
     }
 
     /// Runs argv in the root with the timeout (the whole process group is
-    /// killed) and the output cap.
+    /// killed) and the output cap, with an environment that holds no API
+    /// keys.
     fn run(&self, argv: &[String]) -> ToolOutcome {
         let mut cmd = Command::new(&argv[0]);
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            if k.to_str()
+                .is_some_and(|k| PASSED_ENV.contains(&k) || k.starts_with("LC_"))
+            {
+                cmd.env(k, v);
+            }
+        }
         cmd.args(&argv[1..])
             .current_dir(self.sandbox.root())
             .stdin(Stdio::null())
@@ -501,8 +586,9 @@ impl Toolbox {
         };
         // Both streams into one buffer, kept to twice the cap while running.
         let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let limit = self.output_cap * 2;
-        let readers: Vec<_> = [
+        let readers = [
             child
                 .stdout
                 .take()
@@ -516,6 +602,7 @@ impl Toolbox {
         .flatten()
         .map(|mut r| {
             let buf = buf.clone();
+            let done = done_tx.clone();
             std::thread::spawn(move || {
                 let mut chunk = [0u8; 8192];
                 while let Ok(n) = r.read(&mut chunk) {
@@ -529,9 +616,10 @@ impl Toolbox {
                         b.drain(..drop);
                     }
                 }
+                let _ = done.send(());
             })
         })
-        .collect();
+        .count();
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break Some(s),
@@ -544,8 +632,14 @@ impl Toolbox {
                 Err(_) => break None,
             }
         };
-        for r in readers {
-            let _ = r.join();
+        // What the command left running in its group goes too; a reader
+        // still blocked after that (a process that left the group holds the
+        // pipe) is abandoned rather than waited for.
+        kill_group(&mut child);
+        for _ in 0..readers {
+            if done_rx.recv_timeout(Duration::from_secs(2)).is_err() {
+                break;
+            }
         }
         let text = String::from_utf8_lossy(&buf.lock().expect("output buffer")).into_owned();
         let (text, _) = self.cap(text);
@@ -565,6 +659,44 @@ impl Toolbox {
             )),
         }
     }
+}
+
+/// Variables a command keeps; API keys and everything else are dropped.
+const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "TERM",
+    "TMPDIR",
+    "SHELL",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "CARGO_TARGET_DIR",
+    "RUSTFLAGS",
+    "GOPATH",
+    "GOCACHE",
+    "JAVA_HOME",
+    "NODE_PATH",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "CI",
+];
+
+/// A hunk header with absurd line numbers (diffy would overflow on them).
+fn oversized_hunk(part: &str) -> Option<String> {
+    for line in part.lines().filter(|l| l.starts_with("@@")) {
+        if line
+            .split(|c: char| !c.is_ascii_digit())
+            .any(|n| n.len() > 9)
+        {
+            return Some(format!(
+                "the hunk header {line:?} has an impossible line number"
+            ));
+        }
+    }
+    None
 }
 
 fn kill_group(child: &mut std::process::Child) {

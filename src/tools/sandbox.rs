@@ -61,6 +61,10 @@ impl Sandbox {
         }
         for c in p.components() {
             match c {
+                // Git's own files run commands (hooks, fsmonitor, filters).
+                Component::Normal(n) if n.eq_ignore_ascii_case(".git") => {
+                    return refuse("git's own directory is off limits");
+                }
                 Component::ParentDir => return refuse("it climbs out with `..`"),
                 Component::Prefix(_) | Component::RootDir => return refuse("it is absolute"),
                 Component::CurDir | Component::Normal(_) => {}
