@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::{Config, Paths};
-use crate::endpoints::{self, Api, Candidate};
+use crate::endpoints::{self, Api};
 use crate::registry::{Mode, Registry};
 use crate::store::Store;
 
@@ -187,28 +187,7 @@ pub fn run(
         .build()
         .expect("a current-thread runtime builds");
     if let Some(r) = &registry {
-        // The registry's local servers, and Qdrant when memory uses one.
-        let mut candidates: Vec<Candidate> = r
-            .providers
-            .iter()
-            .filter(|p| p.local)
-            .map(|p| Candidate {
-                name: p.name.clone(),
-                url: endpoints::root(&p.base_url),
-                api: if p.is_ollama() {
-                    Api::Ollama
-                } else {
-                    Api::OpenAi
-                },
-            })
-            .collect();
-        if let Some(url) = qdrant_url {
-            candidates.push(Candidate {
-                name: "Qdrant".into(),
-                url: endpoints::root(url),
-                api: Api::Qdrant,
-            });
-        }
+        let candidates = endpoints::configured(r, qdrant_url);
         let found = rt.block_on(endpoints::detect(r, &candidates));
         let mut any_local_up = false;
         for p in &r.providers {

@@ -71,32 +71,44 @@ pub fn root(url: &str) -> String {
     u.replace("://localhost", "://127.0.0.1")
 }
 
-/// The well-known ports plus the registry's local providers (and the
-/// Qdrant URL, when given), each endpoint once.
+/// The registry's local providers, and the Qdrant server when given, each
+/// endpoint once: what doctor and orchestrate probe.
+pub fn configured(registry: &Registry, qdrant_url: Option<&str>) -> Vec<Candidate> {
+    add_configured(Vec::new(), registry, qdrant_url)
+}
+
+/// The well-known ports plus `configured`, each endpoint once: what
+/// first-run probes.
 pub fn candidates(registry: &Registry, qdrant_url: Option<&str>) -> Vec<Candidate> {
-    let mut out = well_known();
-    for p in registry.providers.iter().filter(|p| p.local) {
-        let url = root(&p.base_url);
-        if !out.iter().any(|c| c.url == url) {
-            out.push(Candidate {
-                name: p.name.clone(),
-                url,
-                api: if p.is_ollama() {
-                    Api::Ollama
-                } else {
-                    Api::OpenAi
-                },
-            });
-        }
-    }
-    if let Some(q) = qdrant_url {
-        let url = root(q);
-        if !out.iter().any(|c| c.url == url) {
-            out.push(Candidate {
-                name: "Qdrant".into(),
-                url,
-                api: Api::Qdrant,
-            });
+    add_configured(well_known(), registry, qdrant_url)
+}
+
+fn add_configured(
+    mut out: Vec<Candidate>,
+    registry: &Registry,
+    qdrant_url: Option<&str>,
+) -> Vec<Candidate> {
+    let providers = registry
+        .providers
+        .iter()
+        .filter(|p| p.local)
+        .map(|p| Candidate {
+            name: p.name.clone(),
+            url: root(&p.base_url),
+            api: if p.is_ollama() {
+                Api::Ollama
+            } else {
+                Api::OpenAi
+            },
+        });
+    let qdrant = qdrant_url.map(|q| Candidate {
+        name: "Qdrant".into(),
+        url: root(q),
+        api: Api::Qdrant,
+    });
+    for c in providers.chain(qdrant) {
+        if !out.iter().any(|o| o.url == c.url) {
+            out.push(c);
         }
     }
     out

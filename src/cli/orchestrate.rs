@@ -96,20 +96,7 @@ pub(crate) fn prepare(
 /// the run does not start. Returns what to tell the user.
 fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String>> {
     let registry = caller.registry();
-    let candidates: Vec<crate::endpoints::Candidate> = registry
-        .providers
-        .iter()
-        .filter(|p| p.local)
-        .map(|p| crate::endpoints::Candidate {
-            name: p.name.clone(),
-            url: crate::endpoints::root(&p.base_url),
-            api: if p.is_ollama() {
-                crate::endpoints::Api::Ollama
-            } else {
-                crate::endpoints::Api::OpenAi
-            },
-        })
-        .collect();
+    let candidates = crate::endpoints::configured(registry, None);
     let found = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -118,24 +118,35 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-/// The answer of the last step that finished the task, if one did.
-pub fn last_result(db: &Store, task_id: i64) -> Result<Option<String>> {
+/// A text field of the last step that finished the task, if one did.
+fn last_done(db: &Store, task_id: i64, field: &str) -> Result<Option<String>> {
     Ok(db
         .task_steps(task_id)?
         .into_iter()
         .rev()
         .find(|s| s.outcome.as_deref() == Some("done"))
-        .and_then(|s| s.detail.get("result")?.as_str().map(str::to_string)))
+        .and_then(|s| s.detail.get(field)?.as_str().map(str::to_string)))
+}
+
+/// The answer of the last step that finished the task, if one did.
+pub fn last_result(db: &Store, task_id: i64) -> Result<Option<String>> {
+    last_done(db, task_id, "result")
 }
 
 /// The change the last done step made (or proposed) with the codebase tools.
 pub fn last_diff(db: &Store, task_id: i64) -> Result<Option<String>> {
-    Ok(db
-        .task_steps(task_id)?
-        .into_iter()
-        .rev()
-        .find(|s| s.outcome.as_deref() == Some("done"))
-        .and_then(|s| s.detail.get("diff")?.as_str().map(str::to_string)))
+    last_done(db, task_id, "diff")
+}
+
+/// A task's latest summary in memory.
+fn latest_summary(db: &Store, task_id: i64) -> Option<String> {
+    db.conn()
+        .query_row(
+            "SELECT text FROM memories WHERE task_id = ?1 AND type = 'task_summary' ORDER BY id DESC LIMIT 1",
+            [task_id],
+            |r| r.get(0),
+        )
+        .ok()
 }
 
 /// A finished task's result: its last done step's answer, else its latest
@@ -144,14 +155,7 @@ pub fn result_of(db: &Store, task_id: i64) -> Result<String> {
     if let Some(r) = last_result(db, task_id)? {
         return Ok(r);
     }
-    let summary: Option<String> = db
-        .conn()
-        .query_row(
-            "SELECT text FROM memories WHERE task_id = ?1 AND type = 'task_summary' ORDER BY id DESC LIMIT 1",
-            [task_id],
-            |r| r.get(0),
-        )
-        .ok();
+    let summary = latest_summary(db, task_id);
     if let Some(s) = summary {
         return Ok(s);
     }
@@ -345,14 +349,7 @@ impl<'a> StepRun<'a> {
         let task = &self.task;
         if let Some(pid) = task.parent_id {
             let p = db.task(pid)?;
-            let summary: Option<String> = db
-                .conn()
-                .query_row(
-                    "SELECT text FROM memories WHERE task_id = ?1 AND type = 'task_summary' ORDER BY id DESC LIMIT 1",
-                    [pid],
-                    |r| r.get(0),
-                )
-                .ok();
+            let summary = latest_summary(db, pid);
             self.vars.parent = Some(ParentView {
                 title: p.title,
                 description: cut(&p.description, RESULT_CHARS),
