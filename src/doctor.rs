@@ -100,6 +100,196 @@ fn database(db: &Path) -> Vec<Check> {
     out
 }
 
+/// Whether every view agrees with the store, catching up what a dead
+/// process left behind: runs still marked running (closed), plan-file
+/// edits not written (written), drift between plans.md and the store,
+/// done tasks without their memories, memory rows the index lacks.
+fn consistency(
+    paths: &Paths,
+    config: &Config,
+    mode: Mode,
+    registry: Option<&Registry>,
+) -> Vec<Check> {
+    let Ok(mut store) = Store::open(&paths.db) else {
+        return vec![]; // `database` above says why
+    };
+    let mut out = Vec::new();
+    let agent = crate::config::agent_name(None, config);
+    match store.close_dead_runs(config.lease(), &agent) {
+        Ok(closed) if !closed.is_empty() => out.push(check(
+            "runs",
+            Level::Info,
+            format!(
+                "closed {} run(s) whose process died as interrupted ({} step(s) lost): {}",
+                closed.len(),
+                closed.iter().map(|c| c.lost_steps.len()).sum::<usize>(),
+                closed
+                    .iter()
+                    .map(|c| format!("run {}", c.run_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None,
+        )),
+        Ok(_) => {}
+        Err(e) => out.push(check("runs", Level::Error, e.to_string(), None)),
+    }
+    let projects: Vec<crate::store::Project> = store
+        .projects()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.plans_path.is_some())
+        .collect();
+    for p in &projects {
+        let name = format!("plan files of project {}", p.id);
+        let plans = p.plans_path.clone().unwrap_or_default();
+        let caught = match crate::docs::catchup::catch_up(&mut store, p.id) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(check(&name, Level::Error, e.to_string(), None));
+                continue;
+            }
+        };
+        let written = caught.applied.len();
+        if let Err(e) = caught.into_result(p.id) {
+            out.push(check(
+                &name,
+                Level::Error,
+                e.to_string(),
+                Some(format!(
+                    "fix {plans} at the line named, then `llmclis plans sync --project-id {}`",
+                    p.id
+                )),
+            ));
+            continue;
+        }
+        match crate::docs::catchup::drift(&store, p.id) {
+            Ok(d) if d.is_empty() => out.push(check(
+                &name,
+                Level::Ok,
+                if written > 0 {
+                    format!("{plans} agrees with the store (wrote {written} pending change(s) a dead process left)")
+                } else {
+                    format!("{plans} agrees with the store")
+                },
+                None,
+            )),
+            Ok(d) => out.push(check(
+                &name,
+                Level::Warning,
+                format!(
+                    "{plans} disagrees with the store on {} task(s): {}",
+                    d.len(),
+                    d.iter()
+                        .take(5)
+                        .map(|x| format!("{} is {} (line {} shows {})", x.external_ref, x.store, x.line, x.file))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                Some(format!(
+                    "`llmclis plans sync --project-id {}` writes the store's state into the file; `llmclis plans import {plans} --project-id {}` takes the file's edits instead",
+                    p.id, p.id
+                )),
+            )),
+            Err(e) => out.push(check(&name, Level::Error, e.to_string(), None)),
+        }
+    }
+    match crate::memory::missing_memories(&store, None) {
+        Ok(m) if !m.is_empty() => out.push(check(
+            "task memories",
+            Level::Warning,
+            format!(
+                "{} done task(s) lack their raw interaction or summary (their process stopped after the commit): {}",
+                m.len(),
+                m.iter()
+                    .take(10)
+                    .map(|x| x.task_id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("the next `llmclis orchestrate` on their project fills them in from the recorded steps".into()),
+        )),
+        Ok(_) => {}
+        Err(e) => out.push(check("task memories", Level::Error, e.to_string(), None)),
+    }
+    out.push(index_check(paths, config, mode, registry, &store));
+    out
+}
+
+/// Memory rows against the points of the index.
+fn index_check(
+    paths: &Paths,
+    config: &Config,
+    mode: Mode,
+    registry: Option<&Registry>,
+    store: &Store,
+) -> Check {
+    let backlog = crate::memory::index_backlog(store).unwrap_or(0);
+    let live: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM memories WHERE compacted = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    let registry = || {
+        registry.cloned().ok_or_else(|| {
+            crate::Error::InvalidInput("the model registry does not load (see above)".into())
+        })
+    };
+    let memory = crate::memory::open::open(
+        paths,
+        &config.memory,
+        mode,
+        registry,
+        store,
+        std::time::Duration::ZERO,
+    );
+    let points = match memory {
+        Ok(m) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds");
+            rt.block_on(m.index.count(Default::default()))
+        }
+        Err(crate::Error::IndexBusy(dir)) => {
+            return check(
+                "memory rows",
+                if backlog > 0 { Level::Info } else { Level::Ok },
+                format!(
+                    "{live} row(s), {backlog} not indexed yet; the index ({}) is open in a running llmclis, which indexes them",
+                    dir.display()
+                ),
+                None,
+            );
+        }
+        // The embedding model check below says what is missing.
+        Err(e) => Err(e),
+    };
+    match points {
+        Ok(n) if backlog == 0 && n as i64 == live => check(
+            "memory rows",
+            Level::Ok,
+            format!("{live} row(s), all indexed"),
+            None,
+        ),
+        Ok(n) => check(
+            "memory rows",
+            Level::Warning,
+            format!("{live} row(s) in the database, {n} point(s) in the index, {backlog} row(s) waiting to be indexed"),
+            Some("any memory command (`llmclis memory stats`) or the next run indexes what is missing; if the counts still differ, `llmclis memory reindex`".into()),
+        ),
+        Err(e) => check(
+            "memory rows",
+            if backlog > 0 { Level::Warning } else { Level::Info },
+            format!("{live} row(s), {backlog} not indexed; the index cannot be opened: {e}"),
+            None,
+        ),
+    }
+}
+
 /// A hint to start a provider's server, by what it is.
 fn start_hint(flavour: Option<&str>) -> String {
     match flavour {
@@ -180,6 +370,7 @@ pub fn run(
         }
     };
 
+    checks.extend(consistency(paths, config, mode, registry.as_ref()));
     let qdrant_url =
         (config.memory.backend == "qdrant").then_some(config.memory.qdrant_url.as_str());
     let rt = tokio::runtime::Builder::new_current_thread()

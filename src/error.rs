@@ -89,6 +89,10 @@ pub enum Error {
     #[error("{0}")]
     Memory(String),
 
+    /// Another process holds the embedded (Edge) memory index.
+    #[error("the memory index {0} is in use by another llmclis process; try again when it is done")]
+    IndexBusy(PathBuf),
+
     /// No model could answer: every one in the chain failed or was skipped.
     #[error("{0}")]
     Model(String),
@@ -141,6 +145,7 @@ impl Error {
             Error::Registry { .. } => "registry",
             Error::Model(_) => "model",
             Error::Memory(_) => "memory",
+            Error::IndexBusy(_) => "index_busy",
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
             Error::Interrupted(_) => "interrupted",
@@ -168,6 +173,7 @@ impl Error {
             | Error::CheckFailed { .. }
             | Error::Model(_)
             | Error::Memory(_)
+            | Error::IndexBusy(_)
             | Error::Io { .. }
             | Error::Sqlite(_) => EXIT_RUNTIME,
             Error::Interrupted(_) => EXIT_INTERRUPTED,

@@ -8,6 +8,12 @@ use crate::error::{Error, Result};
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it
 /// over `path`: readers see the old content or the new, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_then(path, bytes, || {})
+}
+
+/// `write_atomic`, calling `before_rename` once the temporary file is
+/// complete on disk (where the crash tests stop a writer).
+pub fn write_atomic_then(path: &Path, bytes: &[u8], before_rename: impl FnOnce()) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -22,6 +28,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        before_rename();
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
@@ -29,6 +36,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+/// Removes the temporary files `write_atomic` left beside `path` when its
+/// writer died between writing and renaming. Call it only while holding the
+/// file's lock, so no live writer's temporary file is taken.
+pub fn remove_dead_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Creates `path` with `bytes` unless it exists; never replaces a file that

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crashpoint;
 pub mod defaults;
 pub mod docs;
 pub mod doctor;
@@ -16,6 +17,7 @@ pub mod llm;
 pub mod logging;
 pub mod memory;
 pub mod orchestrator;
+pub mod process;
 pub mod prompts;
 pub mod registry;
 pub mod router;

@@ -269,7 +269,7 @@ async fn the_real_model_finds_a_paraphrase_and_keeps_projects_apart() {
     );
     // Reindex rebuilds the same answers from SQLite.
     let before: Vec<i64> = hits.iter().map(|h| h.record.id).collect();
-    assert_eq!(mem.reindex(&db).await.unwrap(), 4);
+    assert_eq!(mem.reindex(&mut db, None).await.unwrap(), 4);
     let after = mem
         .query_memory(
             &db,

@@ -12,8 +12,6 @@ use super::{Ctx, emit};
 use crate::error::{Error, Result};
 use crate::llm::caller::{Breakers, Caller};
 use crate::llm::http_client;
-use crate::memory::embed::{Embedder, FastEmbedder, OpenAiEmbedder};
-use crate::memory::vector::{EdgeIndex, QdrantIndex, VectorIndex};
 use crate::memory::{CompactPolicy, Memory};
 
 #[derive(Debug, Subcommand)]
@@ -73,85 +71,46 @@ pub enum MemoryCmd {
     },
 }
 
-/// The embedder and index the config asks for.
+/// The embedder and index the config asks for, waiting up to 15 s for
+/// another process to let go of an Edge index.
 pub(crate) fn open_memory(ctx: &Ctx, db: &crate::store::Store) -> Result<Memory> {
-    // Each database has its own index: ids are its row ids.
-    let store_id = db.store_id()?;
-    let cfg = &ctx.config.memory;
-    let http = http_client();
-    let embedder: Arc<dyn Embedder> = match cfg.embedder.as_str() {
-        "fastembed" => {
-            let (dir, lib) = crate::memory::embed::asset_paths(&ctx.paths.data_dir, cfg);
-            Arc::new(FastEmbedder::load(&dir, &lib)?)
-        }
-        "openai" => {
-            let registry = ctx.registry()?;
-            let need = |what: &str| {
-                Error::InvalidInput(format!(
-                    "[memory] embedder = \"openai\" needs {what} in config.toml"
-                ))
-            };
-            let name = cfg
-                .openai_provider
-                .as_deref()
-                .ok_or_else(|| need("openai_provider"))?;
-            let p = registry.provider(name).ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "[memory] openai_provider {name:?} is not in {}",
-                    registry.source
-                ))
-            })?;
-            if !p.local && ctx.mode() == crate::registry::Mode::Offline {
-                return Err(Error::InvalidInput(format!(
-                    "[memory] openai_provider {name:?} is an API provider and the mode is offline"
-                )));
+    open_memory_waiting(ctx, db, Duration::from_secs(15))
+}
+
+/// `open_memory`, waiting at most `wait` for the Edge index's lock.
+pub(crate) fn open_memory_waiting(
+    ctx: &Ctx,
+    db: &crate::store::Store,
+    wait: Duration,
+) -> Result<Memory> {
+    crate::memory::open::open(
+        &ctx.paths,
+        &ctx.config.memory,
+        ctx.mode(),
+        || ctx.registry(),
+        db,
+        wait,
+    )
+}
+
+/// The memory layer with the index caught up with the database (rows a
+/// killed or lock-less process saved), saying so when that takes a while.
+fn open_caught_up(
+    ctx: &Ctx,
+    db: &mut crate::store::Store,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Memory> {
+    let mem = open_memory(ctx, db)?;
+    let progress = move |done: usize, all: usize| {
+        if all >= 1_000 {
+            eprint!("\rindexing memories the index lacks: {done}/{all}");
+            if done >= all {
+                eprintln!();
             }
-            let model = cfg
-                .openai_model
-                .as_deref()
-                .ok_or_else(|| need("openai_model"))?;
-            let dim = cfg.openai_dim.ok_or_else(|| need("openai_dim"))?;
-            Arc::new(OpenAiEmbedder::new(
-                &p.base_url,
-                model,
-                p.api_key_env.clone(),
-                dim,
-                http.clone(),
-            ))
-        }
-        other => {
-            return Err(Error::InvalidInput(format!(
-                "[memory] embedder {other:?}: expected fastembed or openai"
-            )));
         }
     };
-    let index: Arc<dyn VectorIndex> = match cfg.backend.as_str() {
-        "edge" => Arc::new(EdgeIndex::open(
-            &ctx.paths
-                .data_dir
-                .join("memory")
-                .join(format!("edge-{store_id}")),
-        )?),
-        "qdrant" => {
-            let key = cfg
-                .qdrant_api_key_env
-                .as_deref()
-                .and_then(|v| std::env::var(v).ok())
-                .filter(|k| !k.trim().is_empty());
-            Arc::new(QdrantIndex::new(
-                &cfg.qdrant_url,
-                &format!("{}_{store_id}", cfg.collection),
-                key,
-                http,
-            ))
-        }
-        other => {
-            return Err(Error::InvalidInput(format!(
-                "[memory] backend {other:?}: expected edge or qdrant"
-            )));
-        }
-    };
-    Ok(Memory::new(embedder, index))
+    rt.block_on(mem.catch_up(db, Some(&progress)))?;
+    Ok(mem)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -183,9 +142,23 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             kind,
             text,
         } => {
-            let mem = open_memory(ctx, &db)?;
-            let r =
-                rt.block_on(mem.store_memory(&mut db, &text, project_id, task_id, &kind, &agent))?;
+            // Another process holding the index (a run) does not make this
+            // wait: the row goes to SQLite and that process indexes it.
+            let r = match open_memory_waiting(ctx, &db, Duration::ZERO) {
+                Ok(mem) => {
+                    rt.block_on(mem.catch_up(&mut db, None))?;
+                    rt.block_on(
+                        mem.store_memory(&mut db, &text, project_id, task_id, &kind, &agent),
+                    )?
+                }
+                Err(Error::IndexBusy(_)) => {
+                    db.project(project_id)?;
+                    crate::memory::save_unindexed(
+                        &mut db, &text, project_id, task_id, &kind, &agent,
+                    )?
+                }
+                Err(e) => return Err(e),
+            };
             emit(out, ctx.json, &r, || {
                 format!(
                     "Stored memory {} ({}) in project {}.",
@@ -200,7 +173,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             top_k,
             text,
         } => {
-            let mem = open_memory(ctx, &db)?;
+            let mem = open_caught_up(ctx, &mut db, &rt)?;
             let hits = rt.block_on(mem.query_memory(
                 &db,
                 &text,
@@ -237,7 +210,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             task_id,
             project_id,
         } => {
-            let mem = open_memory(ctx, &db)?;
+            let mem = open_caught_up(ctx, &mut db, &rt)?;
             let caller = summarizer(ctx)?;
             let mode = ctx.mode();
             let r = rt.block_on(async {
@@ -263,7 +236,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         MemoryCmd::Compact { project_id } => {
-            let mem = open_memory(ctx, &db)?;
+            let mem = open_caught_up(ctx, &mut db, &rt)?;
             let caller = summarizer(ctx)?;
             let policy = CompactPolicy {
                 max_raw: ctx.config.memory.compact_after.max(1),
@@ -286,7 +259,15 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
         }
         MemoryCmd::Reindex => {
             let mem = open_memory(ctx, &db)?;
-            let n = rt.block_on(mem.reindex(&db))?;
+            let progress = move |done: usize, all: usize| {
+                if all >= 1_000 {
+                    eprint!("\rreindexing: {done}/{all} memories");
+                    if done >= all {
+                        eprintln!();
+                    }
+                }
+            };
+            let n = rt.block_on(mem.reindex(&mut db, Some(&progress)))?;
             let value =
                 json!({"indexed": n, "index": mem.index.describe(), "model": mem.embedder.model()});
             emit(out, ctx.json, &value, || {
@@ -294,7 +275,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         MemoryCmd::Stats { project_id } => {
-            let mem = open_memory(ctx, &db)?;
+            let mem = open_caught_up(ctx, &mut db, &rt)?;
             let s = rt.block_on(mem.stats(&db, project_id))?;
             emit(out, ctx.json, &s, || {
                 let mut t = format!("{} ({} , {} dimensions)\n", s.index, s.model, s.dim);

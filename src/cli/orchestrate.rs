@@ -60,10 +60,13 @@ pub(crate) fn prepare(
     let store = ctx.store()?;
     store.project(project_id)?;
     let notes = servers_up(&caller, ctx.mode())?;
-    let (memory, memory_note) = match super::memory::open_memory(ctx, &store) {
-        Ok(m) => (Some(Arc::new(m)), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    // Another process holding the index does not make the run wait: its
+    // memories go to SQLite and the holder (or the next opener) indexes them.
+    let (memory, memory_note) =
+        match super::memory::open_memory_waiting(ctx, &store, Duration::ZERO) {
+            Ok(m) => (Some(Arc::new(m)), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     let deps = orchestrator::run::Deps {
         db_path: PathBuf::from(&ctx.paths.db),
         caller,

@@ -180,10 +180,25 @@ pub fn plans(ctx: &Ctx, cmd: PlansCmd, out: &mut impl Write) -> Result<()> {
             let path = path.unwrap_or_else(|| PathBuf::from("plans.md"));
             let r = sync::import(&mut store, &path, project_id, agent)?;
             emit(out, ctx.json, &r, || {
-                format!(
-                    "Imported {} into project {}: {} created, {} updated, {} unchanged.\nNext: llmclis orchestrate --project-id {} --dry-run",
-                    r.path, r.project_id, r.created, r.updated, r.unchanged, r.project_id
-                )
+                let mut s = String::new();
+                if r.caught_up > 0 {
+                    s.push_str(&format!(
+                        "Wrote {} pending change(s) from the store into {} first.\n",
+                        r.caught_up, r.path
+                    ));
+                }
+                // New tasks are only counted: a first import creates them all.
+                for c in r.changes.iter().filter(|c| c.action != "created") {
+                    s.push_str(&format!(
+                        "  {:<8} {} (task {}): {}\n",
+                        c.action, c.external_ref, c.task_id, c.why
+                    ));
+                }
+                s.push_str(&format!(
+                    "Imported {} into project {}: {} created, {} updated, {} kept from the store, {} retired, {} unchanged.\nNext: llmclis orchestrate --project-id {} --dry-run",
+                    r.path, r.project_id, r.created, r.updated, r.kept, r.retired, r.unchanged, r.project_id
+                ));
+                s
             })
         }
         PlansCmd::Done {
@@ -234,9 +249,9 @@ pub fn plans(ctx: &Ctx, cmd: PlansCmd, out: &mut impl Write) -> Result<()> {
         }
         PlansCmd::Check { path, against } => check_cmd(ctx, path, against, out),
         PlansCmd::Sync { project_id } => {
-            let store = ctx.store()?;
+            let mut store = ctx.store()?;
             let project = resolve_project(&store, project_id)?;
-            let changed = sync::sync_project(&store, project.id, agent)?;
+            let changed = sync::sync_project(&mut store, project.id, agent)?;
             let value = json!({"project_id": project.id, "tasks_written": changed});
             emit(out, ctx.json, &value, || {
                 format!(
@@ -306,14 +321,36 @@ fn check_cmd(
         None => Vec::new(),
     };
     let shown = path.display().to_string();
+    let (drift, pending, linked) = store_drift(ctx, &path)?;
     let value = json!({
         "path": shown,
         "against": earlier.as_ref().map(|_| label.clone()),
         "tasks": new.tasks().count(),
         "violations": violations,
+        "project_id": linked,
+        "drift": drift,
+        "pending_edits": pending,
     });
     emit(out, ctx.json, &value, || {
         let mut s = String::new();
+        if let Some(p) = linked {
+            for d in &drift {
+                s.push_str(&format!(
+                    "{shown}:{}: {} is {} in the store, the file shows {}\n",
+                    d.line, d.external_ref, d.store, d.file
+                ));
+            }
+            if pending > 0 {
+                s.push_str(&format!(
+                    "{pending} task(s) have store changes not yet written to the plan files\n"
+                ));
+            }
+            if pending > 0 || !drift.is_empty() {
+                s.push_str(&format!(
+                    "the store is the truth: `llmclis plans sync --project-id {p}` writes it into the file (or `llmclis plans import {shown} --project-id {p}` takes the file's edits)\n"
+                ));
+            }
+        }
         for v in &violations {
             if v.in_earlier {
                 s.push_str(&format!(
@@ -339,13 +376,33 @@ fn check_cmd(
         }
         s
     })?;
-    if violations.is_empty() {
+    let problems = violations.len() + drift.len() + pending as usize;
+    if problems == 0 {
         Ok(())
     } else {
-        Err(Error::CheckFailed {
-            count: violations.len(),
-        })
+        Err(Error::CheckFailed { count: problems })
     }
+}
+
+/// Where the file and the store disagree, when a project of the database is
+/// linked to it: (drift, tasks with pending edits, the project). Read only.
+fn store_drift(
+    ctx: &Ctx,
+    path: &Path,
+) -> Result<(Vec<crate::docs::catchup::Drift>, i64, Option<i64>)> {
+    if !Path::new(&ctx.paths.db).exists() {
+        return Ok((vec![], 0, None));
+    }
+    let Ok(canonical) = std::fs::canonicalize(path) else {
+        return Ok((vec![], 0, None));
+    };
+    let store = ctx.store()?;
+    let Some(project) = store.project_by_plans_path(&canonical.to_string_lossy())? else {
+        return Ok((vec![], 0, None));
+    };
+    let drift = crate::docs::catchup::drift(&store, project.id)?;
+    let pending = store.pending_doc_edit_count(Some(project.id))?;
+    Ok((drift, pending, Some(project.id)))
 }
 
 /// The file as it was at a git revision, or None when git has no such

@@ -612,6 +612,7 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
                 String::new()
             }
         ),
+        P::Recovered { message } => format!("recovered: {message}"),
         P::Warning { .. } | P::Token { .. } => return None,
         P::Interrupting => {
             "interrupt: taking no new task; the work in flight goes back to the queue (Ctrl-C again to exit at once)".into()

@@ -5,6 +5,7 @@
 //! Edits are byte splices on the original text, never a re-render, so a file
 //! read and written with no change is byte-identical.
 
+pub mod catchup;
 pub mod check;
 pub mod issues;
 pub mod outline;
@@ -13,11 +14,10 @@ pub mod research;
 pub mod sync;
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_then;
 
 /// One splice: replace `range` of the source with `text`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +161,9 @@ pub fn update_file(
         let lock = FileLock::acquire(path)?;
         let current = read_doc(path)?;
         if current == base {
-            write_atomic(path, ours.as_bytes())?;
+            write_atomic_then(path, ours.as_bytes(), || {
+                crate::crashpoint::here("plans_write")
+            })?;
             drop(lock);
             return Ok(if merged {
                 Written::Merged
@@ -210,61 +212,54 @@ fn overlapping_change(base: &str, ours: &str, theirs: &str) -> Option<usize> {
     })
 }
 
-/// An exclusive lock beside the file (`.NAME.lock`), so two llmclis
-/// processes never interleave their check-and-write. A lock older than 30 s
-/// is taken to belong to a dead process.
+/// An exclusive OS lock (flock) on the file itself, so two llmclis
+/// processes never interleave their check-and-write. The kernel releases it
+/// when its holder exits or dies: no lock file outlives a process and no
+/// staleness is guessed. A writer replaces the file by a rename, so a waiter
+/// that wakes up holding the lock of the replaced file tries again on the
+/// new one.
 struct FileLock {
-    path: PathBuf,
+    _file: std::fs::File,
 }
 
 impl FileLock {
     fn acquire(target: &Path) -> Result<FileLock> {
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = target.with_file_name(format!(".{name}.lock"));
-        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(_) => return Ok(FileLock { path }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let stale = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .map(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(30))
-                        .unwrap_or(false);
-                    if stale {
-                        // Rename first: of two waiters that both judge the lock
-                        // stale, only one wins the rename, so neither removes a
-                        // fresh lock the other has just taken.
-                        let grave = path.with_extension(format!("stale.{}", std::process::id()));
-                        if std::fs::rename(&path, &grave).is_ok() {
-                            let _ = std::fs::remove_file(&grave);
-                        }
-                        continue;
-                    }
-                    if Instant::now() > deadline {
-                        return Err(Error::Conflict {
-                            path: target.to_path_buf(),
-                            message: format!("another llmclis holds {}; try again", path.display()),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(Error::io(&path, e)),
+            let file = std::fs::File::open(target).map_err(|e| Error::io(target, e))?;
+            file.lock().map_err(|e| Error::io(target, e))?;
+            if same_file(&file, target) {
+                // A writer killed between writing and renaming left its
+                // temporary file; the lock says no live writer owns one now.
+                crate::fsutil::remove_dead_temps(target);
+                remove_legacy_lock(target);
+                return Ok(FileLock { _file: file });
             }
         }
     }
 }
 
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, _path: &Path) -> bool {
+    true
+}
+
+/// Versions before OS locks kept a `.NAME.lock` file beside the plan file,
+/// and a killed process left it behind; it means nothing now.
+fn remove_legacy_lock(target: &Path) {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _ = std::fs::remove_file(target.with_file_name(format!(".{name}.lock")));
 }
 
 #[cfg(test)]

@@ -30,6 +30,24 @@ pub struct ImportReport {
     pub unchanged: usize,
     /// Tasks whose ref vanished from the file, closed with a note.
     pub retired: usize,
+    /// Tasks the file shows behind the store, whose newer state in the
+    /// store was kept and written into the file instead.
+    pub kept: usize,
+    /// Plan-file edits still pending from before (a process that died
+    /// between its commit and its file write), written before the import.
+    pub caught_up: usize,
+    /// What the import did to each task it changed or kept, and why.
+    pub changes: Vec<ImportChange>,
+}
+
+/// One task the import changed, kept or retired.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportChange {
+    pub task_id: i64,
+    pub external_ref: String,
+    /// created, updated, kept or retired.
+    pub action: &'static str,
+    pub why: String,
 }
 
 /// What `follow` did to the files.
@@ -46,7 +64,7 @@ pub struct FollowReport {
 
 /// Where a task's external ref points in plans.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Loc {
+pub(super) enum Loc {
     Stage(u32),
     Task(String),
     Check(String, String),
@@ -55,7 +73,7 @@ enum Loc {
 impl Loc {
     /// Only the forms import writes: `S2`, `S2.1` (or deeper), `S2.1/slug`.
     /// Any other ref (`API/v2`) is the user's own and not in plans.md.
-    fn of(external_ref: &str) -> Option<Loc> {
+    pub(super) fn of(external_ref: &str) -> Option<Loc> {
         let (id, slug) = match external_ref.split_once('/') {
             Some((id, slug)) => (id, Some(slug)),
             None => (external_ref, None),
@@ -100,11 +118,44 @@ pub fn import(
     agent: &str,
 ) -> Result<ImportReport> {
     let path = canonical(path)?;
-
+    let shown = path.to_string_lossy().into_owned();
+    // When the file was last saved, before anything here writes it: a
+    // difference with the store is the file's news only if the file is
+    // newer than the store's change.
+    let saved_at = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map(|t| crate::store::format_time(t.into()))
+        .map_err(|e| Error::io(&path, e))?;
+    // The store's changes that never reached the file (a process killed
+    // between its commit and its write) go in first, so a lagging file
+    // never moves the store back.
+    let linked = match project_id {
+        Some(id) => Some(store.project(id)?).filter(|p| p.plans_path.as_deref() == Some(&shown)),
+        None => store.project_by_plans_path(&shown)?,
+    };
+    let caught_up = match linked {
+        Some(p) => super::catchup::catch_up(store, p.id)?
+            .into_result(p.id)?
+            .applied
+            .len(),
+        None => 0,
+    };
     let text = read_doc(&path)?;
     let doc = PlansDoc::parse(&text, &path)?;
+    let mark = store.last_doc_edit_id()?;
     // All of it or none: a failure half-way leaves the store as it was.
-    store.batch(|store| import_doc(store, &doc, &path, project_id, agent))
+    let mut report = store.batch(|store| {
+        let r = import_doc(store, &doc, &path, project_id, agent, &saved_at)?;
+        // What the import wrote came from the file: nothing to write back.
+        store.mark_project_doc_edits_applied(r.project_id, mark)?;
+        Ok(r)
+    })?;
+    report.caught_up = caught_up;
+    // Tasks whose newer state the store kept: the file learns it now.
+    for c in report.changes.iter().filter(|c| c.action == "kept") {
+        follow(store, c.task_id, agent, None)?;
+    }
+    Ok(report)
 }
 
 fn import_doc(
@@ -113,6 +164,7 @@ fn import_doc(
     path: &Path,
     project_id: Option<i64>,
     agent: &str,
+    saved_at: &str,
 ) -> Result<ImportReport> {
     let shown = path.to_string_lossy().into_owned();
     let project = match project_id {
@@ -157,7 +209,7 @@ fn import_doc(
             &stage.title,
             &stage.goal,
             done,
-            agent,
+            (agent, saved_at),
             &mut report,
         )?;
         for t in &stage.tasks {
@@ -169,7 +221,7 @@ fn import_doc(
                 &t.title,
                 &t.description(),
                 t.checked,
-                agent,
+                (agent, saved_at),
                 &mut report,
             )?;
             for c in &t.checklist {
@@ -182,7 +234,7 @@ fn import_doc(
                     &c.text,
                     "",
                     c.checked,
-                    agent,
+                    (agent, saved_at),
                     &mut report,
                 )?;
             }
@@ -214,6 +266,12 @@ fn import_doc(
                 Some(&format!("{r} is no longer in {}; closed by the import", report.path)),
             )?;
             report.retired += 1;
+            report.changes.push(ImportChange {
+                task_id: t.id,
+                external_ref: r.to_string(),
+                action: "retired",
+                why: format!("no longer in the file; closed ({} before)", t.status),
+            });
         }
     }
     Ok(report)
@@ -251,7 +309,7 @@ fn upsert(
     title: &str,
     description: &str,
     done: bool,
-    agent: &str,
+    (agent, saved_at): (&str, &str),
     report: &mut ImportReport,
 ) -> Result<i64> {
     let meta = json!({"via": "plans import", "file": report.path});
@@ -270,18 +328,29 @@ fn upsert(
                 agent,
             )?;
             report.created += 1;
+            report.changes.push(ImportChange {
+                task_id: t.id,
+                external_ref: external_ref.to_string(),
+                action: "created",
+                why: format!("new in the file ({})", t.status),
+            });
             Ok(t.id)
         }
         Some(t) => {
-            let mut changed = false;
+            let mut changed = Vec::new();
             let patch = TaskPatch {
                 title: (t.title != title).then(|| title.to_string()),
                 description: (t.description != description).then(|| description.to_string()),
                 ..Default::default()
             };
             if !patch.is_empty() {
+                if patch.title.is_some() {
+                    changed.push("title edited in the file".to_string());
+                }
+                if patch.description.is_some() {
+                    changed.push("description edited in the file".to_string());
+                }
                 store.update_task(t.id, patch, agent)?;
-                changed = true;
             }
             // The file says done or not done; the store keeps in-progress and
             // blocked, which the file cannot express.
@@ -291,13 +360,41 @@ fn upsert(
                 _ => None,
             };
             if let Some(s) = target {
-                store.mark_task_status(t.id, s, agent, meta)?;
-                changed = true;
+                // Only a file saved after the store's last change to this
+                // task can move it; otherwise the file is behind.
+                match store.last_status_change(t.id)? {
+                    Some(at) if at.as_str() > saved_at => {
+                        report.kept += 1;
+                        report.changes.push(ImportChange {
+                            task_id: t.id,
+                            external_ref: external_ref.to_string(),
+                            action: "kept",
+                            why: format!(
+                                "the file shows {}, but the store made it {} at {at}, after the file was saved ({saved_at}); the file is brought up to date",
+                                if done { "done" } else { "not done" },
+                                t.status
+                            ),
+                        });
+                    }
+                    _ => {
+                        store.mark_task_status(t.id, s, agent, meta)?;
+                        changed.push(format!(
+                            "{} → {s}: the file was saved after the store's last change",
+                            t.status
+                        ));
+                    }
+                }
             }
-            if changed {
-                report.updated += 1;
-            } else {
+            if changed.is_empty() {
                 report.unchanged += 1;
+            } else {
+                report.updated += 1;
+                report.changes.push(ImportChange {
+                    task_id: t.id,
+                    external_ref: external_ref.to_string(),
+                    action: "updated",
+                    why: changed.join("; "),
+                });
             }
             Ok(t.id)
         }
@@ -316,7 +413,7 @@ pub fn set_status(
 ) -> Result<(Transition, FollowReport)> {
     preflight(store, task_id)?;
     let tr = store.mark_task_status_with_note(task_id, status, agent, metadata, note)?;
-    let report = follow_or_explain(store, &tr.task, agent, note)?;
+    let report = files_follow(store, &tr.task)?;
     Ok((tr, report))
 }
 
@@ -330,8 +427,24 @@ pub fn add_note(
     preflight(store, task_id)?;
     let note = store.append_task_note(task_id, text, agent)?;
     let task = store.task(task_id)?;
-    let report = follow_or_explain(store, &task, agent, None)?;
+    let report = files_follow(store, &task)?;
     Ok((note, report))
+}
+
+/// After a change to `task`: the project's pending plan-file edits
+/// (this one, and any a killed process left), with an error that says the
+/// store change itself went through.
+fn files_follow(store: &mut Store, task: &Task) -> Result<FollowReport> {
+    let caught = super::catchup::catch_up(store, task.project_id)?;
+    let report = caught.report_for(task.id).cloned().unwrap_or_default();
+    caught.into_result(task.project_id).map_err(|e| match e {
+        Error::Conflict { path, message } => Error::Conflict {
+            path,
+            message: format!("task {} is saved in the store; {message}", task.id),
+        },
+        other => other,
+    })?;
+    Ok(report)
 }
 
 /// Checks, before the store changes, that the task's plans.md can be read,
@@ -359,36 +472,23 @@ fn present(doc: &PlansDoc, loc: &Loc) -> bool {
     }
 }
 
-/// `follow`, with an error that says the store change itself went through.
-fn follow_or_explain(
-    store: &Store,
-    task: &Task,
-    agent: &str,
-    reason: Option<&str>,
-) -> Result<FollowReport> {
-    follow(store, task.id, agent, reason).map_err(|e| {
-        let path = store
-            .project(task.project_id)
-            .ok()
-            .and_then(|p| p.plans_path)
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        Error::Conflict {
-            path,
-            message: format!(
-                "task {} is saved in the store, but the plan files were not updated: {e}; fix that and run `llmclis plans sync --project-id {}`",
-                task.id, task.project_id
-            ),
-        }
-    })
-}
-
 /// Brings the plan files in line with one task's state in the store.
 pub fn follow(
     store: &Store,
     task_id: i64,
     agent: &str,
     reason: Option<&str>,
+) -> Result<FollowReport> {
+    follow_as(store, task_id, agent, reason, &stamp_now())
+}
+
+/// `follow`, stamping the files with `stamp` (when the change was made).
+pub(super) fn follow_as(
+    store: &Store,
+    task_id: i64,
+    agent: &str,
+    reason: Option<&str>,
+    stamp: &str,
 ) -> Result<FollowReport> {
     let task = store.task(task_id)?;
     let project = store.project(task.project_id)?;
@@ -405,7 +505,6 @@ pub fn follow(
     if !present(&PlansDoc::parse(&read_doc(&plans)?, &plans)?, &loc) {
         return Ok(report);
     }
-    let stamp = stamp_now();
     let issues_path = plans.with_file_name("issues.md");
     let mut link: Option<String> = None;
     if let Loc::Task(id) = &loc {
@@ -414,11 +513,11 @@ pub fn follow(
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("Marked blocked by {agent}."));
             let (km, anchor) =
-                ensure_open_issue(&issues_path, id, &task.title, &why, &stamp, agent)?;
+                ensure_open_issue(&issues_path, id, &task.title, &why, stamp, agent)?;
             report.issue = Some(km);
             link = Some(format!("issues.md#{anchor}"));
         } else if issues_path.exists() {
-            report.closed_issues = close_issues(&issues_path, id, task.status, &stamp, agent)?;
+            report.closed_issues = close_issues(&issues_path, id, task.status, stamp, agent)?;
         }
     }
     let notes = store.notes(task_id)?;
@@ -430,7 +529,7 @@ pub fn follow(
             &loc,
             &notes,
             link.as_deref(),
-            &stamp,
+            stamp,
             agent,
         )
     })?;
@@ -561,7 +660,7 @@ fn reconcile(
 /// Whether a store note is already under the task: a line with its agent and
 /// text whose timestamp is the same instant (to the second), whatever offset
 /// it was written with.
-fn note_written(task_source: &str, n: &Note) -> bool {
+pub(super) fn note_written(task_source: &str, n: &Note) -> bool {
     let tail = note_line("", &n.agent, &n.text);
     let tail = tail.trim_start_matches("`` ");
     let Ok(at) = chrono::DateTime::parse_from_rfc3339(&n.created_at) else {
@@ -581,7 +680,7 @@ fn note_written(task_source: &str, n: &Note) -> bool {
 }
 
 /// A store time (`2026-11-21T03:05:00.123Z`) as the files write it.
-fn local_stamp(store_time: &str) -> String {
+pub(super) fn local_stamp(store_time: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(store_time)
         .map(|t| {
             t.with_timezone(&chrono::Local)
@@ -726,12 +825,13 @@ pub fn linked_plans(project: &Project) -> Result<PathBuf> {
     })
 }
 
-/// Runs `follow` for every linked task of a project; returns how many
-/// changed a file.
-pub fn sync_project(store: &Store, project_id: i64, agent: &str) -> Result<usize> {
+/// Writes the project's pending edits (stamped as when they were made), then
+/// runs `follow` for every linked task; returns how many changed a file.
+pub fn sync_project(store: &mut Store, project_id: i64, agent: &str) -> Result<usize> {
     let project = store.project(project_id)?;
     linked_plans(&project)?;
-    let mut changed = 0;
+    let caught = super::catchup::catch_up(store, project_id)?.into_result(project_id)?;
+    let mut changed = caught.written();
     for t in store.tasks(Some(project_id), None)? {
         if t.external_ref.is_some() && follow(store, t.id, agent, None)?.plans_changed {
             changed += 1;

@@ -4,6 +4,7 @@
 //! rebuilt from SQLite. Summaries go through the router's summarizer role.
 
 pub mod embed;
+pub mod open;
 pub mod vector;
 
 use std::fmt::Write as _;
@@ -57,7 +58,10 @@ pub struct Stats {
     pub project_id: Option<i64>,
     pub by_type: std::collections::BTreeMap<String, i64>,
     pub compacted: i64,
+    /// Points in the index.
     pub indexed: usize,
+    /// Rows (not compacted) the index does not have yet.
+    pub unindexed: i64,
     pub index: String,
     pub model: String,
     pub dim: usize,
@@ -175,52 +179,149 @@ impl Memory {
             .await?
             .pop()
             .unwrap_or_default();
-        let record = insert(db, text, project_id, task_id, kind, agent, covers)?;
+        let record = insert(
+            db,
+            text,
+            project_id,
+            task_id,
+            kind,
+            agent,
+            covers,
+            Some(&vector),
+        )?;
         self.upsert(&record, vector).await?;
+        self.index.flush().await?;
+        mark_indexed(db, &[record.id], true)?;
         Ok(record)
     }
 
-    /// Indexes one saved record; a failure says the record is safe and how to index it.
-    async fn upsert(&self, record: &MemoryRecord, vector: Vec<f32>) -> Result<()> {
-        let meta = PointMeta {
-            project_id: record.project_id,
-            task_id: record.task_id,
-            kind: record.kind.clone(),
-            agent: record.agent.clone(),
+    /// Brings the index up to the database: indexes every row it lacks
+    /// (rows a killed process, or one without the index lock, left behind),
+    /// re-embedding only rows saved without their vector, and drops rows
+    /// compacted since. Flushes before marking, so a row marked indexed is
+    /// in the index whatever happens next. `progress(done, total)` is
+    /// called after each batch.
+    pub async fn catch_up(
+        &self,
+        db: &mut Store,
+        progress: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
+    ) -> Result<CaughtUp> {
+        self.index.ensure(&self.info()).await?;
+        // Rows marked indexed in an index that has nothing (its directory
+        // was deleted, another backend): all of them again.
+        let marked: i64 =
+            db.conn()
+                .query_row("SELECT count(*) FROM memories WHERE indexed = 1", [], |r| {
+                    r.get(0)
+                })?;
+        if marked > 0 && self.index.count(Filter::default()).await? == 0 {
+            db.batch(|s| {
+                s.conn()
+                    .execute("UPDATE memories SET indexed = 0 WHERE indexed = 1", [])?;
+                Ok(())
+            })?;
+        }
+        self.index_missing(db, progress).await
+    }
+
+    async fn index_missing(
+        &self,
+        db: &mut Store,
+        progress: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
+    ) -> Result<CaughtUp> {
+        let mut out = CaughtUp::default();
+        let total: i64 = db.conn().query_row(
+            "SELECT count(*) FROM memories WHERE indexed = 0 AND compacted = 0",
+            [],
+            |r| r.get(0),
+        )?;
+        let dim = self.embedder.dim();
+        loop {
+            let batch: Vec<(MemoryRecord, Option<Vec<f32>>)> = {
+                let mut stmt = db.conn().prepare_cached(&format!(
+                    "SELECT {COLUMNS}, vector FROM memories WHERE indexed = 0 AND compacted = 0
+                      ORDER BY id LIMIT {CATCH_UP_BATCH}"
+                ))?;
+                stmt.query_map([], |r| {
+                    let blob: Option<Vec<u8>> = r.get(10)?;
+                    Ok((from_row(r)?, blob.map(|b| decode_vector(&b))))
+                })?
+                .collect::<rusqlite::Result<_>>()?
+            };
+            if batch.is_empty() {
+                break;
+            }
+            // Only rows saved without a vector (or with one of another
+            // size, from another model) are embedded again.
+            let need: Vec<usize> = (0..batch.len())
+                .filter(|i| batch[*i].1.as_ref().is_none_or(|v| v.len() != dim))
+                .collect();
+            let mut vectors: Vec<Option<Vec<f32>>> = batch.iter().map(|(_, v)| v.clone()).collect();
+            if !need.is_empty() {
+                let made = self
+                    .embedder
+                    .embed(need.iter().map(|i| batch[*i].0.text.clone()).collect())
+                    .await?;
+                db.batch(|s| {
+                    let mut stmt = s
+                        .conn()
+                        .prepare_cached("UPDATE memories SET vector = ?2 WHERE id = ?1")?;
+                    for (i, v) in need.iter().zip(&made) {
+                        stmt.execute(params![batch[*i].0.id, encode_vector(v)])?;
+                    }
+                    Ok(())
+                })?;
+                for (i, v) in need.iter().zip(made) {
+                    vectors[*i] = Some(v);
+                }
+                out.embedded += need.len();
+            }
+            let ids: Vec<i64> = batch.iter().map(|(r, _)| r.id).collect();
+            let points = batch
+                .iter()
+                .zip(vectors)
+                .map(|((r, _), v)| (r.id as u64, v.unwrap_or_default(), meta_of(r)))
+                .collect();
+            self.index.upsert(points).await?;
+            self.index.flush().await?;
+            mark_indexed(db, &ids, true)?;
+            out.indexed += ids.len();
+            if let Some(p) = progress {
+                p(out.indexed, total.max(out.indexed as i64) as usize);
+            }
+        }
+        // Compacted since they were indexed (a compaction whose index
+        // update was cut short).
+        let gone: Vec<i64> = {
+            let mut stmt = db
+                .conn()
+                .prepare_cached("SELECT id FROM memories WHERE indexed = 1 AND compacted = 1")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
         };
+        if !gone.is_empty() {
+            self.index
+                .delete(gone.iter().map(|i| *i as u64).collect())
+                .await?;
+            self.index.flush().await?;
+            mark_indexed(db, &gone, false)?;
+            out.dropped = gone.len();
+        }
+        Ok(out)
+    }
+
+    /// Indexes one saved record; a failure says the record is safe and
+    /// that the next open indexes it.
+    async fn upsert(&self, record: &MemoryRecord, vector: Vec<f32>) -> Result<()> {
         self.index
-            .upsert(vec![(record.id as u64, vector, meta)])
+            .upsert(vec![(record.id as u64, vector, meta_of(record))])
             .await
             .map_err(|e| {
                 Error::Memory(format!(
-                    "memory {} is saved but not indexed ({e}); run `llmclis memory reindex`",
+                    "memory {} is saved but not indexed yet ({e}); the next command that opens the index indexes it",
                     record.id
                 ))
             })
-    }
-
-    async fn index_records(&self, records: &[MemoryRecord]) -> Result<()> {
-        let vectors = self
-            .embedder
-            .embed(records.iter().map(|r| r.text.clone()).collect())
-            .await?;
-        let points = records
-            .iter()
-            .zip(vectors)
-            .map(|(r, v)| {
-                (
-                    r.id as u64,
-                    v,
-                    PointMeta {
-                        project_id: r.project_id,
-                        task_id: r.task_id,
-                        kind: r.kind.clone(),
-                        agent: r.agent.clone(),
-                    },
-                )
-            })
-            .collect();
-        self.index.upsert(points).await
     }
 
     /// The `top_k` memories nearest to `text` in meaning, best first.
@@ -268,21 +369,26 @@ impl Memory {
         Ok(out)
     }
 
-    /// Rebuilds the index from SQLite: every record that is not compacted.
-    pub async fn reindex(&self, db: &Store) -> Result<usize> {
+    /// Rebuilds the index from SQLite: every record that is not compacted,
+    /// embedded again with the configured model (the kept vectors may be
+    /// another model's).
+    pub async fn reindex(
+        &self,
+        db: &mut Store,
+        progress: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
+    ) -> Result<usize> {
         self.index.reset(&self.info()).await?;
-        let mut stmt = db.conn().prepare(&format!(
-            "SELECT {COLUMNS} FROM memories WHERE compacted = 0 ORDER BY id"
-        ))?;
-        let records: Vec<MemoryRecord> = stmt
-            .query_map([], from_row)?
-            .collect::<rusqlite::Result<_>>()?;
-        for chunk in records.chunks(256) {
-            self.index_records(chunk).await?;
-        }
+        db.batch(|s| {
+            s.conn().execute(
+                "UPDATE memories SET indexed = 0, vector = NULL WHERE indexed = 1 OR vector IS NOT NULL",
+                [],
+            )?;
+            Ok(())
+        })?;
+        let done = self.index_missing(db, progress).await?;
         self.index.optimize().await?;
         self.index.finish(&self.info()).await?;
-        Ok(records.len())
+        Ok(done.indexed)
     }
 
     pub async fn stats(&self, db: &Store, project_id: Option<i64>) -> Result<Stats> {
@@ -311,11 +417,17 @@ impl Memory {
                 ..Default::default()
             })
             .await?;
+        let unindexed: i64 = db.conn().query_row(
+            "SELECT count(*) FROM memories WHERE indexed = 0 AND compacted = 0 AND (?1 IS NULL OR project_id = ?1)",
+            [project_id],
+            |r| r.get(0),
+        )?;
         Ok(Stats {
             project_id,
             by_type,
             compacted,
             indexed,
+            unindexed,
             index: self.index.describe(),
             model: self.embedder.model(),
             dim: self.embedder.dim(),
@@ -464,6 +576,7 @@ impl Memory {
                     "task_summary",
                     agent,
                     &covers,
+                    Some(&vector),
                 )?;
                 for id in &raw {
                     s.conn()
@@ -471,12 +584,15 @@ impl Memory {
                 }
                 Ok(summary)
             })?;
-            // The index follows; if it fails, queries still skip compacted
-            // rows and `memory reindex` repairs it.
+            // The index follows; if it is cut short, queries still skip
+            // compacted rows and the next catch-up finishes it.
             self.upsert(&summary, vector).await?;
             self.index
                 .delete(raw.iter().map(|i| *i as u64).collect())
                 .await?;
+            self.index.flush().await?;
+            mark_indexed(db, &[summary.id], true)?;
+            mark_indexed(db, &raw, false)?;
             made.push(summary);
         }
         Ok(made)
@@ -585,6 +701,7 @@ async fn task_summary_text(
     Ok((task.project_id, text, raw))
 }
 
+#[allow(clippy::too_many_arguments)] // the record's fields
 fn insert(
     db: &mut Store,
     text: &str,
@@ -593,11 +710,12 @@ fn insert(
     kind: &str,
     agent: &str,
     covers: &[i64],
+    vector: Option<&[f32]>,
 ) -> Result<MemoryRecord> {
     let id = db.batch(|s| {
         s.conn().execute(
-            "INSERT INTO memories (project_id, task_id, type, agent, text, tokens, covers, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO memories (project_id, task_id, type, agent, text, tokens, covers, created_at, vector)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 project_id,
                 task_id,
@@ -606,7 +724,8 @@ fn insert(
                 text,
                 estimate_tokens(text) as i64,
                 serde_json::to_string(covers).expect("ids serialize"),
-                now()
+                now(),
+                vector.map(encode_vector),
             ],
         )?;
         Ok(s.conn().last_insert_rowid())
@@ -614,9 +733,11 @@ fn insert(
     Ok(get(db, id)?.expect("just inserted"))
 }
 
-/// Saves a memory in SQLite only, for when no index can be opened (another
-/// process holds the Edge store, or the embedding assets are missing).
-/// `memory reindex` indexes it later.
+/// Saves a memory in SQLite only, not yet indexed: the orchestrator's path
+/// (its indexer, or the next process that opens the index, embeds and
+/// indexes it off the step's path), and the path when no index can be
+/// opened (another process holds the Edge store, the embedding assets are
+/// missing).
 pub fn save_unindexed(
     db: &mut Store,
     text: &str,
@@ -629,7 +750,109 @@ pub fn save_unindexed(
     if text.trim().is_empty() {
         return Err(Error::InvalidInput("a memory needs some text".into()));
     }
-    insert(db, text, project_id, task_id, kind, agent, &[])
+    insert(db, text, project_id, task_id, kind, agent, &[], None)
+}
+
+/// Rows the index lacks, plus compacted rows it still has: what the next
+/// catch-up will do.
+pub fn index_backlog(db: &Store) -> Result<i64> {
+    Ok(db.conn().query_row(
+        "SELECT (SELECT count(*) FROM memories WHERE indexed = 0 AND compacted = 0)
+              + (SELECT count(*) FROM memories WHERE indexed = 1 AND compacted = 1)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// What `Memory::catch_up` did.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CaughtUp {
+    /// Rows added to the index.
+    pub indexed: usize,
+    /// Of those, rows that had to be embedded (saved without a vector).
+    pub embedded: usize,
+    /// Compacted rows taken out of the index.
+    pub dropped: usize,
+}
+
+/// Rows per catch-up batch: one embedding call, one upsert, one flush.
+const CATCH_UP_BATCH: usize = 512;
+
+fn meta_of(r: &MemoryRecord) -> PointMeta {
+    PointMeta {
+        project_id: r.project_id,
+        task_id: r.task_id,
+        kind: r.kind.clone(),
+        agent: r.agent.clone(),
+    }
+}
+
+fn mark_indexed(db: &mut Store, ids: &[i64], indexed: bool) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    db.batch(|s| {
+        let mut stmt = s
+            .conn()
+            .prepare_cached("UPDATE memories SET indexed = ?2 WHERE id = ?1")?;
+        for id in ids {
+            stmt.execute(params![id, indexed as i64])?;
+        }
+        Ok(())
+    })
+}
+
+/// A vector as stored with its row: little-endian f32s.
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// A done task that lacks what its step should have left in memory (the
+/// process was killed between the step's commit and its memories).
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingMemory {
+    pub task_id: i64,
+    pub project_id: i64,
+    /// The step that finished it (its answer is in the step's record).
+    pub step_id: i64,
+    pub raw_interaction: bool,
+    pub task_summary: bool,
+}
+
+/// Done tasks whose finishing step answered with a model but that have no
+/// raw interaction or no task summary in memory.
+pub fn missing_memories(db: &Store, project_id: Option<i64>) -> Result<Vec<MissingMemory>> {
+    let mut stmt = db.conn().prepare_cached(
+        "SELECT t.id, t.project_id, s.id,
+                NOT EXISTS (SELECT 1 FROM memories m WHERE m.task_id = t.id AND m.type = 'raw_interaction'),
+                NOT EXISTS (SELECT 1 FROM memories m WHERE m.task_id = t.id AND m.type = 'task_summary')
+           FROM tasks t
+           JOIN run_steps s ON s.id = (SELECT max(id) FROM run_steps
+                                        WHERE task_id = t.id AND outcome = 'done')
+          WHERE t.status = 'done' AND t.deleted_at IS NULL AND s.model IS NOT NULL
+            AND (?1 IS NULL OR t.project_id = ?1)
+            AND (NOT EXISTS (SELECT 1 FROM memories m WHERE m.task_id = t.id AND m.type = 'raw_interaction')
+              OR NOT EXISTS (SELECT 1 FROM memories m WHERE m.task_id = t.id AND m.type = 'task_summary'))
+          ORDER BY t.id",
+    )?;
+    let rows = stmt
+        .query_map([project_id], |r| {
+            Ok(MissingMemory {
+                task_id: r.get(0)?,
+                project_id: r.get(1)?,
+                step_id: r.get(2)?,
+                raw_interaction: r.get(3)?,
+                task_summary: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }
 
 pub fn get(db: &Store, id: i64) -> Result<Option<MemoryRecord>> {

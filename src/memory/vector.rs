@@ -55,6 +55,12 @@ pub trait VectorIndex: Send + Sync {
     fn reset(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>>;
     /// Builds the ANN index and merges segments; a no-op for a server.
     fn optimize(&self) -> BoxFuture<'_, Result<()>>;
+    /// Makes what was upserted and deleted so far durable, so a process
+    /// killed after this loses none of it. A server's writes already are
+    /// (they wait for the write-ahead log).
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Marks a rebuild (`reset`, then upserts) complete. Until then the
     /// index refuses to be used, so an interrupted reindex is never taken
     /// for a whole one.
@@ -124,10 +130,7 @@ impl EdgeIndex {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Memory(format!(
-                        "the memory index {} is in use by another llmclis process; try again when it is done",
-                        dir.display()
-                    )));
+                    return Err(Error::IndexBusy(dir.to_path_buf()));
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
             }
@@ -417,6 +420,16 @@ impl VectorIndex for EdgeIndex {
 
     fn optimize(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move { self.with(|s| s.optimize().map(|_| ()).map_err(edge_err)) })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let guard = self.shard.lock().expect("edge lock");
+            if let Some(s) = guard.as_ref() {
+                s.flush();
+            }
+            Ok(())
+        })
     }
 
     fn describe(&self) -> String {

@@ -3,6 +3,7 @@
 //! store and the model servers stay at the edges.
 
 pub mod machine;
+mod recover;
 pub mod run;
 pub mod schedule;
 pub mod step;

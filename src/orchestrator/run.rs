@@ -127,6 +127,11 @@ pub enum Progress {
     Warning {
         message: String,
     },
+    /// Catching up after an earlier process died: a dead run closed, plan
+    /// files written, memories filled in or indexed.
+    Recovered {
+        message: String,
+    },
     /// Ctrl-C was seen: no new task is taken.
     Interrupting,
     RunSummary(Summary),
@@ -187,9 +192,26 @@ pub(super) struct Shared {
     pub observer: Observer,
     pub cancel: tokio::sync::watch::Receiver<bool>,
     spent: Mutex<f64>,
+    /// The tasks in flight and their claims, whose leases the heartbeat
+    /// renews; a step leaves it as soon as its end is committed.
+    pub in_flight: Arc<Mutex<HashMap<i64, String>>>,
+    /// Indexes the memory rows the steps save, off their path.
+    indexer: Mutex<Option<super::recover::Indexer>>,
 }
 
 impl Shared {
+    /// The step's claim is settled: its lease needs no more renewing.
+    pub fn settled(&self, task_id: i64) {
+        self.in_flight.lock().expect("lease set").remove(&task_id);
+    }
+
+    /// New memory rows are in SQLite: index them (in the background).
+    pub fn kick_indexer(&self) {
+        if let Some(i) = self.indexer.lock().expect("indexer").as_ref() {
+            i.kick();
+        }
+    }
+
     pub fn spent(&self) -> f64 {
         *self.spent.lock().expect("spend lock")
     }
@@ -231,6 +253,26 @@ pub async fn run(
     let started = Instant::now();
     let workers = opts.workers.max(1);
     let mut main_db = Store::open(&deps.db_path)?;
+    super::recover::at_start(
+        &mut main_db,
+        opts.project_id,
+        opts.lease,
+        &opts.agent,
+        &observer,
+    )?;
+    // A query never misses a committed row: the index takes in what it
+    // lacks before the first step asks it anything.
+    if let Some(m) = &deps.memory {
+        let missing = crate::memory::index_backlog(&main_db)?;
+        if missing > 0 {
+            let progress = progress_note(observer.clone(), missing);
+            if let Err(e) = m.catch_up(&mut main_db, Some(&*progress)).await {
+                observer(&Progress::Warning {
+                    message: format!("memory index not caught up ({e}); queries may miss rows"),
+                });
+            }
+        }
+    }
     let run = main_db.start_run(
         opts.project_id,
         &opts.agent,
@@ -247,6 +289,15 @@ pub async fn run(
         observer: observer.clone(),
         cancel: cancel.clone(),
         spent: Mutex::new(0.0),
+        in_flight: Arc::default(),
+        indexer: Mutex::new(match &deps.memory {
+            Some(m) => Some(super::recover::Indexer::start(
+                m.clone(),
+                deps.db_path.clone(),
+                observer.clone(),
+            )?),
+            None => None,
+        }),
         opts,
     };
     observer(&Progress::RunStarted {
@@ -274,16 +325,23 @@ pub async fn run(
         });
     }
 
-    // Leases of the tasks in flight are renewed from a connection of their own.
-    let in_flight: Arc<Mutex<HashMap<i64, String>>> = Arc::default();
+    super::recover::backfill(&shared, &mut main_db).await?;
+
+    // Leases of the tasks in flight, and the run's own heartbeat, are
+    // renewed from a connection of their own.
+    let in_flight = shared.in_flight.clone();
     let heartbeat = {
         let mut db = Store::open(&deps.db_path)?;
         let in_flight = in_flight.clone();
         let lease = shared.opts.lease;
+        let run_id = run.id;
         let every = (lease / 3).max(Duration::from_millis(200));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                if let Err(e) = db.heartbeat_run(run_id) {
+                    tracing::warn!(run = run_id, error = %e, "run heartbeat failed");
+                }
                 let held: Vec<(i64, String)> = in_flight
                     .lock()
                     .expect("lease set")
@@ -303,6 +361,11 @@ pub async fn run(
 
     let result = drive(&shared, &deps, &mut main_db, &in_flight, workers, cancel).await;
     heartbeat.abort();
+    // The memories of the last steps go into the index before the run ends.
+    let indexer = shared.indexer.lock().expect("indexer").take();
+    if let Some(i) = indexer {
+        i.finish();
+    }
 
     let (tally, stopped_because, error) = match result {
         Ok((t, why)) => (t, why, None),
@@ -340,6 +403,23 @@ pub async fn run(
         Some(e) => Err(e),
         None => Ok(summary),
     }
+}
+
+/// Progress of a long catch-up, as warnings every 10% (rows to embed
+/// again take a while: about 270 a second on two cores).
+fn progress_note(observer: Observer, total: i64) -> Box<dyn Fn(usize, usize) + Send + Sync> {
+    let shown = std::sync::atomic::AtomicUsize::new(0);
+    Box::new(move |done, all| {
+        if total < 1_000 {
+            return;
+        }
+        let tenth = done * 10 / all.max(1);
+        if tenth > shown.swap(tenth, std::sync::atomic::Ordering::Relaxed) {
+            observer(&Progress::Recovered {
+                message: format!("indexing memories the index lacked: {done}/{all}"),
+            });
+        }
+    })
 }
 
 fn mode_str(m: Mode) -> &'static str {

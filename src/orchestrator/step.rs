@@ -1149,20 +1149,39 @@ impl<'a> StepRun<'a> {
         Ok(req)
     }
 
-    /// Saves a memory; without an index, in SQLite only. Failures are warnings:
-    /// the task's result is already safe in the store.
+    /// Saves a memory in SQLite, not yet indexed: the run's indexer embeds
+    /// and indexes it off the step's path (or, without an index, the next
+    /// process that opens one). Failures are warnings: the task's result is
+    /// already safe in the store.
     async fn remember(&mut self, text: &str, kind: &str, agent: &str) {
         let (project, task) = (self.task.project_id, Some(self.task.id));
-        let saved = match &self.shared.memory {
-            Some(m) => {
-                m.store_memory(self.db, text, project, task, kind, agent)
-                    .await
-            }
-            None => crate::memory::save_unindexed(self.db, text, project, task, kind, agent),
-        };
+        let saved = crate::memory::save_unindexed(self.db, text, project, task, kind, agent);
+        crate::crashpoint::here("memory_row");
         if let Err(e) = saved {
             self.emit(Progress::Warning {
                 message: format!("task {}: {kind} memory not saved: {e}", self.task.id),
+            });
+        }
+    }
+
+    /// Fills in the memories a done task's step did not leave (its process
+    /// was killed after the commit), from the step's recorded answer: the
+    /// raw interaction, and the summary through the summarizer. The
+    /// summarizer's call is recorded under that step.
+    pub async fn backfill(mut self, step: &crate::store::RunStep, raw: bool, summary: bool) {
+        self.step_id = step.id;
+        let Some(answer) = step.detail.get("result").and_then(|r| r.as_str()) else {
+            return;
+        };
+        let answer = answer.to_string();
+        let model = step.model.clone().unwrap_or_else(|| "unknown".into());
+        if raw {
+            let text = format!("Task {}: {}\n{answer}", self.task.id, self.task.title);
+            self.remember(&text, "raw_interaction", &model).await;
+        }
+        if summary && let Err(e) = self.summarize(&answer).await {
+            self.emit(Progress::Warning {
+                message: format!("task {}: no task summary ({e})", self.task.id),
             });
         }
     }
@@ -1174,7 +1193,7 @@ impl<'a> StepRun<'a> {
         let step_id = self.step_id;
         let cost = self.cost;
         let rounds = machine.rounds();
-        let (outcome, status, note, model, detail, reason) = match &effect {
+        let (outcome, status, note, model, detail) = match &effect {
             Effect::Complete {
                 answer,
                 model,
@@ -1208,7 +1227,6 @@ impl<'a> StepRun<'a> {
                         "diff": self.toolbox.as_ref().map(|t| t.diff()).filter(|d| !d.is_empty()),
                         "writes": self.toolbox.as_ref().map(|t| t.allow_writes),
                     }),
-                    None,
                 )
             }
             Effect::Block {
@@ -1220,7 +1238,6 @@ impl<'a> StepRun<'a> {
                 reason.clone(),
                 machine.current_model().map(str::to_string),
                 json!({"reason": reason, "last_answer": last_answer}),
-                Some(reason.clone()),
             ),
             Effect::Unreachable { reason } => (
                 Outcome::Unreachable,
@@ -1228,7 +1245,6 @@ impl<'a> StepRun<'a> {
                 reason.clone(),
                 None,
                 json!({"reason": reason}),
-                None,
             ),
             Effect::Release { reason } => (
                 Outcome::Released,
@@ -1236,7 +1252,6 @@ impl<'a> StepRun<'a> {
                 reason.clone(),
                 None,
                 json!({"reason": reason}),
-                None,
             ),
             Effect::Split { reason, subtasks } => (
                 Outcome::Split,
@@ -1244,7 +1259,6 @@ impl<'a> StepRun<'a> {
                 String::new(),
                 None,
                 json!({"reason": reason, "subtasks": subtasks}),
-                None,
             ),
             other => unreachable!("not terminal: {other:?}"),
         };
@@ -1310,6 +1324,8 @@ impl<'a> StepRun<'a> {
             )?;
             Ok(t)
         });
+        // The claim is settled either way: the heartbeat stops renewing it.
+        self.shared.settled(self.task.id);
         let transition = match transition {
             Ok(t) => t.expect("checked above"),
             Err(crate::Error::Conflict { message, .. }) if message == "lost" => {
@@ -1332,16 +1348,17 @@ impl<'a> StepRun<'a> {
             from: transition.from.as_str().to_string(),
             to: transition.task.status.as_str().to_string(),
         });
-        // plans.md and issues.md follow the store; the store change stands
-        // even if they cannot (the warning says how to sync).
-        if let Err(e) = crate::docs::sync::follow(self.db, self.task.id, &holder, reason.as_deref())
+        crate::crashpoint::here("step_committed");
+        // plans.md and issues.md follow the store through the outbox the
+        // commit filled; what cannot be written now stays pending for the
+        // next command (the warning says so).
+        match crate::docs::catchup::catch_up(self.db, self.task.project_id)
+            .and_then(|c| c.into_result(self.task.project_id))
         {
-            self.emit(Progress::Warning {
-                message: format!(
-                    "task {}: plans.md not updated ({e}); run `llmclis plans sync --project-id {}`",
-                    self.task.id, self.task.project_id
-                ),
-            });
+            Ok(_) => {}
+            Err(e) => self.emit(Progress::Warning {
+                message: format!("task {}: {e}", self.task.id),
+            }),
         }
         match &effect {
             Effect::Complete {
@@ -1354,6 +1371,7 @@ impl<'a> StepRun<'a> {
                 // The task is done and saved: a summary that cannot be made
                 // is a warning, never a failed step.
                 let mut cancel = self.shared.cancel.clone();
+                crate::crashpoint::here("summary");
                 let summarized = tokio::select! {
                     r = self.summarize(answer) => r,
                     _ = cancel.wait_for(|c| *c) => Err(crate::Error::InvalidInput("interrupted".into())),
@@ -1373,6 +1391,7 @@ impl<'a> StepRun<'a> {
             }
             _ => {}
         }
+        self.shared.kick_indexer();
         self.emit_finished(outcome, model, rounds);
         Ok(outcome)
     }

@@ -29,6 +29,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_tool_calls",
         include_str!("../../migrations/0007_tool_calls.sql"),
     ),
+    (
+        "0008_outbox",
+        include_str!("../../migrations/0008_outbox.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

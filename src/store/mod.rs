@@ -10,6 +10,7 @@
 
 mod migrate;
 pub mod model;
+mod outbox;
 mod projects;
 mod runs;
 mod tasks;
@@ -24,7 +25,8 @@ use crate::error::{Error, Result};
 
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
-pub use runs::{ModelCall, Run, RunStep, ToolCallRecord};
+pub use outbox::PendingDocEdit;
+pub use runs::{ClosedRun, ModelCall, Run, RunStep, ToolCallRecord};
 pub use tasks::Transition;
 
 /// How long a writer waits for another process's lock before giving up.

@@ -5,7 +5,11 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Store, now};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Store, format_time, now};
 use crate::error::{Error, Result};
 
 /// A model call as recorded.
@@ -68,6 +72,22 @@ pub struct Run {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub summary: Value,
+    /// The process that ran it, on which host, and when it last said it
+    /// was alive (NULL for runs recorded before version 8).
+    pub pid: Option<i64>,
+    pub host: Option<String>,
+    pub heartbeat_at: Option<String>,
+}
+
+/// A run found dead and closed: its process is gone, or its heartbeat
+/// stopped for longer than a lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClosedRun {
+    pub run_id: i64,
+    pub project_id: Option<i64>,
+    pub why: String,
+    /// (step id, task id) of the steps that had no outcome, now `lost`.
+    pub lost_steps: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,8 +135,8 @@ fn call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelCall> {
     })
 }
 
-const RUN_COLUMNS: &str =
-    "id, project_id, agent, mode, status, max_steps, workers, started_at, finished_at, summary";
+const RUN_COLUMNS: &str = "id, project_id, agent, mode, status, max_steps, workers, started_at,
+    finished_at, summary, pid, host, heartbeat_at";
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     let summary: String = r.get(9)?;
@@ -131,6 +151,9 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         started_at: r.get(7)?,
         finished_at: r.get(8)?,
         summary: serde_json::from_str(&summary).unwrap_or(Value::Null),
+        pid: r.get(10)?,
+        host: r.get(11)?,
+        heartbeat_at: r.get(12)?,
     })
 }
 
@@ -171,16 +194,20 @@ impl Store {
     ) -> Result<Run> {
         self.ensure_project(project_id)?;
         let id = self.write(|tx| {
+            let ts = now();
             tx.execute(
-                "INSERT INTO runs (project_id, agent, mode, max_steps, workers, started_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO runs (project_id, agent, mode, max_steps, workers, started_at,
+                                   pid, host, heartbeat_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?6)",
                 params![
                     project_id,
                     agent,
                     mode,
                     max_steps as i64,
                     workers as i64,
-                    now()
+                    ts,
+                    std::process::id() as i64,
+                    crate::process::host(),
                 ],
             )?;
             Ok(tx.last_insert_rowid())
@@ -203,6 +230,118 @@ impl Store {
             )?;
             Ok(())
         })
+    }
+
+    /// The run is alive: called by its heartbeat.
+    pub fn heartbeat_run(&mut self, run_id: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "UPDATE runs SET heartbeat_at = ?2 WHERE id = ?1 AND status = 'running'",
+            )?
+            .execute(params![run_id, now()])?;
+            Ok(())
+        })
+    }
+
+    /// Closes the runs that died without closing themselves (kill -9, a
+    /// crash, a lost machine): a run still `running` whose process is gone
+    /// from this host, or whose heartbeat is older than `stale_after`,
+    /// becomes `interrupted`, and its steps without an outcome become
+    /// `lost`, each with an event. The claims of a run whose process is
+    /// known to be gone are expired at once, so the next claim takes its
+    /// tasks back without waiting for the lease.
+    pub fn close_dead_runs(&mut self, stale_after: Duration, by: &str) -> Result<Vec<ClosedRun>> {
+        let host = crate::process::host();
+        let cutoff =
+            format_time(Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default());
+        let mut closed = Vec::new();
+        for run in self.open_runs()? {
+            let (id, project_id, agent, pid) = (run.id, run.project_id, run.agent, run.pid);
+            let run_host = run.host;
+            let beat = run.heartbeat_at.unwrap_or(run.started_at);
+            let gone = run_host.as_deref() == Some(host.as_str())
+                && pid.is_some_and(|p| !crate::process::alive(p));
+            let why = if gone {
+                format!(
+                    "its process {} on {host} is gone (last heartbeat {beat})",
+                    pid.unwrap_or_default()
+                )
+            } else if beat < cutoff {
+                format!(
+                    "no heartbeat since {beat} (more than {} s)",
+                    stale_after.as_secs()
+                )
+            } else {
+                continue;
+            };
+            let lost = self.write(|tx| {
+                let ts = now();
+                let changed = tx.execute(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?2,
+                            summary = json_patch(summary, json_object('closed_by', ?3, 'closed_because', ?4,
+                                                                      'stopped_because', 'died'))
+                      WHERE id = ?1 AND status = 'running'",
+                    params![id, ts, by, why],
+                )?;
+                if changed == 0 {
+                    // Another process closed it first.
+                    return Ok(None);
+                }
+                let lost: Vec<(i64, i64)> = tx
+                    .prepare(
+                        "UPDATE run_steps SET outcome = 'lost', finished_at = ?2,
+                                detail = json_set(detail, '$.lost_because', ?3)
+                          WHERE run_id = ?1 AND outcome IS NULL
+                          RETURNING id, task_id",
+                    )?
+                    .query_map(params![id, ts, why], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                if let Some(p) = project_id {
+                    tx.execute(
+                        "INSERT INTO events (project_id, kind, agent, metadata, created_at)
+                         VALUES (?1, 'run_interrupted', ?2, json_object('run_id', ?3, 'reason', ?4, 'lost_steps', ?5), ?6)",
+                        params![p, by, id, why, lost.len() as i64, ts],
+                    )?;
+                    for (step, task) in &lost {
+                        tx.execute(
+                            "INSERT INTO events (project_id, task_id, kind, agent, metadata, created_at)
+                             VALUES (?1, ?2, 'step_lost', ?3, json_object('run_id', ?4, 'step_id', ?5, 'reason', ?6), ?7)",
+                            params![p, task, by, id, step, why, ts],
+                        )?;
+                    }
+                }
+                if gone {
+                    let prefix = format!("{agent}/run-{id}/");
+                    tx.execute(
+                        "UPDATE tasks SET lease_expires_at = ?2
+                          WHERE status = 'in-progress' AND claimed_by IS NOT NULL
+                            AND substr(claimed_by, 1, length(?1)) = ?1",
+                        params![prefix, format_time(Utc::now() - chrono::Duration::seconds(1))],
+                    )?;
+                }
+                Ok(Some(lost))
+            })?;
+            if let Some(lost_steps) = lost {
+                closed.push(ClosedRun {
+                    run_id: id,
+                    project_id,
+                    why,
+                    lost_steps,
+                });
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Runs still marked running (alive, or dead and not yet found out).
+    pub fn open_runs(&self) -> Result<Vec<Run>> {
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY id"
+        ))?;
+        let runs = stmt
+            .query_map([], run_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(runs)
     }
 
     pub fn run(&self, id: i64) -> Result<Run> {

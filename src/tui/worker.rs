@@ -67,6 +67,9 @@ pub(crate) fn last_project(ctx: &Ctx, db: &Store) -> Option<i64> {
 
 impl Worker {
     fn main(&mut self, rx: Receiver<Job>) {
+        if let Err(e) = self.recover() {
+            let _ = self.out.send(Msg::Error(e.to_string()));
+        }
         loop {
             match rx.recv_timeout(POLL) {
                 Ok(job) => {
@@ -87,6 +90,27 @@ impl Worker {
             let _ = stop.send(true);
             let _ = thread.join();
         }
+    }
+
+    /// What dead processes left behind: runs still marked running are
+    /// closed, plan-file edits still pending are written.
+    fn recover(&mut self) -> Result<()> {
+        for c in self
+            .db
+            .close_dead_runs(self.ctx.config.lease(), &self.ctx.agent)?
+        {
+            tracing::info!(run = c.run_id, why = %c.why, lost = c.lost_steps.len(), "closed a dead run");
+        }
+        let (applied, failed) = crate::docs::catchup::catch_up_all(&mut self.db)?;
+        if applied > 0 {
+            tracing::info!(applied, "wrote pending plan-file edits");
+        }
+        if failed > 0 {
+            return Err(Error::InvalidInput(format!(
+                "{failed} plan-file edit(s) could not be written (see the log); they stay pending: fix the file and run `llmclis plans sync`"
+            )));
+        }
+        Ok(())
     }
 
     fn data_version(&self) -> Result<i64> {
@@ -233,9 +257,12 @@ impl Worker {
                 let out = self.out.clone();
                 std::thread::spawn(move || {
                     let result = (|| -> Result<_> {
-                        let db = ctx.store()?;
+                        let mut db = ctx.store()?;
                         let mem = crate::cli::memory::open_memory(&ctx, &db)?;
                         let rt = crate::cli::orchestrate::runtime()?;
+                        // Rows the index lacks go in first: a search never
+                        // misses a committed memory.
+                        rt.block_on(mem.catch_up(&mut db, None))?;
                         rt.block_on(mem.query_memory(&db, &query, Some(project_id), None, None, 10))
                     })();
                     let _ = out.send(Msg::MemoryHits {

@@ -1,0 +1,105 @@
+//! Opening the memory layer the config asks for: the embedder (fastembed
+//! in-process, or a server's /v1/embeddings) and the index (embedded Qdrant
+//! Edge, or a Qdrant server), named by the database's store id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Memory;
+use super::embed::{Embedder, FastEmbedder, OpenAiEmbedder};
+use super::vector::{EdgeIndex, QdrantIndex, VectorIndex};
+use crate::config::{MemoryConfig, Paths};
+use crate::error::{Error, Result};
+use crate::llm::http_client;
+use crate::registry::{Mode, Registry};
+use crate::store::Store;
+
+/// The embedder and index `[memory]` asks for, for this database, waiting
+/// at most `wait` for another process to let go of an Edge index
+/// (`Error::IndexBusy` then).
+pub fn open(
+    paths: &Paths,
+    cfg: &MemoryConfig,
+    mode: Mode,
+    registry: impl FnOnce() -> Result<Registry>,
+    db: &Store,
+    wait: Duration,
+) -> Result<Memory> {
+    // Each database has its own index: ids are its row ids.
+    let store_id = db.store_id()?;
+    let http = http_client();
+    let embedder: Arc<dyn Embedder> = match cfg.embedder.as_str() {
+        "fastembed" => {
+            let (dir, lib) = crate::memory::embed::asset_paths(&paths.data_dir, cfg);
+            Arc::new(FastEmbedder::load(&dir, &lib)?)
+        }
+        "openai" => {
+            let registry = registry()?;
+            let need = |what: &str| {
+                Error::InvalidInput(format!(
+                    "[memory] embedder = \"openai\" needs {what} in config.toml"
+                ))
+            };
+            let name = cfg
+                .openai_provider
+                .as_deref()
+                .ok_or_else(|| need("openai_provider"))?;
+            let p = registry.provider(name).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "[memory] openai_provider {name:?} is not in {}",
+                    registry.source
+                ))
+            })?;
+            if !p.local && mode == Mode::Offline {
+                return Err(Error::InvalidInput(format!(
+                    "[memory] openai_provider {name:?} is an API provider and the mode is offline"
+                )));
+            }
+            let model = cfg
+                .openai_model
+                .as_deref()
+                .ok_or_else(|| need("openai_model"))?;
+            let dim = cfg.openai_dim.ok_or_else(|| need("openai_dim"))?;
+            Arc::new(OpenAiEmbedder::new(
+                &p.base_url,
+                model,
+                p.api_key_env.clone(),
+                dim,
+                http.clone(),
+            ))
+        }
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "[memory] embedder {other:?}: expected fastembed or openai"
+            )));
+        }
+    };
+    let index: Arc<dyn VectorIndex> = match cfg.backend.as_str() {
+        "edge" => Arc::new(EdgeIndex::open_waiting(
+            &paths
+                .data_dir
+                .join("memory")
+                .join(format!("edge-{store_id}")),
+            wait,
+        )?),
+        "qdrant" => {
+            let key = cfg
+                .qdrant_api_key_env
+                .as_deref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|k| !k.trim().is_empty());
+            Arc::new(QdrantIndex::new(
+                &cfg.qdrant_url,
+                &format!("{}_{store_id}", cfg.collection),
+                key,
+                http,
+            ))
+        }
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "[memory] backend {other:?}: expected edge or qdrant"
+            )));
+        }
+    };
+    Ok(Memory::new(embedder, index))
+}
