@@ -12,6 +12,7 @@ mod mcp;
 mod memory;
 mod orchestrate;
 mod plans_cli;
+mod recovery;
 mod schedule;
 mod store;
 mod tools;

@@ -19,13 +19,13 @@ use serde_json::{Value, json};
 use crate::support::fake_llm::{FakeLlm, Reply, Route};
 use crate::support::{Env, servers};
 
-const CODER: &str = "You are an experienced software engineer";
-const CRITIC: &str = "You are the reviewer";
+pub(crate) const CODER: &str = "You are an experienced software engineer";
+pub(crate) const CRITIC: &str = "You are the reviewer";
 const VOTER: &str = "You are one voter";
 const PLANNER: &str = "You are the planner";
-const SUMMARIZER: &str = "Summarize the material";
+pub(crate) const SUMMARIZER: &str = "Summarize the material";
 
-fn approve() -> Reply {
+pub(crate) fn approve() -> Reply {
     Reply::Text(
         r#"{"verdict":"approve","reasons":["does what the task asks"],"risks":[]}"#.into(),
         12,
@@ -39,7 +39,7 @@ fn revise(why: &str) -> Reply {
     )
 }
 
-fn text(t: &str) -> Reply {
+pub(crate) fn text(t: &str) -> Reply {
     Reply::Text(t.into(), 20)
 }
 
@@ -873,7 +873,7 @@ async fn models_without_tool_calling_use_the_json_action_protocol() {
 // ---- through the binary ----
 
 /// A config with short leases, and the registry, for the binary.
-fn install(env: &Env, registry_yaml: &str, lease_seconds: u64) {
+pub(crate) fn install(env: &Env, registry_yaml: &str, lease_seconds: u64) {
     std::fs::create_dir_all(env.config_dir()).unwrap();
     std::fs::write(
         env.config_dir().join("config.toml"),
@@ -883,7 +883,7 @@ fn install(env: &Env, registry_yaml: &str, lease_seconds: u64) {
     std::fs::write(env.config_dir().join("model_registry.yaml"), registry_yaml).unwrap();
 }
 
-fn registry_yaml(url: &str) -> String {
+pub(crate) fn registry_yaml(url: &str) -> String {
     let mut roles = String::new();
     for r in llmclis::registry::ROLES {
         roles.push_str(&format!("  {r}: {{ temperature: 0.3, models: [m] }}\n"));
@@ -922,7 +922,7 @@ fn add_tasks(env: &Env, n: usize) {
     .unwrap();
 }
 
-fn quick_server_routes() -> Vec<Route> {
+pub(crate) fn quick_server_routes() -> Vec<Route> {
     vec![
         Route::new(CRITIC, vec![], approve()),
         Route::new(SUMMARIZER, vec![], text("summary")),
