@@ -7,7 +7,12 @@
 //! - `--workers 4` vs `--workers 1` against a server that serves 4 requests
 //!   at a time;
 //! - k = 5 voting vs one candidate against a server that serves 8 at a time
-//!   and takes time per generated token.
+//!   and takes time per generated token;
+//! - the whole process, `llmclis orchestrate --max_steps 60` against a
+//!   zero-latency server, with memory on and off, minus the same number of
+//!   model calls made directly (memory on needs scripts/embedding-assets'
+//!   lines exported);
+//! - catching up the memory index on rows that keep their vectors.
 //!
 //!     cargo bench --bench orchestrate
 
@@ -288,6 +293,186 @@ async fn voting() {
     }
 }
 
+/// The whole process per step, beyond the model calls themselves: run the
+/// release binary over 60 tasks, subtract the same number of calls made
+/// directly to the same server.
+async fn whole_process(memory: bool) {
+    let assets = match (
+        std::env::var("LLMCLIS_EMBEDDING_MODEL_DIR"),
+        std::env::var("LLMCLIS_ONNXRUNTIME"),
+    ) {
+        (Ok(d), Ok(l)) => Some((d, l)),
+        _ => None,
+    };
+    if memory && assets.is_none() {
+        println!(
+            "orchestrate: whole process with memory skipped (export `scripts/embedding-assets` lines to run it)"
+        );
+        return;
+    }
+    let srv = FakeLlm::routed(
+        routes(
+            vec![],
+            Reply::Text("def add(a, b): return a + b".into(), 12),
+        ),
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let steps = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("config"), dir.path().join("data"));
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let memory_cfg = match (&assets, memory) {
+        (Some((d, l)), true) => format!("[memory]\nmodel_dir = {d:?}\nonnxruntime = {l:?}\n"),
+        // No model: memories are saved in SQLite only.
+        _ => "[memory]\nmodel_dir = \"/nonexistent\"\nonnxruntime = \"/nonexistent\"\n".into(),
+    };
+    std::fs::write(cfg.join("config.toml"), memory_cfg).unwrap();
+    let yaml = format!(
+        "providers:\n  - {{ name: p, kind: openai-compatible, flavour: llamacpp, base_url: \"{}\", timeout_secs: 60, max_concurrency: 8, local: true }}\nmodels:\n  - {{ id: m-p, provider: p, served_name: p, context_window: 32768, max_output_tokens: 256, capabilities: [json_schema] }}\nroles:\n{}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n",
+        srv.url,
+        llmclis::registry::ROLES
+            .iter()
+            .map(|r| format!("  {r}: {{ temperature: 0.2, models: [m-p] }}\n"))
+            .collect::<String>()
+    );
+    std::fs::write(cfg.join("model_registry.yaml"), yaml).unwrap();
+    let db = data.join("llmclis.db");
+    project(&db, steps);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_llmclis"));
+    cmd.args([
+        "orchestrate",
+        "--project-id",
+        "1",
+        "--max-steps",
+        &steps.to_string(),
+    ])
+    .env_clear()
+    .env("LLMCLIS_CONFIG_DIR", &cfg)
+    .env("LLMCLIS_DATA_DIR", &data)
+    .env("LLMCLIS_DB", &db)
+    .env("LLMCLIS_AGENT", "bench")
+    .env("LLMCLIS_DETECT", "0");
+    let (out, wall) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let out = cmd.output().unwrap();
+        (out, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = Store::open(&db).unwrap();
+    let calls = st.run_model_calls(1).unwrap();
+    assert_eq!(st.status_counts(Some(1)).unwrap().done, steps as i64);
+    let memories: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM memories WHERE indexed = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    // The same number of calls, made directly.
+    let http = http_client();
+    let body = serde_json::json!({
+        "model": "p",
+        "messages": [{"role": "user", "content": "Write function number 1. Return the sum of two integers."}],
+        "max_tokens": 256,
+    });
+    let direct_started = Instant::now();
+    for _ in 0..calls.len() {
+        http.post(format!("{}/chat/completions", srv.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    let direct = direct_started.elapsed();
+    let per_step = (wall.as_secs_f64() - direct.as_secs_f64()) * 1000.0 / steps as f64;
+    println!(
+        "orchestrate: whole process, {steps} steps, memory {}: {per_step:.2} ms per step beyond the model calls ({:.0} ms wall, {} calls taking {:.0} ms directly; {memories} memories indexed by the end)",
+        if memory {
+            "on (Edge + MiniLM, indexed off the step's path)"
+        } else {
+            "off (SQLite only)"
+        },
+        wall.as_secs_f64() * 1000.0,
+        calls.len(),
+        direct.as_secs_f64() * 1000.0,
+    );
+}
+
+/// An embedder that must never be called: catching up rows that keep their
+/// vectors embeds nothing.
+struct NoEmbedder;
+
+impl llmclis::memory::embed::Embedder for NoEmbedder {
+    fn model(&self) -> String {
+        "bench-384".into()
+    }
+    fn dim(&self) -> usize {
+        384
+    }
+    fn embed(
+        &self,
+        _texts: Vec<String>,
+    ) -> llmclis::llm::BoxFuture<'_, llmclis::Result<Vec<Vec<f32>>>> {
+        panic!("catch-up re-embedded a row that keeps its vector")
+    }
+}
+
+/// Rows a killed process saved with their vectors, not yet indexed: how
+/// fast the next opener puts them into the Edge index (SQLite read, upsert,
+/// flush, marks).
+async fn catch_up() {
+    let rows = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("bench.db");
+    project(&db_path, 1);
+    {
+        let mut conn = rusqlite::Connection::open(&db_path).unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut seed = 7u64;
+        for i in 0..rows {
+            let v: Vec<u8> = (0..384)
+                .flat_map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (((seed >> 33) as f32 / u32::MAX as f32) - 0.25).to_le_bytes()
+                })
+                .collect();
+            tx.execute(
+                "INSERT INTO memories (project_id, task_id, type, agent, text, tokens, created_at, vector)
+                 VALUES (1, 1, 'raw_interaction', 'bench', ?1, 10, '2026-01-01T00:00:00.000Z', ?2)",
+                rusqlite::params![format!("memory number {i}"), v],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let mut db = Store::open(&db_path).unwrap();
+    let index = llmclis::memory::vector::EdgeIndex::open(&dir.path().join("edge")).unwrap();
+    let memory = llmclis::memory::Memory::new(Arc::new(NoEmbedder), Arc::new(index));
+    let started = Instant::now();
+    let done = memory.catch_up(&mut db, None).await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(done.indexed, rows);
+    assert_eq!(done.embedded, 0);
+    println!(
+        "memory: index catch-up, {rows} rows that keep their vectors (Edge, flushed): {:.0} rows/s ({:.2} s)",
+        rows as f64 / secs,
+        secs
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // and only needs this to build.
@@ -304,5 +489,8 @@ fn main() {
         workers().await;
         voting().await;
         real_share().await;
+        whole_process(false).await;
+        whole_process(true).await;
+        catch_up().await;
     });
 }
