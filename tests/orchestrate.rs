@@ -982,6 +982,19 @@ async fn after_kill_9_the_next_run_reclaims_the_task_and_nothing_is_done_twice()
     let (r, env) = out;
     r.assert_ok();
     assert!(r.stdout.contains("3 done"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("recovered: run 1 died"),
+        "the next run closes the dead one: {}",
+        r.stdout
+    );
+    // The dead run's step shows as lost, with why.
+    let show = env.run(&["task", "show", "1"]);
+    show.assert_ok();
+    assert!(
+        show.stdout.contains("run 1 step 1: lost (its process"),
+        "{}",
+        show.stdout
+    );
     let s = Store::open(&env.db()).unwrap();
     for id in 1..=3 {
         assert_eq!(s.task(id).unwrap().status, Status::Done);

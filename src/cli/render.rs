@@ -262,6 +262,12 @@ pub fn task_show(v: &TaskView) -> String {
     if let Some(d) = &v.diff {
         let _ = writeln!(s, "\nDiff:\n{}", d.trim_end());
     }
+    if !v.steps.is_empty() {
+        let _ = writeln!(s, "\nSteps:");
+        for st in &v.steps {
+            let _ = writeln!(s, "  {}", step_line(st));
+        }
+    }
     if !v.model_calls.is_empty() {
         let tokens: u64 = v
             .model_calls
@@ -309,6 +315,32 @@ pub fn task_show(v: &TaskView) -> String {
         );
     }
     s.trim_end().to_string()
+}
+
+/// One orchestrator step of a task: its run, how it ended (a step whose
+/// run died is `lost`, with why), when, and by which model.
+pub fn step_line(st: &crate::store::RunStep) -> String {
+    let outcome = st.outcome.as_deref().unwrap_or("running");
+    let why = st
+        .detail
+        .get("lost_because")
+        .and_then(|w| w.as_str())
+        .map(|w| format!(" ({})", short(w, 100)))
+        .unwrap_or_default();
+    format!(
+        "{} run {} step {}: {outcome}{why}{}{}",
+        &st.started_at[..st.started_at.len().min(19)],
+        st.run_id,
+        st.step,
+        st.model
+            .as_deref()
+            .map(|m| format!(" by {m}"))
+            .unwrap_or_default(),
+        st.role
+            .as_deref()
+            .map(|r| format!(" as {r}"))
+            .unwrap_or_default(),
+    )
 }
 
 pub fn next(task: Option<&Task>, claimed: bool, counts: Option<&StatusCounts>) -> String {

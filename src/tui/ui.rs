@@ -505,6 +505,20 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             ]));
         }
     }
+    if !d.steps.is_empty() {
+        section(&mut lines, "Steps", theme);
+        for st in &d.steps {
+            let style = if st.outcome.as_deref() == Some("lost") {
+                theme.dim()
+            } else {
+                Style::new()
+            };
+            lines.push(Line::styled(
+                format!("  {}", crate::cli::render::step_line(st)),
+                style,
+            ));
+        }
+    }
     if !d.events.is_empty() {
         section(&mut lines, "History", theme);
         for e in &d.events {
