@@ -142,9 +142,11 @@ pub fn import(
     };
     let text = read_doc(&path)?;
     let doc = PlansDoc::parse(&text, &path)?;
-    let mark = store.last_doc_edit_id()?;
     // All of it or none: a failure half-way leaves the store as it was.
     let mut report = store.batch(|store| {
+        // Read inside the write transaction: no other process's edit can
+        // slip in after it and be taken for one of the import's own.
+        let mark = store.last_doc_edit_id()?;
         let r = import_doc(store, &doc, &path, project_id, agent, &saved_at)?;
         // What the import wrote came from the file: nothing to write back.
         store.mark_project_doc_edits_applied(r.project_id, mark)?;

@@ -167,11 +167,14 @@ impl EdgeIndex {
                 ..Default::default()
             })
             .build();
-        let shard = edge::EdgeShard::new(&self.dir, config).map_err(edge_err)?;
-        create_indexes(&shard)?;
+        // A new index records its model before the shard exists: a process
+        // killed in between leaves a directory that the next open creates
+        // again, never one that looks like an interrupted rebuild.
         if record_info {
             self.record(info)?;
         }
+        let shard = edge::EdgeShard::new(&self.dir, config).map_err(edge_err)?;
+        create_indexes(&shard)?;
         Ok(shard)
     }
 
