@@ -343,6 +343,7 @@ async fn whole_process(memory: bool) {
     project(&db, steps);
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_llmclis"));
     cmd.args([
+        "--json",
         "orchestrate",
         "--project-id",
         "1",
@@ -354,11 +355,27 @@ async fn whole_process(memory: bool) {
     .env("LLMCLIS_DATA_DIR", &data)
     .env("LLMCLIS_DB", &db)
     .env("LLMCLIS_AGENT", "bench")
-    .env("LLMCLIS_DETECT", "0");
-    let (out, wall) = tokio::task::spawn_blocking(move || {
+    .env("LLMCLIS_DETECT", "0")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    // Each event's arrival, to split the whole into start-up (to the first
+    // step), the steps, and what follows the last step (indexing left).
+    let (out, wall, first_step, last_step) = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
         let started = Instant::now();
-        let out = cmd.output().unwrap();
-        (out, started.elapsed())
+        let mut child = cmd.spawn().unwrap();
+        let (mut first, mut last) = (None, Duration::ZERO);
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if first.is_none() && line.contains("\"step_started\"") {
+                first = Some(started.elapsed());
+            }
+            if line.contains("\"step_finished\"") {
+                last = started.elapsed();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        (out, started.elapsed(), first.unwrap_or_default(), last)
     })
     .await
     .unwrap();
@@ -396,16 +413,20 @@ async fn whole_process(memory: bool) {
     }
     let direct = direct_started.elapsed();
     let per_step = (wall.as_secs_f64() - direct.as_secs_f64()) * 1000.0 / steps as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "orchestrate: whole process, {steps} steps, memory {}: {per_step:.2} ms per step beyond the model calls ({:.0} ms wall, {} calls taking {:.0} ms directly; {memories} memories indexed by the end)",
+        "orchestrate: whole process, {steps} steps, memory {}: {per_step:.2} ms per step beyond the model calls ({:.0} ms wall, {} calls taking {:.0} ms directly; start-up to the first step {:.0} ms, the steps {:.2} ms each, after the last step {:.0} ms; {memories} memories indexed by the end)",
         if memory {
             "on (Edge + MiniLM, indexed off the step's path)"
         } else {
             "off (SQLite only)"
         },
-        wall.as_secs_f64() * 1000.0,
+        ms(wall),
         calls.len(),
-        direct.as_secs_f64() * 1000.0,
+        ms(direct),
+        ms(first_step),
+        ms(last_step.saturating_sub(first_step)) / (steps - 1) as f64,
+        ms(wall.saturating_sub(last_step)),
     );
 }
 

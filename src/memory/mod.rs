@@ -117,11 +117,58 @@ pub fn check_kind(kind: &str) -> Result<()> {
 pub struct Memory {
     pub embedder: Arc<dyn Embedder>,
     pub index: Arc<dyn VectorIndex>,
+    /// Query vectors embedded ahead of need (the next tasks' context
+    /// queries, by the run's indexer), each taken once.
+    prefetched: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
+}
+
+/// The query a task's memory context searches with.
+pub fn context_query(task: &crate::store::Task) -> String {
+    format!("{}\n{}", task.title, task.description)
 }
 
 impl Memory {
     pub fn new(embedder: Arc<dyn Embedder>, index: Arc<dyn VectorIndex>) -> Memory {
-        Memory { embedder, index }
+        Memory {
+            embedder,
+            index,
+            prefetched: Default::default(),
+        }
+    }
+
+    /// Embeds queries that will be asked soon, so asking them later costs
+    /// no embedding (the orchestrator's indexer does this for the next
+    /// tasks, off the steps' path).
+    pub async fn prefetch(&self, texts: Vec<String>) -> Result<()> {
+        let missing: Vec<String> = {
+            let cache = self.prefetched.lock().expect("prefetch cache");
+            texts
+                .into_iter()
+                .filter(|t| !cache.contains_key(t))
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let vectors = self.embedder.embed(missing.clone()).await?;
+        let mut cache = self.prefetched.lock().expect("prefetch cache");
+        if cache.len() > 256 {
+            cache.clear();
+        }
+        cache.extend(missing.into_iter().zip(vectors));
+        Ok(())
+    }
+
+    async fn query_vector(&self, text: &str) -> Result<Vec<f32>> {
+        if let Some(v) = self.prefetched.lock().expect("prefetch cache").remove(text) {
+            return Ok(v);
+        }
+        Ok(self
+            .embedder
+            .embed(vec![text.to_string()])
+            .await?
+            .pop()
+            .unwrap_or_default())
     }
 
     fn info(&self) -> IndexInfo {
@@ -206,6 +253,18 @@ impl Memory {
         db: &mut Store,
         progress: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
     ) -> Result<CaughtUp> {
+        self.catch_up_at_most(db, usize::MAX, progress).await
+    }
+
+    /// `catch_up`, stopping after about `limit` rows (a batch is never
+    /// split): a background indexer does a little at a time, so what waits
+    /// for it (a query to embed) never waits long.
+    pub async fn catch_up_at_most(
+        &self,
+        db: &mut Store,
+        limit: usize,
+        progress: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
+    ) -> Result<CaughtUp> {
         self.index.ensure(&self.info()).await?;
         // Rows marked indexed in an index that has nothing (its directory
         // was deleted, another backend): all of them again.
@@ -221,12 +280,13 @@ impl Memory {
                 Ok(())
             })?;
         }
-        self.index_missing(db, progress).await
+        self.index_missing(db, limit, progress).await
     }
 
     async fn index_missing(
         &self,
         db: &mut Store,
+        limit: usize,
         progress: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
     ) -> Result<CaughtUp> {
         let mut out = CaughtUp::default();
@@ -236,13 +296,13 @@ impl Memory {
             |r| r.get(0),
         )?;
         let dim = self.embedder.dim();
-        loop {
+        while out.indexed < limit {
             let batch: Vec<(MemoryRecord, Option<Vec<f32>>)> = {
                 let mut stmt = db.conn().prepare_cached(&format!(
                     "SELECT {COLUMNS}, vector FROM memories WHERE indexed = 0 AND compacted = 0
-                      ORDER BY id LIMIT {CATCH_UP_BATCH}"
+                      ORDER BY id LIMIT ?1"
                 ))?;
-                stmt.query_map([], |r| {
+                stmt.query_map([limit.min(CATCH_UP_BATCH) as i64], |r| {
                     let blob: Option<Vec<u8>> = r.get(10)?;
                     Ok((from_row(r)?, blob.map(|b| decode_vector(&b))))
                 })?
@@ -341,12 +401,7 @@ impl Memory {
             db.project(p)?;
         }
         self.index.ensure(&self.info()).await?;
-        let v = self
-            .embedder
-            .embed(vec![text.to_string()])
-            .await?
-            .pop()
-            .unwrap_or_default();
+        let v = self.query_vector(text).await?;
         let filter = Filter {
             project_id,
             task_id,
@@ -385,7 +440,7 @@ impl Memory {
             )?;
             Ok(())
         })?;
-        let done = self.index_missing(db, progress).await?;
+        let done = self.index_missing(db, usize::MAX, progress).await?;
         self.index.optimize().await?;
         self.index.finish(&self.info()).await?;
         Ok(done.indexed)
@@ -637,7 +692,7 @@ impl Memory {
         )? {
             picked.push(r);
         }
-        let query = format!("{}\n{}", task.title, task.description);
+        let query = context_query(&task);
         for hit in self
             .query_memory(
                 db,

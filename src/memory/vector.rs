@@ -4,7 +4,7 @@
 //! records; an index can always be rebuilt from it (`memory reindex`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -95,7 +95,11 @@ const INFO_FILE: &str = "llmclis-index.json";
 
 pub struct EdgeIndex {
     dir: PathBuf,
-    shard: Mutex<Option<edge::EdgeShard>>,
+    /// Searches and counts share it; writes take it alone. A flush needs
+    /// only a share (writes are excluded, and `flushing` keeps flushes one
+    /// at a time), so a search never waits for one.
+    shard: RwLock<Option<edge::EdgeShard>>,
+    flushing: Mutex<()>,
     /// An OS lock on `<dir>.lock`: a shard directory may be open in one
     /// process at a time. Released when this drops, or when the process dies.
     _lock: std::fs::File,
@@ -144,7 +148,8 @@ impl EdgeIndex {
         };
         Ok(EdgeIndex {
             dir: dir.to_path_buf(),
-            shard: Mutex::new(shard),
+            shard: RwLock::new(shard),
+            flushing: Mutex::new(()),
             _lock: lock,
         })
     }
@@ -185,8 +190,18 @@ impl EdgeIndex {
         )
     }
 
+    /// An update: alone.
     fn with<T>(&self, f: impl FnOnce(&edge::EdgeShard) -> Result<T>) -> Result<T> {
-        let guard = self.shard.lock().expect("edge lock");
+        let guard = self.shard.write().expect("edge lock");
+        match guard.as_ref() {
+            Some(s) => f(s),
+            None => Err(Error::Memory("the memory index is not created yet".into())),
+        }
+    }
+
+    /// A read: beside other reads and flushes.
+    fn reading<T>(&self, f: impl FnOnce(&edge::EdgeShard) -> Result<T>) -> Result<T> {
+        let guard = self.shard.read().expect("edge lock");
         match guard.as_ref() {
             Some(s) => f(s),
             None => Err(Error::Memory("the memory index is not created yet".into())),
@@ -277,8 +292,7 @@ impl VectorIndex for EdgeIndex {
     fn ensure(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
         let info = info.clone();
         Box::pin(async move {
-            let mut guard = self.shard.lock().expect("edge lock");
-            if guard.is_some() {
+            if self.shard.read().expect("edge lock").is_some() {
                 return match self.info() {
                     Some(found) if found != info => {
                         Err(mismatch(&found, &info, &self.dir.display().to_string()))
@@ -290,7 +304,10 @@ impl VectorIndex for EdgeIndex {
                     ))),
                 };
             }
-            *guard = Some(self.create(&info, true)?);
+            let mut guard = self.shard.write().expect("edge lock");
+            if guard.is_none() {
+                *guard = Some(self.create(&info, true)?);
+            }
             Ok(())
         })
     }
@@ -333,7 +350,7 @@ impl VectorIndex for EdgeIndex {
         exact: bool,
     ) -> BoxFuture<'_, Result<Vec<(u64, f32)>>> {
         Box::pin(async move {
-            self.with(|s| {
+            self.reading(|s| {
                 let req = edge::QueryRequest {
                     prefetches: vec![],
                     query: Some(edge::ScoringQuery::Vector(edge::QueryEnum::Nearest(
@@ -386,7 +403,7 @@ impl VectorIndex for EdgeIndex {
 
     fn count(&self, filter: Filter) -> BoxFuture<'_, Result<usize>> {
         Box::pin(async move {
-            let guard = self.shard.lock().expect("edge lock");
+            let guard = self.shard.read().expect("edge lock");
             match guard.as_ref() {
                 None => Ok(0),
                 Some(s) => s
@@ -402,7 +419,7 @@ impl VectorIndex for EdgeIndex {
     fn reset(&self, info: &IndexInfo) -> BoxFuture<'_, Result<()>> {
         let info = info.clone();
         Box::pin(async move {
-            let mut guard = self.shard.lock().expect("edge lock");
+            let mut guard = self.shard.write().expect("edge lock");
             // Close the shard before its files go.
             drop(guard.take());
             if self.dir.exists() {
@@ -427,7 +444,8 @@ impl VectorIndex for EdgeIndex {
 
     fn flush(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let guard = self.shard.lock().expect("edge lock");
+            let _one = self.flushing.lock().expect("flush lock");
+            let guard = self.shard.read().expect("edge lock");
             if let Some(s) = guard.as_ref() {
                 s.flush();
             }
@@ -442,7 +460,7 @@ impl VectorIndex for EdgeIndex {
 
 impl Drop for EdgeIndex {
     fn drop(&mut self) {
-        if let Ok(mut guard) = self.shard.lock()
+        if let Ok(mut guard) = self.shard.write()
             && let Some(s) = guard.take()
         {
             s.flush();

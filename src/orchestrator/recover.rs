@@ -83,6 +83,9 @@ pub(super) async fn backfill(shared: &Shared, db: &mut Store) -> Result<()> {
     Ok(())
 }
 
+/// Rows indexed between two looks at the next steps' queries.
+const ROWS_AT_A_TIME: usize = 4;
+
 enum Job {
     Kick,
     Finish,
@@ -98,7 +101,15 @@ pub(super) struct Indexer {
 }
 
 impl Indexer {
-    pub fn start(memory: Arc<Memory>, db_path: PathBuf, observer: Observer) -> Result<Indexer> {
+    /// `ahead`: how many of the project's next ready tasks get their
+    /// context query embedded before they are claimed.
+    pub fn start(
+        memory: Arc<Memory>,
+        db_path: PathBuf,
+        observer: Observer,
+        project_id: i64,
+        ahead: usize,
+    ) -> Result<Indexer> {
         let mut db = Store::open(&db_path)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
@@ -120,16 +131,30 @@ impl Indexer {
                     while let Ok(more) = rx.try_recv() {
                         finish |= matches!(more, Job::Finish);
                     }
-                    if let Err(e) = rt.block_on(memory.catch_up(&mut db, None)) {
-                        if !warned {
-                            observer(&Progress::Warning {
-                                message: format!(
-                                    "memories are saved but not indexed yet ({e}); the next command that opens the index indexes them"
-                                ),
-                            });
-                            warned = true;
+                    // A little at a time, the next steps' queries before
+                    // each bit: a step waits for its query, never for rows.
+                    loop {
+                        let next = db.ready_tasks(project_id, ahead).unwrap_or_default();
+                        let queries = next.iter().map(crate::memory::context_query).collect();
+                        if let Err(e) = rt.block_on(memory.prefetch(queries)) {
+                            tracing::warn!(error = %e, "query prefetch failed");
                         }
-                        tracing::warn!(error = %e, "memory catch-up failed");
+                        match rt.block_on(memory.catch_up_at_most(&mut db, ROWS_AT_A_TIME, None)) {
+                            Ok(done) if done.indexed + done.dropped == 0 => break,
+                            Ok(_) => {}
+                            Err(e) => {
+                                if !warned {
+                                    observer(&Progress::Warning {
+                                        message: format!(
+                                            "memories are saved but not indexed yet ({e}); the next command that opens the index indexes them"
+                                        ),
+                                    });
+                                    warned = true;
+                                }
+                                tracing::warn!(error = %e, "memory catch-up failed");
+                                break;
+                            }
+                        }
                     }
                     if finish {
                         break;

@@ -295,6 +295,8 @@ pub async fn run(
                 m.clone(),
                 deps.db_path.clone(),
                 observer.clone(),
+                opts.project_id,
+                workers * 4 + 2,
             )?),
             None => None,
         }),
@@ -325,6 +327,8 @@ pub async fn run(
         });
     }
 
+    // The first tasks' queries get embedded while the run sets up.
+    shared.kick_indexer();
     super::recover::backfill(&shared, &mut main_db).await?;
 
     // Leases of the tasks in flight, and the run's own heartbeat, are

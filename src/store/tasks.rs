@@ -954,6 +954,19 @@ impl Store {
         id.map(|id| self.task(id)).transpose()
     }
 
+    /// The first `limit` ready tasks of a project, in the order they would be
+    /// claimed (what the next steps will work on, if nothing changes).
+    pub fn ready_tasks(&self, project_id: i64, limit: usize) -> Result<Vec<Task>> {
+        let ids: Vec<i64> = self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT id FROM tasks WHERE project_id = ?1 AND {READY_WHERE} ORDER BY {READY_ORDER} LIMIT ?2"
+            ))?
+            .query_map(params![project_id, limit as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.into_iter().map(|id| self.task(id)).collect()
+    }
+
     /// Atomically takes the next task for `agent`: one `UPDATE … WHERE status
     /// = 'pending' … RETURNING` inside a write transaction, with a lease that
     /// ends after `lease`. Leases that already ran out are released first, so
