@@ -555,3 +555,57 @@ fn dead_runs_are_closed_and_their_open_steps_lost() {
             .is_empty()
     );
 }
+
+/// A second run does not wait for the first to let go of the Edge index:
+/// it starts at once, saves its memories in SQLite, and they are indexed
+/// (by the first run's indexer, or the next opener) with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_goes_on_without_the_index_and_its_memories_are_indexed() {
+    if assets().is_none() {
+        return;
+    }
+    let srv = FakeLlm::routed(quick_server_routes(), None, Duration::from_millis(150)).await;
+    let url = srv.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let env = setup(&url);
+        let run = |env: &Env| {
+            env.command()
+                .args(["orchestrate", "--project-id", "1", "--max-steps", "3"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let first = run(&env);
+        // The first holds the index once its first step has started.
+        let db = env.db();
+        while rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM run_steps", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(0)
+            == 0
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let second = Run::from(run(&env).wait_with_output().unwrap());
+        let first = Run::from(first.wait_with_output().unwrap());
+        first.assert_ok();
+        second.assert_ok();
+        assert!(
+            second.stderr.contains("in use by another llmclis process"),
+            "the second run went on without the index: {}",
+            second.stderr
+        );
+        let stats = env.json(&["memory", "stats", "--project-id", "1"]);
+        let rows: i64 = stats["by_type"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_i64().unwrap())
+            .sum();
+        assert!(rows >= 8, "both runs saved memories: {stats}");
+        assert_eq!(stats["indexed"].as_i64().unwrap(), rows, "{stats}");
+        assert_eq!(stats["unindexed"], 0, "{stats}");
+    })
+    .await
+    .unwrap();
+}

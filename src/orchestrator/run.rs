@@ -322,7 +322,7 @@ pub async fn run(
     if let (None, Some(why)) = (&deps.memory, &deps.memory_note) {
         observer(&Progress::Warning {
             message: format!(
-                "memory index unavailable ({why}); memories are saved in SQLite only; run `llmclis memory reindex` later"
+                "memory index unavailable ({why}); this run saves its memories in SQLite, and whoever holds or next opens the index indexes them"
             ),
         });
     }
