@@ -437,8 +437,11 @@ pub fn add_note(
 /// (this one, and any a killed process left), with an error that says the
 /// store change itself went through.
 fn files_follow(store: &mut Store, task: &Task) -> Result<FollowReport> {
-    let caught = super::catchup::catch_up(store, task.project_id)?;
+    let mut caught = super::catchup::catch_up(store, task.project_id)?;
     let report = caught.report_for(task.id).cloned().unwrap_or_default();
+    // Another task's edit that cannot be written yet stays pending (doctor
+    // and `plans check` show it); only this command's own edit fails it.
+    caught.failed.retain(|(t, _)| *t == task.id);
     caught.into_result(task.project_id).map_err(|e| match e {
         Error::Conflict { path, message } => Error::Conflict {
             path,
