@@ -1279,3 +1279,54 @@ modes:
     assert!(memories >= 1);
     assert_eq!(s.runs(1, 1).unwrap()[0].status, "completed");
 }
+
+/// A busy server is not the task's fault: TGI's 429 "Model is overloaded"
+/// and Ollama's 503 "server busy" (their own bodies), retried until the
+/// caller gives up, put the task back in the queue and stop the run with
+/// exit 1, like a server that is down; nothing is blocked, no issue opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_server_releases_the_task_instead_of_blocking_it() {
+    for (status, body) in [
+        (
+            429,
+            r#"{"error":"Model is overloaded","error_type":"overloaded"}"#,
+        ),
+        (
+            503,
+            r#"{"error":"server busy, please try again.  maximum pending requests exceeded"}"#,
+        ),
+    ] {
+        let srv = FakeLlm::routed(
+            vec![Route::new(
+                CODER,
+                vec![],
+                Reply::Status(status, body, vec![]),
+            )],
+            None,
+            Duration::ZERO,
+        )
+        .await;
+        let url = srv.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let env = crate::recovery::setup(&url);
+            let r = env.run(&["orchestrate", "--project-id", "1", "--max-steps", "3"]);
+            assert_eq!(r.code, 1, "{status}: {}\n{}", r.stdout, r.stderr);
+            assert!(
+                r.stderr.contains("overloaded or still loading"),
+                "{status}: {}",
+                r.stderr
+            );
+            let s = Store::open(&env.db()).unwrap();
+            let counts = s.status_counts(Some(1)).unwrap();
+            assert_eq!(counts.blocked, 0, "{status}: nothing blocked");
+            assert_eq!(counts.in_progress, 0, "{status}: nothing held");
+            assert!(
+                !env.dir.path().join("issues.md").exists(),
+                "{status}: no issue opened for a busy server"
+            );
+        })
+        .await
+        .unwrap();
+        assert!(srv.hits() >= 2, "{status}: retried before giving up");
+    }
+}

@@ -73,7 +73,7 @@ const PLANS: &str = "# demo – Plans
 
 /// An installation with the fake server, the real embedding model when this
 /// machine has it (memory on), and project 1 imported from PLANS.
-fn setup(url: &str) -> Env {
+pub(crate) fn setup(url: &str) -> Env {
     let env = Env::new();
     install(&env, &registry_yaml(url), 60);
     if let Some((dir, lib)) = assets() {

@@ -214,7 +214,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     out.flush().map_err(|e| Error::io("<stdout>", e))?;
     if summary.stopped_because == "models_unreachable" {
         return Err(Error::Model(format!(
-            "run {} stopped: no model server answered; the task it tried is back in the queue. Start the servers in model_registry.yaml (`llmclis models health` shows which are down)",
+            "run {} stopped: no model server answered or could take the request (down, overloaded or still loading); the task it tried is back in the queue. Start the servers in model_registry.yaml or wait for them (`llmclis models health` shows each)",
             summary.run_id
         )));
     }

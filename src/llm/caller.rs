@@ -106,6 +106,9 @@ pub struct Attempt {
     pub outcome: &'static str,
     pub error_kind: Option<&'static str>,
     pub error: Option<String>,
+    /// The error was the server's state (down, busy, loading), not the
+    /// request's.
+    pub transient: bool,
     pub latency_ms: u64,
 }
 
@@ -239,6 +242,7 @@ impl Caller {
                 outcome: "skipped",
                 error_kind: None,
                 error: Some(why.to_string()),
+                transient: false,
                 latency_ms: 0,
             };
             if min_window.is_some_and(|w| model.context_window <= w) {
@@ -294,6 +298,7 @@ impl Caller {
                             outcome: "ok",
                             error_kind: None,
                             error: None,
+                            transient: false,
                             latency_ms,
                         });
                         return Ok(CallOutcome {
@@ -312,6 +317,7 @@ impl Caller {
                             outcome: "error",
                             error_kind: Some(e.kind()),
                             error: Some(message),
+                            transient: e.transient(),
                             latency_ms,
                         });
                         let counts = e.retryable()

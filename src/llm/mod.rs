@@ -198,6 +198,30 @@ impl LlmError {
         )
     }
 
+    /// The server is there but cannot take the request now: refused
+    /// connections, overload (429, TGI's "Model is overloaded", Ollama's
+    /// 503 "server busy"), a model still loading (llama.cpp's 503), a
+    /// gateway in front of a restarting server. Waiting fixes these;
+    /// nothing about the task does, so they never block a task.
+    pub fn transient(&self) -> bool {
+        match self {
+            LlmError::Connect(_) | LlmError::RateLimited { .. } => true,
+            LlmError::Server { status, message } => {
+                let m = message.to_lowercase();
+                matches!(status, 502..=504)
+                    || [
+                        "overloaded",
+                        "server busy",
+                        "loading model",
+                        "too many requests",
+                    ]
+                    .iter()
+                    .any(|w| m.contains(w))
+            }
+            _ => false,
+        }
+    }
+
     /// A short, stable name for records and JSON.
     pub fn kind(&self) -> &'static str {
         match self {

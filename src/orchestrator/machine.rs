@@ -482,7 +482,7 @@ impl Step {
             None if self.only_unreachable && self.answer.is_none() => {
                 self.finish(Effect::Unreachable {
                     reason: format!(
-                        "No model server answered ({}); the task is back in the queue. Start the servers (`llmclis models health` shows which are down) and run again.",
+                        "No model server answered or could take the request (down, overloaded or still loading: {}); the task is back in the queue. Start the servers or wait for them (`llmclis models health` shows each) and run again.",
                         self.tried.join("; ")
                     ),
                 })
@@ -939,7 +939,7 @@ mod tests {
         s.handle(down());
         s.handle(Event::HandoffWritten("h".into()));
         assert!(
-            matches!(&s.handle(down())[..], [Effect::Unreachable { reason }] if reason.contains("No model server answered"))
+            matches!(&s.handle(down())[..], [Effect::Unreachable { reason }] if reason.contains("No model server answered or could take the request"))
         );
     }
 

@@ -1453,15 +1453,17 @@ fn in_flight(effect: &Effect) -> (&'static str, Option<String>) {
     }
 }
 
-/// Every try was a refused connection (and there was at least one): no
-/// server is up, as opposed to models that were skipped or failed.
+/// Every try failed for the servers' state (refused, overloaded, loading;
+/// and there was at least one): no server can take the request now, as
+/// opposed to models that answered badly. The task goes back to the queue,
+/// never blocked.
 fn only_refused(f: &CallFailed) -> bool {
     let mut errors = f
         .attempts
         .iter()
         .filter(|a| a.outcome == "error")
         .peekable();
-    errors.peek().is_some() && errors.all(|a| a.error_kind == Some("connect"))
+    errors.peek().is_some() && errors.all(|a| a.transient)
 }
 
 fn skip_reason(s: &router::Skip) -> String {
