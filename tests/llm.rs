@@ -516,3 +516,34 @@ fn a_bad_registry_file_is_a_usage_error_through_the_cli() {
     env.run(&["--registry", reg.to_str().unwrap(), "models", "list"])
         .assert_err(2, &["registry.yaml"]);
 }
+
+/// `models health` is a check: a model that does not answer makes it exit
+/// 1, naming the model, after the table.
+#[test]
+fn models_health_fails_when_a_model_is_down() {
+    let env = Env::new();
+    let reg = env.dir.path().join("registry.yaml");
+    let mut roles = String::new();
+    for r in llmclis::registry::ROLES {
+        roles.push_str(&format!("  {r}: {{ temperature: 0.3, models: [gone] }}\n"));
+    }
+    std::fs::write(
+        &reg,
+        format!(
+            "providers:\n  - {{ name: p, kind: openai-compatible, flavour: llamacpp, base_url: \"http://127.0.0.1:9/v1\", timeout_secs: 2, max_concurrency: 1, local: true }}\nmodels:\n  - {{ id: gone, provider: p, served_name: gone, context_window: 2048, max_output_tokens: 256 }}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+        ),
+    )
+    .unwrap();
+    let r = env.run(&["--registry", reg.to_str().unwrap(), "models", "health"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("gone"),
+        "the table still prints: {}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("1 of 1 model(s) did not answer") && r.stderr.contains("gone"),
+        "{}",
+        r.stderr
+    );
+}

@@ -186,10 +186,16 @@ pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
             });
             let failed = results.iter().filter(|r| r["ok"] == false).count();
             emit(out, ctx.json, &results, || render_health(&results))?;
-            if model.is_some() && failed > 0 {
+            if failed > 0 {
+                let down: Vec<&str> = results
+                    .iter()
+                    .filter(|r| r["ok"] == false)
+                    .filter_map(|r| r["model"].as_str())
+                    .collect();
                 return Err(Error::Model(format!(
-                    "{} did not answer the smoke prompt",
-                    ids[0]
+                    "{failed} of {} model(s) did not answer the smoke prompt: {}; start their servers or fix model_registry.yaml",
+                    ids.len(),
+                    down.join(", ")
                 )));
             }
             Ok(())

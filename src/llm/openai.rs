@@ -193,8 +193,10 @@ impl OpenAiClient {
         };
         let mut done = false;
         'read: while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                LlmError::StreamBroken(transport_error(e, self.timeout).to_string())
+            // Said once: a body error already is a broken stream.
+            let chunk = chunk.map_err(|e| match transport_error(e, self.timeout) {
+                broken @ LlmError::StreamBroken(_) => broken,
+                other => LlmError::StreamBroken(other.to_string()),
             })?;
             for ev in parser.push(&chunk) {
                 if handle(&ev.data, &mut text)? {
