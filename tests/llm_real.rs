@@ -217,6 +217,28 @@ fn the_cli_streams_a_real_answer() {
     run.assert_ok();
     assert!(run.stdout.trim().len() > 3, "{}", run.stdout);
     assert!(run.stderr.contains("smollm2-135m (smol)"), "{}", run.stderr);
+    // An answer cut at --max-tokens says so, and how to get more.
+    let cut = crate::support::Run::from(
+        env.command()
+            .args([
+                "chat",
+                "--model",
+                "smollm2-135m",
+                "--max-tokens",
+                "2",
+                "Write a long story about a lighthouse keeper.",
+            ])
+            .env("LLMCLIS_REGISTRY", &reg)
+            .output()
+            .unwrap(),
+    );
+    cut.assert_ok();
+    assert!(
+        cut.stderr
+            .contains("cut at 2 tokens; raise it with --max-tokens"),
+        "{}",
+        cut.stderr
+    );
     let list = env
         .command()
         .args(["--json", "models", "list"])

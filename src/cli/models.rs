@@ -371,6 +371,8 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
         ..Default::default()
     };
     let rt = runtime()?;
+    // The whole call, retries and fallbacks included: what the person waited.
+    let started = std::time::Instant::now();
     let result: std::result::Result<CallOutcome, _> = rt.block_on(async {
         if ctx.json {
             caller.call(&chain, &req, None).await
@@ -410,8 +412,14 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
             } else {
                 ""
             },
-            r.latency.as_secs_f64()
+            started.elapsed().as_secs_f64()
         );
+        if r.finish_reason.as_deref() == Some("length") {
+            eprintln!(
+                "— the answer was cut at {} tokens; raise it with --max-tokens",
+                args.max_tokens
+            );
+        }
         Ok(())
     }
 }
