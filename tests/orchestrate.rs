@@ -1330,3 +1330,69 @@ async fn an_overloaded_server_releases_the_task_instead_of_blocking_it() {
         assert!(srv.hits() >= 2, "{status}: retried before giving up");
     }
 }
+
+/// A model stuck on one failing call (`read_file` of a directory) loses
+/// its tools after three in a row and gets one turn to answer; answering
+/// with yet another tool call is a failed attempt, so the task is blocked
+/// with the reason, never approved as done with no change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_stuck_on_a_failing_tool_call_never_ends_done() {
+    let stuck = tool_call("c1", "read_file", json!({"path": ""}));
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("summary")),
+            Route::new(CODER, vec![], stuck),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = broken_repo(dir.path());
+    let db = dir.path().join("llmclis.db");
+    let mut s = Store::open(&db).unwrap();
+    let p = s
+        .create_project("repo", "", Some(&root.to_string_lossy()), "tester")
+        .unwrap();
+    s.create_task(
+        NewTask {
+            project_id: p.id,
+            title: "Fix add, its test fails".into(),
+            ..Default::default()
+        },
+        "tester",
+    )
+    .unwrap();
+    let h = Harness {
+        _dir: dir,
+        db,
+        project: p.id,
+        tools: tools_for_repo(false),
+    };
+    let (summary, _) = h
+        .run(
+            registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
+            1,
+        )
+        .await;
+    assert_eq!(summary.done, 0, "nothing was done, so nothing is approved");
+    let s = h.store();
+    assert_ne!(s.task(1).unwrap().status, Status::Done);
+    let tools = s.tool_calls(1).unwrap();
+    // Three failing calls per model (model-a, then model-b), not twenty.
+    assert_eq!(tools.len(), 6, "{tools:?}");
+    assert!(tools.iter().all(|c| c.outcome == "error"));
+    // The last turn of each model went without tools.
+    let last = srv
+        .requests()
+        .into_iter()
+        .filter(|r| r["messages"].to_string().contains("No more tool calls"))
+        .count();
+    assert_eq!(last, 2);
+    assert!(
+        notes(&s, 1).contains("failed 3 times in a row"),
+        "{}",
+        notes(&s, 1)
+    );
+}

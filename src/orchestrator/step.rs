@@ -945,7 +945,18 @@ impl<'a> StepRun<'a> {
         let role = self.exec_role.clone();
         let max = self.shared.opts.tools.max_calls;
         let mut calls = 0usize;
+        // The same call failing again and again (a model stuck on one
+        // mistake): after this many in a row the tools are taken away.
+        let mut repeats = (String::new(), 0usize);
+        let mut stopped: Option<String> = None;
         loop {
+            if let Some(why) = &stopped {
+                // One last turn without tools must give the answer.
+                req.tools.clear();
+                req.messages.push(Message::user(format!(
+                    "{why} No more tool calls: answer now with what you did and what is left."
+                )));
+            }
             let result = self
                 .shared
                 .caller
@@ -966,17 +977,29 @@ impl<'a> StepRun<'a> {
             } else {
                 parse_action(&o.response.text, calls).into_iter().collect()
             };
-            if asked.is_empty() || calls >= max {
-                let mut text = o.response.text;
-                if !asked.is_empty() {
-                    text.push_str(&format!(
-                        "\n\n(Stopped after {max} tool calls, the limit for one answer.)"
-                    ));
+            if let Some(why) = &stopped {
+                // Still asking for tools, or nothing said: no answer at all,
+                // a failed attempt, never a "done".
+                if !asked.is_empty() || o.response.text.trim().is_empty() {
+                    return Ok(Event::AnswerFailed {
+                        unreachable: false,
+                        error: format!("{why} The model gave no answer without tools."),
+                    });
                 }
+                return Ok(Event::Answered {
+                    text: o.response.text,
+                });
+            }
+            if asked.is_empty() {
+                let mut text = o.response.text;
                 if text.trim().is_empty() {
                     text = "(The agent made its changes with tools and wrote no summary.)".into();
                 }
                 return Ok(Event::Answered { text });
+            }
+            if calls >= max {
+                stopped = Some(format!("The tool budget of {max} calls is spent."));
+                continue;
             }
             // No more calls than the limit leaves, even when a turn asks for many.
             let asked: Vec<crate::llm::ToolCall> = asked.into_iter().take(max - calls).collect();
@@ -990,12 +1013,26 @@ impl<'a> StepRun<'a> {
             for call in asked {
                 calls += 1;
                 let out = self.run_tool(&call).await?;
+                let failed = out.starts_with("error: ");
+                let key = format!("{} {}", call.name, call.arguments);
+                repeats = match (failed, repeats.0 == key) {
+                    (true, true) => (key, repeats.1 + 1),
+                    (true, false) => (key, 1),
+                    (false, _) => (String::new(), 0),
+                };
                 if native {
                     req.messages.push(Message::tool_result(&call.id, out));
                 } else {
                     req.messages
                         .push(Message::user(format!("Result of {}:\n{out}", call.name)));
                 }
+            }
+            if repeats.1 >= SAME_FAILURE_LIMIT {
+                stopped = Some(format!(
+                    "The same tool call failed {} times in a row ({}).",
+                    repeats.1,
+                    cut(&repeats.0, 120)
+                ));
             }
         }
     }
@@ -1452,6 +1489,9 @@ fn in_flight(effect: &Effect) -> (&'static str, Option<String>) {
         _ => ("other", None),
     }
 }
+
+/// The same failing tool call this many times in a row ends the tool loop.
+const SAME_FAILURE_LIMIT: usize = 3;
 
 /// Every try failed for the servers' state (refused, overloaded, loading;
 /// and there was at least one): no server can take the request now, as
