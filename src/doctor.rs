@@ -429,13 +429,9 @@ pub fn run(
             let missing: Vec<&str> = expected
                 .iter()
                 .copied()
-                .filter(|m| {
-                    !f.serves
-                        .iter()
-                        .any(|s| s == m || s.trim_start_matches("models/") == *m)
-                })
+                .filter(|m| !endpoints::serves_name(&f.serves, m, p.flavour.as_deref()))
                 .collect();
-            if missing.is_empty() || f.serves.is_empty() {
+            if missing.is_empty() {
                 checks.push(check(
                     &name,
                     Level::Ok,
@@ -448,9 +444,10 @@ pub fn run(
                     None,
                 ));
             } else {
+                // Every call to those names would be a 404.
                 checks.push(check(
                     &name,
-                    Level::Warning,
+                    Level::Error,
                     format!(
                         "{} is up but does not serve {} (it serves {})",
                         p.base_url,

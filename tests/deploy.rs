@@ -328,6 +328,13 @@ async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
         "{}",
         wrong_model.stdout
     );
+    // Every call to that name would be a 404: an error, not "ready".
+    assert_eq!(wrong_model.code, 1, "{}", wrong_model.stdout);
+    assert!(
+        wrong_model.stdout.contains("FAIL provider local"),
+        "{}",
+        wrong_model.stdout
+    );
     assert!(
         wrong_model.stdout.contains("fix: load that model"),
         "{}",

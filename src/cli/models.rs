@@ -143,7 +143,11 @@ pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
                         model: m,
                         local: p.local,
                         served: p.health.as_ref().filter(|h| h.ok).map(|h| {
-                            h.served.is_empty() || h.served.iter().any(|s| s == &m.served_name)
+                            crate::endpoints::serves_name(
+                                &h.served,
+                                &m.served_name,
+                                registry.provider_of(m).flavour.as_deref(),
+                            )
                         }),
                     }
                 })
