@@ -57,6 +57,8 @@ pub struct Report {
     pub steps: Vec<Step>,
     pub schema_version: i64,
     pub projects: usize,
+    /// The registry whose servers and keys are reported.
+    pub registry: String,
     /// Local servers found (empty when detection was skipped).
     pub endpoints: Vec<crate::endpoints::Found>,
     /// API key variables named by the registry, and whether each is set.
@@ -130,8 +132,11 @@ fn workspace_plans(workspace: Option<&Path>) -> Option<PathBuf> {
 
 /// Sets up llmclis; imports `workspace`'s plans.md (as project 1 on a new
 /// install) when there is one.
+/// `registry`: the file `--registry` / `LLMCLIS_REGISTRY` names, if any;
+/// the keys and servers reported are that registry's.
 pub fn run(
     paths: &Paths,
+    registry_file: Option<&Path>,
     workspace: Option<&Path>,
     agent: &str,
     fetch_assets: bool,
@@ -159,7 +164,7 @@ pub fn run(
     let config_path = paths.config_file();
     // The keys the registry names (the user's copy once installed): a new
     // config enables the API providers when one is set, else stays offline.
-    let registry = crate::registry::Registry::load(None, &paths.config_dir)
+    let registry = crate::registry::Registry::load(registry_file, &paths.config_dir)
         .unwrap_or_else(|_| crate::registry::Registry::builtin());
     let api_keys: Vec<KeyState> = crate::endpoints::api_keys(&registry)
         .into_iter()
@@ -255,12 +260,14 @@ pub fn run(
     let projects = store.projects()?;
     // The registry as installed now (first-run may just have written it);
     // a user's copy that does not parse is theirs to fix, and said so.
-    let registry = match crate::registry::Registry::load(None, &paths.config_dir) {
+    let registry = match crate::registry::Registry::load(registry_file, &paths.config_dir) {
         Ok(r) => r,
         Err(e) => {
             steps.push(Step {
                 what: "model_registry.yaml is invalid".into(),
-                path: paths.config_dir.join("model_registry.yaml"),
+                path: registry_file
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| paths.config_dir.join("model_registry.yaml")),
                 outcome: Outcome::Missing,
                 note: Some(format!("{e}; fix it, or delete it to get the default back")),
             });
@@ -298,6 +305,7 @@ pub fn run(
         steps,
         schema_version: SCHEMA_VERSION,
         projects: projects.len(),
+        registry: registry.source.clone(),
         endpoints,
         api_keys,
         mode: config.models.mode,
@@ -405,10 +413,10 @@ mod tests {
             "# demo – Plans\n\n## Stage 1 – One\n\n- [ ] **S1.1 – A task**\n",
         )
         .unwrap();
-        let first = run(&p, Some(&ws), "t", false, false).unwrap();
+        let first = run(&p, None, Some(&ws), "t", false, false).unwrap();
         assert!(first.changed());
         assert_eq!(first.projects, 1);
-        let again = run(&p, Some(&ws), "t", false, false).unwrap();
+        let again = run(&p, None, Some(&ws), "t", false, false).unwrap();
         assert!(!again.changed(), "{again:?}");
         assert!(pending_changes(&p, Some(&ws), false).is_empty());
     }
@@ -417,7 +425,7 @@ mod tests {
     fn an_edited_file_is_kept_and_an_old_default_is_updated() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        run(&p, None, "t", false, false).unwrap();
+        run(&p, None, None, "t", false, false).unwrap();
         let registry = p.config_dir.join("model_registry.yaml");
         std::fs::write(&registry, "# mine\n").unwrap();
         // Pretend the planner prompt is an older default we installed.
@@ -428,7 +436,7 @@ mod tests {
             .insert("prompts/planner.md".into(), sha256_hex(b"old default\n"));
         std::fs::write(p.config_dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
 
-        let report = run(&p, None, "t", false, false).unwrap();
+        let report = run(&p, None, None, "t", false, false).unwrap();
         let outcome = |what: &str| {
             report
                 .steps

@@ -389,7 +389,14 @@ fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
     }
     // LLMCLIS_DETECT=0 skips probing the local ports.
     let detect = std::env::var("LLMCLIS_DETECT").map_or(true, |v| v != "0");
-    let report = first_run::run(&ctx.paths, workspace.as_deref(), &ctx.agent, fetch, detect)?;
+    let report = first_run::run(
+        &ctx.paths,
+        ctx.registry.as_deref(),
+        workspace.as_deref(),
+        &ctx.agent,
+        fetch,
+        detect,
+    )?;
     emit(out, ctx.json, &report, || render::first_run(&report))
 }
 

@@ -460,6 +460,7 @@ pub fn first_run(r: &Report) -> String {
     } else {
         s.insert_str(0, "Nothing to do: llmclis was already set up.\n");
     }
+    let _ = writeln!(s, "\nModel registry: {}", r.registry);
     if !r.endpoints.is_empty() {
         let _ = writeln!(s, "\nLocal servers:");
         for e in &r.endpoints {
