@@ -18,12 +18,22 @@ use super::{
 use crate::registry::Registry;
 use crate::router::Conditions;
 
-/// Consecutive failures per model; at `threshold` the model cools down.
+/// Consecutive failures per model; at `threshold` the model cools down for
+/// `cooldown`, or for as long as the failures took when that is longer (a
+/// hung server that costs minutes a call is not tried again a minute later).
 #[derive(Debug)]
 pub struct Breakers {
-    state: Mutex<HashMap<String, (u32, Option<Instant>)>>,
+    state: Mutex<HashMap<String, Streak>>,
     pub threshold: u32,
     pub cooldown: Duration,
+}
+
+/// A model's failures in a row, the time they took, and its cooldown.
+#[derive(Debug, Default)]
+struct Streak {
+    failures: u32,
+    took: Duration,
+    until: Option<Instant>,
 }
 
 impl Breakers {
@@ -39,28 +49,37 @@ impl Breakers {
         let state = self.state.lock().expect("breaker lock");
         state
             .get(model)
-            .and_then(|(_, until)| *until)
+            .and_then(|s| s.until)
             .is_some_and(|until| Instant::now() < until)
     }
 
     /// Cools a model down now: its server was found down before any call.
     pub fn trip(&self, model: &str) {
         let mut state = self.state.lock().expect("breaker lock");
-        state.insert(model.to_string(), (0, Some(Instant::now() + self.cooldown)));
+        state.insert(
+            model.to_string(),
+            Streak {
+                until: Some(Instant::now() + self.cooldown),
+                ..Default::default()
+            },
+        );
     }
 
     fn success(&self, model: &str) {
         self.state.lock().expect("breaker lock").remove(model);
     }
 
-    /// Counts a failure; at the threshold the model cools down.
-    fn failure(&self, model: &str) {
+    /// Counts a failure that took `took`; at the threshold the model cools
+    /// down.
+    fn failure(&self, model: &str, took: Duration) {
         let mut state = self.state.lock().expect("breaker lock");
-        let entry = state.entry(model.to_string()).or_insert((0, None));
-        entry.0 += 1;
-        if entry.0 >= self.threshold {
-            entry.0 = 0;
-            entry.1 = Some(Instant::now() + self.cooldown);
+        let s = state.entry(model.to_string()).or_default();
+        s.failures += 1;
+        s.took += took;
+        if s.failures >= self.threshold {
+            s.until = Some(Instant::now() + self.cooldown.max(s.took));
+            s.failures = 0;
+            s.took = Duration::ZERO;
         }
     }
 }
@@ -326,7 +345,7 @@ impl Caller {
                                 LlmError::StreamBroken(_) | LlmError::InvalidResponse(_)
                             );
                         if counts {
-                            self.breakers.failure(id);
+                            self.breakers.failure(id, Duration::from_millis(latency_ms));
                         }
                         if let LlmError::ContextLength(_) = e {
                             min_window = Some(model.context_window);
@@ -382,6 +401,27 @@ mod tests {
     }
 
     #[test]
+    fn a_model_cools_down_at_least_as_long_as_its_failures_took() {
+        let b = Breakers::new(2, Duration::from_millis(1));
+        b.failure("slow", Duration::from_secs(30));
+        assert!(!b.is_open("slow"), "under the threshold");
+        b.failure("slow", Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            b.is_open("slow"),
+            "a minute of failures: skipped a minute, not 1 ms"
+        );
+        let quick = Breakers::new(2, Duration::from_millis(1));
+        quick.failure("fast", Duration::from_millis(1));
+        quick.failure("fast", Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            !quick.is_open("fast"),
+            "quick failures keep the base cooldown"
+        );
+    }
+
+    #[test]
     fn ollama_gets_its_window_and_the_roles_keep_alive() {
         let c = caller();
         let req = ChatRequest {
@@ -405,9 +445,9 @@ mod tests {
     #[test]
     fn breakers_open_at_the_threshold_and_close_after_the_cooldown() {
         let b = Breakers::new(2, Duration::from_millis(30));
-        b.failure("m");
+        b.failure("m", Duration::ZERO);
         assert!(!b.is_open("m"));
-        b.failure("m");
+        b.failure("m", Duration::ZERO);
         assert!(b.is_open("m"));
         std::thread::sleep(Duration::from_millis(40));
         assert!(!b.is_open("m"));
