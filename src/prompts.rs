@@ -196,7 +196,10 @@ mod tests {
     #[test]
     fn the_shipped_prompts_render_with_their_settings() {
         let p = Prompts::builtin();
-        assert_eq!(p.get("critic").temperature, Some(0.1));
+        // The registry's role temperature applies: the shipped role prompts
+        // set none; the voters' set theirs on purpose (they have no role).
+        assert_eq!(p.get("critic").temperature, None);
+        assert_eq!(p.get("voter").temperature, Some(0.7));
         assert!(p.get("critic").response_schema.is_some());
         assert!(p.get("coder").response_schema.is_none());
         let text = p

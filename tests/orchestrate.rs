@@ -1396,3 +1396,35 @@ async fn a_model_stuck_on_a_failing_tool_call_never_ends_done() {
         notes(&s, 1)
     );
 }
+
+/// The registry's role temperature is what each call is sent with (the
+/// executor's for the executor, the critic's for the critic), as `chat` and
+/// `route explain` use it: editing it in model_registry.yaml takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_uses_its_roles_temperature_from_the_registry() {
+    let srv = FakeLlm::routed(quick_server_routes(), None, Duration::ZERO).await;
+    let url = srv.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let env = crate::recovery::setup(&url);
+        let reg = env.config_dir().join("model_registry.yaml");
+        let yaml = std::fs::read_to_string(&reg)
+            .unwrap()
+            .replace("coder: { temperature: 0.3", "coder: { temperature: 0.9")
+            .replace("critic: { temperature: 0.3", "critic: { temperature: 0.05");
+        std::fs::write(&reg, yaml).unwrap();
+        env.run(&["orchestrate", "--project-id", "1", "--max-steps", "1"])
+            .assert_ok();
+    })
+    .await
+    .unwrap();
+    let temp = |needle: &str| -> f64 {
+        srv.requests()
+            .into_iter()
+            .find(|r| r["messages"].to_string().contains(needle))
+            .unwrap_or_else(|| panic!("no request with {needle}"))["temperature"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((temp(CODER) - 0.9).abs() < 1e-6, "{}", temp(CODER));
+    assert!((temp(CRITIC) - 0.05).abs() < 1e-6, "{}", temp(CRITIC));
+}

@@ -532,9 +532,13 @@ impl<'a> StepRun<'a> {
     fn request(&self, template: &str, text: String, temperature: Option<f32>) -> ChatRequest {
         let p = self.shared.prompts.get(template);
         let registry = self.shared.caller.registry();
+        // One rule, as `chat` and `route explain` use it: the registry's
+        // temperature for the template's role (the executor's for the
+        // executor's templates), unless the prompt's front matter sets one.
         let role_temp = registry
             .roles
-            .get(&self.exec_role)
+            .get(template)
+            .or_else(|| registry.roles.get(&self.exec_role))
             .map_or(0.3, |r| r.temperature);
         ChatRequest {
             messages: vec![Message::user(text)],
