@@ -15,6 +15,11 @@ use crate::registry::Provider;
 
 const VERSION: &str = "2023-06-01";
 
+/// The tool a structured answer is forced through: Anthropic honours a
+/// JSON schema as a tool's `input_schema`, and `tool_choice` makes the
+/// model call it, so its input is the answer.
+const ANSWER_TOOL: &str = "answer";
+
 pub struct AnthropicClient {
     base: String,
     key_env: Option<String>,
@@ -60,6 +65,14 @@ impl AnthropicClient {
         if !system.is_empty() {
             body["system"] = json!(system.join("\n\n"));
         }
+        if let (Some(schema), true) = (&req.json_schema, req.tools.is_empty()) {
+            body["tools"] = json!([{
+                "name": ANSWER_TOOL,
+                "description": "Give your answer in exactly this form.",
+                "input_schema": schema,
+            }]);
+            body["tool_choice"] = json!({"type": "tool", "name": ANSWER_TOOL});
+        }
         if !req.tools.is_empty() {
             // OpenAI's {type: function, function: {name, description,
             // parameters}} as Anthropic's {name, description, input_schema}.
@@ -100,37 +113,7 @@ impl AnthropicClient {
                 .map_err(|e| transport_error(e, self.timeout))?;
             let v: Value = serde_json::from_str(&body)
                 .map_err(|e| LlmError::InvalidResponse(format!("not JSON ({e})")))?;
-            let text: String = v
-                .get("content")
-                .and_then(Value::as_array)
-                .map(|blocks| {
-                    blocks
-                        .iter()
-                        .filter_map(|b| b.get("text")?.as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let usage = match (
-                v.pointer("/usage/input_tokens").and_then(Value::as_u64),
-                v.pointer("/usage/output_tokens").and_then(Value::as_u64),
-            ) {
-                (Some(p), Some(c)) => Usage {
-                    prompt_tokens: p,
-                    completion_tokens: c,
-                    estimated: false,
-                },
-                _ => Usage::estimate(req, &text),
-            };
-            return Ok(ChatResponse {
-                tool_calls: tool_uses(&v),
-                text,
-                usage,
-                finish_reason: v
-                    .get("stop_reason")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                latency: started.elapsed(),
-            });
+            return Ok(parse_message(&v, req, started.elapsed()));
         }
         let mut stream = resp.bytes_stream();
         let mut parser = SseParser::default();
@@ -153,7 +136,15 @@ impl AnthropicClient {
                             .and_then(Value::as_u64)
                     }
                     Some("content_block_delta") => {
-                        if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                        // A forced answer arrives as the tool's input JSON.
+                        let piece = v
+                            .pointer("/delta/text")
+                            .or_else(|| {
+                                v.pointer("/delta/partial_json")
+                                    .filter(|_| req.json_schema.is_some())
+                            })
+                            .and_then(Value::as_str);
+                        if let Some(t) = piece {
                             text.push_str(t);
                             if let Some(s) = sink.as_mut() {
                                 s(StreamEvent::Token(t));
@@ -285,6 +276,53 @@ fn messages(all: &[super::Message]) -> Vec<Value> {
 }
 
 /// The `tool_use` blocks of an answer.
+/// A whole (non-streamed) answer: its text, or for a structured request the
+/// input of the forced answer tool, as JSON text; the other tool calls.
+fn parse_message(v: &Value, req: &ChatRequest, latency: Duration) -> ChatResponse {
+    let blocks = v.get("content").and_then(Value::as_array);
+    let forced = req.json_schema.as_ref().and_then(|_| {
+        blocks?
+            .iter()
+            .find(|b| b["type"] == "tool_use" && b["name"] == ANSWER_TOOL)
+            .and_then(|b| b.get("input"))
+            .map(Value::to_string)
+    });
+    let text: String = forced.unwrap_or_else(|| {
+        blocks
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter_map(|b| b.get("text")?.as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let usage = match (
+        v.pointer("/usage/input_tokens").and_then(Value::as_u64),
+        v.pointer("/usage/output_tokens").and_then(Value::as_u64),
+    ) {
+        (Some(p), Some(c)) => Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+            estimated: false,
+        },
+        _ => Usage::estimate(req, &text),
+    };
+    ChatResponse {
+        tool_calls: tool_uses(v)
+            .into_iter()
+            .filter(|c| req.json_schema.is_none() || c.name != ANSWER_TOOL)
+            .collect(),
+        text,
+        usage,
+        finish_reason: v
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map(String::from),
+        latency,
+    }
+}
+
 fn tool_uses(v: &Value) -> Vec<super::ToolCall> {
     v.get("content")
         .and_then(Value::as_array)
@@ -344,5 +382,51 @@ mod tool_tests {
         );
         let answer = json!({"content": [{"type": "text", "text": "reading"}, {"type": "tool_use", "id": "toolu_9", "name": "run_tests", "input": {}}]});
         assert_eq!(tool_uses(&answer)[0].name, "run_tests");
+    }
+
+    /// A structured request (the critic's verdict) forces a tool call whose
+    /// input schema is the verdict's schema; the answer is that input, as
+    /// JSON text, which the critic's parser reads like any other model's.
+    #[test]
+    fn a_schema_is_honoured_as_a_forced_tool_call() {
+        let schema = json!({"type": "object", "required": ["verdict"], "properties": {"verdict": {"type": "string", "enum": ["approve", "revise"]}}});
+        let req = ChatRequest {
+            messages: vec![Message::user("review this")],
+            json_schema: Some(schema.clone()),
+            max_tokens: 100,
+            ..Default::default()
+        };
+        let b = AnthropicClient::body("claude", &req);
+        assert_eq!(b["tools"][0]["name"], ANSWER_TOOL);
+        assert_eq!(b["tools"][0]["input_schema"], schema);
+        assert_eq!(
+            b["tool_choice"],
+            json!({"type": "tool", "name": ANSWER_TOOL})
+        );
+        // Anthropic's answer to a forced tool call: a tool_use block.
+        let answer = json!({
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "answer",
+                         "input": {"verdict": "approve", "reasons": ["ok"], "risks": []}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 20, "output_tokens": 12}
+        });
+        let r = parse_message(&answer, &req, Duration::ZERO);
+        let v: Value = serde_json::from_str(&r.text).unwrap();
+        assert_eq!(v["verdict"], "approve");
+        assert!(
+            r.tool_calls.is_empty(),
+            "the forced answer is not a tool call to run"
+        );
+        assert_eq!(r.usage.completion_tokens, 12);
+        // Without a schema, nothing is forced.
+        let plain = ChatRequest {
+            messages: vec![Message::user("hi")],
+            ..Default::default()
+        };
+        assert!(
+            AnthropicClient::body("claude", &plain)
+                .get("tool_choice")
+                .is_none()
+        );
     }
 }
