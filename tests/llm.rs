@@ -166,8 +166,9 @@ async fn a_timeout_is_retried_then_falls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_stream_falls_back_and_the_listener_is_told() {
     let truncated = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half an \"},\"finish_reason\":null}]}\n\n";
+    // Twice: one glitch is retried on the same model, a second moves on.
     let r = rig(
-        vec![Reply::Raw(truncated)],
+        vec![Reply::Raw(truncated), Reply::Raw(truncated)],
         vec![Reply::Ok("whole answer")],
         vec![],
         breakers(),
@@ -192,7 +193,14 @@ async fn a_truncated_stream_falls_back_and_the_listener_is_told() {
     assert_eq!(out.response.text, "whole answer");
     assert_eq!(
         seen,
-        ["half an ", "<restart small->big>", "whole ", "answer"]
+        [
+            "half an ",
+            "<restart small->small>",
+            "half an ",
+            "<restart small->big>",
+            "whole ",
+            "answer"
+        ]
     );
     assert!(
         out.response.usage.estimated,
@@ -204,7 +212,7 @@ async fn a_truncated_stream_falls_back_and_the_listener_is_told() {
 async fn an_error_after_a_streaming_200_falls_back() {
     let broken = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"so far \"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"model crashed\"}}\n\n";
     let r = rig(
-        vec![Reply::Raw(broken)],
+        vec![Reply::Raw(broken), Reply::Raw(broken)],
         vec![Reply::Ok("rescued")],
         vec![],
         breakers(),
@@ -216,7 +224,10 @@ async fn an_error_after_a_streaming_200_falls_back() {
         .await
         .unwrap();
     assert_eq!(out.model, "big");
-    assert_eq!(kinds(&out.attempts), ["small:stream_broken", "big:ok"]);
+    assert_eq!(
+        kinds(&out.attempts),
+        ["small:stream_broken", "small:stream_broken", "big:ok"]
+    );
     assert!(
         out.attempts[0]
             .error
@@ -229,7 +240,10 @@ async fn an_error_after_a_streaming_200_falls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_json_falls_back() {
     let r = rig(
-        vec![Reply::Raw("<html>proxy error</html>")],
+        vec![
+            Reply::Raw("<html>proxy error</html>"),
+            Reply::Raw("<html>proxy error</html>"),
+        ],
         vec![Reply::Ok("json")],
         vec![],
         breakers(),
@@ -240,7 +254,41 @@ async fn invalid_json_falls_back() {
         .call(&chain(&["small", "big"]), &req(false), None)
         .await
         .unwrap();
-    assert_eq!(kinds(&out.attempts), ["small:invalid_response", "big:ok"]);
+    assert_eq!(
+        kinds(&out.attempts),
+        ["small:invalid_response", "small:invalid_response", "big:ok"]
+    );
+}
+
+/// With one server, one glitch (a stream cut off after some text, a
+/// garbled reply) does not cost the task: the same model is asked again
+/// and the listener is told the answer starts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_glitch_is_retried_on_the_same_model() {
+    let truncated = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half \"},\"finish_reason\":null}]}\n\n";
+    let r = rig(vec![Reply::Raw(truncated)], vec![], vec![], breakers()).await;
+    let mut seen = Vec::new();
+    let mut sink = |ev: StreamEvent<'_>| {
+        seen.push(match ev {
+            StreamEvent::Token(t) => t.to_string(),
+            StreamEvent::Restart {
+                failed_model,
+                next_model,
+            } => format!("<restart {failed_model}->{next_model}>"),
+        })
+    };
+    let out = r
+        .caller
+        .call(&chain(&["small"]), &req(true), Some(&mut sink))
+        .await
+        .unwrap();
+    assert_eq!(out.model, "small");
+    assert_eq!(kinds(&out.attempts), ["small:stream_broken", "small:ok"]);
+    assert_eq!(
+        seen[..2],
+        ["half ".to_string(), "<restart small->small>".to_string()]
+    );
+    assert_eq!(r.a.hits(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -390,6 +390,12 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
                 StreamEvent::Restart {
                     failed_model,
                     next_model,
+                } if failed_model == next_model => {
+                    eprintln!("\n[{failed_model}'s answer broke off; asking it again]");
+                }
+                StreamEvent::Restart {
+                    failed_model,
+                    next_model,
                 } => {
                     eprintln!(
                         "\n[{failed_model} failed mid-answer; starting over with {next_model}]"

@@ -288,6 +288,9 @@ impl Caller {
             let client = &self.clients[&provider.name];
             let limit = &self.limits[&provider.name];
             let mut streamed = false;
+            // One broken stream or garbled reply is a glitch: the same model
+            // gets one more try before the next model does.
+            let mut glitch_retried = false;
             for attempt in 1..=self.retry.attempts.max(1) {
                 let started = Instant::now();
                 let result = {
@@ -356,13 +359,24 @@ impl Caller {
                             } => *d,
                             _ => self.retry.backoff(attempt),
                         };
+                        let glitch =
+                            matches!(e, LlmError::StreamBroken(_) | LlmError::InvalidResponse(_));
                         // Another caller may have opened the breaker meanwhile.
-                        let retry = e.retryable()
+                        let retry = (e.retryable() || (glitch && !glitch_retried))
                             && attempt < self.retry.attempts
                             && !self.breakers.is_open(id);
+                        glitch_retried |= glitch;
                         last = Some(e);
                         if !retry || wait > self.retry.max_wait {
                             break;
+                        }
+                        // Text already shown starts over: the listener is told.
+                        if streamed && let Some(s) = sink.as_mut() {
+                            s(StreamEvent::Restart {
+                                failed_model: id,
+                                next_model: id,
+                            });
+                            streamed = false;
                         }
                         tokio::time::sleep(wait).await;
                     }
