@@ -595,3 +595,36 @@ fn models_health_fails_when_a_model_is_down() {
         r.stderr
     );
 }
+
+/// In-band errors after a streaming 200, as TGI sends them, are classified
+/// like their HTTP status: an overload is retried on the same model (and is
+/// the server's state, never the task's fault); a prompt that does not fit
+/// moves to a bigger window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_band_errors_are_classified_like_their_status() {
+    let overloaded = "data: {\"error\":\"Model is overloaded\",\"error_type\":\"overloaded\"}\n\n";
+    let r = rig(vec![Reply::Raw(overloaded)], vec![], vec![], breakers()).await;
+    let out = r
+        .caller
+        .call(&chain(&["small"]), &req(true), None)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&out.attempts), ["small:server", "small:ok"]);
+    assert!(out.attempts[0].transient, "a busy server, not the task");
+
+    let too_long = "data: {\"error\":\"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`\",\"error_type\":\"validation\"}\n\n";
+    let r = rig(
+        vec![Reply::Raw(too_long)],
+        vec![Reply::Ok("fits")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(true), None)
+        .await
+        .unwrap();
+    assert_eq!(out.model, "big");
+    assert_eq!(kinds(&out.attempts), ["small:context_length", "big:ok"]);
+}

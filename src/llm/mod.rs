@@ -276,6 +276,32 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> LlmEr
 /// The human message inside an error body: OpenAI `{"error":{"message"}}`,
 /// Anthropic `{"error":{"message"}}`, TGI/Ollama `{"error":"…"}`, vLLM
 /// `{"message"}`, or the body itself, cut to 300 characters.
+/// An error event inside a stream that already answered 200, classified
+/// like the HTTP status it stands for, so it is retried (or not) the same
+/// way: TGI says what kind it is (`error_type`: `overloaded`, `validation`
+/// for a prompt that does not fit), vLLM gives the status (`error.code`).
+/// Anything else is a broken stream.
+pub fn in_band_error(data: &str) -> LlmError {
+    let v: Option<serde_json::Value> = serde_json::from_str(data).ok();
+    let kind = v
+        .as_ref()
+        .and_then(|v| v.get("error_type").or_else(|| v.pointer("/error/type")))
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_lowercase();
+    let code = v
+        .as_ref()
+        .and_then(|v| v.pointer("/error/code").or_else(|| v.get("code")))
+        .and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()));
+    let status = match (code, kind.as_str()) {
+        (Some(c @ 400..=599), _) => c as u16,
+        (_, "overloaded") => 503,
+        (_, "validation") => 422,
+        _ => return LlmError::StreamBroken(error_message(data)),
+    };
+    classify(status, data, None)
+}
+
 pub fn error_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let found = parsed.as_ref().and_then(|v| {

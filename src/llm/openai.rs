@@ -171,7 +171,7 @@ impl OpenAiClient {
                 .map_err(|e| LlmError::StreamBroken(format!("a chunk is not JSON ({e})")))?;
             // An error after the 200: the server gave up half-way.
             if v.get("error").is_some() {
-                return Err(LlmError::StreamBroken(error_message(data)));
+                return Err(super::in_band_error(data));
             }
             if let Some(u) = usage_of(&v) {
                 usage = Some(u);
