@@ -1428,3 +1428,51 @@ async fn each_call_uses_its_roles_temperature_from_the_registry() {
     assert!((temp(CODER) - 0.9).abs() < 1e-6, "{}", temp(CODER));
     assert!((temp(CRITIC) - 0.05).abs() < 1e-6, "{}", temp(CRITIC));
 }
+
+/// The critic of a code task is told when the agent changed no file, so a
+/// "done" that did nothing can be sent back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_critic_is_told_when_a_code_task_changed_nothing() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("summary")),
+            Route::new(CODER, vec![], text("I looked at it; it should work.")),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = broken_repo(dir.path());
+    let db = dir.path().join("llmclis.db");
+    let mut s = Store::open(&db).unwrap();
+    let p = s
+        .create_project("repo", "", Some(&root.to_string_lossy()), "tester")
+        .unwrap();
+    s.create_task(
+        NewTask {
+            project_id: p.id,
+            title: "Fix add, its test fails".into(),
+            ..Default::default()
+        },
+        "tester",
+    )
+    .unwrap();
+    let h = Harness {
+        _dir: dir,
+        db,
+        project: p.id,
+        tools: tools_for_repo(false),
+    };
+    h.run(
+        registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
+        1,
+    )
+    .await;
+    let critic = &srv.prompts_with(CRITIC)[0];
+    assert!(
+        critic.contains("Empty: the agent changed no file"),
+        "{critic}"
+    );
+}

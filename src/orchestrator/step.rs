@@ -841,6 +841,9 @@ impl<'a> StepRun<'a> {
                     task: &'v TaskView,
                     answer: &'v str,
                     diff: Option<String>,
+                    /// A code task whose agent changed no file: the critic
+                    /// is told, so "done" with nothing done is not approved.
+                    no_change: bool,
                     test_output: Option<String>,
                 }
                 let diff = self
@@ -848,12 +851,14 @@ impl<'a> StepRun<'a> {
                     .as_ref()
                     .map(|t| cut(&t.diff(), 4 * RESULT_CHARS))
                     .filter(|d| !d.is_empty());
+                let no_change = self.toolbox.is_some() && diff.is_none();
                 let text = self.shared.prompts.render(
                     "critic",
                     CriticVars {
                         task: &self.vars.task,
                         answer: &answer,
                         diff,
+                        no_change,
                         test_output: self
                             .test_output
                             .as_deref()
