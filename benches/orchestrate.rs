@@ -37,6 +37,13 @@ const VOTER: &str = "You are one voter";
 const SUMMARIZER: &str = "Summarize the material";
 
 fn registry(providers: &[(&str, &str, u32)], coder_extra: &str, window: u64) -> Registry {
+    Registry::parse(&registry_yaml(providers, coder_extra, window), "bench.yaml")
+        .expect("valid registry")
+}
+
+/// Providers `(name, url, max_concurrency)`, one model `m-NAME` each, every
+/// role using them all in order.
+fn registry_yaml(providers: &[(&str, &str, u32)], coder_extra: &str, window: u64) -> String {
     let mut p = String::new();
     let mut m = String::new();
     let mut ids = Vec::new();
@@ -57,10 +64,9 @@ fn registry(providers: &[(&str, &str, u32)], coder_extra: &str, window: u64) -> 
             ids.join(", ")
         ));
     }
-    let yaml = format!(
+    format!(
         "providers:\n{p}models:\n{m}roles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
-    );
-    Registry::parse(&yaml, "bench.yaml").expect("valid registry")
+    )
 }
 
 fn project(db: &Path, tasks: usize) {
@@ -330,14 +336,7 @@ async fn whole_process(memory: bool) {
         _ => "[memory]\nmodel_dir = \"/nonexistent\"\nonnxruntime = \"/nonexistent\"\n".into(),
     };
     std::fs::write(cfg.join("config.toml"), memory_cfg).unwrap();
-    let yaml = format!(
-        "providers:\n  - {{ name: p, kind: openai-compatible, flavour: llamacpp, base_url: \"{}\", timeout_secs: 60, max_concurrency: 8, local: true }}\nmodels:\n  - {{ id: m-p, provider: p, served_name: p, context_window: 32768, max_output_tokens: 256, capabilities: [json_schema] }}\nroles:\n{}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n",
-        srv.url,
-        llmclis::registry::ROLES
-            .iter()
-            .map(|r| format!("  {r}: {{ temperature: 0.2, models: [m-p] }}\n"))
-            .collect::<String>()
-    );
+    let yaml = registry_yaml(&[("p", &srv.url, 8)], "", 32768);
     std::fs::write(cfg.join("model_registry.yaml"), yaml).unwrap();
     let db = data.join("llmclis.db");
     project(&db, steps);

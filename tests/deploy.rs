@@ -348,14 +348,12 @@ async fn doctor_says_what_is_wrong_and_how_to_fix_it() {
 fn first_run_reports_the_registry_it_was_given() {
     let env = Env::new();
     let reg = env.dir.path().join("mine.yaml");
-    let mut roles = String::new();
-    for r in llmclis::registry::ROLES {
-        roles.push_str(&format!("  {r}: {{ temperature: 0.3, models: [api] }}\n"));
-    }
     std::fs::write(
         &reg,
-        format!(
-            "providers:\n  - {{ name: mine, kind: openai-compatible, flavour: openai, base_url: \"https://example.invalid/v1\", api_key_env: MY_OWN_KEY, local: false }}\nmodels:\n  - {{ id: api, provider: mine, served_name: m, context_window: 8192, max_output_tokens: 1024 }}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+        crate::support::one_model_registry(
+            "{ name: mine, kind: openai-compatible, flavour: openai, base_url: \"https://example.invalid/v1\", api_key_env: MY_OWN_KEY, local: false }",
+            "{ id: api, provider: mine, served_name: m, context_window: 8192, max_output_tokens: 1024 }",
+            "api",
         ),
     )
     .unwrap();

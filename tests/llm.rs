@@ -175,15 +175,7 @@ async fn a_truncated_stream_falls_back_and_the_listener_is_told() {
     )
     .await;
     let mut seen = Vec::new();
-    let mut sink = |ev: StreamEvent<'_>| {
-        seen.push(match ev {
-            StreamEvent::Token(t) => t.to_string(),
-            StreamEvent::Restart {
-                failed_model,
-                next_model,
-            } => format!("<restart {failed_model}->{next_model}>"),
-        })
-    };
+    let mut sink = |ev: StreamEvent<'_>| seen.push(shown(ev));
     let out = r
         .caller
         .call(&chain(&["small", "big"]), &req(true), Some(&mut sink))
@@ -268,15 +260,7 @@ async fn one_glitch_is_retried_on_the_same_model() {
     let truncated = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half \"},\"finish_reason\":null}]}\n\n";
     let r = rig(vec![Reply::Raw(truncated)], vec![], vec![], breakers()).await;
     let mut seen = Vec::new();
-    let mut sink = |ev: StreamEvent<'_>| {
-        seen.push(match ev {
-            StreamEvent::Token(t) => t.to_string(),
-            StreamEvent::Restart {
-                failed_model,
-                next_model,
-            } => format!("<restart {failed_model}->{next_model}>"),
-        })
-    };
+    let mut sink = |ev: StreamEvent<'_>| seen.push(shown(ev));
     let out = r
         .caller
         .call(&chain(&["small"]), &req(true), Some(&mut sink))
@@ -571,14 +555,12 @@ fn a_bad_registry_file_is_a_usage_error_through_the_cli() {
 fn models_health_fails_when_a_model_is_down() {
     let env = Env::new();
     let reg = env.dir.path().join("registry.yaml");
-    let mut roles = String::new();
-    for r in llmclis::registry::ROLES {
-        roles.push_str(&format!("  {r}: {{ temperature: 0.3, models: [gone] }}\n"));
-    }
     std::fs::write(
         &reg,
-        format!(
-            "providers:\n  - {{ name: p, kind: openai-compatible, flavour: llamacpp, base_url: \"http://127.0.0.1:9/v1\", timeout_secs: 2, max_concurrency: 1, local: true }}\nmodels:\n  - {{ id: gone, provider: p, served_name: gone, context_window: 2048, max_output_tokens: 256 }}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+        crate::support::one_model_registry(
+            "{ name: p, kind: openai-compatible, flavour: llamacpp, base_url: \"http://127.0.0.1:9/v1\", timeout_secs: 2, max_concurrency: 1, local: true }",
+            "{ id: gone, provider: p, served_name: gone, context_window: 2048, max_output_tokens: 256 }",
+            "gone",
         ),
     )
     .unwrap();
@@ -627,4 +609,15 @@ async fn in_band_errors_are_classified_like_their_status() {
         .unwrap();
     assert_eq!(out.model, "big");
     assert_eq!(kinds(&out.attempts), ["small:context_length", "big:ok"]);
+}
+
+/// A stream event as the tests compare it.
+fn shown(ev: StreamEvent<'_>) -> String {
+    match ev {
+        StreamEvent::Token(t) => t.to_string(),
+        StreamEvent::Restart {
+            failed_model,
+            next_model,
+        } => format!("<restart {failed_model}->{next_model}>"),
+    }
 }

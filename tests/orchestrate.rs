@@ -708,25 +708,8 @@ fn tool_call(id: &str, name: &str, args: Value) -> Reply {
 
 const FIX: &str = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn add(a: i32, b: i32) -> i32 {\n-    a - b\n+    a + b\n }\n";
 
-async fn fix_run(writes: bool) -> (Harness, FakeLlm, PathBuf) {
-    let srv = FakeLlm::routed(
-        vec![
-            Route::new(CRITIC, vec![], approve()),
-            Route::new(SUMMARIZER, vec![], text("Fixed add.")),
-            Route::new(
-                CODER,
-                vec![
-                    tool_call("c1", "read_file", json!({"path": "src/lib.rs"})),
-                    tool_call("c2", "apply_patch", json!({"patch": FIX})),
-                    tool_call("c3", "run_tests", json!({})),
-                ],
-                text("Fixed the sign in add(); the test passes."),
-            ),
-        ],
-        None,
-        Duration::ZERO,
-    )
-    .await;
+/// A project on a broken repository with one task, "Fix add".
+fn repo_harness(writes: bool) -> (Harness, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let root = broken_repo(dir.path());
     let db = dir.path().join("llmclis.db");
@@ -749,6 +732,29 @@ async fn fix_run(writes: bool) -> (Harness, FakeLlm, PathBuf) {
         project: p.id,
         tools: tools_for_repo(writes),
     };
+    (h, root)
+}
+
+async fn fix_run(writes: bool) -> (Harness, FakeLlm, PathBuf) {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("Fixed add.")),
+            Route::new(
+                CODER,
+                vec![
+                    tool_call("c1", "read_file", json!({"path": "src/lib.rs"})),
+                    tool_call("c2", "apply_patch", json!({"patch": FIX})),
+                    tool_call("c3", "run_tests", json!({})),
+                ],
+                text("Fixed the sign in add(); the test passes."),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let (h, root) = repo_harness(writes);
     let (summary, _) = h
         .run(
             registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
@@ -1348,28 +1354,7 @@ async fn a_model_stuck_on_a_failing_tool_call_never_ends_done() {
         Duration::ZERO,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = broken_repo(dir.path());
-    let db = dir.path().join("llmclis.db");
-    let mut s = Store::open(&db).unwrap();
-    let p = s
-        .create_project("repo", "", Some(&root.to_string_lossy()), "tester")
-        .unwrap();
-    s.create_task(
-        NewTask {
-            project_id: p.id,
-            title: "Fix add, its test fails".into(),
-            ..Default::default()
-        },
-        "tester",
-    )
-    .unwrap();
-    let h = Harness {
-        _dir: dir,
-        db,
-        project: p.id,
-        tools: tools_for_repo(false),
-    };
+    let (h, _root) = repo_harness(false);
     let (summary, _) = h
         .run(
             registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
@@ -1443,28 +1428,7 @@ async fn the_critic_is_told_when_a_code_task_changed_nothing() {
         Duration::ZERO,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = broken_repo(dir.path());
-    let db = dir.path().join("llmclis.db");
-    let mut s = Store::open(&db).unwrap();
-    let p = s
-        .create_project("repo", "", Some(&root.to_string_lossy()), "tester")
-        .unwrap();
-    s.create_task(
-        NewTask {
-            project_id: p.id,
-            title: "Fix add, its test fails".into(),
-            ..Default::default()
-        },
-        "tester",
-    )
-    .unwrap();
-    let h = Harness {
-        _dir: dir,
-        db,
-        project: p.id,
-        tools: tools_for_repo(false),
-    };
+    let (h, _root) = repo_harness(false);
     h.run(
         registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
         1,

@@ -86,6 +86,11 @@ pub(crate) fn setup(url: &str) -> Env {
         ));
         std::fs::write(&cfg, text).unwrap();
     }
+    with_plans(env)
+}
+
+/// Project 1, linked to PLANS in the installation's directory.
+fn with_plans(env: Env) -> Env {
     std::fs::write(env.dir.path().join("plans.md"), PLANS).unwrap();
     env.run(&["project", "add", "demo"]).assert_ok();
     env.run(&["plans", "import", "plans.md", "--project-id", "1"])
@@ -280,11 +285,7 @@ async fn killed_during_the_summary_the_next_run_fills_it_in_without_the_executor
 /// moves the task back.
 #[test]
 fn a_dead_writer_neither_blocks_the_next_nor_lets_an_import_undo_its_work() {
-    let env = Env::new();
-    std::fs::write(env.dir.path().join("plans.md"), PLANS).unwrap();
-    env.run(&["project", "add", "demo"]).assert_ok();
-    env.run(&["plans", "import", "plans.md", "--project-id", "1"])
-        .assert_ok();
+    let env = with_plans(Env::new());
     let crashed = Run::from(
         env.command()
             .env("LLMCLIS_CRASH_AT", "plans_write")
@@ -334,12 +335,8 @@ fn a_dead_writer_neither_blocks_the_next_nor_lets_an_import_undo_its_work() {
 /// its line and the fix; `plans import` keeps the store's newer state.
 #[test]
 fn drift_between_the_store_and_plans_md_is_reported_with_the_fix() {
-    let env = Env::new();
+    let env = with_plans(Env::new());
     let path = env.dir.path().join("plans.md");
-    std::fs::write(&path, PLANS).unwrap();
-    env.run(&["project", "add", "demo"]).assert_ok();
-    env.run(&["plans", "import", "plans.md", "--project-id", "1"])
-        .assert_ok();
     // An older copy of the file, saved before the change below.
     let old = plans(&env);
     std::thread::sleep(Duration::from_millis(20));
@@ -405,12 +402,8 @@ fn drift_between_the_store_and_plans_md_is_reported_with_the_fix() {
 /// command writes it.
 #[test]
 fn a_broken_plans_md_keeps_edits_pending_until_it_is_fixed() {
-    let env = Env::new();
+    let env = with_plans(Env::new());
     let path = env.dir.path().join("plans.md");
-    std::fs::write(&path, PLANS).unwrap();
-    env.run(&["project", "add", "demo"]).assert_ok();
-    env.run(&["plans", "import", "plans.md", "--project-id", "1"])
-        .assert_ok();
     // The store changes, the file write dies.
     let crashed = Run::from(
         env.command()
@@ -472,10 +465,7 @@ async fn a_slow_summary_after_the_commit_raises_no_lease_alarm() {
     tokio::task::spawn_blocking(move || {
         let env = Env::new();
         install(&env, &registry_yaml(&url), 1);
-        std::fs::write(env.dir.path().join("plans.md"), PLANS).unwrap();
-        env.run(&["project", "add", "demo"]).assert_ok();
-        env.run(&["plans", "import", "plans.md", "--project-id", "1"])
-            .assert_ok();
+        let env = with_plans(env);
         let r = Run::from(
             env.command()
                 .args(["orchestrate", "--project-id", "1", "--max-steps", "1"])

@@ -2,7 +2,7 @@
 //! is done: plan-file edits (`doc_outbox`, filled by triggers in the same
 //! transaction as the change).
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, now};
@@ -101,16 +101,18 @@ impl Store {
     /// The note written with the task's latest status change (same
     /// transaction, same time), which is the reason a task was blocked.
     pub fn note_of_last_status_change(&self, task_id: i64) -> Result<Option<String>> {
-        Ok(self.conn().query_row(
-            "SELECT (SELECT n.text FROM task_notes n WHERE n.task_id = ?1 AND n.created_at = e.created_at
-                      ORDER BY n.id DESC LIMIT 1)
-               FROM events e WHERE e.task_id = ?1 AND e.to_status IS NOT NULL
-              ORDER BY e.id DESC LIMIT 1",
-            [task_id],
-            |r| r.get(0),
-        ).or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?)
+        let note: Option<Option<String>> = self
+            .conn()
+            .query_row(
+                "SELECT (SELECT n.text FROM task_notes n
+                          WHERE n.task_id = ?1 AND n.created_at = e.created_at
+                          ORDER BY n.id DESC LIMIT 1)
+                   FROM events e WHERE e.task_id = ?1 AND e.to_status IS NOT NULL
+                  ORDER BY e.id DESC LIMIT 1",
+                [task_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(note.flatten())
     }
 }

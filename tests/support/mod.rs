@@ -222,3 +222,16 @@ pub fn assets() -> Option<(PathBuf, PathBuf)> {
         }
     }
 }
+
+/// A registry with one provider and one model that every role uses.
+/// `provider` and `model` are the YAML flow mappings of each, `id` the
+/// model's id.
+pub fn one_model_registry(provider: &str, model: &str, id: &str) -> String {
+    let roles: String = llmclis::registry::ROLES
+        .iter()
+        .map(|r| format!("  {r}: {{ temperature: 0.3, models: [{id}] }}\n"))
+        .collect();
+    format!(
+        "providers:\n  - {provider}\nmodels:\n  - {model}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+    )
+}
