@@ -71,6 +71,8 @@ struct RawProvider {
     api_key_env: Option<String>,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout_secs: u64,
     #[serde(default = "default_concurrency")]
     max_concurrency: u32,
     local: bool,
@@ -78,6 +80,10 @@ struct RawProvider {
 
 fn default_timeout() -> u64 {
     120
+}
+
+fn default_idle_timeout() -> u64 {
+    60
 }
 
 fn default_concurrency() -> u32 {
@@ -180,8 +186,13 @@ pub struct Provider {
     pub base_url: String,
     /// The NAME of the environment variable with the key, never the key.
     pub api_key_env: Option<String>,
+    /// The longest wait for the first byte: the queue, the prompt and,
+    /// without streaming, the whole answer.
     #[serde(serialize_with = "secs")]
     pub timeout: Duration,
+    /// The longest silence between two chunks of a stream.
+    #[serde(serialize_with = "secs")]
+    pub idle_timeout: Duration,
     pub max_concurrency: u32,
     pub local: bool,
 }
@@ -517,6 +528,7 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             base_url: url,
             api_key_env: p.api_key_env,
             timeout: Duration::from_secs(p.timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(p.idle_timeout_secs.max(1)),
             max_concurrency: p.max_concurrency,
             local: p.local,
         });

@@ -59,6 +59,7 @@ async fn rig(a: Vec<Reply>, b: Vec<Reply>, api: Vec<Reply>, breakers: Breakers) 
         base: Duration::from_millis(10),
         max: Duration::from_millis(50),
         max_wait: Duration::from_secs(5),
+        busy_budget: Duration::from_secs(3),
     };
     Rig { a, b, api, caller }
 }
@@ -141,26 +142,80 @@ async fn server_errors_are_retried_then_the_next_model_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_is_retried_then_falls_back() {
+async fn a_hung_server_is_not_asked_again_and_the_next_model_answers() {
+    // Provider a waits 1 s for the first byte; this answer takes 1.5 s.
     let slow = || Reply::Delay(Duration::from_millis(1500), Box::new(Reply::Ok("late")));
-    let mut r = rig(
+    let r = rig(
         vec![slow(), slow()],
         vec![Reply::Ok("b answers")],
         vec![],
         breakers(),
     )
     .await;
-    r.caller.retry.attempts = 2;
     let out = r
         .caller
         .call(&chain(&["small", "big"]), &req(false), None)
         .await
         .unwrap();
     assert_eq!(out.model, "big");
-    assert_eq!(
-        kinds(&out.attempts),
-        ["small:timeout", "small:timeout", "big:ok"]
+    assert_eq!(kinds(&out.attempts), ["small:timeout", "big:ok"]);
+    assert_eq!(r.a.hits(), 1, "a hung request is not re-sent");
+    assert!(
+        out.attempts[0].transient,
+        "a hung server never blocks a task"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_healthy_stream_is_never_cut() {
+    // 12 chunks 200 ms apart: 2.4 s in all, past provider a's 1 s, but
+    // never silent that long.
+    let r = rig(
+        vec![Reply::Slow(
+            "one two three four five six seven eight nine ten eleven",
+            Duration::from_millis(200),
+        )],
+        vec![],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let mut shown = String::new();
+    let mut sink = |ev: StreamEvent<'_>| shown.push_str(&self::shown(ev));
+    let out = r
+        .caller
+        .call(&chain(&["small"]), &req(true), Some(&mut sink))
+        .await
+        .unwrap();
+    assert!(out.response.latency > Duration::from_secs(2));
+    assert_eq!(
+        out.response.text,
+        "one two three four five six seven eight nine ten eleven"
+    );
+    assert_eq!(r.a.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_goes_silent_times_out_on_its_idle_limit() {
+    let r = rig(
+        vec![Reply::Hang(Duration::from_secs(5))],
+        vec![Reply::Ok("b")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let started = Instant::now();
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(true), None)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(kinds(&out.attempts), ["small:timeout", "big:ok"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,7 +649,7 @@ async fn in_band_errors_are_classified_like_their_status() {
     assert_eq!(kinds(&out.attempts), ["small:server", "small:ok"]);
     assert!(out.attempts[0].transient, "a busy server, not the task");
 
-    let too_long = "data: {\"error\":\"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`\",\"error_type\":\"validation\"}\n\n";
+    let too_long = "data: {\"error\":\"Input validation error: `inputs` must have less than 4095 tokens. Given: 5000\",\"error_type\":\"validation\"}\n\n";
     let r = rig(
         vec![Reply::Raw(too_long)],
         vec![Reply::Ok("fits")],

@@ -142,6 +142,8 @@ impl Harness {
             base: Duration::from_millis(5),
             max: Duration::from_millis(20),
             max_wait: Duration::from_secs(1),
+            // The pipeline, not the waiting: busy servers give up at once.
+            busy_budget: Duration::ZERO,
         };
         let events: Arc<Mutex<Vec<Value>>> = Arc::default();
         let seen = events.clone();

@@ -3,13 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::sse::SseParser;
 use super::{
-    BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
-    error_message, transport_error,
+    Body, BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent,
+    Timeouts, Usage,
 };
 use crate::registry::Provider;
 
@@ -23,7 +22,7 @@ const ANSWER_TOOL: &str = "answer";
 pub struct AnthropicClient {
     base: String,
     key_env: Option<String>,
-    timeout: Duration,
+    timeouts: Timeouts,
     http: reqwest::Client,
 }
 
@@ -32,7 +31,7 @@ impl AnthropicClient {
         AnthropicClient {
             base: p.base_url.trim_end_matches("/v1").to_string(),
             key_env: p.api_key_env.clone(),
-            timeout: p.timeout,
+            timeouts: Timeouts::of(p),
             http,
         }
     }
@@ -103,25 +102,20 @@ impl AnthropicClient {
         let rb = self
             .http
             .post(format!("{}/v1/messages", self.base))
-            .timeout(self.timeout)
             .json(&Self::body(model, req));
-        let resp = super::send(self.authed(rb)?, self.timeout).await?;
+        let resp = super::send(self.authed(rb)?, self.timeouts.first_byte).await?;
         if !req.stream {
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| transport_error(e, self.timeout))?;
+            let body = Body::text(resp, self.timeouts).await?;
             let v: Value = serde_json::from_str(&body)
                 .map_err(|e| LlmError::InvalidResponse(format!("not JSON ({e})")))?;
             return Ok(parse_message(&v, req, started.elapsed()));
         }
-        let mut stream = resp.bytes_stream();
+        let mut stream = Body::stream(resp, self.timeouts);
         let mut parser = SseParser::default();
         let mut text = String::new();
         let (mut prompt, mut completion, mut stop) = (None, None, None);
         let mut done = false;
-        'read: while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| LlmError::StreamBroken(e.to_string()))?;
+        'read: while let Some(chunk) = stream.next().await? {
             for ev in parser.push(&chunk) {
                 let v: Value = serde_json::from_str(&ev.data)
                     .map_err(|e| LlmError::StreamBroken(format!("an event is not JSON ({e})")))?;
@@ -162,7 +156,8 @@ impl AnthropicClient {
                         done = true;
                         break 'read;
                     }
-                    Some("error") => return Err(LlmError::StreamBroken(error_message(&ev.data))),
+                    // Anthropic's in-band error, overloaded_error above all.
+                    Some("error") => return Err(super::in_band_error(&ev.data)),
                     _ => {}
                 }
             }

@@ -92,6 +92,10 @@ pub struct RetryPolicy {
     pub max: Duration,
     /// A longer Retry-After moves on to the next model instead of waiting.
     pub max_wait: Duration,
+    /// How long one call keeps going round a chain whose every model is
+    /// busy (overloaded or loading) before it gives up; the task then goes
+    /// back to the queue.
+    pub busy_budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -101,6 +105,7 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(250),
             max: Duration::from_secs(8),
             max_wait: Duration::from_secs(30),
+            busy_budget: Duration::from_secs(60),
         }
     }
 }
@@ -113,6 +118,13 @@ impl RetryPolicy {
             .saturating_mul(1 << (attempt - 1).min(16))
             .min(self.max);
         full.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    /// The pause between rounds of a busy chain: 1 s, 2 s, 4 s … 15 s.
+    fn round_backoff(&self, round: u32) -> Duration {
+        Duration::from_secs(1 << (round - 1).min(4))
+            .min(Duration::from_secs(15))
+            .mul_f64(0.75 + fastrand::f64() * 0.25)
     }
 }
 
@@ -129,6 +141,14 @@ pub struct Attempt {
     /// request's.
     pub transient: bool,
     pub latency_ms: u64,
+}
+
+/// A server whose window is smaller than the registry says.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WindowMismatch {
+    pub model: String,
+    pub registry: u64,
+    pub server: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,6 +185,8 @@ pub struct Caller {
     pub retry: RetryPolicy,
     /// Every API key in the environment, to scrub from messages.
     keys: Vec<String>,
+    /// Windows the servers report, when smaller than the registry's.
+    windows: Mutex<HashMap<String, u64>>,
 }
 
 impl Caller {
@@ -196,6 +218,7 @@ impl Caller {
             breakers,
             retry: RetryPolicy::default(),
             keys,
+            windows: Mutex::new(HashMap::new()),
         }
     }
 
@@ -211,6 +234,57 @@ impl Caller {
         redact(message, &self.keys)
     }
 
+    /// A model's window: the registry's, or what its server reports when
+    /// that is smaller.
+    pub fn window(&self, model: &crate::registry::Model) -> u64 {
+        let learned = self
+            .windows
+            .lock()
+            .expect("windows lock")
+            .get(&model.id)
+            .copied();
+        learned.map_or(model.context_window, |w| w.min(model.context_window))
+    }
+
+    /// Takes a window a server reported for a model (its probe, or an error
+    /// that names it).
+    pub fn learn_window(&self, model_id: &str, window: u64) {
+        if window > 0 {
+            self.windows
+                .lock()
+                .expect("windows lock")
+                .insert(model_id.to_string(), window);
+        }
+    }
+
+    /// Asks every local server for its real windows and keeps those
+    /// smaller than the registry's; returns each mismatch found.
+    pub async fn learn_windows(&self) -> Vec<WindowMismatch> {
+        let probes = self
+            .registry
+            .providers
+            .iter()
+            .map(|p| async move { (p, self.clients[&p.name].windows().await) });
+        let mut found = Vec::new();
+        for (p, windows) in futures_util::future::join_all(probes).await {
+            for m in self.registry.models.iter().filter(|m| m.provider == p.name) {
+                let reported = windows
+                    .get(&m.served_name)
+                    .or_else(|| windows.get(super::ANY_MODEL))
+                    .copied();
+                if let Some(w) = reported.filter(|w| *w < m.context_window) {
+                    self.learn_window(&m.id, w);
+                    found.push(WindowMismatch {
+                        model: m.id.clone(),
+                        registry: m.context_window,
+                        server: w,
+                    });
+                }
+            }
+        }
+        found
+    }
+
     /// The request as one model should get it: `max_tokens` within what
     /// the model can produce and what its window leaves after the prompt;
     /// for Ollama, the window as `num_ctx` and the role's `keep_alive`.
@@ -221,7 +295,7 @@ impl Caller {
             .iter()
             .map(|m| crate::router::estimate_tokens(&m.content))
             .sum();
-        let room = model.context_window.saturating_sub(prompt).max(16);
+        let room = self.window(model).saturating_sub(prompt).max(16);
         r.max_tokens = req.max_tokens.min(model.max_output_tokens).min(room).max(1);
         if self.registry.provider_of(model).is_ollama() {
             r.num_ctx.get_or_insert(model.context_window);
@@ -236,13 +310,16 @@ impl Caller {
         r
     }
 
-    /// Tries the chain in order until a model answers.
+    /// Tries the chain in order until a model answers. A busy chain (every
+    /// model overloaded or loading) is tried again in rounds, backing off,
+    /// until `retry.busy_budget` is spent.
     pub async fn call(
         &self,
         chain: &[String],
         req: &ChatRequest,
         mut sink: Option<Sink<'_>>,
     ) -> Result<CallOutcome, CallFailed> {
+        let began = Instant::now();
         let mut attempts = Vec::new();
         let mut last = None;
         // After a context-length error only bigger windows are worth a try.
@@ -250,143 +327,228 @@ impl Caller {
         // A model that failed after streaming tokens; told to the listener
         // when the next model really starts.
         let mut restart_from: Option<String> = None;
-        for id in chain {
-            let Some(model) = self.registry.model(id) else {
-                continue;
-            };
-            let provider = self.registry.provider_of(model);
-            let skip = |why: &str| Attempt {
-                model: id.clone(),
-                provider: provider.name.clone(),
-                outcome: "skipped",
-                error_kind: None,
-                error: Some(why.to_string()),
-                transient: false,
-                latency_ms: 0,
-            };
-            if min_window.is_some_and(|w| model.context_window <= w) {
-                attempts.push(skip(
-                    "context window no bigger than the one that overflowed",
-                ));
-                continue;
-            }
-            if req.json_schema.is_some() && !model.capabilities.iter().any(|c| c == "json_schema") {
-                attempts.push(skip("no structured output (capability json_schema)"));
-                continue;
-            }
-            if self.breakers.is_open(id) {
-                attempts.push(skip("cooling down after repeated failures"));
-                continue;
-            }
-            if let (Some(failed), Some(s)) = (restart_from.take(), sink.as_mut()) {
-                s(StreamEvent::Restart {
-                    failed_model: &failed,
-                    next_model: id,
-                });
-            }
-            let fitted = self.fit(req, model);
-            let client = &self.clients[&provider.name];
-            let limit = &self.limits[&provider.name];
-            let mut streamed = false;
-            // One broken stream or garbled reply is a glitch: the same model
-            // gets one more try before the next model does.
-            let mut glitch_retried = false;
-            for attempt in 1..=self.retry.attempts.max(1) {
-                let started = Instant::now();
-                let result = {
-                    let _permit = limit.acquire().await.expect("semaphore never closed");
-                    tracing::info!(provider = %provider.name, model = %id, attempt, "model call");
-                    match sink.as_mut() {
-                        Some(s) if fitted.stream => {
-                            let mut relay = |ev: StreamEvent<'_>| {
-                                streamed = true;
-                                s(ev);
-                            };
-                            client
-                                .chat(&model.served_name, &fitted, Some(&mut relay))
-                                .await
-                        }
-                        _ => client.chat(&model.served_name, &fitted, None).await,
-                    }
+        for round in 1u32.. {
+            // The shortest wait any busy model asked for this round; None
+            // when some model failed for a reason waiting does not fix.
+            let mut busy_wait: Option<Duration> = None;
+            let mut all_busy = true;
+            for id in chain {
+                let Some(model) = self.registry.model(id) else {
+                    continue;
                 };
-                let latency_ms = started.elapsed().as_millis() as u64;
-                match result {
-                    Ok(response) => {
-                        self.breakers.success(id);
-                        tracing::info!(provider = %provider.name, model = %id, latency_ms, tokens = response.usage.completion_tokens, "model answered");
-                        attempts.push(Attempt {
-                            model: id.clone(),
-                            provider: provider.name.clone(),
-                            outcome: "ok",
-                            error_kind: None,
-                            error: None,
-                            transient: false,
-                            latency_ms,
-                        });
-                        return Ok(CallOutcome {
-                            model: id.clone(),
-                            provider: provider.name.clone(),
-                            response,
-                            attempts,
-                        });
-                    }
-                    Err(e) => {
-                        let message = self.redact(&e.to_string());
-                        tracing::warn!(provider = %provider.name, model = %id, attempt, error = %message, "model call failed");
-                        attempts.push(Attempt {
-                            model: id.clone(),
-                            provider: provider.name.clone(),
-                            outcome: "error",
-                            error_kind: Some(e.kind()),
-                            error: Some(message),
-                            transient: e.transient(),
-                            latency_ms,
-                        });
-                        let counts = e.retryable()
-                            || matches!(
-                                e,
-                                LlmError::StreamBroken(_) | LlmError::InvalidResponse(_)
-                            );
-                        if counts {
-                            self.breakers.failure(id, Duration::from_millis(latency_ms));
+                let provider = self.registry.provider_of(model);
+                let skip = |why: &str| Attempt {
+                    model: id.clone(),
+                    provider: provider.name.clone(),
+                    outcome: "skipped",
+                    error_kind: None,
+                    error: Some(why.to_string()),
+                    transient: false,
+                    latency_ms: 0,
+                };
+                if min_window.is_some_and(|w| self.window(model) <= w) {
+                    attempts.push(skip(
+                        "context window no bigger than the one that overflowed",
+                    ));
+                    continue;
+                }
+                if req.json_schema.is_some()
+                    && !model.capabilities.iter().any(|c| c == "json_schema")
+                {
+                    attempts.push(skip("no structured output (capability json_schema)"));
+                    continue;
+                }
+                // Past the first round every model asked was busy, and a
+                // busy model is asked again even if that cooled it down.
+                if round == 1 && self.breakers.is_open(id) {
+                    attempts.push(skip("cooling down after repeated failures"));
+                    all_busy = false;
+                    continue;
+                }
+                if let (Some(failed), Some(s)) = (restart_from.take(), sink.as_mut()) {
+                    s(StreamEvent::Restart {
+                        failed_model: &failed,
+                        next_model: id,
+                    });
+                }
+                let mut fitted = self.fit(req, model);
+                let client = &self.clients[&provider.name];
+                let limit = &self.limits[&provider.name];
+                let mut streamed = false;
+                // One broken stream or garbled reply is a glitch: the same
+                // model gets one more try before the next model does. One
+                // refused max_tokens is retried with what the server says fits.
+                let mut glitch_retried = false;
+                let mut shrunk = false;
+                // A busy server is asked again each round, once.
+                let tries = if round == 1 {
+                    self.retry.attempts.max(1)
+                } else {
+                    1
+                };
+                let mut attempt = 0;
+                let mut ended_busy = None;
+                while attempt < tries {
+                    attempt += 1;
+                    let started = Instant::now();
+                    let result = {
+                        let _permit = limit.acquire().await.expect("semaphore never closed");
+                        tracing::info!(provider = %provider.name, model = %id, attempt, round, "model call");
+                        match sink.as_mut() {
+                            Some(s) if fitted.stream => {
+                                let mut relay = |ev: StreamEvent<'_>| {
+                                    streamed = true;
+                                    s(ev);
+                                };
+                                client
+                                    .chat(&model.served_name, &fitted, Some(&mut relay))
+                                    .await
+                            }
+                            _ => client.chat(&model.served_name, &fitted, None).await,
                         }
-                        if let LlmError::ContextLength(_) = e {
-                            min_window = Some(model.context_window);
-                        }
-                        let wait = match &e {
-                            LlmError::RateLimited {
-                                retry_after: Some(d),
-                            } => *d,
-                            _ => self.retry.backoff(attempt),
-                        };
-                        let glitch =
-                            matches!(e, LlmError::StreamBroken(_) | LlmError::InvalidResponse(_));
-                        // Another caller may have opened the breaker meanwhile.
-                        let retry = (e.retryable() || (glitch && !glitch_retried))
-                            && attempt < self.retry.attempts
-                            && !self.breakers.is_open(id);
-                        glitch_retried |= glitch;
-                        last = Some(e);
-                        if !retry || wait > self.retry.max_wait {
-                            break;
-                        }
-                        // Text already shown starts over: the listener is told.
-                        if streamed && let Some(s) = sink.as_mut() {
-                            s(StreamEvent::Restart {
-                                failed_model: id,
-                                next_model: id,
+                    };
+                    let latency_ms = started.elapsed().as_millis() as u64;
+                    let e = match result {
+                        Ok(response) => {
+                            self.breakers.success(id);
+                            tracing::info!(provider = %provider.name, model = %id, latency_ms, tokens = response.usage.completion_tokens, "model answered");
+                            attempts.push(Attempt {
+                                model: id.clone(),
+                                provider: provider.name.clone(),
+                                outcome: "ok",
+                                error_kind: None,
+                                error: None,
+                                transient: false,
+                                latency_ms,
                             });
-                            streamed = false;
+                            return Ok(CallOutcome {
+                                model: id.clone(),
+                                provider: provider.name.clone(),
+                                response,
+                                attempts,
+                            });
                         }
-                        tokio::time::sleep(wait).await;
+                        Err(e) => e,
+                    };
+                    let message = self.redact(&e.to_string());
+                    tracing::warn!(provider = %provider.name, model = %id, attempt, error = %message, "model call failed");
+                    attempts.push(Attempt {
+                        model: id.clone(),
+                        provider: provider.name.clone(),
+                        outcome: "error",
+                        error_kind: Some(e.kind()),
+                        error: Some(message),
+                        transient: e.transient(),
+                        latency_ms,
+                    });
+                    let glitch =
+                        matches!(e, LlmError::StreamBroken(_) | LlmError::InvalidResponse(_));
+                    if e.retryable() || glitch || matches!(e, LlmError::Timeout { .. }) {
+                        self.breakers.failure(id, Duration::from_millis(latency_ms));
                     }
+                    if let LlmError::ContextLength(_) = e {
+                        min_window = Some(self.window(model));
+                    }
+                    let mut wait = match &e {
+                        LlmError::RateLimited {
+                            retry_after: Some(d),
+                        } => *d,
+                        _ => self.retry.backoff(attempt),
+                    };
+                    let mut retry = e.retryable() || (glitch && !glitch_retried);
+                    if let LlmError::OutputTooLong { fits, window, .. } = &e {
+                        if let Some(w) = window {
+                            self.learn_window(id, *w);
+                        }
+                        let smaller = fits.unwrap_or(fitted.max_tokens / 2);
+                        retry = !shrunk && smaller >= 1 && smaller < fitted.max_tokens;
+                        if retry {
+                            tracing::info!(model = %id, from = fitted.max_tokens, to = smaller, "max_tokens shrunk to what the server allows");
+                            fitted.max_tokens = smaller;
+                            shrunk = true;
+                            wait = Duration::ZERO;
+                            // Not a try of its own: the request was wrong.
+                            attempt -= 1;
+                        }
+                    }
+                    glitch_retried |= glitch;
+                    let busy = e.busy();
+                    last = Some(e);
+                    // Another caller may have opened the breaker meanwhile.
+                    if !retry
+                        || attempt >= tries
+                        || (round == 1 && self.breakers.is_open(id))
+                        || wait > self.retry.max_wait
+                    {
+                        ended_busy = busy.then_some(wait);
+                        break;
+                    }
+                    // Text already shown starts over: the listener is told.
+                    if streamed && let Some(s) = sink.as_mut() {
+                        s(StreamEvent::Restart {
+                            failed_model: id,
+                            next_model: id,
+                        });
+                        streamed = false;
+                    }
+                    self.wait(client.as_ref(), last.as_ref(), wait, began).await;
+                }
+                match ended_busy {
+                    Some(w) => busy_wait = Some(busy_wait.map_or(w, |b| b.min(w))),
+                    None => all_busy = false,
+                }
+                if streamed {
+                    restart_from = Some(id.clone());
                 }
             }
-            if streamed {
-                restart_from = Some(id.clone());
+            // Every model that was asked is busy: wait for one, within the
+            // budget, then go round again.
+            let Some(asked) = busy_wait.filter(|_| all_busy) else {
+                break;
+            };
+            let wait = asked.max(self.retry.round_backoff(round));
+            if began.elapsed() + wait > self.retry.busy_budget {
+                break;
+            }
+            tracing::info!(
+                round,
+                wait_ms = wait.as_millis() as u64,
+                "every model is busy; waiting"
+            );
+            let first = chain.first().and_then(|id| self.registry.model(id));
+            match first {
+                Some(m) => {
+                    let client = &self.clients[&self.registry.provider_of(m).name];
+                    self.wait(client.as_ref(), last.as_ref(), wait, began).await;
+                }
+                None => tokio::time::sleep(wait).await,
             }
         }
         Err(CallFailed { attempts, last })
+    }
+
+    /// Waits before asking again: while a server says its model is still
+    /// loading, by polling its readiness (llama.cpp's `/health`) so the
+    /// call goes out as soon as it is ready, within the busy budget
+    /// of the call that began at `began`; otherwise by sleeping.
+    async fn wait(
+        &self,
+        client: &dyn LlmClient,
+        error: Option<&LlmError>,
+        wait: Duration,
+        began: Instant,
+    ) {
+        if !error.is_some_and(LlmError::loading) {
+            tokio::time::sleep(wait).await;
+            return;
+        }
+        let until = (began + self.retry.busy_budget).max(Instant::now() + wait);
+        while Instant::now() < until {
+            if client.ready().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod ollama;
 pub mod openai;
 mod sse;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -166,14 +167,30 @@ pub type Sink<'a> = &'a mut (dyn FnMut(StreamEvent<'_>) + Send);
 pub enum LlmError {
     #[error("cannot connect: {0}")]
     Connect(String),
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
+    /// The server stayed silent too long: before its first byte (queue,
+    /// prompt processing, or a whole non-streamed answer) or between two
+    /// chunks of a stream. A long stream that keeps talking never is one.
+    #[error("{}", timeout_text(what, *waited))]
+    Timeout {
+        what: &'static str,
+        waited: Duration,
+    },
     #[error("rate limited (429){}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },
     #[error("server error {status}: {message}")]
     Server { status: u16, message: String },
     #[error("the prompt does not fit the model's context window: {0}")]
     ContextLength(String),
+    /// The prompt fits but `max_tokens` asks for more than the server's
+    /// window leaves (vLLM, TGI) or the model can write (OpenAI,
+    /// Anthropic). `fits` is what the server says would fit, `window`
+    /// the window it reports.
+    #[error("max_tokens is more than the server allows: {message}")]
+    OutputTooLong {
+        message: String,
+        fits: Option<u64>,
+        window: Option<u64>,
+    },
     #[error("authentication failed ({status}): {message}")]
     Auth { status: u16, message: String },
     #[error("request refused ({status}): {message}")]
@@ -186,15 +203,20 @@ pub enum LlmError {
     MissingKey(String),
 }
 
+fn timeout_text(what: &str, waited: Duration) -> String {
+    if waited.is_zero() {
+        format!("no {what} within the time limit")
+    } else {
+        format!("timed out: no {what} within {}s", waited.as_secs_f64())
+    }
+}
+
 impl LlmError {
     /// Worth trying the same model again after a pause.
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            LlmError::Connect(_)
-                | LlmError::Timeout(_)
-                | LlmError::RateLimited { .. }
-                | LlmError::Server { .. }
+            LlmError::Connect(_) | LlmError::RateLimited { .. } | LlmError::Server { .. }
         )
     }
 
@@ -205,7 +227,7 @@ impl LlmError {
     /// nothing about the task does, so they never block a task.
     pub fn transient(&self) -> bool {
         match self {
-            LlmError::Connect(_) | LlmError::RateLimited { .. } => true,
+            LlmError::Connect(_) | LlmError::RateLimited { .. } | LlmError::Timeout { .. } => true,
             LlmError::Server { status, message } => {
                 let m = message.to_lowercase();
                 matches!(status, 502..=504)
@@ -222,14 +244,26 @@ impl LlmError {
         }
     }
 
+    /// The server is there and will take the request later: overloaded or
+    /// loading. Not a sign it is broken, so it does not cool down.
+    pub fn busy(&self) -> bool {
+        self.transient() && !matches!(self, LlmError::Connect(_) | LlmError::Timeout { .. })
+    }
+
+    /// llama.cpp's 503 "Loading model" (Ollama says "loading model" too).
+    pub fn loading(&self) -> bool {
+        matches!(self, LlmError::Server { message, .. } if message.to_lowercase().contains("loading model"))
+    }
+
     /// A short, stable name for records and JSON.
     pub fn kind(&self) -> &'static str {
         match self {
             LlmError::Connect(_) => "connect",
-            LlmError::Timeout(_) => "timeout",
+            LlmError::Timeout { .. } => "timeout",
             LlmError::RateLimited { .. } => "rate_limited",
             LlmError::Server { .. } => "server",
             LlmError::ContextLength(_) => "context_length",
+            LlmError::OutputTooLong { .. } => "max_tokens",
             LlmError::Auth { .. } => "auth",
             LlmError::BadRequest { .. } => "bad_request",
             LlmError::InvalidResponse(_) => "invalid_response",
@@ -245,6 +279,11 @@ impl LlmError {
 pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> LlmError {
     let message = error_message(body);
     let lower = message.to_lowercase();
+    if matches!(status, 400 | 413 | 422)
+        && let Some(e) = output_too_long(&message)
+    {
+        return e;
+    }
     let context = [
         "context length",
         "context_length",
@@ -258,6 +297,7 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> LlmEr
         "context size",
         "exceed_context_size",
         "max_new_tokens",
+        "`inputs` must have less than",
     ];
     if context.iter().any(|c| lower.contains(c))
         && (status == 400 || status == 413 || status == 422 || status >= 500)
@@ -266,11 +306,61 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> LlmEr
     }
     match status {
         401 | 403 => LlmError::Auth { status, message },
-        408 => LlmError::Timeout(Duration::ZERO),
+        408 => LlmError::Server { status, message },
         429 => LlmError::RateLimited { retry_after },
         500..=599 => LlmError::Server { status, message },
         _ => LlmError::BadRequest { status, message },
     }
+}
+
+/// A refusal of `max_tokens` itself, with what would fit, in each server's
+/// words (from their sources): vLLM "'max_tokens' or
+/// 'max_completion_tokens' is too large: A. This model's maximum context
+/// length is W tokens and your request has N input tokens"; TGI "`inputs`
+/// tokens + `max_new_tokens` must be <= W. Given: N `inputs` tokens and A
+/// `max_new_tokens`"; OpenAI "max_tokens is too large: A. This model
+/// supports at most L completion tokens"; Anthropic "max_tokens: A > L,
+/// which is the maximum allowed number of output tokens". A prompt that
+/// alone fills the window is a context-length error instead.
+fn output_too_long(message: &str) -> Option<LlmError> {
+    use std::sync::LazyLock;
+    static PATTERNS: LazyLock<[regex::Regex; 4]> = LazyLock::new(|| {
+        [
+            // window, input
+            r"(?i)max_(?:completion_)?tokens'?.{0,40}too large.*?maximum context length is (\d+) tokens and your request has (\d+) input",
+            r"(?i)`inputs` tokens \+ `max_new_tokens` must be <= (\d+)\. Given: (\d+) `inputs` tokens",
+            // limit only
+            r"(?i)max_(?:completion_)?tokens.{0,40}too large.*?supports at most (\d+)",
+            r"(?i)max_tokens: \d+ > (\d+), which is the maximum allowed",
+        ]
+        .map(|p| regex::Regex::new(p).expect("a valid pattern"))
+    });
+    let num = |c: &regex::Captures, i: usize| c.get(i)?.as_str().parse::<u64>().ok();
+    let message = message.to_string();
+    for (i, re) in PATTERNS.iter().enumerate() {
+        let Some(c) = re.captures(&message) else {
+            continue;
+        };
+        return Some(if i < 2 {
+            let (window, input) = (num(&c, 1)?, num(&c, 2)?);
+            if input >= window {
+                LlmError::ContextLength(message)
+            } else {
+                LlmError::OutputTooLong {
+                    fits: Some(window - input),
+                    window: Some(window),
+                    message,
+                }
+            }
+        } else {
+            LlmError::OutputTooLong {
+                fits: num(&c, 1),
+                window: None,
+                message,
+            }
+        });
+    }
+    None
 }
 
 /// The human message inside an error body: OpenAI `{"error":{"message"}}`,
@@ -296,6 +386,8 @@ pub fn in_band_error(data: &str) -> LlmError {
     let status = match (code, kind.as_str()) {
         (Some(c @ 400..=599), _) => c as u16,
         (_, "overloaded") => 503,
+        // Anthropic's in-band error event.
+        (_, "overloaded_error") => 529,
         (_, "validation") => 422,
         _ => return LlmError::StreamBroken(error_message(data)),
     };
@@ -331,12 +423,48 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
-/// Sends a request; a non-2xx answer becomes an `LlmError` through `classify`.
+/// How long a server may stay silent, from the provider's `timeout_secs`
+/// (until the first byte) and `idle_timeout_secs` (between chunks). There
+/// is no deadline for a whole answer: a slow stream that keeps talking is
+/// never cut.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    /// A probe's: health, model lists, server info.
+    pub fn probe() -> Timeouts {
+        Timeouts {
+            first_byte: HEALTH_TIMEOUT,
+            idle: HEALTH_TIMEOUT,
+        }
+    }
+
+    pub fn of(p: &Provider) -> Timeouts {
+        Timeouts {
+            first_byte: p.timeout,
+            idle: p.idle_timeout,
+        }
+    }
+}
+
+/// Sends a request and waits at most `first_byte` for the answer to start;
+/// a non-2xx answer becomes an `LlmError` through `classify`.
 pub async fn send(
     rb: reqwest::RequestBuilder,
-    timeout: Duration,
+    first_byte: Duration,
 ) -> Result<reqwest::Response, LlmError> {
-    let resp = rb.send().await.map_err(|e| transport_error(e, timeout))?;
+    let resp = match tokio::time::timeout(first_byte, rb.send()).await {
+        Ok(r) => r.map_err(transport_error)?,
+        Err(_) => {
+            return Err(LlmError::Timeout {
+                what: "first byte",
+                waited: first_byte,
+            });
+        }
+    };
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -346,9 +474,70 @@ pub async fn send(
     Err(classify(status.as_u16(), &body, ra))
 }
 
-pub fn transport_error(e: reqwest::Error, timeout: Duration) -> LlmError {
+/// A response body read chunk by chunk, each within its own silence limit:
+/// the first within `first`, every next within `idle`.
+pub struct Body {
+    stream: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    wait: Duration,
+    idle: Duration,
+    what: &'static str,
+}
+
+impl Body {
+    /// A stream's body: its first chunk may take the first-byte time (some
+    /// servers send headers at once and the first token after the prompt).
+    pub fn stream(resp: reqwest::Response, t: Timeouts) -> Body {
+        Body {
+            stream: Box::pin(resp.bytes_stream()),
+            wait: t.first_byte,
+            idle: t.idle,
+            what: "first token",
+        }
+    }
+
+    /// The next chunk; `None` at the end. A transport error here is a
+    /// broken stream, said once.
+    pub async fn next(&mut self) -> Result<Option<bytes::Bytes>, LlmError> {
+        use futures_util::StreamExt;
+        let next = tokio::time::timeout(self.wait, self.stream.next()).await;
+        let waited = self.wait;
+        let what = self.what;
+        self.wait = self.idle;
+        self.what = "next chunk";
+        match next {
+            Err(_) => Err(LlmError::Timeout { what, waited }),
+            Ok(None) => Ok(None),
+            Ok(Some(Ok(b))) => Ok(Some(b)),
+            Ok(Some(Err(e))) => Err(match transport_error(e) {
+                broken @ LlmError::StreamBroken(_) => broken,
+                other => LlmError::StreamBroken(other.to_string()),
+            }),
+        }
+    }
+
+    /// A whole non-streamed body (its headers came after the answer was
+    /// written, so each chunk gets the idle limit).
+    pub async fn text(resp: reqwest::Response, t: Timeouts) -> Result<String, LlmError> {
+        let mut body = Body {
+            stream: Box::pin(resp.bytes_stream()),
+            wait: t.idle,
+            idle: t.idle,
+            what: "body",
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+pub fn transport_error(e: reqwest::Error) -> LlmError {
     if e.is_timeout() {
-        LlmError::Timeout(timeout)
+        LlmError::Timeout {
+            what: "answer",
+            waited: Duration::ZERO,
+        }
     } else if e.is_connect() {
         LlmError::Connect(e.to_string())
     } else if e.is_body() || e.is_decode() {
@@ -380,8 +569,9 @@ pub async fn list_models(
     list_key: &str,
     name_key: &str,
 ) -> Result<Vec<String>, LlmError> {
-    let resp = send(rb?.timeout(HEALTH_TIMEOUT), HEALTH_TIMEOUT).await?;
-    let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    let resp = send(rb?, HEALTH_TIMEOUT).await?;
+    let body = Body::text(resp, Timeouts::probe()).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
     Ok(v.get(list_key)
         .and_then(serde_json::Value::as_array)
         .map(|a| {
@@ -422,7 +612,23 @@ pub trait LlmClient: Send + Sync {
         sink: Option<Sink<'a>>,
     ) -> BoxFuture<'a, Result<ChatResponse, LlmError>>;
     fn health(&self) -> BoxFuture<'_, Health>;
+
+    /// Ready to generate now. llama.cpp's `/health` answers 200 only once
+    /// its model is loaded, while its model list answers before.
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.health().await.ok })
+    }
+
+    /// The windows the server reports, by served name (`ANY_MODEL` when
+    /// it serves one model whatever it is called). Empty when it says
+    /// nothing.
+    fn windows(&self) -> BoxFuture<'_, HashMap<String, u64>> {
+        Box::pin(async { HashMap::new() })
+    }
 }
+
+/// The key of a window that holds for every name a server answers to.
+pub const ANY_MODEL: &str = "*";
 
 /// The client for a provider: Anthropic's Messages API, Ollama's native API
 /// (it can set `num_ctx` and `keep_alive`, its `/v1` cannot), or the
@@ -442,7 +648,9 @@ pub fn client_for(provider: &Provider, http: reqwest::Client) -> Box<dyn LlmClie
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
+        // Connecting is quick on any network worth using; a server that
+        // does not accept within this is treated as down.
+        .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(30))
         .user_agent(concat!("llmclis/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -512,9 +720,56 @@ mod tests {
             classify(400, cpp, None),
             LlmError::ContextLength(_)
         ));
-        let tgi = r#"{"error":"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 512 `max_new_tokens`","error_type":"validation"}"#;
+        // TGI's prompt over its max_input_tokens.
+        let tgi = r#"{"error":"Input validation error: `inputs` must have less than 4095 tokens. Given: 5000","error_type":"validation"}"#;
         assert!(matches!(
             classify(422, tgi, None),
+            LlmError::ContextLength(_)
+        ));
+    }
+
+    #[test]
+    fn a_refused_max_tokens_says_what_would_fit() {
+        let cases = [
+            // vLLM's serving_engine, started with --max-model-len 4096.
+            (
+                400,
+                r#"{"object":"error","message":"'max_tokens' or 'max_completion_tokens' is too large: 4096. This model's maximum context length is 4096 tokens and your request has 79 input tokens (4096 > 4096 - 79).","type":"BadRequestError","param":"max_tokens","code":400}"#,
+                Some(4017),
+                Some(4096),
+            ),
+            // TGI's validation (router/src/validation.rs).
+            (
+                422,
+                r#"{"error":"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 512 `max_new_tokens`","error_type":"validation"}"#,
+                Some(96),
+                Some(4096),
+            ),
+            (
+                400,
+                r#"{"error":{"message":"max_tokens is too large: 32000. This model supports at most 16384 completion tokens, whereas you provided 32000.","type":"invalid_request_error","param":"max_tokens","code":null}}"#,
+                Some(16384),
+                None,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: 32000 > 8192, which is the maximum allowed number of output tokens for claude-3-5-haiku-20241022"}}"#,
+                Some(8192),
+                None,
+            ),
+        ];
+        for (status, body, fits, window) in cases {
+            match classify(status, body, None) {
+                LlmError::OutputTooLong {
+                    fits: f, window: w, ..
+                } => assert_eq!((f, w), (fits, window), "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // The prompt alone fills the window: no max_tokens helps.
+        let full = r#"{"message":"'max_tokens' or 'max_completion_tokens' is too large: 10. This model's maximum context length is 4096 tokens and your request has 4096 input tokens (10 > 4096 - 4096)."}"#;
+        assert!(matches!(
+            classify(400, full, None),
             LlmError::ContextLength(_)
         ));
     }

@@ -2,21 +2,20 @@
 //! context size (`num_ctx`) and how long a model stays loaded (`keep_alive`),
 //! which is how a small GPU takes turns between a big and a small model.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::sse::Lines;
 use super::{
-    BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
-    error_message, transport_error,
+    Body, BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent,
+    Timeouts, Usage,
 };
 use crate::registry::Provider;
 
 pub struct OllamaClient {
     root: String,
-    timeout: Duration,
+    timeouts: Timeouts,
     http: reqwest::Client,
 }
 
@@ -24,7 +23,7 @@ impl OllamaClient {
     pub fn new(p: &Provider, http: reqwest::Client) -> OllamaClient {
         OllamaClient {
             root: p.base_url.trim_end_matches("/v1").to_string(),
-            timeout: p.timeout,
+            timeouts: Timeouts::of(p),
             http,
         }
     }
@@ -59,9 +58,8 @@ impl OllamaClient {
         let resp = super::send(
             self.http
                 .post(format!("{}/api/chat", self.root))
-                .timeout(self.timeout)
                 .json(&Self::body(model, req)),
-            self.timeout,
+            self.timeouts.first_byte,
         )
         .await?;
         let mut text = String::new();
@@ -69,7 +67,7 @@ impl OllamaClient {
         let mut read =
             |v: Value, text: &mut String, sink: &mut Option<Sink<'_>>| -> Result<bool, LlmError> {
                 if v.get("error").is_some() {
-                    return Err(LlmError::StreamBroken(error_message(&v.to_string())));
+                    return Err(super::in_band_error(&v.to_string()));
                 }
                 if let Some(t) = v.pointer("/message/content").and_then(Value::as_str)
                     && !t.is_empty()
@@ -86,9 +84,8 @@ impl OllamaClient {
         let mut done = false;
         if req.stream {
             let mut lines = Lines::default();
-            let mut stream = resp.bytes_stream();
-            'read: while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| LlmError::StreamBroken(e.to_string()))?;
+            let mut stream = Body::stream(resp, self.timeouts);
+            'read: while let Some(chunk) = stream.next().await? {
                 for line in lines.push(&chunk) {
                     if line.trim().is_empty() {
                         continue;
@@ -108,10 +105,7 @@ impl OllamaClient {
                 done = read(v, &mut text, &mut sink)?;
             }
         } else {
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| transport_error(e, self.timeout))?;
+            let body = Body::text(resp, self.timeouts).await?;
             let v: Value = serde_json::from_str(&body)
                 .map_err(|e| LlmError::InvalidResponse(format!("not JSON ({e})")))?;
             done = read(v, &mut text, &mut None)?;

@@ -2,15 +2,15 @@
 //! OpenRouter. Tolerates what local servers really send: no usage (then it is
 //! estimated and marked so), no `[DONE]` after a finish reason, extra fields.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::Instant;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::sse::SseParser;
 use super::{
-    BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent, Usage,
-    error_message, transport_error,
+    Body, BoxFuture, ChatRequest, ChatResponse, Health, LlmClient, LlmError, Sink, StreamEvent,
+    Timeouts, Usage, error_message,
 };
 use crate::registry::Provider;
 
@@ -18,7 +18,7 @@ pub struct OpenAiClient {
     base: String,
     flavour: String,
     key_env: Option<String>,
-    timeout: Duration,
+    timeouts: Timeouts,
     http: reqwest::Client,
 }
 
@@ -28,7 +28,7 @@ impl OpenAiClient {
             base: p.base_url.clone(),
             flavour: p.flavour.clone().unwrap_or_default(),
             key_env: p.api_key_env.clone(),
-            timeout: p.timeout,
+            timeouts: Timeouts::of(p),
             http,
         }
     }
@@ -54,7 +54,7 @@ impl OpenAiClient {
         if req.stream
             && matches!(
                 self.flavour.as_str(),
-                "vllm" | "openai" | "openrouter" | "lmstudio"
+                "vllm" | "tgi" | "openai" | "openrouter" | "lmstudio"
             )
         {
             body["stream_options"] = json!({"include_usage": true});
@@ -89,15 +89,11 @@ impl OpenAiClient {
         let rb = self
             .http
             .post(format!("{}/chat/completions", self.base))
-            .timeout(self.timeout)
             .json(&self.body(model, req));
-        let resp = super::send(self.authed(rb)?, self.timeout).await?;
+        let resp = super::send(self.authed(rb)?, self.timeouts.first_byte).await?;
         let status = resp.status();
         if !req.stream {
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| transport_error(e, self.timeout))?;
+            let body = Body::text(resp, self.timeouts).await?;
             let v: Value = serde_json::from_str(&body).map_err(|e| {
                 LlmError::InvalidResponse(format!("not JSON ({e}): {}", error_message(&body)))
             })?;
@@ -157,7 +153,7 @@ impl OpenAiClient {
                 latency: started.elapsed(),
             });
         }
-        let mut stream = resp.bytes_stream();
+        let mut stream = Body::stream(resp, self.timeouts);
         let mut parser = SseParser::default();
         let mut text = String::new();
         let mut finish: Option<String> = None;
@@ -192,12 +188,7 @@ impl OpenAiClient {
             Ok(false)
         };
         let mut done = false;
-        'read: while let Some(chunk) = stream.next().await {
-            // Said once: a body error already is a broken stream.
-            let chunk = chunk.map_err(|e| match transport_error(e, self.timeout) {
-                broken @ LlmError::StreamBroken(_) => broken,
-                other => LlmError::StreamBroken(other.to_string()),
-            })?;
+        'read: while let Some(chunk) = stream.next().await? {
             for ev in parser.push(&chunk) {
                 if handle(&ev.data, &mut text)? {
                     done = true;
@@ -254,6 +245,62 @@ impl OpenAiClient {
     }
 }
 
+impl OpenAiClient {
+    /// What each server says its window is: vLLM's `max_model_len` per
+    /// model in `/v1/models`, TGI's `max_total_tokens` in `/info`, the C++
+    /// llama.cpp server's `n_ctx` in `/props` (llama-cpp-python has no
+    /// `/props`: nothing). API providers say nothing.
+    async fn windows_impl(&self) -> HashMap<String, u64> {
+        let root = self.base.trim_end_matches("/v1");
+        let get = |url: String| async move {
+            let resp = super::send(self.authed(self.http.get(url)).ok()?, super::HEALTH_TIMEOUT)
+                .await
+                .ok()?;
+            let body = Body::text(resp, Timeouts::probe()).await.ok()?;
+            serde_json::from_str::<Value>(&body).ok()
+        };
+        let mut out = HashMap::new();
+        match self.flavour.as_str() {
+            "vllm" => {
+                if let Some(v) = get(format!("{}/models", self.base)).await {
+                    for m in v
+                        .get("data")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if let (Some(id), Some(w)) = (
+                            m.get("id").and_then(Value::as_str),
+                            m.get("max_model_len").and_then(Value::as_u64),
+                        ) {
+                            out.insert(id.to_string(), w);
+                        }
+                    }
+                }
+            }
+            "tgi" => {
+                if let Some(w) = get(format!("{root}/info"))
+                    .await
+                    .and_then(|v| v.get("max_total_tokens")?.as_u64())
+                {
+                    out.insert(super::ANY_MODEL.to_string(), w);
+                }
+            }
+            "llamacpp" => {
+                if let Some(w) = get(format!("{root}/props")).await.and_then(|v| {
+                    v.pointer("/default_generation_settings/n_ctx")
+                        .or_else(|| v.get("n_ctx"))?
+                        .as_u64()
+                }) {
+                    out.insert(super::ANY_MODEL.to_string(), w);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
 /// `usage` when the server sent real numbers.
 fn usage_of(v: &Value) -> Option<Usage> {
     let u = v.get("usage").filter(|u| u.is_object())?;
@@ -279,5 +326,27 @@ impl LlmClient for OpenAiClient {
 
     fn health(&self) -> BoxFuture<'_, Health> {
         Box::pin(self.health_impl())
+    }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if self.flavour == "llamacpp" {
+                // llama.cpp answers its model list while it loads; /health
+                // says 503 "Loading model" until it can generate.
+                let root = self.base.trim_end_matches("/v1");
+                return self
+                    .http
+                    .get(format!("{root}/health"))
+                    .timeout(super::HEALTH_TIMEOUT)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+            }
+            self.health_impl().await.ok
+        })
+    }
+
+    fn windows(&self) -> BoxFuture<'_, HashMap<String, u64>> {
+        Box::pin(self.windows_impl())
     }
 }

@@ -225,10 +225,7 @@ impl Embedder for OpenAiEmbedder {
                 rb = rb.bearer_auth(k.trim());
             }
             let resp = rb.send().await.map_err(|e| {
-                Error::Memory(format!(
-                    "embeddings: {}",
-                    crate::llm::transport_error(e, std::time::Duration::from_secs(60))
-                ))
+                Error::Memory(format!("embeddings: {}", crate::llm::transport_error(e)))
             })?;
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();

@@ -515,7 +515,7 @@ impl QdrantIndex {
             Error::Memory(format!(
                 "Qdrant at {}: {}",
                 self.url,
-                crate::llm::transport_error(e, std::time::Duration::from_secs(30))
+                crate::llm::transport_error(e)
             ))
         })?;
         let status = resp.status();

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -28,6 +29,12 @@ pub enum Reply {
     Text(String, u64),
     /// A normal answer cut off at max_tokens (`finish_reason: length`).
     Cut(String, u64),
+    /// A 200 stream of these words, one SSE chunk each, `gap` apart: a
+    /// slow but healthy generation.
+    Slow(&'static str, Duration),
+    /// Headers, then silence for this long before the answer: a hung
+    /// generation.
+    Hang(Duration),
 }
 
 /// Requests whose messages contain `needle` take `replies` in order, then
@@ -62,6 +69,13 @@ struct Inner {
     latency: Duration,
     /// And per completion token, like a model generating.
     per_token: Duration,
+    /// The window the server runs with: reported on `/v1/models` (vLLM's
+    /// `max_model_len`), `/info` (TGI) and `/props` (llama.cpp), and
+    /// enforced on `max_tokens` with vLLM's 400.
+    window: Option<u64>,
+    /// Until then, llama.cpp's loading window: `/health` and chat answer
+    /// 503 "Loading model", the model list answers.
+    loading_until: Mutex<Option<std::time::Instant>>,
 }
 
 pub struct FakeLlm {
@@ -111,10 +125,34 @@ impl FakeLlm {
         Self::serve(inner).await
     }
 
+    /// A server that runs with a `window`-token context (see `Inner`).
+    pub async fn with_window(script: Vec<Reply>, window: u64) -> FakeLlm {
+        Self::serve(Arc::new(Inner {
+            script: Mutex::new(script.into()),
+            window: Some(window),
+            ..Default::default()
+        }))
+        .await
+    }
+
+    /// A llama.cpp server still loading its model for `for_`.
+    pub async fn loading(for_: Duration) -> FakeLlm {
+        Self::serve(Arc::new(Inner {
+            loading_until: Mutex::new(Some(std::time::Instant::now() + for_)),
+            ..Default::default()
+        }))
+        .await
+    }
+
     async fn serve(inner: Arc<Inner>) -> FakeLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/api/chat", post(ollama_chat))
+            .route("/v1/messages", post(anthropic_messages))
             .route("/v1/models", get(models))
+            .route("/health", get(health))
+            .route("/info", get(info))
+            .route("/props", get(props))
             .route("/v1/embeddings", post(embeddings))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -148,10 +186,52 @@ impl FakeLlm {
     }
 }
 
-async fn models() -> impl IntoResponse {
-    axum::Json(
-        serde_json::json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}),
-    )
+/// llama.cpp's answer to everything but its model list while it loads
+/// (tools/server/server.cpp: ERROR_TYPE_UNAVAILABLE, "Loading model").
+const LOADING: &str =
+    r#"{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}"#;
+
+fn loading(inner: &Inner) -> bool {
+    inner
+        .loading_until
+        .lock()
+        .unwrap()
+        .is_some_and(|t| std::time::Instant::now() < t)
+}
+
+async fn models(State(inner): State<Arc<Inner>>) -> impl IntoResponse {
+    let mut model = serde_json::json!({"id": "fake-model", "object": "model"});
+    if let Some(w) = inner.window {
+        model["max_model_len"] = w.into();
+    }
+    axum::Json(serde_json::json!({"object": "list", "data": [model]}))
+}
+
+async fn health(State(inner): State<Arc<Inner>>) -> Response {
+    if loading(&inner) {
+        return (StatusCode::SERVICE_UNAVAILABLE, LOADING).into_response();
+    }
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn info(State(inner): State<Arc<Inner>>) -> Response {
+    match inner.window {
+        Some(w) => axum::Json(serde_json::json!({
+            "model_id": "fake-model", "max_input_tokens": w - 1, "max_total_tokens": w
+        }))
+        .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn props(State(inner): State<Arc<Inner>>) -> Response {
+    match inner.window {
+        Some(w) => axum::Json(serde_json::json!({
+            "default_generation_settings": {"n_ctx": w}, "total_slots": 1
+        }))
+        .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Deterministic vectors of 4 dimensions, not normalized, in reverse order
@@ -176,6 +256,52 @@ async fn embeddings(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     axum::Json(serde_json::json!({"data": data, "model": req["model"]})).into_response()
 }
 
+/// Ollama's native `/api/chat`, non-streaming: an `Ok` reply in its form;
+/// any other reply as scripted.
+async fn ollama_chat(state: State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let resp = chat(state, headers, body).await;
+    native(resp, |text| {
+        serde_json::json!({
+            "model": "fake", "message": {"role": "assistant", "content": text},
+            "done": true, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 3
+        })
+    })
+    .await
+}
+
+/// Anthropic's `/v1/messages`, non-streaming, the same way.
+async fn anthropic_messages(state: State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let resp = chat(state, headers, body).await;
+    native(resp, |text| {
+        serde_json::json!({
+            "type": "message", "role": "assistant",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn", "usage": {"input_tokens": 11, "output_tokens": 3}
+        })
+    })
+    .await
+}
+
+/// Re-renders an OpenAI-style JSON success in another protocol's form.
+async fn native(resp: Response, form: impl Fn(&str) -> serde_json::Value) -> Response {
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status() != StatusCode::OK || !is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let text = v
+        .pointer("/choices/0/message/content")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    axum::Json(form(text)).into_response()
+}
+
 async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
     inner.hits.fetch_add(1, Ordering::SeqCst);
     *inner.last_auth.lock().unwrap() = headers
@@ -185,6 +311,25 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let stream = req["stream"].as_bool().unwrap_or(false);
     inner.requests.lock().unwrap().push(req.clone());
+    if loading(&inner) {
+        return (StatusCode::SERVICE_UNAVAILABLE, LOADING).into_response();
+    }
+    if let Some(window) = inner.window {
+        // vLLM's check (entrypoints/openai serving_engine), with this
+        // server's token count: a quarter of the prompt's characters.
+        let input = (prompt_text(&req).len() as u64 / 4).max(1);
+        let asked = req["max_tokens"].as_u64().unwrap_or(0);
+        if input + asked > window {
+            let message = format!(
+                "'max_tokens' or 'max_completion_tokens' is too large: {asked}. This model's maximum context length is {window} tokens and your request has {input} input tokens ({asked} > {window} - {input})."
+            );
+            return (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"object": "error", "message": message, "type": "BadRequestError", "param": "max_tokens", "code": 400}).to_string(),
+            )
+                .into_response();
+        }
+    }
     let _slot = match &inner.slots {
         Some(s) => Some(s.clone().acquire_owned().await.unwrap()),
         None => None,
@@ -259,6 +404,40 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
                     resp.headers_mut().insert(k, v.parse().unwrap());
                 }
                 return resp;
+            }
+            Reply::Slow(text, gap) => {
+                let chunks: Vec<String> = text
+                    .split_inclusive(' ')
+                    .map(|w| serde_json::json!({"choices": [{"index": 0, "delta": {"content": w}, "finish_reason": null}]}).to_string())
+                    .chain([serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string()])
+                    .collect();
+                let events = futures_util::stream::iter(chunks).then(move |c| async move {
+                    tokio::time::sleep(gap).await;
+                    Ok::<_, std::convert::Infallible>(format!("data: {c}\n\n"))
+                });
+                let done = futures_util::stream::once(async {
+                    Ok::<_, std::convert::Infallible>("data: [DONE]\n\n".to_string())
+                });
+                return (
+                    StatusCode::OK,
+                    [("content-type", "text/event-stream")],
+                    axum::body::Body::from_stream(events.chain(done)),
+                )
+                    .into_response();
+            }
+            Reply::Hang(d) => {
+                // Headers now (as vLLM's streaming response does), then
+                // nothing until `d` has passed.
+                let late = futures_util::stream::once(async move {
+                    tokio::time::sleep(d).await;
+                    Ok::<_, std::convert::Infallible>(String::new())
+                });
+                return (
+                    StatusCode::OK,
+                    [("content-type", "text/event-stream")],
+                    axum::body::Body::from_stream(late),
+                )
+                    .into_response();
             }
             Reply::Raw(body) => {
                 return (
