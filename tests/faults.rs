@@ -404,3 +404,43 @@ async fn windows_come_from_the_server() {
         assert!(asked < 2048, "{flavour}: asked for {asked}");
     }
 }
+
+/// `models list` and `doctor` say when a server runs a smaller window than
+/// the registry (vLLM started with `--max-model-len 2048`), and the fix.
+#[test]
+fn doctor_and_models_list_report_a_smaller_server_window() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(FakeLlm::with_window(vec![], 2048));
+    let env = crate::support::Env::new();
+    let reg = env.dir.path().join("registry.yaml");
+    std::fs::write(
+        &reg,
+        crate::support::one_model_registry(
+            &format!(
+                "{{ name: v, kind: openai-compatible, flavour: vllm, base_url: \"{}\", local: true }}",
+                server.url
+            ),
+            "{ id: qwen, provider: v, served_name: fake-model, context_window: 32768, max_output_tokens: 8192 }",
+            "qwen",
+        ),
+    )
+    .unwrap();
+    let reg = reg.to_str().unwrap();
+    let list = env.run(&["--registry", reg, "models", "list"]);
+    list.assert_ok();
+    assert!(
+        list.stdout.contains("2048*")
+            && list
+                .stdout
+                .contains("qwen: the server runs a 2048-token window, the registry says 32768"),
+        "{}",
+        list.stdout
+    );
+    let doctor = env.run(&["--registry", reg, "doctor"]);
+    let all = format!("{}{}", doctor.stdout, doctor.stderr);
+    assert!(
+        all.contains("its server runs a 2048-token window; the registry says 32768")
+            && all.contains("set context_window: 2048 for qwen"),
+        "{all}"
+    );
+}

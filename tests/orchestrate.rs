@@ -1442,3 +1442,66 @@ async fn the_critic_is_told_when_a_code_task_changed_nothing() {
         "{critic}"
     );
 }
+
+/// Voting on a role with tools: each candidate runs the tool loop in its
+/// own overlay (the third patch applies to the untouched file, so the
+/// first never reached the disk), the voters see each diff, and only the
+/// winner's change is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voting_candidates_get_the_tools_each_in_its_own_overlay() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(VOTER, vec![], text(r#"{"best": 0, "reason": "fixes it"}"#)),
+            Route::new(SUMMARIZER, vec![], text("Fixed add.")),
+            Route::new(
+                CODER,
+                vec![
+                    tool_call("a1", "apply_patch", json!({"patch": FIX})),
+                    text("Fixed the sign in add()."),
+                    text("Nothing needs to change."),
+                    tool_call("c1", "apply_patch", json!({"patch": FIX})),
+                    text("Fixed the sign in add()."),
+                ],
+                text("Nothing needs to change."),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let (h, root) = repo_harness(true);
+    let voting = ", voting: { candidates: 3, ahead_by: 1, max_tokens: 200 }";
+    let (summary, _) = h
+        .run(
+            registry_with(&srv.url, &srv.url, voting, "[json_schema, tools]"),
+            1,
+        )
+        .await;
+    assert_eq!(summary.done, 1);
+    let s = h.store();
+    let tools: Vec<String> = s
+        .tool_calls(1)
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}:{}", c.tool, c.outcome))
+        .collect();
+    assert_eq!(
+        tools,
+        ["apply_patch:ok", "apply_patch:ok"],
+        "each candidate patched the original file"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("src/lib.rs"))
+            .unwrap()
+            .contains("a + b"),
+        "the winner's change is written"
+    );
+    let critic = &srv.prompts_with(CRITIC)[0];
+    assert!(
+        critic.contains("+    a + b") && critic.contains("Proposed change"),
+        "{critic}"
+    );
+    let step = &s.task_steps(1).unwrap()[0];
+    assert!(step.detail["diff"].as_str().unwrap().contains("-    a - b"));
+}

@@ -95,6 +95,9 @@ struct ModelView<'a> {
     local: bool,
     /// Whether its server lists the served name; null when not asked.
     served: Option<bool>,
+    /// The window its server reports when smaller than `context_window`:
+    /// the one llmclis uses.
+    server_window: Option<u64>,
 }
 
 pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
@@ -103,6 +106,9 @@ pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
     let rt = runtime()?;
     match cmd {
         ModelsCmd::List => {
+            // Windows only from servers llmclis may ask (never an API one
+            // offline; API providers report none anyway).
+            let windows = rt.block_on(caller.learn_windows());
             let providers: Vec<ProviderView> = rt.block_on(async {
                 let checks = registry.providers.iter().map(|p| async {
                     // Offline mode never sends a request to an online provider.
@@ -141,6 +147,7 @@ pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
                         .expect("validated");
                     ModelView {
                         model: m,
+                        server_window: windows.iter().find(|w| w.model == m.id).map(|w| w.server),
                         local: p.local,
                         served: p.health.as_ref().filter(|h| h.ok).map(|h| {
                             crate::endpoints::serves_name(
@@ -477,23 +484,40 @@ fn render_list(
         "\n{:<26} {:<11} {:>8} {:>13}  SERVED",
         "MODEL", "PROVIDER", "CONTEXT", "$/1M IN/OUT"
     );
+    let mut smaller = Vec::new();
     for m in models {
         let served = match m.served {
             Some(true) => "yes",
             Some(false) => "no (not listed by the server)",
             None => "-",
         };
+        let context = match m.server_window {
+            Some(w) => {
+                smaller.push(format!(
+                    "{}: the server runs a {w}-token window, the registry says {}; llmclis uses {w} (set context_window: {w} in the registry)",
+                    m.model.id, m.model.context_window
+                ));
+                format!("{w}*")
+            }
+            None => m.model.context_window.to_string(),
+        };
         let _ = writeln!(
             s,
             "{:<26} {:<11} {:>8} {:>13}  {served}",
             m.model.id,
             m.model.provider,
-            m.model.context_window,
+            context,
             format!(
                 "{}/{}",
                 m.model.cost_per_1m_input, m.model.cost_per_1m_output
             )
         );
+    }
+    if !smaller.is_empty() {
+        let _ = writeln!(s, "\n* smaller than the registry says:");
+        for line in smaller {
+            let _ = writeln!(s, "  {line}");
+        }
     }
     s.trim_end().to_string()
 }

@@ -100,12 +100,19 @@ pub(crate) fn prepare(
 fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String>> {
     let registry = caller.registry();
     let candidates = crate::endpoints::configured(registry, None);
-    let found = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::io("<tokio runtime>", e))?
-        .block_on(crate::endpoints::detect(registry, &candidates));
+        .map_err(|e| Error::io("<tokio runtime>", e))?;
+    let found = rt.block_on(crate::endpoints::detect(registry, &candidates));
     let mut notes = Vec::new();
+    // The windows the servers really run: every request then fits them.
+    for w in rt.block_on(caller.learn_windows()) {
+        notes.push(format!(
+            "{}: its server runs a {}-token window, the registry says {}; using {} (set context_window in the registry to match)",
+            w.model, w.server, w.registry, w.server
+        ));
+    }
     let mut down = Vec::new();
     for p in registry.providers.iter().filter(|p| p.local) {
         let Some(f) = found

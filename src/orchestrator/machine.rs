@@ -13,6 +13,10 @@ use crate::registry::Voting;
 pub struct Setup {
     /// The executor's models in escalation order (the router's chain).
     pub chain: Vec<String>,
+    /// Each chain model's window (the smaller of the registry's and its
+    /// server's); after an overflow only bigger ones are tried. Empty:
+    /// unknown, every model counts as bigger.
+    pub windows: Vec<u64>,
     /// Why the chain is empty, when it is (the router's skip reasons).
     pub no_model_reason: String,
     /// The chain is empty because the role's servers are down (cooling
@@ -96,6 +100,10 @@ pub enum Event {
         error: String,
         unreachable: bool,
     },
+    /// The executor's prompt did not fit its model's window.
+    Overflowed {
+        error: String,
+    },
     /// The k answers, or why each failed; `unreachable` when every one was
     /// a refused connection.
     Sampled {
@@ -143,6 +151,9 @@ pub enum Effect {
         from: String,
         to: String,
         tried: Vec<String>,
+        /// After an overflow: the summary goes only to models with a
+        /// bigger window than this.
+        min_window: Option<u64>,
     },
     /// A line for the task's history.
     Note(String),
@@ -207,6 +218,8 @@ pub struct Step {
     phase: Phase,
     /// Index into `setup.chain`.
     model: usize,
+    /// The model a handoff under way goes to.
+    next: usize,
     /// Round on the current model, from 1.
     round: u32,
     /// Executor rounds over all models.
@@ -243,6 +256,7 @@ impl Step {
             setup,
             phase: Phase::Idle,
             model: 0,
+            next: 0,
             round: 1,
             rounds: 0,
             critique: None,
@@ -302,6 +316,10 @@ impl Step {
                 self.only_unreachable &= unreachable;
                 self.escalate(&format!("it failed: {}", excerpt(&error, 200)))
             }
+            (Phase::Executing, Event::Overflowed { error }) => {
+                self.only_unreachable = false;
+                self.overflowed(&error)
+            }
             (
                 Phase::Sampling,
                 Event::Sampled {
@@ -325,7 +343,7 @@ impl Step {
                 last_answer: self.answer.clone(),
             }),
             (Phase::HandingOff, Event::HandoffWritten(text)) => {
-                self.model += 1;
+                self.model = self.next;
                 self.round = 1;
                 self.critique = None;
                 self.handoff = Some(text);
@@ -465,17 +483,47 @@ impl Step {
     /// Gives up on the current model: a handoff to the next, or blocked
     /// when the chain is exhausted.
     fn escalate(&mut self, why: &str) -> Vec<Effect> {
+        self.escalate_to(why, self.model + 1, None)
+    }
+
+    /// The prompt did not fit: the next model is the first with a bigger
+    /// window, and so is the model writing the handoff.
+    fn overflowed(&mut self, error: &str) -> Vec<Effect> {
+        let window = |i: usize| self.setup.windows.get(i).copied();
+        let Some(w) = window(self.model) else {
+            return self.escalate(&format!("its window is too small: {}", excerpt(error, 200)));
+        };
+        let next = (self.model + 1..self.setup.chain.len())
+            .find(|&i| window(i).is_none_or(|v| v > w))
+            .unwrap_or(self.setup.chain.len());
+        self.escalate_to(
+            &format!(
+                "the prompt does not fit its {w}-token window ({})",
+                excerpt(error, 160)
+            ),
+            next,
+            Some(w),
+        )
+    }
+
+    fn escalate_to(&mut self, why: &str, next: usize, min_window: Option<u64>) -> Vec<Effect> {
         let from = self.setup.chain[self.model].clone();
         self.tried.push(format!("{from}: {why}"));
-        match self.setup.chain.get(self.model + 1) {
+        for skipped in self.setup.chain.iter().take(next).skip(self.model + 1) {
+            self.tried
+                .push(format!("{skipped}: passed over, its window is no bigger"));
+        }
+        match self.setup.chain.get(next) {
             Some(to) => {
                 self.phase = Phase::HandingOff;
+                self.next = next;
                 vec![
                     Effect::Note(format!("Escalating from {from} to {to}: {why}.")),
                     Effect::Handoff {
                         from,
                         to: to.clone(),
                         tried: self.tried.clone(),
+                        min_window,
                     },
                 ]
             }
@@ -639,6 +687,33 @@ impl Step {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_overflow_escalates_only_to_a_bigger_window_handoff_included() {
+        let mut s = Step::new(Setup {
+            windows: vec![8192, 4096, 8192, 32768],
+            ..setup(&["a", "small", "same", "big"])
+        });
+        s.handle(Event::Started);
+        let e = s.handle(Event::Overflowed {
+            error: "maximum context length is 8192".into(),
+        });
+        assert!(
+            matches!(&e[..], [Effect::Note(n), Effect::Handoff { to, min_window: Some(8192), tried, .. }]
+                if n.contains("from a to big") && to == "big" && tried.len() == 3),
+            "{e:?}"
+        );
+        let e = s.handle(Event::HandoffWritten("h".into()));
+        assert!(matches!(&e[..], [Effect::Execute { model, .. }] if model == "big"));
+        // The biggest overflowing too: nothing bigger is left; blocked.
+        let e = s.handle(Event::Overflowed {
+            error: "too long".into(),
+        });
+        assert!(
+            matches!(&e[..], [Effect::Block { reason, .. }] if reason.contains("passed over")),
+            "{e:?}"
+        );
+    }
+
     fn setup(chain: &[&str]) -> Setup {
         Setup {
             chain: chain.iter().map(|s| s.to_string()).collect(),
@@ -723,7 +798,7 @@ mod tests {
         let e = s.handle(Event::Reviewed(verdict("revise", &["wrong"])));
         let r = requests(&e);
         assert!(
-            matches!(r[..], [Effect::Handoff { from, to, tried }] if from == "a" && to == "b" && tried[0].contains("wrong"))
+            matches!(r[..], [Effect::Handoff { from, to, tried, min_window: None }] if from == "a" && to == "b" && tried[0].contains("wrong"))
         );
         let e = s.handle(Event::HandoffWritten(
             "a tried v1; the critic said wrong".into(),

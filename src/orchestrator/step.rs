@@ -179,6 +179,9 @@ pub(super) struct StepRun<'a> {
     toolbox: Option<crate::tools::Toolbox>,
     /// The last test or command output, for the critic.
     test_output: Option<String>,
+    /// Voting with tools: each candidate's answer, its toolbox and its
+    /// last test output; the winner's become the step's.
+    candidates: Vec<(String, crate::tools::Toolbox, Option<String>)>,
 }
 
 impl<'a> StepRun<'a> {
@@ -210,6 +213,7 @@ impl<'a> StepRun<'a> {
             started: Instant::now(),
             toolbox: None,
             test_output: None,
+            candidates: Vec::new(),
         }
     }
 
@@ -493,6 +497,12 @@ impl<'a> StepRun<'a> {
                 .skipped
                 .iter()
                 .any(|s| s.why == router::Skip::CoolingDown),
+            windows: decision
+                .chain
+                .iter()
+                .filter_map(|id| registry.model(id))
+                .map(|m| shared.caller.window(m))
+                .collect(),
             chain: decision.chain.clone(),
             no_model_reason: decision
                 .skipped
@@ -654,8 +664,20 @@ impl<'a> StepRun<'a> {
         req: ChatRequest,
         parse: impl Fn(&str) -> std::result::Result<T, String>,
     ) -> Result<std::result::Result<T, String>> {
-        let decision = self.chain_for(role, &req);
-        let mut chain: &[String] = &decision.chain;
+        let chain = self.chain_for(role, &req).chain;
+        self.call_parsed_on(purpose, role, &chain, req, parse).await
+    }
+
+    /// `call_parsed` on a chain the caller chose.
+    async fn call_parsed_on<T>(
+        &mut self,
+        purpose: &str,
+        role: &str,
+        chain: &[String],
+        req: ChatRequest,
+        parse: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<std::result::Result<T, String>> {
+        let mut chain = chain;
         if chain.is_empty() {
             return Ok(Err(format!("no {role} model is available")));
         }
@@ -752,11 +774,7 @@ impl<'a> StepRun<'a> {
                     Ok(o) => Event::Answered {
                         text: o.response.text,
                     },
-                    Err(f) => Event::AnswerFailed {
-                        // Only refused connections everywhere: no server is up.
-                        unreachable: only_refused(&f),
-                        error: self.shared.caller.redact(&f.to_string()),
-                    },
+                    Err(f) => self.failed(&f),
                 })
             }
             Effect::Sample {
@@ -771,6 +789,9 @@ impl<'a> StepRun<'a> {
                 if let Some(v) = voting {
                     // Room to see an overlong answer, so it can be flagged.
                     req.max_tokens = req.max_tokens.min(v.max_tokens + v.max_tokens / 4 + 16);
+                }
+                if self.toolbox.is_some() {
+                    return self.sample_with_tools(model, n, req).await;
                 }
                 let chain = std::slice::from_ref(&model);
                 let caller = &self.shared.caller;
@@ -846,6 +867,7 @@ impl<'a> StepRun<'a> {
                     no_change: bool,
                     test_output: Option<String>,
                 }
+                self.adopt_winner(&answer)?;
                 let diff = self
                     .toolbox
                     .as_ref()
@@ -885,7 +907,12 @@ impl<'a> StepRun<'a> {
                     },
                 )
             }
-            Effect::Handoff { from, to, tried } => {
+            Effect::Handoff {
+                from,
+                to,
+                tried,
+                min_window,
+            } => {
                 let fallback = format!(
                     "Work on this task moves from {from} to {to}. What was tried:\n{}",
                     tried
@@ -906,8 +933,23 @@ impl<'a> StepRun<'a> {
                     }),
                 )?;
                 let req = self.request("summarizer", text, None);
+                // After an overflow, not the model that overflowed nor one
+                // as small: only bigger windows write the handoff.
+                let registry = self.shared.caller.registry();
+                let chain: Vec<String> = self
+                    .chain_for("summarizer", &req)
+                    .chain
+                    .into_iter()
+                    .filter(|id| {
+                        min_window.is_none_or(|w| {
+                            registry
+                                .model(id)
+                                .is_some_and(|m| self.shared.caller.window(m) > w)
+                        })
+                    })
+                    .collect();
                 let summary = match self
-                    .call_parsed("handoff", "summarizer", req, |t| {
+                    .call_parsed_on("handoff", "summarizer", &chain, req, |t| {
                         if t.trim().is_empty() {
                             Err("empty".to_string())
                         } else {
@@ -924,6 +966,112 @@ impl<'a> StepRun<'a> {
                 Ok(Event::HandoffWritten(summary))
             }
             other => unreachable!("not a request: {other:?}"),
+        }
+    }
+
+    /// Voting for a role with tools: each candidate runs the tool loop in
+    /// its own overlay, one after another (they share the project's files
+    /// and commands). The voters see each answer with its proposed diff.
+    async fn sample_with_tools(
+        &mut self,
+        model: String,
+        n: u32,
+        req: ChatRequest,
+    ) -> Result<Event> {
+        let base = self
+            .toolbox
+            .take()
+            .expect("sampling with tools has a toolbox");
+        self.candidates.clear();
+        let mut samples = Vec::new();
+        let mut unreachable = true;
+        for _ in 0..n {
+            self.toolbox = Some(base.candidate());
+            self.test_output = None;
+            let event = self.tool_loop(model.clone(), req.clone()).await;
+            let toolbox = self.toolbox.take().expect("the tool loop gives it back");
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    self.toolbox = Some(base);
+                    return Err(e);
+                }
+            };
+            samples.push(match event {
+                Event::Answered { text } => {
+                    unreachable = false;
+                    let diff = toolbox.diff();
+                    let shown = if diff.is_empty() {
+                        text.clone()
+                    } else {
+                        format!(
+                            "{text}\n\nProposed change:\n```diff\n{}\n```",
+                            cut(&diff, 2 * RESULT_CHARS)
+                        )
+                    };
+                    self.candidates
+                        .push((shown.clone(), toolbox, self.test_output.take()));
+                    Ok(Sample {
+                        completion_tokens: estimate_tokens(&text),
+                        truncated: false,
+                        text: shown,
+                    })
+                }
+                Event::AnswerFailed {
+                    error,
+                    unreachable: u,
+                } => {
+                    unreachable &= u;
+                    Err(error)
+                }
+                Event::Overflowed { error } => {
+                    unreachable = false;
+                    Err(error)
+                }
+                other => {
+                    unreachable = false;
+                    Err(format!("no answer ({other:?})"))
+                }
+            });
+        }
+        self.toolbox = Some(base);
+        Ok(Event::Sampled {
+            samples,
+            unreachable,
+        })
+    }
+
+    /// The answer chosen by vote is about to be reviewed: its candidate's
+    /// changes become the step's (written when writes are on).
+    fn adopt_winner(&mut self, answer: &str) -> Result<()> {
+        let Some(at) = self.candidates.iter().position(|(text, ..)| text == answer) else {
+            return Ok(());
+        };
+        let (_, chosen, test_output) = self.candidates.swap_remove(at);
+        self.candidates.clear();
+        if let Some(toolbox) = self.toolbox.as_mut() {
+            let root = toolbox.sandbox().root().to_path_buf();
+            toolbox
+                .adopt(&chosen)
+                .map_err(|e| crate::Error::io(&root, std::io::Error::other(e)))?;
+        }
+        if test_output.is_some() {
+            self.test_output = test_output;
+        }
+        Ok(())
+    }
+
+    /// The event for an executor call no model answered: an overflow
+    /// (escalates to a bigger window), or a failure, `unreachable` when
+    /// only the servers' state stood in the way.
+    fn failed(&self, f: &CallFailed) -> Event {
+        let error = self.shared.caller.redact(&f.to_string());
+        if matches!(f.last, Some(crate::llm::LlmError::ContextLength(_))) {
+            return Event::Overflowed { error };
+        }
+        Event::AnswerFailed {
+            unreachable: only_refused(f),
+            error,
         }
     }
 
@@ -974,12 +1122,7 @@ impl<'a> StepRun<'a> {
             self.record("execute", &role, &req, &result, None)?;
             let o = match result {
                 Ok(o) => o,
-                Err(f) => {
-                    return Ok(Event::AnswerFailed {
-                        unreachable: only_refused(&f),
-                        error: self.shared.caller.redact(&f.to_string()),
-                    });
-                }
+                Err(f) => return Ok(self.failed(&f)),
             };
             let asked: Vec<crate::llm::ToolCall> = if native {
                 o.response.tool_calls.clone()

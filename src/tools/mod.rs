@@ -49,6 +49,7 @@ impl ToolOutcome {
 const READ_CAP: usize = 256 * 1024;
 const SEARCH_HITS: usize = 200;
 
+#[derive(Clone)]
 pub struct Toolbox {
     sandbox: Sandbox,
     pub allow_writes: bool,
@@ -143,6 +144,27 @@ impl Toolbox {
             overlay: BTreeMap::new(),
             originals: BTreeMap::new(),
         })
+    }
+
+    /// A voting candidate's toolbox: it sees everything proposed so far but
+    /// proposes its own changes in its own overlay, never on disk, so
+    /// candidates do not see or undo each other's work.
+    pub fn candidate(&self) -> Toolbox {
+        Toolbox {
+            allow_writes: false,
+            ..self.clone()
+        }
+    }
+
+    /// Takes a candidate's proposals as this toolbox's own: written to disk
+    /// when writes are on, proposed otherwise.
+    pub fn adopt(&mut self, candidate: &Toolbox) -> Result<(), String> {
+        for (path, content) in &candidate.overlay {
+            if self.current(path)? != *content {
+                self.put(path.clone(), content.clone())?;
+            }
+        }
+        Ok(())
     }
 
     pub fn sandbox(&self) -> &Sandbox {
