@@ -261,3 +261,46 @@ fn the_cli_streams_a_real_answer() {
         "{served:?}"
     );
 }
+
+/// The real llama.cpp server streaming a long answer: the whole generation
+/// takes longer than the provider's `timeout_secs` (1 s here), which is
+/// only the limit on silence, so the answer arrives whole. Under the old
+/// whole-request deadline this call was cut at 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_stream_longer_than_timeout_secs_is_not_cut() {
+    let Some((smollm, gemma)) = servers() else {
+        return;
+    };
+    // The first provider is smol's.
+    let yaml = registry_yaml(&smollm, &gemma).replacen(
+        "timeout_secs: 60",
+        "timeout_secs: 1, idle_timeout_secs: 5",
+        1,
+    );
+    let registry = Registry::parse(&yaml, "real.yaml").unwrap();
+    let c = Caller::new(
+        Arc::new(registry),
+        http_client(),
+        Arc::new(Breakers::new(3, Duration::from_secs(60))),
+    );
+    let mut req = ask("Write a long story about a dragon and a knight.", 256);
+    req.stream = true;
+    let mut pieces = 0;
+    let mut sink = |ev: StreamEvent<'_>| {
+        if let StreamEvent::Token(_) = ev {
+            pieces += 1;
+        }
+    };
+    let out = c
+        .call(&["smollm2-135m".into()], &req, Some(&mut sink))
+        .await
+        .unwrap();
+    assert_eq!(out.attempts.len(), 1, "{:?}", out.attempts);
+    assert!(
+        out.response.latency > Duration::from_secs(1),
+        "the generation must outlast timeout_secs to show anything: {:?} for {} tokens",
+        out.response.latency,
+        out.response.usage.completion_tokens
+    );
+    assert!(pieces > 20, "{pieces} pieces streamed");
+}
