@@ -228,12 +228,27 @@ impl Default for MemoryConfig {
 pub struct Models {
     /// `offline` (local providers only) or `online` (local and API).
     pub mode: crate::registry::Mode,
+    /// How long one model call keeps waiting while every server it may use
+    /// is busy (overloaded or loading) before the task goes back to the
+    /// queue.
+    pub busy_wait_secs: u64,
 }
 
 impl Default for Models {
     fn default() -> Self {
         Models {
             mode: crate::registry::Mode::Offline,
+            busy_wait_secs: 60,
+        }
+    }
+}
+
+impl Models {
+    /// The caller's retry policy with this config's busy budget.
+    pub fn retry(&self) -> crate::llm::caller::RetryPolicy {
+        crate::llm::caller::RetryPolicy {
+            busy_budget: std::time::Duration::from_secs(self.busy_wait_secs),
+            ..Default::default()
         }
     }
 }

@@ -1317,8 +1317,18 @@ async fn an_overloaded_server_releases_the_task_instead_of_blocking_it() {
         let url = srv.url.clone();
         tokio::task::spawn_blocking(move || {
             let env = crate::recovery::setup(&url);
+            // Two seconds of rounds instead of a minute.
+            let cfg = env.config_dir().join("config.toml");
+            let text = std::fs::read_to_string(&cfg).unwrap();
+            std::fs::write(&cfg, format!("{text}\n[models]\nbusy_wait_secs = 2\n")).unwrap();
+            let started = std::time::Instant::now();
             let r = env.run(&["orchestrate", "--project-id", "1", "--max-steps", "3"]);
             assert_eq!(r.code, 1, "{status}: {}\n{}", r.stdout, r.stderr);
+            // Three tries take under a second; a second round waits ~1 s.
+            assert!(
+                started.elapsed() >= Duration::from_secs(1),
+                "{status}: the busy servers were waited for"
+            );
             assert!(
                 r.stderr.contains("overloaded or still loading"),
                 "{status}: {}",
@@ -1335,7 +1345,11 @@ async fn an_overloaded_server_releases_the_task_instead_of_blocking_it() {
         })
         .await
         .unwrap();
-        assert!(srv.hits() >= 2, "{status}: retried before giving up");
+        assert!(
+            srv.hits() >= 4,
+            "{status}: a second round before giving up ({} requests)",
+            srv.hits()
+        );
     }
 }
 

@@ -67,11 +67,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn caller(ctx: &Ctx) -> Result<(Arc<Registry>, Caller)> {
     let registry = Arc::new(ctx.registry()?);
     crate::logging::init(&ctx.paths.data_dir);
-    let caller = Caller::new(
+    let mut caller = Caller::new(
         registry.clone(),
         http_client(),
         Arc::new(Breakers::new(3, Duration::from_secs(30))),
     );
+    caller.retry = ctx.config.models.retry();
     Ok((registry, caller))
 }
 

@@ -52,11 +52,13 @@ pub(crate) fn prepare(
     let registry = Arc::new(ctx.registry()?);
     let prompts = Arc::new(Prompts::load(&ctx.paths.config_dir)?);
     crate::logging::init(&ctx.paths.data_dir);
-    let caller = Arc::new(Caller::new(
+    let mut caller = Caller::new(
         registry,
         http_client(),
         Arc::new(Breakers::new(3, Duration::from_secs(60))),
-    ));
+    );
+    caller.retry = ctx.config.models.retry();
+    let caller = Arc::new(caller);
     let store = ctx.store()?;
     store.project(project_id)?;
     let notes = servers_up(&caller, ctx.mode())?;
