@@ -11,6 +11,7 @@ pub mod docs;
 pub mod doctor;
 pub mod endpoints;
 pub mod error;
+pub mod eval;
 pub mod first_run;
 pub mod fsutil;
 pub mod llm;

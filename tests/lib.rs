@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod deploy;
 mod docs;
+mod eval;
 mod faults;
 mod llm;
 mod llm_real;

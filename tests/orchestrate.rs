@@ -173,6 +173,7 @@ impl Harness {
                 task_id,
                 stream_tokens: task_id.is_some(),
                 tools: self.tools.clone(),
+                no_review: false,
             },
             observer,
             cancel,
@@ -693,7 +694,7 @@ fn tools_for_repo(writes: bool) -> llmclis::config::ToolsConfig {
 }
 
 /// An OpenAI-style answer asking for one tool.
-fn tool_call(id: &str, name: &str, args: Value) -> Reply {
+pub(crate) fn tool_call(id: &str, name: &str, args: Value) -> Reply {
     let body = json!({
         "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
             "role": "assistant", "content": "",

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
+mod eval;
 mod mcp;
 pub(crate) mod memory;
 mod models;
@@ -82,8 +83,11 @@ enum Command {
     /// Tasks: add, list, show, next, status, note, dep, edit
     #[command(subcommand)]
     Task(TaskCmd),
-    /// Work through a project's tasks (for now: show the order with --dry-run)
+    /// Work through a project's tasks: plan, execute, critique, record
     Orchestrate(orchestrate::OrchestrateArgs),
+    /// Measure whether the pipeline solves tasks: run a suite of cases, each
+    /// decided by its own check
+    Eval(eval::EvalArgs),
     /// plans.md: import, done, add, note, status, check, sync
     #[command(subcommand)]
     Plans(plans::PlansCmd),
@@ -354,6 +358,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Chat(args) => models::chat(&ctx, args, out),
         Command::Memory(cmd) => memory::memory(&ctx, cmd, out),
         Command::Orchestrate(args) => orchestrate::orchestrate(&ctx, args, out),
+        Command::Eval(args) => eval::eval(&ctx, args, out),
     }
 }
 

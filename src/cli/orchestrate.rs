@@ -91,6 +91,7 @@ pub(crate) fn prepare(
         task_id: None,
         stream_tokens: false,
         tools: ctx.config.tools.clone(),
+        no_review: false,
     };
     Ok((deps, opts))
 }

@@ -30,6 +30,9 @@ pub struct Setup {
     /// The task's subtasks, all done: the task closes with their results,
     /// with no model call.
     pub children: Vec<ChildResult>,
+    /// Direct: the executor's first answer closes the task, with no critic
+    /// (an evaluation's baseline).
+    pub no_review: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -302,6 +305,16 @@ impl Step {
                 ))];
                 out.extend(self.execute());
                 out
+            }
+            (Phase::Executing, Event::Answered { text }) if self.setup.no_review => {
+                self.only_unreachable = false;
+                self.answer = Some(text.clone());
+                self.finish(Effect::Complete {
+                    answer: text,
+                    model: self.current_model().map(str::to_string),
+                    rounds: self.rounds,
+                    review: Vec::new(),
+                })
             }
             (Phase::Executing, Event::Answered { text }) if !text.trim().is_empty() => {
                 self.answer = Some(text.clone());
@@ -712,6 +725,21 @@ mod tests {
             matches!(&e[..], [Effect::Block { reason, .. }] if reason.contains("passed over")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_direct_step_takes_the_first_answer_without_a_critic() {
+        let mut s = Step::new(Setup {
+            no_review: true,
+            ..setup(&["a", "b"])
+        });
+        s.handle(Event::Started);
+        let e = s.handle(answered("done it"));
+        assert!(
+            matches!(&e[..], [Effect::Complete { answer, review, .. }] if answer == "done it" && review.is_empty()),
+            "{e:?}"
+        );
+        assert!(s.is_finished());
     }
 
     fn setup(chain: &[&str]) -> Setup {

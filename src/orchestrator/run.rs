@@ -41,6 +41,9 @@ pub struct Options {
     pub stream_tokens: bool,
     /// The codebase tools for coders and testers.
     pub tools: crate::config::ToolsConfig,
+    /// Direct: one executor answer closes a task, with no planner, no
+    /// voting and no critic (an evaluation's baseline).
+    pub no_review: bool,
 }
 
 /// What a run reports as it goes: one JSON object per line with `--json`.

@@ -511,10 +511,15 @@ impl<'a> StepRun<'a> {
                 .collect::<Vec<_>>()
                 .join(", "),
             // Subtasks of subtasks are the deepest the planner goes.
-            plan: decision.plan && depth < shared.opts.max_plan_depth,
+            plan: decision.plan && depth < shared.opts.max_plan_depth && !shared.opts.no_review,
             max_rounds: shared.opts.max_rounds.max(1),
-            voting: registry.roles.get(&role).and_then(|r| r.voting),
+            voting: registry
+                .roles
+                .get(&role)
+                .and_then(|r| r.voting)
+                .filter(|_| !shared.opts.no_review),
             children,
+            no_review: shared.opts.no_review,
         };
         self.exec_role = role;
         self.decision = Some(decision);

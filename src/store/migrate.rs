@@ -33,6 +33,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_outbox",
         include_str!("../../migrations/0008_outbox.sql"),
     ),
+    (
+        "0009_evals",
+        include_str!("../../migrations/0009_evals.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

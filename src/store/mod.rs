@@ -8,6 +8,7 @@
 //!   never hold the same task;
 //! - the schema only moves forward, and a newer one is refused untouched.
 
+mod evals;
 mod migrate;
 pub mod model;
 mod outbox;
@@ -23,6 +24,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
+pub use evals::EvalResult;
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
 pub use outbox::PendingDocEdit;
