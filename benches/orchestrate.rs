@@ -125,6 +125,7 @@ async fn orchestrate(
             task_id: None,
             stream_tokens: false,
             tools: Default::default(),
+            no_review: false,
         },
         Arc::new(|_| {}),
         rx,
