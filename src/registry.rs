@@ -132,6 +132,9 @@ struct RawRule {
     /// The planner looks at the task first and may split it.
     #[serde(default)]
     plan: bool,
+    /// Voting for the tasks this rule matches, whatever the role's own.
+    #[serde(default)]
+    voting: Option<Spanned<Voting>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +306,9 @@ pub struct Rule {
     pub exclude: Vec<String>,
     /// The planner sees the task first and may split it into subtasks.
     pub plan: bool,
+    /// Voting on the answers to the tasks this rule matches (overrides the
+    /// role's).
+    pub voting: Option<Voting>,
     /// No conditions: matches every task.
     pub is_default: bool,
 }
@@ -428,6 +434,24 @@ fn at<T>(source: &str, s: &Spanned<T>, message: impl Into<String>) -> Error {
         s.referenced.column() as usize,
         message,
     )
+}
+
+/// A voting block within its bounds, or an error at its line naming `whose`.
+fn checked_voting(source: &str, whose: &str, v: Spanned<Voting>) -> Result<Voting> {
+    let ok = v.value.candidates >= 2
+        && v.value.ahead_by >= 1
+        && v.value.max_tokens >= 1
+        && v.value.candidates <= 32;
+    if !ok {
+        return Err(at(
+            source,
+            &v,
+            format!(
+                "{whose}: voting needs 2 to 32 candidates, ahead_by of at least 1 and a positive max_tokens"
+            ),
+        ));
+    }
+    Ok(v.value)
 }
 
 fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
@@ -654,21 +678,10 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 format!("role {name:?}: temperature must be between 0 and 2"),
             ));
         }
-        if let Some(v) = &r.voting {
-            let ok = v.value.candidates >= 2
-                && v.value.ahead_by >= 1
-                && v.value.max_tokens >= 1
-                && v.value.candidates <= 32;
-            if !ok {
-                return Err(at(
-                    source,
-                    v,
-                    format!(
-                        "role {name:?}: voting needs 2 to 32 candidates, ahead_by of at least 1 and a positive max_tokens"
-                    ),
-                ));
-            }
-        }
+        let voting = match r.voting {
+            Some(v) => Some(checked_voting(source, &format!("role {name:?}"), v)?),
+            None => None,
+        };
         roles.insert(
             name.clone(),
             Role {
@@ -676,7 +689,7 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
                 temperature: r.temperature,
                 models: r.models.value.into_iter().map(|m| m.value).collect(),
                 keep_alive: r.keep_alive,
-                voting: r.voting.map(|v| v.value),
+                voting,
             },
         );
     }
@@ -766,6 +779,14 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             pin: r.pin.into_iter().map(|m| m.value).collect(),
             exclude: r.exclude.into_iter().map(|m| m.value).collect(),
             plan: r.plan,
+            voting: match r.voting {
+                Some(v) => Some(checked_voting(
+                    source,
+                    &format!("rule {:?}", r.name.value),
+                    v,
+                )?),
+                None => None,
+            },
             is_default,
         });
     }

@@ -91,6 +91,8 @@ pub struct Decision {
     pub rule: String,
     /// The rule (or the role) asks the planner to look at the task first.
     pub plan: bool,
+    /// Voting on the answers: the rule's, else the role's.
+    pub voting: Option<crate::registry::Voting>,
     pub mode: Mode,
     /// Models to try, in order.
     pub chain: Vec<String>,
@@ -256,6 +258,7 @@ fn chain(
     }
     Decision {
         plan: rule.is_some_and(|r| r.plan) || role_name == "planner",
+        voting: rule.and_then(|r| r.voting).or(role.voting),
         rule: rule.map_or_else(|| format!("role:{role_name}"), |r| r.name.clone()),
         role: role_name,
         temperature: role.temperature,
@@ -306,6 +309,25 @@ mod tests {
             prompt_tokens: 500,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_rule_with_voting_votes_whatever_its_roles_setting() {
+        let r = Registry::builtin();
+        let vote = vec!["vote".to_string()];
+        let d = route(&r, &task("Pick one", &vote, None), Mode::Offline, &none());
+        assert_eq!((d.role.as_str(), d.rule.as_str()), ("researcher", "votes"));
+        assert_eq!(d.voting.map(|v| v.candidates), Some(3));
+        // The same role by another rule: the role has no voting.
+        let research = vec!["research".to_string()];
+        let d = route(
+            &r,
+            &task("Pick one", &research, None),
+            Mode::Offline,
+            &none(),
+        );
+        assert_eq!(d.role, "researcher");
+        assert_eq!(d.voting, None);
     }
 
     #[test]

@@ -400,3 +400,58 @@ fn a_stage_without_a_title_is_an_error_with_its_line_and_nothing_is_imported() {
             .is_empty()
     );
 }
+
+/// `**Tags:**` and `**Depends On:**` fields come into the store on import
+/// (added, never removed); a dependency on a task the file lacks is refused
+/// at the task's line, and nothing changes.
+#[test]
+fn tags_and_dependencies_are_read_from_the_file() {
+    let (env, plans) = workspace();
+    let with_links = SEED.replacen(
+        "  - **Description:** Add a CLI command to start the orchestrator.\n",
+        "  - **Description:** Add a CLI command to start the orchestrator.\n  - **Tags:** cli, `epic`\n  - **Depends On:** S1.1, S1.2\n",
+        1,
+    );
+    std::fs::write(&plans, &with_links).unwrap();
+    let report = env.json(&["plans", "import"]);
+    let linked: Vec<&serde_json::Value> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "linked")
+        .collect();
+    assert_eq!(linked.len(), 1, "{report:#}");
+    assert_eq!(linked[0]["external_ref"], "S1.3");
+    let task = env.json(&["task", "show", &linked[0]["task_id"].to_string()]);
+    let t = if task["task"].is_object() {
+        &task["task"]
+    } else {
+        &task
+    };
+    assert_eq!(t["tags"], serde_json::json!(["cli", "epic"]), "{task:#}");
+    assert_eq!(t["depends_on"].as_array().unwrap().len(), 2, "{task:#}");
+    // Again: nothing new to link.
+    let again = env.json(&["plans", "import"]);
+    assert!(
+        !again["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["action"] == "linked"),
+        "{again:#}"
+    );
+    let broken = with_links.replacen("S1.1, S1.2", "S1.1, S9.9", 1);
+    std::fs::write(&plans, &broken).unwrap();
+    let db = dump(&env.db());
+    let line = broken[..broken.find("**S1.3 –").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    env.run(&["plans", "import"]).assert_err(
+        2,
+        &[&format!(
+            "plans.md:{line}: S1.3 depends on S9.9, which is not a task of this file"
+        )],
+    );
+    assert_eq!(dump(&env.db()), db, "the store is untouched");
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 use serde_json::json;
 
+use super::render::money;
 use super::{Ctx, emit};
 use crate::error::{Error, Result};
 use crate::eval::{self, Setup};
@@ -133,14 +134,6 @@ fn case_line(r: &EvalResult) -> String {
             format!(": {}", r.detail)
         }
     )
-}
-
-fn money(v: f64) -> String {
-    if v.abs() < 0.00005 {
-        "$0".into()
-    } else {
-        format!("${v:.4}")
-    }
 }
 
 fn render(results: &[EvalResult], totals: &[eval::Totals]) -> String {

@@ -277,8 +277,9 @@ pub fn task_show(v: &TaskView) -> String {
         let cost: f64 = v.model_calls.iter().map(|c| c.cost_usd).sum();
         let _ = writeln!(
             s,
-            "\nModel calls ({}, {tokens} tokens, ${cost:.4}; prompts and responses with --json):",
-            v.model_calls.len()
+            "\nModel calls ({}, {tokens} tokens, {}; prompts and responses with --json):",
+            v.model_calls.len(),
+            money(cost)
         );
         for c in &v.model_calls {
             let tokens = match (c.prompt_tokens, c.completion_tokens) {
@@ -651,7 +652,7 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
             "interrupt: taking no new task; the work in flight goes back to the queue (Ctrl-C again to exit at once)".into()
         }
         P::RunSummary(s) => format!(
-            "run {} {} ({}): {} step(s): {} done, {} blocked, {} split, {} released, {} failed{}; {} model call(s), {} tokens, ${:.4}, {:.1} s\nproject {}: {}",
+            "run {} {} ({}): {} step(s): {} done, {} blocked, {} split, {} released, {} failed{}; {} model call(s), {} tokens, {}, {:.1} s\nproject {}: {}",
             s.run_id,
             s.status,
             s.stopped_because.replace('_', " "),
@@ -668,7 +669,7 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
             },
             s.model_calls,
             s.prompt_tokens + s.completion_tokens,
-            s.cost_usd,
+            money(s.cost_usd),
             s.seconds,
             s.project_id,
             counts_line(&s.counts)
@@ -699,4 +700,14 @@ pub fn doctor(r: &crate::doctor::Report) -> String {
         if r.ok { ": ready to run" } else { "" }
     );
     s
+}
+
+/// A cost as people read it: `$0` for nothing (local models), never
+/// `$-0.0000`; four decimals otherwise.
+pub fn money(usd: f64) -> String {
+    if usd.abs() < 0.00005 {
+        "$0".into()
+    } else {
+        format!("${usd:.4}")
+    }
 }

@@ -242,6 +242,7 @@ fn import_doc(
             }
         }
     }
+    links(store, doc, path, &project, agent, &mut report)?;
     // Refs of this file that are gone from it (a renamed checklist item, a
     // deleted task) would wait forever and hold their parent back: close
     // them, with a note that says why. Their history stays.
@@ -277,6 +278,79 @@ fn import_doc(
         }
     }
     Ok(report)
+}
+
+/// The tags and dependencies a task's fields state (`**Tags:** docs,
+/// research`, `**Depends On:** S1.1, S1.2`): added to the store, never
+/// removed there (the store may know more than the file says). A
+/// dependency on a task the file does not have is an error at its line.
+fn links(
+    store: &mut Store,
+    doc: &PlansDoc,
+    path: &Path,
+    project: &Project,
+    agent: &str,
+    report: &mut ImportReport,
+) -> Result<()> {
+    let list = |v: &str| -> Vec<String> {
+        v.split([',', ';'])
+            .map(|x| x.trim().trim_matches('`').trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    };
+    for t in doc.stages.iter().flat_map(|s| &s.tasks) {
+        let Some(task) = store.task_by_ref(project.id, &t.id)? else {
+            continue;
+        };
+        let mut said = Vec::new();
+        if let Some(f) = t.field("Tags") {
+            let mut tags = task.tags.clone();
+            for tag in list(&f.value) {
+                if !tags.contains(&tag) {
+                    said.push(format!("tag {tag}"));
+                    tags.push(tag);
+                }
+            }
+            if tags != task.tags {
+                store.update_task(
+                    task.id,
+                    TaskPatch {
+                        tags: Some(tags),
+                        ..Default::default()
+                    },
+                    agent,
+                )?;
+            }
+        }
+        let deps = t
+            .field("Depends On")
+            .map(|f| list(&f.value))
+            .unwrap_or_default();
+        for r in deps {
+            let Some(dep) = store.task_by_ref(project.id, &r)? else {
+                return Err(Error::Document {
+                    path: path.to_path_buf(),
+                    line: t.line,
+                    message: format!(
+                        "{} depends on {r}, which is not a task of this file; write its id (S1.2) or remove it",
+                        t.id
+                    ),
+                });
+            };
+            if store.add_dependency(task.id, dep.id, agent)? {
+                said.push(format!("after {r}"));
+            }
+        }
+        if !said.is_empty() {
+            report.changes.push(ImportChange {
+                task_id: task.id,
+                external_ref: t.id.clone(),
+                action: "linked",
+                why: format!("from the file: {}", said.join(", ")),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `# llmclis – Plans` → `llmclis`; without a title, the directory's name.

@@ -1,5 +1,6 @@
 //! Calls along the router's chain: retries with exponential backoff and jitter
-//! on connect errors, timeouts, 429 (honouring Retry-After) and 5xx; a
+//! on 429 (honouring Retry-After) and 5xx; a refused connection cools its
+//! whole server down at once, a silent server is not asked again; a
 //! per-model cooldown (circuit breaker) after repeated failures, shared by
 //! every caller in the process; then the next model. A stream that breaks
 //! after its 200 falls back too, and a context-length error skips to a model
@@ -470,6 +471,19 @@ impl Caller {
                             // Not a try of its own: the request was wrong.
                             attempt -= 1;
                         }
+                    }
+                    if let LlmError::Connect(_) = e {
+                        // Nothing listens there: every model of that server
+                        // is down, and asking again now is refused again.
+                        for m in self
+                            .registry
+                            .models
+                            .iter()
+                            .filter(|m| m.provider == provider.name)
+                        {
+                            self.breakers.trip(&m.id);
+                        }
+                        retry = false;
                     }
                     glitch_retried |= glitch;
                     let busy = e.busy();

@@ -527,6 +527,18 @@ impl Step {
                 .push(format!("{skipped}: passed over, its window is no bigger"));
         }
         match self.setup.chain.get(next) {
+            // Nothing came back from this model (down, busy, skipped, a
+            // failed call): there is nothing new to hand off, so the next
+            // model starts at once with whatever handoff there already was.
+            Some(to) if self.answer.is_none() && self.critique.is_none() => {
+                let mut out = vec![Effect::Note(format!(
+                    "Escalating from {from} to {to}: {why}."
+                ))];
+                self.model = next;
+                self.round = 1;
+                out.extend(self.execute());
+                out
+            }
             Some(to) => {
                 self.phase = Phase::HandingOff;
                 self.next = next;
@@ -707,6 +719,10 @@ mod tests {
             ..setup(&["a", "small", "same", "big"])
         });
         s.handle(Event::Started);
+        // A first answer, sent back: the revision (with the critique in its
+        // prompt) overflows, so there is a handoff to write.
+        s.handle(answered("v1"));
+        s.handle(Event::Reviewed(verdict("revise", &["too short"])));
         let e = s.handle(Event::Overflowed {
             error: "maximum context length is 8192".into(),
         });
@@ -843,7 +859,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_model_hands_off_and_an_exhausted_chain_blocks_with_the_reasons() {
+    fn a_failed_model_passes_on_at_once_and_an_exhausted_chain_blocks_with_the_reasons() {
         let mut s = Step::new(setup(&["a", "b"]));
         s.handle(Event::Started);
         let e = s.handle(Event::AnswerFailed {
@@ -851,10 +867,11 @@ mod tests {
             unreachable: true,
         });
         assert!(matches!(&e[0], Effect::Note(n) if n.contains("Escalating from a to b")));
+        // Nothing came back from a: nothing to hand off, b starts at once.
         assert!(
-            matches!(&e[1], Effect::Handoff { tried, .. } if tried == &["a: it failed: cannot connect"])
+            matches!(&e[1], Effect::Execute { model, handoff: None, .. } if model == "b"),
+            "{e:?}"
         );
-        s.handle(Event::HandoffWritten("h".into()));
         let e = s.handle(Event::AnswerFailed {
             error: "timed out".into(),
             unreachable: false,
@@ -1024,10 +1041,12 @@ mod tests {
             samples: vec![Err("x".into()), sample("  ")],
             unreachable: false,
         });
+        // Every answer flagged: the next model samples at once.
         assert!(
             requests(&e)
                 .iter()
-                .any(|e| matches!(e, Effect::Handoff { .. }))
+                .any(|e| matches!(e, Effect::Sample { model, .. } if model == "b")),
+            "{e:?}"
         );
     }
 

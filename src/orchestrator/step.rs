@@ -513,11 +513,7 @@ impl<'a> StepRun<'a> {
             // Subtasks of subtasks are the deepest the planner goes.
             plan: decision.plan && depth < shared.opts.max_plan_depth && !shared.opts.no_review,
             max_rounds: shared.opts.max_rounds.max(1),
-            voting: registry
-                .roles
-                .get(&role)
-                .and_then(|r| r.voting)
-                .filter(|_| !shared.opts.no_review),
+            voting: decision.voting.filter(|_| !shared.opts.no_review),
             children,
             no_review: shared.opts.no_review,
         };
@@ -790,7 +786,7 @@ impl<'a> StepRun<'a> {
                 ..
             } => {
                 let mut req = self.exec_request(critique, handoff)?;
-                let voting = self.shared.caller.registry().roles[&self.exec_role].voting;
+                let voting = self.decision.as_ref().and_then(|d| d.voting);
                 if let Some(v) = voting {
                     // Room to see an overlong answer, so it can be flagged.
                     req.max_tokens = req.max_tokens.min(v.max_tokens + v.max_tokens / 4 + 16);
