@@ -3,10 +3,12 @@
 //! The library owns the logic; `main.rs` only calls [`run`]. See
 //! ARCHITECTURE.md for the map of modules and the invariants they keep.
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod crashpoint;
 pub mod defaults;
+pub mod describe;
 pub mod docs;
 pub mod doctor;
 pub mod endpoints;

@@ -8,6 +8,7 @@ mod deploy;
 mod docs;
 mod eval;
 mod faults;
+mod layering;
 mod llm;
 mod llm_real;
 mod mcp;

@@ -82,7 +82,7 @@ pub fn eval(ctx: &Ctx, args: EvalArgs, out: &mut impl Write) -> Result<()> {
     let mut store = ctx.store()?;
     let suite = args.suite.display().to_string();
     let run_id = store.start_eval_run(&suite, &names, args.repeat, &ctx.agent)?;
-    let rt = super::orchestrate::runtime()?;
+    let rt = crate::app::runtime()?;
     let total = cases.len() * setups.len() * args.repeat as usize;
     let mut results = Vec::new();
     for case in &cases {

@@ -250,10 +250,10 @@ impl Server {
         opt("config-dir", ctx.paths.config_dir.clone().into_os_string());
         opt("data-dir", ctx.paths.data_dir.clone().into_os_string());
         opt("agent", ctx.agent.clone().into());
-        if let Some(r) = &ctx.registry {
-            opt("registry", r.clone().into_os_string());
+        if let Some(r) = ctx.registry_file() {
+            opt("registry", r.as_os_str().to_owned());
         }
-        if let Some(m) = ctx.mode {
+        if let Some(m) = ctx.mode_asked() {
             opt(
                 "mode",
                 match m {
@@ -330,7 +330,7 @@ pub fn serve(ctx: &Ctx) -> Result<()> {
     crate::logging::init(&ctx.paths.data_dir);
     // The database must open before the client is told the server is up.
     ctx.store()?;
-    let rt = super::orchestrate::runtime()?;
+    let rt = crate::app::runtime()?;
     rt.block_on(async {
         let service = Server::new(ctx)
             .serve(rmcp::transport::stdio())

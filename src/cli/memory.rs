@@ -10,8 +10,7 @@ use serde_json::json;
 
 use super::{Ctx, emit};
 use crate::error::{Error, Result};
-use crate::llm::caller::{Breakers, Caller};
-use crate::llm::http_client;
+use crate::llm::caller::Caller;
 use crate::memory::{CompactPolicy, Memory};
 
 #[derive(Debug, Subcommand)]
@@ -71,28 +70,6 @@ pub enum MemoryCmd {
     },
 }
 
-/// The embedder and index the config asks for, waiting up to 15 s for
-/// another process to let go of an Edge index.
-pub(crate) fn open_memory(ctx: &Ctx, db: &crate::store::Store) -> Result<Memory> {
-    open_memory_waiting(ctx, db, Duration::from_secs(15))
-}
-
-/// `open_memory`, waiting at most `wait` for the Edge index's lock.
-pub(crate) fn open_memory_waiting(
-    ctx: &Ctx,
-    db: &crate::store::Store,
-    wait: Duration,
-) -> Result<Memory> {
-    crate::memory::open::open(
-        &ctx.paths,
-        &ctx.config.memory,
-        ctx.mode(),
-        || ctx.registry(),
-        db,
-        wait,
-    )
-}
-
 /// The memory layer with the index caught up with the database (rows a
 /// killed or lock-less process saved), saying so when that takes a while.
 fn open_caught_up(
@@ -100,7 +77,7 @@ fn open_caught_up(
     db: &mut crate::store::Store,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Memory> {
-    let mem = open_memory(ctx, db)?;
+    let mem = ctx.open_memory(db)?;
     let progress = move |done: usize, all: usize| {
         if all >= 1_000 {
             eprint!("\rindexing memories the index lacks: {done}/{all}");
@@ -113,28 +90,14 @@ fn open_caught_up(
     Ok(mem)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("<tokio runtime>", e))
-}
-
 fn summarizer(ctx: &Ctx) -> Result<Caller> {
-    let registry = Arc::new(ctx.registry()?);
-    crate::logging::init(&ctx.paths.data_dir);
-    Ok(Caller::new(
-        registry,
-        http_client(),
-        Arc::new(Breakers::new(3, Duration::from_secs(30))),
-    ))
+    Ok(ctx.caller(Arc::new(ctx.registry()?), Duration::from_secs(30)))
 }
 
 pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
     let mut db = ctx.store()?;
     let agent = ctx.agent.clone();
-    let rt = runtime()?;
+    let rt = crate::app::runtime()?;
     match cmd {
         MemoryCmd::Store {
             project_id,
@@ -144,7 +107,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
         } => {
             // Another process holding the index (a run) does not make this
             // wait: the row goes to SQLite and that process indexes it.
-            let r = match open_memory_waiting(ctx, &db, Duration::ZERO) {
+            let r = match ctx.open_memory_waiting(&db, Duration::ZERO) {
                 Ok(mem) => {
                     rt.block_on(mem.catch_up(&mut db, None))?;
                     rt.block_on(
@@ -258,7 +221,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         MemoryCmd::Reindex => {
-            let mem = open_memory(ctx, &db)?;
+            let mem = ctx.open_memory(&db)?;
             let progress = move |done: usize, all: usize| {
                 if all >= 1_000 {
                     eprint!("\rreindexing: {done}/{all} memories");

@@ -23,7 +23,7 @@ use crate::config::{Config, Paths, agent_name};
 use crate::docs::sync;
 use crate::error::{Error, Result};
 use crate::first_run;
-use crate::store::{NewTask, Status, Store, TaskPatch, parse_priority};
+use crate::store::{NewTask, Status, TaskPatch, parse_priority};
 
 /// The roles a task can hint at; the router (model_registry.yaml) maps each
 /// to a chain of models.
@@ -280,27 +280,18 @@ fn print_json_error(kind: &str, message: &str) {
     eprintln!("{}", json!({"error": {"kind": kind, "message": message}}));
 }
 
+/// A command's context: the application's, and how to print.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub(crate) paths: Paths,
-    pub(crate) config: Config,
-    pub(crate) agent: String,
+    pub(crate) app: crate::app::Context,
     pub(crate) json: bool,
-    registry: Option<PathBuf>,
-    mode: Option<crate::registry::Mode>,
 }
 
-impl Ctx {
-    pub(crate) fn store(&self) -> Result<Store> {
-        Store::open(&self.paths.db)
-    }
+impl std::ops::Deref for Ctx {
+    type Target = crate::app::Context;
 
-    pub(crate) fn registry(&self) -> Result<crate::registry::Registry> {
-        crate::registry::Registry::load(self.registry.as_deref(), &self.paths.config_dir)
-    }
-
-    pub(crate) fn mode(&self) -> crate::registry::Mode {
-        self.mode.unwrap_or(self.config.models.mode)
+    fn deref(&self) -> &crate::app::Context {
+        &self.app
     }
 }
 
@@ -323,18 +314,14 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
     let config = Config::load(&paths.config_file())?;
     let agent = agent_name(cli.agent.as_deref(), &config);
     let ctx = Ctx {
-        paths,
-        config,
-        agent,
+        app: crate::app::Context::new(paths, config, agent, cli.registry, cli.mode),
         json: cli.json,
-        registry: cli.registry,
-        mode: cli.mode,
     };
     let Some(command) = cli.command else {
-        return crate::tui::run(&ctx);
+        return crate::tui::run(&ctx.app);
     };
     match command {
-        Command::Tui => crate::tui::run(&ctx),
+        Command::Tui => crate::tui::run(&ctx.app),
         Command::Mcp => mcp::serve(&ctx),
         Command::Doctor => {
             let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
@@ -396,7 +383,7 @@ fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
     let detect = std::env::var("LLMCLIS_DETECT").map_or(true, |v| v != "0");
     let report = first_run::run(
         &ctx.paths,
-        ctx.registry.as_deref(),
+        ctx.registry_file(),
         workspace.as_deref(),
         &ctx.agent,
         fetch,

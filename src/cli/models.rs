@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::{Ctx, emit};
 use crate::error::{Error, Result};
-use crate::llm::caller::{Breakers, CallOutcome, Caller};
-use crate::llm::{ChatRequest, Health, Message, StreamEvent, http_client};
+use crate::llm::caller::{CallOutcome, Caller};
+use crate::llm::{ChatRequest, Health, Message, StreamEvent};
 use crate::registry::{Mode, Model, Registry};
 use crate::router::{self, Conditions, TaskInfo, estimate_tokens};
 
@@ -56,23 +56,9 @@ pub struct ChatArgs {
     prompt: String,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("<tokio runtime>", e))
-}
-
 fn caller(ctx: &Ctx) -> Result<(Arc<Registry>, Caller)> {
     let registry = Arc::new(ctx.registry()?);
-    crate::logging::init(&ctx.paths.data_dir);
-    let mut caller = Caller::new(
-        registry.clone(),
-        http_client(),
-        Arc::new(Breakers::new(3, Duration::from_secs(30))),
-    );
-    caller.retry = ctx.config.models.retry();
+    let caller = ctx.caller(registry.clone(), Duration::from_secs(30));
     Ok((registry, caller))
 }
 
@@ -104,7 +90,7 @@ struct ModelView<'a> {
 pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
     let (registry, caller) = caller(ctx)?;
     let mode = ctx.mode();
-    let rt = runtime()?;
+    let rt = crate::app::runtime()?;
     match cmd {
         ModelsCmd::List => {
             // Windows only from servers llmclis may ask (never an API one
@@ -382,7 +368,7 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
         role,
         ..Default::default()
     };
-    let rt = runtime()?;
+    let rt = crate::app::runtime()?;
     // The whole call, retries and fallbacks included: what the person waited.
     let started = std::time::Instant::now();
     let result: std::result::Result<CallOutcome, _> = rt.block_on(async {

@@ -2,18 +2,13 @@
 //! JSON events), Ctrl-C handling and the run summary.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::{Ctx, ProjectId, emit, render};
 use crate::error::{Error, Result};
-use crate::llm::caller::{Breakers, Caller};
-use crate::llm::http_client;
 use crate::orchestrator::{self, run::Progress};
-use crate::prompts::Prompts;
 
 #[derive(Debug, Args)]
 pub struct OrchestrateArgs {
@@ -39,134 +34,6 @@ pub struct OrchestrateArgs {
     dry_run: bool,
 }
 
-/// The run's parts from the settings: registry, prompts, caller, memory.
-/// Everything that can be wrong with the setup is found here, before a task
-/// is claimed. The TUI's run panel starts its runs the same way.
-pub(crate) fn prepare(
-    ctx: &Ctx,
-    project_id: i64,
-    max_steps: usize,
-    workers: usize,
-) -> Result<(orchestrator::run::Deps, orchestrator::run::Options)> {
-    let cfg = &ctx.config.orchestrator;
-    let registry = Arc::new(ctx.registry()?);
-    let prompts = Arc::new(Prompts::load(&ctx.paths.config_dir)?);
-    crate::logging::init(&ctx.paths.data_dir);
-    let mut caller = Caller::new(
-        registry,
-        http_client(),
-        Arc::new(Breakers::new(3, Duration::from_secs(60))),
-    );
-    caller.retry = ctx.config.models.retry();
-    let caller = Arc::new(caller);
-    let store = ctx.store()?;
-    store.project(project_id)?;
-    let notes = servers_up(&caller, ctx.mode())?;
-    // Another process holding the index does not make the run wait: its
-    // memories go to SQLite and the holder (or the next opener) indexes them.
-    let (memory, memory_note) =
-        match super::memory::open_memory_waiting(ctx, &store, Duration::ZERO) {
-            Ok(m) => (Some(Arc::new(m)), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-    let deps = orchestrator::run::Deps {
-        db_path: PathBuf::from(&ctx.paths.db),
-        caller,
-        prompts,
-        memory,
-        memory_note,
-        notes,
-    };
-    let opts = orchestrator::run::Options {
-        project_id,
-        max_steps,
-        workers,
-        mode: ctx.mode(),
-        agent: ctx.agent.clone(),
-        lease: ctx.config.lease(),
-        max_rounds: cfg.max_rounds,
-        context_tokens: cfg.context_tokens,
-        memory_top_k: cfg.memory_top_k,
-        max_plan_depth: cfg.max_plan_depth,
-        task_id: None,
-        stream_tokens: false,
-        tools: ctx.config.tools.clone(),
-        no_review: false,
-    };
-    Ok((deps, opts))
-}
-
-/// Probes the registry's local servers before a task is claimed. A server
-/// that refuses the connection has its models cooled down, so the run does
-/// not escalate through it step after step; when nothing can answer at all
-/// the run does not start. Returns what to tell the user.
-fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String>> {
-    let registry = caller.registry();
-    let candidates = crate::endpoints::configured(registry, None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("<tokio runtime>", e))?;
-    let found = rt.block_on(crate::endpoints::detect(registry, &candidates));
-    let mut notes = Vec::new();
-    // The windows the servers really run: every request then fits them.
-    for w in rt.block_on(caller.learn_windows()) {
-        notes.push(format!(
-            "{}: its server runs a {}-token window, the registry says {}; using {} (set context_window in the registry to match)",
-            w.model, w.server, w.registry, w.server
-        ));
-    }
-    let mut down = Vec::new();
-    for p in registry.providers.iter().filter(|p| p.local) {
-        let Some(f) = found
-            .iter()
-            .find(|f| f.url == crate::endpoints::root(&p.base_url))
-        else {
-            continue;
-        };
-        if f.up {
-            continue;
-        }
-        for m in registry.models.iter().filter(|m| m.provider == p.name) {
-            caller.breakers.trip(&m.id);
-        }
-        down.push(format!(
-            "{} at {} ({})",
-            p.name,
-            p.base_url,
-            f.error.as_deref().unwrap_or("no answer")
-        ));
-    }
-    let local_up = registry.providers.iter().filter(|p| p.local).count() > down.len();
-    let api_usable = mode == crate::registry::Mode::Online
-        && registry
-            .providers
-            .iter()
-            .any(|p| !p.local && p.api_key().is_some());
-    if !local_up && !api_usable {
-        return Err(Error::Model(format!(
-            "no model server answers: {}; start one (`docker compose up -d` on the GPU machine, `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` on a CPU) — `llmclis doctor` checks everything; no task was touched",
-            down.join("; ")
-        )));
-    }
-    if !down.is_empty() {
-        notes.push(format!(
-            "skipping servers that are down, for {} s: {}",
-            caller.breakers.cooldown.as_secs(),
-            down.join("; ")
-        ));
-    }
-    Ok(notes)
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("<tokio runtime>", e))
-}
-
 pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Result<()> {
     let store = ctx.store()?;
     let project_id = args.project.project_id;
@@ -186,7 +53,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
         ));
     }
     drop(store);
-    let (deps, mut opts) = prepare(ctx, project_id, args.max_steps, workers)?;
+    let (deps, mut opts) = crate::app::run::prepare(ctx, project_id, args.max_steps, workers)?;
     if args.allow_writes {
         // For this run, whatever the config says per project.
         opts.tools.allow_writes = true;
@@ -206,7 +73,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
             println!("{line}");
         }
     });
-    let rt = runtime()?;
+    let rt = crate::app::runtime()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let summary = rt.block_on(async move {
         tokio::spawn(async move {

@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::describe::{counts_line, short};
+pub use crate::describe::{money, progress, step_line};
 use crate::docs::sync::FollowReport;
 use crate::first_run::{Outcome, Report};
 use crate::orchestrator::DryRun;
@@ -60,13 +62,6 @@ pub struct NoteView {
     #[serde(flatten)]
     pub note: Note,
     pub files: FollowReport,
-}
-
-fn counts_line(c: &StatusCounts) -> String {
-    format!(
-        "{} pending ({} ready), {} in progress, {} blocked, {} done",
-        c.pending, c.ready, c.in_progress, c.blocked, c.done
-    )
 }
 
 fn truncate(s: &str, width: usize) -> String {
@@ -318,32 +313,6 @@ pub fn task_show(v: &TaskView) -> String {
     s.trim_end().to_string()
 }
 
-/// One orchestrator step of a task: its run, how it ended (a step whose
-/// run died is `lost`, with why), when, and by which model.
-pub fn step_line(st: &crate::store::RunStep) -> String {
-    let outcome = st.outcome.as_deref().unwrap_or("running");
-    let why = st
-        .detail
-        .get("lost_because")
-        .and_then(|w| w.as_str())
-        .map(|w| format!(" ({})", short(w, 100)))
-        .unwrap_or_default();
-    format!(
-        "{} run {} step {}: {outcome}{why}{}{}",
-        &st.started_at[..st.started_at.len().min(19)],
-        st.run_id,
-        st.step,
-        st.model
-            .as_deref()
-            .map(|m| format!(" by {m}"))
-            .unwrap_or_default(),
-        st.role
-            .as_deref()
-            .map(|r| format!(" as {r}"))
-            .unwrap_or_default(),
-    )
-}
-
 pub fn next(task: Option<&Task>, claimed: bool, counts: Option<&StatusCounts>) -> String {
     match task {
         Some(t) => {
@@ -508,175 +477,6 @@ pub fn first_run(r: &Report) -> String {
     s
 }
 
-fn short(text: &str, max: usize) -> String {
-    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() <= max {
-        one
-    } else {
-        one.chars().take(max).collect::<String>() + "…"
-    }
-}
-
-/// One progress line of a headless run; `None` for events shown elsewhere
-/// (warnings go to stderr).
-pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
-    use crate::orchestrator::run::Progress as P;
-    Some(match p {
-        P::RunStarted {
-            run_id,
-            project_id,
-            agent,
-            mode,
-            workers,
-            max_steps,
-            memory,
-        } => format!(
-            "run {run_id} on project {project_id} as {agent}: {} mode, {workers} worker(s), up to {max_steps} step(s); memory {memory}",
-            serde_json::to_value(mode).ok()?.as_str()?
-        ),
-        P::StepStarted {
-            step,
-            task_id,
-            external_ref,
-            title,
-            role,
-            rule,
-            chain,
-            plan,
-            ..
-        } => format!(
-            "[{step}] task {task_id}{} {}: {role} (rule {rule}){}; models {}",
-            external_ref
-                .as_deref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default(),
-            short(title, 60),
-            if *plan { ", planner first" } else { "" },
-            if chain.is_empty() {
-                "none".to_string()
-            } else {
-                chain.join(" → ")
-            }
-        ),
-        P::ModelCall {
-            step,
-            purpose,
-            model,
-            outcome,
-            prompt_tokens,
-            completion_tokens,
-            latency_ms,
-            cost_usd,
-            error,
-            ..
-        } => {
-            let tokens = match (prompt_tokens, completion_tokens) {
-                (Some(p), Some(c)) => format!(", {p}+{c} tokens"),
-                _ => String::new(),
-            };
-            let cost = if *cost_usd > 0.0 {
-                format!(", ${cost_usd:.4}")
-            } else {
-                String::new()
-            };
-            let err = error
-                .as_deref()
-                .map(|e| format!(": {}", short(e, 120)))
-                .unwrap_or_default();
-            format!(
-                "[{step}]   {purpose:<9} {model} {outcome} in {:.1} s{tokens}{cost}{err}",
-                *latency_ms as f64 / 1000.0
-            )
-        }
-        P::ToolCall {
-            step,
-            tool,
-            ok,
-            result_bytes,
-            duration_ms,
-            ..
-        } => format!(
-            "[{step}]   tool      {tool} {} ({result_bytes} bytes, {duration_ms} ms)",
-            if *ok { "ok" } else { "error" }
-        ),
-        P::Verdict {
-            step,
-            verdict,
-            reasons,
-            ..
-        } => format!(
-            "[{step}]   critic: {verdict}{}",
-            if reasons.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", short(&reasons.join("; "), 140))
-            }
-        ),
-        P::Note { step, text, .. } => format!("[{step}]   note: {}", short(text, 160)),
-        P::StatusChange {
-            step,
-            task_id,
-            from,
-            to,
-        } => format!("[{step}]   task {task_id}: {from} → {to}"),
-        P::StepFinished {
-            step,
-            task_id,
-            outcome,
-            model,
-            rounds,
-            seconds,
-            cost_usd,
-            ..
-        } => format!(
-            "[{step}] task {task_id} {}{}{} in {seconds:.1} s{}",
-            serde_json::to_value(outcome).ok()?.as_str()?,
-            model
-                .as_deref()
-                .map(|m| format!(" by {m}"))
-                .unwrap_or_default(),
-            if *rounds > 0 {
-                format!(" after {rounds} round(s)")
-            } else {
-                String::new()
-            },
-            if *cost_usd > 0.0 {
-                format!(", ${cost_usd:.4}")
-            } else {
-                String::new()
-            }
-        ),
-        P::Recovered { message } => format!("recovered: {message}"),
-        P::Warning { .. } | P::Token { .. } => return None,
-        P::Interrupting => {
-            "interrupt: taking no new task; the work in flight goes back to the queue (Ctrl-C again to exit at once)".into()
-        }
-        P::RunSummary(s) => format!(
-            "run {} {} ({}): {} step(s): {} done, {} blocked, {} split, {} released, {} failed{}; {} model call(s), {} tokens, {}, {:.1} s\nproject {}: {}",
-            s.run_id,
-            s.status,
-            s.stopped_because.replace('_', " "),
-            s.steps,
-            s.done,
-            s.blocked,
-            s.split,
-            s.released,
-            s.failed,
-            if s.lost > 0 {
-                format!(", {} lost to another agent", s.lost)
-            } else {
-                String::new()
-            },
-            s.model_calls,
-            s.prompt_tokens + s.completion_tokens,
-            money(s.cost_usd),
-            s.seconds,
-            s.project_id,
-            counts_line(&s.counts)
-        ),
-    })
-}
-
 pub fn doctor(r: &crate::doctor::Report) -> String {
     use crate::doctor::Level;
     let mut s = String::new();
@@ -700,14 +500,4 @@ pub fn doctor(r: &crate::doctor::Report) -> String {
         if r.ok { ": ready to run" } else { "" }
     );
     s
-}
-
-/// A cost as people read it: `$0` for nothing (local models), never
-/// `$-0.0000`; four decimals otherwise.
-pub fn money(usd: f64) -> String {
-    if usd.abs() < 0.00005 {
-        "$0".into()
-    } else {
-        format!("${usd:.4}")
-    }
 }

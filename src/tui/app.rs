@@ -516,7 +516,7 @@ impl App {
         }
         let line = match &p {
             Progress::Warning { message } => Some(format!("warning: {message}")),
-            other => crate::cli::render::progress(other),
+            other => crate::describe::progress(other),
         };
         if let Some(line) = line {
             for l in line.lines() {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
-use crate::cli::Ctx;
+use crate::app::Context as Ctx;
 use crate::error::{Error, Result};
 use app::{App, Job, Msg, View};
 

@@ -514,7 +514,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
                 Style::new()
             };
             lines.push(Line::styled(
-                format!("  {}", crate::cli::render::step_line(st)),
+                format!("  {}", crate::describe::step_line(st)),
                 style,
             ));
         }

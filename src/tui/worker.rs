@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::app::{DetailData, FormValues, Job, ModelRow, ModelsData, Msg, ProjectRow, ProviderRow};
-use crate::cli::Ctx;
+use crate::app::Context as Ctx;
 use crate::error::{Error, Result};
 use crate::store::{NewTask, Store, TaskPatch};
 
@@ -258,8 +258,8 @@ impl Worker {
                 std::thread::spawn(move || {
                     let result = (|| -> Result<_> {
                         let mut db = ctx.store()?;
-                        let mem = crate::cli::memory::open_memory(&ctx, &db)?;
-                        let rt = crate::cli::orchestrate::runtime()?;
+                        let mem = ctx.open_memory(&db)?;
+                        let rt = crate::app::runtime()?;
                         // Rows the index lacks go in first: a search never
                         // misses a committed memory.
                         rt.block_on(mem.catch_up(&mut db, None))?;
@@ -317,7 +317,7 @@ impl Worker {
         let cfg = &self.ctx.config.orchestrator;
         let steps = if task.is_some() { 1 } else { 20 };
         let (deps, mut opts) =
-            crate::cli::orchestrate::prepare(&self.ctx, project_id, steps, cfg.workers.max(1))
+            crate::app::run::prepare(&self.ctx, project_id, steps, cfg.workers.max(1))
                 .inspect_err(|e| {
                     self.send(Msg::RunEnded(Err(e.to_string())));
                 })?;
@@ -334,7 +334,7 @@ impl Worker {
                 });
                 // A panic in the run still ends it for the board.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::cli::orchestrate::runtime().and_then(|rt| {
+                    crate::app::runtime().and_then(|rt| {
                         rt.block_on(crate::orchestrator::run::run(deps, opts, observer, cancel))
                     })
                 }))
@@ -390,7 +390,7 @@ impl Worker {
         let out = self.out.clone();
         std::thread::spawn(move || {
             let http = crate::llm::http_client();
-            let result = crate::cli::orchestrate::runtime().map(|rt| {
+            let result = crate::app::runtime().map(|rt| {
                 rt.block_on(async {
                     let checks = registry.providers.iter().map(|p| {
                         let http = http.clone();

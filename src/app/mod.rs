@@ -1,0 +1,113 @@
+//! The application layer: what every front end (the CLI, the board, MCP)
+//! needs to act on the user's setup: the settings in use, the store, the
+//! registry, a model caller, the memory layer, an async runtime, and a
+//! prepared orchestrator run. Front ends hold a `Context` and call these;
+//! none of them imports another.
+
+pub mod run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, Paths};
+use crate::error::{Error, Result};
+use crate::llm::caller::{Breakers, Caller};
+use crate::memory::Memory;
+use crate::registry::{Mode, Registry};
+use crate::store::Store;
+
+/// The settings a command or the board runs with: where things live, the
+/// config, the agent name, and the registry and mode asked for.
+#[derive(Clone)]
+pub struct Context {
+    pub paths: Paths,
+    pub config: Config,
+    pub agent: String,
+    registry: Option<PathBuf>,
+    mode: Option<Mode>,
+}
+
+impl Context {
+    pub fn new(
+        paths: Paths,
+        config: Config,
+        agent: String,
+        registry: Option<PathBuf>,
+        mode: Option<Mode>,
+    ) -> Context {
+        Context {
+            paths,
+            config,
+            agent,
+            registry,
+            mode,
+        }
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.paths.db)
+    }
+
+    /// The registry in use: `--registry`, else the config dir's, else the
+    /// built-in one.
+    pub fn registry(&self) -> Result<Registry> {
+        Registry::load(self.registry.as_deref(), &self.paths.config_dir)
+    }
+
+    /// The registry file asked for (`--registry`), when one was.
+    pub fn registry_file(&self) -> Option<&std::path::Path> {
+        self.registry.as_deref()
+    }
+
+    /// The mode asked for (`--mode`), when one was; `mode()` is the one in
+    /// use.
+    pub fn mode_asked(&self) -> Option<Mode> {
+        self.mode
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode.unwrap_or(self.config.models.mode)
+    }
+
+    /// A model caller on `registry` with the config's retry policy; models
+    /// that fail three times in a row cool down for `cooldown`.
+    pub fn caller(&self, registry: Arc<Registry>, cooldown: Duration) -> Caller {
+        crate::logging::init(&self.paths.data_dir);
+        let mut caller = Caller::new(
+            registry,
+            crate::llm::http_client(),
+            Arc::new(Breakers::new(3, cooldown)),
+        );
+        caller.retry = self.config.models.retry();
+        caller
+    }
+
+    /// The embedder and index the config asks for, waiting up to 15 s for
+    /// another process to let go of an Edge index.
+    pub fn open_memory(&self, db: &Store) -> Result<Memory> {
+        self.open_memory_waiting(db, Duration::from_secs(15))
+    }
+
+    /// `open_memory`, waiting at most `wait` for the Edge index's lock.
+    pub fn open_memory_waiting(&self, db: &Store, wait: Duration) -> Result<Memory> {
+        crate::memory::open::open(
+            &self.paths,
+            &self.config.memory,
+            self.mode(),
+            || self.registry(),
+            db,
+            wait,
+        )
+    }
+}
+
+/// The async runtime for model calls and the memory index: two workers,
+/// which is what the machines this runs on have.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("<tokio runtime>", e))
+}
