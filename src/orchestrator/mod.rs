@@ -1,11 +1,14 @@
-//! The orchestrator: which task to work on and, in later stages, the role
-//! pipeline that works on it. Decisions are pure functions over data; the
+//! The orchestrator: which task to work on, and the role pipeline that
+//! works on it. Decisions are pure functions over data; the
 //! store and the model servers stay at the edges.
 
+mod indexer;
 pub mod machine;
+pub mod progress;
 mod recover;
 pub mod run;
 pub mod schedule;
+mod shared;
 pub mod step;
 
 use serde::Serialize;

@@ -9,163 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
 
-use super::step::{Outcome, StepRun};
+use super::progress::Outcome;
+pub use super::progress::{Observer, Options, Progress, Summary};
+use super::shared::Shared;
+use super::step::StepRun;
 use crate::error::Result;
 use crate::llm::caller::Caller;
 use crate::memory::Memory;
 use crate::prompts::Prompts;
 use crate::registry::Mode;
-use crate::router::Conditions;
-use crate::store::{StatusCounts, Store};
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub project_id: i64,
-    pub max_steps: usize,
-    pub workers: usize,
-    pub mode: Mode,
-    pub agent: String,
-    pub lease: Duration,
-    /// Executor rounds per model before escalating.
-    pub max_rounds: u32,
-    /// Tokens of memory context per prompt.
-    pub context_tokens: u64,
-    pub memory_top_k: usize,
-    /// How deep the planner may split (1: only top-level tasks).
-    pub max_plan_depth: usize,
-    /// Work on this task only (it must be ready), as one step.
-    pub task_id: Option<i64>,
-    /// Report the executor's answer token by token (`Progress::Token`).
-    pub stream_tokens: bool,
-    /// The codebase tools for coders and testers.
-    pub tools: crate::config::ToolsConfig,
-    /// Direct: one executor answer closes a task, with no planner, no
-    /// voting and no critic (an evaluation's baseline).
-    pub no_review: bool,
-}
-
-/// What a run reports as it goes: one JSON object per line with `--json`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Progress {
-    RunStarted {
-        run_id: i64,
-        project_id: i64,
-        agent: String,
-        mode: Mode,
-        workers: usize,
-        max_steps: usize,
-        memory: String,
-    },
-    StepStarted {
-        run_id: i64,
-        step: usize,
-        task_id: i64,
-        external_ref: Option<String>,
-        title: String,
-        role: String,
-        rule: String,
-        chain: Vec<String>,
-        plan: bool,
-    },
-    ModelCall {
-        step: usize,
-        task_id: i64,
-        purpose: String,
-        role: String,
-        model: String,
-        provider: String,
-        outcome: String,
-        prompt_tokens: Option<u64>,
-        completion_tokens: Option<u64>,
-        latency_ms: u64,
-        cost_usd: f64,
-        error: Option<String>,
-    },
-    ToolCall {
-        step: usize,
-        task_id: i64,
-        tool: String,
-        ok: bool,
-        result_bytes: usize,
-        duration_ms: u64,
-    },
-    Verdict {
-        step: usize,
-        task_id: i64,
-        verdict: String,
-        reasons: Vec<String>,
-        risks: Vec<String>,
-    },
-    Note {
-        step: usize,
-        task_id: i64,
-        text: String,
-    },
-    StatusChange {
-        step: usize,
-        task_id: i64,
-        from: String,
-        to: String,
-    },
-    StepFinished {
-        step: usize,
-        task_id: i64,
-        title: String,
-        outcome: Outcome,
-        model: Option<String>,
-        rounds: u32,
-        seconds: f64,
-        cost_usd: f64,
-    },
-    /// A piece of the executor's answer as it streams (with
-    /// `Options::stream_tokens`).
-    Token {
-        step: usize,
-        task_id: i64,
-        text: String,
-    },
-    Warning {
-        message: String,
-    },
-    /// Catching up after an earlier process died: a dead run closed, plan
-    /// files written, memories filled in or indexed.
-    Recovered {
-        message: String,
-    },
-    /// Ctrl-C was seen: no new task is taken.
-    Interrupting,
-    RunSummary(Summary),
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub run_id: i64,
-    pub project_id: i64,
-    /// completed, interrupted or failed.
-    pub status: String,
-    /// max_steps, no_ready_task, interrupted, models_unreachable or
-    /// step_failed.
-    pub stopped_because: String,
-    pub steps: usize,
-    pub done: usize,
-    pub blocked: usize,
-    pub split: usize,
-    pub released: usize,
-    pub failed: usize,
-    pub lost: usize,
-    pub model_calls: usize,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost_usd: f64,
-    pub seconds: f64,
-    /// The project after the run.
-    pub counts: StatusCounts,
-}
-
-pub type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
+use crate::store::Store;
 
 /// What the run needs from outside: the database file, the models, the
 /// prompts and (when it could be opened) the memory index.
@@ -178,70 +32,6 @@ pub struct Deps {
     pub memory_note: Option<String>,
     /// Said as warnings when the run starts (servers found down, …).
     pub notes: Vec<String>,
-}
-
-/// State every step of a run shares.
-pub(super) struct Shared {
-    pub opts: Options,
-    pub run_id: i64,
-    /// The run's agent name, `agent/run-N`: notes and events are written
-    /// as it. Each step claims as `agent/run-N/step-M`, so no claim is ever
-    /// mistaken for another (another process with the same agent name, or
-    /// this run's own earlier claim whose lease ran out).
-    pub holder: String,
-    pub caller: Arc<Caller>,
-    pub prompts: Arc<Prompts>,
-    pub memory: Option<Arc<Memory>>,
-    pub observer: Observer,
-    pub cancel: tokio::sync::watch::Receiver<bool>,
-    spent: Mutex<f64>,
-    /// The tasks in flight and their claims, whose leases the heartbeat
-    /// renews; a step leaves it as soon as its end is committed.
-    pub in_flight: Arc<Mutex<HashMap<i64, String>>>,
-    /// Indexes the memory rows the steps save, off their path.
-    indexer: Mutex<Option<super::recover::Indexer>>,
-}
-
-impl Shared {
-    /// The step's claim is settled: its lease needs no more renewing.
-    pub fn settled(&self, task_id: i64) {
-        self.in_flight.lock().expect("lease set").remove(&task_id);
-    }
-
-    /// New memory rows are in SQLite: index them (in the background).
-    pub fn kick_indexer(&self) {
-        if let Some(i) = self.indexer.lock().expect("indexer").as_ref() {
-            i.kick();
-        }
-    }
-
-    pub fn spent(&self) -> f64 {
-        *self.spent.lock().expect("spend lock")
-    }
-
-    pub fn add_spent(&self, usd: f64) {
-        *self.spent.lock().expect("spend lock") += usd;
-    }
-}
-
-/// The router's view of the run: the caller's cooldowns and keys, and what
-/// the run and the task have spent so far.
-pub(super) struct Spend<'a> {
-    pub caller: &'a Caller,
-    pub run: f64,
-    pub task: f64,
-}
-
-impl Conditions for Spend<'_> {
-    fn cooling_down(&self, model_id: &str) -> bool {
-        self.caller.cooling_down(model_id)
-    }
-    fn key_set(&self, env_var: &str) -> bool {
-        self.caller.key_set(env_var)
-    }
-    fn spent(&self) -> (f64, f64) {
-        (self.run, self.task)
-    }
 }
 
 /// Runs up to `max_steps` steps on the project, `workers` at a time, until
@@ -294,7 +84,7 @@ pub async fn run(
         spent: Mutex::new(0.0),
         in_flight: Arc::default(),
         indexer: Mutex::new(match &deps.memory {
-            Some(m) => Some(super::recover::Indexer::start(
+            Some(m) => Some(super::indexer::Indexer::start(
                 m.clone(),
                 deps.db_path.clone(),
                 observer.clone(),

@@ -13,6 +13,7 @@ mod migrate;
 pub mod model;
 mod outbox;
 mod projects;
+mod results;
 mod runs;
 mod tasks;
 

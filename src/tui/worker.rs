@@ -182,10 +182,10 @@ impl Worker {
                     events: self.db.events(id)?,
                     steps: self.db.task_steps(id)?,
                     calls: self.db.model_calls(id)?,
-                    result: crate::orchestrator::step::last_result(&self.db, id)?,
+                    result: self.db.last_result(id)?,
                     memories: crate::memory::for_task(&self.db, id)?,
                     tool_calls: self.db.tool_calls(id)?,
-                    diff: crate::orchestrator::step::last_diff(&self.db, id)?,
+                    diff: self.db.last_diff(id)?,
                 };
                 self.send(Msg::Detail(Box::new(d)));
             }

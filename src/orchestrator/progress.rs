@@ -1,0 +1,190 @@
+//! What a run is asked to do (`Options`) and what it reports as it goes
+//! (`Progress`, ending with the `Summary`), apart from the loop that does it
+//! so the steps, recovery and every front end can name them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::registry::Mode;
+use crate::store::StatusCounts;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub project_id: i64,
+    pub max_steps: usize,
+    pub workers: usize,
+    pub mode: Mode,
+    pub agent: String,
+    pub lease: Duration,
+    /// Executor rounds per model before escalating.
+    pub max_rounds: u32,
+    /// Tokens of memory context per prompt.
+    pub context_tokens: u64,
+    pub memory_top_k: usize,
+    /// How deep the planner may split (1: only top-level tasks).
+    pub max_plan_depth: usize,
+    /// Work on this task only (it must be ready), as one step.
+    pub task_id: Option<i64>,
+    /// Report the executor's answer token by token (`Progress::Token`).
+    pub stream_tokens: bool,
+    /// The codebase tools for coders and testers.
+    pub tools: crate::config::ToolsConfig,
+    /// Direct: one executor answer closes a task, with no planner, no
+    /// voting and no critic (an evaluation's baseline).
+    pub no_review: bool,
+}
+
+/// What a run reports as it goes: one JSON object per line with `--json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Progress {
+    RunStarted {
+        run_id: i64,
+        project_id: i64,
+        agent: String,
+        mode: Mode,
+        workers: usize,
+        max_steps: usize,
+        memory: String,
+    },
+    StepStarted {
+        run_id: i64,
+        step: usize,
+        task_id: i64,
+        external_ref: Option<String>,
+        title: String,
+        role: String,
+        rule: String,
+        chain: Vec<String>,
+        plan: bool,
+    },
+    ModelCall {
+        step: usize,
+        task_id: i64,
+        purpose: String,
+        role: String,
+        model: String,
+        provider: String,
+        outcome: String,
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+        latency_ms: u64,
+        cost_usd: f64,
+        error: Option<String>,
+    },
+    ToolCall {
+        step: usize,
+        task_id: i64,
+        tool: String,
+        ok: bool,
+        result_bytes: usize,
+        duration_ms: u64,
+    },
+    Verdict {
+        step: usize,
+        task_id: i64,
+        verdict: String,
+        reasons: Vec<String>,
+        risks: Vec<String>,
+    },
+    Note {
+        step: usize,
+        task_id: i64,
+        text: String,
+    },
+    StatusChange {
+        step: usize,
+        task_id: i64,
+        from: String,
+        to: String,
+    },
+    StepFinished {
+        step: usize,
+        task_id: i64,
+        title: String,
+        outcome: Outcome,
+        model: Option<String>,
+        rounds: u32,
+        seconds: f64,
+        cost_usd: f64,
+    },
+    /// A piece of the executor's answer as it streams (with
+    /// `Options::stream_tokens`).
+    Token {
+        step: usize,
+        task_id: i64,
+        text: String,
+    },
+    Warning {
+        message: String,
+    },
+    /// Catching up after an earlier process died: a dead run closed, plan
+    /// files written, memories filled in or indexed.
+    Recovered {
+        message: String,
+    },
+    /// Ctrl-C was seen: no new task is taken.
+    Interrupting,
+    RunSummary(Summary),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub run_id: i64,
+    pub project_id: i64,
+    /// completed, interrupted or failed.
+    pub status: String,
+    /// max_steps, no_ready_task, interrupted, models_unreachable or
+    /// step_failed.
+    pub stopped_because: String,
+    pub steps: usize,
+    pub done: usize,
+    pub blocked: usize,
+    pub split: usize,
+    pub released: usize,
+    pub failed: usize,
+    pub lost: usize,
+    pub model_calls: usize,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    pub seconds: f64,
+    /// The project after the run.
+    pub counts: StatusCounts,
+}
+
+pub type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    Blocked,
+    Split,
+    /// Back to pending (interrupted).
+    Released,
+    /// Back to pending: no model server answered; the run stops.
+    Unreachable,
+    /// Something outside the models failed (the database, plans.md); the
+    /// task went back to pending with a note.
+    Failed,
+    /// The lease ran out and another agent took the task; nothing written.
+    Lost,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Blocked => "blocked",
+            Outcome::Split => "split",
+            Outcome::Released => "released",
+            Outcome::Unreachable => "released",
+            Outcome::Failed => "failed",
+            Outcome::Lost => "lost",
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The effects that ask models: planning, executing, sampling, voting,
+//! reviewing and handing off, each turned into the machine's next event.
+
+use super::*;
+
+impl StepRun<'_> {
+    /// Calls a role's chain until a model's answer passes `parse`; an answer
+    /// that does not is recorded as `invalid` and the next model is asked.
+    pub(super) async fn call_parsed<T>(
+        &mut self,
+        purpose: &str,
+        role: &str,
+        req: ChatRequest,
+        parse: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<std::result::Result<T, String>> {
+        let chain = self.chain_for(role, &req).chain;
+        self.call_parsed_on(purpose, role, &chain, req, parse).await
+    }
+
+    /// `call_parsed` on a chain the caller chose.
+    pub(super) async fn call_parsed_on<T>(
+        &mut self,
+        purpose: &str,
+        role: &str,
+        chain: &[String],
+        req: ChatRequest,
+        parse: impl Fn(&str) -> std::result::Result<T, String>,
+    ) -> Result<std::result::Result<T, String>> {
+        let mut chain = chain;
+        if chain.is_empty() {
+            return Ok(Err(format!("no {role} model is available")));
+        }
+        let mut last = String::new();
+        while !chain.is_empty() {
+            let result = self.shared.caller.call(chain, &req, None).await;
+            match &result {
+                Ok(o) => match parse(&o.response.text) {
+                    Ok(v) => {
+                        self.record(purpose, role, &req, &result, None)?;
+                        return Ok(Ok(v));
+                    }
+                    Err(why) => {
+                        last = format!("{} gave an unusable answer: {why}", o.model);
+                        self.record(purpose, role, &req, &result, Some(("invalid", why)))?;
+                        let at = chain.iter().position(|m| *m == o.model).unwrap_or(0);
+                        chain = &chain[at + 1..];
+                    }
+                },
+                Err(f) => {
+                    last = self.shared.caller.redact(&f.to_string());
+                    self.record(purpose, role, &req, &result, None)?;
+                    break;
+                }
+            }
+        }
+        Ok(Err(last))
+    }
+
+    pub(super) async fn perform(&mut self, effect: Effect) -> Result<Event> {
+        match effect {
+            Effect::Plan => {
+                let text = self.shared.prompts.render("planner", &self.vars)?;
+                let req = self.request("planner", text, None);
+                Ok(
+                    match self
+                        .call_parsed("plan", "planner", req, parse_json::<Plan>)
+                        .await?
+                    {
+                        Ok(plan) => Event::Planned(plan),
+                        Err(e) => Event::PlanFailed(e),
+                    },
+                )
+            }
+            Effect::Execute {
+                model,
+                critique,
+                handoff,
+                ..
+            } => {
+                let mut req = self.exec_request(critique, handoff)?;
+                if self.toolbox.is_some() {
+                    return self.tool_loop(model, req).await;
+                }
+                let role = self.exec_role.clone();
+                // Watchers (the TUI's run panel) see the answer as it is written.
+                let observer = self.shared.observer.clone();
+                let (step, task_id) = (self.number, self.task.id);
+                let mut relay = move |ev: crate::llm::StreamEvent<'_>| {
+                    let text = match ev {
+                        crate::llm::StreamEvent::Token(t) => t.to_string(),
+                        crate::llm::StreamEvent::Restart { next_model, .. } => {
+                            format!("\n[restarting on {next_model}]\n")
+                        }
+                    };
+                    observer(&Progress::Token {
+                        step,
+                        task_id,
+                        text,
+                    });
+                };
+                let sink: Option<crate::llm::Sink<'_>> = if self.shared.opts.stream_tokens {
+                    req.stream = true;
+                    Some(&mut relay)
+                } else {
+                    None
+                };
+                let result = self
+                    .shared
+                    .caller
+                    .call(std::slice::from_ref(&model), &req, sink)
+                    .await;
+                self.record("execute", &role, &req, &result, None)?;
+                Ok(match result {
+                    Ok(o)
+                        if o.response.finish_reason.as_deref() == Some("length")
+                            && o.response.text.trim().is_empty() =>
+                    {
+                        Event::AnswerFailed {
+                            error: "the answer was cut off before it said anything".into(),
+                            unreachable: false,
+                        }
+                    }
+                    Ok(o) => Event::Answered {
+                        text: o.response.text,
+                    },
+                    Err(f) => self.failed(&f),
+                })
+            }
+            Effect::Sample {
+                model,
+                n,
+                critique,
+                handoff,
+                ..
+            } => {
+                let mut req = self.exec_request(critique, handoff)?;
+                let voting = self.decision.as_ref().and_then(|d| d.voting);
+                if let Some(v) = voting {
+                    // Room to see an overlong answer, so it can be flagged.
+                    req.max_tokens = req.max_tokens.min(v.max_tokens + v.max_tokens / 4 + 16);
+                }
+                if self.toolbox.is_some() {
+                    return self.sample_with_tools(model, n, req).await;
+                }
+                let chain = std::slice::from_ref(&model);
+                let caller = &self.shared.caller;
+                let results = join_all((0..n).map(|_| caller.call(chain, &req, None))).await;
+                let role = self.exec_role.clone();
+                let unreachable = results
+                    .iter()
+                    .all(|r| r.as_ref().err().is_some_and(only_refused));
+                let mut samples = Vec::new();
+                for r in results {
+                    self.record("sample", &role, &req, &r, None)?;
+                    samples.push(match r {
+                        Ok(o) => Ok(Sample {
+                            truncated: o.response.finish_reason.as_deref() == Some("length"),
+                            completion_tokens: o.response.usage.completion_tokens,
+                            text: o.response.text,
+                        }),
+                        Err(f) => Err(self.shared.caller.redact(&f.to_string())),
+                    });
+                }
+                Ok(Event::Sampled {
+                    samples,
+                    unreachable,
+                })
+            }
+            Effect::Vote {
+                candidates,
+                ballots,
+            } => {
+                #[derive(Serialize)]
+                struct VoteVars<'v> {
+                    task: &'v TaskView,
+                    candidates: &'v [String],
+                }
+                let text = self.shared.prompts.render(
+                    "voter",
+                    VoteVars {
+                        task: &self.vars.task,
+                        candidates: &candidates,
+                    },
+                )?;
+                let req = self.request("voter", text, None);
+                let decision = self.chain_for("critic", &req);
+                let caller = &self.shared.caller;
+                let chain = &decision.chain;
+                let results = join_all((0..ballots).map(|_| caller.call(chain, &req, None))).await;
+                let mut picks = Vec::new();
+                for r in results {
+                    let pick = match &r {
+                        Ok(o) => parse_json::<Ballot>(&o.response.text)
+                            .ok()
+                            .map(|b| b.best)
+                            .filter(|b| *b < candidates.len()),
+                        Err(_) => None,
+                    };
+                    let flag = match (&r, pick) {
+                        (Ok(_), None) => Some(("invalid", "not a valid ballot".to_string())),
+                        _ => None,
+                    };
+                    self.record("vote", "critic", &req, &r, flag)?;
+                    picks.push(pick);
+                }
+                Ok(Event::Ballots(picks))
+            }
+            Effect::Critique { answer } => {
+                #[derive(Serialize)]
+                struct CriticVars<'v> {
+                    task: &'v TaskView,
+                    answer: &'v str,
+                    diff: Option<String>,
+                    /// A code task whose agent changed no file: the critic
+                    /// is told, so "done" with nothing done is not approved.
+                    no_change: bool,
+                    test_output: Option<String>,
+                }
+                self.adopt_winner(&answer)?;
+                let diff = self
+                    .toolbox
+                    .as_ref()
+                    .map(|t| cut(&t.diff(), 4 * RESULT_CHARS))
+                    .filter(|d| !d.is_empty());
+                let no_change = self.toolbox.is_some() && diff.is_none();
+                let text = self.shared.prompts.render(
+                    "critic",
+                    CriticVars {
+                        task: &self.vars.task,
+                        answer: &answer,
+                        diff,
+                        no_change,
+                        test_output: self
+                            .test_output
+                            .as_deref()
+                            .map(|t| cut(t, 2 * RESULT_CHARS)),
+                    },
+                )?;
+                let req = self.request("critic", text, None);
+                Ok(
+                    match self
+                        .call_parsed("critique", "critic", req, parse_verdict)
+                        .await?
+                    {
+                        Ok(v) => {
+                            self.emit(Progress::Verdict {
+                                step: self.number,
+                                task_id: self.task.id,
+                                verdict: v.verdict.clone(),
+                                reasons: v.reasons.clone(),
+                                risks: v.risks.clone(),
+                            });
+                            Event::Reviewed(v)
+                        }
+                        Err(e) => Event::CriticFailed(e),
+                    },
+                )
+            }
+            Effect::Handoff {
+                from,
+                to,
+                tried,
+                min_window,
+            } => {
+                let fallback = format!(
+                    "Work on this task moves from {from} to {to}. What was tried:\n{}",
+                    tried
+                        .iter()
+                        .map(|t| format!("- {t}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                let text = self.shared.prompts.render(
+                    "summarizer",
+                    json!({
+                        "kind": "handoff",
+                        "from_agent": from,
+                        "to_agent": to,
+                        "title": format!("Task {}: {}", self.task.id, self.task.title),
+                        "items": tried,
+                        "max_words": 150,
+                    }),
+                )?;
+                let req = self.request("summarizer", text, None);
+                // After an overflow, not the model that overflowed nor one
+                // as small: only bigger windows write the handoff.
+                let registry = self.shared.caller.registry();
+                let chain: Vec<String> = self
+                    .chain_for("summarizer", &req)
+                    .chain
+                    .into_iter()
+                    .filter(|id| {
+                        min_window.is_none_or(|w| {
+                            registry
+                                .model(id)
+                                .is_some_and(|m| self.shared.caller.window(m) > w)
+                        })
+                    })
+                    .collect();
+                let summary = match self
+                    .call_parsed_on("handoff", "summarizer", &chain, req, |t| {
+                        if t.trim().is_empty() {
+                            Err("empty".to_string())
+                        } else {
+                            Ok(t.trim().to_string())
+                        }
+                    })
+                    .await?
+                {
+                    // The facts stay in, whatever the summarizer made of them.
+                    Ok(s) => format!("{s}\n\n{fallback}"),
+                    Err(_) => fallback,
+                };
+                self.remember(&summary, "handoff", &from).await;
+                Ok(Event::HandoffWritten(summary))
+            }
+            other => unreachable!("not a request: {other:?}"),
+        }
+    }
+
+    /// The event for an executor call no model answered: an overflow
+    /// (escalates to a bigger window), or a failure, `unreachable` when
+    /// only the servers' state stood in the way.
+    pub(super) fn failed(&self, f: &CallFailed) -> Event {
+        let error = self.shared.caller.redact(&f.to_string());
+        if matches!(f.last, Some(crate::llm::LlmError::ContextLength(_))) {
+            return Event::Overflowed { error };
+        }
+        Event::AnswerFailed {
+            unreachable: only_refused(f),
+            error,
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! How a step ends: the store's records in one transaction, the plan files,
+//! the memories (raw interaction, summary, handoff) and the step's event.
+
+use super::*;
+
+impl StepRun<'_> {
+    /// Saves a memory in SQLite, not yet indexed: the run's indexer embeds
+    /// and indexes it off the step's path (or, without an index, the next
+    /// process that opens one). Failures are warnings: the task's result is
+    /// already safe in the store.
+    pub(super) async fn remember(&mut self, text: &str, kind: &str, agent: &str) {
+        let (project, task) = (self.task.project_id, Some(self.task.id));
+        let saved = crate::memory::save_unindexed(self.db, text, project, task, kind, agent);
+        crate::crashpoint::here("memory_row");
+        if let Err(e) = saved {
+            self.emit(Progress::Warning {
+                message: format!("task {}: {kind} memory not saved: {e}", self.task.id),
+            });
+        }
+    }
+
+    /// Fills in the memories a done task's step did not leave (its process
+    /// was killed after the commit), from the step's recorded answer: the
+    /// raw interaction, and the summary through the summarizer. The
+    /// summarizer's call is recorded under that step.
+    pub async fn backfill(mut self, step: &crate::store::RunStep, raw: bool, summary: bool) {
+        self.step_id = step.id;
+        let Some(answer) = step.detail.get("result").and_then(|r| r.as_str()) else {
+            return;
+        };
+        let answer = answer.to_string();
+        let model = step.model.clone().unwrap_or_else(|| "unknown".into());
+        if raw {
+            let text = format!("Task {}: {}\n{answer}", self.task.id, self.task.title);
+            self.remember(&text, "raw_interaction", &model).await;
+        }
+        if summary && let Err(e) = self.summarize(&answer).await {
+            self.emit(Progress::Warning {
+                message: format!("task {}: no task summary ({e})", self.task.id),
+            });
+        }
+    }
+
+    pub(super) async fn finish(&mut self, effect: Effect, machine: &Step) -> Result<Outcome> {
+        let holder = self.holder().to_string();
+        let claim = self.claim.clone();
+        let run_id = self.shared.run_id;
+        let step_id = self.step_id;
+        let cost = self.cost;
+        let rounds = machine.rounds();
+        let (outcome, status, note, model, detail) = match &effect {
+            Effect::Complete {
+                answer,
+                model,
+                rounds,
+                review,
+            } => {
+                let who = match model {
+                    Some(m) => format!("Done by {m} in {rounds} round(s)"),
+                    None => "Done".to_string(),
+                };
+                let said = if review.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the critic: {}", cut(&review.join("; "), 300))
+                };
+                (
+                    Outcome::Done,
+                    Status::Done,
+                    format!(
+                        "{who}{said}. Result: {} (full result: `llmclis task show {}`)",
+                        cut(
+                            &answer.split_whitespace().collect::<Vec<_>>().join(" "),
+                            400
+                        ),
+                        self.task.id
+                    ),
+                    model.clone(),
+                    json!({
+                        "result": answer,
+                        "review": review,
+                        "diff": self.toolbox.as_ref().map(|t| t.diff()).filter(|d| !d.is_empty()),
+                        "writes": self.toolbox.as_ref().map(|t| t.allow_writes),
+                    }),
+                )
+            }
+            Effect::Block {
+                reason,
+                last_answer,
+            } => (
+                Outcome::Blocked,
+                Status::Blocked,
+                reason.clone(),
+                machine.current_model().map(str::to_string),
+                json!({"reason": reason, "last_answer": last_answer}),
+            ),
+            Effect::Unreachable { reason } => (
+                Outcome::Unreachable,
+                Status::Pending,
+                reason.clone(),
+                None,
+                json!({"reason": reason}),
+            ),
+            Effect::Release { reason } => (
+                Outcome::Released,
+                Status::Pending,
+                reason.clone(),
+                None,
+                json!({"reason": reason}),
+            ),
+            Effect::Split { reason, subtasks } => (
+                Outcome::Split,
+                Status::Pending,
+                String::new(),
+                None,
+                json!({"reason": reason, "subtasks": subtasks}),
+            ),
+            other => unreachable!("not terminal: {other:?}"),
+        };
+        let task = self.task.clone();
+        let transition = self.db.batch(|s| {
+            let mut note = note.clone();
+            let mut detail = detail.clone();
+            if let Effect::Split { reason, subtasks } = &effect {
+                let mut ids: Vec<i64> = Vec::new();
+                for sub in subtasks {
+                    let t = s.create_task(
+                        NewTask {
+                            project_id: task.project_id,
+                            title: sub.title.clone(),
+                            description: sub.description.clone(),
+                            parent_id: Some(task.id),
+                            priority: Some(task.priority),
+                            role: sub
+                                .role
+                                .clone()
+                                .filter(|r| crate::registry::ROLES.contains(&r.as_str())),
+                            depends_on: sub.depends_on.iter().map(|i| ids[*i as usize]).collect(),
+                            ..Default::default()
+                        },
+                        &holder,
+                    )?;
+                    ids.push(t.id);
+                }
+                note = format!(
+                    "Split by the planner into {} subtasks ({}): {}",
+                    ids.len(),
+                    ids.iter()
+                        .map(|i| format!("#{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    cut(reason, 300)
+                );
+                detail["subtask_ids"] = json!(ids);
+            }
+            let t = s.finish_claim(
+                task.id,
+                &claim,
+                &holder,
+                status,
+                json!({"run_id": run_id, "step": self.number, "outcome": outcome.as_str()}),
+                Some(&note),
+            )?;
+            if t.is_none() {
+                // The claim ran out under this step: another agent owns the
+                // task now, so nothing of this step's ending is written.
+                return Err(crate::Error::Conflict {
+                    path: Default::default(),
+                    message: "lost".into(),
+                });
+            }
+            s.finish_step(
+                step_id,
+                outcome.as_str(),
+                model.as_deref(),
+                rounds,
+                cost,
+                &detail,
+            )?;
+            Ok(t)
+        });
+        // The claim is settled either way: the heartbeat stops renewing it.
+        self.shared.settled(self.task.id);
+        let transition = match transition {
+            Ok(t) => t.expect("checked above"),
+            Err(crate::Error::Conflict { message, .. }) if message == "lost" => {
+                self.db
+                    .finish_step(step_id, "lost", model.as_deref(), rounds, cost, &json!({}))?;
+                self.emit(Progress::Warning {
+                    message: format!(
+                        "task {}: the lease ran out and another agent took the task; this step's result is dropped",
+                        self.task.id
+                    ),
+                });
+                self.emit_finished(Outcome::Lost, model, rounds);
+                return Ok(Outcome::Lost);
+            }
+            Err(e) => return Err(e),
+        };
+        self.emit(Progress::StatusChange {
+            step: self.number,
+            task_id: self.task.id,
+            from: transition.from.as_str().to_string(),
+            to: transition.task.status.as_str().to_string(),
+        });
+        crate::crashpoint::here("step_committed");
+        // plans.md and issues.md follow the store through the outbox the
+        // commit filled; what cannot be written now stays pending for the
+        // next command (the warning says so).
+        match crate::docs::catchup::catch_up(self.db, self.task.project_id)
+            .and_then(|c| c.into_result(self.task.project_id))
+        {
+            Ok(_) => {}
+            Err(e) => self.emit(Progress::Warning {
+                message: format!("task {}: {e}", self.task.id),
+            }),
+        }
+        match &effect {
+            Effect::Complete {
+                answer,
+                model: Some(m),
+                ..
+            } => {
+                let raw = format!("Task {}: {}\n{answer}", self.task.id, self.task.title);
+                self.remember(&raw, "raw_interaction", m).await;
+                // The task is done and saved: a summary that cannot be made
+                // is a warning, never a failed step.
+                let mut cancel = self.shared.cancel.clone();
+                crate::crashpoint::here("summary");
+                let summarized = tokio::select! {
+                    r = self.summarize(answer) => r,
+                    _ = cancel.wait_for(|c| *c) => Err(crate::Error::InvalidInput("interrupted".into())),
+                };
+                if let Err(e) = summarized {
+                    self.emit(Progress::Warning {
+                        message: format!("task {}: no task summary ({e})", self.task.id),
+                    });
+                }
+            }
+            Effect::Block {
+                last_answer: Some(a),
+                ..
+            } => {
+                let raw = format!("Task {} (blocked): {}\n{a}", self.task.id, self.task.title);
+                self.remember(&raw, "raw_interaction", &holder).await;
+            }
+            _ => {}
+        }
+        self.shared.kick_indexer();
+        self.emit_finished(outcome, model, rounds);
+        Ok(outcome)
+    }
+
+    /// The task summary, through the summarizer role; a failure is a warning.
+    pub(super) async fn summarize(&mut self, answer: &str) -> Result<()> {
+        let text = self.shared.prompts.render(
+            "summarizer",
+            json!({
+                "kind": "task_summary",
+                "title": format!("Task {}: {}", self.task.id, self.task.title),
+                "items": [cut(&self.task.description, RESULT_CHARS), cut(answer, 4 * RESULT_CHARS)],
+                "max_words": 120,
+            }),
+        )?;
+        let req = self.request("summarizer", text, None);
+        match self
+            .call_parsed("summarize", "summarizer", req, |t| {
+                if t.trim().is_empty() {
+                    Err("empty".to_string())
+                } else {
+                    Ok(t.trim().to_string())
+                }
+            })
+            .await?
+        {
+            Ok(summary) => self.remember(&summary, "task_summary", "summarizer").await,
+            Err(e) => self.emit(Progress::Warning {
+                message: format!("task {}: no task summary ({e})", self.task.id),
+            }),
+        }
+        Ok(())
+    }
+
+    pub(super) fn emit_finished(&self, outcome: Outcome, model: Option<String>, rounds: u32) {
+        self.emit(Progress::StepFinished {
+            step: self.number,
+            task_id: self.task.id,
+            title: self.task.title.clone(),
+            outcome,
+            model,
+            rounds,
+            seconds: self.started.elapsed().as_secs_f64(),
+            cost_usd: self.cost,
+        });
+    }
+}

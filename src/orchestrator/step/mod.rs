@@ -1,0 +1,610 @@
+//! The driver of one step: builds the task's context, routes it, runs the
+//! state machine and carries out its effects (model calls, store writes,
+//! memory, plans.md). Every model call is recorded with its prompt and
+//! response; the step's end (status, event, note, step record) is one
+//! transaction.
+
+mod calls;
+mod context;
+mod finish;
+mod tools;
+
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use serde_json::json;
+
+use super::machine::{ChildResult, Effect, Event, Plan, Sample, Setup, Step, Verdict};
+pub use super::progress::Outcome;
+use super::progress::Progress;
+use super::shared::{Shared, Spend};
+use crate::error::Result;
+use crate::llm::caller::{CallFailed, CallOutcome};
+use crate::llm::{ChatRequest, Message};
+use crate::router::{self, Decision, TaskInfo, estimate_tokens};
+use crate::store::{ModelCall, NewTask, Status, Store, Task};
+
+#[derive(Debug, Clone, Serialize)]
+struct TaskView {
+    id: i64,
+    external_ref: Option<String>,
+    title: String,
+    description: String,
+    priority: i64,
+    tags: Vec<String>,
+}
+
+impl TaskView {
+    fn of(t: &Task) -> TaskView {
+        TaskView {
+            id: t.id,
+            external_ref: t.external_ref.clone(),
+            title: t.title.clone(),
+            description: t.description.clone(),
+            priority: t.priority,
+            tags: t.tags.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ParentView {
+    title: String,
+    description: String,
+    summary: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct DepView {
+    id: i64,
+    title: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct NoteView {
+    created_at: String,
+    agent: String,
+    text: String,
+}
+
+/// What the templates see.
+#[derive(Debug, Clone, Serialize)]
+struct Vars {
+    task: TaskView,
+    parent: Option<ParentView>,
+    dependencies: Vec<DepView>,
+    plan_section: Option<String>,
+    notes: Vec<NoteView>,
+    memory: Vec<String>,
+}
+
+/// Dependencies' results and notes are cut to this many characters each, so
+/// a long history cannot crowd out the task itself.
+const RESULT_CHARS: usize = 1_500;
+const NOTES_SHOWN: usize = 10;
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        text.chars().take(max).collect::<String>() + " […]"
+    }
+}
+
+pub(super) struct StepRun<'a> {
+    pub shared: &'a Shared,
+    pub db: &'a mut Store,
+    pub task: Task,
+    pub number: usize,
+    /// This step's claim: `agent/run-N/step-M`.
+    claim: String,
+    step_id: i64,
+    vars: Vars,
+    decision: Option<Decision>,
+    exec_role: String,
+    cost: f64,
+    started: Instant,
+    /// Codebase tools, for coders and testers of a project with a root.
+    toolbox: Option<crate::tools::Toolbox>,
+    /// The last test or command output, for the critic.
+    test_output: Option<String>,
+    /// Voting with tools: each candidate's answer, its toolbox and its
+    /// last test output; the winner's become the step's.
+    candidates: Vec<(String, crate::tools::Toolbox, Option<String>)>,
+}
+
+impl<'a> StepRun<'a> {
+    pub fn new(
+        shared: &'a Shared,
+        db: &'a mut Store,
+        task: Task,
+        number: usize,
+        claim: String,
+    ) -> Self {
+        StepRun {
+            shared,
+            db,
+            claim,
+            vars: Vars {
+                task: TaskView::of(&task),
+                parent: None,
+                dependencies: vec![],
+                plan_section: None,
+                notes: vec![],
+                memory: vec![],
+            },
+            task,
+            number,
+            step_id: 0,
+            decision: None,
+            exec_role: String::new(),
+            cost: 0.0,
+            started: Instant::now(),
+            toolbox: None,
+            test_output: None,
+            candidates: Vec::new(),
+        }
+    }
+
+    fn holder(&self) -> &str {
+        &self.shared.holder
+    }
+
+    fn emit(&self, p: Progress) {
+        (self.shared.observer)(&p);
+    }
+
+    /// Runs the step to its end. Errors outside the models (the database)
+    /// put the task back to pending and come back as `Failed`.
+    pub async fn run(mut self) -> Result<Outcome> {
+        match self.run_inner().await {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                let message = self.shared.caller.redact(&e.to_string());
+                tracing::error!(task = self.task.id, error = %message, "step failed");
+                self.emit(Progress::Warning {
+                    message: format!("task {}: {message}", self.task.id),
+                });
+                let note = format!(
+                    "The orchestrator stopped working on this task: {message}. It is back in the queue."
+                );
+                let holder = self.holder().to_string();
+                let claim = self.claim.clone();
+                let step_id = self.step_id;
+                let outcome = self.db.batch(|s| {
+                    let t = s.finish_claim(
+                        self.task.id,
+                        &claim,
+                        &holder,
+                        Status::Pending,
+                        json!({"run_id": self.shared.run_id, "error": message}),
+                        Some(&note),
+                    )?;
+                    if step_id > 0 {
+                        let outcome = if t.is_some() { "failed" } else { "lost" };
+                        s.finish_step(step_id, outcome, None, 0, 0.0, &json!({"error": message}))?;
+                    }
+                    Ok(t)
+                });
+                match outcome {
+                    Ok(Some(_)) => Ok(Outcome::Failed),
+                    Ok(None) => Ok(Outcome::Lost),
+                    // The database itself is gone: the lease will expire.
+                    Err(e2) => Err(e2),
+                }
+            }
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<Outcome> {
+        self.build_context().await?;
+        let setup = self.route()?;
+        let d = self.decision.as_ref().expect("routed");
+        self.step_id = self.db.start_step(
+            self.shared.run_id,
+            self.task.id,
+            self.number,
+            &self.shared.holder,
+            Some(&self.exec_role),
+            Some(&d.rule),
+        )?;
+        self.emit(Progress::StepStarted {
+            run_id: self.shared.run_id,
+            step: self.number,
+            task_id: self.task.id,
+            external_ref: self.task.external_ref.clone(),
+            title: self.task.title.clone(),
+            role: self.exec_role.clone(),
+            rule: d.rule.clone(),
+            chain: setup.chain.clone(),
+            plan: setup.plan,
+        });
+        let mut machine = Step::new(setup);
+        let mut effects = machine.handle(Event::Started);
+        loop {
+            let mut request = None;
+            for effect in effects {
+                match effect {
+                    Effect::Note(text) => {
+                        let holder = self.shared.holder.as_str();
+                        self.db.append_task_note(self.task.id, &text, holder)?;
+                        self.emit(Progress::Note {
+                            step: self.number,
+                            task_id: self.task.id,
+                            text,
+                        });
+                    }
+                    e if e.is_terminal() => return self.finish(e, &machine).await,
+                    e => request = Some(e),
+                }
+            }
+            let Some(request) = request else {
+                return Err(crate::Error::InvalidInput(format!(
+                    "the orchestrator's state machine stalled on task {}",
+                    self.task.id
+                )));
+            };
+            let mut cancel = self.shared.cancel.clone();
+            let (purpose, model) = in_flight(&request);
+            let event = if *cancel.borrow() {
+                Event::Cancelled
+            } else {
+                let cancelled = tokio::select! {
+                    ev = self.perform(request) => Some(ev?),
+                    _ = cancel.wait_for(|c| *c) => None,
+                };
+                match cancelled {
+                    Some(ev) => ev,
+                    None => {
+                        // The call in flight was dropped: on record as such.
+                        self.db.record_model_call(&ModelCall {
+                            run_id: Some(self.shared.run_id),
+                            step_id: Some(self.step_id),
+                            task_id: Some(self.task.id),
+                            role: self.exec_role.clone(),
+                            purpose: Some(purpose.to_string()),
+                            provider: String::new(),
+                            model: model.unwrap_or_default(),
+                            outcome: "cancelled".into(),
+                            error: Some("interrupted (Ctrl-C) before it answered".into()),
+                            ..Default::default()
+                        })?;
+                        Event::Cancelled
+                    }
+                }
+            };
+            effects = machine.handle(event);
+        }
+    }
+
+    fn info(&self, prompt_tokens: u64, output: Option<u64>, needs_json: bool) -> TaskInfo<'_> {
+        TaskInfo {
+            project_id: self.task.project_id,
+            title: &self.task.title,
+            description: &self.task.description,
+            tags: &self.task.tags,
+            role_hint: self.task.role.as_deref(),
+            prompt_tokens,
+            output_tokens: output,
+            needs_json,
+        }
+    }
+
+    /// The executor's role and chain, and the machine's setup.
+    fn route(&mut self) -> Result<Setup> {
+        let shared = self.shared;
+        let registry = shared.caller.registry();
+        let spent = shared.spent();
+        let conditions = Spend {
+            caller: &shared.caller,
+            run: spent,
+            task: self.db.task_cost(self.task.id)?,
+        };
+        // A first routing picks the role; the prompt it implies sizes the chain.
+        let first = router::route(
+            registry,
+            &self.info(0, None, false),
+            shared.opts.mode,
+            &conditions,
+        );
+        let mut role = first.role.clone();
+        if role == "planner" {
+            // Planning comes first; the work itself goes to the role the
+            // task would have without its planner hint.
+            let mut info = self.info(0, None, false);
+            info.role_hint = None;
+            let again = router::route(registry, &info, shared.opts.mode, &conditions);
+            role = if again.role == "planner" {
+                "coder".into()
+            } else {
+                again.role
+            };
+        }
+        if role == "critic" || role == "summarizer" {
+            // Their templates judge or condense other answers; a task of
+            // its own ("review X", "summarize Y") is written work.
+            role = "writer".into();
+        }
+        let prompt = shared.prompts.render(&role, &self.vars)?;
+        let tokens = estimate_tokens(&prompt);
+        let max_out = shared.prompts.get(&role).max_tokens;
+        let decision = if role == first.role {
+            router::route(
+                registry,
+                &self.info(tokens, max_out, false),
+                shared.opts.mode,
+                &conditions,
+            )
+        } else {
+            let mut d = router::route_role(
+                registry,
+                &role,
+                &self.info(tokens, max_out, false),
+                shared.opts.mode,
+                &conditions,
+            );
+            // A planner hint still plans first.
+            d.plan = first.plan;
+            d.rule = first.rule.clone();
+            d
+        };
+        let children = self.db.subtasks(self.task.id)?;
+        let children = children
+            .iter()
+            .map(|c| {
+                Ok(ChildResult {
+                    id: c.id,
+                    title: c.title.clone(),
+                    result: self.db.result_of(c.id)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let depth = {
+            let mut d = 0;
+            let mut p = self.task.parent_id;
+            while let Some(id) = p {
+                d += 1;
+                p = self.db.task(id)?.parent_id;
+            }
+            d
+        };
+        let setup = Setup {
+            servers_down: decision
+                .skipped
+                .iter()
+                .any(|s| s.why == router::Skip::CoolingDown),
+            windows: decision
+                .chain
+                .iter()
+                .filter_map(|id| registry.model(id))
+                .map(|m| shared.caller.window(m))
+                .collect(),
+            chain: decision.chain.clone(),
+            no_model_reason: decision
+                .skipped
+                .iter()
+                .map(|s| format!("{} ({})", s.model, skip_reason(&s.why)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            // Subtasks of subtasks are the deepest the planner goes.
+            plan: decision.plan && depth < shared.opts.max_plan_depth && !shared.opts.no_review,
+            max_rounds: shared.opts.max_rounds.max(1),
+            voting: decision.voting.filter(|_| !shared.opts.no_review),
+            children,
+            no_review: shared.opts.no_review,
+        };
+        self.exec_role = role;
+        self.decision = Some(decision);
+        let tools = &shared.opts.tools;
+        if tools.enabled && matches!(self.exec_role.as_str(), "coder" | "tester") {
+            let project = self.db.project(self.task.project_id)?;
+            if let Some(root) = project.root.as_deref() {
+                match crate::tools::Toolbox::new(
+                    std::path::Path::new(root),
+                    tools.writes_for(project.id),
+                    tools.commands_for(project.id),
+                    std::time::Duration::from_secs(tools.timeout_secs.max(1)),
+                    tools.output_cap,
+                ) {
+                    Ok(t) => self.toolbox = Some(t),
+                    Err(e) => self.emit(Progress::Warning {
+                        message: format!("task {}: no codebase tools: {e}", self.task.id),
+                    }),
+                }
+            }
+        }
+        Ok(setup)
+    }
+
+    fn request(&self, template: &str, text: String, temperature: Option<f32>) -> ChatRequest {
+        let p = self.shared.prompts.get(template);
+        let registry = self.shared.caller.registry();
+        // One rule, as `chat` and `route explain` use it: the registry's
+        // temperature for the template's role (the executor's for the
+        // executor's templates), unless the prompt's front matter sets one.
+        let role_temp = registry
+            .roles
+            .get(template)
+            .or_else(|| registry.roles.get(&self.exec_role))
+            .map_or(0.3, |r| r.temperature);
+        ChatRequest {
+            messages: vec![Message::user(text)],
+            temperature: temperature.or(p.temperature).unwrap_or(role_temp),
+            max_tokens: p.max_tokens.unwrap_or(2048),
+            json_schema: p.response_schema.clone(),
+            stream: false,
+            keep_alive: None,
+            num_ctx: None,
+            role: None,
+            tools: Vec::new(),
+        }
+    }
+
+    /// A role's chain for a pipeline call (planner, critic, summarizer).
+    fn chain_for(&self, role: &str, req: &ChatRequest) -> Decision {
+        let shared = self.shared;
+        let prompt_tokens: u64 = req
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
+        let conditions = Spend {
+            caller: &shared.caller,
+            run: shared.spent(),
+            task: self.cost,
+        };
+        router::route_role(
+            shared.caller.registry(),
+            role,
+            &self.info(
+                prompt_tokens,
+                Some(req.max_tokens),
+                req.json_schema.is_some(),
+            ),
+            shared.opts.mode,
+            &conditions,
+        )
+    }
+
+    /// Records one call's attempts: errors as they were, the answer with its
+    /// prompt and response.
+    fn record(
+        &mut self,
+        purpose: &str,
+        role: &str,
+        req: &ChatRequest,
+        result: &Result<CallOutcome, CallFailed>,
+        outcome_override: Option<(&str, String)>,
+    ) -> Result<()> {
+        let attempts = match result {
+            Ok(o) => &o.attempts,
+            Err(f) => &f.attempts,
+        };
+        let prompt = serde_json::to_string(&req.messages).expect("messages serialize");
+        let registry = self.shared.caller.registry();
+        for a in attempts.iter().filter(|a| a.outcome != "skipped") {
+            let mut call = ModelCall {
+                run_id: Some(self.shared.run_id),
+                step_id: Some(self.step_id),
+                task_id: Some(self.task.id),
+                role: role.to_string(),
+                purpose: Some(purpose.to_string()),
+                provider: a.provider.clone(),
+                model: a.model.clone(),
+                latency_ms: Some(a.latency_ms),
+                outcome: a.outcome.to_string(),
+                error: a.error.clone(),
+                prompt: Some(prompt.clone()),
+                ..Default::default()
+            };
+            if let (Ok(o), "ok") = (result, a.outcome) {
+                let u = o.response.usage;
+                call.prompt_tokens = Some(u.prompt_tokens);
+                call.completion_tokens = Some(u.completion_tokens);
+                call.tokens_estimated = u.estimated;
+                call.cost_usd = registry
+                    .model(&o.model)
+                    .map_or(0.0, |m| m.cost(u.prompt_tokens, u.completion_tokens));
+                call.response = Some(o.response.text.clone());
+                if let Some((outcome, why)) = &outcome_override {
+                    call.outcome = outcome.to_string();
+                    call.error = Some(why.clone());
+                }
+                self.cost += call.cost_usd;
+                self.shared.add_spent(call.cost_usd);
+            }
+            self.db.record_model_call(&call)?;
+            self.emit(Progress::ModelCall {
+                step: self.number,
+                task_id: self.task.id,
+                purpose: purpose.to_string(),
+                role: role.to_string(),
+                model: call.model.clone(),
+                provider: call.provider.clone(),
+                outcome: call.outcome.clone(),
+                prompt_tokens: call.prompt_tokens,
+                completion_tokens: call.completion_tokens,
+                latency_ms: a.latency_ms,
+                cost_usd: call.cost_usd,
+                error: call.error.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a request effect asks for: the purpose, and the model when it names one.
+fn in_flight(effect: &Effect) -> (&'static str, Option<String>) {
+    match effect {
+        Effect::Plan => ("plan", None),
+        Effect::Execute { model, .. } => ("execute", Some(model.clone())),
+        Effect::Sample { model, .. } => ("sample", Some(model.clone())),
+        Effect::Vote { .. } => ("vote", None),
+        Effect::Critique { .. } => ("critique", None),
+        Effect::Handoff { .. } => ("handoff", None),
+        _ => ("other", None),
+    }
+}
+
+/// Every try failed for the servers' state (refused, overloaded, loading;
+/// and there was at least one): no server can take the request now, as
+/// opposed to models that answered badly. The task goes back to the queue,
+/// never blocked.
+fn only_refused(f: &CallFailed) -> bool {
+    let mut errors = f
+        .attempts
+        .iter()
+        .filter(|a| a.outcome == "error")
+        .peekable();
+    errors.peek().is_some() && errors.all(|a| a.transient)
+}
+
+fn skip_reason(s: &router::Skip) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "skipped".into())
+}
+
+#[derive(serde::Deserialize)]
+struct Ballot {
+    best: usize,
+}
+
+/// JSON from a model: the whole answer, or the first `{…}` in it (small
+/// models wrap JSON in prose or code fences).
+pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    let t = text.trim();
+    if let Ok(v) = serde_json::from_str(t) {
+        return Ok(v);
+    }
+    let (Some(a), Some(b)) = (t.find('{'), t.rfind('}')) else {
+        return Err("no JSON object in the answer".into());
+    };
+    if b < a {
+        return Err("no JSON object in the answer".into());
+    }
+    serde_json::from_str(&t[a..=b]).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+fn parse_verdict(text: &str) -> std::result::Result<Verdict, String> {
+    let v: Verdict = parse_json(text)?;
+    let lower = v.verdict.to_ascii_lowercase();
+    if lower != "approve" && lower != "revise" {
+        return Err(format!(
+            "verdict {:?} is neither approve nor revise",
+            v.verdict
+        ));
+    }
+    Ok(v)
+}
+
+impl std::fmt::Debug for StepRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepRun")
+            .field("task", &self.task.id)
+            .finish()
+    }
+}
