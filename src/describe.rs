@@ -164,7 +164,7 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
 /// One orchestrator step of a task: its run, how it ended (a step whose
 /// run died is `lost`, with why), when, and by which model.
 pub fn step_line(st: &crate::store::RunStep) -> String {
-    let outcome = st.outcome.as_deref().unwrap_or("running");
+    let outcome = st.outcome.map_or("running", |o| o.as_str());
     let why = st
         .detail
         .get("lost_because")

@@ -100,6 +100,16 @@ pub enum Error {
     #[error("{count} problem(s) found; each is listed above")]
     CheckFailed { count: usize },
 
+    /// A step's claim on a task ran out and another agent holds it now;
+    /// nothing of the step's ending was written.
+    #[error("task {0}: the claim ran out and another agent holds the task")]
+    ClaimLost(i64),
+
+    /// A failure inside llmclis itself (a worker thread that died, say),
+    /// not the user's input.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -142,6 +152,8 @@ impl Error {
             Error::Document { .. } => "document",
             Error::Conflict { .. } => "conflict",
             Error::CheckFailed { .. } => "check_failed",
+            Error::ClaimLost(_) => "claim_lost",
+            Error::Internal(_) => "internal",
             Error::Registry { .. } => "registry",
             Error::Model(_) => "model",
             Error::Memory(_) => "memory",
@@ -171,6 +183,8 @@ impl Error {
             | Error::NewerSchema { .. }
             | Error::Conflict { .. }
             | Error::CheckFailed { .. }
+            | Error::ClaimLost(_)
+            | Error::Internal(_)
             | Error::Model(_)
             | Error::Memory(_)
             | Error::IndexBusy(_)

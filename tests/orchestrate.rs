@@ -13,7 +13,7 @@ use llmclis::llm::http_client;
 use llmclis::orchestrator::run::{self, Deps, Options, Progress, Summary};
 use llmclis::prompts::Prompts;
 use llmclis::registry::{Mode, Registry};
-use llmclis::store::{NewTask, Status, Store};
+use llmclis::store::{NewTask, Status, StepOutcome, Store};
 use serde_json::{Value, json};
 
 use crate::support::fake_llm::{FakeLlm, Reply, Route};
@@ -286,7 +286,7 @@ async fn the_critic_rejects_twice_then_approves_and_everything_is_recorded() {
     assert!(n.contains("Done by model-a in 3 round(s)"), "{n}");
     // The step, the run, the memories.
     let step = &s.task_steps(1).unwrap()[0];
-    assert_eq!((step.outcome.as_deref(), step.rounds), (Some("done"), 3));
+    assert_eq!((step.outcome, step.rounds), (Some(StepOutcome::Done), 3));
     assert_eq!(step.detail["result"], "v3: tabs kept, tests added");
     let run = s.run(summary.run_id).unwrap();
     assert_eq!(run.status, "completed");
@@ -1007,7 +1007,7 @@ async fn after_kill_9_the_next_run_reclaims_the_task_and_nothing_is_done_twice()
             .task_steps(id)
             .unwrap()
             .into_iter()
-            .filter(|st| st.outcome.as_deref() == Some("done"))
+            .filter(|st| st.outcome == Some(llmclis::store::StepOutcome::Done))
             .collect();
         assert_eq!(done.len(), 1, "task {id} finished once");
     }

@@ -162,7 +162,7 @@ fn assert_one_truth(env: &Env, clean: &Env, point: &str) {
             .task_steps(t.id)
             .unwrap()
             .iter()
-            .filter(|st| st.outcome.as_deref() == Some("done"))
+            .filter(|st| st.outcome == Some(llmclis::store::StepOutcome::Done))
             .count();
         assert_eq!(done, 1, "{point}: task {} finished by one step", t.id);
     }
@@ -530,7 +530,7 @@ fn dead_runs_are_closed_and_their_open_steps_lost() {
     assert_eq!(s.run(gone.id).unwrap().status, "interrupted");
     assert_eq!(s.run(silent.id).unwrap().status, "interrupted");
     let st = &s.steps(gone.id).unwrap()[0];
-    assert_eq!(st.outcome.as_deref(), Some("lost"));
+    assert_eq!(st.outcome, Some(llmclis::store::StepOutcome::Lost));
     assert!(st.finished_at.is_some());
     assert!(
         s.events(t.id)

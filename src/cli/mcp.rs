@@ -339,7 +339,7 @@ pub fn serve(ctx: &Ctx) -> Result<()> {
         service
             .waiting()
             .await
-            .map_err(|e| Error::InvalidInput(format!("MCP server stopped: {e}")))?;
+            .map_err(|e| Error::Internal(format!("MCP server stopped: {e}")))?;
         Ok(())
     })
 }

@@ -176,15 +176,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    /// How the step's record keeps it.
+    pub fn recorded(self) -> crate::store::StepOutcome {
+        use crate::store::StepOutcome as S;
         match self {
-            Outcome::Done => "done",
-            Outcome::Blocked => "blocked",
-            Outcome::Split => "split",
-            Outcome::Released => "released",
-            Outcome::Unreachable => "released",
-            Outcome::Failed => "failed",
-            Outcome::Lost => "lost",
+            Outcome::Done => S::Done,
+            Outcome::Blocked => S::Blocked,
+            Outcome::Split => S::Split,
+            Outcome::Released | Outcome::Unreachable => S::Released,
+            Outcome::Failed => S::Failed,
+            Outcome::Lost => S::Lost,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.recorded().as_str()
     }
 }

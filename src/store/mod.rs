@@ -29,7 +29,7 @@ pub use evals::EvalResult;
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
 pub use outbox::PendingDocEdit;
-pub use runs::{ClosedRun, ModelCall, Run, RunStep, ToolCallRecord};
+pub use runs::{ClosedRun, ModelCall, Run, RunStep, StepOutcome, ToolCallRecord};
 pub use tasks::Transition;
 
 /// How long a writer waits for another process's lock before giving up.

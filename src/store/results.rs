@@ -11,7 +11,7 @@ impl Store {
             .task_steps(task_id)?
             .into_iter()
             .rev()
-            .find(|s| s.outcome.as_deref() == Some("done"))
+            .find(|s| s.outcome == Some(super::StepOutcome::Done))
             .and_then(|s| s.detail.get(field)?.as_str().map(str::to_string)))
     }
 

@@ -99,7 +99,8 @@ pub struct RunStep {
     pub agent: String,
     pub role: Option<String>,
     pub rule: Option<String>,
-    pub outcome: Option<String>,
+    /// None while the step runs.
+    pub outcome: Option<StepOutcome>,
     pub model: Option<String>,
     pub rounds: i64,
     pub cost_usd: f64,
@@ -170,7 +171,10 @@ fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunStep> {
         agent: r.get(4)?,
         role: r.get(5)?,
         rule: r.get(6)?,
-        outcome: r.get(7)?,
+        outcome: r
+            .get::<_, Option<String>>(7)?
+            .as_deref()
+            .and_then(StepOutcome::parse),
         model: r.get(8)?,
         rounds: r.get(9)?,
         cost_usd: r.get(10)?,
@@ -180,7 +184,47 @@ fn step_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunStep> {
     })
 }
 
-pub const STEP_OUTCOMES: [&str; 6] = ["done", "blocked", "split", "released", "failed", "lost"];
+/// How a step ended, as its record keeps it (the schema's CHECK lists the
+/// same words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    Done,
+    Blocked,
+    Split,
+    /// Back to pending: interrupted, or no server could take the request.
+    Released,
+    /// Something outside the models failed; the task went back to pending.
+    Failed,
+    /// The step's run died, or its claim ran out under it.
+    Lost,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Done => "done",
+            StepOutcome::Blocked => "blocked",
+            StepOutcome::Split => "split",
+            StepOutcome::Released => "released",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Lost => "lost",
+        }
+    }
+
+    fn parse(text: &str) -> Option<StepOutcome> {
+        [
+            StepOutcome::Done,
+            StepOutcome::Blocked,
+            StepOutcome::Split,
+            StepOutcome::Released,
+            StepOutcome::Failed,
+            StepOutcome::Lost,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
 pub const RUN_STATUSES: [&str; 3] = ["completed", "interrupted", "failed"];
 
 impl Store {
@@ -391,17 +435,12 @@ impl Store {
     pub fn finish_step(
         &mut self,
         step_id: i64,
-        outcome: &str,
+        outcome: StepOutcome,
         model: Option<&str>,
         rounds: u32,
         cost_usd: f64,
         detail: &Value,
     ) -> Result<()> {
-        if !STEP_OUTCOMES.contains(&outcome) {
-            return Err(Error::InvalidInput(format!(
-                "unknown step outcome {outcome:?}"
-            )));
-        }
         self.write(|tx| {
             tx.execute(
                 "UPDATE run_steps SET outcome = ?2, model = ?3, rounds = ?4, cost_usd = ?5,
@@ -409,7 +448,7 @@ impl Store {
                   WHERE id = ?1",
                 params![
                     step_id,
-                    outcome,
+                    outcome.as_str(),
                     model,
                     rounds,
                     cost_usd,

@@ -127,7 +127,7 @@ fn event_loop(
         for msg in first.into_iter().chain(rx.try_iter()) {
             for job in app.on_msg(msg) {
                 if jobs.send(job).is_err() {
-                    return Err(Error::InvalidInput("the board's worker stopped".into()));
+                    return Err(Error::Internal("the board's worker stopped".into()));
                 }
             }
             if app.quit {

@@ -508,7 +508,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     if !d.steps.is_empty() {
         section(&mut lines, "Steps", theme);
         for st in &d.steps {
-            let style = if st.outcome.as_deref() == Some("lost") {
+            let style = if st.outcome == Some(crate::store::StepOutcome::Lost) {
                 theme.dim()
             } else {
                 Style::new()

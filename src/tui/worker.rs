@@ -339,7 +339,7 @@ impl Worker {
                     })
                 }))
                 .unwrap_or_else(|_| {
-                    Err(Error::InvalidInput(
+                    Err(Error::Internal(
                         "the run stopped on an internal error; see the log".into(),
                     ))
                 });

@@ -164,14 +164,11 @@ impl StepRun<'_> {
             if t.is_none() {
                 // The claim ran out under this step: another agent owns the
                 // task now, so nothing of this step's ending is written.
-                return Err(crate::Error::Conflict {
-                    path: Default::default(),
-                    message: "lost".into(),
-                });
+                return Err(crate::Error::ClaimLost(task.id));
             }
             s.finish_step(
                 step_id,
-                outcome.as_str(),
+                outcome.recorded(),
                 model.as_deref(),
                 rounds,
                 cost,
@@ -183,9 +180,15 @@ impl StepRun<'_> {
         self.shared.settled(self.task.id);
         let transition = match transition {
             Ok(t) => t.expect("checked above"),
-            Err(crate::Error::Conflict { message, .. }) if message == "lost" => {
-                self.db
-                    .finish_step(step_id, "lost", model.as_deref(), rounds, cost, &json!({}))?;
+            Err(crate::Error::ClaimLost(_)) => {
+                self.db.finish_step(
+                    step_id,
+                    crate::store::StepOutcome::Lost,
+                    model.as_deref(),
+                    rounds,
+                    cost,
+                    &json!({}),
+                )?;
                 self.emit(Progress::Warning {
                     message: format!(
                         "task {}: the lease ran out and another agent took the task; this step's result is dropped",

@@ -183,7 +183,11 @@ impl<'a> StepRun<'a> {
                         Some(&note),
                     )?;
                     if step_id > 0 {
-                        let outcome = if t.is_some() { "failed" } else { "lost" };
+                        let outcome = if t.is_some() {
+                            crate::store::StepOutcome::Failed
+                        } else {
+                            crate::store::StepOutcome::Lost
+                        };
                         s.finish_step(step_id, outcome, None, 0, 0.0, &json!({"error": message}))?;
                     }
                     Ok(t)

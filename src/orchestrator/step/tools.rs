@@ -286,7 +286,7 @@ impl StepRun<'_> {
                     (toolbox, out)
                 })
                 .await
-                .map_err(|e| crate::Error::InvalidInput(format!("a tool stopped: {e}")))?;
+                .map_err(|e| crate::Error::Internal(format!("a tool stopped: {e}")))?;
                 self.toolbox = Some(toolbox);
                 match out {
                     Some(o) => o,
