@@ -107,3 +107,77 @@ async fn an_agent_takes_a_task_and_finishes_it_over_mcp() {
         .unwrap();
     assert!(line.contains("[x]"), "ticked in plans.md: {line}");
 }
+
+/// Memory over MCP: what one call stores, the next finds by meaning, on
+/// the memory layer the server keeps open (one model load for the session);
+/// the answer is the same JSON as `llmclis --json memory query`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memories_stored_over_mcp_are_found_by_meaning() {
+    let Some((dir, lib)) = crate::support::assets() else {
+        return;
+    };
+    let env = Env::new();
+    env.with_seed_plans();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(
+        env.config_dir().join("config.toml"),
+        format!(
+            "[memory]\nmodel_dir = {:?}\nonnxruntime = {:?}\n",
+            dir.display().to_string(),
+            lib.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.env_clear()
+        .envs(env.vars())
+        .current_dir(env.dir.path())
+        .arg("mcp");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let call = |name: &'static str, a: Value| {
+        let client = &client;
+        async move {
+            let r = client
+                .call_tool(CallToolRequestParams::new(name).with_arguments(args(a)))
+                .await
+                .unwrap();
+            let text = r.content[0].as_text().unwrap().text.clone();
+            assert!(r.is_error != Some(true), "{name}: {text}");
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    for text in [
+        "The parser chokes on tabs inside quoted strings.",
+        "Deployment uses docker compose with vLLM on port 8000.",
+        "The release checklist lives in docs/release.md.",
+    ] {
+        let stored = call(
+            "memory_store",
+            json!({"project_id": 1, "text": text, "type": "design_doc"}),
+        )
+        .await;
+        assert_eq!(stored["type"], "design_doc", "{stored}");
+    }
+    let hits = call(
+        "memory_query",
+        json!({"project_id": 1, "text": "which port does the model server listen on", "top_k": 2}),
+    )
+    .await;
+    assert_eq!(hits.as_array().unwrap().len(), 2, "{hits}");
+    assert!(
+        hits[0]["text"].as_str().unwrap().contains("port 8000"),
+        "{hits}"
+    );
+    client.cancel().await.unwrap();
+    // The command line finds the same, in the same shape.
+    let cli = env.json(&[
+        "memory",
+        "query",
+        "--project-id",
+        "1",
+        "--top-k",
+        "2",
+        "which port does the model server listen on",
+    ]);
+    assert_eq!(cli[0]["id"], hits[0]["id"]);
+}

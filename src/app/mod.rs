@@ -4,6 +4,7 @@
 //! prepared orchestrator run. Front ends hold a `Context` and call these;
 //! none of them imports another.
 
+pub mod memory;
 pub mod run;
 
 use std::path::PathBuf;

@@ -4,6 +4,8 @@
 //! Each tool is a CLI command run in-process with `--json` and the server's
 //! own settings (database, config, agent): the same validation, events and
 //! plans.md sync as the command line, and the same JSON as its output. The
+//! memory tools go to the application layer directly, on a memory layer the
+//! server keeps open, so a call does not load the embedding model again. The
 //! list is kept short, with one line each, so it costs an agent little of its
 //! context window.
 
@@ -236,6 +238,10 @@ fn command(name: &str, args: &Map<String, Value>) -> std::result::Result<Vec<Str
 struct Server {
     /// `llmclis --json` and the server's own settings.
     base: Vec<OsString>,
+    app: crate::app::Context,
+    /// Memory stays open between calls: only the first memory call loads
+    /// the embedding model and opens the index.
+    memory: Arc<crate::app::memory::Kept>,
 }
 
 impl Server {
@@ -262,7 +268,67 @@ impl Server {
                 },
             );
         }
-        Server { base }
+        Server {
+            base,
+            app: ctx.app.clone(),
+            memory: Arc::new(crate::app::memory::Kept::new(ctx.app.clone())),
+        }
+    }
+
+    /// `memory_store` and `memory_query` on the memory kept open; the
+    /// same JSON as `llmclis --json memory store|query`.
+    async fn memory_call(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+    ) -> std::result::Result<String, String> {
+        let int = |key: &str| -> std::result::Result<Option<i64>, String> {
+            match text(args, key) {
+                None => Ok(None),
+                Some(v) => v
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| format!("`{key}` must be a whole number, not {v:?}")),
+            }
+        };
+        let project_id = int("project_id")?.ok_or("`project_id` is required")?;
+        let task_id = int("task_id")?;
+        let text_arg = need(args, "text")?;
+        let mut db = self.app.store().map_err(|e| e.to_string())?;
+        let out = match name {
+            "memory_store" => {
+                let mem = match self.memory.get(&db).await {
+                    Ok(m) => Some(m),
+                    Err(Error::IndexBusy(_)) => None,
+                    Err(e) => return Err(e.to_string()),
+                };
+                let req = crate::app::memory::StoreMemory {
+                    project_id,
+                    task_id,
+                    kind: text(args, "type").unwrap_or_else(|| "raw_interaction".into()),
+                    text: text_arg,
+                };
+                let r = crate::app::memory::store(mem.as_deref(), &mut db, &req, &self.app.agent)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                serde_json::to_string(&r)
+            }
+            _ => {
+                let mem = self.memory.get(&db).await.map_err(|e| e.to_string())?;
+                let req = crate::app::memory::QueryMemory {
+                    project_id,
+                    task_id,
+                    kind: text(args, "type"),
+                    top_k: int("top_k")?.map_or(5, |k| k.max(1) as usize),
+                    text: text_arg,
+                };
+                let hits = crate::app::memory::query(&mem, &mut db, &req)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                serde_json::to_string(&hits)
+            }
+        };
+        out.map_err(|e| e.to_string())
     }
 
     /// Runs a tool's command; its JSON output, or the error's message.
@@ -312,10 +378,18 @@ impl ServerHandler for Server {
         let server = self.clone();
         let args = request.arguments.unwrap_or_default();
         let name = request.name.to_string();
-        // The store and the files are synchronous: off the protocol's thread.
-        let result = tokio::task::spawn_blocking(move || server.run(&name, &args))
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        // The store and the files are synchronous (and the store is not
+        // Sync): off the protocol's thread, memory calls included.
+        let rt = tokio::runtime::Handle::current();
+        let result = tokio::task::spawn_blocking(move || {
+            if matches!(name.as_str(), "memory_store" | "memory_query") {
+                rt.block_on(server.memory_call(&name, &args))
+            } else {
+                server.run(&name, &args)
+            }
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         Ok(match result {
             Ok(json) => CallToolResult::success(vec![ContentBlock::text(json)]),
             Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),

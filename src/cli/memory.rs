@@ -107,21 +107,23 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
         } => {
             // Another process holding the index (a run) does not make this
             // wait: the row goes to SQLite and that process indexes it.
-            let r = match ctx.open_memory_waiting(&db, Duration::ZERO) {
-                Ok(mem) => {
-                    rt.block_on(mem.catch_up(&mut db, None))?;
-                    rt.block_on(
-                        mem.store_memory(&mut db, &text, project_id, task_id, &kind, &agent),
-                    )?
-                }
-                Err(Error::IndexBusy(_)) => {
-                    db.project(project_id)?;
-                    crate::memory::save_unindexed(
-                        &mut db, &text, project_id, task_id, &kind, &agent,
-                    )?
-                }
+            let mem = match ctx.open_memory_waiting(&db, Duration::ZERO) {
+                Ok(mem) => Some(mem),
+                Err(Error::IndexBusy(_)) => None,
                 Err(e) => return Err(e),
             };
+            let req = crate::app::memory::StoreMemory {
+                project_id,
+                task_id,
+                kind,
+                text,
+            };
+            let r = rt.block_on(crate::app::memory::store(
+                mem.as_ref(),
+                &mut db,
+                &req,
+                &agent,
+            ))?;
             emit(out, ctx.json, &r, || {
                 format!(
                     "Stored memory {} ({}) in project {}.",
@@ -137,14 +139,14 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             text,
         } => {
             let mem = open_caught_up(ctx, &mut db, &rt)?;
-            let hits = rt.block_on(mem.query_memory(
-                &db,
-                &text,
-                Some(project_id),
+            let req = crate::app::memory::QueryMemory {
+                project_id,
                 task_id,
-                kind.as_deref(),
+                kind,
                 top_k,
-            ))?;
+                text,
+            };
+            let hits = rt.block_on(crate::app::memory::query(&mem, &mut db, &req))?;
             emit(out, ctx.json, &hits, || {
                 if hits.is_empty() {
                     return "No memories match.".into();

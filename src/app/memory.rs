@@ -1,0 +1,103 @@
+//! Memory operations for every front end: store one and query by meaning,
+//! with the index caught up first. `Kept` is the memory layer a long-lived
+//! front end (the MCP server) opens once, on first use, and keeps, so a
+//! call pays for a query, not for loading the embedding model.
+
+use std::time::Duration;
+
+use super::Context;
+use crate::error::Result;
+use crate::memory::{Hit, Memory, MemoryRecord};
+use crate::store::Store;
+
+/// A memory to save.
+#[derive(Debug, Clone)]
+pub struct StoreMemory {
+    pub project_id: i64,
+    pub task_id: Option<i64>,
+    pub kind: String,
+    pub text: String,
+}
+
+/// A search by meaning, best first.
+#[derive(Debug, Clone)]
+pub struct QueryMemory {
+    pub project_id: i64,
+    pub task_id: Option<i64>,
+    pub kind: Option<String>,
+    pub top_k: usize,
+    pub text: String,
+}
+
+/// Saves a memory. Without an index (another process holds it) the row
+/// goes to SQLite and that process, or the next opener, indexes it.
+pub async fn store(
+    memory: Option<&Memory>,
+    db: &mut Store,
+    req: &StoreMemory,
+    agent: &str,
+) -> Result<MemoryRecord> {
+    match memory {
+        Some(mem) => {
+            mem.catch_up(db, None).await?;
+            mem.store_memory(db, &req.text, req.project_id, req.task_id, &req.kind, agent)
+                .await
+        }
+        None => {
+            db.project(req.project_id)?;
+            crate::memory::save_unindexed(
+                db,
+                &req.text,
+                req.project_id,
+                req.task_id,
+                &req.kind,
+                agent,
+            )
+        }
+    }
+}
+
+/// Searches a project's memories, with the index caught up first so a
+/// committed row is never missed.
+pub async fn query(memory: &Memory, db: &mut Store, req: &QueryMemory) -> Result<Vec<Hit>> {
+    memory.catch_up(db, None).await?;
+    memory
+        .query_memory(
+            db,
+            &req.text,
+            Some(req.project_id),
+            req.task_id,
+            req.kind.as_deref(),
+            req.top_k,
+        )
+        .await
+}
+
+/// A memory layer opened once and kept: the embedder loads on the first
+/// call that needs it, never for one that does not. A failed open is tried
+/// again on the next call (another process may have let go of the index).
+pub struct Kept {
+    ctx: Context,
+    memory: tokio::sync::Mutex<Option<std::sync::Arc<Memory>>>,
+}
+
+impl Kept {
+    pub fn new(ctx: Context) -> Kept {
+        Kept {
+            ctx,
+            memory: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The memory layer, opened on first use without waiting for an Edge
+    /// index another process holds (that is `Error::IndexBusy`).
+    pub async fn get(&self, db: &Store) -> Result<std::sync::Arc<Memory>> {
+        let mut slot = self.memory.lock().await;
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(self.ctx.open_memory_waiting(db, Duration::ZERO)?);
+        *slot = Some(m.clone());
+        Ok(m)
+    }
+}
