@@ -58,7 +58,7 @@ fn registry(flavour: &str, primary: &str, backup: &str) -> String {
             )
         }
         f => format!(
-            r#"{{ name: p, kind: openai-compatible, flavour: {f}, base_url: "{primary}", timeout_secs: 1, idle_timeout_secs: 1, local: true }}"#
+            r#"{{ name: p, kind: openai-compatible, flavour: {f}, base_url: "{primary}", timeout_secs: 1, idle_timeout_secs: 3, local: true }}"#
         ),
     };
     format!(
@@ -181,7 +181,8 @@ fn cases() -> Vec<Case> {
                     .collect(),
             ),
             Released,
-            5,
+            // One round's three tries, then at least one more round.
+            4,
         ),
         case(
             "ollama",

@@ -125,6 +125,65 @@ impl Embedder for FastEmbedder {
     }
 }
 
+/// The local model, loaded on the first embedding rather than at open: a
+/// command or a session that embeds nothing (`memory stats`, a board that
+/// never searches) never pays the model's load. The files and ONNX Runtime
+/// are checked at open, so missing assets are still said at once.
+pub struct LazyFastEmbedder {
+    dir: PathBuf,
+    lib: PathBuf,
+    loaded: OnceLock<std::result::Result<FastEmbedder, String>>,
+}
+
+impl LazyFastEmbedder {
+    pub fn new(model_dir: &Path, lib: &Path) -> Result<LazyFastEmbedder> {
+        for f in MODEL_FILES {
+            let p = model_dir.join(f);
+            if !p.is_file() {
+                return Err(Error::Memory(format!(
+                    "{} is missing; {}",
+                    p.display(),
+                    assets_hint()
+                )));
+            }
+        }
+        // The runtime library loads now (tens of milliseconds): a missing or
+        // wrong one is said at once, like missing model files.
+        ort_env(lib)?;
+        Ok(LazyFastEmbedder {
+            dir: model_dir.to_path_buf(),
+            lib: lib.to_path_buf(),
+            loaded: OnceLock::new(),
+        })
+    }
+
+    fn get(&self) -> Result<&FastEmbedder> {
+        self.loaded
+            .get_or_init(|| FastEmbedder::load(&self.dir, &self.lib).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Memory(e.clone()))
+    }
+}
+
+impl Embedder for LazyFastEmbedder {
+    fn model(&self) -> String {
+        MINILM.to_string()
+    }
+
+    fn dim(&self) -> usize {
+        MINILM_DIM
+    }
+
+    fn embed(&self, texts: Vec<String>) -> BoxFuture<'_, Result<Vec<Vec<f32>>>> {
+        Box::pin(async move {
+            if texts.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.get()?.embed(texts).await
+        })
+    }
+}
+
 /// Where the assets are by default: `<data dir>/onnxruntime/…` and
 /// `<data dir>/embeddings/all-MiniLM-L6-v2-int8/`, as `scripts/embedding-assets` puts them.
 pub fn default_assets(data_dir: &Path) -> (PathBuf, PathBuf) {

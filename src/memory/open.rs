@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Memory;
-use super::embed::{Embedder, FastEmbedder, OpenAiEmbedder};
+use super::embed::{Embedder, LazyFastEmbedder, OpenAiEmbedder};
 use super::vector::{EdgeIndex, QdrantIndex, VectorIndex};
 use crate::config::{MemoryConfig, Paths};
 use crate::error::{Error, Result};
@@ -31,7 +31,7 @@ pub fn open(
     let embedder: Arc<dyn Embedder> = match cfg.embedder.as_str() {
         "fastembed" => {
             let (dir, lib) = crate::memory::embed::asset_paths(&paths.data_dir, cfg);
-            Arc::new(FastEmbedder::load(&dir, &lib)?)
+            Arc::new(LazyFastEmbedder::new(&dir, &lib)?)
         }
         "openai" => {
             let registry = registry()?;
