@@ -16,6 +16,9 @@
 //!
 //!     cargo bench --bench orchestrate
 
+// The bench writes its fixtures directly.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "../tests/support/fake_llm.rs"]
 #[allow(dead_code)]
 mod fake_llm;

@@ -395,6 +395,7 @@ fn read_manifest(config_dir: &Path) -> Manifest {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures
 mod tests {
     use super::*;
 

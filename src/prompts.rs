@@ -189,6 +189,7 @@ fn template_error(prompt: &Prompt, e: &minijinja::Error) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures
 mod tests {
     use super::*;
     use serde_json::json;
