@@ -127,8 +127,8 @@ impl Embedder for FastEmbedder {
 
 /// The local model, loaded on the first embedding rather than at open: a
 /// command or a session that embeds nothing (`memory stats`, a board that
-/// never searches) never pays the model's load. The files and ONNX Runtime
-/// are checked at open, so missing assets are still said at once.
+/// never searches) never pays the model's load. The files are checked at
+/// open, so missing assets are still said at once.
 pub struct LazyFastEmbedder {
     dir: PathBuf,
     lib: PathBuf,
@@ -147,9 +147,16 @@ impl LazyFastEmbedder {
                 )));
             }
         }
-        // The runtime library loads now (tens of milliseconds): a missing or
-        // wrong one is said at once, like missing model files.
-        ort_env(lib)?;
+        if !lib.is_file() {
+            return Err(Error::Memory(format!(
+                "ONNX Runtime not found at {}; {}",
+                lib.display(),
+                assets_hint()
+            )));
+        }
+        // A file that is not a usable ONNX Runtime is found at the first
+        // embedding, with the same message: loading it costs what a command
+        // that embeds nothing should not pay.
         Ok(LazyFastEmbedder {
             dir: model_dir.to_path_buf(),
             lib: lib.to_path_buf(),
