@@ -287,15 +287,17 @@ fn snapshot(root: &Path, protected: &[String]) -> Vec<Option<Vec<u8>>> {
 }
 
 /// Copies a case's repository, keeping permissions (an executable check
-/// stays executable); symlinks are copied as the files they point to.
+/// stays executable). A symlink to a file is copied as that file; one to a
+/// folder is not followed (it could lead back up and never end).
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let entry = entry.map_err(|e| Error::io(from, e))?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if src.is_dir() {
+        let kind = entry.file_type().map_err(|e| Error::io(&src, e))?;
+        if kind.is_dir() {
             copy_dir(&src, &dst)?;
-        } else {
+        } else if kind.is_file() || src.is_file() {
             std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
         }
     }
