@@ -12,17 +12,13 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// Every template the orchestrator renders: the seven roles and the voter.
-pub const NAMES: [&str; 8] = [
-    "planner",
-    "coder",
-    "tester",
-    "critic",
-    "researcher",
-    "writer",
-    "summarizer",
-    "voter",
-];
+/// The template voters render; it belongs to no role.
+pub const VOTER: &str = "voter";
+
+/// Every template the orchestrator renders: one per role, and the voter's.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    crate::registry::ROLES.into_iter().chain([VOTER])
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,7 +98,7 @@ impl Prompts {
         env.set_trim_blocks(true);
         env.set_keep_trailing_newline(true);
         let mut prompts = BTreeMap::new();
-        for name in NAMES {
+        for name in names() {
             let path = config_dir.join("prompts").join(format!("{name}.md"));
             let (text, source) = match std::fs::read_to_string(&path) {
                 Ok(t) => (t, path),

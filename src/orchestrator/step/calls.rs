@@ -176,13 +176,13 @@ impl StepRun<'_> {
                     candidates: &'v [String],
                 }
                 let text = self.shared.prompts.render(
-                    "voter",
+                    crate::prompts::VOTER,
                     VoteVars {
                         task: &self.vars.task,
                         candidates: &candidates,
                     },
                 )?;
-                let req = self.request("voter", text, None);
+                let req = self.request(crate::prompts::VOTER, text, None);
                 let decision = self.chain_for("critic", &req);
                 let caller = &self.shared.caller;
                 let chain = &decision.chain;
