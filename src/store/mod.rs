@@ -8,11 +8,13 @@
 //!   never hold the same task;
 //! - the schema only moves forward, and a newer one is refused untouched.
 
+mod deps;
 mod evals;
 mod migrate;
 pub mod model;
 mod outbox;
 mod projects;
+mod queue;
 mod results;
 mod runs;
 mod tasks;

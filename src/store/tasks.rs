@@ -1,29 +1,18 @@
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
+use super::deps::*;
+use super::queue::READY_WHERE;
 use super::{Event, NewTask, Note, Status, StatusCounts, Store, Task, TaskPatch, now};
 use crate::error::{Error, Result};
 
-const TASK_COLUMNS: &str = "id, project_id, parent_id, external_ref, title, description, status, \
+pub(super) const TASK_COLUMNS: &str = "id, project_id, parent_id, external_ref, title, description, status, \
      priority, role, tags, created_at, created_by, updated_at, last_agent, last_updated_at, \
      claimed_by, lease_expires_at, attempts, deleted_at";
 
-/// The ready queue's filter and order. Spelled exactly as in the partial
-/// indexes `tasks_ready` / `tasks_ready_any` (migrations/0001_init.sql), or
-/// SQLite will not use them.
-const READY_WHERE: &str = "status = 'pending' AND unmet_deps = 0 AND open_children = 0 \
-     AND parent_status IS NOT 'blocked'";
-const READY_ORDER: &str = "(parent_status IS 'in-progress') DESC, priority DESC, dep_count, id";
-
-fn next_ready_sql(project: bool) -> String {
-    let scope = if project { "project_id = ?1 AND " } else { "" };
-    format!("SELECT id FROM tasks WHERE {scope}{READY_WHERE} ORDER BY {READY_ORDER} LIMIT 1")
-}
-
-fn status_col(s: String) -> rusqlite::Result<Status> {
+pub(super) fn status_col(s: String) -> rusqlite::Result<Status> {
     s.parse().map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
             0,
@@ -33,7 +22,7 @@ fn status_col(s: String) -> rusqlite::Result<Status> {
     })
 }
 
-fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
+pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
     let tags: String = r.get(9)?;
     Ok(Task {
         id: r.get(0)?,
@@ -59,7 +48,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
     })
 }
 
-fn load_task(conn: &rusqlite::Connection, id: i64) -> Result<Task> {
+pub(super) fn load_task(conn: &rusqlite::Connection, id: i64) -> Result<Task> {
     let mut task = conn
         .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
         .query_row([id], task_from_row)
@@ -73,7 +62,7 @@ fn load_task(conn: &rusqlite::Connection, id: i64) -> Result<Task> {
 }
 
 /// Trims and validates a tag list: no empty tags, no duplicates, order kept.
-fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
+pub(super) fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for tag in tags {
@@ -88,7 +77,7 @@ fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn clean_title(title: &str) -> Result<String> {
+pub(super) fn clean_title(title: &str) -> Result<String> {
     let t = title.trim();
     if t.is_empty() {
         return Err(Error::InvalidInput("a task needs a title".into()));
@@ -97,16 +86,21 @@ fn clean_title(title: &str) -> Result<String> {
 }
 
 /// One row of the event log, before it is written.
-struct EventDraft<'a> {
-    project_id: i64,
-    task_id: Option<i64>,
-    kind: &'a str,
-    from: Option<Status>,
-    to: Option<Status>,
-    metadata: &'a Value,
+pub(super) struct EventDraft<'a> {
+    pub(super) project_id: i64,
+    pub(super) task_id: Option<i64>,
+    pub(super) kind: &'a str,
+    pub(super) from: Option<Status>,
+    pub(super) to: Option<Status>,
+    pub(super) metadata: &'a Value,
 }
 
-fn insert_event(tx: &Connection, e: &EventDraft<'_>, agent: &str, ts: &str) -> Result<()> {
+pub(super) fn insert_event(
+    tx: &Connection,
+    e: &EventDraft<'_>,
+    agent: &str,
+    ts: &str,
+) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (project_id, task_id, kind, from_status, to_status, agent, metadata, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -124,60 +118,16 @@ fn insert_event(tx: &Connection, e: &EventDraft<'_>, agent: &str, ts: &str) -> R
     Ok(())
 }
 
-/// The task's project, or `TaskNotFound`.
-fn claim_event(
-    tx: &Connection,
-    project: i64,
-    id: i64,
-    until: &str,
-    agent: &str,
-    ts: &str,
-) -> Result<()> {
-    insert_event(
-        tx,
-        &EventDraft {
-            project_id: project,
-            task_id: Some(id),
-            kind: "claim",
-            from: Some(Status::Pending),
-            to: Some(Status::InProgress),
-            metadata: &json!({"lease_expires_at": until}),
-        },
-        agent,
-        ts,
-    )
-}
-
-fn project_of(tx: &rusqlite::Connection, id: i64) -> Result<i64> {
+pub(super) fn project_of(tx: &rusqlite::Connection, id: i64) -> Result<i64> {
     tx.prepare_cached("SELECT project_id FROM tasks WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?
         .ok_or(Error::TaskNotFound(id))
 }
 
-fn ensure_same_project(
-    tx: &rusqlite::Connection,
-    task: i64,
-    task_project: i64,
-    other: i64,
-    what: &'static str,
-) -> Result<()> {
-    let other_project = project_of(tx, other)?;
-    if other_project != task_project {
-        return Err(Error::CrossProject {
-            task,
-            task_project,
-            other,
-            other_project,
-            what,
-        });
-    }
-    Ok(())
-}
-
 /// External refs (`S1.2`) are unique within a project; `except` is the task
 /// being edited.
-fn ensure_ref_free(
+pub(super) fn ensure_ref_free(
     tx: &rusqlite::Connection,
     project_id: i64,
     external_ref: &str,
@@ -197,87 +147,7 @@ fn ensure_ref_free(
     }
 }
 
-/// If `from` already reaches `to` through dependencies, the path `from → … → to`.
-fn dependency_path(tx: &rusqlite::Connection, from: i64, to: i64) -> Result<Option<Vec<i64>>> {
-    let mut stmt = tx.prepare_cached("SELECT depends_on FROM task_deps WHERE task_id = ?1")?;
-    let mut came_from: HashMap<i64, i64> = HashMap::new();
-    let mut queue = VecDeque::from([from]);
-    let mut seen = HashSet::from([from]);
-    while let Some(node) = queue.pop_front() {
-        if node == to {
-            let mut path = vec![to];
-            let mut cur = to;
-            while let Some(&prev) = came_from.get(&cur) {
-                path.push(prev);
-                cur = prev;
-            }
-            path.reverse();
-            return Ok(Some(path));
-        }
-        let next: Vec<i64> = stmt
-            .query_map([node], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for n in next {
-            if seen.insert(n) {
-                came_from.insert(n, node);
-                queue.push_back(n);
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn add_dependency_tx(
-    tx: &Connection,
-    task_id: i64,
-    depends_on: i64,
-    agent: &str,
-    ts: &str,
-) -> Result<bool> {
-    if task_id == depends_on {
-        return Err(Error::SelfDependency(task_id));
-    }
-    let project = project_of(tx, task_id)?;
-    ensure_same_project(tx, task_id, project, depends_on, "a dependency")?;
-    let exists = tx
-        .prepare_cached("SELECT 1 FROM task_deps WHERE task_id = ?1 AND depends_on = ?2")?
-        .query_row([task_id, depends_on], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if exists {
-        return Ok(false);
-    }
-    if let Some(path) = dependency_path(tx, depends_on, task_id)? {
-        // The new edge task → depends_on closes the loop depends_on → … → task.
-        let mut cycle = vec![task_id];
-        cycle.extend(path);
-        let shown: Vec<String> = cycle.iter().map(i64::to_string).collect();
-        return Err(Error::DependencyCycle {
-            path: format!("task {} (each depends on the next)", shown.join(" → ")),
-        });
-    }
-    tx.prepare_cached(
-        "INSERT INTO task_deps (task_id, depends_on, created_at, created_by) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![task_id, depends_on, ts, agent])?;
-    insert_event(
-        tx,
-        &EventDraft {
-            project_id: project,
-            task_id: Some(task_id),
-            kind: "dependency",
-            from: None,
-            to: None,
-            metadata: &json!({"action": "added", "depends_on": depends_on}),
-        },
-        agent,
-        ts,
-    )?;
-    touch(tx, task_id, agent, ts)?;
-    Ok(true)
-}
-
-fn touch(tx: &Connection, id: i64, agent: &str, ts: &str) -> Result<()> {
+pub(super) fn touch(tx: &Connection, id: i64, agent: &str, ts: &str) -> Result<()> {
     tx.prepare_cached(
         "UPDATE tasks SET updated_at = ?2, last_agent = ?3, last_updated_at = ?2 WHERE id = ?1",
     )?
@@ -285,7 +155,7 @@ fn touch(tx: &Connection, id: i64, agent: &str, ts: &str) -> Result<()> {
     Ok(())
 }
 
-fn set_status_tx(
+pub(super) fn set_status_tx(
     tx: &Connection,
     id: i64,
     status: Status,
@@ -337,7 +207,13 @@ fn set_status_tx(
     Ok(from)
 }
 
-fn append_note_tx(tx: &Connection, id: i64, text: &str, agent: &str, ts: &str) -> Result<i64> {
+pub(super) fn append_note_tx(
+    tx: &Connection,
+    id: i64,
+    text: &str,
+    agent: &str,
+    ts: &str,
+) -> Result<i64> {
     if text.trim().is_empty() {
         return Err(Error::InvalidInput("a note cannot be empty".into()));
     }
@@ -362,47 +238,6 @@ fn append_note_tx(tx: &Connection, id: i64, text: &str, agent: &str, ts: &str) -
     )?;
     touch(tx, id, agent, ts)?;
     Ok(note_id)
-}
-
-/// Puts tasks whose lease ran out back to pending, with an event naming the
-/// holder that lost them. Returns how many were released.
-fn release_expired_leases(
-    tx: &Connection,
-    project_id: Option<i64>,
-    agent: &str,
-    ts: &str,
-) -> Result<usize> {
-    let expired: Vec<(i64, i64, Option<String>, String)> = tx
-        .prepare_cached(
-            "SELECT id, project_id, claimed_by, lease_expires_at FROM tasks
-              WHERE lease_expires_at IS NOT NULL AND lease_expires_at < ?1
-                AND status = 'in-progress' AND (?2 IS NULL OR project_id = ?2)",
-        )?
-        .query_map(params![ts, project_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for (id, project, holder, lease) in &expired {
-        tx.prepare_cached(
-            "UPDATE tasks SET status = 'pending', claimed_by = NULL, lease_expires_at = NULL,
-                    updated_at = ?2 WHERE id = ?1",
-        )?
-        .execute(params![id, ts])?;
-        insert_event(
-            tx,
-            &EventDraft {
-                project_id: *project,
-                task_id: Some(*id),
-                kind: "lease_expired",
-                from: Some(Status::InProgress),
-                to: Some(Status::Pending),
-                metadata: &json!({"previous_holder": holder, "lease_expired_at": lease}),
-            },
-            agent,
-            ts,
-        )?;
-    }
-    Ok(expired.len())
 }
 
 /// A status change as it happened: the task after it, and where it came from.
@@ -643,49 +478,6 @@ impl Store {
         self.task(id)
     }
 
-    /// `task_id` depends on `depends_on`. Refuses self-dependencies, other
-    /// projects and cycles (naming the cycle). Adding an existing dependency
-    /// changes nothing and returns false.
-    pub fn add_dependency(&mut self, task_id: i64, depends_on: i64, agent: &str) -> Result<bool> {
-        self.write(|tx| add_dependency_tx(tx, task_id, depends_on, agent, &now()))
-    }
-
-    /// Drops a dependency; returns false when there was none.
-    pub fn remove_dependency(
-        &mut self,
-        task_id: i64,
-        depends_on: i64,
-        agent: &str,
-    ) -> Result<bool> {
-        self.write(|tx| {
-            let project = project_of(tx, task_id)?;
-            project_of(tx, depends_on)?;
-            let n = tx.execute(
-                "DELETE FROM task_deps WHERE task_id = ?1 AND depends_on = ?2",
-                [task_id, depends_on],
-            )?;
-            if n == 0 {
-                return Ok(false);
-            }
-            let ts = now();
-            insert_event(
-                tx,
-                &EventDraft {
-                    project_id: project,
-                    task_id: Some(task_id),
-                    kind: "dependency",
-                    from: None,
-                    to: None,
-                    metadata: &json!({"action": "removed", "depends_on": depends_on}),
-                },
-                agent,
-                &ts,
-            )?;
-            touch(tx, task_id, agent, &ts)?;
-            Ok(true)
-        })
-    }
-
     /// Sets a task's status and writes the event (with `metadata`) in one
     /// transaction. Setting the status it already has changes nothing.
     pub fn mark_task_status(
@@ -724,46 +516,6 @@ impl Store {
             task: self.task(task_id)?,
             from,
         })
-    }
-
-    /// Ends `holder`'s claim on a task: the new status, the event and the
-    /// note (written as `agent`) in one transaction. `None`, with nothing
-    /// written, when the holder no longer holds the task (its lease ran out and another agent took
-    /// it), so a slow worker never overwrites a newer one's result.
-    pub fn finish_claim(
-        &mut self,
-        task_id: i64,
-        holder: &str,
-        agent: &str,
-        status: Status,
-        metadata: Value,
-        note: Option<&str>,
-    ) -> Result<Option<Transition>> {
-        let from = self.write(|tx| {
-            let held: bool = tx
-                .prepare_cached(
-                    "SELECT status = 'in-progress' AND claimed_by IS ?2 FROM tasks WHERE id = ?1",
-                )?
-                .query_row(params![task_id, holder], |r| r.get(0))
-                .optional()?
-                .ok_or(Error::TaskNotFound(task_id))?;
-            if !held {
-                return Ok(None);
-            }
-            let ts = now();
-            let from = set_status_tx(tx, task_id, status, agent, &metadata, &ts)?;
-            if let Some(text) = note {
-                append_note_tx(tx, task_id, text, agent, &ts)?;
-            }
-            Ok(Some(from))
-        })?;
-        from.map(|from| {
-            Ok(Transition {
-                task: self.task(task_id)?,
-                from,
-            })
-        })
-        .transpose()
     }
 
     /// Deletes a task: it leaves every list and count, and its history
@@ -848,41 +600,6 @@ impl Store {
         self.task(task_id)
     }
 
-    /// Claims one given task for `agent`, as `claim_next` would if it were
-    /// next: it must be pending and ready.
-    pub fn claim_task(&mut self, task_id: i64, agent: &str, lease: Duration) -> Result<Task> {
-        let lease = chrono::Duration::from_std(lease)
-            .map_err(|_| Error::InvalidInput("the lease is too long".into()))?;
-        self.write(|tx| {
-            let now_t = chrono::Utc::now();
-            let ts = super::format_time(now_t);
-            let until = super::format_time(now_t + lease);
-            let project = project_of(tx, task_id)?;
-            release_expired_leases(tx, Some(project), agent, &ts)?;
-            let n = tx.execute(
-                &format!(
-                    "UPDATE tasks SET status = 'in-progress', claimed_by = ?2, lease_expires_at = ?3,
-                            attempts = attempts + 1, updated_at = ?4, last_agent = ?2,
-                            last_updated_at = ?4
-                      WHERE id = ?1 AND deleted_at IS NULL AND {READY_WHERE}"
-                ),
-                params![task_id, agent, until, ts],
-            )?;
-            if n == 0 {
-                let status: String =
-                    tx.query_row("SELECT status FROM tasks WHERE id = ?1", [task_id], |r| {
-                        r.get(0)
-                    })?;
-                return Err(Error::InvalidInput(format!(
-                    "task {task_id} is not ready ({status}, or waiting on dependencies or subtasks); `llmclis task show {task_id}` says why"
-                )));
-            }
-            claim_event(tx, project, task_id, &until, agent, &ts)?;
-            Ok(())
-        })?;
-        self.task(task_id)
-    }
-
     pub fn append_task_note(&mut self, task_id: i64, note: &str, agent: &str) -> Result<Note> {
         let id = self.write(|tx| append_note_tx(tx, task_id, note, agent, &now()))?;
         Ok(self.conn().query_row(
@@ -931,109 +648,6 @@ impl Store {
         Ok(events)
     }
 
-    /// The task an agent should work on next, without claiming it: pending,
-    /// every dependency and subtask done, parent not blocked; subtasks of
-    /// in-progress parents first, then higher priority, then fewer
-    /// dependencies, then the lowest id. Tasks whose lease expired come back
-    /// at the next `claim_next`.
-    pub fn next_task(&self, project_id: Option<i64>) -> Result<Option<Task>> {
-        if let Some(p) = project_id {
-            self.ensure_project(p)?;
-        }
-        let conn = self.conn();
-        let id: Option<i64> = match project_id {
-            Some(p) => conn
-                .prepare_cached(&next_ready_sql(true))?
-                .query_row([p], |r| r.get(0))
-                .optional()?,
-            None => conn
-                .prepare_cached(&next_ready_sql(false))?
-                .query_row([], |r| r.get(0))
-                .optional()?,
-        };
-        id.map(|id| self.task(id)).transpose()
-    }
-
-    /// The first `limit` ready tasks of a project, in the order they would be
-    /// claimed (what the next steps will work on, if nothing changes).
-    pub fn ready_tasks(&self, project_id: i64, limit: usize) -> Result<Vec<Task>> {
-        let ids: Vec<i64> = self
-            .conn()
-            .prepare_cached(&format!(
-                "SELECT id FROM tasks WHERE project_id = ?1 AND {READY_WHERE} ORDER BY {READY_ORDER} LIMIT ?2"
-            ))?
-            .query_map(params![project_id, limit as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        ids.into_iter().map(|id| self.task(id)).collect()
-    }
-
-    /// Atomically takes the next task for `agent`: one `UPDATE … WHERE status
-    /// = 'pending' … RETURNING` inside a write transaction, with a lease that
-    /// ends after `lease`. Leases that already ran out are released first, so
-    /// the work of a dead agent is picked up again.
-    pub fn claim_next(
-        &mut self,
-        project_id: Option<i64>,
-        agent: &str,
-        lease: Duration,
-    ) -> Result<Option<Task>> {
-        if agent.trim().is_empty() {
-            return Err(Error::InvalidInput("claiming needs an agent name".into()));
-        }
-        if let Some(p) = project_id {
-            self.ensure_project(p)?;
-        }
-        let lease = chrono::Duration::from_std(lease)
-            .map_err(|_| Error::InvalidInput("the lease is too long".into()))?;
-        let claimed = self.write(|tx| {
-            let now_t = chrono::Utc::now();
-            let ts = super::format_time(now_t);
-            let until = super::format_time(now_t + lease);
-            release_expired_leases(tx, project_id, agent, &ts)?;
-            let pick = next_ready_sql(project_id.is_some());
-            let sql = format!(
-                "UPDATE tasks SET status = 'in-progress', claimed_by = :agent, lease_expires_at = :until,
-                        attempts = attempts + 1, updated_at = :now, last_agent = :agent,
-                        last_updated_at = :now
-                  WHERE id = ({}) AND status = 'pending'
-                 RETURNING id, project_id",
-                pick.replace("?1", ":project")
-            );
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let mut named: Vec<(&str, &dyn rusqlite::ToSql)> =
-                vec![(":agent", &agent), (":until", &until), (":now", &ts)];
-            if let Some(p) = project_id.as_ref() {
-                named.push((":project", p));
-            }
-            let row: Option<(i64, i64)> = stmt
-                .query_row(named.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let Some((id, project)) = row else {
-                return Ok(None);
-            };
-            claim_event(tx, project, id, &until, agent, &ts)?;
-            Ok(Some(id))
-        })?;
-        claimed.map(|id| self.task(id)).transpose()
-    }
-
-    /// Extends the lease of a task `agent` holds. False when it no longer
-    /// holds it (the lease ran out and another agent took the task).
-    pub fn renew_lease(&mut self, task_id: i64, agent: &str, lease: Duration) -> Result<bool> {
-        let lease = chrono::Duration::from_std(lease)
-            .map_err(|_| Error::InvalidInput("the lease is too long".into()))?;
-        let until = super::format_time(chrono::Utc::now() + lease);
-        self.write(|tx| {
-            project_of(tx, task_id)?;
-            let n = tx.execute(
-                "UPDATE tasks SET lease_expires_at = ?3
-                  WHERE id = ?1 AND claimed_by = ?2 AND status = 'in-progress'",
-                params![task_id, agent, until],
-            )?;
-            Ok(n == 1)
-        })
-    }
-
     /// Counts by status, and how many pending tasks are ready now.
     pub fn status_counts(&self, project_id: Option<i64>) -> Result<StatusCounts> {
         if let Some(p) = project_id {
@@ -1065,7 +679,7 @@ impl Store {
     }
 }
 
-fn note_from_row(r: &Row<'_>) -> rusqlite::Result<Note> {
+pub(super) fn note_from_row(r: &Row<'_>) -> rusqlite::Result<Note> {
     Ok(Note {
         id: r.get(0)?,
         task_id: r.get(1)?,
@@ -1073,31 +687,4 @@ fn note_from_row(r: &Row<'_>) -> rusqlite::Result<Note> {
         text: r.get(3)?,
         created_at: r.get(4)?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The ready-queue queries must be index seeks, or next_task scans the
-    /// whole table at 100,000 tasks.
-    #[test]
-    fn next_task_queries_use_the_ready_indexes() {
-        let store = Store::open_in_memory().unwrap();
-        for (project, index) in [(true, "tasks_ready"), (false, "tasks_ready_any")] {
-            let plan: Vec<String> = store
-                .conn()
-                .prepare(&format!("EXPLAIN QUERY PLAN {}", next_ready_sql(project)))
-                .unwrap()
-                .query_map(rusqlite::params_from_iter(project.then_some(1i64)), |r| {
-                    r.get::<_, String>(3)
-                })
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
-            let plan = plan.join("\n");
-            assert!(plan.contains(index), "plan does not use {index}:\n{plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "plan sorts:\n{plan}");
-        }
-    }
 }
