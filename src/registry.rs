@@ -454,10 +454,51 @@ fn checked_voting(source: &str, whose: &str, v: Spanned<Voting>) -> Result<Votin
     Ok(v.value)
 }
 
+/// The registry from its parsed file: each section checked in turn, every
+/// error with the line and column it is about.
 fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
+    let (providers, provider_index) = build_providers(raw.providers, source)?;
+    let (models, model_index) = build_models(raw.models, source, &provider_index)?;
+    let roles = build_roles(raw.roles, source, &model_index)?;
+    let (rules, regexes) = build_rules(raw.rules, source, &model_index)?;
+    let policy = |m: RawMode| -> Result<ModePolicy> {
+        let local_only = match m.providers.value.as_str() {
+            "local" => true,
+            "all" => false,
+            other => {
+                return Err(at(
+                    source,
+                    &m.providers,
+                    format!("unknown providers {other:?}: expected local or all"),
+                ));
+            }
+        };
+        Ok(ModePolicy {
+            local_only,
+            budget: m.budget_usd.unwrap_or_default(),
+        })
+    };
+    Ok(Registry {
+        source: source.to_string(),
+        providers,
+        models,
+        roles,
+        rules,
+        offline: policy(raw.modes.offline)?,
+        online: policy(raw.modes.online)?,
+        regexes,
+        model_index,
+        provider_index,
+    })
+}
+
+fn build_providers(
+    raw_providers: Vec<RawProvider>,
+    source: &str,
+) -> Result<(Vec<Provider>, HashMap<String, usize>)> {
     let mut providers = Vec::new();
     let mut provider_index = HashMap::new();
-    for p in raw.providers {
+    for p in raw_providers {
         let name = p.name.value.trim().to_string();
         if name.is_empty() {
             return Err(at(source, &p.name, "a provider needs a name"));
@@ -558,9 +599,17 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
         });
     }
 
+    Ok((providers, provider_index))
+}
+
+fn build_models(
+    raw_models: Vec<RawModel>,
+    source: &str,
+    provider_index: &HashMap<String, usize>,
+) -> Result<(Vec<Model>, HashMap<String, usize>)> {
     let mut models = Vec::new();
     let mut model_index = HashMap::new();
-    for m in raw.models {
+    for m in raw_models {
         let id = m.id.value.trim().to_string();
         if model_index.contains_key(&id) {
             return Err(at(
@@ -624,16 +673,20 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
         });
     }
 
+    Ok((models, model_index))
+}
+
+fn build_roles(
+    raw_roles: Spanned<BTreeMap<String, RawRole>>,
+    source: &str,
+    model_index: &HashMap<String, usize>,
+) -> Result<BTreeMap<String, Role>> {
     let mut roles = BTreeMap::new();
     let roles_at = (
-        raw.roles.referenced.line() as usize,
-        raw.roles.referenced.column() as usize,
+        raw_roles.referenced.line() as usize,
+        raw_roles.referenced.column() as usize,
     );
-    let rules_at = (
-        raw.rules.referenced.line() as usize,
-        raw.rules.referenced.column() as usize,
-    );
-    for (name, r) in raw.roles.value {
+    for (name, r) in raw_roles.value {
         if !ROLES.contains(&name.as_str()) {
             return Err(at(
                 source,
@@ -704,10 +757,22 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
         }
     }
 
+    Ok(roles)
+}
+
+fn build_rules(
+    raw_rules: Spanned<Vec<RawRule>>,
+    source: &str,
+    model_index: &HashMap<String, usize>,
+) -> Result<(Vec<Rule>, Option<RegexSet>)> {
+    let rules_at = (
+        raw_rules.referenced.line() as usize,
+        raw_rules.referenced.column() as usize,
+    );
     let mut rules = Vec::new();
     let mut patterns = Vec::new();
     let mut names = HashSet::new();
-    for r in raw.rules.value {
+    for r in raw_rules.value {
         let name = r.name.value.clone();
         if !names.insert(name.clone()) {
             return Err(at(
@@ -810,35 +875,7 @@ fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
             })?)
         };
 
-    let policy = |m: RawMode| -> Result<ModePolicy> {
-        let local_only = match m.providers.value.as_str() {
-            "local" => true,
-            "all" => false,
-            other => {
-                return Err(at(
-                    source,
-                    &m.providers,
-                    format!("unknown providers {other:?}: expected local or all"),
-                ));
-            }
-        };
-        Ok(ModePolicy {
-            local_only,
-            budget: m.budget_usd.unwrap_or_default(),
-        })
-    };
-    Ok(Registry {
-        source: source.to_string(),
-        providers,
-        models,
-        roles,
-        rules,
-        offline: policy(raw.modes.offline)?,
-        online: policy(raw.modes.online)?,
-        regexes,
-        model_index,
-        provider_index,
-    })
+    Ok((rules, regexes))
 }
 
 #[cfg(test)]
