@@ -425,24 +425,19 @@ pub fn run(
             // for prompts it cannot take.
             let windows =
                 rt.block_on(crate::llm::client_for(p, crate::llm::http_client()).windows());
-            for m in r.models.iter().filter(|m| m.provider == p.name) {
-                let reported = windows
-                    .get(&m.served_name)
-                    .or_else(|| windows.get(crate::llm::ANY_MODEL));
-                if let Some(w) = reported.filter(|w| **w < m.context_window) {
-                    checks.push(check(
-                        &format!("model {}", m.id),
-                        Level::Warning,
-                        format!(
-                            "its server runs a {w}-token window; the registry says {}",
-                            m.context_window
-                        ),
-                        Some(format!(
-                            "set context_window: {w} for {} in {} (or start the server with a bigger window)",
-                            m.id, r.source
-                        )),
-                    ));
-                }
+            for w in crate::llm::caller::window_mismatches(r, &p.name, &windows) {
+                checks.push(check(
+                    &format!("model {}", w.model),
+                    Level::Warning,
+                    format!(
+                        "its server runs a {}-token window; the registry says {}",
+                        w.server, w.registry
+                    ),
+                    Some(format!(
+                        "set context_window: {} for {} in {} (or start the server with a bigger window)",
+                        w.server, w.model, r.source
+                    )),
+                ));
             }
             let expected: Vec<&str> = r
                 .models

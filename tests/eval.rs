@@ -15,34 +15,21 @@ use crate::orchestrate::{CRITIC, SUMMARIZER, approve, text, tool_call};
 use crate::support::fake_llm::{FakeLlm, Route};
 use crate::support::{Env, servers};
 
-fn registry_yaml(url: &str) -> String {
-    let roles: String = llmclis::registry::ROLES
-        .iter()
-        .map(|r| format!("  {r}: {{ temperature: 0.2, models: [m] }}\n"))
-        .collect();
-    format!(
-        r#"providers:
-  - {{ name: p, kind: openai-compatible, flavour: vllm, base_url: "{url}", timeout_secs: 60, max_concurrency: 8, local: true }}
-models:
-  - {{ id: m, provider: p, served_name: served, context_window: 32768, max_output_tokens: 4096, capabilities: [json_schema, tools] }}
-roles:
-{roles}rules:
-  - {{ name: default, role: coder }}
-modes:
-  offline: {{ providers: local }}
-  online: {{ providers: all }}
-"#
-    )
+/// An installation whose one model (with tools) is served at `url`.
+fn installed(url: &str) -> Env {
+    installed_with(&crate::support::one_model_registry(
+        &format!(
+            "{{ name: p, kind: openai-compatible, flavour: vllm, base_url: \"{url}\", timeout_secs: 60, max_concurrency: 8, local: true }}"
+        ),
+        "{ id: m, provider: p, served_name: served, context_window: 32768, max_output_tokens: 4096, capabilities: [json_schema, tools] }",
+        "m",
+    ))
 }
 
-fn installed(url: &str) -> Env {
+fn installed_with(registry: &str) -> Env {
     let env = Env::new();
     std::fs::create_dir_all(env.config_dir()).unwrap();
-    std::fs::write(
-        env.config_dir().join("model_registry.yaml"),
-        registry_yaml(url),
-    )
-    .unwrap();
+    std::fs::write(env.config_dir().join("model_registry.yaml"), registry).unwrap();
     env
 }
 
@@ -307,19 +294,13 @@ fn the_real_small_model_runs_two_shipped_cases() {
     let Some((smollm, _)) = servers() else {
         return;
     };
-    let env = Env::new();
-    std::fs::create_dir_all(env.config_dir()).unwrap();
-    std::fs::write(
-        env.config_dir().join("model_registry.yaml"),
-        crate::support::one_model_registry(
-            &format!(
-                "{{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: \"{smollm}\", timeout_secs: 120, max_concurrency: 1, local: true }}"
-            ),
-            "{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 8192, max_output_tokens: 512, capabilities: [json_schema] }",
-            "smollm2-135m",
+    let env = installed_with(&crate::support::one_model_registry(
+        &format!(
+            "{{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: \"{smollm}\", timeout_secs: 120, max_concurrency: 1, local: true }}"
         ),
-    )
-    .unwrap();
+        "{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 8192, max_output_tokens: 512, capabilities: [json_schema] }",
+        "smollm2-135m",
+    ));
     let cases = shipped_cases();
     let suite = shipped();
     let r = env.run(&[

@@ -73,12 +73,10 @@ pub fn eval(ctx: &Ctx, args: EvalArgs, out: &mut impl Write) -> Result<()> {
         )));
     }
     let env = eval::Env {
+        app: ctx.app.clone(),
         registry: Arc::new(ctx.registry()?),
         prompts: Arc::new(crate::prompts::Prompts::load(&ctx.paths.config_dir)?),
-        config: ctx.config.clone(),
-        mode: ctx.mode(),
     };
-    crate::logging::init(&ctx.paths.data_dir);
     let mut store = ctx.store()?;
     let suite = args.suite.display().to_string();
     let run_id = store.start_eval_run(&suite, &names, args.repeat, &ctx.agent)?;

@@ -13,12 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, ToolsConfig};
+use crate::config::ToolsConfig;
 use crate::error::{Error, Result};
-use crate::llm::caller::{Breakers, Caller};
 use crate::orchestrator::run::{self, Deps, Options};
 use crate::prompts::Prompts;
-use crate::registry::{Mode, Registry, Voting};
+use crate::registry::{Registry, Voting};
 use crate::store::{EvalResult, NewTask, Store};
 pub use suite::{Case, CaseError, Limits};
 
@@ -79,10 +78,10 @@ impl Setup {
 
 /// What every case of a run shares.
 pub struct Env {
+    /// The user's settings: config, mode, and a caller on them.
+    pub app: crate::app::Context,
     pub registry: Arc<Registry>,
     pub prompts: Arc<Prompts>,
-    pub config: Config,
-    pub mode: Mode,
 }
 
 /// Runs one case under one setup and decides it by its check.
@@ -131,20 +130,18 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
         enabled: true,
         allow_writes: true,
         projects: BTreeMap::new(),
-        ..env.config.tools.clone()
+        ..env.app.config.tools.clone()
     };
     // The agent runs the case's check as its tests; it decides nothing.
     tools.commands = BTreeMap::from([("test".to_string(), case.check.clone())]);
-    let mut caller = Caller::new(
+    let caller = env.app.caller(
         Arc::new(setup.registry(&env.registry)),
-        crate::llm::http_client(),
-        Arc::new(Breakers::new(3, Duration::from_secs(60))),
+        Duration::from_secs(60),
     );
-    caller.retry = env.config.models.retry();
     for w in caller.learn_windows().await {
         tracing::info!(model = %w.model, server = w.server, "eval: a smaller server window");
     }
-    let orch = &env.config.orchestrator;
+    let orch = &env.app.config.orchestrator;
     let deps = Deps {
         db_path: db_path.clone(),
         caller: Arc::new(caller),
@@ -157,9 +154,9 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
         project_id,
         max_steps: case.limits.steps,
         workers: 1,
-        mode: env.mode,
+        mode: env.app.mode(),
         agent: "eval".into(),
-        lease: env.config.lease(),
+        lease: env.app.config.lease(),
         max_rounds: orch.max_rounds,
         context_tokens: orch.context_tokens,
         memory_top_k: orch.memory_top_k,

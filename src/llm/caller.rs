@@ -152,6 +152,30 @@ pub struct WindowMismatch {
     pub server: u64,
 }
 
+/// The models of `provider` whose window, as its server reports it
+/// (`LlmClient::windows`), is smaller than the registry's.
+pub fn window_mismatches(
+    registry: &Registry,
+    provider: &str,
+    windows: &HashMap<String, u64>,
+) -> Vec<WindowMismatch> {
+    registry
+        .models
+        .iter()
+        .filter(|m| m.provider == provider)
+        .filter_map(|m| {
+            let reported = windows
+                .get(&m.served_name)
+                .or_else(|| windows.get(super::ANY_MODEL))?;
+            (*reported < m.context_window).then(|| WindowMismatch {
+                model: m.id.clone(),
+                registry: m.context_window,
+                server: *reported,
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CallOutcome {
     pub model: String,
@@ -268,19 +292,9 @@ impl Caller {
             .map(|p| async move { (p, self.clients[&p.name].windows().await) });
         let mut found = Vec::new();
         for (p, windows) in futures_util::future::join_all(probes).await {
-            for m in self.registry.models.iter().filter(|m| m.provider == p.name) {
-                let reported = windows
-                    .get(&m.served_name)
-                    .or_else(|| windows.get(super::ANY_MODEL))
-                    .copied();
-                if let Some(w) = reported.filter(|w| *w < m.context_window) {
-                    self.learn_window(&m.id, w);
-                    found.push(WindowMismatch {
-                        model: m.id.clone(),
-                        registry: m.context_window,
-                        server: w,
-                    });
-                }
+            for w in window_mismatches(&self.registry, &p.name, &windows) {
+                self.learn_window(&w.model, w.server);
+                found.push(w);
             }
         }
         found

@@ -569,9 +569,7 @@ pub async fn list_models(
     list_key: &str,
     name_key: &str,
 ) -> Result<Vec<String>, LlmError> {
-    let resp = send(rb?, HEALTH_TIMEOUT).await?;
-    let body = Body::text(resp, Timeouts::probe()).await?;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    let v = probe_json(rb?).await?;
     Ok(v.get(list_key)
         .and_then(serde_json::Value::as_array)
         .map(|a| {
@@ -580,6 +578,14 @@ pub async fn list_models(
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// A probe's answer as JSON (`Null` when the body is not JSON), within the
+/// probe's time limits; a failed request is classified like any call's.
+pub async fn probe_json(rb: reqwest::RequestBuilder) -> Result<serde_json::Value, LlmError> {
+    let resp = send(rb, HEALTH_TIMEOUT).await?;
+    let body = Body::text(resp, Timeouts::probe()).await?;
+    Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
 }
 
 impl Health {

@@ -253,11 +253,9 @@ impl OpenAiClient {
     async fn windows_impl(&self) -> HashMap<String, u64> {
         let root = self.base.trim_end_matches("/v1");
         let get = |url: String| async move {
-            let resp = super::send(self.authed(self.http.get(url)).ok()?, super::HEALTH_TIMEOUT)
+            super::probe_json(self.authed(self.http.get(url)).ok()?)
                 .await
-                .ok()?;
-            let body = Body::text(resp, Timeouts::probe()).await.ok()?;
-            serde_json::from_str::<Value>(&body).ok()
+                .ok()
         };
         let mut out = HashMap::new();
         match self.flavour.as_str() {
