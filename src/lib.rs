@@ -23,6 +23,7 @@ pub mod orchestrator;
 pub mod process;
 pub mod prompts;
 pub mod registry;
+pub mod role;
 pub mod router;
 pub mod store;
 pub mod tools;

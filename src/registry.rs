@@ -18,14 +18,15 @@ use crate::error::{Error, Result};
 /// The registry compiled into the binary.
 pub const DEFAULT_REGISTRY: &str = include_str!("../model_registry.yaml");
 
+/// The role names, in the order `Role::ALL` gives them.
 pub const ROLES: [&str; 7] = [
-    "planner",
-    "coder",
-    "tester",
-    "critic",
-    "researcher",
-    "writer",
-    "summarizer",
+    crate::role::Role::Planner.as_str(),
+    crate::role::Role::Coder.as_str(),
+    crate::role::Role::Tester.as_str(),
+    crate::role::Role::Critic.as_str(),
+    crate::role::Role::Researcher.as_str(),
+    crate::role::Role::Writer.as_str(),
+    crate::role::Role::Summarizer.as_str(),
 ];
 
 const FLAVOURS: [&str; 7] = [
@@ -241,7 +242,7 @@ impl Model {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Role {
+pub struct RoleConfig {
     pub name: String,
     pub temperature: f32,
     /// The escalation order, cheapest and local first.
@@ -279,7 +280,7 @@ impl Voting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleRole {
-    Fixed(String),
+    Fixed(crate::role::Role),
     FromHint,
 }
 
@@ -343,7 +344,7 @@ pub struct Registry {
     pub source: String,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
-    pub roles: BTreeMap<String, Role>,
+    pub roles: BTreeMap<crate::role::Role, RoleConfig>,
     pub rules: Vec<Rule>,
     pub offline: ModePolicy,
     pub online: ModePolicy,
@@ -680,14 +681,14 @@ fn build_roles(
     raw_roles: Spanned<BTreeMap<String, RawRole>>,
     source: &str,
     model_index: &HashMap<String, usize>,
-) -> Result<BTreeMap<String, Role>> {
+) -> Result<BTreeMap<crate::role::Role, RoleConfig>> {
     let mut roles = BTreeMap::new();
     let roles_at = (
         raw_roles.referenced.line() as usize,
         raw_roles.referenced.column() as usize,
     );
     for (name, r) in raw_roles.value {
-        if !ROLES.contains(&name.as_str()) {
+        let Ok(key) = name.parse::<crate::role::Role>() else {
             return Err(at(
                 source,
                 &r.models,
@@ -696,7 +697,7 @@ fn build_roles(
                     ROLES.join(", ")
                 ),
             ));
-        }
+        };
         if r.models.value.is_empty() {
             return Err(at(
                 source,
@@ -736,8 +737,8 @@ fn build_roles(
             None => None,
         };
         roles.insert(
-            name.clone(),
-            Role {
+            key,
+            RoleConfig {
                 name,
                 temperature: r.temperature,
                 models: r.models.value.into_iter().map(|m| m.value).collect(),
@@ -746,8 +747,8 @@ fn build_roles(
             },
         );
     }
-    for role in ROLES {
-        if !roles.contains_key(role) {
+    for role in crate::role::Role::ALL {
+        if !roles.contains_key(&role) {
             return Err(registry_error(
                 source,
                 roles_at.0,
@@ -783,7 +784,9 @@ fn build_rules(
         }
         let role = match r.role.value.as_str() {
             "from_hint" => RuleRole::FromHint,
-            role if ROLES.contains(&role) => RuleRole::Fixed(role.to_string()),
+            role if ROLES.contains(&role) => {
+                RuleRole::Fixed(role.parse().expect("a name from ROLES"))
+            }
             other => {
                 return Err(at(
                     source,

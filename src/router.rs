@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::registry::{Mode, Model, Registry, RuleRole};
+use crate::role::Role;
 
 /// What the router needs to know about a task.
 #[derive(Debug, Clone, Default)]
@@ -13,7 +14,7 @@ pub struct TaskInfo<'a> {
     pub title: &'a str,
     pub description: &'a str,
     pub tags: &'a [String],
-    pub role_hint: Option<&'a str>,
+    pub role_hint: Option<Role>,
     /// Estimated prompt tokens (see `estimate_tokens`).
     pub prompt_tokens: u64,
     /// The answer's size limit, when the caller knows it; else up to 1,024
@@ -86,7 +87,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
-    pub role: String,
+    pub role: Role,
     pub temperature: f32,
     pub rule: String,
     /// The rule (or the role) asks the planner to look at the task first.
@@ -114,7 +115,7 @@ fn rule_matches(
         && (w.role_hint.is_empty()
             || task
                 .role_hint
-                .is_some_and(|h| w.role_hint.iter().any(|r| r == h)))
+                .is_some_and(|h| w.role_hint.iter().any(|r| r == h.as_str())))
         && w.has_role_hint
             .is_none_or(|want| task.role_hint.is_some() == want)
         && w.regex
@@ -126,7 +127,7 @@ fn rule_matches(
             // `from_hint` only applies when the hint names a role.
             RuleRole::FromHint => task
                 .role_hint
-                .is_some_and(|h| registry.roles.contains_key(h)),
+                .is_some_and(|h| registry.roles.contains_key(&h)),
             RuleRole::Fixed(_) => true,
         }
 }
@@ -155,9 +156,9 @@ pub fn route(
         .iter()
         .find(|r| rule_matches(registry, r, task, &regex_hits))
         .expect("validation guarantees a default rule");
-    let role_name = match &rule.role {
-        RuleRole::Fixed(r) => r.clone(),
-        RuleRole::FromHint => task.role_hint.unwrap_or("coder").to_string(),
+    let role_name = match rule.role {
+        RuleRole::Fixed(r) => r,
+        RuleRole::FromHint => task.role_hint.unwrap_or(Role::Coder),
     };
     chain(registry, Some(rule), role_name, task, mode, conditions)
 }
@@ -166,18 +167,18 @@ pub fn route(
 /// (planner, critic, voter, summarizer) find their models.
 pub fn route_role(
     registry: &Registry,
-    role: &str,
+    role: Role,
     task: &TaskInfo<'_>,
     mode: Mode,
     conditions: &dyn Conditions,
 ) -> Decision {
-    chain(registry, None, role.to_string(), task, mode, conditions)
+    chain(registry, None, role, task, mode, conditions)
 }
 
 fn chain(
     registry: &Registry,
     rule: Option<&crate::registry::Rule>,
-    role_name: String,
+    role_name: Role,
     task: &TaskInfo<'_>,
     mode: Mode,
     conditions: &dyn Conditions,
@@ -257,7 +258,7 @@ fn chain(
         }
     }
     Decision {
-        plan: rule.is_some_and(|r| r.plan) || role_name == "planner",
+        plan: rule.is_some_and(|r| r.plan) || role_name == Role::Planner,
         voting: rule.and_then(|r| r.voting).or(role.voting),
         rule: rule.map_or_else(|| format!("role:{role_name}"), |r| r.name.clone()),
         role: role_name,

@@ -4,8 +4,11 @@
 //! prepared orchestrator run. Front ends hold a `Context` and call these;
 //! none of them imports another.
 
+pub mod docs;
 pub mod memory;
+pub mod models;
 pub mod run;
+pub mod tasks;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,21 +13,17 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::app::tasks;
 use crate::config::{Config, Paths, agent_name};
-use crate::docs::sync;
 use crate::error::{Error, Result};
 use crate::first_run;
-use crate::store::{NewTask, Status, TaskPatch, parse_priority};
-
-/// The roles a task can hint at; the router (model_registry.yaml) maps each
-/// to a chain of models.
-pub use crate::registry::ROLES;
+use crate::role::Role;
+use crate::store::Status;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -154,9 +150,9 @@ enum TaskCmd {
         /// A tag (repeatable)
         #[arg(long = "tag", value_name = "T")]
         tags: Vec<String>,
-        /// Role hint: planner, coder, tester, critic, researcher, writer, summarizer
-        #[arg(long, value_name = "R")]
-        role: Option<String>,
+        /// The role that should work on it (the rules decide when unset)
+        #[arg(long, value_name = "ROLE")]
+        role: Option<Role>,
         /// An external reference such as S1.2
         #[arg(long = "ref", value_name = "REF")]
         external_ref: Option<String>,
@@ -165,9 +161,9 @@ enum TaskCmd {
     List {
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
-        /// Only tasks with this status
+        /// Only tasks with this status: pending, in-progress, done, blocked
         #[arg(long, value_name = "S")]
-        status: Option<String>,
+        status: Option<Status>,
     },
     /// Show a task with its dependencies, subtasks, notes and history
     Show { id: i64 },
@@ -185,7 +181,8 @@ enum TaskCmd {
     /// Set a task's status: pending, in-progress, done, blocked
     Status {
         id: i64,
-        status: String,
+        /// pending, in-progress, done or blocked
+        status: Status,
         /// A note recorded with the change
         #[arg(long, short)]
         note: Option<String>,
@@ -216,9 +213,9 @@ enum TaskCmd {
         description: Option<String>,
         #[arg(long, short, value_name = "P")]
         priority: Option<String>,
-        /// A role hint, or "none" to clear it
-        #[arg(long, value_name = "R")]
-        role: Option<String>,
+        /// A role, or "none" to clear it
+        #[arg(long, value_name = "ROLE")]
+        role: Option<tasks::RoleOrNone>,
         /// Replaces the tags (repeatable); --tag "" clears them
         #[arg(long = "tag", value_name = "T")]
         tags: Option<Vec<String>>,
@@ -400,21 +397,12 @@ fn cmd_project(ctx: &Ctx, cmd: ProjectCmd, out: &mut impl Write) -> Result<()> {
             description,
             root,
         } => {
-            let root = root
-                .map(|r| {
-                    std::fs::canonicalize(&r)
-                        .ok()
-                        .filter(|p| p.is_dir())
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .ok_or_else(|| {
-                            Error::InvalidInput(format!(
-                                "--root {}: not an existing directory; create it first or pass another",
-                                r.display()
-                            ))
-                        })
-                })
-                .transpose()?;
-            let p = store.create_project(&name, &description, root.as_deref(), &ctx.agent)?;
+            let req = tasks::AddProject {
+                name,
+                description,
+                root: root.map(|r| r.to_string_lossy().into_owned()),
+            };
+            let p = tasks::add_project(ctx, &mut store, req)?;
             emit(out, ctx.json, &p, || {
                 format!(
                     "Created project {} {:?}. Next: llmclis task add --project-id {} \"TITLE\"",
@@ -423,77 +411,43 @@ fn cmd_project(ctx: &Ctx, cmd: ProjectCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         ProjectCmd::List => {
-            let rows = store
-                .projects()?
-                .into_iter()
-                .map(|p| {
-                    let counts = store.status_counts(Some(p.id))?;
-                    Ok(render::ProjectRow { project: p, counts })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let rows = tasks::list_projects(&store)?;
             emit(out, ctx.json, &rows, || render::project_list(&rows))
         }
         ProjectCmd::Show { id } => {
-            let project = store.project(id)?;
-            let counts = store.status_counts(Some(id))?;
-            let next = store.next_task(Some(id))?;
-            let view = render::ProjectView {
-                project,
-                counts,
-                next_task: next,
-            };
+            let view = tasks::show_project(&store, id)?;
             emit(out, ctx.json, &view, || render::project_show(&view))
         }
     }
 }
 
-fn parse_role(role: &str) -> Result<Option<String>> {
-    let r = role.trim().to_ascii_lowercase();
-    if r == "none" || r.is_empty() {
-        return Ok(None);
-    }
-    if ROLES.contains(&r.as_str()) {
-        Ok(Some(r))
-    } else {
-        Err(Error::InvalidInput(format!(
-            "unknown role {role:?}: expected one of {}",
-            ROLES.join(", ")
-        )))
-    }
-}
-
 fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
     let mut store = ctx.store()?;
-    let agent = ctx.agent.as_str();
+    let priority = |p: Option<String>| p.map(tasks::Priority::Named);
     match cmd {
         TaskCmd::Add {
             project,
             title,
             description,
-            priority,
+            priority: p,
             depends_on,
             parent,
             tags,
             role,
             external_ref,
         } => {
-            let role = match role {
-                Some(r) => parse_role(&r)?,
-                None => None,
-            };
-            let new = NewTask {
+            let req = tasks::AddTask {
                 project_id: project.project_id,
                 title,
                 description,
-                parent_id: parent,
-                external_ref,
-                priority: priority.as_deref().map(parse_priority).transpose()?,
-                role,
-                tags,
+                priority: priority(p),
                 depends_on,
-                status: None,
+                parent,
+                tags,
+                role,
+                external_ref,
             };
-            let t = store.create_task(new, agent)?;
+            let t = tasks::add_task(ctx, &mut store, req)?;
             emit(out, ctx.json, &t, || {
                 format!(
                     "Created task {} in project {}: {}",
@@ -502,10 +456,10 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         TaskCmd::List { project_id, status } => {
-            let status = status.as_deref().map(str::parse::<Status>).transpose()?;
-            let tasks = store.tasks(project_id, status)?;
-            emit(out, ctx.json, &tasks, || {
-                render::task_list(&tasks, project_id.is_none())
+            let req = tasks::ListTasks { project_id, status };
+            let list = tasks::list_tasks(&store, req)?;
+            emit(out, ctx.json, &list, || {
+                render::task_list(&list, project_id.is_none())
             })
         }
         TaskCmd::Delete { id, yes } => {
@@ -514,23 +468,21 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
                     "deleting task {id} hides it from every list (its history stays); run again with --yes to confirm"
                 )));
             }
-            let task = store.delete_task(id, agent)?;
+            let req = tasks::DeleteTask {
+                id: id.into(),
+                project_id: None,
+            };
+            let task = tasks::delete_task(ctx, &mut store, req)?;
             emit(out, ctx.json, &task, || {
                 format!("Deleted task {}: {} (history kept)", task.id, task.title)
             })
         }
         TaskCmd::Show { id } => {
-            let view = render::TaskView {
-                task: store.task(id)?,
-                subtasks: store.subtasks(id)?.into_iter().map(|t| t.id).collect(),
-                notes: store.notes(id)?,
-                events: store.events(id)?,
-                result: store.last_result(id)?,
-                diff: store.last_diff(id)?,
-                steps: store.task_steps(id)?,
-                model_calls: store.model_calls(id)?,
-                tool_calls: store.tool_calls(id)?,
+            let req = tasks::ShowTask {
+                id: id.into(),
+                project_id: None,
             };
+            let view = tasks::show_task(&store, req)?;
             emit(out, ctx.json, &view, || render::task_show(&view))
         }
         TaskCmd::Next {
@@ -538,52 +490,38 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             claim,
             lease,
         } => {
-            let task = if claim {
-                let lease = lease.map(Duration::from_secs).unwrap_or(ctx.config.lease());
-                store.claim_next(project_id, agent, lease)?
-            } else {
-                store.next_task(project_id)?
+            let req = tasks::NextTask {
+                project_id,
+                claim: Some(claim),
+                lease_seconds: lease,
             };
-            let counts = match &task {
-                Some(_) => None,
-                None => Some(store.status_counts(project_id)?),
-            };
-            emit(out, ctx.json, &task, || {
-                render::next(task.as_ref(), claim, counts.as_ref())
+            let next = tasks::next_task(ctx, &mut store, req)?;
+            emit(out, ctx.json, &next.task, || {
+                render::next(next.task.as_ref(), claim, next.counts.as_ref())
             })
         }
         TaskCmd::Status { id, status, note } => {
-            let status: Status = status.parse()?;
-            let (tr, files) = sync::set_status(
-                &mut store,
-                id,
+            let req = tasks::SetStatus {
+                id: id.into(),
                 status,
-                agent,
-                json!({"via": "cli"}),
-                note.as_deref(),
-            )?;
-            let view = render::StatusView {
-                previous_status: tr.from,
-                changed: tr.changed(),
-                task: tr.task,
-                files,
+                note,
+                project_id: None,
             };
+            let view = tasks::set_status(ctx, &mut store, req, "cli")?;
             emit(out, ctx.json, &view, || render::status_change(&view))
         }
         TaskCmd::Note { id, text } => {
-            let (note, files) = sync::add_note(&mut store, id, &text, agent)?;
-            let view = render::NoteView { note, files };
+            let req = tasks::AddNote {
+                id: id.into(),
+                text,
+                project_id: None,
+            };
+            let view = tasks::add_note(ctx, &mut store, req)?;
             emit(out, ctx.json, &view, || render::note_added(&view))
         }
         TaskCmd::Dep { id, on, remove } => {
-            let changed = if remove {
-                store.remove_dependency(id, on, agent)?
-            } else {
-                store.add_dependency(id, on, agent)?
-            };
-            let value =
-                json!({"task_id": id, "depends_on": on, "removed": remove, "changed": changed});
-            emit(out, ctx.json, &value, || match (remove, changed) {
+            let c = tasks::dependency(ctx, &mut store, tasks::Dependency { id, on, remove })?;
+            emit(out, ctx.json, &c, || match (remove, c.changed) {
                 (false, true) => format!("Task {id} now depends on task {on}."),
                 (false, false) => {
                     format!("Task {id} already depended on task {on}; nothing changed.")
@@ -596,25 +534,27 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             id,
             title,
             description,
-            priority,
+            priority: p,
             role,
             tags,
             external_ref,
         } => {
-            let patch = TaskPatch {
+            let req = tasks::EditTask {
+                id: id.into(),
                 title,
                 description,
-                priority: priority.as_deref().map(parse_priority).transpose()?,
-                role: role.as_deref().map(parse_role).transpose()?,
-                tags: tags.map(|t| t.into_iter().filter(|t| !t.is_empty()).collect()),
-                external_ref: external_ref.map(|r| Some(r).filter(|r| !r.trim().is_empty())),
+                priority: priority(p),
+                role,
+                tags,
+                external_ref,
+                project_id: None,
             };
-            if patch.is_empty() {
-                return Err(Error::InvalidInput(
+            let t = tasks::edit_task(ctx, &mut store, req).map_err(|e| match e {
+                Error::InvalidInput(m) if m.starts_with("nothing to change") => Error::InvalidInput(
                     "nothing to change: pass --title, --description, --priority, --role, --tag or --ref".into(),
-                ));
-            }
-            let t = store.update_task(id, patch, agent)?;
+                ),
+                e => e,
+            })?;
             emit(out, ctx.json, &t, || {
                 format!("Updated task {}: {}", t.id, t.title)
             })

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde::Serialize;
 use serde_json::json;
 
 use super::{Ctx, emit};
 use crate::error::{Error, Result};
 use crate::llm::caller::{CallOutcome, Caller};
-use crate::llm::{ChatRequest, Health, Message, StreamEvent};
-use crate::registry::{Mode, Model, Registry};
-use crate::router::{self, Conditions, TaskInfo, estimate_tokens};
+use crate::llm::{ChatRequest, Message, StreamEvent};
+use crate::registry::{Mode, Registry};
+use crate::router::{self, TaskInfo, estimate_tokens};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCmd {
@@ -41,7 +40,7 @@ pub enum RouteCmd {
 pub struct ChatArgs {
     /// Use this role's models (by default the rules pick, from the prompt)
     #[arg(long, value_name = "R", conflicts_with = "model")]
-    role: Option<String>,
+    role: Option<crate::role::Role>,
     /// Use this model only
     #[arg(long, value_name = "ID")]
     model: Option<String>,
@@ -62,94 +61,14 @@ fn caller(ctx: &Ctx) -> Result<(Arc<Registry>, Caller)> {
     Ok((registry, caller))
 }
 
-#[derive(Serialize)]
-struct ProviderView {
-    name: String,
-    kind: crate::registry::ProviderKind,
-    flavour: Option<String>,
-    base_url: String,
-    local: bool,
-    api_key_env: Option<String>,
-    api_key_set: bool,
-    /// Null when the mode keeps llmclis from asking (an API provider offline).
-    health: Option<Health>,
-}
-
-#[derive(Serialize)]
-struct ModelView<'a> {
-    #[serde(flatten)]
-    model: &'a Model,
-    local: bool,
-    /// Whether its server lists the served name; null when not asked.
-    served: Option<bool>,
-    /// The window its server reports when smaller than `context_window`:
-    /// the one llmclis uses.
-    server_window: Option<u64>,
-}
-
 pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
     let (registry, caller) = caller(ctx)?;
     let mode = ctx.mode();
     let rt = crate::app::runtime()?;
     match cmd {
         ModelsCmd::List => {
-            // Windows only from servers llmclis may ask (never an API one
-            // offline; API providers report none anyway).
-            let windows = rt.block_on(caller.learn_windows());
-            let providers: Vec<ProviderView> = rt.block_on(async {
-                let checks = registry.providers.iter().map(|p| async {
-                    // Offline mode never sends a request to an online provider.
-                    let asked = p.local || mode == Mode::Online;
-                    let health = if asked {
-                        Some(
-                            caller
-                                .client(&p.name)
-                                .expect("a client per provider")
-                                .health()
-                                .await,
-                        )
-                    } else {
-                        None
-                    };
-                    ProviderView {
-                        name: p.name.clone(),
-                        kind: p.kind,
-                        flavour: p.flavour.clone(),
-                        base_url: p.base_url.clone(),
-                        local: p.local,
-                        api_key_env: p.api_key_env.clone(),
-                        api_key_set: p.api_key_env.as_deref().is_some_and(|v| caller.key_set(v)),
-                        health,
-                    }
-                });
-                futures_util::future::join_all(checks).await
-            });
-            let models: Vec<ModelView> = registry
-                .models
-                .iter()
-                .map(|m| {
-                    let p = providers
-                        .iter()
-                        .find(|p| p.name == m.provider)
-                        .expect("validated");
-                    ModelView {
-                        model: m,
-                        server_window: windows.iter().find(|w| w.model == m.id).map(|w| w.server),
-                        local: p.local,
-                        served: p.health.as_ref().filter(|h| h.ok).map(|h| {
-                            crate::endpoints::serves_name(
-                                &h.served,
-                                &m.served_name,
-                                registry.provider_of(m).flavour.as_deref(),
-                            )
-                        }),
-                    }
-                })
-                .collect();
-            let value = json!({"registry": registry.source, "mode": mode, "providers": providers, "models": models});
-            emit(out, ctx.json, &value, || {
-                render_list(&registry, mode, &providers, &models)
-            })
+            let status = rt.block_on(crate::app::models::status(&registry, &caller, mode));
+            emit(out, ctx.json, &status, || render_list(&registry, &status))
         }
         ModelsCmd::Health { model } => {
             let ids: Vec<String> = match &model {
@@ -252,7 +171,7 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
         title: &t.title,
         description: &t.description,
         tags: &t.tags,
-        role_hint: t.role.as_deref(),
+        role_hint: t.role,
         prompt_tokens: estimate_tokens(&text),
         ..Default::default()
     };
@@ -322,20 +241,12 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
             (vec![id.clone()], 0.3, None)
         }
         (None, role) => {
-            if let Some(r) = role
-                && !registry.roles.contains_key(r)
-            {
-                return Err(Error::InvalidInput(format!(
-                    "unknown role {r:?}: expected one of {}",
-                    crate::registry::ROLES.join(", ")
-                )));
-            }
             let info = TaskInfo {
                 project_id: 0,
                 title: &args.prompt,
                 description: "",
                 tags: &[],
-                role_hint: role.as_deref(),
+                role_hint: *role,
                 prompt_tokens,
                 output_tokens: Some(args.max_tokens),
                 needs_json: false,
@@ -428,23 +339,19 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
     }
 }
 
-fn render_list(
-    registry: &Registry,
-    mode: Mode,
-    providers: &[ProviderView],
-    models: &[ModelView],
-) -> String {
+fn render_list(registry: &Registry, status: &crate::app::models::ModelsStatus) -> String {
+    let (providers, models) = (&status.providers, &status.models);
     let mut s = format!(
         "Registry: {} (mode {})\n\n",
         registry.source,
-        json!(mode).as_str().unwrap_or("")
+        json!(status.mode).as_str().unwrap_or("")
     );
     let _ = writeln!(
         s,
         "{:<12} {:<18} {:<6} {:<10} URL",
         "PROVIDER", "KIND", "LOCAL", "STATUS"
     );
-    for p in providers {
+    for p in providers.iter() {
         let status = match (&p.health, p.local) {
             (Some(h), _) if h.ok => format!("up {}", h.checked),
             (Some(_), _) => "down".to_string(),
@@ -472,7 +379,7 @@ fn render_list(
         "MODEL", "PROVIDER", "CONTEXT", "$/1M IN/OUT"
     );
     let mut smaller = Vec::new();
-    for m in models {
+    for m in models.iter() {
         let served = match m.served {
             Some(true) => "yes",
             Some(false) => "no (not listed by the server)",

@@ -4,65 +4,14 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use serde::Serialize;
-
 use crate::describe::{counts_line, short};
 pub use crate::describe::{money, progress, step_line};
 use crate::docs::sync::FollowReport;
 use crate::first_run::{Outcome, Report};
 use crate::orchestrator::DryRun;
-use crate::store::{Event, Note, Project, Status, StatusCounts, Task};
+use crate::store::{StatusCounts, Task};
 
-#[derive(Debug, Serialize)]
-pub struct ProjectRow {
-    #[serde(flatten)]
-    pub project: Project,
-    pub counts: StatusCounts,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ProjectView {
-    #[serde(flatten)]
-    pub project: Project,
-    pub counts: StatusCounts,
-    pub next_task: Option<Task>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TaskView {
-    #[serde(flatten)]
-    pub task: Task,
-    pub subtasks: Vec<i64>,
-    pub notes: Vec<Note>,
-    pub events: Vec<Event>,
-    /// The orchestrator's result: the last done step's answer.
-    pub result: Option<String>,
-    /// Orchestrator steps that worked on the task.
-    pub steps: Vec<crate::store::RunStep>,
-    /// Every model call, with its prompt and response (for replay).
-    pub model_calls: Vec<crate::store::ModelCall>,
-    /// The codebase tools the executor used.
-    pub tool_calls: Vec<crate::store::ToolCallRecord>,
-    /// The change the last done step made or proposed, as a unified diff.
-    pub diff: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct StatusView {
-    #[serde(flatten)]
-    pub task: Task,
-    pub previous_status: Status,
-    pub changed: bool,
-    /// What happened to the linked plan files.
-    pub files: FollowReport,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NoteView {
-    #[serde(flatten)]
-    pub note: Note,
-    pub files: FollowReport,
-}
+pub use crate::app::tasks::{NoteView, ProjectRow, ProjectView, StatusView, TaskView};
 
 fn truncate(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
@@ -187,8 +136,8 @@ pub fn task_show(v: &TaskView) -> String {
     }
     field(&mut s, "status", t.status.as_str());
     field(&mut s, "priority", &t.priority.to_string());
-    if let Some(r) = &t.role {
-        field(&mut s, "role", r);
+    if let Some(r) = t.role {
+        field(&mut s, "role", r.as_str());
     }
     if !t.tags.is_empty() {
         field(&mut s, "tags", &t.tags.join(", "));
@@ -389,7 +338,6 @@ pub fn dry_run(plan: &DryRun) -> String {
             .unwrap_or_default();
         let role = step
             .role
-            .as_deref()
             .map(|r| format!(" [{r}]"))
             .unwrap_or_default();
         let _ = writeln!(
@@ -499,5 +447,62 @@ pub fn doctor(r: &crate::doctor::Report) -> String {
         r.warnings,
         if r.ok { ": ready to run" } else { "" }
     );
+    s
+}
+
+/// `plans check`: each drift and violation as `file:line: what`, then the
+/// verdict.
+pub fn plans_check(c: &crate::app::docs::PlansCheck) -> String {
+    let shown = &c.path;
+    let label = c.against.as_deref().unwrap_or("");
+    let mut s = String::new();
+    if let Some(p) = c.project_id {
+        for d in &c.drift {
+            let _ = writeln!(
+                s,
+                "{shown}:{}: {} is {} in the store, the file shows {}",
+                d.line, d.external_ref, d.store, d.file
+            );
+        }
+        if c.pending_edits > 0 {
+            let _ = writeln!(
+                s,
+                "{} task(s) have store changes not yet written to the plan files",
+                c.pending_edits
+            );
+        }
+        if c.pending_edits > 0 || !c.drift.is_empty() {
+            let _ = writeln!(
+                s,
+                "the store is the truth: `llmclis plans sync --project-id {p}` writes it into the file (or `llmclis plans import {shown} --project-id {p}` takes the file's edits)"
+            );
+        }
+    }
+    for v in &c.violations {
+        if v.in_earlier {
+            let _ = writeln!(s, "{shown} ({label}, line {}): {}", v.line, v.message);
+        } else {
+            let _ = writeln!(s, "{shown}:{}: {}", v.line, v.message);
+        }
+    }
+    match (&c.against, c.violations.len()) {
+        (None, _) => {
+            let _ = write!(
+                s,
+                "{shown}: parses, {} task(s); no earlier version to compare (pass --against)",
+                c.tasks
+            );
+        }
+        (Some(_), 0) => {
+            let _ = write!(
+                s,
+                "{shown}: keeps all history of {label} ({} task(s))",
+                c.tasks
+            );
+        }
+        (Some(_), n) => {
+            let _ = write!(s, "{n} violation(s) of the history rules against {label}");
+        }
+    }
     s
 }

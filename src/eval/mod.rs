@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::orchestrator::run::{self, Deps, Options};
 use crate::prompts::Prompts;
 use crate::registry::{Registry, Voting};
+use crate::role::Role;
 use crate::store::{EvalResult, NewTask, Store};
 pub use suite::{Case, CaseError, Limits};
 
@@ -61,8 +62,8 @@ impl Setup {
     fn registry(&self, base: &Registry) -> Registry {
         let mut r = base.clone();
         if let Setup::Vote(k) = *self {
-            for role in ["coder", "tester", "writer", "researcher"] {
-                if let Some(role) = r.roles.get_mut(role) {
+            for role in [Role::Coder, Role::Tester, Role::Writer, Role::Researcher] {
+                if let Some(role) = r.roles.get_mut(&role) {
                     role.voting = Some(Voting {
                         candidates: k,
                         ahead_by: 1,
@@ -119,7 +120,7 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
                 title: case.title.clone(),
                 description: case.description.clone(),
                 tags: case.tags.clone(),
-                role: Some(case.role.clone()),
+                role: Some(case.role),
                 ..Default::default()
             },
             "eval",

@@ -18,7 +18,7 @@ pub struct Case {
     pub tags: Vec<String>,
     pub difficulty: u32,
     /// The role that works on it (a role hint; coder unless the case says).
-    pub role: String,
+    pub role: crate::role::Role,
     /// Run in the worked-on copy; exit 0 means solved.
     pub check: Vec<String>,
     /// Paths (relative to the repo) the check relies on: any change fails
@@ -74,7 +74,7 @@ struct RawCase {
     #[serde(default = "one")]
     difficulty: u32,
     #[serde(default = "coder")]
-    role: String,
+    role: crate::role::Role,
     check: Option<Vec<String>>,
     #[serde(default)]
     protected: Vec<String>,
@@ -86,8 +86,8 @@ fn one() -> u32 {
     1
 }
 
-fn coder() -> String {
-    "coder".into()
+fn coder() -> crate::role::Role {
+    crate::role::Role::Coder
 }
 
 /// A case that cannot run, and why, in words that name it.

@@ -317,8 +317,7 @@ impl Caller {
             if r.keep_alive.is_none() {
                 r.keep_alive = req
                     .role
-                    .as_deref()
-                    .and_then(|role| self.registry.roles.get(role))
+                    .and_then(|role| self.registry.roles.get(&role))
                     .and_then(|role| role.keep_alive.clone());
             }
         }
@@ -631,7 +630,7 @@ mod tests {
         let req = ChatRequest {
             messages: vec![Message::user("summarize this")],
             max_tokens: 100_000,
-            role: Some("summarizer".into()),
+            role: Some(crate::role::Role::Summarizer),
             ..Default::default()
         };
         let qwen7 = c.registry().model("qwen-7b").unwrap();

@@ -104,7 +104,7 @@ pub struct ChatRequest {
     /// Ollama: the context size to load the model with.
     pub num_ctx: Option<u64>,
     /// The role asking, for per-role settings (Ollama `keep_alive`).
-    pub role: Option<String>,
+    pub role: Option<crate::role::Role>,
     /// Tools offered for native tool calling (OpenAI's `tools` form).
     pub tools: Vec<serde_json::Value>,
 }

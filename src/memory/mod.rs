@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::llm::caller::Caller;
 use crate::llm::{ChatRequest, Message};
 use crate::registry::Mode;
+use crate::role::Role;
 use crate::router::{self, TaskInfo, estimate_tokens};
 use crate::store::{Store, now};
 use embed::Embedder;
@@ -966,23 +967,23 @@ async fn summarize(
     let registry = caller.registry();
     let info = TaskInfo {
         title,
-        role_hint: Some("summarizer"),
+        role_hint: Some(Role::Summarizer),
         prompt_tokens: estimate_tokens(&prompt),
         output_tokens: Some(400),
         ..Default::default()
     };
     let decision = router::route(registry, &info, mode, caller);
     // The summarizer role, whatever the rules say about the title.
-    let chain: Vec<String> = if decision.role == "summarizer" {
+    let chain: Vec<String> = if decision.role == Role::Summarizer {
         decision.chain
     } else {
-        registry.roles["summarizer"].models.clone()
+        registry.roles[&Role::Summarizer].models.clone()
     };
     let req = ChatRequest {
         messages: vec![Message::user(prompt)],
-        temperature: registry.roles["summarizer"].temperature,
+        temperature: registry.roles[&Role::Summarizer].temperature,
         max_tokens: 400,
-        role: Some("summarizer".into()),
+        role: Some(Role::Summarizer),
         ..Default::default()
     };
     let out = caller

@@ -24,7 +24,7 @@ pub struct PlannedStep {
     pub external_ref: Option<String>,
     pub title: String,
     pub priority: i64,
-    pub role: Option<String>,
+    pub role: Option<crate::role::Role>,
     pub parent_id: Option<i64>,
 }
 
@@ -59,7 +59,7 @@ pub fn dry_run(store: &Store, project_id: i64, max_steps: usize) -> Result<DryRu
             external_ref: t.external_ref.clone(),
             title: t.title.clone(),
             priority: t.priority,
-            role: t.role.clone(),
+            role: t.role,
             parent_id: t.parent_id,
         });
     }

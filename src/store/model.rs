@@ -3,14 +3,17 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Pending,
+    #[serde(alias = "in_progress")]
     InProgress,
     Done,
     Blocked,
@@ -103,7 +106,7 @@ pub struct Task {
     pub description: String,
     pub status: Status,
     pub priority: i64,
-    pub role: Option<String>,
+    pub role: Option<crate::role::Role>,
     pub tags: Vec<String>,
     pub depends_on: Vec<i64>,
     pub created_at: String,
@@ -127,7 +130,7 @@ pub struct NewTask {
     pub parent_id: Option<i64>,
     pub external_ref: Option<String>,
     pub priority: Option<i64>,
-    pub role: Option<String>,
+    pub role: Option<crate::role::Role>,
     pub tags: Vec<String>,
     pub depends_on: Vec<i64>,
     pub status: Option<Status>,
@@ -140,7 +143,7 @@ pub struct TaskPatch {
     pub description: Option<String>,
     pub priority: Option<i64>,
     /// `Some(None)` clears the role hint.
-    pub role: Option<Option<String>>,
+    pub role: Option<Option<crate::role::Role>>,
     pub tags: Option<Vec<String>>,
     pub external_ref: Option<Option<String>>,
 }

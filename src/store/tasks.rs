@@ -33,7 +33,10 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         description: r.get(5)?,
         status: status_col(r.get(6)?)?,
         priority: r.get(7)?,
-        role: r.get(8)?,
+        // A role this version does not know reads as no hint.
+        role: r
+            .get::<_, Option<String>>(8)?
+            .and_then(|s| s.parse().ok()),
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         depends_on: Vec::new(),
         created_at: r.get(10)?,

@@ -402,7 +402,6 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             "  P{}  {}{}{}",
             t.priority,
             t.role
-                .as_deref()
                 .map(|r| format!("role {r}  "))
                 .unwrap_or_default(),
             t.external_ref

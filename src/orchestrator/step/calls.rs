@@ -9,7 +9,7 @@ impl StepRun<'_> {
     pub(super) async fn call_parsed<T>(
         &mut self,
         purpose: &str,
-        role: &str,
+        role: Role,
         req: ChatRequest,
         parse: impl Fn(&str) -> std::result::Result<T, String>,
     ) -> Result<std::result::Result<T, String>> {
@@ -21,7 +21,7 @@ impl StepRun<'_> {
     pub(super) async fn call_parsed_on<T>(
         &mut self,
         purpose: &str,
-        role: &str,
+        role: Role,
         chain: &[String],
         req: ChatRequest,
         parse: impl Fn(&str) -> std::result::Result<T, String>,
@@ -36,19 +36,19 @@ impl StepRun<'_> {
             match &result {
                 Ok(o) => match parse(&o.response.text) {
                     Ok(v) => {
-                        self.record(purpose, role, &req, &result, None)?;
+                        self.record(purpose, role.as_str(), &req, &result, None)?;
                         return Ok(Ok(v));
                     }
                     Err(why) => {
                         last = format!("{} gave an unusable answer: {why}", o.model);
-                        self.record(purpose, role, &req, &result, Some(("invalid", why)))?;
+                        self.record(purpose, role.as_str(), &req, &result, Some(("invalid", why)))?;
                         let at = chain.iter().position(|m| *m == o.model).unwrap_or(0);
                         chain = &chain[at + 1..];
                     }
                 },
                 Err(f) => {
                     last = self.shared.caller.redact(&f.to_string());
-                    self.record(purpose, role, &req, &result, None)?;
+                    self.record(purpose, role.as_str(), &req, &result, None)?;
                     break;
                 }
             }
@@ -63,7 +63,7 @@ impl StepRun<'_> {
                 let req = self.request("planner", text, None);
                 Ok(
                     match self
-                        .call_parsed("plan", "planner", req, parse_json::<Plan>)
+                        .call_parsed("plan", Role::Planner, req, parse_json::<Plan>)
                         .await?
                     {
                         Ok(plan) => Event::Planned(plan),
@@ -109,7 +109,7 @@ impl StepRun<'_> {
                     .caller
                     .call(std::slice::from_ref(&model), &req, sink)
                     .await;
-                self.record("execute", &role, &req, &result, None)?;
+                self.record("execute", role.as_str(), &req, &result, None)?;
                 Ok(match result {
                     Ok(o)
                         if o.response.finish_reason.as_deref() == Some("length")
@@ -151,7 +151,7 @@ impl StepRun<'_> {
                     .all(|r| r.as_ref().err().is_some_and(only_refused));
                 let mut samples = Vec::new();
                 for r in results {
-                    self.record("sample", &role, &req, &r, None)?;
+                    self.record("sample", role.as_str(), &req, &r, None)?;
                     samples.push(match r {
                         Ok(o) => Ok(Sample {
                             truncated: o.response.finish_reason.as_deref() == Some("length"),
@@ -183,7 +183,7 @@ impl StepRun<'_> {
                     },
                 )?;
                 let req = self.request(crate::prompts::VOTER, text, None);
-                let decision = self.chain_for("critic", &req);
+                let decision = self.chain_for(Role::Critic, &req);
                 let caller = &self.shared.caller;
                 let chain = &decision.chain;
                 let results = join_all((0..ballots).map(|_| caller.call(chain, &req, None))).await;
@@ -239,7 +239,7 @@ impl StepRun<'_> {
                 let req = self.request("critic", text, None);
                 Ok(
                     match self
-                        .call_parsed("critique", "critic", req, parse_verdict)
+                        .call_parsed("critique", Role::Critic, req, parse_verdict)
                         .await?
                     {
                         Ok(v) => {
@@ -286,7 +286,7 @@ impl StepRun<'_> {
                 // as small: only bigger windows write the handoff.
                 let registry = self.shared.caller.registry();
                 let chain: Vec<String> = self
-                    .chain_for("summarizer", &req)
+                    .chain_for(Role::Summarizer, &req)
                     .chain
                     .into_iter()
                     .filter(|id| {
@@ -298,7 +298,7 @@ impl StepRun<'_> {
                     })
                     .collect();
                 let summary = match self
-                    .call_parsed_on("handoff", "summarizer", &chain, req, |t| {
+                    .call_parsed_on("handoff", Role::Summarizer, &chain, req, |t| {
                         if t.trim().is_empty() {
                             Err("empty".to_string())
                         } else {

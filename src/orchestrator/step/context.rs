@@ -70,15 +70,15 @@ impl StepRun<'_> {
             handoff: Option<String>,
         }
         let text = self.shared.prompts.render(
-            &self.exec_role,
+            self.exec_role.as_str(),
             ExecVars {
                 base: &self.vars,
                 critique,
                 handoff,
             },
         )?;
-        let mut req = self.request(&self.exec_role, text, None);
-        req.role = Some(self.exec_role.clone());
+        let mut req = self.request(self.exec_role.as_str(), text, None);
+        req.role = Some(self.exec_role);
         Ok(req)
     }
 }

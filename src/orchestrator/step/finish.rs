@@ -131,10 +131,8 @@ impl StepRun<'_> {
                             description: sub.description.clone(),
                             parent_id: Some(task.id),
                             priority: Some(task.priority),
-                            role: sub
-                                .role
-                                .clone()
-                                .filter(|r| crate::registry::ROLES.contains(&r.as_str())),
+                            // A role the planner made up is no hint.
+                            role: sub.role.as_deref().and_then(|r| r.parse().ok()),
                             depends_on: sub.depends_on.iter().map(|i| ids[*i as usize]).collect(),
                             ..Default::default()
                         },
@@ -267,7 +265,7 @@ impl StepRun<'_> {
         )?;
         let req = self.request("summarizer", text, None);
         match self
-            .call_parsed("summarize", "summarizer", req, |t| {
+            .call_parsed("summarize", Role::Summarizer, req, |t| {
                 if t.trim().is_empty() {
                     Err("empty".to_string())
                 } else {

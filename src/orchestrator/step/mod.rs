@@ -22,6 +22,7 @@ use super::shared::{Shared, Spend};
 use crate::error::Result;
 use crate::llm::caller::{CallFailed, CallOutcome};
 use crate::llm::{ChatRequest, Message};
+use crate::role::Role;
 use crate::router::{self, Decision, TaskInfo, estimate_tokens};
 use crate::store::{ModelCall, NewTask, Status, Store, Task};
 
@@ -103,7 +104,7 @@ pub(super) struct StepRun<'a> {
     step_id: i64,
     vars: Vars,
     decision: Option<Decision>,
-    exec_role: String,
+    exec_role: Role,
     cost: f64,
     started: Instant,
     /// Codebase tools, for coders and testers of a project with a root.
@@ -139,7 +140,7 @@ impl<'a> StepRun<'a> {
             number,
             step_id: 0,
             decision: None,
-            exec_role: String::new(),
+            exec_role: Role::Coder,
             cost: 0.0,
             started: Instant::now(),
             toolbox: None,
@@ -211,7 +212,7 @@ impl<'a> StepRun<'a> {
             self.task.id,
             self.number,
             &self.shared.holder,
-            Some(&self.exec_role),
+            Some(self.exec_role.as_str()),
             Some(&d.rule),
         )?;
         self.emit(Progress::StepStarted {
@@ -220,7 +221,7 @@ impl<'a> StepRun<'a> {
             task_id: self.task.id,
             external_ref: self.task.external_ref.clone(),
             title: self.task.title.clone(),
-            role: self.exec_role.clone(),
+            role: self.exec_role.to_string(),
             rule: d.rule.clone(),
             chain: setup.chain.clone(),
             plan: setup.plan,
@@ -267,7 +268,7 @@ impl<'a> StepRun<'a> {
                             run_id: Some(self.shared.run_id),
                             step_id: Some(self.step_id),
                             task_id: Some(self.task.id),
-                            role: self.exec_role.clone(),
+                            role: self.exec_role.to_string(),
                             purpose: Some(purpose.to_string()),
                             provider: String::new(),
                             model: model.unwrap_or_default(),
@@ -289,7 +290,7 @@ impl<'a> StepRun<'a> {
             title: &self.task.title,
             description: &self.task.description,
             tags: &self.task.tags,
-            role_hint: self.task.role.as_deref(),
+            role_hint: self.task.role,
             prompt_tokens,
             output_tokens: output,
             needs_json,
@@ -313,27 +314,27 @@ impl<'a> StepRun<'a> {
             shared.opts.mode,
             &conditions,
         );
-        let mut role = first.role.clone();
-        if role == "planner" {
+        let mut role = first.role;
+        if role == Role::Planner {
             // Planning comes first; the work itself goes to the role the
             // task would have without its planner hint.
             let mut info = self.info(0, None, false);
             info.role_hint = None;
             let again = router::route(registry, &info, shared.opts.mode, &conditions);
-            role = if again.role == "planner" {
-                "coder".into()
+            role = if again.role == Role::Planner {
+                Role::Coder
             } else {
                 again.role
             };
         }
-        if role == "critic" || role == "summarizer" {
+        if matches!(role, Role::Critic | Role::Summarizer) {
             // Their templates judge or condense other answers; a task of
             // its own ("review X", "summarize Y") is written work.
-            role = "writer".into();
+            role = Role::Writer;
         }
-        let prompt = shared.prompts.render(&role, &self.vars)?;
+        let prompt = shared.prompts.render(role.as_str(), &self.vars)?;
         let tokens = estimate_tokens(&prompt);
-        let max_out = shared.prompts.get(&role).max_tokens;
+        let max_out = shared.prompts.get(role.as_str()).max_tokens;
         let decision = if role == first.role {
             router::route(
                 registry,
@@ -344,7 +345,7 @@ impl<'a> StepRun<'a> {
         } else {
             let mut d = router::route_role(
                 registry,
-                &role,
+                role,
                 &self.info(tokens, max_out, false),
                 shared.opts.mode,
                 &conditions,
@@ -402,7 +403,7 @@ impl<'a> StepRun<'a> {
         self.exec_role = role;
         self.decision = Some(decision);
         let tools = &shared.opts.tools;
-        if tools.enabled && matches!(self.exec_role.as_str(), "coder" | "tester") {
+        if tools.enabled && self.exec_role.uses_tools() {
             let project = self.db.project(self.task.project_id)?;
             if let Some(root) = project.root.as_deref() {
                 match crate::tools::Toolbox::new(
@@ -430,8 +431,7 @@ impl<'a> StepRun<'a> {
         // executor's templates), unless the prompt's front matter sets one.
         let role_temp = registry
             .roles
-            .get(template)
-            .or_else(|| registry.roles.get(&self.exec_role))
+            .get(&template.parse::<Role>().unwrap_or(self.exec_role))
             .map_or(0.3, |r| r.temperature);
         ChatRequest {
             messages: vec![Message::user(text)],
@@ -447,7 +447,7 @@ impl<'a> StepRun<'a> {
     }
 
     /// A role's chain for a pipeline call (planner, critic, summarizer).
-    fn chain_for(&self, role: &str, req: &ChatRequest) -> Decision {
+    fn chain_for(&self, role: Role, req: &ChatRequest) -> Decision {
         let shared = self.shared;
         let prompt_tokens: u64 = req
             .messages

@@ -141,7 +141,7 @@ impl StepRun<'_> {
                 .caller
                 .call(std::slice::from_ref(&model), &req, None)
                 .await;
-            self.record("execute", &role, &req, &result, None)?;
+            self.record("execute", role.as_str(), &req, &result, None)?;
             let o = match result {
                 Ok(o) => o,
                 Err(f) => return Ok(self.failed(&f)),
