@@ -18,6 +18,7 @@ pub mod first_run;
 pub mod fsutil;
 pub mod llm;
 pub mod logging;
+pub mod mcp;
 pub mod memory;
 pub mod orchestrator;
 pub mod process;

@@ -889,7 +889,7 @@ mod tests {
     fn the_shipped_registry_is_valid() {
         let r = Registry::builtin();
         assert!(r.model("qwen-coder-32b").is_some());
-        assert_eq!(r.roles["critic"].temperature, 0.1);
+        assert_eq!(r.roles[&crate::role::Role::Critic].temperature, 0.1);
         assert!(r.offline.local_only);
         assert!(!r.online.local_only);
         assert!(

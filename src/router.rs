@@ -306,7 +306,7 @@ mod tests {
             title,
             description: "",
             tags,
-            role_hint: hint,
+            role_hint: hint.map(|h| h.parse().unwrap()),
             prompt_tokens: 500,
             ..Default::default()
         }

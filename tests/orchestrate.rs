@@ -533,7 +533,7 @@ async fn the_planner_splits_a_big_task_and_the_subtasks_then_run() {
     let subs = s.subtasks(1).unwrap();
     assert_eq!(subs.len(), 2);
     assert_eq!(subs[1].depends_on, [subs[0].id]);
-    assert_eq!(subs[1].role.as_deref(), Some("tester"));
+    assert_eq!(subs[1].role, Some(llmclis::role::Role::Tester));
     assert!(subs.iter().all(|t| t.status == Status::Done));
     let parent = s.task(1).unwrap();
     assert_eq!(parent.status, Status::Done);

@@ -73,12 +73,12 @@ fn tasks() -> Vec<Task> {
     v[0].external_ref = Some("S1.1".into());
     v[1].external_ref = Some("S1.2".into());
     v[1].claimed_by = Some("max/run-4/step-2".into());
-    v[1].role = Some("coder".into());
+    v[1].role = Some(llmclis::role::Role::Coder);
     v[2].depends_on = vec![2];
     v[2].priority = 3;
-    v[3].role = Some("tester".into());
+    v[3].role = Some(llmclis::role::Role::Tester);
     v[3].depends_on = vec![2, 3];
-    v[5].role = Some("writer".into());
+    v[5].role = Some(llmclis::role::Role::Writer);
     v[5].tags = vec!["docs".into()];
     v
 }

@@ -280,8 +280,13 @@ pub fn open_issue(ctx: &Context, store: &Store, req: OpenIssue) -> Result<IssueO
     let mut opened = (String::new(), String::new());
     update_file(&path, |text| {
         let doc = IssuesDoc::parse(text, &path)?;
-        let (new, id, anchor) =
-            doc.open(&req.title, task_ref.as_deref(), &req.description, &stamp, agent)?;
+        let (new, id, anchor) = doc.open(
+            &req.title,
+            task_ref.as_deref(),
+            &req.description,
+            &stamp,
+            agent,
+        )?;
         opened = (id, anchor);
         Ok(IssuesDoc::parse(&new, &path)?.touch_metadata(&stamp, agent))
     })?;

@@ -77,16 +77,13 @@ pub async fn status(registry: &Registry, caller: &Caller, mode: Mode) -> ModelsS
                 model: m.clone(),
                 server_window: windows.iter().find(|w| w.model == m.id).map(|w| w.server),
                 local: p.is_some_and(|p| p.local),
-                served: p
-                    .and_then(|p| p.health.as_ref())
-                    .filter(|h| h.ok)
-                    .map(|h| {
-                        crate::endpoints::serves_name(
-                            &h.served,
-                            &m.served_name,
-                            registry.provider_of(m).flavour.as_deref(),
-                        )
-                    }),
+                served: p.and_then(|p| p.health.as_ref()).filter(|h| h.ok).map(|h| {
+                    crate::endpoints::serves_name(
+                        &h.served,
+                        &m.served_name,
+                        registry.provider_of(m).flavour.as_deref(),
+                    )
+                }),
             }
         })
         .collect();

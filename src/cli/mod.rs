@@ -2,7 +2,6 @@
 //! place where errors become messages and exit codes.
 
 mod eval;
-mod mcp;
 pub(crate) mod memory;
 mod models;
 pub(crate) mod orchestrate;
@@ -150,7 +149,8 @@ enum TaskCmd {
         /// A tag (repeatable)
         #[arg(long = "tag", value_name = "T")]
         tags: Vec<String>,
-        /// The role that should work on it (the rules decide when unset)
+        /// The role that should work on it: planner, coder, tester, critic,
+        /// researcher, writer or summarizer (the rules decide when unset)
         #[arg(long, value_name = "ROLE")]
         role: Option<Role>,
         /// An external reference such as S1.2
@@ -163,7 +163,7 @@ enum TaskCmd {
         project_id: Option<i64>,
         /// Only tasks with this status: pending, in-progress, done, blocked
         #[arg(long, value_name = "S")]
-        status: Option<Status>,
+        status: Option<String>,
     },
     /// Show a task with its dependencies, subtasks, notes and history
     Show { id: i64 },
@@ -182,7 +182,7 @@ enum TaskCmd {
     Status {
         id: i64,
         /// pending, in-progress, done or blocked
-        status: Status,
+        status: String,
         /// A note recorded with the change
         #[arg(long, short)]
         note: Option<String>,
@@ -245,8 +245,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                     .unwrap_or("")
                     .trim_start_matches("error: ");
                 print_json_error("usage", first);
-            } else {
+            } else if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
+            } else {
+                eprintln!("{}", one_line(&e.to_string()));
             }
             return ExitCode::from(code as u8);
         }
@@ -259,6 +266,21 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e, json),
     }
+}
+
+/// A clap usage error on one line, like every other error: the message,
+/// the possible values and the usage, without the blank lines and the
+/// "try --help" footer.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .map(|l| match l.strip_prefix("Usage: ") {
+            Some(u) => format!("(usage: {u})"),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The one place an error becomes output and an exit code.
@@ -319,7 +341,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
     };
     match command {
         Command::Tui => crate::tui::run(&ctx.app),
-        Command::Mcp => mcp::serve(&ctx),
+        Command::Mcp => crate::mcp::serve_stdio(&ctx.app),
         Command::Doctor => {
             let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
             emit(out, ctx.json, &report, || render::doctor(&report))?;
@@ -456,6 +478,7 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         TaskCmd::List { project_id, status } => {
+            let status = status.as_deref().map(str::parse::<Status>).transpose()?;
             let req = tasks::ListTasks { project_id, status };
             let list = tasks::list_tasks(&store, req)?;
             emit(out, ctx.json, &list, || {
@@ -503,7 +526,7 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
         TaskCmd::Status { id, status, note } => {
             let req = tasks::SetStatus {
                 id: id.into(),
-                status,
+                status: status.parse()?,
                 note,
                 project_id: None,
             };

@@ -38,7 +38,8 @@ pub enum RouteCmd {
 
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
-    /// Use this role's models (by default the rules pick, from the prompt)
+    /// Use this role's models: planner, coder, tester, critic, researcher,
+    /// writer or summarizer (by default the rules pick, from the prompt)
     #[arg(long, value_name = "R", conflicts_with = "model")]
     role: Option<crate::role::Role>,
     /// Use this model only

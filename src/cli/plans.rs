@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use super::render;
 use super::{Ctx, emit};
-use crate::app::tasks::{self, TaskRef};
 use crate::app::docs;
+use crate::app::tasks::{self, TaskRef};
 use crate::docs::sync;
 use crate::error::{Error, Result};
 use crate::store::Status;
@@ -272,7 +272,9 @@ pub fn issues(ctx: &Ctx, cmd: IssuesCmd, out: &mut impl Write) -> Result<()> {
                 project_id,
             };
             let r = docs::close_issue(ctx, &store, req)?;
-            emit(out, ctx.json, &r, || format!("Closed {} in {}.", r.id, r.path))
+            emit(out, ctx.json, &r, || {
+                format!("Closed {} in {}.", r.id, r.path)
+            })
         }
     }
 }
@@ -290,5 +292,7 @@ pub fn research(ctx: &Ctx, cmd: ResearchCmd, out: &mut impl Write) -> Result<()>
         project_id,
     };
     let r = docs::add_finding(ctx, &store, req)?;
-    emit(out, ctx.json, &r, || format!("Added to {}#{}.", r.path, r.anchor))
+    emit(out, ctx.json, &r, || {
+        format!("Added to {}#{}.", r.path, r.anchor)
+    })
 }

@@ -336,10 +336,7 @@ pub fn dry_run(plan: &DryRun) -> String {
             .as_deref()
             .map(|r| format!("{r} "))
             .unwrap_or_default();
-        let role = step
-            .role
-            .map(|r| format!(" [{r}]"))
-            .unwrap_or_default();
+        let role = step.role.map(|r| format!(" [{r}]")).unwrap_or_default();
         let _ = writeln!(
             s,
             "  {:>3}. task {} {r}{}{role}",

@@ -34,9 +34,7 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         status: status_col(r.get(6)?)?,
         priority: r.get(7)?,
         // A role this version does not know reads as no hint.
-        role: r
-            .get::<_, Option<String>>(8)?
-            .and_then(|s| s.parse().ok()),
+        role: r.get::<_, Option<String>>(8)?.and_then(|s| s.parse().ok()),
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         depends_on: Vec::new(),
         created_at: r.get(10)?,
@@ -409,7 +407,7 @@ impl Store {
                 after.priority = p;
             }
             if let Some(r) = &patch.role {
-                after.role = r.clone();
+                after.role = *r;
             }
             if let Some(t) = &tags {
                 after.tags = t.clone();

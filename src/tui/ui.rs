@@ -401,9 +401,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
         Span::raw(format!(
             "  P{}  {}{}{}",
             t.priority,
-            t.role
-                .map(|r| format!("role {r}  "))
-                .unwrap_or_default(),
+            t.role.map(|r| format!("role {r}  ")).unwrap_or_default(),
             t.external_ref
                 .as_deref()
                 .map(|r| format!("ref {r}  "))

@@ -235,3 +235,64 @@ pub fn one_model_registry(provider: &str, model: &str, id: &str) -> String {
         "providers:\n  - {provider}\nmodels:\n  - {model}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
     )
 }
+
+/// The Python with the real clients (`mcp`, `openai`) from
+/// `scripts/py-clients`, or None (after saying so).
+pub fn py_clients() -> Option<PathBuf> {
+    match std::env::var_os("LLMCLIS_TEST_PYTHON") {
+        Some(p) => Some(p.into()),
+        None if std::env::var_os("CI").is_some() => panic!(
+            "CI is set but LLMCLIS_TEST_PYTHON is not: run `scripts/py-clients` and export its line (scripts/test does)"
+        ),
+        None => {
+            eprintln!(
+                "\n*** SKIPPED: no Python clients (LLMCLIS_TEST_PYTHON unset); run scripts/py-clients ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `tests/clients/<script>` with the clients' Python, `calls` on its
+/// stdin; its stdout as JSON.
+pub fn py_client(
+    python: &Path,
+    script: &str,
+    args: &[&str],
+    envs: Vec<(&'static str, std::ffi::OsString)>,
+    calls: &serde_json::Value,
+) -> serde_json::Value {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(python)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/clients")
+                .join(script),
+        )
+        .args(args)
+        .env_clear()
+        .envs(envs)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the Python client");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(calls.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

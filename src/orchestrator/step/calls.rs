@@ -41,7 +41,13 @@ impl StepRun<'_> {
                     }
                     Err(why) => {
                         last = format!("{} gave an unusable answer: {why}", o.model);
-                        self.record(purpose, role.as_str(), &req, &result, Some(("invalid", why)))?;
+                        self.record(
+                            purpose,
+                            role.as_str(),
+                            &req,
+                            &result,
+                            Some(("invalid", why)),
+                        )?;
                         let at = chain.iter().position(|m| *m == o.model).unwrap_or(0);
                         chain = &chain[at + 1..];
                     }
@@ -81,7 +87,7 @@ impl StepRun<'_> {
                 if self.toolbox.is_some() {
                     return self.tool_loop(model, req).await;
                 }
-                let role = self.exec_role.clone();
+                let role = self.exec_role;
                 // Watchers (the TUI's run panel) see the answer as it is written.
                 let observer = self.shared.observer.clone();
                 let (step, task_id) = (self.number, self.task.id);
@@ -145,7 +151,7 @@ impl StepRun<'_> {
                 let chain = std::slice::from_ref(&model);
                 let caller = &self.shared.caller;
                 let results = join_all((0..n).map(|_| caller.call(chain, &req, None))).await;
-                let role = self.exec_role.clone();
+                let role = self.exec_role;
                 let unreachable = results
                     .iter()
                     .all(|r| r.as_ref().err().is_some_and(only_refused));

@@ -121,7 +121,7 @@ impl StepRun<'_> {
         } else if let Some(first) = req.messages.first_mut() {
             first.content.push_str(&text_protocol(&specs));
         }
-        let role = self.exec_role.clone();
+        let role = self.exec_role;
         let max = self.shared.opts.tools.max_calls;
         let mut calls = 0usize;
         // The same call failing again and again (a model stuck on one
