@@ -85,7 +85,7 @@ pub struct AddProject {
 }
 
 /// A project with its task counts.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ProjectRow {
     #[serde(flatten)]
     pub project: Project,

@@ -30,11 +30,7 @@ pub enum View {
     Projects,
 }
 
-#[derive(Debug, Clone)]
-pub struct ProjectRow {
-    pub project: Project,
-    pub counts: StatusCounts,
-}
+pub use crate::app::tasks::ProjectRow;
 
 #[derive(Debug, Clone, Default)]
 pub struct DetailData {

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::app::{DetailData, FormValues, Job, ModelRow, ModelsData, Msg, ProjectRow, ProviderRow};
+use super::app::{DetailData, FormValues, Job, ModelRow, ModelsData, Msg, ProviderRow};
 use crate::app::Context as Ctx;
+use crate::app::tasks;
 use crate::error::{Error, Result};
-use crate::store::{NewTask, Store, TaskPatch};
+use crate::store::{Store, TaskPatch};
 
 /// How often the worker looks for changes made by other processes.
 pub const POLL: Duration = Duration::from_millis(400);
@@ -160,17 +161,7 @@ impl Worker {
         let agent = self.ctx.agent.clone();
         match job {
             Job::LoadProjects => {
-                let rows = self
-                    .db
-                    .projects()?
-                    .into_iter()
-                    .map(|p| {
-                        Ok(ProjectRow {
-                            counts: self.db.status_counts(Some(p.id))?,
-                            project: p,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                let rows = tasks::list_projects(&self.db)?;
                 self.send(Msg::Projects(rows));
             }
             Job::LoadBoard(id) => self.load_board(id)?,
@@ -190,18 +181,18 @@ impl Worker {
                 self.send(Msg::Detail(Box::new(d)));
             }
             Job::CreateTask { project_id, form } => {
-                let t = self.db.create_task(
-                    NewTask {
-                        project_id,
-                        title: form.title,
-                        description: form.description,
-                        priority: form.priority,
-                        tags: form.tags,
-                        depends_on: form.depends_on,
-                        ..Default::default()
-                    },
-                    &agent,
-                )?;
+                let req = tasks::AddTask {
+                    project_id,
+                    title: form.title,
+                    description: form.description,
+                    priority: form.priority.map(tasks::Priority::Number),
+                    depends_on: form.depends_on,
+                    parent: None,
+                    tags: form.tags,
+                    role: None,
+                    external_ref: None,
+                };
+                let t = tasks::add_task(&self.ctx, &mut self.db, req)?;
                 self.send(Msg::Saved(format!("added task {}: {}", t.id, t.title)));
             }
             Job::UpdateTask { id, form } => {
@@ -209,31 +200,39 @@ impl Worker {
                 self.send(Msg::Saved(format!("saved task {id}")));
             }
             Job::SetStatus { id, status, note } => {
-                let (tr, report) = crate::docs::sync::set_status(
-                    &mut self.db,
-                    id,
+                let req = tasks::SetStatus {
+                    id: id.into(),
                     status,
-                    &agent,
-                    json!({"via": "tui"}),
-                    note.as_deref(),
-                )?;
-                let files = if report.plans_changed {
+                    note,
+                    project_id: None,
+                };
+                let v = tasks::set_status(&self.ctx, &mut self.db, req, "tui")?;
+                let files = if v.files.plans_changed {
                     "; plans.md updated"
                 } else {
                     ""
                 };
                 self.send(Msg::Saved(format!(
                     "task {id}: {} → {}{files}",
-                    tr.from.as_str(),
-                    tr.task.status.as_str()
+                    v.previous_status.as_str(),
+                    v.task.status.as_str()
                 )));
             }
             Job::AddNote { id, text } => {
-                crate::docs::sync::add_note(&mut self.db, id, &text, &agent)?;
+                let req = tasks::AddNote {
+                    id: id.into(),
+                    text,
+                    project_id: None,
+                };
+                tasks::add_note(&self.ctx, &mut self.db, req)?;
                 self.send(Msg::Saved(format!("note added to task {id}")));
             }
             Job::Delete(id) => {
-                let t = self.db.delete_task(id, &agent)?;
+                let req = tasks::DeleteTask {
+                    id: id.into(),
+                    project_id: None,
+                };
+                let t = tasks::delete_task(&self.ctx, &mut self.db, req)?;
                 self.send(Msg::Saved(format!(
                     "deleted task {id}: {} (history kept)",
                     t.title
