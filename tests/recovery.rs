@@ -207,7 +207,7 @@ fn assert_one_truth(env: &Env, clean: &Env, point: &str) {
         "{point}: memories filled in"
     );
     if assets().is_some() {
-        let stats = env.json(&["memory", "stats", "--project-id", "1"]);
+        let stats = env.json(&["memory", "stats", "--project-id", "1", "--verify"]);
         let rows: i64 = stats["by_type"]
             .as_object()
             .unwrap()
@@ -585,7 +585,7 @@ async fn a_second_run_goes_on_without_the_index_and_its_memories_are_indexed() {
             "the second run went on without the index: {}",
             second.stderr
         );
-        let stats = env.json(&["memory", "stats", "--project-id", "1"]);
+        let stats = env.json(&["memory", "stats", "--project-id", "1", "--verify"]);
         let rows: i64 = stats["by_type"]
             .as_object()
             .unwrap()

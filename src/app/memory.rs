@@ -73,6 +73,34 @@ pub async fn query(memory: &Memory, db: &mut Store, req: &QueryMemory) -> Result
         .await
 }
 
+/// Counts from the store, without loading the model or opening the index;
+/// with `verify`, the index (caught up first) counts its points too, and a
+/// difference is an error that says how to fix it.
+pub fn stats(
+    ctx: &Context,
+    db: &mut Store,
+    project_id: Option<i64>,
+    verify: bool,
+) -> Result<crate::memory::Stats> {
+    if verify {
+        let mem = ctx.open_memory(db)?;
+        let rt = super::runtime()?;
+        rt.block_on(mem.catch_up(db, None))?;
+        let st = rt.block_on(mem.stats(db, project_id))?;
+        return match st.index_points {
+            Some(n) if n as i64 != st.indexed => Err(crate::error::Error::Memory(format!(
+                "{} has {n} points where the store marks {} memories indexed; run `llmclis memory reindex`",
+                st.index, st.indexed
+            ))),
+            _ => Ok(st),
+        };
+    }
+    let cfg = &ctx.config.memory;
+    let embedder = crate::memory::open::embedder(&ctx.paths, cfg, ctx.mode(), || ctx.registry())?;
+    let index = crate::memory::open::describe_index(&ctx.paths, cfg, db)?;
+    crate::memory::stats(db, project_id, index, embedder.model(), embedder.dim())
+}
+
 /// A memory layer opened once and kept: the embedder loads on the first
 /// call that needs it, never for one that does not. A failed open is tried
 /// again on the next call (another process may have let go of the index).

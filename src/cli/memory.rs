@@ -67,6 +67,9 @@ pub enum MemoryCmd {
     Stats {
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
+        /// Also open the index and check that it holds what the store says
+        #[arg(long)]
+        verify: bool,
     },
 }
 
@@ -239,9 +242,8 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
                 format!("Reindexed {n} memories into {}.", mem.index.describe())
             })
         }
-        MemoryCmd::Stats { project_id } => {
-            let mem = open_caught_up(ctx, &mut db, &rt)?;
-            let s = rt.block_on(mem.stats(&db, project_id))?;
+        MemoryCmd::Stats { project_id, verify } => {
+            let s = crate::app::memory::stats(ctx, &mut db, project_id, verify)?;
             emit(out, ctx.json, &s, || {
                 let mut t = format!("{} ({} , {} dimensions)\n", s.index, s.model, s.dim);
                 for (k, n) in &s.by_type {
@@ -249,9 +251,12 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
                 }
                 let _ = write!(
                     t,
-                    "  compacted        {}\n  indexed          {}",
-                    s.compacted, s.indexed
+                    "  compacted        {}\n  indexed          {}\n  not yet indexed  {}",
+                    s.compacted, s.indexed, s.unindexed
                 );
+                if let Some(n) = s.index_points {
+                    let _ = write!(t, "\n  index points     {n} (checked)");
+                }
                 t
             })
         }

@@ -59,13 +59,60 @@ pub struct Stats {
     pub project_id: Option<i64>,
     pub by_type: std::collections::BTreeMap<String, i64>,
     pub compacted: i64,
-    /// Points in the index.
-    pub indexed: usize,
-    /// Rows (not compacted) the index does not have yet.
+    /// Rows the store has marked as in the index (marked only after the
+    /// index flushed them).
+    pub indexed: i64,
+    /// Rows (not compacted) the index does not have yet; the next process
+    /// that opens the index adds them.
     pub unindexed: i64,
+    /// Points the index itself counts; only when asked (`--verify`), since
+    /// it means opening the index.
+    pub index_points: Option<usize>,
     pub index: String,
     pub model: String,
     pub dim: usize,
+}
+
+/// Counts from SQLite alone: by type, compacted, indexed and not. Opens
+/// neither the index nor the model.
+pub fn stats(
+    db: &Store,
+    project_id: Option<i64>,
+    index: String,
+    model: String,
+    dim: usize,
+) -> Result<Stats> {
+    if let Some(p) = project_id {
+        db.project(p)?;
+    }
+    let mut by_type = std::collections::BTreeMap::new();
+    let mut stmt = db.conn().prepare(
+        "SELECT type, count(*) FROM memories WHERE (?1 IS NULL OR project_id = ?1) GROUP BY type ORDER BY type",
+    )?;
+    for row in stmt.query_map([project_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (k, n) = row?;
+        by_type.insert(k, n);
+    }
+    let (compacted, indexed, unindexed): (i64, i64, i64) = db.conn().query_row(
+        "SELECT coalesce(sum(compacted = 1), 0), coalesce(sum(indexed = 1), 0),
+                coalesce(sum(indexed = 0 AND compacted = 0), 0)
+           FROM memories WHERE (?1 IS NULL OR project_id = ?1)",
+        [project_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(Stats {
+        project_id,
+        by_type,
+        compacted,
+        indexed,
+        unindexed,
+        index_points: None,
+        index,
+        model,
+        dim,
+    })
 }
 
 /// When a task's raw interactions are rolled into a summary.
@@ -447,47 +494,25 @@ impl Memory {
         Ok(done.indexed)
     }
 
+    /// `stats` with the index's own count beside the store's: what
+    /// `memory stats --verify` reports.
     pub async fn stats(&self, db: &Store, project_id: Option<i64>) -> Result<Stats> {
-        if let Some(p) = project_id {
-            db.project(p)?;
-        }
-        let mut by_type = std::collections::BTreeMap::new();
-        let mut stmt = db.conn().prepare(
-            "SELECT type, count(*) FROM memories WHERE (?1 IS NULL OR project_id = ?1) GROUP BY type ORDER BY type",
-        )?;
-        for row in stmt.query_map([project_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })? {
-            let (k, n) = row?;
-            by_type.insert(k, n);
-        }
-        let compacted: i64 = db.conn().query_row(
-            "SELECT count(*) FROM memories WHERE compacted = 1 AND (?1 IS NULL OR project_id = ?1)",
-            [project_id],
-            |r| r.get(0),
-        )?;
-        let indexed = self
-            .index
-            .count(Filter {
-                project_id,
-                ..Default::default()
-            })
-            .await?;
-        let unindexed: i64 = db.conn().query_row(
-            "SELECT count(*) FROM memories WHERE indexed = 0 AND compacted = 0 AND (?1 IS NULL OR project_id = ?1)",
-            [project_id],
-            |r| r.get(0),
-        )?;
-        Ok(Stats {
+        let mut st = stats(
+            db,
             project_id,
-            by_type,
-            compacted,
-            indexed,
-            unindexed,
-            index: self.index.describe(),
-            model: self.embedder.model(),
-            dim: self.embedder.dim(),
-        })
+            self.index.describe(),
+            self.embedder.model(),
+            self.embedder.dim(),
+        )?;
+        st.index_points = Some(
+            self.index
+                .count(Filter {
+                    project_id,
+                    ..Default::default()
+                })
+                .await?,
+        );
+        Ok(st)
     }
 
     /// A task summary from the task's raw interactions and handoffs.

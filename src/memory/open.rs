@@ -28,6 +28,66 @@ pub fn open(
     // Each database has its own index: ids are its row ids.
     let store_id = db.store_id()?;
     let http = http_client();
+    let embedder = embedder(paths, cfg, mode, registry)?;
+    let index: Arc<dyn VectorIndex> = match cfg.backend.as_str() {
+        "edge" => Arc::new(EdgeIndex::open_waiting(&edge_dir(paths, &store_id), wait)?),
+        "qdrant" => {
+            let key = cfg
+                .qdrant_api_key_env
+                .as_deref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|k| !k.trim().is_empty());
+            Arc::new(QdrantIndex::new(
+                &cfg.qdrant_url,
+                &collection(cfg, &store_id),
+                key,
+                http,
+            ))
+        }
+        other => return Err(unknown_backend(other)),
+    };
+    Ok(Memory::new(embedder, index))
+}
+
+fn edge_dir(paths: &Paths, store_id: &str) -> std::path::PathBuf {
+    paths
+        .data_dir
+        .join("memory")
+        .join(format!("edge-{store_id}"))
+}
+
+fn collection(cfg: &MemoryConfig, store_id: &str) -> String {
+    format!("{}_{store_id}", cfg.collection)
+}
+
+fn unknown_backend(name: &str) -> Error {
+    Error::InvalidInput(format!(
+        "[memory] backend {name:?}: expected edge or qdrant"
+    ))
+}
+
+/// Where the config puts the index, as `VectorIndex::describe` says it,
+/// without opening it.
+pub fn describe_index(paths: &Paths, cfg: &MemoryConfig, db: &Store) -> Result<String> {
+    let store_id = db.store_id()?;
+    match cfg.backend.as_str() {
+        "edge" => Ok(EdgeIndex::describe_dir(&edge_dir(paths, &store_id))),
+        "qdrant" => Ok(QdrantIndex::describe_at(
+            &cfg.qdrant_url,
+            &collection(cfg, &store_id),
+        )),
+        other => Err(unknown_backend(other)),
+    }
+}
+
+/// The embedder the config asks for; cheap: a local model loads on its
+/// first embedding.
+pub fn embedder(
+    paths: &Paths,
+    cfg: &MemoryConfig,
+    mode: Mode,
+    registry: impl FnOnce() -> Result<Registry>,
+) -> Result<Arc<dyn Embedder>> {
     let embedder: Arc<dyn Embedder> = match cfg.embedder.as_str() {
         "fastembed" => {
             let (dir, lib) = crate::memory::embed::asset_paths(&paths.data_dir, cfg);
@@ -65,7 +125,7 @@ pub fn open(
                 model,
                 p.api_key_env.clone(),
                 dim,
-                http.clone(),
+                http_client(),
             ))
         }
         other => {
@@ -74,32 +134,5 @@ pub fn open(
             )));
         }
     };
-    let index: Arc<dyn VectorIndex> = match cfg.backend.as_str() {
-        "edge" => Arc::new(EdgeIndex::open_waiting(
-            &paths
-                .data_dir
-                .join("memory")
-                .join(format!("edge-{store_id}")),
-            wait,
-        )?),
-        "qdrant" => {
-            let key = cfg
-                .qdrant_api_key_env
-                .as_deref()
-                .and_then(|v| std::env::var(v).ok())
-                .filter(|k| !k.trim().is_empty());
-            Arc::new(QdrantIndex::new(
-                &cfg.qdrant_url,
-                &format!("{}_{store_id}", cfg.collection),
-                key,
-                http,
-            ))
-        }
-        other => {
-            return Err(Error::InvalidInput(format!(
-                "[memory] backend {other:?}: expected edge or qdrant"
-            )));
-        }
-    };
-    Ok(Memory::new(embedder, index))
+    Ok(embedder)
 }

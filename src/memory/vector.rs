@@ -110,6 +110,10 @@ fn edge_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl EdgeIndex {
+    pub fn describe_dir(dir: &Path) -> String {
+        format!("Qdrant Edge at {}", dir.display())
+    }
+
     /// Opens (or prepares) the index in `dir`; the shard itself is created by
     /// the first `ensure`, when the dimension is known.
     pub fn open(dir: &Path) -> Result<EdgeIndex> {
@@ -454,7 +458,7 @@ impl VectorIndex for EdgeIndex {
     }
 
     fn describe(&self) -> String {
-        format!("Qdrant Edge at {}", self.dir.display())
+        EdgeIndex::describe_dir(&self.dir)
     }
 }
 
@@ -481,6 +485,10 @@ pub struct QdrantIndex {
 }
 
 impl QdrantIndex {
+    pub fn describe_at(url: &str, collection: &str) -> String {
+        format!("Qdrant server {url} collection {collection}")
+    }
+
     pub fn new(
         url: &str,
         collection: &str,
@@ -710,6 +718,6 @@ impl VectorIndex for QdrantIndex {
     }
 
     fn describe(&self) -> String {
-        format!("Qdrant server {} collection {}", self.url, self.collection)
+        QdrantIndex::describe_at(&self.url, &self.collection)
     }
 }
