@@ -1,0 +1,319 @@
+//! `model_registry.yaml`: providers, models, roles, routing rules and modes.
+//!
+//! The shipped default is compiled in; the user's copy in the config dir wins;
+//! `--registry PATH` / `LLMCLIS_REGISTRY` point to another file. Every error
+//! names the file, line and column and what was expected. API keys are never
+//! in this file: a provider names the environment variable that holds its key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use regex::RegexSet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+mod build;
+mod raw;
+
+use build::{build, registry_error};
+use raw::RawRegistry;
+
+/// The registry compiled into the binary.
+pub const DEFAULT_REGISTRY: &str = include_str!("../../model_registry.yaml");
+
+/// The role names, in the order `Role::ALL` gives them.
+pub const ROLES: [&str; 7] = [
+    crate::role::Role::Planner.as_str(),
+    crate::role::Role::Coder.as_str(),
+    crate::role::Role::Tester.as_str(),
+    crate::role::Role::Critic.as_str(),
+    crate::role::Role::Researcher.as_str(),
+    crate::role::Role::Writer.as_str(),
+    crate::role::Role::Summarizer.as_str(),
+];
+
+const FLAVOURS: [&str; 7] = [
+    "vllm",
+    "tgi",
+    "ollama",
+    "llamacpp",
+    "lmstudio",
+    "openai",
+    "openrouter",
+];
+const CAPABILITIES: [&str; 7] = [
+    "tools",
+    "code",
+    "reasoning",
+    "fast",
+    "cheap",
+    "json_schema",
+    "embeddings",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    OpenAiCompatible,
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// vllm, tgi, ollama, llamacpp, lmstudio, openai, openrouter; None for anthropic.
+    pub flavour: Option<String>,
+    pub base_url: String,
+    /// The NAME of the environment variable with the key, never the key.
+    pub api_key_env: Option<String>,
+    /// The longest wait for the first byte: the queue, the prompt and,
+    /// without streaming, the whole answer.
+    #[serde(serialize_with = "secs")]
+    pub timeout: Duration,
+    /// The longest silence between two chunks of a stream.
+    #[serde(serialize_with = "secs")]
+    pub idle_timeout: Duration,
+    pub max_concurrency: u32,
+    pub local: bool,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl Provider {
+    /// The key from the environment, when the provider uses one and it is set.
+    pub fn api_key(&self) -> Option<String> {
+        let var = self.api_key_env.as_deref()?;
+        std::env::var(var)
+            .ok()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+    }
+
+    pub fn is_ollama(&self) -> bool {
+        self.flavour.as_deref() == Some("ollama")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub id: String,
+    pub provider: String,
+    pub served_name: String,
+    pub context_window: u64,
+    pub max_output_tokens: u64,
+    pub cost_per_1m_input: f64,
+    pub cost_per_1m_output: f64,
+    pub capabilities: Vec<String>,
+}
+
+impl Model {
+    /// USD for a call of this many tokens.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.cost_per_1m_input
+            + completion_tokens as f64 * self.cost_per_1m_output)
+            / 1e6
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleConfig {
+    pub name: String,
+    pub temperature: f32,
+    /// The escalation order, cheapest and local first.
+    pub models: Vec<String>,
+    pub keep_alive: Option<String>,
+    /// MAKER-style voting on this role's answers, when set.
+    pub voting: Option<Voting>,
+}
+
+/// `voting: {candidates: k, ahead_by: n, max_tokens: m}` on a role: k
+/// answers are sampled at once; empty, cut-off or overlong ones are dropped;
+/// voters pick the best until one answer leads by n votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voting {
+    pub candidates: u32,
+    pub ahead_by: u32,
+    /// An answer longer than this (completion tokens) is red-flagged.
+    pub max_tokens: u64,
+    /// Ballots before the leader is taken without an n-vote margin;
+    /// default 3 × candidates.
+    #[serde(default)]
+    pub max_votes: Option<u32>,
+}
+
+impl Voting {
+    pub fn max_votes(&self) -> u32 {
+        self.max_votes
+            .unwrap_or(self.candidates * 3)
+            .max(self.ahead_by)
+    }
+}
+
+/// What the rule's role is: a fixed role, or the task's own role hint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleRole {
+    Fixed(crate::role::Role),
+    FromHint,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Match {
+    pub tags: Vec<String>,
+    pub role_hint: Vec<String>,
+    pub has_role_hint: Option<bool>,
+    /// Index into `Registry::regexes` when the rule has a title regex.
+    #[serde(skip)]
+    pub regex: Option<usize>,
+    pub title_regex: Option<String>,
+    pub min_prompt_tokens: Option<u64>,
+    pub max_prompt_tokens: Option<u64>,
+    pub project: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rule {
+    pub name: String,
+    pub when: Match,
+    pub role: RuleRole,
+    pub pin: Vec<String>,
+    pub exclude: Vec<String>,
+    /// The planner sees the task first and may split it into subtasks.
+    pub plan: bool,
+    /// Voting on the answers to the tasks this rule matches (overrides the
+    /// role's).
+    pub voting: Option<Voting>,
+    /// No conditions: matches every task.
+    pub is_default: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    #[serde(default)]
+    pub per_run: Option<f64>,
+    #[serde(default)]
+    pub per_task: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Local providers only.
+    Offline,
+    /// Local and API providers.
+    Online,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModePolicy {
+    pub local_only: bool,
+    pub budget: Budget,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Registry {
+    /// Where it was read from (`<built-in>` for the default).
+    pub source: String,
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub roles: BTreeMap<crate::role::Role, RoleConfig>,
+    pub rules: Vec<Rule>,
+    pub offline: ModePolicy,
+    pub online: ModePolicy,
+    #[serde(skip)]
+    pub regexes: Option<RegexSet>,
+    #[serde(skip)]
+    model_index: HashMap<String, usize>,
+    #[serde(skip)]
+    provider_index: HashMap<String, usize>,
+}
+
+impl Registry {
+    pub fn model(&self, id: &str) -> Option<&Model> {
+        self.model_index.get(id).map(|i| &self.models[*i])
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.provider_index.get(name).map(|i| &self.providers[*i])
+    }
+
+    pub fn provider_of(&self, model: &Model) -> &Provider {
+        self.provider(&model.provider).expect("validated reference")
+    }
+
+    pub fn policy(&self, mode: Mode) -> &ModePolicy {
+        match mode {
+            Mode::Offline => &self.offline,
+            Mode::Online => &self.online,
+        }
+    }
+
+    /// The built-in registry.
+    pub fn builtin() -> Registry {
+        Registry::parse(DEFAULT_REGISTRY, "<built-in>").expect("the shipped registry is valid")
+    }
+
+    /// `explicit` (flag or env), else the user's copy in the config dir, else the built-in one.
+    pub fn load(explicit: Option<&Path>, config_dir: &Path) -> Result<Registry> {
+        let path: Option<PathBuf> = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(config_dir.join("model_registry.yaml")).filter(|p| p.is_file()),
+        };
+        match path {
+            None => Ok(Registry::builtin()),
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+                Registry::parse(&text, &p.display().to_string())
+            }
+        }
+    }
+
+    /// Parses and validates a registry; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Registry> {
+        let raw: RawRegistry = serde_saphyr::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
+            let message = e.without_snippet().to_string();
+            let mut message = message
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_string();
+            // The location goes in front; drop the parser's own copy at the end.
+            if let Some(i) = message.rfind(" at line ") {
+                message.truncate(i);
+            }
+            registry_error(source, line, column, message)
+        })?;
+        build(raw, source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_registry_is_valid() {
+        let r = Registry::builtin();
+        assert!(r.model("qwen-coder-32b").is_some());
+        assert_eq!(r.roles[&crate::role::Role::Critic].temperature, 0.1);
+        assert!(r.offline.local_only);
+        assert!(!r.online.local_only);
+        assert!(
+            r.providers
+                .iter()
+                .filter(|p| !p.local)
+                .all(|p| p.api_key_env.is_some())
+        );
+    }
+}
