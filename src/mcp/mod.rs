@@ -10,7 +10,7 @@
 
 pub mod tools;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -29,12 +29,37 @@ use crate::store::Store;
 pub struct Session {
     pub ctx: Context,
     memory: Arc<Kept>,
+    db: Arc<Mutex<Option<Store>>>,
     rt: tokio::runtime::Handle,
 }
 
+/// The server's connection, held for one call.
+pub struct Db<'a>(MutexGuard<'a, Option<Store>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.0.as_ref().expect("opened before the guard is made")
+    }
+}
+
+impl std::ops::DerefMut for Db<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.0.as_mut().expect("opened before the guard is made")
+    }
+}
+
 impl Session {
-    fn store(&self) -> Result<Store> {
-        self.ctx.store()
+    /// The server's one connection, opened on first use and kept: calls
+    /// take turns on it (SQLite writes take turns anyway).
+    fn store(&self) -> Result<Db<'_>> {
+        // A call that panicked left the connection as SQLite left it:
+        // every write is a transaction, so it is usable.
+        let mut slot = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.ctx.store()?);
+        }
+        Ok(Db(slot))
     }
 }
 
@@ -43,6 +68,7 @@ impl Session {
 pub struct Server {
     ctx: Context,
     memory: Arc<Kept>,
+    db: Arc<Mutex<Option<Store>>>,
     tools: Arc<Vec<tools::Tool>>,
 }
 
@@ -51,6 +77,7 @@ impl Server {
         Server {
             ctx,
             memory,
+            db: Arc::new(Mutex::new(None)),
             tools: Arc::new(tools::all()),
         }
     }
@@ -91,6 +118,7 @@ impl ServerHandler for Server {
         let session = Session {
             ctx: self.ctx.clone(),
             memory: self.memory.clone(),
+            db: self.db.clone(),
             rt: tokio::runtime::Handle::current(),
         };
         let tools = self.tools.clone();

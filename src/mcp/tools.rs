@@ -103,19 +103,19 @@ pub fn all() -> Vec<Tool> {
             "project_list",
             "List projects with their task counts.",
             Nothing,
-            |s, _r| tasks::list_projects(&s.store()?)
+            |s, _r| tasks::list_projects(&*s.store()?)
         ),
         tool!(
             "task_list",
             "List tasks (of a project, with a status), subtasks after their parents.",
             tasks::ListTasks,
-            |s, r| tasks::list_tasks(&s.store()?, r)
+            |s, r| tasks::list_tasks(&*s.store()?, r)
         ),
         tool!(
             "task_show",
             "A task with its notes, history, result, diff and model calls.",
             tasks::ShowTask,
-            |s, r| tasks::show_task(&s.store()?, r)
+            |s, r| tasks::show_task(&*s.store()?, r)
         ),
         tool!(
             "task_next",
@@ -129,50 +129,50 @@ pub fn all() -> Vec<Tool> {
                 };
                 // The task alone, null when nothing is ready: as
                 // `llmclis --json task next` prints it.
-                tasks::next_task(&s.ctx, &mut s.store()?, r).map(|n| n.task)
+                tasks::next_task(&s.ctx, &mut *s.store()?, r).map(|n| n.task)
             }
         ),
         tool!(
             "task_add",
             "Add a task to a project.",
             tasks::AddTask,
-            |s, r| tasks::add_task(&s.ctx, &mut s.store()?, r)
+            |s, r| tasks::add_task(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "task_edit",
             "Change a task's title, description, priority, role, tags or ref.",
             tasks::EditTask,
-            |s, r| tasks::edit_task(&s.ctx, &mut s.store()?, r)
+            |s, r| tasks::edit_task(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "task_dep",
             "Make a task depend on another (remove: true drops it).",
             tasks::Dependency,
-            |s, r| tasks::dependency(&s.ctx, &mut s.store()?, r)
+            |s, r| tasks::dependency(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "task_status",
             "Set a task's status with an optional note; plans.md follows (done ticks it, blocked opens an issue).",
             tasks::SetStatus,
-            |s, r| tasks::set_status(&s.ctx, &mut s.store()?, r, "mcp")
+            |s, r| tasks::set_status(&s.ctx, &mut *s.store()?, r, "mcp")
         ),
         tool!(
             "task_note",
             "Add a note to a task (also written under the task in plans.md).",
             tasks::AddNote,
-            |s, r| tasks::add_note(&s.ctx, &mut s.store()?, r)
+            |s, r| tasks::add_note(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "task_delete",
             "Hide a task from every list and count; its history stays.",
             tasks::DeleteTask,
-            |s, r| tasks::delete_task(&s.ctx, &mut s.store()?, r)
+            |s, r| tasks::delete_task(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "plans_add",
             "Add a task to a stage of the project's plans.md (and to the queue).",
             docs::AddPlanTask,
-            |s, r| docs::add_plan_task(&s.ctx, &mut s.store()?, r)
+            |s, r| docs::add_plan_task(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "plans_check",
@@ -184,25 +184,25 @@ pub fn all() -> Vec<Tool> {
             "plans_sync",
             "Write every task's state from the store into the project's plan files.",
             docs::SyncPlans,
-            |s, r| docs::sync_plans(&s.ctx, &mut s.store()?, r)
+            |s, r| docs::sync_plans(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "issues_open",
             "Open an entry in issues.md, optionally linked from a plans.md task.",
             docs::OpenIssue,
-            |s, r| docs::open_issue(&s.ctx, &s.store()?, r)
+            |s, r| docs::open_issue(&s.ctx, &*s.store()?, r)
         ),
         tool!(
             "issues_close",
             "Close an issues.md entry (KM-001) with a note.",
             docs::CloseIssue,
-            |s, r| docs::close_issue(&s.ctx, &s.store()?, r)
+            |s, r| docs::close_issue(&s.ctx, &*s.store()?, r)
         ),
         tool!(
             "research_add",
             "Add a dated finding to a section of research.md.",
             docs::AddFinding,
-            |s, r| docs::add_finding(&s.ctx, &s.store()?, r)
+            |s, r| docs::add_finding(&s.ctx, &*s.store()?, r)
         ),
         tool!(
             "memory_store",
