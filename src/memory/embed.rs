@@ -91,7 +91,11 @@ impl FastEmbedder {
         let opts = fastembed::InitOptionsUserDefined::new()
             .with_environment(env)
             .with_max_length(256)
-            .with_intra_threads(threads);
+            .with_intra_threads(threads)
+            // Idle pool threads sleep instead of spinning: on a two-core
+            // machine a spinning pool takes the core the caller (the MCP
+            // client, the tokio workers) needs, and a query waits for it.
+            .with_session_config("session.intra_op.allow_spinning", "0");
         let te = fastembed::TextEmbedding::try_new_from_user_defined(model, opts).map_err(|e| {
             Error::Memory(format!(
                 "cannot load the embedding model from {}: {e}",
