@@ -26,6 +26,7 @@ pub mod prompts;
 pub mod registry;
 pub mod role;
 pub mod router;
+pub mod serve;
 pub mod store;
 pub mod tools;
 pub mod tui;

@@ -5,6 +5,7 @@
 //! none of them imports another.
 
 pub mod docs;
+pub mod keys;
 pub mod memory;
 pub mod models;
 pub mod run;

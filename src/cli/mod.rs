@@ -7,6 +7,7 @@ mod models;
 pub(crate) mod orchestrate;
 mod plans;
 pub(crate) mod render;
+mod serve;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -66,6 +67,12 @@ enum Command {
     Doctor,
     /// Serve the task queue, plans and memory to other agents over MCP (stdio).
     Mcp,
+    /// An OpenAI- and Anthropic-compatible gateway to the router, and MCP
+    /// over HTTP, for every agent on the machine or the network
+    Serve(serve::ServeArgs),
+    /// The gateway's client keys: add, list, revoke
+    #[command(subcommand)]
+    Keys(serve::KeysCmd),
     /// Create the config and data directories, the database and the default files
     FirstRun {
         /// Do not ask; for scripts
@@ -342,6 +349,8 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
     match command {
         Command::Tui => crate::tui::run(&ctx.app),
         Command::Mcp => crate::mcp::serve_stdio(&ctx.app),
+        Command::Serve(args) => serve::serve(&ctx, args),
+        Command::Keys(cmd) => serve::keys_cmd(&ctx, cmd, out),
         Command::Doctor => {
             let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
             emit(out, ctx.json, &report, || render::doctor(&report))?;

@@ -44,7 +44,7 @@ impl Message {
         Message::plain("assistant", text)
     }
 
-    fn plain(role: &str, text: impl Into<String>) -> Message {
+    pub fn plain(role: &str, text: impl Into<String>) -> Message {
         Message {
             role: role.into(),
             content: text.into(),

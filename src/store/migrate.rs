@@ -37,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_evals",
         include_str!("../../migrations/0009_evals.sql"),
     ),
+    (
+        "0010_gateway",
+        include_str!("../../migrations/0010_gateway.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

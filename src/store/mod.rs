@@ -13,6 +13,7 @@
 
 mod deps;
 mod evals;
+mod keys;
 mod migrate;
 pub mod model;
 mod outbox;
@@ -31,6 +32,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::error::{Error, Result};
 
 pub use evals::EvalResult;
+pub use keys::{ApiKey, NewKey, key_hash};
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;
 pub use outbox::PendingDocEdit;

@@ -37,6 +37,8 @@ pub struct ModelCall {
     pub prompt: Option<String>,
     pub response: Option<String>,
     pub created_at: String,
+    /// The gateway client (its key's name) that asked, for `llmclis serve`.
+    pub client: Option<String>,
 }
 
 /// A tool call an executing role made.
@@ -111,7 +113,7 @@ pub struct RunStep {
 
 const CALL_COLUMNS: &str = "id, run_id, step_id, task_id, role, purpose, provider, model,
     prompt_tokens, completion_tokens, tokens_estimated, latency_ms, cost_usd, outcome, error,
-    prompt, response, created_at";
+    prompt, response, created_at, client";
 
 fn call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelCall> {
     Ok(ModelCall {
@@ -133,6 +135,7 @@ fn call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelCall> {
         prompt: r.get(15)?,
         response: r.get(16)?,
         created_at: r.get(17)?,
+        client: r.get(18)?,
     })
 }
 
@@ -486,8 +489,8 @@ impl Store {
             tx.prepare_cached(
                 "INSERT INTO model_calls (run_id, step_id, task_id, role, purpose, provider, model,
                         prompt_tokens, completion_tokens, tokens_estimated, latency_ms, cost_usd,
-                        outcome, error, prompt, response, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                        outcome, error, prompt, response, created_at, client)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 c.run_id,
@@ -506,7 +509,8 @@ impl Store {
                 c.error,
                 c.prompt,
                 c.response,
-                now()
+                now(),
+                c.client
             ])?;
             Ok(tx.last_insert_rowid())
         })
@@ -602,4 +606,16 @@ impl Store {
             |r| r.get(0),
         )?)
     }
+}
+
+/// The latest calls gateway clients made, newest first.
+pub(super) fn recent_client_calls(
+    conn: &rusqlite::Connection,
+    limit: usize,
+) -> Result<Vec<ModelCall>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CALL_COLUMNS} FROM model_calls WHERE client IS NOT NULL ORDER BY id DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], call_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -1,0 +1,310 @@
+//! `POST /v1/messages`, for clients that speak only Anthropic's Messages
+//! API: the same routing and records as the OpenAI side, answered (and
+//! streamed, event by event) in Anthropic's shapes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Client;
+use super::chat::{self, Piece};
+use super::openai::parse;
+use super::{ApiError, Gateway};
+use crate::llm::caller::CallOutcome;
+use crate::llm::{ChatRequest, Message};
+
+#[derive(Debug, Deserialize)]
+struct MessagesBody {
+    model: String,
+    messages: Vec<InMessage>,
+    system: Option<Blocks>,
+    max_tokens: u64,
+    temperature: Option<f32>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    tools: Vec<Tool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    content: Blocks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Blocks {
+    Text(String),
+    Many(Vec<Block>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: Option<Blocks>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct Tool {
+    name: String,
+    #[serde(default)]
+    description: String,
+    input_schema: Value,
+}
+
+fn text_of(b: &Blocks) -> String {
+    match b {
+        Blocks::Text(t) => t.clone(),
+        Blocks::Many(v) => v
+            .iter()
+            .filter_map(|b| match b {
+                Block::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(""),
+    }
+}
+
+/// Anthropic's conversation in the caller's (OpenAI-shaped) messages: a
+/// `tool_use` block is an assistant tool call, a `tool_result` a tool turn.
+fn to_request(b: &MessagesBody) -> Result<(ChatRequest, String), ApiError> {
+    let mut messages = Vec::new();
+    if let Some(s) = &b.system {
+        messages.push(Message::system(text_of(s)));
+    }
+    for m in &b.messages {
+        if !matches!(m.role.as_str(), "user" | "assistant") {
+            return Err(ApiError::invalid(format!(
+                "message role {:?}: expected user or assistant",
+                m.role
+            ))
+            .anthropic());
+        }
+        let blocks = match &m.content {
+            Blocks::Text(t) => {
+                messages.push(Message::plain(&m.role, t.clone()));
+                continue;
+            }
+            Blocks::Many(v) => v,
+        };
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        for block in blocks {
+            match block {
+                Block::Text { text: t } => text.push_str(t),
+                Block::ToolUse { id, name, input } => calls.push(
+                    json!({"id": id, "type": "function", "function": {"name": name, "arguments": input.to_string()}}),
+                ),
+                Block::ToolResult {
+                    tool_use_id,
+                    content,
+                } => messages.push(Message {
+                    role: "tool".into(),
+                    content: content.as_ref().map(text_of).unwrap_or_default(),
+                    tool_calls: None,
+                    tool_call_id: Some(tool_use_id.clone()),
+                }),
+            }
+        }
+        if !text.is_empty() || !calls.is_empty() {
+            messages.push(Message {
+                role: m.role.clone(),
+                content: text,
+                tool_calls: (!calls.is_empty()).then(|| Value::Array(calls)),
+                tool_call_id: None,
+            });
+        }
+    }
+    let prompt = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.clone())
+        .unwrap_or_default();
+    let tools = b
+        .tools
+        .iter()
+        .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}))
+        .collect();
+    Ok((
+        ChatRequest {
+            messages,
+            temperature: b.temperature.unwrap_or(f32::NAN),
+            max_tokens: b.max_tokens.max(1),
+            tools,
+            ..Default::default()
+        },
+        prompt,
+    ))
+}
+
+fn stop_reason(o: &CallOutcome) -> &'static str {
+    if !o.response.tool_calls.is_empty() {
+        "tool_use"
+    } else if matches!(
+        o.response.finish_reason.as_deref(),
+        Some("length") | Some("max_tokens")
+    ) {
+        "max_tokens"
+    } else {
+        "end_turn"
+    }
+}
+
+fn content(o: &CallOutcome) -> Vec<Value> {
+    let mut out = Vec::new();
+    if !o.response.text.is_empty() || o.response.tool_calls.is_empty() {
+        out.push(json!({"type": "text", "text": o.response.text}));
+    }
+    for c in &o.response.tool_calls {
+        out.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}));
+    }
+    out
+}
+
+fn event(name: &str, data: &Value) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
+pub(crate) async fn messages(
+    State(gw): State<Arc<Gateway>>,
+    Extension(client): Extension<Client>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: MessagesBody = parse(&body).map_err(ApiError::anthropic)?;
+    let (mut req, text) = to_request(&b)?;
+    let route = chat::resolve(&gw, &b.model, &req, &text).map_err(ApiError::anthropic)?;
+    if req.temperature.is_nan() {
+        req.temperature = route.temperature;
+    }
+    req.role = route.role;
+    let id = format!("msg_{:016x}", fastrand::u64(..));
+    let route_header = route.header();
+    if !b.stream {
+        let o = chat::complete(&gw, &client, &route, &req)
+            .await
+            .map_err(ApiError::anthropic)?;
+        let u = o.response.usage;
+        let answer = json!({
+            "id": id, "type": "message", "role": "assistant", "model": o.model,
+            "content": content(&o), "stop_reason": stop_reason(&o), "stop_sequence": Value::Null,
+            "usage": {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens},
+        });
+        let mut r = axum::Json(answer).into_response();
+        for (k, v) in [
+            ("x-llmclis-model", o.model.as_str()),
+            ("x-llmclis-route", route_header.as_str()),
+            ("x-llmclis-client", client.name.as_str()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                r.headers_mut().insert(k, v);
+            }
+        }
+        return Ok(r);
+    }
+    let first = route.chain[0].clone();
+    let client_name = client.name.clone();
+    let (rx, guard) = chat::stream(gw, client, route, req);
+    let opening = event(
+        "message_start",
+        &json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant", "model": first,
+                "content": [], "stop_reason": Value::Null, "stop_sequence": Value::Null,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+    ) + &event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    );
+    let events = futures_util::stream::unfold(
+        (rx, Some(guard), false),
+        |(mut rx, guard, done)| async move {
+            if done {
+                drop(guard);
+                return None;
+            }
+            let (out, last) = match rx.recv().await {
+                Some(Piece::Token(t)) => (
+                    event(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
+                    ),
+                    false,
+                ),
+                Some(Piece::Done(r)) => {
+                    let s = match *r {
+                        Ok(o) => {
+                            let mut s = String::new();
+                            // Tools are answered whole (no upstream stream), so
+                            // the text comes here rather than as deltas.
+                            if !o.response.tool_calls.is_empty() && !o.response.text.is_empty() {
+                                s.push_str(&event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": o.response.text}})));
+                            }
+                            s.push_str(&event(
+                                "content_block_stop",
+                                &json!({"type": "content_block_stop", "index": 0}),
+                            ));
+                            for (i, c) in o.response.tool_calls.iter().enumerate() {
+                                let index = i + 1;
+                                s.push_str(&event("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": c.id, "name": c.name, "input": {}}})));
+                                s.push_str(&event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": c.arguments.to_string()}})));
+                                s.push_str(&event(
+                                    "content_block_stop",
+                                    &json!({"type": "content_block_stop", "index": index}),
+                                ));
+                            }
+                            s.push_str(&event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(&o), "stop_sequence": Value::Null}, "usage": {"output_tokens": o.response.usage.completion_tokens}})));
+                            s.push_str(&event("message_stop", &json!({"type": "message_stop"})));
+                            s
+                        }
+                        // In-band after the 200, as Anthropic's own API does.
+                        Err(e) => event("error", &e.anthropic().body()),
+                    };
+                    (s, true)
+                }
+                None => return None,
+            };
+            Some((Ok::<_, Infallible>(Bytes::from(out)), (rx, guard, last)))
+        },
+    );
+    let body = Body::from_stream(futures_util::stream::StreamExt::chain(
+        futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(opening)) }),
+        events,
+    ));
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&first) {
+        h.insert("x-llmclis-model", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&route_header) {
+        h.insert("x-llmclis-route", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&client_name) {
+        h.insert("x-llmclis-client", v);
+    }
+    Ok(r)
+}

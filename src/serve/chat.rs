@@ -1,0 +1,325 @@
+//! What both chat APIs share: which chain a model name means (a registry
+//! model, `llmclis/<role>`, or `llmclis/auto` routed by the rules), the
+//! call through the orchestrator's own caller (retries, cooldowns,
+//! fallback), streaming with cancellation, and one record per attempt.
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Client;
+use super::metrics::Observed;
+use super::{ApiError, Gateway};
+use crate::llm::caller::{CallFailed, CallOutcome};
+use crate::llm::{ChatRequest, StreamEvent};
+use crate::registry::Mode;
+use crate::role::Role;
+use crate::router::{self, TaskInfo, estimate_tokens};
+use crate::store::ModelCall;
+
+pub(crate) const AUTO: &str = "llmclis/auto";
+pub(crate) const ROLE_PREFIX: &str = "llmclis/";
+
+/// The chain a request goes down, and how it was chosen.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub chain: Vec<String>,
+    /// For `x-llmclis-route`: the rule, `role:NAME` or `model:ID`.
+    pub label: String,
+    pub role: Option<Role>,
+    pub temperature: f32,
+}
+
+impl Route {
+    pub fn header(&self) -> String {
+        format!("{} -> {}", self.label, self.chain.join(","))
+    }
+}
+
+/// Every name a client may ask for, for a 404's list.
+pub(crate) fn model_names(gw: &Gateway) -> Vec<String> {
+    let mut names = vec![AUTO.to_string()];
+    names.extend(Role::ALL.iter().map(|r| format!("{ROLE_PREFIX}{r}")));
+    names.extend(gw.registry.models.iter().map(|m| m.id.clone()));
+    names
+}
+
+/// Resolves the `model` a client sent. `text` is the prompt, for the
+/// rules of `llmclis/auto`.
+pub(crate) fn resolve(
+    gw: &Gateway,
+    model: &str,
+    req: &ChatRequest,
+    text: &str,
+) -> Result<Route, ApiError> {
+    let prompt_tokens: u64 = req
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content))
+        .sum();
+    let mode = gw.ctx.mode();
+    let title: String = text.chars().take(200).collect();
+    let info = TaskInfo {
+        project_id: 0,
+        title: &title,
+        description: text,
+        tags: &[],
+        role_hint: None,
+        prompt_tokens,
+        output_tokens: Some(req.max_tokens),
+        needs_json: req.json_schema.is_some(),
+    };
+    let decision = if model == AUTO {
+        router::route(&gw.registry, &info, mode, &gw.caller)
+    } else if let Some(role) = model
+        .strip_prefix(ROLE_PREFIX)
+        .and_then(|r| r.parse::<Role>().ok())
+    {
+        router::route_role(&gw.registry, role, &info, mode, &gw.caller)
+    } else if let Some(m) = gw.registry.model(model) {
+        if !gw.registry.provider_of(m).local && mode == Mode::Offline {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!("{model} is an API model and llmclis runs offline; ask a local model or `llmclis/auto`"),
+            )
+            .with_param("model"));
+        }
+        return Ok(Route {
+            chain: vec![m.id.clone()],
+            label: format!("model:{}", m.id),
+            role: None,
+            temperature: 0.7,
+        });
+    } else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            format!(
+                "no model {model:?}; the models are: {}",
+                model_names(gw).join(", ")
+            ),
+        )
+        .with_param("model"));
+    };
+    if decision.chain.is_empty() {
+        let why: Vec<String> = decision
+            .skipped
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    s.model,
+                    serde_json::to_value(&s.why)
+                        .map(|v| v["reason"].as_str().unwrap_or("").to_string())
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded_error",
+            format!(
+                "no model of {model} can take this request now: {}",
+                why.join(", ")
+            ),
+        );
+        e.retry_after = Some(30);
+        return Err(e);
+    }
+    Ok(Route {
+        chain: decision.chain,
+        label: decision.rule,
+        role: Some(decision.role),
+        temperature: decision.temperature,
+    })
+}
+
+/// A failed chain as the client sees it: the servers' state is a 503 with
+/// `retry-after`; a request the model refused is the client's 400.
+pub(crate) fn failed(f: &CallFailed) -> ApiError {
+    match &f.last {
+        Some(e) if e.transient() => {
+            let mut a = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded_error",
+                format!("every model of the chain is unavailable: {f}"),
+            );
+            a.retry_after = Some(10);
+            a
+        }
+        Some(
+            e @ (crate::llm::LlmError::ContextLength(_)
+            | crate::llm::LlmError::BadRequest { .. }
+            | crate::llm::LlmError::OutputTooLong { .. }),
+        ) => ApiError::invalid(format!("the model refused the request: {e}")),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            format!("the upstream failed: {f}"),
+        ),
+    }
+}
+
+/// Records each attempt (skips aside) as a model call of `client`, and
+/// counts it.
+pub(crate) fn record(
+    gw: &Gateway,
+    client: &Client,
+    route: &Route,
+    req: &ChatRequest,
+    result: &Result<CallOutcome, CallFailed>,
+    cancelled: bool,
+) {
+    let attempts = match result {
+        Ok(o) => &o.attempts,
+        Err(f) => &f.attempts,
+    };
+    let prompt = serde_json::to_string(&req.messages).expect("messages serialize");
+    let role = route.role.map_or("direct", Role::as_str);
+    for a in attempts.iter().filter(|a| a.outcome != "skipped") {
+        let mut call = ModelCall {
+            role: role.to_string(),
+            purpose: Some("gateway".into()),
+            provider: a.provider.clone(),
+            model: a.model.clone(),
+            latency_ms: Some(a.latency_ms),
+            outcome: a.outcome.to_string(),
+            error: a.error.clone(),
+            prompt: Some(prompt.clone()),
+            client: Some(client.name.clone()),
+            ..Default::default()
+        };
+        if let (Ok(o), "ok") = (result, a.outcome) {
+            let u = o.response.usage;
+            call.prompt_tokens = Some(u.prompt_tokens);
+            call.completion_tokens = Some(u.completion_tokens);
+            call.tokens_estimated = u.estimated;
+            call.cost_usd = gw
+                .registry
+                .model(&o.model)
+                .map_or(0.0, |m| m.cost(u.prompt_tokens, u.completion_tokens));
+            call.response = Some(o.response.text.clone());
+            if route.chain.first() != Some(&o.model) {
+                gw.metrics.fallback(&o.model);
+            }
+        }
+        gw.metrics.call(&Observed {
+            provider: &call.provider,
+            model: &call.model,
+            outcome: &call.outcome,
+            latency_ms: a.latency_ms,
+            prompt_tokens: call.prompt_tokens.unwrap_or(0),
+            completion_tokens: call.completion_tokens.unwrap_or(0),
+        });
+        if let Err(e) = gw.db().record_model_call(&call) {
+            tracing::error!(error = %e, "could not record a gateway call");
+        }
+    }
+    if cancelled {
+        let call = ModelCall {
+            role: role.to_string(),
+            purpose: Some("gateway".into()),
+            provider: String::new(),
+            model: route.chain.first().cloned().unwrap_or_default(),
+            outcome: "cancelled".into(),
+            error: Some("the client went away mid-answer".into()),
+            prompt: Some(prompt),
+            client: Some(client.name.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = gw.db().record_model_call(&call) {
+            tracing::error!(error = %e, "could not record a gateway call");
+        }
+    }
+}
+
+/// One call down the chain, recorded.
+pub(crate) async fn complete(
+    gw: &Gateway,
+    client: &Client,
+    route: &Route,
+    req: &ChatRequest,
+) -> Result<CallOutcome, ApiError> {
+    let result = gw.caller.call(&route.chain, req, None).await;
+    record(gw, client, route, req, &result, false);
+    result.map_err(|f| failed(&f))
+}
+
+/// What a streamed call sends its response.
+pub(crate) enum Piece {
+    Token(String),
+    /// The call ended: its outcome, or why the client gets an error.
+    Done(Box<Result<CallOutcome, ApiError>>),
+}
+
+/// Cancels the call when the response is dropped: a client that goes away
+/// mid-stream stops the upstream request (reqwest drops its connection).
+pub(crate) struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Starts a streamed call: tokens as they come, then `Done`. A model that
+/// fails after sending tokens ends the stream with an error rather than a
+/// second answer spliced onto the first.
+pub(crate) fn stream(
+    gw: Arc<Gateway>,
+    client: Client,
+    route: Route,
+    mut req: ChatRequest,
+) -> (mpsc::UnboundedReceiver<Piece>, CancelOnDrop) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    req.stream = req.tools.is_empty();
+    tokio::spawn(async move {
+        let mut sent = false;
+        let mut cut: Option<String> = None;
+        let sink_tx = tx.clone();
+        let mut sink = |e: StreamEvent<'_>| match e {
+            StreamEvent::Token(t) if cut.is_none() => {
+                sent = true;
+                let _ = sink_tx.send(Piece::Token(t.to_string()));
+            }
+            StreamEvent::Restart {
+                failed_model,
+                next_model,
+            } if sent && cut.is_none() => {
+                cut = Some(format!(
+                    "{failed_model} failed mid-answer; {next_model} would start over, so the answer so far is incomplete"
+                ));
+            }
+            _ => {}
+        };
+        let call = gw.caller.call(&route.chain, &req, Some(&mut sink));
+        let result = tokio::select! {
+            r = call => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        match result {
+            Some(result) => {
+                record(&gw, &client, &route, &req, &result, false);
+                let piece = match (result, cut) {
+                    (_, Some(why)) => Err(ApiError::new(StatusCode::BAD_GATEWAY, "api_error", why)),
+                    (Ok(o), None) => Ok(o),
+                    (Err(f), None) => Err(failed(&f)),
+                };
+                let _ = tx.send(Piece::Done(Box::new(piece)));
+            }
+            None => {
+                let none: Result<CallOutcome, CallFailed> = Err(CallFailed {
+                    attempts: Vec::new(),
+                    last: None,
+                });
+                record(&gw, &client, &route, &req, &none, true);
+            }
+        }
+    });
+    (rx, CancelOnDrop(token))
+}

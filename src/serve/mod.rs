@@ -1,0 +1,341 @@
+//! `llmclis serve`: one more front end over the application layer. Other
+//! agents on the machine or the network reach the same router, fallback
+//! chains, budgets and call records as the orchestrator through an
+//! OpenAI-compatible API (`openai.rs`), an Anthropic-compatible
+//! `/v1/messages` (`anthropic.rs`), and the task queue over MCP on
+//! Streamable HTTP (`/mcp`). Clients present keys made with `llmclis keys`
+//! (`auth.rs`); `/metrics` (`metrics.rs`) and `/health` are for operators.
+
+mod anthropic;
+mod auth;
+mod chat;
+mod metrics;
+mod openai;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Context;
+use crate::error::{Error, Result};
+use crate::llm::caller::Caller;
+use crate::memory::embed::Embedder;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// What `llmclis serve` is asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Serve without keys; refused on an address other than loopback.
+    pub no_auth: bool,
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
+}
+
+/// Everything a request handler needs, shared by all of them.
+pub(crate) struct Gateway {
+    pub ctx: Context,
+    pub registry: Arc<Registry>,
+    pub caller: Caller,
+    /// One connection for key checks and call records; each use is short.
+    db: Mutex<Store>,
+    pub auth: auth::Auth,
+    pub metrics: metrics::Metrics,
+    embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
+}
+
+impl Gateway {
+    /// The gateway's connection, for one short use.
+    pub fn db(&self) -> std::sync::MutexGuard<'_, Store> {
+        // A handler that panicked mid-use left no transaction open (every
+        // write is one), so the connection is still good.
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The local embedder, built on first use (its model loads on the first
+    /// embedding).
+    pub async fn embedder(&self) -> Result<Arc<dyn Embedder>> {
+        self.embedder
+            .get_or_try_init(|| async {
+                crate::memory::open::embedder(
+                    &self.ctx.paths,
+                    &self.ctx.config.memory,
+                    self.ctx.mode(),
+                    || self.ctx.registry(),
+                )
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// An error as an API client expects it: a status and a body in the shape
+/// of the API it called (OpenAI's or Anthropic's).
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    /// OpenAI's `type`: invalid_request_error, authentication_error, …
+    pub kind: &'static str,
+    pub message: String,
+    /// The request field at fault, when there is one.
+    pub param: Option<String>,
+    pub retry_after: Option<u64>,
+    pub anthropic: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+            anthropic: false,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn anthropic(mut self) -> ApiError {
+        self.anthropic = true;
+        self
+    }
+
+    /// The error body alone, for an in-band SSE error event.
+    pub fn body(&self) -> serde_json::Value {
+        if self.anthropic {
+            json!({"type": "error", "error": {"type": self.kind, "message": self.message}})
+        } else {
+            json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.status.as_u16()}})
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let status = if e.exit_code() == crate::error::EXIT_USAGE {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        let kind = if status == StatusCode::BAD_REQUEST {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        ApiError::new(status, kind, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body())).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// The routes, on the gateway's state.
+pub(crate) fn router(
+    gw: Arc<Gateway>,
+    mcp: Option<Router<Arc<Gateway>>>,
+    opts: &Options,
+) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/messages", post(anthropic::messages))
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            auth::require_key,
+        ));
+    let mut app = Router::new()
+        .merge(api)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::render));
+    if let Some(mcp) = mcp {
+        app = app.merge(mcp);
+    }
+    app.fallback(not_found)
+        .layer(DefaultBodyLimit::max(opts.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            metrics::access_log,
+        ))
+        .with_state(gw)
+}
+
+async fn health(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    let db_ok = gw.db().schema_version().is_ok();
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({
+            "ok": db_ok,
+            "version": env!("CARGO_PKG_VERSION"),
+            "models": gw.registry.models.len(),
+            "auth": gw.auth.required(),
+        })),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        format!(
+            "no route {}; the API is /v1/chat/completions, /v1/models, /v1/embeddings, /v1/messages, /mcp, /health, /metrics",
+            uri.path()
+        ),
+    )
+}
+
+/// Serves until SIGTERM or Ctrl-C, then lets requests in flight (streams
+/// included) finish.
+pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
+    if opts.no_auth && !opts.listen.ip().is_loopback() {
+        return Err(Error::InvalidInput(format!(
+            "--no-auth is allowed only on a loopback address, not {}; make keys with `llmclis keys add NAME`",
+            opts.listen
+        )));
+    }
+    crate::logging::init(&ctx.paths.data_dir);
+    let db = ctx.store()?;
+    let live_keys = db.keys()?.iter().filter(|k| k.revoked_at.is_none()).count();
+    if !opts.no_auth && live_keys == 0 {
+        return Err(Error::InvalidInput(
+            "no client keys yet: make one with `llmclis keys add NAME` (or pass --no-auth on a loopback address)".into(),
+        ));
+    }
+    let registry = Arc::new(ctx.registry()?);
+    let caller = ctx.caller(registry.clone(), Duration::from_secs(30));
+    let gw = Arc::new(Gateway {
+        ctx: ctx.clone(),
+        registry,
+        caller,
+        db: Mutex::new(db),
+        auth: auth::Auth::new(!opts.no_auth),
+        metrics: metrics::Metrics::default(),
+        embedder: tokio::sync::OnceCell::new(),
+    });
+    let rt = crate::app::runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|e| {
+                Error::InvalidInput(format!(
+                    "cannot listen on {}: {e}; pick another address with --listen",
+                    opts.listen
+                ))
+            })?;
+        let shutdown = CancellationToken::new();
+        let mcp = mcp_service(&gw, &opts, shutdown.clone());
+        let app = router(gw.clone(), Some(mcp), &opts);
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("<listener>", e))?;
+        // The one line a script waits for, with the address really bound
+        // (port 0 picks a free one).
+        eprintln!(
+            "llmclis serve: listening on http://{addr} (OpenAI API at /v1, MCP at /mcp{})",
+            if gw.auth.required() {
+                ""
+            } else {
+                "; no keys asked"
+            }
+        );
+        tracing::info!(%addr, auth = gw.auth.required(), "gateway listening");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                stop_signal().await;
+                tracing::info!("gateway stopping: finishing requests in flight");
+                shutdown.cancel();
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the gateway stopped: {e}")))?;
+        Ok(())
+    })
+}
+
+/// MCP over Streamable HTTP at `/mcp`: the same tools as stdio, one
+/// memory layer for every session; behind the same keys as the API.
+fn mcp_service(
+    gw: &Arc<Gateway>,
+    opts: &Options,
+    shutdown: CancellationToken,
+) -> Router<Arc<Gateway>> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let memory = Arc::new(crate::app::memory::Kept::new(gw.ctx.clone()));
+    let ctx = gw.ctx.clone();
+    let mut config = StreamableHttpServerConfig::default();
+    config.cancellation_token = shutdown;
+    config.max_request_body_bytes = opts.max_body;
+    if !opts.listen.ip().is_loopback() {
+        // Keys guard a public address; the Host check guards loopback
+        // servers from DNS rebinding, which keys make moot.
+        config = config.disable_allowed_hosts();
+    }
+    let service = StreamableHttpService::new(
+        move || Ok(crate::mcp::Server::new(ctx.clone(), memory.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            auth::require_key,
+        ))
+}
+
+/// SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
