@@ -20,6 +20,7 @@ mod orchestrate;
 mod plans_cli;
 mod recovery;
 mod schedule;
+mod serve;
 mod store;
 mod tools;
 mod tui;

@@ -61,6 +61,8 @@ struct Inner {
     script: Mutex<VecDeque<Reply>>,
     routes: Mutex<Vec<(Route, VecDeque<Reply>)>>,
     hits: AtomicUsize,
+    /// Slow streams whose client hung up before the end.
+    dropped: Arc<AtomicUsize>,
     last_auth: Mutex<Option<String>>,
     requests: Mutex<Vec<serde_json::Value>>,
     /// Requests served at once; the rest wait (a server's batch size).
@@ -181,8 +183,26 @@ impl FakeLlm {
         self.inner.hits.load(Ordering::SeqCst)
     }
 
+    /// Slow streams the client hung up on before the end.
+    pub fn dropped(&self) -> usize {
+        self.inner.dropped.load(Ordering::SeqCst)
+    }
+
     pub fn last_auth(&self) -> Option<String> {
         self.inner.last_auth.lock().unwrap().clone()
+    }
+}
+
+struct HangUp {
+    finished: bool,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Drop for HangUp {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -415,13 +435,25 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
                     tokio::time::sleep(gap).await;
                     Ok::<_, std::convert::Infallible>(format!("data: {c}\n\n"))
                 });
+                // Counts a client that hangs up mid-stream: the body is
+                // dropped before its last chunk.
+                let watch = HangUp {
+                    finished: false,
+                    dropped: inner.dropped.clone(),
+                };
                 let done = futures_util::stream::once(async {
                     Ok::<_, std::convert::Infallible>("data: [DONE]\n\n".to_string())
+                });
+                let watched = events.chain(done).scan(watch, |w, c| {
+                    if c.as_ref().is_ok_and(|c| c.contains("[DONE]")) {
+                        w.finished = true;
+                    }
+                    futures_util::future::ready(Some(c))
                 });
                 return (
                     StatusCode::OK,
                     [("content-type", "text/event-stream")],
-                    axum::body::Body::from_stream(events.chain(done)),
+                    axum::body::Body::from_stream(watched),
                 )
                     .into_response();
             }
