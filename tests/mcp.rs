@@ -112,21 +112,11 @@ async fn an_agent_takes_a_task_and_finishes_it_over_mcp() {
 /// the answer is the same JSON as `llmclis --json memory query`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memories_stored_over_mcp_are_found_by_meaning() {
-    let Some((dir, lib)) = crate::support::assets() else {
-        return;
-    };
     let env = Env::new();
+    if !env.with_memory_config() {
+        return;
+    }
     env.with_seed_plans();
-    std::fs::create_dir_all(env.config_dir()).unwrap();
-    std::fs::write(
-        env.config_dir().join("config.toml"),
-        format!(
-            "[memory]\nmodel_dir = {:?}\nonnxruntime = {:?}\n",
-            dir.display().to_string(),
-            lib.display().to_string()
-        ),
-    )
-    .unwrap();
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.env_clear()
         .envs(env.vars())
@@ -188,8 +178,8 @@ fn every_tool_works_through_the_official_python_client() {
     let Some(python) = crate::support::py_clients() else {
         return;
     };
-    let assets = crate::support::assets();
     let env = Env::new();
+    let memory = env.with_memory_config();
     env.with_seed_plans();
     // A registry whose one server is down: models_status answers at once.
     std::fs::create_dir_all(env.config_dir()).unwrap();
@@ -199,15 +189,6 @@ fn every_tool_works_through_the_official_python_client() {
         "m",
     );
     std::fs::write(env.config_dir().join("model_registry.yaml"), registry).unwrap();
-    let mut config = String::new();
-    if let Some((dir, lib)) = &assets {
-        config = format!(
-            "[memory]\nmodel_dir = {:?}\nonnxruntime = {:?}\n",
-            dir.display().to_string(),
-            lib.display().to_string()
-        );
-    }
-    std::fs::write(env.config_dir().join("config.toml"), config).unwrap();
 
     let seeded = env.json(&["task", "list", "--project-id", "1"]);
     let new_id = seeded.as_array().unwrap().len() as i64 + 1;
@@ -238,7 +219,7 @@ fn every_tool_works_through_the_official_python_client() {
         json!({"tool": "task_add", "args": {"project_id": 1, "title": "x", "role": "poet"}}),
         json!({"tool": "rm_rf", "args": {}}),
     ];
-    if assets.is_some() {
+    if memory {
         calls.push(json!({"tool": "memory_store", "args": {"project_id": 1, "text": "vLLM listens on port 8000.", "type": "design_doc"}}));
         calls.push(json!({"tool": "memory_query", "args": {"project_id": 1, "text": "which port", "top_k": 1}}));
     }
@@ -277,9 +258,9 @@ fn every_tool_works_through_the_official_python_client() {
         .collect();
     let called: Vec<&str> = calls.iter().filter_map(|c| c["tool"].as_str()).collect();
     for name in &listed {
-        let memory = name.starts_with("memory_");
+        let memory_tool = name.starts_with("memory_");
         assert!(
-            called.contains(name) || (memory && assets.is_none()),
+            called.contains(name) || (memory_tool && !memory),
             "{name} is listed but not called"
         );
     }
@@ -345,7 +326,7 @@ fn every_tool_works_through_the_official_python_client() {
     assert!(err(18).contains("finished"));
     assert!(err(19).contains("poet"));
     assert!(err(20).contains("unknown tool"));
-    if assets.is_some() {
+    if memory {
         assert_eq!(ok(21)["type"], "design_doc");
         let hits = ok(22);
         assert!(

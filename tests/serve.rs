@@ -72,24 +72,6 @@ fn two_servers(env: &Env, first: &str, second: &str) {
     std::fs::write(env.config_dir().join("model_registry.yaml"), yaml).unwrap();
 }
 
-/// The memory config of the embedding assets, when there are some.
-fn with_assets(env: &Env) -> bool {
-    let Some((dir, lib)) = crate::support::assets() else {
-        return false;
-    };
-    std::fs::create_dir_all(env.config_dir()).unwrap();
-    std::fs::write(
-        env.config_dir().join("config.toml"),
-        format!(
-            "[memory]\nmodel_dir = {:?}\nonnxruntime = {:?}\n",
-            dir.display().to_string(),
-            lib.display().to_string()
-        ),
-    )
-    .unwrap();
-    true
-}
-
 fn new_key(env: &Env, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["keys", "add", name];
     args.extend_from_slice(extra);
@@ -111,6 +93,12 @@ fn openai(
         &steps,
     );
     out.as_array().unwrap().clone()
+}
+
+/// The response's JSON body, after checking its status.
+async fn status_json(r: reqwest::Response, status: u16) -> Value {
+    assert_eq!(r.status(), status);
+    r.json().await.unwrap()
 }
 
 fn ok(r: &Value) -> &Value {
@@ -135,7 +123,7 @@ async fn the_official_openai_client_chats_streams_calls_tools_and_embeds() {
     let env = Env::new();
     env.run(&["project", "add", "demo"]).assert_ok();
     two_servers(&env, &fake.url, "http://127.0.0.1:9/v1");
-    let embed = with_assets(&env);
+    let embed = env.with_memory_config();
     let key = new_key(&env, "continue", &[]);
     let gw = Gateway::start(&env, &[]);
 
@@ -327,16 +315,23 @@ async fn a_client_that_hangs_up_cancels_the_upstream_and_sigterm_finishes_stream
     let body =
         json!({"model": "first", "stream": true, "messages": [{"role": "user", "content": "go"}]});
 
-    let mut resp = http
+    // Its own client, so its connection goes with it.
+    let hang_up = llmclis::llm::http_client();
+    let mut resp = hang_up
         .post(format!("{}/v1/chat/completions", gw.url))
         .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let first = resp.chunk().await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&first).contains("chat.completion.chunk"));
+    // Hang up once the upstream is streaming (its first word is here).
+    let mut seen = String::new();
+    while !seen.contains(r#""content":"a "#) {
+        let chunk = resp.chunk().await.unwrap().expect("the stream goes on");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
     drop(resp);
+    drop(hang_up);
     let began = Instant::now();
     while fake.dropped() == 0 && began.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -399,8 +394,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     let r = post("/v1/chat/completions", "wrong", "{}".into())
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
-    let e: Value = r.json().await.unwrap();
+    let e = status_json(r, 401).await;
     assert_eq!(e["error"]["type"], "authentication_error", "{e}");
 
     let r = post(
@@ -418,8 +412,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     )
     .await
     .unwrap();
-    assert_eq!(r.status(), 400);
-    let e: Value = r.json().await.unwrap();
+    let e = status_json(r, 400).await;
     assert_eq!(e["error"]["param"], "model", "{e}");
     assert!(
         e["error"]["message"]
@@ -436,8 +429,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     )
     .await
     .unwrap();
-    assert_eq!(r.status(), 404);
-    let e: Value = r.json().await.unwrap();
+    let e = status_json(r, 404).await;
     assert_eq!(e["error"]["param"], "model", "{e}");
     assert!(
         e["error"]["message"]
@@ -467,8 +459,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     .await
     .unwrap();
     // A zero budget is spent before the first call.
-    assert_eq!(r.status(), 429);
-    let e: Value = r.json().await.unwrap();
+    let e = status_json(r, 429).await;
     assert_eq!(e["error"]["type"], "insufficient_quota", "{e}");
 
     let big = format!(
@@ -487,8 +478,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     )
     .await
     .unwrap();
-    assert_eq!(r.status(), 404);
-    let e: Value = r.json().await.unwrap();
+    let e = status_json(r, 404).await;
     assert_eq!(
         (e["type"].as_str(), e["error"]["type"].as_str()),
         (Some("error"), Some("not_found_error")),

@@ -68,6 +68,25 @@ impl Env {
             .assert_ok();
     }
 
+    /// Writes a config.toml that points memory at the embedding assets;
+    /// false (and nothing written) without them.
+    pub fn with_memory_config(&self) -> bool {
+        let Some((dir, lib)) = assets() else {
+            return false;
+        };
+        std::fs::create_dir_all(self.config_dir()).unwrap();
+        std::fs::write(
+            self.config_dir().join("config.toml"),
+            format!(
+                "[memory]\nmodel_dir = {:?}\nonnxruntime = {:?}\n",
+                dir.display().to_string(),
+                lib.display().to_string()
+            ),
+        )
+        .unwrap();
+        true
+    }
+
     /// Runs `llmclis ARGS…`.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.command().args(args).output().expect("spawn llmclis"))
