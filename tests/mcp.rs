@@ -175,6 +175,16 @@ async fn memories_stored_over_mcp_are_found_by_meaning() {
 /// what its CLI command does: the store and the plan files show each call.
 #[test]
 fn every_tool_works_through_the_official_python_client() {
+    every_tool(false);
+}
+
+/// The same over Streamable HTTP, through `llmclis serve` and a key.
+#[test]
+fn every_tool_works_over_http_through_the_official_python_client() {
+    every_tool(true);
+}
+
+fn every_tool(http: bool) {
     let Some(python) = crate::support::py_clients() else {
         return;
     };
@@ -226,13 +236,27 @@ fn every_tool_works_through_the_official_python_client() {
     let bin = std::path::Path::new(BIN).to_str().unwrap();
     let mut envs = env.vars();
     envs.push(("LLMCLIS_AGENT", "claude-code".into()));
-    let out = crate::support::py_client(
-        &python,
-        "mcp_calls.py",
-        &["stdio", bin, "mcp"],
-        envs,
-        &json!(calls),
-    );
+    // Over HTTP the agent is the client's key name.
+    let out = if http {
+        let key = crate::serve::new_key(&env, "claude-code", &[]);
+        let gw = crate::serve::Gateway::start(&env, &[]);
+        let url = format!("{}/mcp", gw.url);
+        crate::support::py_client(
+            &python,
+            "mcp_calls.py",
+            &["http", &url, &key],
+            envs,
+            &json!(calls),
+        )
+    } else {
+        crate::support::py_client(
+            &python,
+            "mcp_calls.py",
+            &["stdio", bin, "mcp"],
+            envs,
+            &json!(calls),
+        )
+    };
     assert_eq!(out["server"], "llmclis");
     let results = out["results"].as_array().unwrap();
     let ok = |i: usize| -> Value {

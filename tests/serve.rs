@@ -15,13 +15,13 @@ use crate::support::Env;
 use crate::support::fake_llm::{FakeLlm, Reply};
 
 /// A running `llmclis serve`, stopped with SIGTERM when dropped.
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Gateway {
-    fn start(env: &Env, args: &[&str]) -> Gateway {
+    pub(crate) fn start(env: &Env, args: &[&str]) -> Gateway {
         let mut child = env
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -72,7 +72,7 @@ fn two_servers(env: &Env, first: &str, second: &str) {
     std::fs::write(env.config_dir().join("model_registry.yaml"), yaml).unwrap();
 }
 
-fn new_key(env: &Env, name: &str, extra: &[&str]) -> String {
+pub(crate) fn new_key(env: &Env, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["keys", "add", name];
     args.extend_from_slice(extra);
     env.json(&args)["secret"].as_str().unwrap().to_string()
@@ -279,6 +279,21 @@ async fn faults_reach_the_client_as_a_fallback_or_a_clean_error() {
     assert_eq!(fell_back["content"], "the backup answers");
     assert_eq!(fell_back["headers"]["x-llmclis-model"], "second");
 
+    // A 500 (vLLM's engine error form), every time: the next model answers.
+    let broken = Reply::Status(
+        500,
+        r#"{"object":"error","message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}"#,
+        vec![],
+    );
+    let (r, _) = one_fault(
+        &python,
+        vec![broken.clone(), broken.clone(), broken],
+        json!({"op": "chat", "model": "llmclis/coder", "messages": hi}),
+    )
+    .await;
+    assert_eq!(ok(&r)["content"], "the backup answers");
+    assert_eq!(ok(&r)["model"], "second");
+
     // vLLM's stream dies after its 200 (an in-band error event) once text
     // reached the client: a clean error, never a second answer spliced
     // onto half of the first.
@@ -462,14 +477,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     let e = status_json(r, 429).await;
     assert_eq!(e["error"]["type"], "insufficient_quota", "{e}");
 
-    let big = format!(
-        r#"{{"model": "first", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
-        "x".repeat(2 << 20)
-    );
     let other = new_key(&env, "big", &[]);
-    let r = post("/v1/chat/completions", &other, big).await.unwrap();
-    assert_eq!(r.status(), 413);
-
     let r = post(
         "/v1/messages",
         &other,
@@ -485,7 +493,17 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
         "{e}"
     );
 
-    let health: Value = http
+    // Last: the server closes a connection whose body it did not read.
+    let big = format!(
+        r#"{{"model": "first", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
+        "x".repeat(2 << 20)
+    );
+    let r = post("/v1/chat/completions", &other, big).await.unwrap();
+    assert_eq!(r.status(), 413);
+
+    // A new connection: the server closed the one the big body came on.
+    let fresh = llmclis::llm::http_client();
+    let health: Value = fresh
         .get(format!("{}/health", gw.url))
         .send()
         .await
@@ -494,7 +512,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
         .await
         .unwrap();
     assert_eq!(health["ok"], true);
-    let metrics = http
+    let metrics = fresh
         .get(format!("{}/metrics", gw.url))
         .send()
         .await

@@ -63,6 +63,12 @@ impl Session {
     }
 }
 
+/// The agent a call over HTTP is made as: the client's key name, which
+/// `llmclis serve` puts on each request it lets through. Over stdio the
+/// server's own agent name is used.
+#[derive(Debug, Clone)]
+pub struct Agent(pub String);
+
 /// The MCP server: one per connection; the memory layer is shared.
 #[derive(Clone)]
 pub struct Server {
@@ -111,12 +117,20 @@ impl ServerHandler for Server {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        let mut ctx = self.ctx.clone();
+        if let Some(Agent(agent)) = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Agent>())
+        {
+            ctx.agent = agent.clone();
+        }
         let session = Session {
-            ctx: self.ctx.clone(),
+            ctx,
             memory: self.memory.clone(),
             db: self.db.clone(),
             rt: tokio::runtime::Handle::current(),

@@ -23,6 +23,9 @@ pub(crate) struct Auth {
     required: bool,
     /// Each key's requests in the last minute.
     recent: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// What each client has spent: read from the store once, then kept up
+    /// as calls are recorded, so a budget check is no query.
+    spent: Mutex<HashMap<String, f64>>,
 }
 
 impl Auth {
@@ -30,11 +33,33 @@ impl Auth {
         Auth {
             required,
             recent: Mutex::new(HashMap::new()),
+            spent: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn required(&self) -> bool {
         self.required
+    }
+
+    /// What `client` has spent, from the store the first time.
+    fn spent(&self, gw: &Gateway, client: &str) -> f64 {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = spent.get(client) {
+            return *s;
+        }
+        let s = gw.db().client_spend(client).unwrap_or(0.0);
+        spent.insert(client.to_string(), s);
+        s
+    }
+
+    /// A recorded call's cost, added to its client's spend.
+    pub fn add_spent(&self, client: &str, usd: f64) {
+        if usd > 0.0 {
+            let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = spent.get_mut(client) {
+                *s += usd;
+            }
+        }
     }
 
     /// Counts a request against a per-minute limit: the seconds to wait
@@ -119,7 +144,7 @@ pub(crate) async fn require_key(
         return shaped(e);
     }
     if let Some(budget) = key.budget_usd {
-        let spent = gw.db().client_spend(&key.name).unwrap_or(0.0);
+        let spent = gw.auth.spent(&gw, &key.name);
         if spent >= budget {
             gw.metrics.limited(&key.name);
             let mut e = ApiError::new(
@@ -134,6 +159,9 @@ pub(crate) async fn require_key(
             return shaped(e);
         }
     }
+    // MCP calls over HTTP claim and note as the client.
+    req.extensions_mut()
+        .insert(crate::mcp::Agent(key.name.clone()));
     req.extensions_mut().insert(Client { name: key.name });
     next.run(req).await
 }

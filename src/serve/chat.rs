@@ -217,6 +217,7 @@ pub(crate) fn record(
         if let Err(e) = gw.db().record_model_call(&call) {
             tracing::error!(error = %e, "could not record a gateway call");
         }
+        gw.auth.add_spent(&client.name, call.cost_usd);
     }
     if cancelled {
         let call = ModelCall {
