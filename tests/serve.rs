@@ -95,6 +95,20 @@ fn openai(
     out.as_array().unwrap().clone()
 }
 
+/// The gateway's call records once there are at least `n` (they are
+/// written in batches, just after the answers).
+fn recorded(env: &Env, n: usize) -> Vec<llmclis::store::ModelCall> {
+    let s = llmclis::store::Store::open(&env.db()).unwrap();
+    let began = Instant::now();
+    loop {
+        let calls = s.gateway_calls(100).unwrap();
+        if calls.len() >= n || began.elapsed() > Duration::from_secs(5) {
+            return calls;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The response's JSON body, after checking its status.
 async fn status_json(r: reqwest::Response, status: u16) -> Value {
     assert_eq!(r.status(), status);
@@ -216,8 +230,7 @@ async fn the_official_openai_client_chats_streams_calls_tools_and_embeds() {
         sent[3]
     );
     // Every call is on record under the client's key name.
-    let s = llmclis::store::Store::open(&env.db()).unwrap();
-    let calls = s.gateway_calls(50).unwrap();
+    let calls = recorded(&env, 5);
     assert_eq!(
         calls.iter().filter(|c| c.outcome == "ok").count(),
         5,
@@ -662,6 +675,5 @@ async fn the_real_llama_server_answers_through_the_gateway() {
     assert!(chat["usage"]["completion_tokens"].as_u64().unwrap() > 0);
     let stream = ok(&r[1]);
     assert!(stream["chunks"].as_u64().unwrap() > 3, "{stream}");
-    let s = llmclis::store::Store::open(&env.db()).unwrap();
-    assert_eq!(s.gateway_calls(5).unwrap().len(), 2);
+    assert_eq!(recorded(&env, 2).len(), 2);
 }

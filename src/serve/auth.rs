@@ -26,7 +26,12 @@ pub(crate) struct Auth {
     /// What each client has spent: read from the store once, then kept up
     /// as calls are recorded, so a budget check is no query.
     spent: Mutex<HashMap<String, f64>>,
+    /// Keys seen lately, by the secret's hash: a request within `KEY_TTL`
+    /// of the last look-up skips the store; a revoke takes effect within it.
+    seen: Mutex<HashMap<String, (crate::store::ApiKey, Instant)>>,
 }
+
+const KEY_TTL: Duration = Duration::from_secs(2);
 
 impl Auth {
     pub fn new(required: bool) -> Auth {
@@ -34,11 +39,42 @@ impl Auth {
             required,
             recent: Mutex::new(HashMap::new()),
             spent: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn required(&self) -> bool {
         self.required
+    }
+
+    /// The live key with this secret, from the store at most every
+    /// `KEY_TTL`.
+    fn key(
+        &self,
+        gw: &Gateway,
+        secret: &str,
+    ) -> crate::error::Result<Option<crate::store::ApiKey>> {
+        let hash = crate::store::key_hash(secret);
+        if let Some((k, at)) = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            && at.elapsed() < KEY_TTL
+        {
+            return Ok(Some(k.clone()));
+        }
+        let found = gw.db().key_by_secret(secret)?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match &found {
+            Some(k) => {
+                seen.insert(hash, (k.clone(), Instant::now()));
+            }
+            None => {
+                seen.remove(&hash);
+            }
+        }
+        Ok(found)
     }
 
     /// What `client` has spent, from the store the first time.
@@ -116,7 +152,7 @@ pub(crate) async fn require_key(
             "no API key: send `Authorization: Bearer <key>` (keys come from `llmclis keys add NAME`)",
         ));
     };
-    let found = gw.db().key_by_secret(&secret);
+    let found = gw.auth.key(&gw, &secret);
     let key = match found {
         Ok(Some(k)) => k,
         Ok(None) => {

@@ -214,10 +214,8 @@ pub(crate) fn record(
             prompt_tokens: call.prompt_tokens.unwrap_or(0),
             completion_tokens: call.completion_tokens.unwrap_or(0),
         });
-        if let Err(e) = gw.db().record_model_call(&call) {
-            tracing::error!(error = %e, "could not record a gateway call");
-        }
         gw.auth.add_spent(&client.name, call.cost_usd);
+        gw.record(call);
     }
     if cancelled {
         let call = ModelCall {
@@ -231,9 +229,7 @@ pub(crate) fn record(
             client: Some(client.name.clone()),
             ..Default::default()
         };
-        if let Err(e) = gw.db().record_model_call(&call) {
-            tracing::error!(error = %e, "could not record a gateway call");
-        }
+        gw.record(call);
     }
 }
 

@@ -46,8 +46,11 @@ pub(crate) struct Gateway {
     pub ctx: Context,
     pub registry: Arc<Registry>,
     pub caller: Caller,
-    /// One connection for key checks and call records; each use is short.
+    /// One connection for key checks; each use is short.
     db: Mutex<Store>,
+    /// Call records go to a writer thread that commits them in batches:
+    /// off the request's path, one transaction for many calls.
+    records: Mutex<Option<std::sync::mpsc::Sender<crate::store::ModelCall>>>,
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
@@ -59,6 +62,24 @@ impl Gateway {
         // A handler that panicked mid-use left no transaction open (every
         // write is one), so the connection is still good.
         self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a call record for the writer.
+    pub fn record(&self, call: crate::store::ModelCall) {
+        let tx = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = tx.as_ref()
+            && tx.send(call).is_err()
+        {
+            tracing::error!("the call-record writer stopped; a gateway call was not recorded");
+        }
+    }
+
+    /// Stops taking records; the writer commits what it has and ends.
+    fn close_records(&self) {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     /// The local embedder, built on first use (its model loads on the first
@@ -234,17 +255,20 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
     }
     let registry = Arc::new(ctx.registry()?);
     let caller = ctx.caller(registry.clone(), Duration::from_secs(30));
+    let (records, writer) = record_writer(ctx.store()?);
     let gw = Arc::new(Gateway {
         ctx: ctx.clone(),
         registry,
         caller,
         db: Mutex::new(db),
+        records: Mutex::new(Some(records)),
         auth: auth::Auth::new(!opts.no_auth),
         metrics: metrics::Metrics::default(),
         embedder: tokio::sync::OnceCell::new(),
     });
     let rt = crate::app::runtime()?;
-    rt.block_on(async move {
+    let stopped = gw.clone();
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|e| {
@@ -279,7 +303,44 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
             .await
             .map_err(|e| Error::Internal(format!("the gateway stopped: {e}")))?;
         Ok(())
-    })
+    });
+    // Every call answered is on record before the process ends.
+    drop(rt);
+    stopped.close_records();
+    drop(stopped);
+    let _ = writer.join();
+    served
+}
+
+/// The thread that writes call records: whatever has queued up, in one
+/// transaction, as soon as the last one committed.
+fn record_writer(
+    mut db: Store,
+) -> (
+    std::sync::mpsc::Sender<crate::store::ModelCall>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<crate::store::ModelCall>();
+    let handle = std::thread::spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < 512
+                && let Ok(more) = rx.try_recv()
+            {
+                batch.push(more);
+            }
+            let written = db.batch(|s| {
+                for call in &batch {
+                    s.record_model_call(call)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = written {
+                tracing::error!(error = %e, calls = batch.len(), "could not record gateway calls");
+            }
+        }
+    });
+    (tx, handle)
 }
 
 /// MCP over Streamable HTTP at `/mcp`: the same tools as stdio, one
