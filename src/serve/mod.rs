@@ -294,6 +294,11 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
             }
         );
         tracing::info!(%addr, auth = gw.auth.required(), "gateway listening");
+        // No Nagle: an answer's headers and body, and each stream chunk,
+        // leave at once.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 stop_signal().await;
