@@ -333,6 +333,40 @@ fn models_memory_projects_and_help() {
     insta::assert_snapshot!("help_80x24", render(&a, 80, 24));
 }
 
+/// The gateway's traffic: `5` opens the view and asks the worker to watch.
+#[test]
+fn requests_view_lists_the_gateways_calls() {
+    let mut a = app();
+    let jobs = a.on_msg(key('5'));
+    assert_eq!(a.view, View::Requests);
+    assert!(
+        matches!(jobs.as_slice(), [llmclis::tui::app::Job::WatchRequests]),
+        "{jobs:?}"
+    );
+    insta::assert_snapshot!("requests_empty_80x24", render(&a, 80, 24));
+    let call =
+        |model: &str, client: &str, outcome: &str, tokens: Option<(u64, u64)>, ms: u64| ModelCall {
+            id: 1,
+            role: "coder".into(),
+            purpose: Some("gateway".into()),
+            provider: "local".into(),
+            model: model.into(),
+            prompt_tokens: tokens.map(|t| t.0),
+            completion_tokens: tokens.map(|t| t.1),
+            latency_ms: Some(ms),
+            outcome: outcome.into(),
+            created_at: T.into(),
+            client: Some(client.into()),
+            ..Default::default()
+        };
+    a.on_msg(Msg::Requests(vec![
+        call("qwen-coder-32b", "continue", "ok", Some((812, 96)), 1430),
+        call("qwen-7b", "open-webui", "error", None, 12),
+        call("qwen-7b", "claude-code", "cancelled", None, 0),
+    ]));
+    insta::assert_snapshot!("requests_80x24", render(&a, 80, 24));
+}
+
 #[test]
 fn form_and_status_overlays() {
     let mut a = app();

@@ -27,6 +27,7 @@ pub enum View {
     Run,
     Models,
     Memory,
+    Requests,
     Projects,
 }
 
@@ -119,6 +120,8 @@ pub enum Job {
     },
     StopRun,
     CheckModels,
+    /// The gateway's latest calls, and again whenever the store changes.
+    WatchRequests,
     SearchMemory {
         project_id: i64,
         query: String,
@@ -145,6 +148,7 @@ pub enum Msg {
     Progress(Box<Progress>),
     RunEnded(Result<Summary, String>),
     Models(ModelsData),
+    Requests(Vec<crate::store::ModelCall>),
     MemoryHits {
         seq: u64,
         hits: Result<Vec<Hit>, String>,
@@ -296,6 +300,8 @@ pub struct App {
     pub detail_scroll: u16,
     pub run: RunPanel,
     pub models: ModelsData,
+    /// The gateway's latest calls, newest first.
+    pub requests: Vec<crate::store::ModelCall>,
     pub memory_query: TextArea<'static>,
     pub memory_hits: Vec<Hit>,
     pub memory_status: String,
@@ -330,6 +336,7 @@ impl App {
             detail_scroll: 0,
             run: RunPanel::default(),
             models: ModelsData::default(),
+            requests: Vec::new(),
             memory_query: single_line("what to look for, then enter"),
             memory_hits: Vec::new(),
             memory_status: String::new(),
@@ -474,6 +481,7 @@ impl App {
                 }
             }
             Msg::Models(m) => self.models = m,
+            Msg::Requests(r) => self.requests = r,
             Msg::MemoryHits { seq, hits } if seq == self.memory_seq => match hits {
                 Ok(h) => {
                     self.memory_status = format!("{} hit(s)", h.len());
@@ -651,6 +659,10 @@ impl App {
                 }
             }
             Action::Memory => self.view = View::Memory,
+            Action::Requests => {
+                self.view = View::Requests;
+                return vec![Job::WatchRequests];
+            }
             Action::Projects => {
                 self.view = View::Projects;
                 return vec![Job::LoadProjects];

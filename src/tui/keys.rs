@@ -35,6 +35,7 @@ pub enum Action {
     RunPanel,
     Models,
     Memory,
+    Requests,
     Refresh,
 }
 
@@ -67,6 +68,7 @@ pub const BINDINGS: &[(Action, &str, &[&str], &str)] = &[
     (Action::RunPanel, "run_panel", &["2"], "run panel"),
     (Action::Models, "models", &["3"], "models"),
     (Action::Memory, "memory", &["4"], "memory search"),
+    (Action::Requests, "requests", &["5"], "gateway requests"),
     (Action::Projects, "projects", &["p"], "switch project"),
     (Action::Refresh, "refresh", &["ctrl-r"], "reload"),
     (Action::Help, "help", &["?"], "this help"),

@@ -89,6 +89,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
         View::Run => draw_run(f, body, app, &theme),
         View::Models => draw_models(f, body, app, &theme),
         View::Memory => draw_memory(f, body, app, &theme),
+        View::Requests => draw_requests(f, body, app, &theme),
         View::Projects => draw_projects(f, body, app, &theme),
     }
     draw_footer(f, footer, app, &theme);
@@ -243,6 +244,7 @@ fn draw_header(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
         (View::Run, "2 Run"),
         (View::Models, "3 Models"),
         (View::Memory, "4 Memory"),
+        (View::Requests, "5 Requests"),
     ];
     let mut spans = vec![Span::styled("llmclis ", theme.title())];
     match &app.project {
@@ -644,6 +646,67 @@ fn draw_run(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     f.render_widget(
         Paragraph::new(shown).block(Block::bordered().title(" Answer as it streams ")),
         tokens,
+    );
+}
+
+/// What `llmclis serve` answered lately: who asked, which model and route
+/// served it, tokens, latency, outcome; newest first, refreshed as the
+/// gateway records calls.
+fn draw_requests(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
+    let rows: Vec<Row<'_>> = app
+        .requests
+        .iter()
+        .map(|c| {
+            let outcome = match c.outcome.as_str() {
+                "ok" => Span::styled("ok", theme.fg(Color::Green)),
+                "cancelled" => Span::styled("cancelled", theme.dim()),
+                other => Span::styled(other.to_string(), theme.fg(Color::Red)),
+            };
+            let time = c.created_at.get(11..19).unwrap_or(&c.created_at);
+            let tokens = match (c.prompt_tokens, c.completion_tokens) {
+                (Some(p), Some(o)) => format!("{p}/{o}"),
+                _ => "-".into(),
+            };
+            Row::new(vec![
+                Span::raw(time.to_string()),
+                Span::raw(cut(c.client.as_deref().unwrap_or("-"), 12)),
+                Span::raw(cut(&c.model, 16)),
+                Span::raw(cut(&c.role, 8)),
+                Span::raw(tokens),
+                Span::raw(c.latency_ms.map_or("-".into(), |ms| format!("{ms} ms"))),
+                outcome,
+            ])
+        })
+        .collect();
+    let title = if app.requests.is_empty() {
+        " Requests: none yet (start `llmclis serve`; clients' calls show here) ".to_string()
+    } else {
+        format!(
+            " Requests: the latest {} through llmclis serve ",
+            app.requests.len()
+        )
+    };
+    f.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(8),
+                Constraint::Length(12),
+                Constraint::Length(16),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Length(8),
+                Constraint::Min(9),
+            ],
+        )
+        .header(
+            Row::new([
+                "time", "client", "model", "route", "tokens", "latency", "status",
+            ])
+            .style(theme.title()),
+        )
+        .block(Block::bordered().title(title)),
+        area,
     );
 }
 

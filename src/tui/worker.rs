@@ -17,6 +17,9 @@ use crate::app::tasks;
 use crate::error::{Error, Result};
 use crate::store::{Store, TaskPatch};
 
+/// Gateway calls the requests view lists, newest first.
+const REQUESTS_SHOWN: usize = 200;
+
 /// How often the worker looks for changes made by other processes.
 pub const POLL: Duration = Duration::from_millis(400);
 
@@ -26,6 +29,8 @@ struct Worker {
     out: Sender<Msg>,
     project: Option<i64>,
     data_version: i64,
+    /// The requests view was opened: send the gateway's calls on changes.
+    watch_requests: bool,
     /// The run started from the TUI: its stop switch and its thread.
     run: Option<(
         tokio::sync::watch::Sender<bool>,
@@ -46,6 +51,7 @@ pub(crate) fn spawn(ctx: Ctx, out: Sender<Msg>) -> Result<Sender<Job>> {
                 out,
                 project: None,
                 data_version: 0,
+                watch_requests: false,
                 run: None,
             };
             w.main(rx)
@@ -130,6 +136,9 @@ impl Worker {
                 self.load_board(p)?;
             }
             self.job(Job::LoadProjects)?;
+            if self.watch_requests {
+                self.send(Msg::Requests(self.db.gateway_calls(REQUESTS_SHOWN)?));
+            }
         }
         Ok(())
     }
@@ -245,6 +254,10 @@ impl Worker {
                 }
             }
             Job::CheckModels => self.check_models()?,
+            Job::WatchRequests => {
+                self.watch_requests = true;
+                self.send(Msg::Requests(self.db.gateway_calls(REQUESTS_SHOWN)?));
+            }
             Job::SearchMemory {
                 project_id,
                 query,
