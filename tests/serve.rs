@@ -512,7 +512,14 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
         "x".repeat(2 << 20)
     );
     let r = post("/v1/chat/completions", &other, big).await.unwrap();
-    assert_eq!(r.status(), 413);
+    let e = status_json(r, 413).await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-body-mib"),
+        "{e}"
+    );
 
     // A new connection: the server closed the one the big body came on.
     let fresh = llmclis::llm::http_client();

@@ -198,13 +198,44 @@ pub(crate) fn router(
     if let Some(mcp) = mcp {
         app = app.merge(mcp);
     }
+    let limit = opts.max_body;
     app.fallback(not_found)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            too_large(req, next, limit)
+        }))
         .layer(DefaultBodyLimit::max(opts.max_body))
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             metrics::access_log,
         ))
         .with_state(gw)
+}
+
+/// A body over the limit, answered in the API's error shape (axum's own
+/// 413 is plain text).
+async fn too_large(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    limit: usize,
+) -> Response {
+    let anthropic = req.uri().path() == "/v1/messages";
+    let r = next.run(req).await;
+    let json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if r.status() != StatusCode::PAYLOAD_TOO_LARGE || json {
+        return r;
+    }
+    let e = ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        format!(
+            "the request body is over the gateway's limit of {} MiB; send less, or start `llmclis serve` with a larger --max-body-mib",
+            limit / (1024 * 1024)
+        ),
+    );
+    if anthropic { e.anthropic() } else { e }.into_response()
 }
 
 async fn health(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
