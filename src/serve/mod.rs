@@ -199,11 +199,13 @@ pub(crate) fn router(
         app = app.merge(mcp);
     }
     let limit = opts.max_body;
+    // The 413 shaping wraps the limit: a body known to be too big by its
+    // Content-Length is refused before any handler runs.
     app.fallback(not_found)
+        .layer(DefaultBodyLimit::max(opts.max_body))
         .layer(axum::middleware::from_fn(move |req, next| {
             too_large(req, next, limit)
         }))
-        .layer(DefaultBodyLimit::max(opts.max_body))
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             metrics::access_log,
