@@ -476,3 +476,38 @@ fn a_running_claim_and_a_lease_flag() {
     let none = env.json(&["task", "next", "--project-id", "1", "--claim"]);
     assert!(none.is_null());
 }
+
+#[test]
+fn completions_and_the_man_page_print_for_every_shell() {
+    let env = seeded();
+    for (shell, marker) in [
+        ("bash", "complete -F _llmclis"),
+        ("zsh", "#compdef llmclis"),
+        ("fish", "complete -c llmclis"),
+        ("elvish", "edit:completion:arg-completer[llmclis]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let r = env.run(&["completions", shell]);
+        r.assert_ok();
+        assert!(
+            r.stdout.contains(marker),
+            "{shell}: {}",
+            &r.stdout[..200.min(r.stdout.len())]
+        );
+        // Subcommands are completed too.
+        assert!(
+            r.stdout.contains("orchestrate") && r.stdout.contains("serve"),
+            "{shell}"
+        );
+    }
+    let man = env.run(&["man"]);
+    man.assert_ok();
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH llmclis 1"),
+        "{}",
+        man.stdout
+    );
+    assert!(man.stdout.contains(".SH SUBCOMMANDS") || man.stdout.contains("orchestrate"));
+    env.run(&["completions", "tcsh"])
+        .assert_err(2, &["possible values: bash"]);
+}

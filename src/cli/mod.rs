@@ -73,6 +73,13 @@ enum Command {
     /// The gateway's client keys: add, list, revoke
     #[command(subcommand)]
     Keys(serve::KeysCmd),
+    /// Print a shell completion script (see README: "Shell completions")
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `llmclis man > llmclis.1`
+    Man,
     /// Create the config and data directories, the database and the default files
     FirstRun {
         /// Do not ask; for scripts
@@ -271,6 +278,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let mut out = std::io::stdout();
     match dispatch(cli, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`llmclis … | head`): nothing to say.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => report(&e, json),
     }
 }
@@ -336,6 +347,24 @@ pub(crate) fn emit<T: Serialize>(
 }
 
 fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
+    // These need no settings: a broken config does not stop them.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            // Into memory first: the generator panics on a write error
+            // (a closed pipe), which must stay an error.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "llmclis", &mut script);
+            return out.write_all(&script).map_err(|e| Error::io("<stdout>", e));
+        }
+        Some(Command::Man) => {
+            use clap::CommandFactory;
+            return clap_mangen::Man::new(Cli::command())
+                .render(out)
+                .map_err(|e| Error::io("<stdout>", e));
+        }
+        _ => {}
+    }
     let paths = Paths::resolve(cli.config_dir, cli.data_dir, cli.db)?;
     let config = Config::load(&paths.config_file())?;
     let agent = agent_name(cli.agent.as_deref(), &config);
@@ -351,6 +380,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Mcp => crate::mcp::serve_stdio(&ctx.app),
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Keys(cmd) => serve::keys_cmd(&ctx, cmd, out),
+        Command::Completions { .. } | Command::Man => unreachable!("answered above"),
         Command::Doctor => {
             let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
             emit(out, ctx.json, &report, || render::doctor(&report))?;
