@@ -511,3 +511,33 @@ fn completions_and_the_man_page_print_for_every_shell() {
     env.run(&["completions", "tcsh"])
         .assert_err(2, &["possible values: bash"]);
 }
+
+#[test]
+fn paths_says_which_files_are_in_use() {
+    let env = seeded();
+    let places = env.json(&["paths"]);
+    let find = |what: &str| {
+        places
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["what"] == what)
+            .unwrap_or_else(|| panic!("{what} missing from {places}"))
+            .clone()
+    };
+    let db = find("database");
+    assert_eq!(db["path"], env.db().display().to_string());
+    assert_eq!(db["exists"], true);
+    let registry = find("registry");
+    assert_eq!(registry["exists"], false);
+    assert!(
+        registry["note"].as_str().unwrap().contains("built-in"),
+        "{registry}"
+    );
+    assert!(
+        find("log file")["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("llmclis.log")
+    );
+}

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod keys;
 pub mod memory;
 pub mod models;
+pub mod paths;
 pub mod run;
 pub mod tasks;
 

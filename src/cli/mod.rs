@@ -80,6 +80,8 @@ enum Command {
     },
     /// Print the man page (roff): `llmclis man > llmclis.1`
     Man,
+    /// Which config, registry, database, log and model files are in use
+    Paths,
     /// Create the config and data directories, the database and the default files
     FirstRun {
         /// Do not ask; for scripts
@@ -381,6 +383,25 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Keys(cmd) => serve::keys_cmd(&ctx, cmd, out),
         Command::Completions { .. } | Command::Man => unreachable!("answered above"),
+        Command::Paths => {
+            let places = crate::app::paths::places(&ctx.app);
+            emit(out, ctx.json, &places, || {
+                places
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{:<16} {}{}\n{:<16} ({})",
+                            p.what,
+                            p.path,
+                            if p.exists { "" } else { "  [missing]" },
+                            "",
+                            p.note
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
         Command::Doctor => {
             let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
             emit(out, ctx.json, &report, || render::doctor(&report))?;
