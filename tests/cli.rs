@@ -529,9 +529,11 @@ fn paths_says_which_files_are_in_use() {
     assert_eq!(db["path"], env.db().display().to_string());
     assert_eq!(db["exists"], true);
     let registry = find("registry");
-    assert_eq!(registry["exists"], false);
+    let own = env.config_dir().join("model_registry.yaml").is_file();
+    assert_eq!(registry["exists"], own);
+    let why = if own { "config dir" } else { "built-in" };
     assert!(
-        registry["note"].as_str().unwrap().contains("built-in"),
+        registry["note"].as_str().unwrap().contains(why),
         "{registry}"
     );
     assert!(
