@@ -1,6 +1,7 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
+mod closed;
 mod eval;
 pub(crate) mod memory;
 mod models;
@@ -165,9 +166,8 @@ enum TaskCmd {
         /// A tag (repeatable)
         #[arg(long = "tag", value_name = "T")]
         tags: Vec<String>,
-        /// The role that should work on it: planner, coder, tester, critic,
-        /// researcher, writer or summarizer (the rules decide when unset)
-        #[arg(long, value_name = "ROLE")]
+        /// The role that should work on it (the rules decide when unset)
+        #[arg(long, value_name = "ROLE", value_parser = closed::closed::<Role>(&crate::registry::ROLES))]
         role: Option<Role>,
         /// An external reference such as S1.2
         #[arg(long = "ref", value_name = "REF")]
@@ -177,9 +177,9 @@ enum TaskCmd {
     List {
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
-        /// Only tasks with this status: pending, in-progress, done, blocked
-        #[arg(long, value_name = "S")]
-        status: Option<String>,
+        /// Only tasks with this status
+        #[arg(long, value_name = "S", value_parser = closed::closed::<Status>(&closed::STATUSES))]
+        status: Option<Status>,
     },
     /// Show a task with its dependencies, subtasks, notes and history
     Show { id: i64 },
@@ -194,11 +194,11 @@ enum TaskCmd {
         #[arg(long, value_name = "SECONDS", requires = "claim")]
         lease: Option<u64>,
     },
-    /// Set a task's status: pending, in-progress, done, blocked
+    /// Set a task's status
     Status {
         id: i64,
-        /// pending, in-progress, done or blocked
-        status: String,
+        #[arg(value_parser = closed::closed::<Status>(&closed::STATUSES))]
+        status: Status,
         /// A note recorded with the change
         #[arg(long, short)]
         note: Option<String>,
@@ -230,7 +230,7 @@ enum TaskCmd {
         #[arg(long, short, value_name = "P")]
         priority: Option<String>,
         /// A role, or "none" to clear it
-        #[arg(long, value_name = "ROLE")]
+        #[arg(long, value_name = "ROLE", value_parser = closed::closed::<tasks::RoleOrNone>(&closed::ROLES_OR_NONE))]
         role: Option<tasks::RoleOrNone>,
         /// Replaces the tags (repeatable); --tag "" clears them
         #[arg(long = "tag", value_name = "T")]
@@ -538,7 +538,6 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         TaskCmd::List { project_id, status } => {
-            let status = status.as_deref().map(str::parse::<Status>).transpose()?;
             let req = tasks::ListTasks { project_id, status };
             let list = tasks::list_tasks(&store, req)?;
             emit(out, ctx.json, &list, || {
@@ -586,7 +585,7 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
         TaskCmd::Status { id, status, note } => {
             let req = tasks::SetStatus {
                 id: id.into(),
-                status: status.parse()?,
+                status,
                 note,
                 project_id: None,
             };

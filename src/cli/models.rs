@@ -40,7 +40,7 @@ pub enum RouteCmd {
 pub struct ChatArgs {
     /// Use this role's models: planner, coder, tester, critic, researcher,
     /// writer or summarizer (by default the rules pick, from the prompt)
-    #[arg(long, value_name = "R", conflicts_with = "model")]
+    #[arg(long, value_name = "R", conflicts_with = "model", value_parser = super::closed::closed::<crate::role::Role>(&crate::registry::ROLES))]
     role: Option<crate::role::Role>,
     /// Use this model only
     #[arg(long, value_name = "ID")]

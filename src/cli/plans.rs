@@ -50,10 +50,11 @@ pub enum PlansCmd {
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
-    /// Set a task's status: pending, in-progress, done, blocked
+    /// Set a task's status
     Status {
         id: String,
-        status: String,
+        #[arg(value_parser = super::closed::closed::<Status>(&super::closed::STATUSES))]
+        status: Status,
         /// Why (for blocked: the issues.md entry's description)
         #[arg(long, short)]
         note: Option<String>,
@@ -152,7 +153,7 @@ pub fn plans(ctx: &Ctx, cmd: PlansCmd, out: &mut impl Write) -> Result<()> {
             status,
             note,
             project_id,
-        } => set_status(ctx, id, status.parse()?, note, project_id, out),
+        } => set_status(ctx, id, status, note, project_id, out),
         PlansCmd::Note {
             id,
             text,
