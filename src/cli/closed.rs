@@ -55,6 +55,20 @@ where
     }
 }
 
+/// A memory type (`memory store|query --type`), checked like the library
+/// checks it.
+#[derive(Debug, Clone)]
+pub struct MemoryType(pub String);
+
+impl FromStr for MemoryType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<MemoryType, Error> {
+        crate::memory::check_kind(s)?;
+        Ok(MemoryType(s.to_string()))
+    }
+}
+
 /// Task statuses as typed on the command line.
 pub const STATUSES: [&str; 4] = ["pending", "in-progress", "done", "blocked"];
 

@@ -21,9 +21,10 @@ pub enum MemoryCmd {
         project_id: i64,
         #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
         task_id: Option<i64>,
-        /// raw_interaction, task_summary, project_summary, handoff, design_doc, code_snippet
-        #[arg(long = "type", value_name = "TYPE", default_value = "raw_interaction")]
-        kind: String,
+        /// The kind of memory
+        #[arg(long = "type", value_name = "TYPE", default_value = "raw_interaction",
+              value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::memory::KINDS))]
+        kind: super::closed::MemoryType,
         text: String,
     },
     /// Find memories by meaning
@@ -32,8 +33,10 @@ pub enum MemoryCmd {
         project_id: i64,
         #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
         task_id: Option<i64>,
-        #[arg(long = "type", value_name = "TYPE")]
-        kind: Option<String>,
+        /// Only memories of this kind
+        #[arg(long = "type", value_name = "TYPE",
+              value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::memory::KINDS))]
+        kind: Option<super::closed::MemoryType>,
         #[arg(
             long = "top-k",
             visible_alias = "top_k",
@@ -118,7 +121,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             let req = crate::app::memory::StoreMemory {
                 project_id,
                 task_id,
-                kind,
+                kind: kind.0,
                 text,
             };
             let r = rt.block_on(crate::app::memory::store(
@@ -145,7 +148,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             let req = crate::app::memory::QueryMemory {
                 project_id,
                 task_id,
-                kind,
+                kind: kind.map(|k| k.0),
                 top_k,
                 text,
             };
