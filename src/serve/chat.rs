@@ -173,38 +173,15 @@ pub(crate) fn record(
     result: &Result<CallOutcome, CallFailed>,
     cancelled: bool,
 ) {
-    let attempts = match result {
-        Ok(o) => &o.attempts,
-        Err(f) => &f.attempts,
-    };
-    let prompt = serde_json::to_string(&req.messages).expect("messages serialize");
     let role = route.role.map_or("direct", Role::as_str);
-    for a in attempts.iter().filter(|a| a.outcome != "skipped") {
-        let mut call = ModelCall {
-            role: role.to_string(),
-            purpose: Some("gateway".into()),
-            provider: a.provider.clone(),
-            model: a.model.clone(),
-            latency_ms: Some(a.latency_ms),
-            outcome: a.outcome.to_string(),
-            error: a.error.clone(),
-            prompt: Some(prompt.clone()),
-            client: Some(client.name.clone()),
-            ..Default::default()
-        };
-        if let (Ok(o), "ok") = (result, a.outcome) {
-            let u = o.response.usage;
-            call.prompt_tokens = Some(u.prompt_tokens);
-            call.completion_tokens = Some(u.completion_tokens);
-            call.tokens_estimated = u.estimated;
-            call.cost_usd = gw
-                .registry
-                .model(&o.model)
-                .map_or(0.0, |m| m.cost(u.prompt_tokens, u.completion_tokens));
-            call.response = Some(o.response.text.clone());
-            if route.chain.first() != Some(&o.model) {
-                gw.metrics.fallback(&o.model);
-            }
+    let calls = crate::llm::caller::call_records(result, req, &gw.registry, role, "gateway");
+    for (a, mut call) in calls {
+        call.client = Some(client.name.clone());
+        if let Ok(o) = result
+            && a.outcome == "ok"
+            && route.chain.first() != Some(&o.model)
+        {
+            gw.metrics.fallback(&o.model);
         }
         gw.metrics.call(&Observed {
             provider: &call.provider,
@@ -225,7 +202,7 @@ pub(crate) fn record(
             model: route.chain.first().cloned().unwrap_or_default(),
             outcome: "cancelled".into(),
             error: Some("the client went away mid-answer".into()),
-            prompt: Some(prompt),
+            prompt: Some(serde_json::to_string(&req.messages).expect("messages serialize")),
             client: Some(client.name.clone()),
             ..Default::default()
         };

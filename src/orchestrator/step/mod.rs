@@ -482,36 +482,13 @@ impl<'a> StepRun<'a> {
         result: &Result<CallOutcome, CallFailed>,
         outcome_override: Option<(&str, String)>,
     ) -> Result<()> {
-        let attempts = match result {
-            Ok(o) => &o.attempts,
-            Err(f) => &f.attempts,
-        };
-        let prompt = serde_json::to_string(&req.messages).expect("messages serialize");
         let registry = self.shared.caller.registry();
-        for a in attempts.iter().filter(|a| a.outcome != "skipped") {
-            let mut call = ModelCall {
-                run_id: Some(self.shared.run_id),
-                step_id: Some(self.step_id),
-                task_id: Some(self.task.id),
-                role: role.to_string(),
-                purpose: Some(purpose.to_string()),
-                provider: a.provider.clone(),
-                model: a.model.clone(),
-                latency_ms: Some(a.latency_ms),
-                outcome: a.outcome.to_string(),
-                error: a.error.clone(),
-                prompt: Some(prompt.clone()),
-                ..Default::default()
-            };
-            if let (Ok(o), "ok") = (result, a.outcome) {
-                let u = o.response.usage;
-                call.prompt_tokens = Some(u.prompt_tokens);
-                call.completion_tokens = Some(u.completion_tokens);
-                call.tokens_estimated = u.estimated;
-                call.cost_usd = registry
-                    .model(&o.model)
-                    .map_or(0.0, |m| m.cost(u.prompt_tokens, u.completion_tokens));
-                call.response = Some(o.response.text.clone());
+        for (a, mut call) in crate::llm::caller::call_records(result, req, registry, role, purpose)
+        {
+            call.run_id = Some(self.shared.run_id);
+            call.step_id = Some(self.step_id);
+            call.task_id = Some(self.task.id);
+            if result.is_ok() && a.outcome == "ok" {
                 if let Some((outcome, why)) = &outcome_override {
                     call.outcome = outcome.to_string();
                     call.error = Some(why.clone());
