@@ -78,6 +78,21 @@ pub enum Skip {
     NoStructuredOutput,
 }
 
+impl Skip {
+    /// The short name, as `reason` in JSON: `cooling_down`, `offline`, …
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Skip::Offline => "offline",
+            Skip::ContextTooSmall { .. } => "context_too_small",
+            Skip::CoolingDown => "cooling_down",
+            Skip::OverBudget { .. } => "over_budget",
+            Skip::NoApiKey { .. } => "no_api_key",
+            Skip::ExcludedByRule => "excluded_by_rule",
+            Skip::NoStructuredOutput => "no_structured_output",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
     pub model: String,
@@ -273,6 +288,27 @@ fn chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skips_reason_is_its_json_tag() {
+        for s in [
+            Skip::Offline,
+            Skip::ContextTooSmall {
+                needed: 1,
+                window: 1,
+            },
+            Skip::CoolingDown,
+            Skip::OverBudget {
+                estimate_usd: 1.0,
+                remaining_usd: 0.0,
+            },
+            Skip::NoApiKey { env: "K".into() },
+            Skip::ExcludedByRule,
+            Skip::NoStructuredOutput,
+        ] {
+            assert_eq!(serde_json::to_value(&s).unwrap()["reason"], s.reason());
+        }
+    }
 
     struct Cond {
         cooling: Vec<&'static str>,

@@ -390,7 +390,7 @@ impl<'a> StepRun<'a> {
             no_model_reason: decision
                 .skipped
                 .iter()
-                .map(|s| format!("{} ({})", s.model, skip_reason(&s.why)))
+                .map(|s| format!("{} ({})", s.model, s.why.reason()))
                 .collect::<Vec<_>>()
                 .join(", "),
             // Subtasks of subtasks are the deepest the planner goes.
@@ -540,13 +540,6 @@ fn only_refused(f: &CallFailed) -> bool {
         .filter(|a| a.outcome == "error")
         .peekable();
     errors.peek().is_some() && errors.all(|a| a.transient)
-}
-
-fn skip_reason(s: &router::Skip) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "skipped".into())
 }
 
 #[derive(serde::Deserialize)]
