@@ -200,7 +200,6 @@ pub(crate) async fn messages(
     }
     req.role = route.role;
     let id = format!("msg_{:016x}", fastrand::u64(..));
-    let route_header = route.header();
     if !b.stream {
         let o = chat::complete(&gw, &client, &route, &req)
             .await
@@ -211,20 +210,10 @@ pub(crate) async fn messages(
             "content": content(&o), "stop_reason": stop_reason(&o), "stop_sequence": Value::Null,
             "usage": {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens},
         });
-        let mut r = axum::Json(answer).into_response();
-        for (k, v) in [
-            ("x-llmclis-model", o.model.as_str()),
-            ("x-llmclis-route", route_header.as_str()),
-            ("x-llmclis-client", client.name.as_str()),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                r.headers_mut().insert(k, v);
-            }
-        }
-        return Ok(r);
+        return Ok((chat::headers(&route, &o.model, &client), axum::Json(answer)).into_response());
     }
     let first = route.chain[0].clone();
-    let client_name = client.name.clone();
+    let served = chat::headers(&route, &first, &client);
     let (rx, guard) = chat::stream(gw, client, route, req);
     let opening = event(
         "message_start",
@@ -290,21 +279,12 @@ pub(crate) async fn messages(
         futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(opening)) }),
         events,
     ));
-    let mut r = (StatusCode::OK, body).into_response();
+    let mut r = (StatusCode::OK, served, body).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(v) = HeaderValue::from_str(&first) {
-        h.insert("x-llmclis-model", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&route_header) {
-        h.insert("x-llmclis-route", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&client_name) {
-        h.insert("x-llmclis-client", v);
-    }
     Ok(r)
 }

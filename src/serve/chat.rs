@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +36,21 @@ impl Route {
     pub fn header(&self) -> String {
         format!("{} -> {}", self.label, self.chain.join(","))
     }
+}
+
+/// What served a request: `x-llmclis-model`, `x-llmclis-route`,
+/// `x-llmclis-client`.
+pub(crate) fn headers(route: &Route, model: &str, client: &Client) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut put = |k: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    put("x-llmclis-model", model);
+    put("x-llmclis-route", &route.header());
+    put("x-llmclis-client", &client.name);
+    h
 }
 
 /// Every name a client may ask for, for a 404's list.
@@ -108,15 +123,7 @@ pub(crate) fn resolve(
         let why: Vec<String> = decision
             .skipped
             .iter()
-            .map(|s| {
-                format!(
-                    "{} ({})",
-                    s.model,
-                    serde_json::to_value(&s.why)
-                        .map(|v| v["reason"].as_str().unwrap_or("").to_string())
-                        .unwrap_or_default()
-                )
-            })
+            .map(|s| format!("{} ({})", s.model, s.why.reason()))
             .collect();
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

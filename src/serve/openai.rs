@@ -9,14 +9,14 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Client;
-use super::chat::{self, Piece, Route};
+use super::chat::{self, Piece};
 use super::{ApiError, Gateway};
 use crate::llm::caller::CallOutcome;
 use crate::llm::{ChatRequest, Message};
@@ -210,19 +210,6 @@ fn call_id() -> String {
     format!("chatcmpl-{:016x}", fastrand::u64(..))
 }
 
-fn headers(route: &Route, model: &str, client: &Client) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    let mut put = |k: &'static str, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(k, v);
-        }
-    };
-    put("x-llmclis-model", model);
-    put("x-llmclis-route", &route.header());
-    put("x-llmclis-client", &client.name);
-    h
-}
-
 fn tool_calls(o: &CallOutcome) -> Value {
     Value::Array(
         o.response
@@ -278,11 +265,11 @@ pub(crate) async fn chat_completions(
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(&o), "logprobs": Value::Null}],
             "usage": usage(&o),
         });
-        return Ok((headers(&route, &o.model, &client), axum::Json(answer)).into_response());
+        return Ok((chat::headers(&route, &o.model, &client), axum::Json(answer)).into_response());
     }
     let include_usage = b.stream_options.as_ref().is_some_and(|s| s.include_usage);
     let first = route.chain[0].clone();
-    let h = headers(&route, &first, &client);
+    let h = chat::headers(&route, &first, &client);
     let (rx, guard) = chat::stream(gw, client, route, req);
     let id = call_id();
     let created = now();
