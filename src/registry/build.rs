@@ -54,7 +54,12 @@ fn checked_voting(source: &str, whose: &str, v: Spanned<Voting>) -> Result<Votin
 /// error with the line and column it is about.
 pub(super) fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     let (providers, provider_index) = build_providers(raw.providers, source)?;
-    let (models, model_index) = build_models(raw.models, source, &provider_index)?;
+    let (models, model_index) = build_models(raw.models, source, &providers, &provider_index)?;
+    let machine = raw
+        .resources
+        .map(|r| build_machine(r, source))
+        .transpose()?
+        .unwrap_or_default();
     let roles = build_roles(raw.roles, source, &model_index)?;
     let (rules, regexes) = build_rules(raw.rules, source, &model_index)?;
     let policy = |m: RawMode| -> Result<ModePolicy> {
@@ -82,6 +87,7 @@ pub(super) fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
         rules,
         offline: policy(raw.modes.offline)?,
         online: policy(raw.modes.online)?,
+        machine,
         regexes,
         model_index,
         provider_index,
@@ -181,6 +187,26 @@ fn build_providers(
                 ),
             ));
         }
+        let device = match &p.device {
+            None => None,
+            Some(d) if !p.local => {
+                return Err(at(
+                    source,
+                    d,
+                    format!("provider {name:?}: device is for local providers (local: true)"),
+                ));
+            }
+            Some(d) => Some(Device::parse(&d.value).ok_or_else(|| {
+                at(
+                    source,
+                    d,
+                    format!(
+                        "provider {name:?}: unknown device {:?}: expected cpu or gpu:N (N as nvidia-smi numbers the GPUs)",
+                        d.value
+                    ),
+                )
+            })?),
+        };
         provider_index.insert(name.clone(), providers.len());
         providers.push(Provider {
             name,
@@ -192,6 +218,7 @@ fn build_providers(
             idle_timeout: Duration::from_secs(p.idle_timeout_secs.max(1)),
             max_concurrency: p.max_concurrency,
             local: p.local,
+            device,
         });
     }
 
@@ -201,6 +228,7 @@ fn build_providers(
 fn build_models(
     raw_models: Vec<RawModel>,
     source: &str,
+    providers: &[Provider],
     provider_index: &HashMap<String, usize>,
 ) -> Result<(Vec<Model>, HashMap<String, usize>)> {
     let mut models = Vec::new();
@@ -256,6 +284,18 @@ fn build_models(
                 format!("model {id:?}: costs cannot be negative"),
             ));
         }
+        let memory = match m.memory {
+            None => None,
+            Some(raw) => {
+                let provider = &providers[provider_index[&m.provider.value]];
+                Some(build_memory(source, &id, provider, m.context_window, raw)?)
+            }
+        };
+        let family = m
+            .family
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .unwrap_or_else(|| m.served_name.to_lowercase());
         model_index.insert(id.clone(), models.len());
         models.push(Model {
             id,
@@ -266,10 +306,113 @@ fn build_models(
             cost_per_1m_input: m.cost_per_1m_input,
             cost_per_1m_output: m.cost_per_1m_output,
             capabilities: m.capabilities.into_iter().map(|c| c.value).collect(),
+            memory,
+            family,
         });
     }
 
     Ok((models, model_index))
+}
+
+/// The most memory one device of today can hold, with room to grow: a
+/// figure above it is a typo (MB for GiB), not a model.
+const MAX_GIB: f64 = 4096.0;
+
+/// A model's `memory:`, each figure a finite number of GiB in bounds, the
+/// KV cache given one way.
+fn build_memory(
+    source: &str,
+    id: &str,
+    provider: &Provider,
+    window: u64,
+    raw: Spanned<RawMemory>,
+) -> Result<MemoryNeed> {
+    let m = &raw.value;
+    if !provider.local {
+        return Err(at(
+            source,
+            &raw,
+            format!(
+                "model {id:?}: memory is for local models; provider {:?} is an API",
+                provider.name
+            ),
+        ));
+    }
+    let figures = [
+        ("weights_gib", Some(m.weights_gib)),
+        ("kv_gib", m.kv_gib),
+        ("kv_gib_per_1k", m.kv_gib_per_1k),
+        ("overhead_gib", m.overhead_gib),
+    ];
+    for (name, value) in figures {
+        if let Some(v) = value
+            && !(v.is_finite() && (0.0..=MAX_GIB).contains(&v))
+        {
+            return Err(at(
+                source,
+                &raw,
+                format!("model {id:?}: memory.{name} is {v}: give GiB between 0 and {MAX_GIB}"),
+            ));
+        }
+    }
+    if m.weights_gib <= 0.0 {
+        return Err(at(
+            source,
+            &raw,
+            format!("model {id:?}: memory.weights_gib must be more than 0 (GiB of weights)"),
+        ));
+    }
+    let kv = match (m.kv_gib, m.kv_gib_per_1k) {
+        (Some(_), Some(_)) => {
+            return Err(at(
+                source,
+                &raw,
+                format!(
+                    "model {id:?}: give kv_gib (at the context window) or kv_gib_per_1k, not both"
+                ),
+            ));
+        }
+        (Some(kv), None) => kv,
+        (None, Some(per_1k)) => per_1k * window as f64 / 1000.0,
+        (None, None) => 0.0,
+    };
+    Ok(MemoryNeed {
+        weights: device::bytes(m.weights_gib),
+        kv_cache: device::bytes(kv),
+        overhead: device::bytes(m.overhead_gib.unwrap_or(0.0)),
+    })
+}
+
+/// `resources:`: each budget a positive number of GiB in bounds.
+fn build_machine(raw: Spanned<RawResources>, source: &str) -> Result<Machine> {
+    let r = &raw.value;
+    let bad = |what: String, v: f64| {
+        at(
+            source,
+            &raw,
+            format!("resources: {what} is {v}: give GiB between 0 and {MAX_GIB}"),
+        )
+    };
+    let mut machine = Machine::default();
+    for (&gpu, &v) in &r.gpu_memory_gib {
+        if !(v.is_finite() && v > 0.0 && v <= MAX_GIB) {
+            return Err(bad(format!("gpu_memory_gib.{gpu}"), v));
+        }
+        machine.gpu_memory.insert(gpu, device::bytes(v));
+    }
+    if let Some(v) = r.ram_gib {
+        if !(v.is_finite() && v > 0.0 && v <= MAX_GIB) {
+            return Err(bad("ram_gib".into(), v));
+        }
+        machine.ram = Some(device::bytes(v));
+    }
+    if let Some(v) = r.headroom_gib {
+        if !(v.is_finite() && (0.0..=MAX_GIB).contains(&v)) {
+            return Err(bad("headroom_gib".into(), v));
+        }
+        machine.headroom = device::bytes(v);
+    }
+    Ok(machine)
 }
 
 fn build_roles(

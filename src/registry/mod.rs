@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod build;
+mod device;
 mod raw;
+
+pub use device::{Device, GIB, Machine, MemoryNeed, gib};
 
 use build::{build, registry_error};
 use raw::RawRegistry;
@@ -78,6 +81,9 @@ pub struct Provider {
     pub idle_timeout: Duration,
     pub max_concurrency: u32,
     pub local: bool,
+    /// Where its models live; None when the registry does not say (no
+    /// memory check for its models).
+    pub device: Option<Device>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -109,6 +115,12 @@ pub struct Model {
     pub cost_per_1m_input: f64,
     pub cost_per_1m_output: f64,
     pub capabilities: Vec<String>,
+    /// What it takes on its provider's device; None: unknown, never skipped
+    /// for memory.
+    pub memory: Option<MemoryNeed>,
+    /// The same weights on other servers share a family (default: the
+    /// served name, lower case).
+    pub family: String,
 }
 
 impl Model {
@@ -227,6 +239,7 @@ pub struct Registry {
     pub rules: Vec<Rule>,
     pub offline: ModePolicy,
     pub online: ModePolicy,
+    pub machine: Machine,
     #[serde(skip)]
     pub regexes: Option<RegexSet>,
     #[serde(skip)]
@@ -315,5 +328,98 @@ mod tests {
                 .filter(|p| !p.local)
                 .all(|p| p.api_key_env.is_some())
         );
+    }
+
+    #[test]
+    fn memory_figures_and_devices_are_read_and_checked_at_their_line() {
+        let r = Registry::builtin();
+        let coder = r.model("qwen-coder-32b").unwrap();
+        assert_eq!(r.provider_of(coder).device, Some(Device::Gpu(0)));
+        assert_eq!(gib(coder.memory.unwrap().total()), "23.5 GiB");
+        // Per 1k tokens, at the model's window: 0.0534 × 32.768 = 1.75 GiB.
+        let q7 = r.model("qwen-7b").unwrap().memory.unwrap();
+        assert_eq!(gib(q7.kv_cache), "1.7 GiB");
+        assert_eq!(coder.family, r.model("qwen-coder-32b-tgi").unwrap().family);
+        assert_eq!(r.provider("llamacpp").unwrap().device, Some(Device::Cpu));
+
+        let line_of =
+            |yaml: &str, needle: &str| yaml.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let cases = [
+            (
+                "kv_gib: 4.0, overhead",
+                "kv_gib: 4.0, kv_gib_per_1k: 0.1, overhead",
+                "not both",
+            ),
+            (
+                "weights_gib: 18.0, kv_gib: 4.0",
+                "weights_gib: 18000.0, kv_gib: 4.0",
+                "between 0 and 4096",
+            ),
+            ("weights_gib: 4.4", "weights_gib: 0", "more than 0"),
+            (
+                "weights_gib: 4.4",
+                "weights_gib: .nan",
+                "between 0 and 4096",
+            ),
+            (
+                "overhead_gib: 0.5",
+                "overhead_gib: -1",
+                "between 0 and 4096",
+            ),
+            ("weights_gib: 4.4", "weights_mb: 4400", "unknown field"),
+            ("device: gpu:0\n", "device: tpu\n", "unknown device \"tpu\""),
+            (
+                "api_key_env: OPENAI_API_KEY\n",
+                "api_key_env: OPENAI_API_KEY\n    device: gpu:0\n",
+                "for local providers",
+            ),
+            (
+                "capabilities: [code, fast, json_schema, tools]",
+                "capabilities: [code, fast, json_schema, tools]\n    memory: { weights_gib: 1 }",
+                "memory is for local models",
+            ),
+            (
+                "# resources:\n#   gpu_memory_gib: { 0: 31.8 }",
+                "resources:\n  gpu_memory_gib: { 0: -31.8 }",
+                "gpu_memory_gib.0 is -31.8",
+            ),
+        ];
+        for (from, to, expect) in cases {
+            assert!(DEFAULT_REGISTRY.contains(from), "{from}");
+            let yaml = DEFAULT_REGISTRY.replacen(from, to, 1);
+            let err = Registry::parse(&yaml, "r.yaml").unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(msg.contains(expect), "{msg}");
+            let first = to.lines().next().unwrap().trim_end_matches("\\n");
+            let line = line_of(&yaml, first.trim());
+            let said: usize = msg.split(':').nth(1).unwrap().parse().unwrap();
+            assert!(
+                said == line || said == line + 1,
+                "{msg}: expected line {line} ({first})"
+            );
+        }
+        // A GPU as its bare index, and budgets that override detection.
+        let yaml = DEFAULT_REGISTRY
+            .replacen("device: gpu:0", "device: 1", 1)
+            .replacen(
+                "# resources:\n#   gpu_memory_gib: { 0: 31.8 }",
+                "resources:\n  gpu_memory_gib: { 0: 24 }\n  headroom_gib: 0.5",
+                1,
+            );
+        let r = Registry::parse(&yaml, "r.yaml").unwrap();
+        assert_eq!(r.provider("vllm").unwrap().device, Some(Device::Gpu(1)));
+        assert_eq!(r.machine.gpu_memory[&0], 24 << 30);
+        assert_eq!(r.machine.headroom, 1 << 29);
+        // An old registry, with none of it, stays valid.
+        let old = DEFAULT_REGISTRY
+            .lines()
+            .filter(|l| {
+                !l.trim_start().starts_with("device:") && !l.trim_start().starts_with("memory:")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let r = Registry::parse(&old, "old.yaml").unwrap();
+        assert!(r.models.iter().all(|m| m.memory.is_none()));
     }
 }

@@ -16,6 +16,39 @@ pub(super) struct RawRegistry {
     pub(super) roles: Spanned<BTreeMap<String, RawRole>>,
     pub(super) rules: Spanned<Vec<RawRule>>,
     pub(super) modes: RawModes,
+    /// The machine's memory, when detection is wrong or absent.
+    #[serde(default)]
+    pub(super) resources: Option<Spanned<RawResources>>,
+}
+
+/// `resources:`: budgets that override what detection finds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResources {
+    /// GiB per GPU index.
+    #[serde(default)]
+    pub(super) gpu_memory_gib: BTreeMap<u32, f64>,
+    #[serde(default)]
+    pub(super) ram_gib: Option<f64>,
+    /// Kept free on every device (the desktop, CUDA contexts).
+    #[serde(default)]
+    pub(super) headroom_gib: Option<f64>,
+}
+
+/// A model's `memory:` on its device, in GiB.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMemory {
+    pub(super) weights_gib: f64,
+    /// The KV cache at the model's context window…
+    #[serde(default)]
+    pub(super) kv_gib: Option<f64>,
+    /// …or per 1,000 tokens of it.
+    #[serde(default)]
+    pub(super) kv_gib_per_1k: Option<f64>,
+    /// The runtime's own: CUDA graphs, activations, the server process.
+    #[serde(default)]
+    pub(super) overhead_gib: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +68,9 @@ pub(super) struct RawProvider {
     #[serde(default = "default_concurrency")]
     pub(super) max_concurrency: u32,
     pub(super) local: bool,
+    /// `cpu`, or a GPU as `gpu:0` (or its index alone).
+    #[serde(default)]
+    pub(super) device: Option<Spanned<String>>,
 }
 
 pub(super) fn default_timeout() -> u64 {
@@ -63,6 +99,12 @@ pub(super) struct RawModel {
     pub(super) cost_per_1m_output: f64,
     #[serde(default)]
     pub(super) capabilities: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) memory: Option<Spanned<RawMemory>>,
+    /// Models of one family are the same weights on other servers; the
+    /// router prefers the one already loaded. Default: the served name.
+    #[serde(default)]
+    pub(super) family: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
