@@ -24,6 +24,7 @@ pub mod orchestrator;
 pub mod process;
 pub mod prompts;
 pub mod registry;
+pub mod resources;
 pub mod role;
 pub mod router;
 pub mod serve;

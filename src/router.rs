@@ -4,7 +4,10 @@
 
 use serde::Serialize;
 
-use crate::registry::{Mode, Model, Registry, RuleRole};
+use std::sync::Arc;
+
+use crate::registry::{Device, Mode, Model, Registry, RuleRole};
+use crate::resources::{Fit, View};
 use crate::role::Role;
 
 /// What the router needs to know about a task.
@@ -41,6 +44,11 @@ pub trait Conditions {
     fn spent(&self) -> (f64, f64) {
         (0.0, 0.0)
     }
+    /// What is loaded where and what fits, as last seen in the background;
+    /// None when nobody watches (every model's fit unknown).
+    fn resources(&self) -> Option<Arc<View>> {
+        None
+    }
 }
 
 /// The real environment, with nothing cooling down and nothing spent.
@@ -76,6 +84,13 @@ pub enum Skip {
     ExcludedByRule,
     /// The call needs structured output and the model lacks `json_schema`.
     NoStructuredOutput,
+    /// A local model that is not loaded and needs more than its device has
+    /// free (bytes).
+    DoesNotFit {
+        device: Device,
+        need: u64,
+        free: u64,
+    },
 }
 
 impl Skip {
@@ -89,8 +104,18 @@ impl Skip {
             Skip::NoApiKey { .. } => "no_api_key",
             Skip::ExcludedByRule => "excluded_by_rule",
             Skip::NoStructuredOutput => "no_structured_output",
+            Skip::DoesNotFit { .. } => "does_not_fit",
         }
     }
+}
+
+/// The same weights on two servers, put in the other order than the
+/// role's: the loaded one, or the one with the shorter queue, first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preferred {
+    pub model: String,
+    pub over: String,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,6 +138,9 @@ pub struct Decision {
     /// Models to try, in order.
     pub chain: Vec<String>,
     pub skipped: Vec<Skipped>,
+    /// Models moved ahead of the same weights elsewhere, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preferred: Vec<Preferred>,
     pub prompt_tokens: u64,
 }
 
@@ -205,6 +233,8 @@ fn chain(
     };
     let policy = registry.policy(mode);
     let (spent_run, spent_task) = conditions.spent();
+    let view = conditions.resources();
+    let placement = |id: &str| view.as_deref().and_then(|v| v.placements.get(id));
 
     // Pinned models first, then the role's order.
     let mut order: Vec<&str> = pin.iter().map(String::as_str).collect();
@@ -237,6 +267,12 @@ fn chain(
             })
         } else if conditions.cooling_down(id) {
             Some(Skip::CoolingDown)
+        } else if let Some(Fit::DoesNotFit { device, need, free }) = placement(id).map(|p| &p.fit) {
+            Some(Skip::DoesNotFit {
+                device: *device,
+                need: *need,
+                free: *free,
+            })
         } else if let Some(env) = provider
             .api_key_env
             .as_deref()
@@ -272,6 +308,10 @@ fn chain(
             None => chain.push(id.to_string()),
         }
     }
+    let preferred = match &view {
+        Some(v) if !v.placements.is_empty() => prefer_loaded(registry, v, &mut chain),
+        _ => Vec::new(),
+    };
     Decision {
         plan: rule.is_some_and(|r| r.plan) || role_name == Role::Planner,
         voting: rule.and_then(|r| r.voting).or(role.voting),
@@ -281,8 +321,63 @@ fn chain(
         mode,
         chain,
         skipped,
+        preferred,
         prompt_tokens: task.prompt_tokens,
     }
+}
+
+/// Within each family (the same weights on several servers) the chain's
+/// places keep their family, and the members take them best first: loaded,
+/// then the shorter queue (`Placement::rank`). Other models stay put, so
+/// the role's escalation order holds.
+fn prefer_loaded(registry: &Registry, view: &View, chain: &mut [String]) -> Vec<Preferred> {
+    let mut preferred = Vec::new();
+    let family = |id: &str| registry.model(id).map(|m| m.family.as_str());
+    for start in 0..chain.len() {
+        let fam = family(&chain[start]);
+        let places: Vec<usize> = (start..chain.len())
+            .filter(|&i| family(&chain[i]) == fam)
+            .collect();
+        if places.len() < 2 {
+            continue;
+        }
+        // Only the first member of a family sorts the family.
+        if (0..start).any(|i| family(&chain[i]) == fam) {
+            continue;
+        }
+        let rank = |id: &str| view.placements.get(id).map_or((1, 0, 0), |p| p.rank());
+        let mut members: Vec<String> = places.iter().map(|&i| chain[i].clone()).collect();
+        let before = members.clone();
+        members.sort_by_key(|id| rank(id));
+        if members == before {
+            continue;
+        }
+        let first = &members[0];
+        let over = &before[0];
+        let why = match (
+            view.placements.get(first),
+            view.placements.get(over.as_str()),
+        ) {
+            (Some(a), Some(b)) if a.fit == Fit::Loaded && b.fit != Fit::Loaded => {
+                format!("{first} is loaded; {over} is not ({})", b.fit.describe())
+            }
+            (Some(a), Some(b)) => format!(
+                "{first} has {} waiting, {over} {}",
+                a.waiting.unwrap_or(0),
+                b.waiting.unwrap_or(0)
+            ),
+            _ => String::new(),
+        };
+        preferred.push(Preferred {
+            model: first.clone(),
+            over: over.clone(),
+            why,
+        });
+        for (&i, m) in places.iter().zip(members) {
+            chain[i] = m;
+        }
+    }
+    preferred
 }
 
 #[cfg(test)]
@@ -305,6 +400,11 @@ mod tests {
             Skip::NoApiKey { env: "K".into() },
             Skip::ExcludedByRule,
             Skip::NoStructuredOutput,
+            Skip::DoesNotFit {
+                device: Device::Gpu(0),
+                need: 1,
+                free: 0,
+            },
         ] {
             assert_eq!(serde_json::to_value(&s).unwrap()["reason"], s.reason());
         }
@@ -314,6 +414,7 @@ mod tests {
         cooling: Vec<&'static str>,
         keys: Vec<&'static str>,
         spent: (f64, f64),
+        view: Option<Arc<View>>,
     }
 
     impl Conditions for Cond {
@@ -326,6 +427,9 @@ mod tests {
         fn spent(&self) -> (f64, f64) {
             self.spent
         }
+        fn resources(&self) -> Option<Arc<View>> {
+            self.view.clone()
+        }
     }
 
     fn none() -> Cond {
@@ -333,7 +437,98 @@ mod tests {
             cooling: vec![],
             keys: vec![],
             spent: (0.0, 0.0),
+            view: None,
         }
+    }
+
+    fn placed(models: &[(&str, Fit, u32)]) -> Cond {
+        let placements = models
+            .iter()
+            .map(|(id, fit, waiting)| {
+                (
+                    id.to_string(),
+                    crate::resources::Placement {
+                        fit: fit.clone(),
+                        running: None,
+                        waiting: Some(*waiting),
+                    },
+                )
+            })
+            .collect();
+        Cond {
+            view: Some(Arc::new(View {
+                placements,
+                ..Default::default()
+            })),
+            ..none()
+        }
+    }
+
+    #[test]
+    fn a_model_that_does_not_fit_is_skipped_and_a_loaded_twin_goes_first() {
+        let r = Registry::builtin();
+        let fits = Fit::Fits {
+            device: Device::Gpu(0),
+            need: 10,
+            free: 20,
+        };
+        // vLLM asleep (fits), TGI serving the same weights: TGI first; the
+        // other models keep their places.
+        let c = placed(&[
+            ("qwen-coder-32b", fits.clone(), 0),
+            ("qwen-coder-32b-tgi", Fit::Loaded, 0),
+        ]);
+        let d = route(&r, &task("Fix", &[], None), Mode::Offline, &c);
+        assert_eq!(
+            d.chain,
+            [
+                "qwen-coder-32b-tgi",
+                "qwen-coder-32b",
+                "qwen-7b",
+                "smollm2-135m"
+            ]
+        );
+        assert_eq!(d.preferred.len(), 1);
+        assert!(
+            d.preferred[0].why.contains("qwen-coder-32b-tgi is loaded"),
+            "{:?}",
+            d.preferred
+        );
+        // Both loaded: the shorter queue first.
+        let c = placed(&[
+            ("qwen-coder-32b", Fit::Loaded, 9),
+            ("qwen-coder-32b-tgi", Fit::Loaded, 1),
+        ]);
+        let d = route(&r, &task("Fix", &[], None), Mode::Offline, &c);
+        assert_eq!(d.chain[..2], ["qwen-coder-32b-tgi", "qwen-coder-32b"]);
+        assert!(
+            d.preferred[0].why.contains("1 waiting"),
+            "{:?}",
+            d.preferred
+        );
+        // Not loaded and too big: skipped, with the figures.
+        let c = placed(&[(
+            "qwen-coder-32b",
+            Fit::DoesNotFit {
+                device: Device::Gpu(0),
+                need: 25_232_932_864,
+                free: 6_549_825_126,
+            },
+            0,
+        )]);
+        let d = route(&r, &task("Fix", &[], None), Mode::Offline, &c);
+        assert_eq!(d.chain[0], "qwen-coder-32b-tgi");
+        let s = d
+            .skipped
+            .iter()
+            .find(|s| s.model == "qwen-coder-32b")
+            .unwrap();
+        assert_eq!(s.why.reason(), "does_not_fit");
+        // Nothing known: the role's order, nothing preferred.
+        let d = route(&r, &task("Fix", &[], None), Mode::Offline, &placed(&[]));
+        assert_eq!(d.chain[0], "qwen-coder-32b");
+        assert!(d.preferred.is_empty());
+        assert!(d.skipped.iter().all(|s| s.why == Skip::Offline));
     }
 
     fn task<'a>(title: &'a str, tags: &'a [String], hint: Option<&'a str>) -> TaskInfo<'a> {

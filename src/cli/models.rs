@@ -216,6 +216,12 @@ fn skip_text(why: &router::Skip) -> String {
         router::Skip::NoApiKey { env } => format!("{env} is not set"),
         router::Skip::ExcludedByRule => "excluded by the rule".into(),
         router::Skip::NoStructuredOutput => "no structured output (capability json_schema)".into(),
+        router::Skip::DoesNotFit { device, need, free } => {
+            format!(
+                "not loaded, and {}",
+                crate::resources::does_not_fit(*device, *need, *free)
+            )
+        }
     }
 }
 

@@ -258,6 +258,8 @@ pub struct Caller {
     keys: Vec<String>,
     /// Windows the servers report, when smaller than the registry's.
     windows: Mutex<HashMap<String, u64>>,
+    /// What is loaded where, refreshed in the background, when watched.
+    resources: std::sync::OnceLock<Arc<crate::resources::Watch>>,
 }
 
 impl Caller {
@@ -290,7 +292,17 @@ impl Caller {
             retry: RetryPolicy::default(),
             keys,
             windows: Mutex::new(HashMap::new()),
+            resources: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Routes by what `watch` last saw (loaded models, free memory, queues).
+    pub fn watch_resources(&self, watch: Arc<crate::resources::Watch>) {
+        let _ = self.resources.set(watch);
+    }
+
+    pub fn resource_watch(&self) -> Option<&Arc<crate::resources::Watch>> {
+        self.resources.get()
     }
 
     pub fn registry(&self) -> &Registry {
@@ -632,6 +644,10 @@ impl Conditions for Caller {
 
     fn key_set(&self, env_var: &str) -> bool {
         std::env::var(env_var).is_ok_and(|v| !v.trim().is_empty())
+    }
+
+    fn resources(&self) -> Option<Arc<crate::resources::View>> {
+        self.resources.get().map(|w| w.view())
     }
 }
 

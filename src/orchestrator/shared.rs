@@ -73,4 +73,7 @@ impl Conditions for Spend<'_> {
     fn spent(&self) -> (f64, f64) {
         (self.run, self.task)
     }
+    fn resources(&self) -> Option<Arc<crate::resources::View>> {
+        Conditions::resources(self.caller)
+    }
 }
