@@ -19,6 +19,7 @@ mod memory;
 mod orchestrate;
 mod plans_cli;
 mod recovery;
+mod resources;
 mod schedule;
 mod serve;
 mod store;

@@ -94,3 +94,76 @@ pub async fn status(registry: &Registry, caller: &Caller, mode: Mode) -> ModelsS
         models,
     }
 }
+
+/// A local model where it would run: its device, what it needs there, and
+/// whether it is loaded, fits or does not.
+#[derive(Debug, Serialize)]
+pub struct ModelPlacement {
+    pub id: String,
+    pub provider: String,
+    pub device: Option<crate::registry::Device>,
+    /// Bytes, from the registry's `memory`.
+    pub need: Option<u64>,
+    #[serde(flatten)]
+    pub placement: crate::resources::Placement,
+}
+
+/// The machine as llmclis sees it: each device's memory, each local
+/// server's models and queue, each local model's placement.
+#[derive(Debug, Serialize)]
+pub struct Resources {
+    pub registry: String,
+    /// How the GPUs were read (`nvml`, `nvidia-smi`, `none`), and why none.
+    pub gpu_source: &'static str,
+    pub gpu_note: Option<String>,
+    pub devices: Vec<crate::resources::DeviceMemory>,
+    pub ram: Option<crate::resources::system::Ram>,
+    pub servers: Vec<crate::resources::ServerState>,
+    pub models: Vec<ModelPlacement>,
+    /// How long gathering took.
+    pub took_ms: u64,
+    pub taken_at_ms: i64,
+}
+
+/// What a watch last saw, for people.
+pub fn resources_from(registry: &Registry, view: &crate::resources::View) -> Resources {
+    let snap = &view.snapshot;
+    let models = registry
+        .models
+        .iter()
+        .filter(|m| registry.provider_of(m).local)
+        .map(|m| {
+            let p = registry.provider_of(m);
+            ModelPlacement {
+                id: m.id.clone(),
+                provider: p.name.clone(),
+                device: p.device,
+                need: m.memory.map(|n| n.total()),
+                placement: view
+                    .placements
+                    .get(&m.id)
+                    .cloned()
+                    .unwrap_or_else(|| crate::resources::Placement::unknown("not probed yet")),
+            }
+        })
+        .collect();
+    Resources {
+        registry: registry.source.clone(),
+        gpu_source: snap.gpus.source,
+        gpu_note: snap.gpus.note.clone(),
+        devices: crate::resources::devices(registry, snap),
+        ram: snap.ram,
+        servers: snap.servers.clone(),
+        models,
+        took_ms: snap.took_ms,
+        taken_at_ms: snap.taken_at_ms,
+    }
+}
+
+/// Asks every local server and the GPUs now, at once, each within the
+/// probe timeout.
+pub async fn resources(registry: std::sync::Arc<Registry>, http: reqwest::Client) -> Resources {
+    let watch = crate::resources::Watch::new(registry.clone(), http);
+    let view = watch.refresh().await;
+    resources_from(&registry, &view)
+}

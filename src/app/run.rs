@@ -73,7 +73,17 @@ fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String
         .enable_all()
         .build()
         .map_err(|e| Error::io("<tokio runtime>", e))?;
-    let found = rt.block_on(crate::endpoints::detect(registry, &candidates));
+    // What is loaded where, seen once before the first claim and then
+    // every few seconds in the background: the router reads the last view.
+    let watch = crate::resources::Watch::new(caller.registry_arc(), crate::llm::http_client());
+    let (found, _) = rt.block_on(async {
+        tokio::join!(
+            crate::endpoints::detect(registry, &candidates),
+            watch.refresh()
+        )
+    });
+    watch.start(crate::resources::REFRESH);
+    caller.watch_resources(watch);
     let mut notes = Vec::new();
     // The windows the servers really run: every request then fits them.
     for w in rt.block_on(caller.learn_windows()) {

@@ -8,6 +8,7 @@ mod models;
 pub(crate) mod orchestrate;
 mod plans;
 pub(crate) mod render;
+mod resources;
 mod serve;
 
 use std::ffi::OsString;

@@ -25,6 +25,24 @@ pub enum ModelsCmd {
         #[arg(long, value_name = "ID")]
         model: Option<String>,
     },
+    /// Memory per device, what each local server holds and how busy it is,
+    /// and whether each local model is loaded, fits or does not
+    Status,
+    /// Load a local model now: Ollama (a preload), vLLM in sleep mode
+    /// (wake up), llama.cpp's server in router mode
+    Load {
+        /// The model's id in the registry
+        id: String,
+        /// Ollama: how long it stays loaded when idle (`10m`, `-1` for ever)
+        #[arg(long, value_name = "DURATION")]
+        keep_alive: Option<String>,
+    },
+    /// Unload a local model and free its memory: Ollama (keep_alive 0),
+    /// vLLM in sleep mode (sleep), llama.cpp's server in router mode
+    Unload {
+        /// The model's id in the registry
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,15 +81,31 @@ fn caller(ctx: &Ctx) -> Result<(Arc<Registry>, Caller)> {
 }
 
 pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
+    use crate::resources::control::Action;
+    match cmd {
+        ModelsCmd::Status => super::resources::status(ctx, out),
+        ModelsCmd::Load { id, keep_alive } => {
+            super::resources::act(ctx, &id, Action::Load, keep_alive.as_deref(), out)
+        }
+        ModelsCmd::Unload { id } => super::resources::act(ctx, &id, Action::Unload, None, out),
+        ModelsCmd::List => list(ctx, out),
+        ModelsCmd::Health { model } => health(ctx, model, out),
+    }
+}
+
+fn list(ctx: &Ctx, out: &mut impl Write) -> Result<()> {
+    let (registry, caller) = caller(ctx)?;
+    let rt = crate::app::runtime()?;
+    let status = rt.block_on(crate::app::models::status(&registry, &caller, ctx.mode()));
+    emit(out, ctx.json, &status, || render_list(&registry, &status))
+}
+
+fn health(ctx: &Ctx, model: Option<String>, out: &mut impl Write) -> Result<()> {
     let (registry, caller) = caller(ctx)?;
     let mode = ctx.mode();
     let rt = crate::app::runtime()?;
-    match cmd {
-        ModelsCmd::List => {
-            let status = rt.block_on(crate::app::models::status(&registry, &caller, mode));
-            emit(out, ctx.json, &status, || render_list(&registry, &status))
-        }
-        ModelsCmd::Health { model } => {
+    {
+        {
             let ids: Vec<String> = match &model {
                 Some(id) => {
                     let m = registry.model(id).ok_or_else(|| {
@@ -176,7 +210,12 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
         prompt_tokens: estimate_tokens(&text),
         ..Default::default()
     };
-    let decision = router::route(&registry, &info, ctx.mode(), &router::Env);
+    // What is loaded where and what fits, asked now: the reasons a run
+    // would see.
+    let registry = Arc::new(registry);
+    let watch = crate::resources::Watch::new(registry.clone(), crate::llm::http_client());
+    let view = crate::app::runtime()?.block_on(watch.refresh());
+    let decision = router::route(&registry, &info, ctx.mode(), &Seen(view));
     let value = json!({"task_id": t.id, "registry": registry.source, "decision": decision});
     emit(out, ctx.json, &value, || {
         let mut s = format!(
@@ -193,11 +232,29 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
         } else {
             let _ = writeln!(s, "Models, in order: {}", decision.chain.join(" → "));
         }
+        for p in &decision.preferred {
+            let _ = writeln!(s, "  {} before {}: {}", p.model, p.over, p.why);
+        }
         for sk in &decision.skipped {
             let _ = writeln!(s, "  skipped {}: {}", sk.model, skip_text(&sk.why));
         }
         s.trim_end().to_string()
     })
+}
+
+/// The real environment, with resources as just seen.
+struct Seen(Arc<crate::resources::View>);
+
+impl router::Conditions for Seen {
+    fn cooling_down(&self, id: &str) -> bool {
+        router::Env.cooling_down(id)
+    }
+    fn key_set(&self, var: &str) -> bool {
+        router::Env.key_set(var)
+    }
+    fn resources(&self) -> Option<Arc<crate::resources::View>> {
+        Some(self.0.clone())
+    }
 }
 
 fn skip_text(why: &router::Skip) -> String {

@@ -309,6 +309,10 @@ impl Caller {
         &self.registry
     }
 
+    pub fn registry_arc(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
     pub fn client(&self, provider: &str) -> Option<&dyn LlmClient> {
         self.clients.get(provider).map(|c| c.as_ref())
     }

@@ -11,8 +11,7 @@ use serde::Serialize;
 pub const GIB: f64 = (1u64 << 30) as f64;
 
 /// Where a local provider's models live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Device {
     /// A GPU by its index (as `nvidia-smi` numbers them).
     Gpu(u32),
@@ -32,6 +31,16 @@ impl Device {
             .or_else(|| t.strip_prefix("gpu"))
             .unwrap_or(&t);
         index.parse().ok().map(Device::Gpu)
+    }
+}
+
+/// As the registry spells it: `gpu:0`, `cpu`.
+impl Serialize for Device {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Device::Gpu(i) => s.collect_str(&format_args!("gpu:{i}")),
+            Device::Cpu => s.serialize_str("cpu"),
+        }
     }
 }
 

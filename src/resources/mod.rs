@@ -20,6 +20,10 @@ pub mod system;
 
 pub use servers::{Loaded, ServerState};
 
+/// How often a long-lived front end (a run, the board, the gateway)
+/// looks again.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
 /// Everything detection saw at one instant.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
@@ -76,7 +80,15 @@ impl Fit {
 
 /// `needs 23.5 GiB, 6.1 GiB free on GPU 0`.
 pub fn does_not_fit(device: Device, need: u64, free: u64) -> String {
-    format!("needs {}, {} free on {device}", gib(need), gib(free))
+    format!("needs {}, {} free {}", gib(need), gib(free), on(device))
+}
+
+/// `on GPU 0`, `in RAM`.
+fn on(device: Device) -> String {
+    match device {
+        Device::Gpu(_) => format!("on {device}"),
+        Device::Cpu => "in RAM".into(),
+    }
 }
 
 /// A model as the router sees it: its fit and its server's queue.
@@ -383,25 +395,36 @@ impl Watch {
         view
     }
 
-    /// Refreshes every `every` on the current runtime until the returned
-    /// guard is dropped.
-    pub fn spawn(self: &Arc<Self>, every: Duration) -> Refresher {
-        let me = self.clone();
-        Refresher(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                me.refresh().await;
-            }
-        }))
-    }
-}
-
-/// Stops the background refresh when dropped.
-pub struct Refresher(tokio::task::JoinHandle<()>);
-
-impl Drop for Refresher {
-    fn drop(&mut self) {
-        self.0.abort();
+    /// Refreshes every `every` on a thread of its own (with its own small
+    /// runtime, so any front end can use it) until the watch is dropped.
+    pub fn start(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("resources".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                let tick = Duration::from_millis(250).min(every);
+                // The first look at once, then every `every`.
+                let mut waited = every;
+                loop {
+                    std::thread::sleep(tick);
+                    waited += tick;
+                    // Gone when its last user is: the thread ends with it.
+                    let Some(watch) = weak.upgrade() else { return };
+                    if waited >= every {
+                        waited = Duration::ZERO;
+                        rt.block_on(watch.refresh());
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("resource watch not started: {e}");
+        }
     }
 }
 

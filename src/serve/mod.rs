@@ -288,6 +288,11 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
     }
     let registry = Arc::new(ctx.registry()?);
     let caller = ctx.caller(registry.clone(), Duration::from_secs(30));
+    // The router reads what is loaded where from the background watch; its
+    // first look happens a moment after start, never on a request's path.
+    let watch = crate::resources::Watch::new(registry.clone(), crate::llm::http_client());
+    watch.start(crate::resources::REFRESH);
+    caller.watch_resources(watch);
     let (records, writer) = record_writer(ctx.store()?);
     let gw = Arc::new(Gateway {
         ctx: ctx.clone(),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
+pub mod fake_servers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
