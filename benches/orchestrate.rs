@@ -125,6 +125,7 @@ async fn orchestrate(
             context_tokens: 1500,
             memory_top_k: 5,
             max_plan_depth: 2,
+            make_room: false,
             task_id: None,
             stream_tokens: false,
             tools: Default::default(),

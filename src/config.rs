@@ -158,6 +158,10 @@ pub struct OrchestratorConfig {
     /// How deep the planner may split: 1 splits top-level tasks only, 2 their
     /// subtasks too.
     pub max_plan_depth: usize,
+    /// When a better model is skipped for memory, unload idle Ollama models
+    /// on its device (other roles' small models) and load it, if that makes
+    /// room.
+    pub make_room: bool,
 }
 
 impl Default for OrchestratorConfig {
@@ -168,6 +172,7 @@ impl Default for OrchestratorConfig {
             context_tokens: 1_500,
             memory_top_k: 5,
             max_plan_depth: 2,
+            make_room: false,
         }
     }
 }

@@ -42,6 +42,24 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
                 chain.join(" → ")
             }
         ),
+        P::MadeRoom {
+            step,
+            unloaded,
+            loaded,
+            took_ms,
+            error,
+            ..
+        } => match error {
+            None => format!(
+                "[{step}] unloaded {} to load {loaded} ({:.1} s)",
+                unloaded.join(", "),
+                *took_ms as f64 / 1000.0
+            ),
+            Some(e) => format!(
+                "[{step}] could not make room for {loaded}: {}",
+                short(e, 160)
+            ),
+        },
         P::ModelCall {
             step,
             purpose,

@@ -170,6 +170,7 @@ impl Harness {
                 context_tokens: 1500,
                 memory_top_k: 5,
                 max_plan_depth: 2,
+                make_room: false,
                 task_id,
                 stream_tokens: task_id.is_some(),
                 tools: self.tools.clone(),

@@ -399,3 +399,51 @@ async fn recorded_nvidia_smi_outputs_one_several_mig_no_driver_and_none() {
     r.assert_ok();
     assert!(r.stdout.contains("nvidia-smi not found"), "{}", r.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_make_room_unloads_the_idle_7b_and_wakes_the_32b() {
+    let rig = Rig::start(Kind::Ollama, Kind::Vllm(true)).await;
+    smi(rig.env.dir.path(), Some(("room.csv", 0)));
+    rig.ollama.state.lock().unwrap().loaded = vec!["qwen2.5:7b-instruct".into()];
+    rig.vllm.state.lock().unwrap().sleeping = true;
+    std::fs::write(
+        rig.env.config_dir().join("config.toml"),
+        "[orchestrator]\nmake_room = true\n",
+    )
+    .unwrap();
+    rig.env.run(&["project", "add", "p"]).assert_ok();
+    rig.env
+        .run(&["task", "add", "--project-id", "1", "Fix the parser"])
+        .assert_ok();
+    // 20 GiB free, the 32B needs 23.5: the idle 7B (7 GiB) makes room.
+    let r = rig
+        .run(&[
+            "--json",
+            "orchestrate",
+            "--project-id",
+            "1",
+            "--max-steps",
+            "1",
+        ])
+        .await;
+    let events: Vec<Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let made = events
+        .iter()
+        .find(|e| e["event"] == "made_room")
+        .unwrap_or_else(|| panic!("no made_room in\n{}\n{}", r.stdout, r.stderr));
+    assert_eq!(made["unloaded"], serde_json::json!(["qwen-7b"]));
+    assert_eq!(made["loaded"], "coder");
+    assert_eq!(made["error"], Value::Null);
+    assert_eq!(rig.ollama.bodies("/api/generate")[0]["keep_alive"], 0);
+    assert!(rig.vllm.paths().contains(&"POST /wake_up".to_string()));
+    // The step then starts on the woken 32B.
+    let started = events
+        .iter()
+        .find(|e| e["event"] == "step_started")
+        .unwrap();
+    assert_eq!(started["chain"][0], "coder", "{started}");
+}

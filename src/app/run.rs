@@ -54,6 +54,7 @@ pub fn prepare(
         context_tokens: cfg.context_tokens,
         memory_top_k: cfg.memory_top_k,
         max_plan_depth: cfg.max_plan_depth,
+        make_room: cfg.make_room,
         task_id: None,
         stream_tokens: false,
         tools: ctx.config.tools.clone(),

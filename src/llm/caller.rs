@@ -260,6 +260,23 @@ pub struct Caller {
     windows: Mutex<HashMap<String, u64>>,
     /// What is loaded where, refreshed in the background, when watched.
     resources: std::sync::OnceLock<Arc<crate::resources::Watch>>,
+    /// Requests in flight per model: a model in use is never unloaded.
+    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Counts a request to a model while it lasts.
+struct InFlight(Arc<Mutex<HashMap<String, usize>>>, String);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut m = self.0.lock().expect("in-flight lock");
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
 }
 
 impl Caller {
@@ -293,7 +310,26 @@ impl Caller {
             keys,
             windows: Mutex::new(HashMap::new()),
             resources: std::sync::OnceLock::new(),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// Whether a request to `model` is in flight in this process.
+    pub fn busy(&self, model: &str) -> bool {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .contains_key(model)
+    }
+
+    fn start_request(&self, model: &str) -> InFlight {
+        *self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .entry(model.to_string())
+            .or_default() += 1;
+        InFlight(self.in_flight.clone(), model.to_string())
     }
 
     /// Routes by what `watch` last saw (loaded models, free memory, queues).
@@ -469,6 +505,7 @@ impl Caller {
                     let started = Instant::now();
                     let result = {
                         let _permit = limit.acquire().await.expect("semaphore never closed");
+                        let _in_flight = self.start_request(id);
                         tracing::info!(provider = %provider.name, model = %id, attempt, round, "model call");
                         match sink.as_mut() {
                             Some(s) if fitted.stream => {

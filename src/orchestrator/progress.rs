@@ -25,6 +25,8 @@ pub struct Options {
     pub memory_top_k: usize,
     /// How deep the planner may split (1: only top-level tasks).
     pub max_plan_depth: usize,
+    /// Unload idle Ollama models to load a better model that does not fit.
+    pub make_room: bool,
     /// Work on this task only (it must be ready), as one step.
     pub task_id: Option<i64>,
     /// Report the executor's answer token by token (`Progress::Token`).
@@ -93,6 +95,16 @@ pub enum Progress {
         step: usize,
         task_id: i64,
         text: String,
+    },
+    /// Idle models were unloaded to load a better one (`make_room`).
+    MadeRoom {
+        step: usize,
+        task_id: i64,
+        unloaded: Vec<String>,
+        loaded: String,
+        took_ms: u64,
+        /// Why the load did not happen after all.
+        error: Option<String>,
     },
     StatusChange {
         step: usize,

@@ -326,6 +326,61 @@ fn held_on_server(server: &ServerState, device: Device) -> u64 {
         .sum()
 }
 
+/// Which loaded Ollama models to unload so that `model` fits its device:
+/// registry models on an Ollama server on the same device, not busy,
+/// largest first, until enough is free. None when the model already fits
+/// or is loaded, or when unloading every idle one would not make room.
+pub fn make_room(
+    registry: &Registry,
+    view: &View,
+    model: &str,
+    busy: &dyn Fn(&str) -> bool,
+) -> Option<Vec<(String, u64)>> {
+    let Fit::DoesNotFit { device, need, free } = view.placements.get(model)?.fit else {
+        return None;
+    };
+    let mut idle: Vec<(String, u64)> = Vec::new();
+    for s in view
+        .snapshot
+        .servers
+        .iter()
+        .filter(|s| s.device == Some(device))
+    {
+        let provider = registry.provider(&s.provider)?;
+        if !provider.is_ollama() || provider.name == registry.model(model)?.provider {
+            continue;
+        }
+        for l in &s.loaded {
+            let frees = match device {
+                Device::Gpu(_) => l.size_vram,
+                Device::Cpu => l.size,
+            }
+            .unwrap_or(0);
+            let owner = registry
+                .models
+                .iter()
+                .find(|m| m.provider == s.provider && names_match(s, &l.name, &m.served_name));
+            if let Some(m) = owner
+                && !busy(&m.id)
+                && frees > 0
+            {
+                idle.push((m.id.clone(), frees));
+            }
+        }
+    }
+    idle.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut freed = free;
+    let mut out = Vec::new();
+    for (id, frees) in idle {
+        if freed >= need {
+            break;
+        }
+        freed += frees;
+        out.push((id, frees));
+    }
+    (freed >= need).then_some(out)
+}
+
 /// A snapshot and what it means for each model: what the router reads.
 #[derive(Debug, Default)]
 pub struct View {
@@ -521,6 +576,32 @@ mod tests {
         ollama.loaded[0].size_vram = Some(gb(3.0));
         let p = placements(&r, &snapshot(4.0, vec![ollama]));
         assert!(matches!(p["qwen-7b"].fit, Fit::Fits { free, .. } if free == gb(7.0)));
+    }
+
+    #[test]
+    fn room_is_made_by_unloading_idle_ollama_models_largest_first() {
+        let r = Registry::builtin();
+        let mut ollama = server("ollama", "ollama", Device::Gpu(0), &["qwen2.5:7b-instruct"]);
+        ollama.loaded[0].size_vram = Some(gb(6.6));
+        let snap = snapshot(
+            20.0,
+            vec![server("vllm", "vllm", Device::Gpu(0), &[]), ollama],
+        );
+        let view = View {
+            placements: placements(&r, &snap),
+            snapshot: snap,
+            at: None,
+        };
+        // 20 GiB free, 23.5 needed: the idle 7B's 6.6 GiB makes room.
+        let plan = make_room(&r, &view, "qwen-coder-32b", &|_| false).unwrap();
+        assert_eq!(plan, [("qwen-7b".to_string(), gb(6.6))]);
+        // In use: nothing is unloaded, and there is no room.
+        assert_eq!(
+            make_room(&r, &view, "qwen-coder-32b", &|m| m == "qwen-7b"),
+            None
+        );
+        // A model that fits or is loaded needs no room.
+        assert_eq!(make_room(&r, &view, "qwen-7b", &|_| false), None);
     }
 
     #[test]

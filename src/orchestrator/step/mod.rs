@@ -205,7 +205,10 @@ impl<'a> StepRun<'a> {
 
     async fn run_inner(&mut self) -> Result<Outcome> {
         self.build_context().await?;
-        let setup = self.route()?;
+        let mut setup = self.route()?;
+        if self.shared.opts.make_room && self.make_room().await {
+            setup = self.route()?;
+        }
         let d = self.decision.as_ref().expect("routed");
         self.step_id = self.db.start_step(
             self.shared.run_id,
@@ -421,6 +424,78 @@ impl<'a> StepRun<'a> {
             }
         }
         Ok(setup)
+    }
+
+    /// The better model the router skipped for memory, loaded after
+    /// unloading idle Ollama models on its device when that makes room.
+    /// True when something was loaded (route again).
+    async fn make_room(&mut self) -> bool {
+        let shared = self.shared;
+        let (Some(d), Some(watch)) = (&self.decision, shared.caller.resource_watch()) else {
+            return false;
+        };
+        let registry = shared.caller.registry();
+        let order = &registry.roles[&d.role].models;
+        let rank = |id: &str| order.iter().position(|m| m == id).unwrap_or(usize::MAX);
+        let first = d.chain.first().map_or(usize::MAX, |m| rank(m));
+        let Some(target) = d
+            .skipped
+            .iter()
+            .filter(|s| matches!(s.why, router::Skip::DoesNotFit { .. }))
+            .map(|s| s.model.clone())
+            .find(|m| rank(m) < first)
+        else {
+            return false;
+        };
+        let view = watch.view();
+        let Some(plan) =
+            crate::resources::make_room(registry, &view, &target, &|m| shared.caller.busy(m))
+        else {
+            return false;
+        };
+        let began = std::time::Instant::now();
+        let http = crate::llm::http_client();
+        let wait = std::time::Duration::from_secs(600);
+        let mut result = Ok(());
+        for (id, _) in &plan {
+            if let Err(e) = crate::resources::control::act(
+                &http,
+                registry,
+                id,
+                crate::resources::control::Action::Unload,
+                None,
+                wait,
+            )
+            .await
+            {
+                result = Err(e);
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = crate::resources::control::act(
+                &http,
+                registry,
+                &target,
+                crate::resources::control::Action::Load,
+                None,
+                wait,
+            )
+            .await
+            .map(|_| ());
+        }
+        watch.refresh().await;
+        let error = result.err().map(|e| e.to_string());
+        let loaded = error.is_none();
+        self.emit(Progress::MadeRoom {
+            step: self.number,
+            task_id: self.task.id,
+            unloaded: plan.into_iter().map(|(id, _)| id).collect(),
+            loaded: target,
+            took_ms: began.elapsed().as_millis() as u64,
+            error,
+        });
+        loaded
     }
 
     fn request(&self, template: &str, text: String, temperature: Option<f32>) -> ChatRequest {
