@@ -231,3 +231,25 @@ pub fn counts_line(c: &crate::store::StatusCounts) -> String {
         c.pending, c.ready, c.in_progress, c.blocked, c.done
     )
 }
+
+/// `[██████░░░░]`: `cells` wide, by used over total.
+pub fn bar(used: u64, total: u64, cells: usize) -> String {
+    let full = ((used as f64 / total.max(1) as f64) * cells as f64).round() as usize;
+    let full = full.min(cells);
+    format!("[{}{}]", "█".repeat(full), "░".repeat(cells - full))
+}
+
+/// A model's fit in a word or two, for a table column.
+pub fn fit_short(fit: &crate::resources::Fit) -> String {
+    use crate::resources::Fit;
+    match fit {
+        Fit::Loaded => "loaded".into(),
+        Fit::Fits { need, .. } => format!("fits ({})", crate::registry::gib(*need)),
+        Fit::DoesNotFit { need, free, .. } => format!(
+            "no room ({} > {})",
+            crate::registry::gib(*need),
+            crate::registry::gib(*free)
+        ),
+        Fit::Unknown { .. } => "?".into(),
+    }
+}

@@ -249,6 +249,53 @@ fn run_panel_streams_and_reports() {
     insta::assert_snapshot!("run_80x24", render(&a, 80, 24));
 }
 
+fn resources() -> llmclis::app::models::Resources {
+    use llmclis::registry::Device;
+    use llmclis::resources::{DeviceMemory, Fit, Loaded, Placement, ServerState};
+    llmclis::app::models::Resources {
+        registry: "model_registry.yaml".into(),
+        gpu_source: "nvidia-smi",
+        gpu_note: None,
+        devices: vec![DeviceMemory {
+            device: Device::Gpu(0),
+            name: Some("NVIDIA GeForce RTX 5090".into()),
+            total: Some(32607 << 20),
+            used: Some(25_000 << 20),
+            free: Some(7_607 << 20),
+            source: "nvidia-smi",
+        }],
+        ram: None,
+        servers: vec![ServerState {
+            provider: "vllm".into(),
+            flavour: Some("vllm".into()),
+            device: Some(Device::Gpu(0)),
+            up: true,
+            loaded: vec![Loaded {
+                name: "Qwen/Qwen2.5-Coder-32B-Instruct-AWQ".into(),
+                size: None,
+                size_vram: None,
+                expires_at: None,
+            }],
+            running: Some(2),
+            waiting: Some(0),
+            ..Default::default()
+        }],
+        models: vec![llmclis::app::models::ModelPlacement {
+            id: "qwen-coder-32b".into(),
+            provider: "vllm".into(),
+            device: Some(Device::Gpu(0)),
+            need: Some(25_232_932_864),
+            placement: Placement {
+                fit: Fit::Loaded,
+                running: Some(2),
+                waiting: Some(0),
+            },
+        }],
+        took_ms: 12,
+        taken_at_ms: 0,
+    }
+}
+
 #[test]
 fn models_memory_projects_and_help() {
     let mut a = app();
@@ -286,9 +333,14 @@ fn models_memory_projects_and_help() {
             roles: vec!["coder".into(), "critic".into()],
         }],
         checking: false,
+        resources: None,
     }));
     a.view = View::Models;
     insta::assert_snapshot!("models_80x24", render(&a, 80, 24));
+    // The background watch's view: memory bars, what each server holds,
+    // each model's fit.
+    a.on_msg(Msg::Resources(Box::new(resources())));
+    insta::assert_snapshot!("models_memory_80x24", render(&a, 80, 24));
 
     a.on_msg(key('4'));
     for c in "error format".chars() {

@@ -97,7 +97,7 @@ pub async fn status(registry: &Registry, caller: &Caller, mode: Mode) -> ModelsS
 
 /// A local model where it would run: its device, what it needs there, and
 /// whether it is loaded, fits or does not.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ModelPlacement {
     pub id: String,
     pub provider: String,
@@ -110,7 +110,7 @@ pub struct ModelPlacement {
 
 /// The machine as llmclis sees it: each device's memory, each local
 /// server's models and queue, each local model's placement.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Resources {
     pub registry: String,
     /// How the GPUs were read (`nvml`, `nvidia-smi`, `none`), and why none.

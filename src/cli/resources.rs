@@ -56,14 +56,6 @@ pub fn act(
     })
 }
 
-/// `[██████░░░░]`, 20 cells, by used over total.
-fn bar(used: u64, total: u64) -> String {
-    let cells = 20usize;
-    let full = ((used as f64 / total.max(1) as f64) * cells as f64).round() as usize;
-    let full = full.min(cells);
-    format!("[{}{}]", "█".repeat(full), "░".repeat(cells - full))
-}
-
 pub fn render(r: &Resources) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Memory");
@@ -86,7 +78,7 @@ pub fn render(r: &Resources) -> String {
                 let _ = writeln!(
                     s,
                     "  {label:<6} {} {} / {} used, {} free for models ({}){name}",
-                    bar(used, total),
+                    crate::describe::bar(used, total, 20),
                     gib(used),
                     gib(total),
                     d.free.map_or("?".into(), gib),

@@ -73,6 +73,9 @@ pub struct ModelsData {
     pub providers: Vec<ProviderRow>,
     pub models: Vec<ModelRow>,
     pub checking: bool,
+    /// Memory per device, what each server holds, each model's fit: from
+    /// the background watch, refreshed while the board runs.
+    pub resources: Option<Box<crate::app::models::Resources>>,
 }
 
 /// The run panel: what the orchestrator running from the TUI reports.
@@ -148,6 +151,7 @@ pub enum Msg {
     Progress(Box<Progress>),
     RunEnded(Result<Summary, String>),
     Models(ModelsData),
+    Resources(Box<crate::app::models::Resources>),
     Requests(Vec<crate::store::ModelCall>),
     MemoryHits {
         seq: u64,
@@ -480,7 +484,13 @@ impl App {
                     return vec![Job::LoadBoard(p.id)];
                 }
             }
-            Msg::Models(m) => self.models = m,
+            Msg::Models(m) => {
+                // A new health check keeps the last look at memory.
+                let resources = self.models.resources.take();
+                self.models = m;
+                self.models.resources = self.models.resources.take().or(resources);
+            }
+            Msg::Resources(r) => self.models.resources = Some(r),
             Msg::Requests(r) => self.requests = r,
             Msg::MemoryHits { seq, hits } if seq == self.memory_seq => match hits {
                 Ok(h) => {

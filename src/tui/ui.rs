@@ -712,8 +712,26 @@ fn draw_requests(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
 
 fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     let m = &app.models;
-    let [top, bottom] =
-        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+    let [top, middle, bottom] = match &m.resources {
+        Some(r) => {
+            let lines = (r.devices.len() + r.servers.len()) as u16 + 2;
+            Layout::vertical([
+                Constraint::Percentage(35),
+                Constraint::Max(lines),
+                Constraint::Min(4),
+            ])
+            .areas(area)
+        }
+        None => Layout::vertical([
+            Constraint::Percentage(45),
+            Constraint::Length(0),
+            Constraint::Percentage(55),
+        ])
+        .areas(area),
+    };
+    if let Some(r) = &m.resources {
+        draw_memory_panel(f, middle, r, theme);
+    }
     let rows: Vec<Row<'_>> = m
         .providers
         .iter()
@@ -762,6 +780,13 @@ fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
         .block(Block::bordered().title(format!(" Providers ({} mode; {}) ", m.mode, m.source))),
         top,
     );
+    let fit = |id: &str| {
+        m.resources
+            .as_ref()
+            .and_then(|r| r.models.iter().find(|p| p.id == id))
+            .map(|p| crate::describe::fit_short(&p.placement.fit))
+            .unwrap_or_default()
+    };
     let rows: Vec<Row<'_>> = m
         .models
         .iter()
@@ -769,8 +794,9 @@ fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             Row::new(vec![
                 x.id.clone(),
                 x.provider.clone(),
-                cut(&x.served_name, 34),
+                cut(&x.served_name, 20),
                 x.context_window.to_string(),
+                fit(&x.id),
                 x.roles.join(" "),
             ])
         })
@@ -779,18 +805,84 @@ fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
         Table::new(
             rows,
             [
-                Constraint::Length(22),
-                Constraint::Length(11),
-                Constraint::Length(34),
-                Constraint::Length(8),
-                Constraint::Min(10),
+                Constraint::Length(18),
+                Constraint::Length(9),
+                Constraint::Length(20),
+                Constraint::Length(6),
+                Constraint::Length(14),
+                Constraint::Min(8),
             ],
         )
         .header(
-            Row::new(["model", "provider", "served as", "window", "roles"]).style(theme.title()),
+            Row::new(["model", "provider", "served as", "window", "now", "roles"])
+                .style(theme.title()),
         )
         .block(Block::bordered().title(" Models ")),
         bottom,
+    );
+}
+
+/// Memory per device and what each local server holds.
+fn draw_memory_panel(
+    f: &mut Frame<'_>,
+    area: Rect,
+    r: &crate::app::models::Resources,
+    theme: &Theme,
+) {
+    use crate::registry::gib;
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    for d in &r.devices {
+        let text = match (d.used, d.total) {
+            (Some(u), Some(t)) => format!(
+                "{:<6} {} {} / {}{}",
+                d.device.to_string(),
+                crate::describe::bar(u, t, 12),
+                gib(u),
+                gib(t),
+                d.name
+                    .as_deref()
+                    .map(|n| format!("  {n}"))
+                    .unwrap_or_default()
+            ),
+            _ => format!(
+                "{:<6} {}",
+                d.device.to_string(),
+                r.gpu_note.as_deref().unwrap_or("not known")
+            ),
+        };
+        lines.push(Line::raw(text));
+    }
+    for s in &r.servers {
+        let (text, style) = if !s.up {
+            ("down".to_string(), theme.fg(Color::Red))
+        } else if s.sleeping == Some(true) {
+            ("asleep".to_string(), theme.dim())
+        } else if s.loaded.is_empty() {
+            ("nothing loaded".to_string(), theme.dim())
+        } else {
+            let names: Vec<String> = s
+                .loaded
+                .iter()
+                .map(|l| match l.size_vram.or(l.size) {
+                    Some(b) => format!("{} ({})", l.name, gib(b)),
+                    None => l.name.clone(),
+                })
+                .collect();
+            (names.join(", "), theme.fg(Color::Green))
+        };
+        let queue = match (s.running, s.waiting) {
+            (None, None) => String::new(),
+            (r, w) => format!("  {} running, {} waiting", r.unwrap_or(0), w.unwrap_or(0)),
+        };
+        lines.push(Line::from(vec![
+            Span::raw(format!("{:<10} ", s.provider)),
+            Span::styled(text, style),
+            Span::styled(queue, theme.dim()),
+        ]));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Memory and loaded models ")),
+        area,
     );
 }
 

@@ -31,6 +31,9 @@ struct Worker {
     data_version: i64,
     /// The requests view was opened: send the gateway's calls on changes.
     watch_requests: bool,
+    /// The models view was opened: memory and loaded models, watched in
+    /// the background from then on.
+    resources: Option<Arc<crate::resources::Watch>>,
     /// The run started from the TUI: its stop switch and its thread.
     run: Option<(
         tokio::sync::watch::Sender<bool>,
@@ -52,6 +55,7 @@ pub(crate) fn spawn(ctx: Ctx, out: Sender<Msg>) -> Result<Sender<Job>> {
                 project: None,
                 data_version: 0,
                 watch_requests: false,
+                resources: None,
                 run: None,
             };
             w.main(rx)
@@ -362,6 +366,34 @@ impl Worker {
         Ok(())
     }
 
+    /// Starts the resource watch once; a thread forwards each new view.
+    fn watch_resources(&mut self, registry: &Arc<crate::registry::Registry>) {
+        if self.resources.is_some() {
+            return;
+        }
+        let watch = crate::resources::Watch::new(registry.clone(), crate::llm::http_client());
+        watch.start(crate::resources::REFRESH);
+        self.resources = Some(watch.clone());
+        let out = self.out.clone();
+        let registry = registry.clone();
+        std::thread::spawn(move || {
+            let mut last = None;
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let view = watch.view();
+                if view.at.is_none() || view.at == last {
+                    continue;
+                }
+                last = view.at;
+                let r = crate::app::models::resources_from(&registry, &view);
+                // The board is gone: so is the watch.
+                if out.send(Msg::Resources(Box::new(r))).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     fn check_models(&mut self) -> Result<()> {
         let registry = Arc::new(self.ctx.registry()?);
         let mode = self.ctx.mode();
@@ -397,8 +429,10 @@ impl Worker {
                 })
                 .collect(),
             checking: true,
+            resources: None,
         };
         self.send(Msg::Models(data.clone()));
+        self.watch_resources(&registry);
         let out = self.out.clone();
         std::thread::spawn(move || {
             let http = crate::llm::http_client();
