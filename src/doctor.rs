@@ -290,6 +290,68 @@ fn index_check(
     }
 }
 
+/// Whether the local servers that answer fit their GPU together, from the
+/// registry's memory figures.
+fn gpu_fit(registry: &Registry, snap: &crate::resources::Snapshot) -> Vec<Check> {
+    use crate::registry::gib;
+    crate::resources::stack_fit(registry, snap)
+        .into_iter()
+        .map(|f| {
+            let name = format!("memory on {}", f.device);
+            let parts: Vec<String> = f
+                .parts
+                .iter()
+                .map(|(p, n)| match n {
+                    Some(n) => format!("{p} {}", gib(*n)),
+                    None => format!("{p} (no memory figure)"),
+                })
+                .collect();
+            let need = f.need();
+            match f.total {
+                None => check(
+                    &name,
+                    Level::Info,
+                    format!(
+                        "{}; not checked: {}",
+                        parts.join(" + "),
+                        snap.gpus.note.as_deref().unwrap_or("its size is not known")
+                    ),
+                    Some("set resources.gpu_memory_gib in model_registry.yaml to check it".into()),
+                ),
+                Some(total) if need <= total => check(
+                    &name,
+                    Level::Ok,
+                    format!("{} = {} of {}", parts.join(" + "), gib(need), gib(total)),
+                    None,
+                ),
+                Some(total) => {
+                    let vllm_and_tgi = f.parts.iter().any(|p| registry.provider(&p.0).is_some_and(|p| p.flavour.as_deref() == Some("vllm")))
+                        && f.parts.iter().any(|p| registry.provider(&p.0).is_some_and(|p| p.flavour.as_deref() == Some("tgi")));
+                    let fix = if vllm_and_tgi {
+                        "vLLM and TGI want the same memory: run one (`docker compose stop tgi`)".to_string()
+                    } else {
+                        format!(
+                            "free {}: lower vLLM's --gpu-memory-utilization (and its model's memory figure), give Ollama a smaller model, or stop a server",
+                            gib(need - total)
+                        )
+                    };
+                    check(
+                        &name,
+                        Level::Warning,
+                        format!(
+                            "{} = {}, more than the {} there",
+                            parts.join(" + "),
+                            gib(need),
+                            gib(total)
+                        ),
+                        Some(fix),
+                    )
+                }
+            }
+        })
+        .collect()
+}
+
 /// A hint to start a provider's server, by what it is.
 fn start_hint(flavour: Option<&str>) -> String {
     match flavour {
@@ -379,7 +441,11 @@ pub fn run(
         .expect("a current-thread runtime builds");
     if let Some(r) = &registry {
         let candidates = endpoints::configured(r, qdrant_url);
-        let found = rt.block_on(endpoints::detect(r, &candidates));
+        let watch =
+            crate::resources::Watch::new(std::sync::Arc::new(r.clone()), crate::llm::http_client());
+        let (found, view) =
+            rt.block_on(async { tokio::join!(endpoints::detect(r, &candidates), watch.refresh()) });
+        checks.extend(gpu_fit(r, &view.snapshot));
         let mut any_local_up = false;
         for p in &r.providers {
             let name = format!("provider {}", p.name);

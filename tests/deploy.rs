@@ -26,6 +26,8 @@ fn port_of(url: &str) -> String {
         .to_string()
 }
 
+const GIB: f64 = (1u64 << 30) as f64;
+
 #[test]
 fn docker_compose_matches_the_registry_and_is_valid() {
     let c = compose();
@@ -108,6 +110,61 @@ fn docker_compose_matches_the_registry_and_is_valid() {
             .as_str()
             .unwrap()
             .contains(&format!(":{ollama_port}:"))
+    );
+
+    // Memory: on an RTX 5090 (32,607 MiB as nvidia-smi reports it) the
+    // fraction vLLM and TGI take holds the registry's figure for their
+    // model, and Ollama's largest model fits beside it.
+    let card = (32607u64 << 20) as f64;
+    let need = |id: &str| registry.model(id).unwrap().memory.unwrap().total() as f64;
+    let fraction = |args: &[&str], flag: &str| -> f64 {
+        args.iter()
+            .find_map(|a| a.strip_prefix(flag))
+            .unwrap_or_else(|| panic!("{flag} in {args:?}"))
+            .parse()
+            .unwrap()
+    };
+    let vllm_takes = fraction(&args, "--gpu-memory-utilization=") * card;
+    assert!(
+        vllm_takes >= need("qwen-coder-32b") && vllm_takes - need("qwen-coder-32b") < 0.5 * GIB,
+        "vLLM takes {:.1} GiB, the registry says {:.1}",
+        vllm_takes / GIB,
+        need("qwen-coder-32b") / GIB
+    );
+    let tgi_args: Vec<&str> = s["tgi"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let tgi_takes = fraction(&tgi_args, "--cuda-memory-fraction=") * card;
+    assert!(tgi_takes >= need("qwen-coder-32b-tgi"));
+    let ollama_largest = registry
+        .models
+        .iter()
+        .filter(|m| m.provider == "ollama")
+        .map(|m| m.memory.unwrap().total() as f64)
+        .fold(0.0, f64::max);
+    assert!(
+        vllm_takes + ollama_largest <= card,
+        "vLLM {:.1} + Ollama {:.1} GiB on a {:.1} GiB card",
+        vllm_takes / GIB,
+        ollama_largest / GIB,
+        card / GIB
+    );
+    // Ollama's KV cache is one slot, as the registry's figure assumes.
+    let env = s["ollama"]["environment"].to_string();
+    assert!(
+        env.contains("OLLAMA_NUM_PARALLEL=1") && env.contains("OLLAMA_MAX_LOADED_MODELS=1"),
+        "{env}"
+    );
+    assert_eq!(registry.provider("ollama").unwrap().max_concurrency, 1);
+    // `models load|unload` need vLLM's sleep mode.
+    assert!(args.contains(&"--enable-sleep-mode"));
+    assert!(
+        vllm["environment"]
+            .to_string()
+            .contains("VLLM_SERVER_DEV_MODE=1")
     );
 
     // Qdrant: a named volume, both ports, a healthcheck, the config's URL.

@@ -447,3 +447,47 @@ async fn a_run_with_make_room_unloads_the_idle_7b_and_wakes_the_32b() {
         .unwrap();
     assert_eq!(started["chain"][0], "coder", "{started}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_whether_the_local_stack_fits_its_gpu_and_what_to_change() {
+    let rig = Rig::start(Kind::Ollama, Kind::Vllm(true)).await;
+    let find = |report: &Value, name: &str| -> Value {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name:?} in {report}"))
+    };
+    let r = rig.run(&["--json", "doctor"]).await;
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    // vLLM's 23.5 GiB and Ollama's largest (6.6 GiB) on a 31.8 GiB card.
+    let gpu0 = find(&report, "memory on GPU 0");
+    assert_eq!(gpu0["level"], "ok", "{gpu0}");
+    assert!(
+        gpu0["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ollama 6.6 GiB + vllm 23.5 GiB = 30.1 GiB of 31.8 GiB"),
+        "{gpu0}"
+    );
+    // GPU 1 is not seen: said, not failed.
+    assert_eq!(find(&report, "memory on GPU 1")["level"], "info");
+    // TGI on the same card as vLLM: too much, and which to stop.
+    let yaml = std::fs::read_to_string(rig.env.config_dir().join("model_registry.yaml"))
+        .unwrap()
+        .replace("device: gpu:1", "device: gpu:0");
+    std::fs::write(rig.env.config_dir().join("model_registry.yaml"), yaml).unwrap();
+    let r = rig.run(&["--json", "doctor"]).await;
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let gpu0 = find(&report, "memory on GPU 0");
+    assert_eq!(gpu0["level"], "warning", "{gpu0}");
+    assert!(
+        gpu0["fix"]
+            .as_str()
+            .unwrap()
+            .contains("docker compose stop tgi"),
+        "{gpu0}"
+    );
+}

@@ -326,6 +326,56 @@ fn held_on_server(server: &ServerState, device: Device) -> u64 {
         .sum()
 }
 
+/// What the servers that answer on one GPU want together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackFit {
+    pub device: Device,
+    /// Its size (a budget, or as detected), less the headroom.
+    pub total: Option<u64>,
+    /// Each server and what it takes: its model's figure (Ollama: its
+    /// largest model's), None when the registry gives none.
+    pub parts: Vec<(String, Option<u64>)>,
+}
+
+impl StackFit {
+    pub fn need(&self) -> u64 {
+        self.parts.iter().filter_map(|p| p.1).sum()
+    }
+}
+
+/// Per GPU, the local servers that answer and what they take (for doctor).
+pub fn stack_fit(registry: &Registry, snap: &Snapshot) -> Vec<StackFit> {
+    let memory = devices(registry, snap);
+    let mut out: Vec<StackFit> = Vec::new();
+    for s in snap.servers.iter().filter(|s| s.up) {
+        let Some(device @ Device::Gpu(_)) = s.device else {
+            continue;
+        };
+        let takes = registry
+            .models
+            .iter()
+            .filter(|m| m.provider == s.provider)
+            .filter_map(|m| m.memory.map(|n| n.total()))
+            .max();
+        let fit = match out.iter_mut().find(|f| f.device == device) {
+            Some(f) => f,
+            None => {
+                let d = memory.iter().find(|d| d.device == device);
+                out.push(StackFit {
+                    device,
+                    total: d
+                        .and_then(|d| d.total)
+                        .map(|t| t.saturating_sub(registry.machine.headroom)),
+                    parts: Vec::new(),
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        fit.parts.push((s.provider.clone(), takes));
+    }
+    out
+}
+
 /// Which loaded Ollama models to unload so that `model` fits its device:
 /// registry models on an Ollama server on the same device, not busy,
 /// largest first, until enough is free. None when the model already fits
