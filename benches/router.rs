@@ -7,8 +7,70 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use llmclis::registry::{Mode, Registry};
-use llmclis::router::{self, Env, TaskInfo};
+use std::sync::Arc;
+
+use llmclis::registry::{Device, Mode, Registry};
+use llmclis::resources::{Fit, Placement, View};
+use llmclis::router::{self, Conditions, Env, TaskInfo};
+
+/// The real environment plus a cached resource view, as a run reads it.
+struct Watched(Arc<View>);
+
+impl Conditions for Watched {
+    fn cooling_down(&self, id: &str) -> bool {
+        Env.cooling_down(id)
+    }
+    fn key_set(&self, var: &str) -> bool {
+        Env.key_set(var)
+    }
+    fn resources(&self) -> Option<Arc<View>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The 32B does not fit, its TGI twin is loaded with a queue, the 7B fits,
+/// SmolLM is loaded: a skip and a reorder on every decision.
+fn view() -> Arc<View> {
+    let place = |fit, waiting| Placement {
+        fit,
+        running: Some(1),
+        waiting: Some(waiting),
+    };
+    let gpu = Device::Gpu(0);
+    let placements = [
+        (
+            "qwen-coder-32b",
+            place(
+                Fit::DoesNotFit {
+                    device: gpu,
+                    need: 25 << 30,
+                    free: 6 << 30,
+                },
+                0,
+            ),
+        ),
+        ("qwen-coder-32b-tgi", place(Fit::Loaded, 3)),
+        (
+            "qwen-7b",
+            place(
+                Fit::Fits {
+                    device: gpu,
+                    need: 7 << 30,
+                    free: 8 << 30,
+                },
+                0,
+            ),
+        ),
+        ("smollm2-135m", place(Fit::Loaded, 0)),
+    ]
+    .into_iter()
+    .map(|(id, p)| (id.to_string(), p))
+    .collect();
+    Arc::new(View {
+        placements,
+        ..Default::default()
+    })
+}
 
 /// The shipped registry with its rules replaced by 1,000 generated ones.
 fn registry() -> Registry {
@@ -47,6 +109,19 @@ fn route(c: &mut Criterion) {
     };
     let d = router::route(&registry, &task, Mode::Offline, &Env);
     assert_eq!(d.rule, "default", "every generated rule misses");
+    let watched = Watched(view());
+    let d = router::route(&registry, &task, Mode::Offline, &watched);
+    assert_eq!(d.chain[0], "qwen-coder-32b-tgi", "the 32B is skipped");
+    c.bench_function("route_1000_rules_with_resources", |b| {
+        b.iter(|| {
+            black_box(router::route(
+                &registry,
+                black_box(&task),
+                Mode::Offline,
+                &watched,
+            ))
+        })
+    });
     c.bench_function("route_1000_rules", |b| {
         b.iter(|| {
             black_box(router::route(

@@ -331,33 +331,34 @@ fn chain(
 /// then the shorter queue (`Placement::rank`). Other models stay put, so
 /// the role's escalation order holds.
 fn prefer_loaded(registry: &Registry, view: &View, chain: &mut [String]) -> Vec<Preferred> {
+    let families: Vec<Option<&str>> = chain
+        .iter()
+        .map(|id| registry.model(id).map(|m| m.family.as_str()))
+        .collect();
     let mut preferred = Vec::new();
-    let family = |id: &str| registry.model(id).map(|m| m.family.as_str());
+    let mut done = vec![false; chain.len()];
     for start in 0..chain.len() {
-        let fam = family(&chain[start]);
+        if done[start] {
+            continue;
+        }
         let places: Vec<usize> = (start..chain.len())
-            .filter(|&i| family(&chain[i]) == fam)
+            .filter(|&i| families[i] == families[start])
             .collect();
+        for &i in &places {
+            done[i] = true;
+        }
         if places.len() < 2 {
             continue;
         }
-        // Only the first member of a family sorts the family.
-        if (0..start).any(|i| family(&chain[i]) == fam) {
-            continue;
-        }
         let rank = |id: &str| view.placements.get(id).map_or((1, 0, 0), |p| p.rank());
-        let mut members: Vec<String> = places.iter().map(|&i| chain[i].clone()).collect();
-        let before = members.clone();
-        members.sort_by_key(|id| rank(id));
-        if members == before {
+        let mut members: Vec<usize> = places.clone();
+        // Stable: equals keep the role's order.
+        members.sort_by_key(|&i| rank(&chain[i]));
+        if members == places {
             continue;
         }
-        let first = &members[0];
-        let over = &before[0];
-        let why = match (
-            view.placements.get(first),
-            view.placements.get(over.as_str()),
-        ) {
+        let (first, over) = (chain[members[0]].clone(), chain[places[0]].clone());
+        let why = match (view.placements.get(&first), view.placements.get(&over)) {
             (Some(a), Some(b)) if a.fit == Fit::Loaded && b.fit != Fit::Loaded => {
                 format!("{first} is loaded; {over} is not ({})", b.fit.describe())
             }
@@ -368,14 +369,15 @@ fn prefer_loaded(registry: &Registry, view: &View, chain: &mut [String]) -> Vec<
             ),
             _ => String::new(),
         };
-        preferred.push(Preferred {
-            model: first.clone(),
-            over: over.clone(),
-            why,
-        });
-        for (&i, m) in places.iter().zip(members) {
+        let reordered: Vec<String> = members.iter().map(|&i| chain[i].clone()).collect();
+        for (&i, m) in places.iter().zip(reordered) {
             chain[i] = m;
         }
+        preferred.push(Preferred {
+            model: first,
+            over,
+            why,
+        });
     }
     preferred
 }
