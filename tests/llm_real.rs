@@ -311,3 +311,57 @@ async fn a_real_stream_longer_than_its_silence_limit_is_not_cut() {
     );
     assert!(pieces > 20, "{pieces} pieces streamed");
 }
+
+/// `models status` and `models load` against the real llama-cpp-python
+/// servers: up, holding the model they serve, placed in RAM; a load is
+/// refused with how to get a server that can.
+#[test]
+fn models_status_sees_what_the_real_servers_hold() {
+    let Some((smollm, gemma)) = servers() else {
+        return;
+    };
+    let env = Env::new();
+    let yaml = registry_yaml(&smollm, &gemma)
+        .replace("local: true }", "local: true, device: cpu }")
+        .replace(
+            "capabilities: [fast, cheap, json_schema] }",
+            "capabilities: [fast, cheap, json_schema], memory: { weights_gib: 0.1, kv_gib_per_1k: 0.0215 } }",
+        );
+    let path = env.dir.path().join("real.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let reg = path.to_str().unwrap();
+    let s = env.json(&["--registry", reg, "models", "status"]);
+    let server = |name: &str| {
+        s["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["provider"] == name)
+            .unwrap()
+            .clone()
+    };
+    let smol = server("smol");
+    assert_eq!(smol["up"], true, "{smol}");
+    assert_eq!(smol["device"], "cpu");
+    assert!(
+        smol["loaded"][0]["name"]
+            .as_str()
+            .unwrap()
+            .contains("SmolLM2"),
+        "{smol}"
+    );
+    let m = s["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "smollm2-135m")
+        .unwrap();
+    assert_eq!(m["fit"], "loaded", "{m}");
+    assert!(s["ram"]["total"].as_u64().unwrap() > 0);
+    assert_eq!(server("nothing")["up"], false);
+    env.run(&["--registry", reg, "models", "unload", "smollm2-135m"])
+        .assert_err(
+            1,
+            &["serves the one model it was started with", "router mode"],
+        );
+}
