@@ -20,6 +20,10 @@ pub struct Paths {
     pub config_dir: PathBuf,
     pub data_dir: PathBuf,
     pub db: PathBuf,
+    /// The log (XDG state dir).
+    pub state_dir: PathBuf,
+    /// Downloaded assets: the embedding model, ONNX Runtime (XDG cache dir).
+    pub cache_dir: PathBuf,
 }
 
 impl Paths {
@@ -44,16 +48,45 @@ impl Paths {
                 .config_dir()
                 .to_path_buf(),
         };
+        let explicit_data = data_dir.is_some();
         let data_dir = match data_dir {
             Some(d) => d,
             None => dirs.as_ref().ok_or_else(missing)?.data_dir().to_path_buf(),
         };
         let db = db.unwrap_or_else(|| data_dir.join(DB_FILE));
+        // LLMCLIS_STATE_DIR / LLMCLIS_CACHE_DIR, else the platform's; an
+        // installation given its own data dir keeps them inside it.
+        let own = |var: &str, sub: &str, platform: Option<PathBuf>| -> PathBuf {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| explicit_data.then(|| data_dir.join(sub)))
+                .or(platform)
+                .unwrap_or_else(|| data_dir.join(sub))
+        };
+        let state_dir = own(
+            "LLMCLIS_STATE_DIR",
+            "state",
+            dirs.as_ref()
+                .and_then(|d| d.state_dir().map(Path::to_path_buf)),
+        );
+        let cache_dir = own(
+            "LLMCLIS_CACHE_DIR",
+            "cache",
+            dirs.as_ref().map(|d| d.cache_dir().to_path_buf()),
+        );
         Ok(Paths {
             config_dir,
             data_dir,
             db,
+            state_dir,
+            cache_dir,
         })
+    }
+
+    /// The log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.state_dir.join("llmclis.log")
     }
 
     pub fn config_file(&self) -> PathBuf {

@@ -250,6 +250,7 @@ pub fn fit_short(fit: &crate::resources::Fit) -> String {
             crate::registry::gib(*need),
             crate::registry::gib(*free)
         ),
+        Fit::Asleep => "asleep".into(),
         Fit::Unknown { .. } => "?".into(),
     }
 }

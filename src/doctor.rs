@@ -441,8 +441,7 @@ pub fn run(
         .expect("a current-thread runtime builds");
     if let Some(r) = &registry {
         let candidates = endpoints::configured(r, qdrant_url);
-        let watch =
-            crate::resources::Watch::new(std::sync::Arc::new(r.clone()), crate::llm::http_client());
+        let watch = crate::resources::Watch::new(std::sync::Arc::new(r.clone()));
         let (found, view) =
             rt.block_on(async { tokio::join!(endpoints::detect(r, &candidates), watch.refresh()) });
         checks.extend(gpu_fit(r, &view.snapshot));
@@ -588,7 +587,7 @@ pub fn run(
 
     match config.memory.embedder.as_str() {
         "fastembed" => {
-            let (dir, lib) = crate::memory::embed::asset_paths(&paths.data_dir, &config.memory);
+            let (dir, lib) = crate::memory::embed::asset_paths(paths, &config.memory);
             if !crate::memory::embed::assets_present(&dir, &lib) {
                 checks.push(check(
                     "embedding model",

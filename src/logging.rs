@@ -1,33 +1,61 @@
-//! Logs go to a file in the data dir, never to the terminal: `<data
-//! dir>/logs/llmclis.log`, level from `LLMCLIS_LOG`, else `RUST_LOG`
-//! (default `info`); past 10 MB it moves to `.log.1` (three kept).
+//! Logs go to a file in the state dir (`Paths::log_file`), and to stderr
+//! too with `-v`: level from `LLMCLIS_LOG`, else `RUST_LOG` (default
+//! `info`; `-v` is `debug` on stderr); past 10 MB the file moves to
+//! `.log.1` (three kept).
 //! Nothing logged carries an API key: requests are logged by provider and
 //! model, and error messages are scrubbed (`llm::redact`) before they are.
 
 use std::path::{Path, PathBuf};
 
-/// Starts file logging once per process; returns the log file, or None when
-/// the directory cannot be written (llmclis then runs without a log).
-pub fn init(data_dir: &Path) -> Option<PathBuf> {
-    let dir = data_dir.join("logs");
-    std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join("llmclis.log");
-    rotate(&path);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .ok()?;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LLMCLIS_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+use tracing_subscriber::Layer as _;
+
+/// `-v` was given: the log goes to stderr as well. Set once, before the
+/// first `init`, by the command line.
+pub static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts logging once per process; returns the log file, or None when its
+/// directory cannot be written (llmclis then logs to stderr only with -v).
+pub fn init(paths: &crate::config::Paths) -> Option<PathBuf> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let verbose = VERBOSE.load(std::sync::atomic::Ordering::Relaxed);
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("LLMCLIS_LOG")
+            .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let path = paths.log_file();
+    let file = std::fs::create_dir_all(&paths.state_dir)
+        .ok()
+        .and_then(|_| {
+            rotate(&path);
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .ok()
+        });
+    let opened = file.is_some();
+    let to_file = file.map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .with_filter(filter())
+    });
+    let to_stderr = verbose.then(|| {
+        let level = std::env::var("LLMCLIS_LOG")
+            .or_else(|_| std::env::var("RUST_LOG"))
+            .unwrap_or_else(|_| "debug".into());
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(tracing_subscriber::EnvFilter::new(level))
+    });
+    tracing_subscriber::registry()
+        .with(to_file)
+        .with(to_stderr)
         .try_init()
         .ok()?;
-    Some(path)
+    opened.then_some(path)
 }
 
 /// A log past `MAX_LOG` moves to `llmclis.log.1` (the one before that to

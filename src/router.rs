@@ -91,6 +91,9 @@ pub enum Skip {
         need: u64,
         free: u64,
     },
+    /// Its server is asleep (vLLM's sleep mode) and does not wake on a
+    /// request.
+    Asleep,
 }
 
 impl Skip {
@@ -105,6 +108,7 @@ impl Skip {
             Skip::ExcludedByRule => "excluded_by_rule",
             Skip::NoStructuredOutput => "no_structured_output",
             Skip::DoesNotFit { .. } => "does_not_fit",
+            Skip::Asleep => "asleep",
         }
     }
 }
@@ -267,11 +271,12 @@ fn chain(
             })
         } else if conditions.cooling_down(id) {
             Some(Skip::CoolingDown)
-        } else if let Some(Fit::DoesNotFit { device, need, free }) = placement(id).map(|p| &p.fit) {
-            Some(Skip::DoesNotFit {
-                device: *device,
-                need: *need,
-                free: *free,
+        } else if let Some(fit @ (Fit::DoesNotFit { .. } | Fit::Asleep)) =
+            placement(id).map(|p| &p.fit)
+        {
+            Some(match *fit {
+                Fit::DoesNotFit { device, need, free } => Skip::DoesNotFit { device, need, free },
+                _ => Skip::Asleep,
             })
         } else if let Some(env) = provider
             .api_key_env
@@ -363,9 +368,11 @@ fn prefer_loaded(registry: &Registry, view: &View, chain: &mut [String]) -> Vec<
                 format!("{first} is loaded; {over} is not ({})", b.fit.describe())
             }
             (Some(a), Some(b)) => format!(
-                "{first} has {} waiting, {over} {}",
+                "{first} has {} waiting and {} running, {over} {} and {}",
                 a.waiting.unwrap_or(0),
-                b.waiting.unwrap_or(0)
+                a.running.unwrap_or(0),
+                b.waiting.unwrap_or(0),
+                b.running.unwrap_or(0)
             ),
             _ => String::new(),
         };
@@ -407,6 +414,7 @@ mod tests {
                 need: 1,
                 free: 0,
             },
+            Skip::Asleep,
         ] {
             assert_eq!(serde_json::to_value(&s).unwrap()["reason"], s.reason());
         }
@@ -474,8 +482,8 @@ mod tests {
             need: 10,
             free: 20,
         };
-        // vLLM asleep (fits), TGI serving the same weights: TGI first; the
-        // other models keep their places.
+        // vLLM not loaded (fits), TGI serving the same weights: TGI first;
+        // the other models keep their places.
         let c = placed(&[
             ("qwen-coder-32b", fits.clone(), 0),
             ("qwen-coder-32b-tgi", Fit::Loaded, 0),
@@ -526,6 +534,15 @@ mod tests {
             .find(|s| s.model == "qwen-coder-32b")
             .unwrap();
         assert_eq!(s.why.reason(), "does_not_fit");
+        // Asleep: skipped (it would not wake on a request).
+        let c = placed(&[("qwen-coder-32b", Fit::Asleep, 0)]);
+        let d = route(&r, &task("Fix", &[], None), Mode::Offline, &c);
+        assert_eq!(d.chain[0], "qwen-coder-32b-tgi");
+        assert!(
+            d.skipped
+                .iter()
+                .any(|s| s.model == "qwen-coder-32b" && s.why == Skip::Asleep)
+        );
         // Nothing known: the role's order, nothing preferred.
         let d = route(&r, &task("Fix", &[], None), Mode::Offline, &placed(&[]));
         assert_eq!(d.chain[0], "qwen-coder-32b");

@@ -543,3 +543,29 @@ fn paths_says_which_files_are_in_use() {
             .ends_with("llmclis.log")
     );
 }
+
+/// `-v` copies the log to stderr; without it stderr stays quiet, and the
+/// log file lives in the state dir.
+#[test]
+fn verbose_logs_to_stderr_and_the_log_is_in_the_state_dir() {
+    let env = Env::new();
+    let quiet = env.run(&["models", "status"]);
+    quiet.assert_ok();
+    assert!(
+        !quiet.stderr.contains("resources refreshed"),
+        "{}",
+        quiet.stderr
+    );
+    let loud = env.run(&["-v", "models", "status"]);
+    loud.assert_ok();
+    assert!(
+        loud.stderr.contains("resources refreshed"),
+        "{}",
+        loud.stderr
+    );
+    assert!(env.dir.path().join("data/state/llmclis.log").is_file());
+    assert!(
+        !env.dir.path().join("data/logs").exists(),
+        "not the data dir's"
+    );
+}

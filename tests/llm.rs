@@ -445,7 +445,7 @@ async fn api_keys_stay_out_of_logs_output_and_the_database() {
         run.stderr
     );
     assert!(run.stderr.contains("[redacted]"), "{}", run.stderr);
-    let log = std::fs::read_to_string(env.dir.path().join("data/logs/llmclis.log")).unwrap();
+    let log = std::fs::read_to_string(env.dir.path().join("data/state/llmclis.log")).unwrap();
     assert!(log.contains("model call"), "the log was written: {log}");
     for (what, text) in [
         ("stdout", &run.stdout),
@@ -675,4 +675,73 @@ fn shown(ev: StreamEvent<'_>) -> String {
             next_model,
         } => format!("<restart {failed_model}->{next_model}>"),
     }
+}
+
+/// A server that refuses connections is asked once per cooldown, not once
+/// per call; each refusal in a row doubles the cooldown; and the
+/// background watch reopens it as soon as it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_is_tried_once_per_cooldown_and_reopened_when_seen_up() {
+    // A port nothing listens on, yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}/v1");
+    let b = FakeLlm::start(vec![]).await;
+    let registry = Arc::new(
+        Registry::parse(
+            &registry_yaml(&dead, &b.url, "http://127.0.0.1:9/v1"),
+            "t.yaml",
+        )
+        .unwrap(),
+    );
+    let base = Duration::from_millis(300);
+    let caller = Caller::new(
+        registry.clone(),
+        http_client(),
+        Arc::new(Breakers::new(3, base)),
+    );
+    let refused = std::cell::Cell::new(0);
+    let call = || async {
+        let o = caller
+            .call(&chain(&["small", "big"]), &req(false), None)
+            .await
+            .unwrap();
+        refused.set(
+            refused.get()
+                + o.attempts
+                    .iter()
+                    .filter(|a| a.model == "small" && a.outcome == "error")
+                    .count(),
+        );
+        o.model
+    };
+    for _ in 0..10 {
+        assert_eq!(call().await, "big");
+    }
+    assert_eq!(
+        refused.get(),
+        1,
+        "ten calls within the cooldown: one refusal"
+    );
+    tokio::time::sleep(base + Duration::from_millis(100)).await;
+    call().await;
+    assert_eq!(refused.get(), 2, "asked again after the cooldown");
+    // Refused again: 600 ms now.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    call().await;
+    assert_eq!(refused.get(), 2, "the second cooldown is twice as long");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    call().await;
+    assert_eq!(refused.get(), 3);
+    // It comes back: 1.2 s of cooldown left, but the watch sees it up.
+    let _back = FakeLlm::start_at(port, vec![]).await;
+    assert!(caller.cooling_down("small"));
+    let watch = llmclis::resources::Watch::new(registry);
+    caller.watch_resources(watch.clone());
+    watch.refresh().await;
+    assert!(!caller.cooling_down("small"), "reopened by the watch");
+    assert_eq!(call().await, "small");
 }

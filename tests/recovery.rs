@@ -473,7 +473,7 @@ async fn a_slow_summary_after_the_commit_raises_no_lease_alarm() {
                 .unwrap(),
         );
         r.assert_ok();
-        let log = std::fs::read_to_string(env.dir.path().join("data/logs/llmclis.log"))
+        let log = std::fs::read_to_string(env.dir.path().join("data/state/llmclis.log"))
             .unwrap_or_default();
         assert!(!log.contains("lease lost"), "{log}");
     })

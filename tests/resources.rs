@@ -44,6 +44,8 @@ models:
       memory: {{ weights_gib: 18.0, kv_gib: 4.0, overhead_gib: 1.5 }} }}
   - {{ id: small, provider: llamacpp, served_name: smol, context_window: 2048, max_output_tokens: 512,
       memory: {{ weights_gib: 0.1 }} }}
+  - {{ id: small2, provider: llamacpp, served_name: smol2, context_window: 2048, max_output_tokens: 512,
+      memory: {{ weights_gib: 0.1 }} }}
 roles:
 {roles}rules:
   - {{ name: default, role: coder }}
@@ -75,7 +77,7 @@ impl Rig {
         let ollama = Fake::start(ollama, &["qwen2.5:7b-instruct"], &[]).await;
         let vllm = Fake::start(vllm, &["Qwen/Coder"], &["Qwen/Coder"]).await;
         let tgi = Fake::start(Kind::Tgi, &["Qwen/Coder"], &["Qwen/Coder"]).await;
-        let llama = Fake::start(Kind::LlamaRouter, &["smol"], &[]).await;
+        let llama = Fake::start(Kind::LlamaRouter, &["smol", "smol2"], &[]).await;
         let env = Env::new();
         std::fs::create_dir_all(env.config_dir()).unwrap();
         std::fs::write(
@@ -168,10 +170,10 @@ async fn models_status_reads_the_gpu_and_each_servers_own_answers() {
         (t["waiting"].as_u64(), t["running"].as_u64()),
         (Some(5), Some(1))
     );
-    // 6,253 MiB free on GPU 0: the 7B (6.6 GiB at its window) and the
-    // sleeping 32B (23.5 GiB) do not fit; TGI holds the 32B on GPU 1.
+    // 6,253 MiB free on GPU 0: the 7B (6.6 GiB at its window) does not
+    // fit; the 32B's vLLM is asleep; TGI holds the 32B on GPU 1.
     assert_eq!(model(&s, "qwen-7b")["fit"], "does_not_fit");
-    assert_eq!(model(&s, "coder")["fit"], "does_not_fit");
+    assert_eq!(model(&s, "coder")["fit"], "asleep");
     assert_eq!(model(&s, "coder-tgi")["fit"], "loaded");
     assert_eq!(model(&s, "small")["fit"], "fits", "RAM holds 0.1 GiB");
     assert_eq!(model(&s, "other-7b")["fit"], "unknown", "no memory figure");
@@ -182,12 +184,12 @@ async fn models_status_reads_the_gpu_and_each_servers_own_answers() {
         .assert_ok();
     let r = rig.run(&["route", "explain", "--task", "1"]).await;
     r.assert_ok();
-    assert!(
-        r.stdout
-            .contains("skipped coder: not loaded, and needs 23.5 GiB, 6.1 GiB free on GPU 0"),
-        "{}",
-        r.stdout
-    );
+    for needle in [
+        "skipped coder: its server is asleep; `llmclis models load` wakes it",
+        "skipped qwen-7b: not loaded, and needs 6.6 GiB, 6.1 GiB free on GPU 0",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle:?} in\n{}", r.stdout);
+    }
     assert!(
         r.stdout
             .contains("Models, in order: coder-tgi → small → other-7b"),
@@ -242,6 +244,12 @@ async fn ollama_loads_and_unloads_the_way_ollama_does() {
     assert_eq!(server(&s, "ollama")["loaded"][0]["size_vram"], 7u64 << 30);
     rig.run(&["models", "unload", "qwen-7b"]).await.assert_ok();
     assert_eq!(rig.ollama.bodies("/api/generate")[1]["keep_alive"], 0);
+    // For ever: a number, as Ollama reads it (a string needs a unit).
+    rig.run(&["models", "load", "qwen-7b", "--keep-alive", "-1"])
+        .await
+        .assert_ok();
+    assert_eq!(rig.ollama.bodies("/api/generate")[2]["keep_alive"], -1);
+    rig.run(&["models", "unload", "qwen-7b"]).await.assert_ok();
     let s = rig.json(&["models", "status"]).await;
     assert_ne!(model(&s, "qwen-7b")["fit"], "loaded");
     // A model Ollama has not pulled: its 404, and what to do.
@@ -280,7 +288,7 @@ async fn vllm_sleeps_and_wakes_in_sleep_mode_and_says_how_to_start_it_otherwise(
     );
     let s = rig.json(&["models", "status"]).await;
     assert_eq!(server(&s, "vllm")["sleeping"], true);
-    assert_ne!(model(&s, "coder")["fit"], "loaded");
+    assert_eq!(model(&s, "coder")["fit"], "asleep");
     rig.run(&["models", "load", "coder"]).await.assert_ok();
     assert!(rig.vllm.paths().contains(&"POST /wake_up".to_string()));
     let s = rig.json(&["models", "status"]).await;
@@ -315,6 +323,11 @@ async fn llama_cpp_router_mode_loads_waits_until_ready_and_unloads() {
     );
     // The router answers at once; the command waited for `loaded`.
     assert_eq!(rig.llama.state.lock().unwrap().loaded, ["smol"]);
+    // One of its models loaded is not all of them.
+    let s = rig.json(&["models", "status"]).await;
+    assert_eq!(model(&s, "small")["fit"], "loaded");
+    assert_eq!(model(&s, "small2")["fit"], "fits");
+    assert_eq!(server(&s, "llamacpp")["router_mode"], true);
     let r = rig.run(&["models", "load", "small"]).await;
     assert!(
         r.stdout.contains("small was already loaded"),
@@ -440,7 +453,8 @@ async fn a_run_with_make_room_unloads_the_idle_7b_and_wakes_the_32b() {
     assert_eq!(made["error"], Value::Null);
     assert_eq!(rig.ollama.bodies("/api/generate")[0]["keep_alive"], 0);
     assert!(rig.vllm.paths().contains(&"POST /wake_up".to_string()));
-    // The step then starts on the woken 32B.
+    // The step then starts on the woken 32B: asleep, it would be skipped,
+    // so the look after waking saw it awake.
     let started = events
         .iter()
         .find(|e| e["event"] == "step_started")

@@ -79,7 +79,7 @@ impl Context {
     /// A model caller on `registry` with the config's retry policy; models
     /// that fail three times in a row cool down for `cooldown`.
     pub fn caller(&self, registry: Arc<Registry>, cooldown: Duration) -> Caller {
-        crate::logging::init(&self.paths.data_dir);
+        crate::logging::init(&self.paths);
         let mut caller = Caller::new(
             registry,
             crate::llm::http_client(),

@@ -162,8 +162,8 @@ pub fn resources_from(registry: &Registry, view: &crate::resources::View) -> Res
 
 /// Asks every local server and the GPUs now, at once, each within the
 /// probe timeout.
-pub async fn resources(registry: std::sync::Arc<Registry>, http: reqwest::Client) -> Resources {
-    let watch = crate::resources::Watch::new(registry.clone(), http);
+pub async fn resources(registry: std::sync::Arc<Registry>) -> Resources {
+    let watch = crate::resources::Watch::new(registry.clone());
     let view = watch.refresh().await;
     resources_from(&registry, &view)
 }

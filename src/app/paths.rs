@@ -35,8 +35,7 @@ pub fn places(ctx: &Context) -> Vec<Place> {
         None if registry_dir.is_file() => (registry_dir, "the config dir's"),
         None => (registry_dir, "missing: the built-in registry is used"),
     };
-    let (model_dir, onnxruntime) =
-        crate::memory::embed::asset_paths(&p.data_dir, &ctx.config.memory);
+    let (model_dir, onnxruntime) = crate::memory::embed::asset_paths(p, &ctx.config.memory);
     vec![
         place(
             "config dir",
@@ -66,8 +65,8 @@ pub fn places(ctx: &Context) -> Vec<Place> {
         ),
         place(
             "log file",
-            &p.data_dir.join("logs").join("llmclis.log"),
-            "LLMCLIS_LOG or RUST_LOG sets the level",
+            &p.log_file(),
+            "in the state dir (LLMCLIS_STATE_DIR, else the platform's; <data dir>/state when the data dir is given); LLMCLIS_LOG or RUST_LOG sets the level, -v copies it to stderr",
         ),
         place(
             "memory index",
@@ -77,12 +76,12 @@ pub fn places(ctx: &Context) -> Vec<Place> {
         place(
             "embedding model",
             &model_dir,
-            "LLMCLIS_EMBEDDING_MODEL_DIR, else [memory] model_dir, else the data dir's",
+            "LLMCLIS_EMBEDDING_MODEL_DIR, else [memory] model_dir, else the cache dir's (LLMCLIS_CACHE_DIR)",
         ),
         place(
             "ONNX Runtime",
             &onnxruntime,
-            "LLMCLIS_ONNXRUNTIME, else [memory] onnxruntime, else the data dir's",
+            "LLMCLIS_ONNXRUNTIME, else [memory] onnxruntime, else the cache dir's",
         ),
     ]
 }

@@ -76,7 +76,7 @@ fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String
         .map_err(|e| Error::io("<tokio runtime>", e))?;
     // What is loaded where, seen once before the first claim and then
     // every few seconds in the background: the router reads the last view.
-    let watch = crate::resources::Watch::new(caller.registry_arc(), crate::llm::http_client());
+    let watch = crate::resources::Watch::new(caller.registry_arc());
     let (found, _) = rt.block_on(async {
         tokio::join!(
             crate::endpoints::detect(registry, &candidates),

@@ -56,6 +56,10 @@ pub struct Cli {
     /// offline: local models only; online: API models too [default: config models.mode]
     #[arg(long, global = true, env = "LLMCLIS_MODE", value_name = "MODE")]
     mode: Option<crate::registry::Mode>,
+    /// Log to stderr as well as the log file (debug level unless LLMCLIS_LOG
+    /// or RUST_LOG say otherwise; not in the board, which owns the screen)
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -368,7 +372,14 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         }
         _ => {}
     }
+    let board = matches!(cli.command, None | Some(Command::Tui));
+    if cli.verbose && !board {
+        crate::logging::VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let paths = Paths::resolve(cli.config_dir, cli.data_dir, cli.db)?;
+    if !board {
+        crate::logging::init(&paths);
+    }
     let config = Config::load(&paths.config_file())?;
     let agent = agent_name(cli.agent.as_deref(), &config);
     let ctx = Ctx {

@@ -34,7 +34,7 @@ pub enum ModelsCmd {
         /// The model's id in the registry
         id: String,
         /// Ollama: how long it stays loaded when idle (`10m`, `-1` for ever)
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
         keep_alive: Option<String>,
     },
     /// Unload a local model and free its memory: Ollama (keep_alive 0),
@@ -213,7 +213,7 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
     // What is loaded where and what fits, asked now: the reasons a run
     // would see.
     let registry = Arc::new(registry);
-    let watch = crate::resources::Watch::new(registry.clone(), crate::llm::http_client());
+    let watch = crate::resources::Watch::new(registry.clone());
     let view = crate::app::runtime()?.block_on(watch.refresh());
     let decision = router::route(&registry, &info, ctx.mode(), &Seen(view));
     let value = json!({"task_id": t.id, "registry": registry.source, "decision": decision});
@@ -278,6 +278,10 @@ fn skip_text(why: &router::Skip) -> String {
                 "not loaded, and {}",
                 crate::resources::does_not_fit(*device, *need, *free)
             )
+        }
+        router::Skip::Asleep => {
+            "its server is asleep; `llmclis models load` wakes it (or [orchestrator] make_room)"
+                .into()
         }
     }
 }

@@ -16,10 +16,7 @@ use crate::resources::control::{self, Action};
 pub fn status(ctx: &Ctx, out: &mut impl Write) -> Result<()> {
     let registry = Arc::new(ctx.registry()?);
     let rt = crate::app::runtime()?;
-    let r = rt.block_on(crate::app::models::resources(
-        registry,
-        crate::llm::http_client(),
-    ));
+    let r = rt.block_on(crate::app::models::resources(registry));
     emit(out, ctx.json, &r, || render(&r))
 }
 
@@ -124,14 +121,7 @@ pub fn render(r: &Resources) -> String {
         } else if sv.loaded.is_empty() {
             "up, nothing loaded".to_string()
         } else {
-            let names: Vec<String> = sv
-                .loaded
-                .iter()
-                .map(|l| match l.size_vram.or(l.size) {
-                    Some(b) => format!("{} ({})", l.name, gib(b)),
-                    None => l.name.clone(),
-                })
-                .collect();
+            let names: Vec<String> = sv.loaded.iter().map(|l| l.describe()).collect();
             format!("loaded: {}", names.join(", "))
         };
         let mut queue = Vec::new();
@@ -150,6 +140,9 @@ pub fn render(r: &Resources) -> String {
             format!("; {}", queue.join(", "))
         };
         let _ = writeln!(s, "  {:<width$}  {device:<6} {state}{queue}", sv.provider);
+        for f in &sv.failed {
+            let _ = writeln!(s, "  {:<width$}         failed to load: {f}", "");
+        }
         for n in &sv.notes {
             let _ = writeln!(s, "  {:<width$}         note: {n}", "");
         }

@@ -35,7 +35,15 @@ struct Streak {
     failures: u32,
     took: Duration,
     until: Option<Instant>,
+    /// Its server refused the connection this many times in a row (each
+    /// doubles the cooldown), the last one then.
+    down: u32,
+    down_at: Option<Instant>,
 }
+
+/// The longest a server that keeps refusing is left alone; the background
+/// watch reopens it as soon as it answers again.
+pub const MAX_DOWN_COOLDOWN: Duration = Duration::from_secs(600);
 
 impl Breakers {
     pub fn new(threshold: u32, cooldown: Duration) -> Breakers {
@@ -54,16 +62,39 @@ impl Breakers {
             .is_some_and(|until| Instant::now() < until)
     }
 
-    /// Cools a model down now: its server was found down before any call.
+    /// Cools a model down now: its server refused the connection (before
+    /// any call, or in one). Each refusal in a row doubles the cooldown, up
+    /// to `MAX_DOWN_COOLDOWN`.
     pub fn trip(&self, model: &str) {
         let mut state = self.state.lock().expect("breaker lock");
-        state.insert(
-            model.to_string(),
-            Streak {
-                until: Some(Instant::now() + self.cooldown),
-                ..Default::default()
-            },
+        let s = state.entry(model.to_string()).or_default();
+        s.down += 1;
+        let now = Instant::now();
+        s.down_at = Some(now);
+        let factor = 1u32 << (s.down - 1).min(10);
+        s.until = Some(
+            now + self
+                .cooldown
+                .saturating_mul(factor)
+                .min(MAX_DOWN_COOLDOWN.max(self.cooldown)),
         );
+        s.failures = 0;
+        s.took = Duration::ZERO;
+    }
+
+    /// When the model's server last refused a connection, while its
+    /// breaker is open for that.
+    pub fn down_since(&self, model: &str) -> Option<Instant> {
+        let state = self.state.lock().expect("breaker lock");
+        let s = state.get(model)?;
+        s.until.filter(|u| Instant::now() < *u)?;
+        s.down_at
+    }
+
+    /// The server answered again (seen by the background watch): its
+    /// models are asked again now.
+    pub fn server_up(&self, model: &str) {
+        self.state.lock().expect("breaker lock").remove(model);
     }
 
     fn success(&self, model: &str) {
@@ -314,6 +345,31 @@ impl Caller {
         }
     }
 
+    /// Whether `id`'s breaker is open. One opened because its server
+    /// refused the connection closes as soon as the background watch sees
+    /// that server answer again, however long its cooldown.
+    fn open(&self, id: &str) -> bool {
+        if !self.breakers.is_open(id) {
+            return false;
+        }
+        let (Some(down_at), Some(watch)) = (self.breakers.down_since(id), self.resources.get())
+        else {
+            return true;
+        };
+        let view = watch.view();
+        let provider = self.registry.model(id).map(|m| m.provider.as_str());
+        let back = view.at.is_some_and(|seen| seen > down_at)
+            && view
+                .snapshot
+                .servers
+                .iter()
+                .any(|s| Some(s.provider.as_str()) == provider && s.up);
+        if back {
+            self.breakers.server_up(id);
+        }
+        !back
+    }
+
     /// Whether a request to `model` is in flight in this process.
     pub fn busy(&self, model: &str) -> bool {
         self.in_flight
@@ -472,7 +528,7 @@ impl Caller {
                 }
                 // Past the first round every model asked was busy, and a
                 // busy model is asked again even if that cooled it down.
-                if round == 1 && self.breakers.is_open(id) {
+                if round == 1 && self.open(id) {
                     attempts.push(skip("cooling down after repeated failures"));
                     all_busy = false;
                     continue;
@@ -504,8 +560,10 @@ impl Caller {
                     attempt += 1;
                     let started = Instant::now();
                     let result = {
-                        let _permit = limit.acquire().await.expect("semaphore never closed");
+                        // Counted while it waits for a permit too: a model
+                        // with requests queued is never unloaded.
                         let _in_flight = self.start_request(id);
+                        let _permit = limit.acquire().await.expect("semaphore never closed");
                         tracing::info!(provider = %provider.name, model = %id, attempt, round, "model call");
                         match sink.as_mut() {
                             Some(s) if fitted.stream => {
@@ -603,7 +661,7 @@ impl Caller {
                     // Another caller may have opened the breaker meanwhile.
                     if !retry
                         || attempt >= tries
-                        || (round == 1 && self.breakers.is_open(id))
+                        || (round == 1 && self.open(id))
                         || wait > self.retry.max_wait
                     {
                         ended_busy = busy.then_some(wait);
@@ -680,7 +738,7 @@ impl Caller {
 
 impl Conditions for Caller {
     fn cooling_down(&self, model_id: &str) -> bool {
-        self.breakers.is_open(model_id)
+        self.open(model_id)
     }
 
     fn key_set(&self, env_var: &str) -> bool {

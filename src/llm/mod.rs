@@ -652,15 +652,19 @@ pub fn client_for(provider: &Provider, http: reqwest::Client) -> Box<dyn LlmClie
 /// One HTTP client for the process: rustls with the ring provider and the
 /// platform's roots; timeouts are set per request.
 pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    http_builder()
         // Connecting is quick on any network worth using; a server that
         // does not accept within this is treated as down.
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(30))
-        .user_agent(concat!("llmclis/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client builds")
+}
+
+/// A client builder with TLS set up (ring) and llmclis's user agent.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().user_agent(concat!("llmclis/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Removes every known API key from a message before it is logged, stored

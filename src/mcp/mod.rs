@@ -163,7 +163,7 @@ impl ServerHandler for Server {
 /// Serves over stdio until the client closes stdin. Logs go to the log
 /// file: stdout belongs to the protocol.
 pub fn serve_stdio(ctx: &Context) -> Result<()> {
-    crate::logging::init(&ctx.paths.data_dir);
+    crate::logging::init(&ctx.paths);
     // The database must open before the client is told the server is up.
     ctx.store()?;
     let rt = crate::app::runtime()?;

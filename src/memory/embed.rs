@@ -195,15 +195,35 @@ impl Embedder for LazyFastEmbedder {
     }
 }
 
-/// Where the assets are by default: `<data dir>/onnxruntime/…` and
-/// `<data dir>/embeddings/all-MiniLM-L6-v2-int8/`, as `scripts/embedding-assets` puts them.
-pub fn default_assets(data_dir: &Path) -> (PathBuf, PathBuf) {
+/// Where the assets are by default: `<cache dir>/onnxruntime/…` and
+/// `<cache dir>/embeddings/all-MiniLM-L6-v2-int8/`, as `scripts/embedding-assets` puts them.
+pub fn default_assets(cache_dir: &Path) -> (PathBuf, PathBuf) {
     (
-        data_dir.join("embeddings").join("all-MiniLM-L6-v2-int8"),
-        data_dir
+        cache_dir.join("embeddings").join("all-MiniLM-L6-v2-int8"),
+        cache_dir
             .join("onnxruntime")
             .join("libonnxruntime.so.1.31.1"),
     )
+}
+
+/// Assets an older llmclis fetched into the data dir move to the cache
+/// dir, once (a rename; across file systems they stay and are used where
+/// they are).
+pub fn migrate_assets(paths: &crate::config::Paths) {
+    if paths.data_dir == paths.cache_dir {
+        return;
+    }
+    for sub in ["embeddings", "onnxruntime"] {
+        let (old, new) = (paths.data_dir.join(sub), paths.cache_dir.join(sub));
+        if old.is_dir() && !new.exists() && std::fs::create_dir_all(&paths.cache_dir).is_ok() {
+            match std::fs::rename(&old, &new) {
+                Ok(()) => {
+                    tracing::info!(from = %old.display(), to = %new.display(), "assets moved to the cache dir")
+                }
+                Err(e) => tracing::info!(from = %old.display(), "assets stay in the data dir: {e}"),
+            }
+        }
+    }
 }
 
 /// The files the model directory must hold.
@@ -222,10 +242,21 @@ pub fn assets_present(model_dir: &Path, lib: &Path) -> bool {
 
 /// Where the embedding model and ONNX Runtime are: the environment
 /// (LLMCLIS_EMBEDDING_MODEL_DIR, LLMCLIS_ONNXRUNTIME, ORT_DYLIB_PATH), then
-/// config.toml's [memory] model_dir / onnxruntime, then the data dir, where
-/// scripts/embedding-assets puts them.
-pub fn asset_paths(data_dir: &Path, cfg: &crate::config::MemoryConfig) -> (PathBuf, PathBuf) {
-    let (dir, lib) = default_assets(data_dir);
+/// config.toml's [memory] model_dir / onnxruntime, then the cache dir, where
+/// scripts/embedding-assets puts them (or the data dir, where an older
+/// llmclis did, when they could not move).
+pub fn asset_paths(
+    paths: &crate::config::Paths,
+    cfg: &crate::config::MemoryConfig,
+) -> (PathBuf, PathBuf) {
+    migrate_assets(paths);
+    let (dir, lib) = default_assets(&paths.cache_dir);
+    let (old_dir, old_lib) = default_assets(&paths.data_dir);
+    let (dir, lib) = if !assets_present(&dir, &lib) && assets_present(&old_dir, &old_lib) {
+        (old_dir, old_lib)
+    } else {
+        (dir, lib)
+    };
     let dir = std::env::var_os("LLMCLIS_EMBEDDING_MODEL_DIR")
         .map(PathBuf::from)
         .or_else(|| cfg.model_dir.clone())
@@ -341,5 +372,37 @@ impl Embedder for OpenAiEmbedder {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod asset_tests {
+    use super::*;
+
+    #[test]
+    fn assets_in_the_old_data_dir_move_to_the_cache_dir_once() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = crate::config::Paths {
+            config_dir: d.path().join("config"),
+            data_dir: d.path().join("data"),
+            db: d.path().join("data/llmclis.db"),
+            state_dir: d.path().join("state"),
+            cache_dir: d.path().join("cache"),
+        };
+        let (old_dir, old_lib) = default_assets(&paths.data_dir);
+        std::fs::create_dir_all(&old_dir).unwrap();
+        std::fs::create_dir_all(old_lib.parent().unwrap()).unwrap();
+        for f in MODEL_FILES {
+            crate::fsutil::write_atomic(&old_dir.join(f), b"x").unwrap();
+        }
+        crate::fsutil::write_atomic(&old_lib, b"so").unwrap();
+        migrate_assets(&paths);
+        let (dir, lib) = default_assets(&paths.cache_dir);
+        assert!(assets_present(&dir, &lib), "moved to the cache dir");
+        assert!(!paths.data_dir.join("embeddings").exists());
+        assert!(!paths.data_dir.join("onnxruntime").exists());
+        // Once: a second call finds nothing to move and changes nothing.
+        migrate_assets(&paths);
+        assert!(assets_present(&dir, &lib));
     }
 }

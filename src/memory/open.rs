@@ -90,7 +90,7 @@ pub fn embedder(
 ) -> Result<Arc<dyn Embedder>> {
     let embedder: Arc<dyn Embedder> = match cfg.embedder.as_str() {
         "fastembed" => {
-            let (dir, lib) = crate::memory::embed::asset_paths(&paths.data_dir, cfg);
+            let (dir, lib) = crate::memory::embed::asset_paths(paths, cfg);
             Arc::new(LazyFastEmbedder::new(&dir, &lib)?)
         }
         "openai" => {

@@ -154,8 +154,13 @@ async fn ollama(
     let mut body = json!({"model": m.served_name, "options": {"num_ctx": m.context_window}});
     match action {
         Action::Load => {
+            // Ollama reads a number as seconds (negative: for ever) and a
+            // string as a Go duration, which needs a unit.
             if let Some(k) = keep_alive {
-                body["keep_alive"] = json!(k);
+                body["keep_alive"] = match k.trim().parse::<i64>() {
+                    Ok(secs) => json!(secs),
+                    Err(_) => json!(k),
+                };
             }
         }
         Action::Unload => body["keep_alive"] = json!(0),
@@ -203,6 +208,18 @@ async fn vllm(
         Action::Load => "/wake_up",
         Action::Unload => "/sleep?level=1",
     };
+    if action == Action::Unload {
+        // Putting vLLM to sleep under load aborts what it is serving (and
+        // has crashed it): refuse while its metrics show requests.
+        let state = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT).await;
+        let busy = state.running.unwrap_or(0) + state.waiting.unwrap_or(0);
+        if busy > 0 {
+            return Err(Error::Model(format!(
+                "{}: vLLM is serving {busy} request(s); unloading now would abort them: try again when it is idle (`llmclis models status` shows its queue)",
+                p.name
+            )));
+        }
+    }
     let (status, text) = post(http, &format!("{base}{path}"), None, p.timeout).await?;
     match status {
         200 => Ok((format!("POST {path}"), false)),
@@ -227,21 +244,9 @@ async fn llamacpp(
     action: Action,
     wait: Duration,
 ) -> Result<(String, bool)> {
-    let props = http
-        .get(format!("{base}/props"))
-        .timeout(crate::endpoints::PROBE_TIMEOUT)
-        .send()
+    let router = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT)
         .await
-        .ok();
-    let router = match props {
-        Some(r) if r.status().is_success() => r
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|v| v.get("role")?.as_str().map(|r| r == "router"))
-            .unwrap_or(false),
-        _ => false,
-    };
+        .router_mode;
     if !router {
         return Err(Error::Model(format!(
             "{}: this llama.cpp server serves the one model it was started with; to load and unload models, start llama-server in router mode (without -m, with --models-dir DIR)",
@@ -279,6 +284,12 @@ async fn llamacpp(
             let state = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT).await;
             if state.loaded.iter().any(|l| l.name == m.served_name) {
                 break;
+            }
+            if let Some(f) = state.failed.iter().find(|f| f.starts_with(&m.served_name)) {
+                return Err(Error::Model(format!(
+                    "{}: llama.cpp could not load {f}; its log says why",
+                    p.name
+                )));
             }
             if Instant::now() >= until {
                 return Err(Error::Model(format!(

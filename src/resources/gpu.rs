@@ -49,13 +49,17 @@ impl Detector {
         if !self.tried {
             self.tried = true;
             let off = std::env::var("LLMCLIS_NVML").is_ok_and(|v| v == "0");
-            match nvml_wrapper::Nvml::init() {
-                _ if off => self.nvml_error = Some("NVML off (LLMCLIS_NVML=0)".into()),
-                Ok(n) => self.nvml = Some(n),
-                Err(nvml_wrapper::error::NvmlError::LibloadingError(_)) => {
+            match if off {
+                None
+            } else {
+                Some(nvml_wrapper::Nvml::init())
+            } {
+                None => self.nvml_error = Some("NVML off (LLMCLIS_NVML=0)".into()),
+                Some(Ok(n)) => self.nvml = Some(n),
+                Some(Err(nvml_wrapper::error::NvmlError::LibloadingError(_))) => {
                     self.nvml_error = Some("libnvidia-ml.so.1 not found".into())
                 }
-                Err(e) => self.nvml_error = Some(format!("NVML: {e}")),
+                Some(Err(e)) => self.nvml_error = Some(format!("NVML: {e}")),
             }
         }
         if let Some(nvml) = &self.nvml {

@@ -56,12 +56,16 @@ pub enum Fit {
         need: u64,
         free: u64,
     },
+    /// Its server holds no model now and does not load one on a request
+    /// (vLLM or llama.cpp in sleep mode): `models load` wakes it.
+    Asleep,
     /// The registry or the machine does not say enough to tell.
     Unknown { why: String },
 }
 
 impl Fit {
-    /// `needs 23.5 GiB, 6.1 GiB free on GPU 0`.
+    /// `loaded`, `fits: needs …`, `needs 23.5 GiB, 6.1 GiB free on GPU 0`,
+    /// `asleep: …`, `unknown: …`.
     pub fn describe(&self) -> String {
         match self {
             Fit::Loaded => "loaded".into(),
@@ -73,6 +77,7 @@ impl Fit {
                 )
             }
             Fit::DoesNotFit { device, need, free } => does_not_fit(*device, *need, *free),
+            Fit::Asleep => "asleep: `llmclis models load` wakes it".into(),
             Fit::Unknown { why } => format!("unknown: {why}"),
         }
     }
@@ -111,13 +116,13 @@ impl Placement {
     }
 
     /// Lower is preferred among the same weights on several servers: a
-    /// loaded model first, then the shorter queue.
+    /// loaded model first, one that can load next, then the shorter queue.
     pub fn rank(&self) -> (u8, u32, u32) {
         let loaded = match self.fit {
             Fit::Loaded => 0,
-            Fit::Unknown { .. } => 1,
-            Fit::Fits { .. } => 2,
-            Fit::DoesNotFit { .. } => 3,
+            Fit::Fits { .. } => 1,
+            Fit::Unknown { .. } => 2,
+            Fit::Asleep | Fit::DoesNotFit { .. } => 3,
         };
         (loaded, self.waiting.unwrap_or(0), self.running.unwrap_or(0))
     }
@@ -219,15 +224,8 @@ fn held_on(registry: &Registry, snap: &Snapshot, device: Device) -> u64 {
         .filter(|s| s.device == Some(device))
         .flat_map(|s| s.loaded.iter().map(move |l| (s, l)))
         .map(|(s, l)| {
-            let reported = match device {
-                Device::Gpu(_) => l.size_vram,
-                Device::Cpu => l.size,
-            };
-            reported.unwrap_or_else(|| {
-                registry
-                    .models
-                    .iter()
-                    .find(|m| m.provider == s.provider && names_match(s, &l.name, &m.served_name))
+            l.bytes_on(device).unwrap_or_else(|| {
+                owner(registry, s, &l.name)
                     .and_then(|m| m.memory)
                     .map_or(0, |m| m.total())
             })
@@ -235,7 +233,21 @@ fn held_on(registry: &Registry, snap: &Snapshot, device: Device) -> u64 {
         .sum()
 }
 
-fn names_match(server: &ServerState, loaded: &str, served_name: &str) -> bool {
+/// The registry model a server's loaded `name` is.
+fn owner<'r>(registry: &'r Registry, server: &ServerState, name: &str) -> Option<&'r Model> {
+    registry
+        .models
+        .iter()
+        .find(|m| m.provider == server.provider && names_match(server, name, &m.served_name))
+}
+
+/// Whether a server's loaded `name` is `served_name`: a single-model
+/// server (TGI, llama.cpp) answers to any name; a router of several
+/// models, and every other server, by the name itself.
+pub fn names_match(server: &ServerState, loaded: &str, served_name: &str) -> bool {
+    if server.router_mode {
+        return loaded == served_name;
+    }
     crate::endpoints::serves_name(
         &[loaded.to_string()],
         served_name,
@@ -284,6 +296,9 @@ fn placement(
     {
         return queue(Fit::Loaded);
     }
+    if server.sleeping == Some(true) {
+        return queue(Fit::Asleep);
+    }
     let Some(device) = provider.device else {
         return queue(Fit::Unknown {
             why: format!("provider {} has no device in the registry", provider.name),
@@ -319,10 +334,7 @@ fn held_on_server(server: &ServerState, device: Device) -> u64 {
     server
         .loaded
         .iter()
-        .filter_map(|l| match device {
-            Device::Gpu(_) => l.size_vram,
-            Device::Cpu => l.size,
-        })
+        .filter_map(|l| l.bytes_on(device))
         .sum()
 }
 
@@ -378,7 +390,8 @@ pub fn stack_fit(registry: &Registry, snap: &Snapshot) -> Vec<StackFit> {
 
 /// Which loaded Ollama models to unload so that `model` fits its device:
 /// registry models on an Ollama server on the same device, not busy,
-/// largest first, until enough is free. None when the model already fits
+/// largest first, until enough is free (none for a sleeping model that
+/// fits as it is: it only needs waking). None when the model already fits
 /// or is loaded, or when unloading every idle one would not make room.
 pub fn make_room(
     registry: &Registry,
@@ -386,8 +399,24 @@ pub fn make_room(
     model: &str,
     busy: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<(String, u64)>> {
-    let Fit::DoesNotFit { device, need, free } = view.placements.get(model)?.fit else {
-        return None;
+    let (device, need, free) = match view.placements.get(model)?.fit {
+        Fit::DoesNotFit { device, need, free } => (device, need, free),
+        // Asleep: wake it, after making room when its figure says so.
+        Fit::Asleep => {
+            let m = registry.model(model)?;
+            let device = registry.provider_of(m).device;
+            let free = device.and_then(|d| {
+                devices(registry, &view.snapshot)
+                    .into_iter()
+                    .find(|x| x.device == d)?
+                    .free
+            });
+            match (device, m.memory, free) {
+                (Some(d), Some(n), Some(f)) if n.total() > f => (d, n.total(), f),
+                _ => return Some(Vec::new()),
+            }
+        }
+        _ => return None,
     };
     let mut idle: Vec<(String, u64)> = Vec::new();
     for s in view
@@ -401,16 +430,8 @@ pub fn make_room(
             continue;
         }
         for l in &s.loaded {
-            let frees = match device {
-                Device::Gpu(_) => l.size_vram,
-                Device::Cpu => l.size,
-            }
-            .unwrap_or(0);
-            let owner = registry
-                .models
-                .iter()
-                .find(|m| m.provider == s.provider && names_match(s, &l.name, &m.served_name));
-            if let Some(m) = owner
+            let frees = l.bytes_on(device).unwrap_or(0);
+            if let Some(m) = owner(registry, s, &l.name)
                 && !busy(&m.id)
                 && frees > 0
             {
@@ -452,7 +473,15 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(registry: Arc<Registry>, http: reqwest::Client) -> Arc<Watch> {
+    /// Its HTTP client keeps no idle connections: a refresh may run on the
+    /// watch's thread or on a caller's runtime, and a pooled connection
+    /// belongs to the runtime that opened it.
+    pub fn new(registry: Arc<Registry>) -> Arc<Watch> {
+        let http = crate::llm::http_builder()
+            .pool_max_idle_per_host(0)
+            .connect_timeout(crate::endpoints::PROBE_TIMEOUT)
+            .build()
+            .expect("the HTTP client builds");
         Arc::new(Watch {
             registry,
             http,
@@ -491,10 +520,17 @@ impl Watch {
             ram,
             servers,
         };
+        tracing::debug!(
+            took_ms = snapshot.took_ms,
+            gpus = snapshot.gpus.devices.len(),
+            up = snapshot.servers.iter().filter(|s| s.up).count(),
+            "resources refreshed"
+        );
         let view = Arc::new(View {
             placements: placements(&self.registry, &snapshot),
             snapshot,
-            at: Some(Instant::now()),
+            // When the look began: what it saw is no older than this.
+            at: Some(began),
         });
         *self.current.write().expect("view lock") = view.clone();
         view
@@ -514,7 +550,7 @@ impl Watch {
                     return;
                 };
                 let tick = Duration::from_millis(250).min(every);
-                // The first look at once, then every `every`.
+                // The first look after one tick, then every `every`.
                 let mut waited = every;
                 loop {
                     std::thread::sleep(tick);

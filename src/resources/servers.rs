@@ -24,6 +24,24 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// What it holds on `device`, when the server says (Ollama's
+    /// `size_vram` on a GPU, `size` in RAM); a zero is no figure.
+    pub fn bytes_on(&self, device: Device) -> Option<u64> {
+        match device {
+            Device::Gpu(_) => self.size_vram,
+            Device::Cpu => self.size,
+        }
+        .filter(|b| *b > 0)
+    }
+
+    /// Its name and size for people: `qwen2.5:7b (6.6 GiB)`.
+    pub fn describe(&self) -> String {
+        match self.size_vram.filter(|b| *b > 0).or(self.size) {
+            Some(b) => format!("{} ({})", self.name, crate::registry::gib(b)),
+            None => self.name.clone(),
+        }
+    }
+
     fn named(name: &str) -> Loaded {
         Loaded {
             name: name.to_string(),
@@ -43,9 +61,12 @@ pub struct ServerState {
     pub up: bool,
     pub error: Option<String>,
     pub loaded: Vec<Loaded>,
-    /// Models it can load on request that are not loaded (llama.cpp's
-    /// router mode).
+    /// llama.cpp's router mode: several models, loaded on request.
+    pub router_mode: bool,
+    /// Models it can load on request that are not loaded (router mode).
     pub unloaded: Vec<String>,
+    /// Models whose load failed (router mode), with why.
+    pub failed: Vec<String>,
     /// vLLM in sleep mode (or llama.cpp asleep): holds no model now.
     pub sleeping: Option<bool>,
     pub running: Option<u32>,
@@ -169,14 +190,16 @@ pub async fn probe(http: &reqwest::Client, p: &Provider, timeout: Duration) -> S
                 .as_ref()
                 .and_then(|p| p.get("role")?.as_str())
                 .is_some_and(|r| r == "router");
+            s.router_mode = router;
             if router {
                 match models {
                     Ok((200, body)) => {
                         s.up = true;
                         match parse_llamacpp_router_models(&body) {
-                            Ok((loaded, unloaded)) => {
-                                s.loaded = loaded.iter().map(|n| Loaded::named(n)).collect();
-                                s.unloaded = unloaded;
+                            Ok(r) => {
+                                s.loaded = r.loaded.iter().map(|n| Loaded::named(n)).collect();
+                                s.unloaded = r.other;
+                                s.failed = r.failed;
                             }
                             Err(e) => s.notes.push(format!("/v1/models: {e}")),
                         }
@@ -262,27 +285,44 @@ pub fn parse_ollama_ps(body: &str) -> Result<Vec<Loaded>, String> {
         .collect()
 }
 
+/// What llama.cpp's router says of its models.
+#[derive(Debug, Default, PartialEq)]
+pub struct RouterModels {
+    pub loaded: Vec<String>,
+    /// Unloaded, loading, asleep: it can serve them on request.
+    pub other: Vec<String>,
+    /// A load that failed (`status.failed`), as `name (exit code N)`.
+    pub failed: Vec<String>,
+}
+
 /// llama.cpp's router-mode `/v1/models`: each model's `status.value`
-/// (`loaded`, `loading`, `unloaded`, `sleeping`, …). Loaded ones, then
-/// the rest it could load.
-pub fn parse_llamacpp_router_models(body: &str) -> Result<(Vec<String>, Vec<String>), String> {
+/// (`loaded`, `loading`, `unloaded`, `sleeping`, …) and `status.failed`.
+pub fn parse_llamacpp_router_models(body: &str) -> Result<RouterModels, String> {
     let v: Value = serde_json::from_str(body).map_err(|e| format!("not JSON ({e})"))?;
     let list = v
         .get("data")
         .and_then(Value::as_array)
         .ok_or("no data list")?;
-    let mut loaded = Vec::new();
-    let mut other = Vec::new();
+    let mut out = RouterModels::default();
     for m in list {
         let Some(id) = m.get("id").and_then(Value::as_str) else {
             continue;
         };
+        if m.pointer("/status/failed").and_then(Value::as_bool) == Some(true) {
+            let code = m
+                .pointer("/status/exit_code")
+                .and_then(Value::as_i64)
+                .unwrap_or(-1);
+            out.failed.push(format!("{id} (exit code {code})"));
+            out.other.push(id.to_string());
+            continue;
+        }
         match m.pointer("/status/value").and_then(Value::as_str) {
-            Some("loaded") => loaded.push(id.to_string()),
-            _ => other.push(id.to_string()),
+            Some("loaded") => out.loaded.push(id.to_string()),
+            _ => out.other.push(id.to_string()),
         }
     }
-    Ok((loaded, other))
+    Ok(out)
 }
 
 /// llama.cpp's `/slots`: (slots processing, all slots).
@@ -347,11 +387,11 @@ tgi_queue_size 4\n";
         assert_eq!(parse_ollama_ps(r#"{"models":[]}"#).unwrap(), vec![]);
         assert!(parse_ollama_ps("<html>").unwrap_err().contains("not JSON"));
         assert!(parse_ollama_ps(r#"{"models":7}"#).is_err());
-        let router = r#"{"object":"list","data":[{"id":"a","status":{"value":"loaded"}},{"id":"b","status":{"value":"unloaded"}}]}"#;
-        assert_eq!(
-            parse_llamacpp_router_models(router).unwrap(),
-            (vec!["a".to_string()], vec!["b".to_string()])
-        );
+        let router = r#"{"object":"list","data":[{"id":"a","status":{"value":"loaded"}},{"id":"b","status":{"value":"unloaded"}},{"id":"c","status":{"value":"unloaded","exit_code":1,"failed":true}}]}"#;
+        let r = parse_llamacpp_router_models(router).unwrap();
+        assert_eq!(r.loaded, ["a"]);
+        assert_eq!(r.other, ["b", "c"]);
+        assert_eq!(r.failed, ["c (exit code 1)"]);
         let slots = r#"[{"id":0,"n_ctx":8192,"is_processing":true},{"id":1,"n_ctx":8192,"is_processing":false}]"#;
         assert_eq!(parse_llamacpp_slots(slots).unwrap(), (1, 2));
         assert!(parse_llamacpp_slots("{}").is_err());

@@ -278,7 +278,7 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
             opts.listen
         )));
     }
-    crate::logging::init(&ctx.paths.data_dir);
+    crate::logging::init(&ctx.paths);
     let db = ctx.store()?;
     let live_keys = db.keys()?.iter().filter(|k| k.revoked_at.is_none()).count();
     if !opts.no_auth && live_keys == 0 {
@@ -290,7 +290,7 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
     let caller = ctx.caller(registry.clone(), Duration::from_secs(30));
     // The router reads what is loaded where from the background watch; its
     // first look happens a moment after start, never on a request's path.
-    let watch = crate::resources::Watch::new(registry.clone(), crate::llm::http_client());
+    let watch = crate::resources::Watch::new(registry.clone());
     watch.start(crate::resources::REFRESH);
     caller.watch_resources(watch);
     let (records, writer) = record_writer(ctx.store()?);

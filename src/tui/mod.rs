@@ -36,7 +36,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
         path: ctx.paths.config_file(),
         message: e.to_string(),
     })?;
-    crate::logging::init(&ctx.paths.data_dir);
+    crate::logging::init(&ctx.paths);
     // Found before the screen switches: a bad database is a plain error.
     let db = ctx.store()?;
     let start = worker::last_project(ctx, &db)

@@ -860,14 +860,7 @@ fn draw_memory_panel(
         } else if s.loaded.is_empty() {
             ("nothing loaded".to_string(), theme.dim())
         } else {
-            let names: Vec<String> = s
-                .loaded
-                .iter()
-                .map(|l| match l.size_vram.or(l.size) {
-                    Some(b) => format!("{} ({})", l.name, gib(b)),
-                    None => l.name.clone(),
-                })
-                .collect();
+            let names: Vec<String> = s.loaded.iter().map(|l| l.describe()).collect();
             (names.join(", "), theme.fg(Color::Green))
         };
         let queue = match (s.running, s.waiting) {

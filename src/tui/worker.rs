@@ -371,7 +371,7 @@ impl Worker {
         if self.resources.is_some() {
             return;
         }
-        let watch = crate::resources::Watch::new(registry.clone(), crate::llm::http_client());
+        let watch = crate::resources::Watch::new(registry.clone());
         watch.start(crate::resources::REFRESH);
         self.resources = Some(watch.clone());
         let out = self.out.clone();

@@ -146,7 +146,20 @@ impl FakeLlm {
         .await
     }
 
+    /// `start` on a given port (a server that comes back where one was).
+    pub async fn start_at(port: u16, script: Vec<Reply>) -> FakeLlm {
+        let inner = Arc::new(Inner {
+            script: Mutex::new(script.into()),
+            ..Default::default()
+        });
+        Self::serve_at(inner, port).await
+    }
+
     async fn serve(inner: Arc<Inner>) -> FakeLlm {
+        Self::serve_at(inner, 0).await
+    }
+
+    async fn serve_at(inner: Arc<Inner>, port: u16) -> FakeLlm {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/api/chat", post(ollama_chat))
@@ -157,7 +170,9 @@ impl FakeLlm {
             .route("/props", get(props))
             .route("/v1/embeddings", post(embeddings))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -441,7 +441,12 @@ impl<'a> StepRun<'a> {
         let Some(target) = d
             .skipped
             .iter()
-            .filter(|s| matches!(s.why, router::Skip::DoesNotFit { .. }))
+            .filter(|s| {
+                matches!(
+                    s.why,
+                    router::Skip::DoesNotFit { .. } | router::Skip::Asleep
+                )
+            })
             .map(|s| s.model.clone())
             .find(|m| rank(m) < first)
         else {
@@ -457,6 +462,7 @@ impl<'a> StepRun<'a> {
         let http = crate::llm::http_client();
         let wait = std::time::Duration::from_secs(600);
         let mut result = Ok(());
+        // The run's own runtime: a client made here, not the watch's.
         for (id, _) in &plan {
             if let Err(e) = crate::resources::control::act(
                 &http,
