@@ -17,26 +17,32 @@ use crate::memory::{CompactPolicy, Memory};
 pub enum MemoryCmd {
     /// Save a memory
     Store {
+        /// The project's id
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: i64,
+        /// The task it is about
         #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
         task_id: Option<i64>,
         /// The kind of memory
         #[arg(long = "type", value_name = "TYPE", default_value = "raw_interaction",
               value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::memory::KINDS))]
         kind: super::closed::MemoryType,
+        /// What to remember
         text: String,
     },
     /// Find memories by meaning
     Query {
+        /// The project's id
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: i64,
+        /// Only this task's memories
         #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
         task_id: Option<i64>,
         /// Only memories of this kind
         #[arg(long = "type", value_name = "TYPE",
               value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::memory::KINDS))]
         kind: Option<super::closed::MemoryType>,
+        /// How many to return
         #[arg(
             long = "top-k",
             visible_alias = "top_k",
@@ -44,10 +50,12 @@ pub enum MemoryCmd {
             default_value_t = 5
         )]
         top_k: usize,
+        /// What to look for, in words
         text: String,
     },
     /// Summarize a task's raw interactions, or a project's task summaries
     Summarize {
+        /// Summarize this task's raw interactions
         #[arg(
             long = "task-id",
             visible_alias = "task_id",
@@ -56,11 +64,13 @@ pub enum MemoryCmd {
             required_unless_present = "project_id"
         )]
         task_id: Option<i64>,
+        /// Summarize this project's task summaries
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
     /// Roll long runs of raw interactions into task summaries
     Compact {
+        /// Only this project [default: every project]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
@@ -68,6 +78,7 @@ pub enum MemoryCmd {
     Reindex,
     /// Counts by type, what is indexed, and with which model
     Stats {
+        /// Only this project [default: every project]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
         /// Also open the index and check that it holds what the store says

@@ -131,7 +131,9 @@ enum Command {
 enum ProjectCmd {
     /// Add a project
     Add {
+        /// The project's name (unique)
         name: String,
+        /// A longer description
         #[arg(long, short, default_value = "")]
         description: String,
         /// The project's workspace (an existing directory)
@@ -141,11 +143,15 @@ enum ProjectCmd {
     /// List projects with their task counts
     List,
     /// Show one project
-    Show { id: i64 },
+    Show {
+        /// The project's id
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ProjectId {
+    /// The project's id (`llmclis project list` shows them)
     #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
     project_id: i64,
 }
@@ -156,7 +162,9 @@ enum TaskCmd {
     Add {
         #[command(flatten)]
         project: ProjectId,
+        /// The task's title
         title: String,
+        /// A longer description
         #[arg(long, short, default_value = "")]
         description: String,
         /// low, medium, high, critical or a number (higher first) [default: medium]
@@ -180,6 +188,7 @@ enum TaskCmd {
     },
     /// List tasks, subtasks under their parents
     List {
+        /// Only this project's tasks [default: every project]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
         /// Only tasks with this status
@@ -187,9 +196,13 @@ enum TaskCmd {
         status: Option<Status>,
     },
     /// Show a task with its dependencies, subtasks, notes and history
-    Show { id: i64 },
+    Show {
+        /// The task's id
+        id: i64,
+    },
     /// The task to work on next; --claim takes it with a lease
     Next {
+        /// Only this project [default: any project]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
         /// Take the task atomically (no other agent gets it while the lease runs)
@@ -201,7 +214,9 @@ enum TaskCmd {
     },
     /// Set a task's status
     Status {
+        /// The task's id
         id: i64,
+        /// pending, in-progress, done or blocked
         #[arg(value_parser = closed::closed::<Status>(&closed::STATUSES))]
         status: Status,
         /// A note recorded with the change
@@ -209,9 +224,15 @@ enum TaskCmd {
         note: Option<String>,
     },
     /// Append a note to a task
-    Note { id: i64, text: String },
+    Note {
+        /// The task's id
+        id: i64,
+        /// The note
+        text: String,
+    },
     /// Hide a task from every list and count; its history is kept.
     Delete {
+        /// The task's id
         id: i64,
         /// Confirm the deletion.
         #[arg(long)]
@@ -219,19 +240,26 @@ enum TaskCmd {
     },
     /// Make a task depend on another (or drop that with --remove)
     Dep {
+        /// The task that waits
         id: i64,
+        /// The task it waits for
         #[arg(long, value_name = "OTHER_ID")]
         on: i64,
+        /// Drop the dependency instead of adding it
         #[arg(long)]
         remove: bool,
     },
     /// Change a task's fields
     Edit {
+        /// The task's id
         id: i64,
+        /// A new title
         #[arg(long)]
         title: Option<String>,
+        /// A new description
         #[arg(long, short)]
         description: Option<String>,
+        /// low, medium, high, critical or a number (higher first)
         #[arg(long, short, value_name = "P")]
         priority: Option<String>,
         /// A role, or "none" to clear it
@@ -653,5 +681,43 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
                 format!("Updated task {}: {}", t.id, t.title)
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") || a.is_hide_set() {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (command)", sub.get_name()));
+                }
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "llmclis".into(), &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{} without help:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
     }
 }

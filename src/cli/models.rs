@@ -49,6 +49,7 @@ pub enum ModelsCmd {
 pub enum RouteCmd {
     /// Which role and models a task would get, and why the others are skipped
     Explain {
+        /// The task's id
         #[arg(long, value_name = "ID")]
         task: i64,
     },
@@ -63,6 +64,7 @@ pub struct ChatArgs {
     /// Use this model only
     #[arg(long, value_name = "ID")]
     model: Option<String>,
+    /// The longest answer, in tokens
     #[arg(long, value_name = "N", default_value_t = 512)]
     max_tokens: u64,
     /// [default: the role's temperature]
@@ -71,6 +73,7 @@ pub struct ChatArgs {
     /// A system message
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
+    /// What to ask
     prompt: String,
 }
 

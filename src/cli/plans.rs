@@ -20,6 +20,7 @@ pub enum PlansCmd {
     Import {
         /// The plans file [default: ./plans.md]
         path: Option<PathBuf>,
+        /// The project to import into [default: the one linked to this file, else a new one named by its title]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
@@ -27,37 +28,49 @@ pub enum PlansCmd {
     Done {
         /// S1.2, or a task id
         id: String,
+        /// A note recorded with it
         #[arg(long, short)]
         note: Option<String>,
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
     /// Add a task to a stage
     Add {
+        /// The stage's number (`## Stage N` in plans.md)
         #[arg(long)]
         stage: u32,
+        /// The task's title
         #[arg(long)]
         title: String,
+        /// A longer description
         #[arg(long, short, default_value = "")]
         description: String,
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
     /// Append a dated note to a task
     Note {
+        /// S1.2, or a task id
         id: String,
+        /// The note
         text: String,
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
     /// Set a task's status
     Status {
+        /// S1.2, or a task id
         id: String,
+        /// pending, in-progress, done or blocked
         #[arg(value_parser = super::closed::closed::<Status>(&super::closed::STATUSES))]
         status: Status,
         /// Why (for blocked: the issues.md entry's description)
         #[arg(long, short)]
         note: Option<String>,
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
@@ -71,6 +84,7 @@ pub enum PlansCmd {
     },
     /// Write every task's state from the store into its plans.md
     Sync {
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
@@ -80,21 +94,27 @@ pub enum PlansCmd {
 pub enum IssuesCmd {
     /// Open an entry (KM-NNN) in issues.md
     Open {
+        /// The entry's title
         #[arg(long)]
         title: String,
         /// The plans.md task it blocks (S1.2); linked both ways
         #[arg(long)]
         task: Option<String>,
+        /// What is wrong and what was tried
         #[arg(long, short, default_value = "")]
         description: String,
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
     /// Close an entry, with a dated note
     Close {
+        /// The entry's id (KM-001)
         id: String,
+        /// A note recorded with the closing
         #[arg(long, short)]
         note: Option<String>,
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
@@ -107,8 +127,10 @@ pub enum ResearchCmd {
         /// A section title or anchor
         #[arg(long)]
         section: String,
+        /// The finding
         #[arg(long)]
         text: String,
+        /// The project [default: the one linked to ./plans.md]
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },

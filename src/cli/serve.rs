@@ -49,7 +49,10 @@ pub enum KeysCmd {
     /// The keys (never their secrets) and what each client spent
     List,
     /// Revoke a client's key; its calls stay on record
-    Revoke { name: String },
+    Revoke {
+        /// The key's name (`llmclis keys list`)
+        name: String,
+    },
 }
 
 pub fn keys_cmd(ctx: &Ctx, cmd: KeysCmd, out: &mut impl Write) -> Result<()> {
