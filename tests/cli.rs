@@ -569,3 +569,29 @@ fn verbose_logs_to_stderr_and_the_log_is_in_the_state_dir() {
         "not the data dir's"
     );
 }
+
+/// The main commands' help, flags and examples, as a person reads it.
+#[test]
+fn main_commands_help_with_examples() {
+    let env = Env::new();
+    for cmd in [
+        vec!["--help"],
+        vec!["orchestrate", "--help"],
+        vec!["task", "--help"],
+        vec!["task", "add", "--help"],
+        vec!["models", "--help"],
+        vec!["memory", "--help"],
+        vec!["serve", "--help"],
+        vec!["chat", "--help"],
+    ] {
+        let r = env.run(&cmd);
+        r.assert_ok();
+        let name = format!("help_{}", cmd[..cmd.len() - 1].join("_"));
+        let name = if name == "help_" {
+            "help".to_string()
+        } else {
+            name
+        };
+        insta::assert_snapshot!(name, r.stdout);
+    }
+}

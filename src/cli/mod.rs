@@ -36,25 +36,61 @@ use crate::store::Status;
 )]
 pub struct Cli {
     /// The SQLite database [default: <data dir>/llmclis.db]
-    #[arg(long, global = true, env = "LLMCLIS_DB", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "LLMCLIS_DB",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     db: Option<PathBuf>,
     /// Where config.toml, model_registry.yaml and prompts/ live
-    #[arg(long, global = true, env = "LLMCLIS_CONFIG_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "LLMCLIS_CONFIG_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     config_dir: Option<PathBuf>,
     /// Where the database and other data live
-    #[arg(long, global = true, env = "LLMCLIS_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "LLMCLIS_DATA_DIR",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     data_dir: Option<PathBuf>,
     /// The agent recorded for changes [default: config general.agent, then $USER]
-    #[arg(long, global = true, env = "LLMCLIS_AGENT", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "LLMCLIS_AGENT",
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
     agent: Option<String>,
     /// Print stable JSON (errors go to stderr as {"error": {"kind", "message"}})
     #[arg(long, global = true)]
     json: bool,
     /// The model registry [default: <config dir>/model_registry.yaml, else the built-in one]
-    #[arg(long, global = true, env = "LLMCLIS_REGISTRY", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "LLMCLIS_REGISTRY",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
     registry: Option<PathBuf>,
     /// offline: local models only; online: API models too [default: config models.mode]
-    #[arg(long, global = true, env = "LLMCLIS_MODE", value_name = "MODE")]
+    #[arg(
+        long,
+        global = true,
+        env = "LLMCLIS_MODE",
+        hide_env_values = true,
+        value_name = "MODE"
+    )]
     mode: Option<crate::registry::Mode>,
     /// Log to stderr as well as the log file (debug level unless LLMCLIS_LOG
     /// or RUST_LOG say otherwise; not in the board, which owns the screen)
@@ -75,6 +111,9 @@ enum Command {
     Mcp,
     /// An OpenAI- and Anthropic-compatible gateway to the router, and MCP
     /// over HTTP, for every agent on the machine or the network
+    #[command(
+        after_long_help = "Examples:\n  llmclis keys add laptop --rpm 60       # a client key, shown once\n  llmclis serve --listen 0.0.0.0:4242\n  llmclis serve --no-auth                # loopback only, no keys"
+    )]
     Serve(serve::ServeArgs),
     /// The gateway's client keys: add, list, revoke
     #[command(subcommand)]
@@ -99,14 +138,23 @@ enum Command {
     Project(ProjectCmd),
     /// Tasks: add, list, show, next, status, note, dep, edit
     #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  llmclis task add --project-id 1 \"Fix the parser\" --tag bug --priority high\n  llmclis task next --project-id 1 --claim              # take the next task with a lease\n  llmclis task status 7 done --note \"merged in #12\""
+    )]
     Task(TaskCmd),
     /// Work through a project's tasks: plan, execute, critique, record
+    #[command(
+        after_long_help = "Examples:\n  llmclis orchestrate --project-id 1 --dry-run          # the order, nothing run\n  llmclis orchestrate --project-id 1 --max-steps 20     # work through 20 tasks\n  llmclis orchestrate --project-id 1 --workers 4 --json # 4 at once, events as JSON lines"
+    )]
     Orchestrate(orchestrate::OrchestrateArgs),
     /// Measure whether the pipeline solves tasks: run a suite of cases, each
     /// decided by its own check
     Eval(eval::EvalArgs),
     /// plans.md: import, done, add, note, status, check, sync
     #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  llmclis plans import plans.md          # a project from the file (again: update it)\n  llmclis plans done S1.2 --note \"tested on CI\"\n  llmclis plans check --against HEAD       # history kept since the last commit?"
+    )]
     Plans(plans::PlansCmd),
     /// issues.md: open and close entries
     #[command(subcommand)]
@@ -114,16 +162,25 @@ enum Command {
     /// research.md: add findings
     #[command(subcommand)]
     Research(plans::ResearchCmd),
-    /// The model registry: list models and servers, run a health check
+    /// The model registry: list, health, status, load, unload
     #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  llmclis models list                     # what each server serves\n  llmclis models status                   # memory per GPU, what is loaded, what fits\n  llmclis models unload qwen-7b           # free its memory (Ollama, vLLM sleep mode)"
+    )]
     Models(models::ModelsCmd),
     /// The router: explain a task's route
     #[command(subcommand)]
     Route(models::RouteCmd),
     /// Ask a model; the answer streams to stdout
+    #[command(
+        after_long_help = "Examples:\n  llmclis chat \"Explain this error: $(tail -5 build.log)\"\n  llmclis chat --role researcher \"Compare vLLM and TGI\"\n  llmclis chat --model qwen-7b --max-tokens 64 \"Say hello\""
+    )]
     Chat(models::ChatArgs),
     /// Memory: store, query, summarize, compact, reindex, stats
     #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  llmclis memory store --project-id 1 \"The parser must accept CRLF\"\n  llmclis memory query --project-id 1 \"line endings\" --top-k 3\n  llmclis memory stats --verify           # the store's counts, checked against the index"
+    )]
     Memory(memory::MemoryCmd),
 }
 
