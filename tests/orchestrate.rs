@@ -988,6 +988,14 @@ async fn after_kill_9_the_next_run_reclaims_the_task_and_nothing_is_done_twice()
     let (r, env) = out;
     r.assert_ok();
     assert!(r.stdout.contains("3 done"), "{}", r.stdout);
+    // Without a terminal there is no progress bar: no carriage returns,
+    // no bar cells, no escape sequences.
+    for out in [&r.stdout, &r.stderr] {
+        assert!(
+            !out.contains('\r') && !out.contains('█') && !out.contains('\u{1b}'),
+            "a bar without a TTY: {out:?}"
+        );
+    }
     assert!(
         r.stdout.contains("recovered: run 1 died"),
         "the next run closes the dead one: {}",

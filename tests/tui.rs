@@ -435,85 +435,125 @@ fn form_and_status_overlays() {
 
 /// The real binary in a real pseudo-terminal: open, move, add a task,
 /// change its status, quit; then the database has it.
-#[test]
-fn smoke_the_real_binary_in_a_pty() {
-    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-    let env = Env::new();
-    env.run(&["project", "add", "demo"]).assert_ok();
-    env.run(&["task", "add", "--project-id", "1", "Existing task"])
-        .assert_ok();
-    let pty = native_pty_system()
-        .openpty(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .unwrap();
-    let mut cmd = CommandBuilder::new(crate::support::BIN);
-    cmd.env_clear();
-    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd.env("TERM", "xterm-256color");
-    cmd.env("LLMCLIS_CONFIG_DIR", env.config_dir());
-    cmd.env("LLMCLIS_DATA_DIR", env.dir.path().join("data"));
-    cmd.env("LLMCLIS_DB", env.db());
-    cmd.env("LLMCLIS_AGENT", "tester");
-    cmd.cwd(env.dir.path());
-    let mut child = pty.slave.spawn_command(cmd).unwrap();
-    drop(pty.slave);
-    // What the terminal shows (a VT100 parser), and every byte written.
-    let screen = Arc::new(Mutex::new(vt100::Parser::new(
-        24.try_into().unwrap(),
-        80.try_into().unwrap(),
-        0,
-    )));
-    let raw = Arc::new(Mutex::new(Vec::<u8>::new()));
-    {
-        let mut reader = pty.master.try_clone_reader().unwrap();
-        let (screen, raw) = (screen.clone(), raw.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
+/// The real binary in a pseudo-terminal, its screen read by a VT100 parser.
+struct Pty {
+    screen: Arc<Mutex<vt100::Parser>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Pty {
+    fn board(env: &Env, cwd: &std::path::Path) -> Pty {
+        use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(crate::support::BIN);
+        cmd.env_clear();
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("LLMCLIS_CONFIG_DIR", env.config_dir());
+        cmd.env("LLMCLIS_DATA_DIR", env.dir.path().join("data"));
+        cmd.env("LLMCLIS_DB", env.db());
+        cmd.env("LLMCLIS_AGENT", "tester");
+        cmd.env("LLMCLIS_NVML", "0");
+        cmd.cwd(cwd);
+        let child = pty.slave.spawn_command(cmd).unwrap();
+        drop(pty.slave);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            24.try_into().unwrap(),
+            80.try_into().unwrap(),
+            0,
+        )));
+        let raw = Arc::new(Mutex::new(Vec::<u8>::new()));
+        {
+            let mut reader = pty.master.try_clone_reader().unwrap();
+            let (screen, raw) = (screen.clone(), raw.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    screen.lock().unwrap().process(&buf[..n]);
+                    raw.lock().unwrap().extend_from_slice(&buf[..n]);
                 }
-                screen.lock().unwrap().process(&buf[..n]);
-                raw.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+            });
+        }
+        let writer = pty.master.take_writer().unwrap();
+        Pty {
+            screen,
+            raw,
+            writer,
+            child,
+            _master: pty.master,
+        }
     }
-    let shown = || screen.lock().unwrap().screen().contents();
-    let mut writer = pty.master.take_writer().unwrap();
-    let wait_for = |what: &str| {
+
+    fn shown(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if shown().contains(what) {
+            if self.shown().contains(what) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the screen never showed {what:?}:\n{}", shown());
-    };
-    let mut send = |bytes: &[u8]| {
-        writer.write_all(bytes).unwrap();
-        writer.flush().unwrap();
+        panic!("the screen never showed {what:?}:\n{}", self.shown());
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+        self.writer.flush().unwrap();
         // Keys apart, so ESC is not read as the start of a sequence.
         std::thread::sleep(Duration::from_millis(150));
-    };
-    wait_for("Existing task");
-    send(b"j");
-    send(b"a");
-    wait_for("Add a task");
-    send(b"Added from the board");
-    send(b"\x13"); // ctrl-s
-    wait_for("added task 2");
+    }
+
+    /// Quits with `q` and waits for the process to end.
+    fn quit(&mut self) -> portable_pty::ExitStatus {
+        self.send(b"q");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the board did not quit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn smoke_the_real_binary_in_a_pty() {
+    let env = Env::new();
+    env.run(&["project", "add", "demo"]).assert_ok();
+    env.run(&["task", "add", "--project-id", "1", "Existing task"])
+        .assert_ok();
+    let mut pty = Pty::board(&env, env.dir.path());
+    pty.wait_for("Existing task");
+    pty.send(b"j");
+    pty.send(b"a");
+    pty.wait_for("Add a task");
+    pty.send(b"Added from the board");
+    pty.send(b"\x13"); // ctrl-s
+    pty.wait_for("added task 2");
     // The new task is second in the pending column.
-    send(b"j");
-    send(b"s");
-    wait_for("Status of task 2");
-    send(b"4"); // done
-    send(b"\r");
-    wait_for("task 2: pending");
+    pty.send(b"j");
+    pty.send(b"s");
+    pty.wait_for("Status of task 2");
+    pty.send(b"4"); // done
+    pty.send(b"\r");
+    pty.wait_for("task 2: pending");
     // A change made by another process shows up on its own.
     env.run(&[
         "task",
@@ -523,17 +563,9 @@ fn smoke_the_real_binary_in_a_pty() {
         "Added by another process",
     ])
     .assert_ok();
-    wait_for("#3 Added by");
-    send(b"q");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the board did not quit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{}", shown());
+    pty.wait_for("#3 Added by");
+    let status = pty.quit();
+    assert!(status.success(), "{}", pty.shown());
     let s = Store::open(&env.db()).unwrap();
     let t = s.task(2).unwrap();
     assert_eq!(
@@ -542,6 +574,71 @@ fn smoke_the_real_binary_in_a_pty() {
     );
     assert_eq!(s.task(1).unwrap().status, Status::Pending);
     // The terminal was handed back: the alternate screen was left.
-    let raw = String::from_utf8_lossy(&raw.lock().unwrap()).into_owned();
+    let raw = String::from_utf8_lossy(&pty.raw.lock().unwrap()).into_owned();
     assert!(raw.contains("\u{1b}[?1049l"), "left the alternate screen");
+}
+
+/// The run panel streams each turn of the coder's tool loop, tool calls
+/// included, while the step is still going (its critic answers 8 s later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_panel_streams_the_tool_loop_as_it_goes() {
+    use crate::orchestrate::{CODER, CRITIC, SUMMARIZER, approve, text};
+    use crate::support::fake_llm::{FakeLlm, Reply, Route};
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(
+                CRITIC,
+                vec![],
+                Reply::Delay(Duration::from_secs(8), Box::new(approve())),
+            ),
+            Route::new(SUMMARIZER, vec![], text("Read the notes.")),
+            Route::new(
+                CODER,
+                vec![Reply::ToolCall("read_file", r#"{"path": "notes.txt"}"#)],
+                Reply::Slow("The notes say all is well. ", Duration::from_millis(60)),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let env = Env::new();
+    let root = env.dir.path().join("ws");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("notes.txt"), "all is well\n").unwrap();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(
+        env.config_dir().join("model_registry.yaml"),
+        crate::support::one_model_registry(
+            &format!(
+                "{{ name: fake, kind: openai-compatible, flavour: vllm, base_url: \"{}\", local: true }}",
+                srv.url
+            ),
+            "{ id: m, provider: fake, served_name: m, context_window: 32768, max_output_tokens: 1024, capabilities: [tools, json_schema] }",
+            "m",
+        ),
+    )
+    .unwrap();
+    env.run(&["project", "add", "ws", "--root", root.to_str().unwrap()])
+        .assert_ok();
+    env.run(&["task", "add", "--project-id", "1", "Read the notes"])
+        .assert_ok();
+    let dir = env.dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut pty = Pty::board(&env, &dir);
+        pty.wait_for("Read the notes");
+        pty.send(b"r");
+        let began = Instant::now();
+        pty.wait_for("→ read_file");
+        pty.wait_for("all is well.");
+        assert!(
+            began.elapsed() < Duration::from_secs(8),
+            "shown only after the step ended ({:?})",
+            began.elapsed()
+        );
+        pty.send(b"x"); // stop the run
+        let _ = pty.quit();
+    })
+    .await
+    .unwrap();
 }

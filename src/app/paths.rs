@@ -85,3 +85,59 @@ pub fn places(ctx: &Context) -> Vec<Place> {
         ),
     ]
 }
+
+/// An API key the settings name: the variable, never its value.
+#[derive(Debug, Serialize)]
+pub struct KeyVar {
+    /// Who reads it: a registry provider, or the Qdrant server.
+    pub for_: String,
+    pub variable: String,
+    pub set: bool,
+}
+
+/// The settings in effect: config.toml with every default filled in, and
+/// the environment variables that hold keys (`llmclis config show`).
+#[derive(Debug, Serialize)]
+pub struct Effective {
+    pub config_file: String,
+    pub exists: bool,
+    pub settings: crate::config::Config,
+    pub keys: Vec<KeyVar>,
+    /// The registry could not be read: why (its keys are then not listed).
+    pub registry_error: Option<String>,
+}
+
+pub fn effective(ctx: &Context) -> Effective {
+    let set = |v: &str| std::env::var(v).is_ok_and(|x| !x.trim().is_empty());
+    let mut keys = Vec::new();
+    let registry_error = match ctx.registry() {
+        Ok(r) => {
+            for p in &r.providers {
+                if let Some(v) = &p.api_key_env {
+                    keys.push(KeyVar {
+                        for_: format!("provider {}", p.name),
+                        variable: v.clone(),
+                        set: set(v),
+                    });
+                }
+            }
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(v) = &ctx.config.memory.qdrant_api_key_env {
+        keys.push(KeyVar {
+            for_: "the Qdrant server".into(),
+            variable: v.clone(),
+            set: set(v),
+        });
+    }
+    let file = ctx.paths.config_file();
+    Effective {
+        config_file: file.display().to_string(),
+        exists: file.is_file(),
+        settings: ctx.config.clone(),
+        keys,
+        registry_error,
+    }
+}

@@ -83,22 +83,28 @@ pub fn eval(ctx: &Ctx, args: EvalArgs, out: &mut impl Write) -> Result<()> {
     let rt = crate::app::runtime()?;
     let total = cases.len() * setups.len() * args.repeat as usize;
     let mut results = Vec::new();
+    let bar = super::progress::Bar::new(ctx.json, "eval", total as u64);
     for case in &cases {
         for setup in &setups {
             for attempt in 1..=args.repeat {
+                bar.message(format!("{} · {}", case.name, setup.name()));
                 let r = rt.block_on(eval::run_case(&env, case, *setup, attempt));
                 store.record_eval_result(run_id, &r)?;
-                eprintln!(
-                    "[{}/{total}] {} · {} · {}",
-                    results.len() + 1,
-                    r.case,
-                    r.config,
-                    case_line(&r)
-                );
+                bar.suspend(|| {
+                    eprintln!(
+                        "[{}/{total}] {} · {} · {}",
+                        results.len() + 1,
+                        r.case,
+                        r.config,
+                        case_line(&r)
+                    )
+                });
+                bar.inc();
                 results.push(r);
             }
         }
     }
+    bar.finish();
     store.finish_eval_run(run_id)?;
     let totals = eval::totals(&names, &results);
     let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();

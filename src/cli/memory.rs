@@ -95,15 +95,10 @@ fn open_caught_up(
     rt: &tokio::runtime::Runtime,
 ) -> Result<Memory> {
     let mem = ctx.open_memory(db)?;
-    let progress = move |done: usize, all: usize| {
-        if all >= 1_000 {
-            eprint!("\rindexing memories the index lacks: {done}/{all}");
-            if done >= all {
-                eprintln!();
-            }
-        }
-    };
+    let bar = super::progress::Bar::new(ctx.json, "indexing memories the index lacks", 0);
+    let progress = |done: usize, all: usize| bar.set(done as u64, all as u64);
     rt.block_on(mem.catch_up(db, Some(&progress)))?;
+    bar.finish();
     Ok(mem)
 }
 
@@ -241,15 +236,10 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
         }
         MemoryCmd::Reindex => {
             let mem = ctx.open_memory(&db)?;
-            let progress = move |done: usize, all: usize| {
-                if all >= 1_000 {
-                    eprint!("\rreindexing: {done}/{all} memories");
-                    if done >= all {
-                        eprintln!();
-                    }
-                }
-            };
+            let bar = super::progress::Bar::new(ctx.json, "reindexing", 0);
+            let progress = |done: usize, all: usize| bar.set(done as u64, all as u64);
             let n = rt.block_on(mem.reindex(&mut db, Some(&progress)))?;
+            bar.finish();
             let value =
                 json!({"indexed": n, "index": mem.index.describe(), "model": mem.embedder.model()});
             emit(out, ctx.json, &value, || {

@@ -7,6 +7,7 @@ pub(crate) mod memory;
 mod models;
 pub(crate) mod orchestrate;
 mod plans;
+mod progress;
 pub(crate) mod render;
 mod resources;
 mod serve;
@@ -127,6 +128,9 @@ enum Command {
     Man,
     /// Which config, registry, database, log and model files are in use
     Paths,
+    /// The config file's path, or the settings in effect
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Create the config and data directories, the database and the default files
     FirstRun {
         /// Do not ask; for scripts
@@ -182,6 +186,15 @@ enum Command {
         after_long_help = "Examples:\n  llmclis memory store --project-id 1 \"The parser must accept CRLF\"\n  llmclis memory query --project-id 1 \"line endings\" --top-k 3\n  llmclis memory stats --verify           # the store's counts, checked against the index"
     )]
     Memory(memory::MemoryCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Print config.toml's path (`$EDITOR "$(llmclis config path)"`)
+    Path,
+    /// Every setting in effect (defaults filled in) as TOML, and which
+    /// environment variables hold keys (their names, never the keys)
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -480,6 +493,15 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Serve(args) => serve::serve(&ctx, args),
         Command::Keys(cmd) => serve::keys_cmd(&ctx, cmd, out),
         Command::Completions { .. } | Command::Man => unreachable!("answered above"),
+        Command::Config(ConfigCmd::Path) => {
+            let file = ctx.app.paths.config_file();
+            let value = serde_json::json!({"config_file": file.display().to_string(), "exists": file.is_file()});
+            emit(out, ctx.json, &value, || file.display().to_string())
+        }
+        Command::Config(ConfigCmd::Show) => {
+            let e = crate::app::paths::effective(&ctx.app);
+            emit(out, ctx.json, &e, || render::effective(&e))
+        }
         Command::Paths => {
             let places = crate::app::paths::places(&ctx.app);
             emit(out, ctx.json, &places, || {
@@ -564,6 +586,7 @@ fn cmd_first_run(ctx: &Ctx, yes: bool, out: &mut impl Write) -> Result<()> {
         &ctx.agent,
         fetch,
         detect,
+        !ctx.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     )?;
     emit(out, ctx.json, &report, || render::first_run(&report))
 }

@@ -62,15 +62,29 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
         }
     }
     let json = ctx.json;
+    // On a terminal, the steps as a bar under the event lines.
+    let bar = super::progress::Bar::new(json, "steps", opts.max_steps as u64);
+    let shown = bar.clone();
     // Progress lines go straight to stdout as they happen.
     let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {
         if json {
             println!("{}", serde_json::to_string(p).expect("progress serializes"));
-        } else if let Progress::Token { .. } = p {
-        } else if let Progress::Warning { message } = p {
-            eprintln!("warning: {message}");
-        } else if let Some(line) = render::progress(p) {
-            println!("{line}");
+            return;
+        }
+        match p {
+            Progress::Token { .. } => {}
+            Progress::Warning { message } => shown.suspend(|| eprintln!("warning: {message}")),
+            _ => {
+                if let Progress::StepStarted { task_id, .. } = p {
+                    shown.message(format!("task {task_id}"));
+                }
+                if let Progress::StepFinished { .. } = p {
+                    shown.inc();
+                }
+                if let Some(line) = render::progress(p) {
+                    shown.suspend(|| println!("{line}"));
+                }
+            }
         }
     });
     let rt = crate::app::runtime()?;
@@ -88,6 +102,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
         });
         orchestrator::run::run(deps, opts, observer, rx).await
     })?;
+    bar.finish();
     out.flush().map_err(|e| Error::io("<stdout>", e))?;
     if summary.stopped_because == "models_unreachable" {
         return Err(Error::Model(format!(

@@ -503,3 +503,32 @@ pub fn plans_check(c: &crate::app::docs::PlansCheck) -> String {
     }
     s
 }
+
+/// `config show`: the file in use, the settings as TOML, the key variables.
+pub fn effective(e: &crate::app::paths::Effective) -> String {
+    let mut s = format!(
+        "# {}{}\n",
+        e.config_file,
+        if e.exists {
+            ""
+        } else {
+            " (not there: every value below is a default)"
+        }
+    );
+    s.push_str(&toml::to_string_pretty(&e.settings).unwrap_or_default());
+    if !e.keys.is_empty() {
+        s.push_str("\n# Keys come from these environment variables (never from a file):\n");
+        for k in &e.keys {
+            s.push_str(&format!(
+                "#   {:<22} {} ({})\n",
+                k.variable,
+                if k.set { "set" } else { "not set" },
+                k.for_
+            ));
+        }
+    }
+    if let Some(err) = &e.registry_error {
+        s.push_str(&format!("\n# The registry could not be read: {err}\n"));
+    }
+    s.trim_end().to_string()
+}

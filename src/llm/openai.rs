@@ -14,6 +14,14 @@ use super::{
 };
 use crate::registry::Provider;
 
+/// A tool call as its stream chunks build it.
+#[derive(Default)]
+struct StreamedCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
 pub struct OpenAiClient {
     base: String,
     flavour: String,
@@ -158,6 +166,9 @@ impl OpenAiClient {
         let mut text = String::new();
         let mut finish: Option<String> = None;
         let mut usage: Option<Usage> = None;
+        // Tool calls arrive in pieces: an index, then its id and name, then
+        // the arguments' JSON string a chunk at a time.
+        let mut calls: Vec<StreamedCall> = Vec::new();
         // One event; true at `[DONE]`.
         let mut handle = |data: &str, text: &mut String| -> Result<bool, LlmError> {
             if data.trim() == "[DONE]" {
@@ -179,6 +190,33 @@ impl OpenAiClient {
                     text.push_str(t);
                     if let Some(s) = sink.as_mut() {
                         s(StreamEvent::Token(t));
+                    }
+                }
+                for d in choice
+                    .pointer("/delta/tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let i = d
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(calls.len() as u64) as usize;
+                    if calls.len() <= i {
+                        calls.resize_with(i + 1, StreamedCall::default);
+                    }
+                    let c = &mut calls[i];
+                    if let Some(id) = d.get("id").and_then(Value::as_str) {
+                        c.id = id.to_string();
+                    }
+                    if let Some(n) = d.pointer("/function/name").and_then(Value::as_str) {
+                        c.name.push_str(n);
+                    }
+                    match d.pointer("/function/arguments") {
+                        Some(Value::String(a)) => c.arguments.push_str(a),
+                        // Some servers send the object itself.
+                        Some(v @ Value::Object(_)) => c.arguments = v.to_string(),
+                        _ => {}
                     }
                 }
                 if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -208,8 +246,26 @@ impl OpenAiClient {
                 "the stream ended before the answer was finished".into(),
             ));
         }
+        let tool_calls = calls
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| !c.name.is_empty())
+            .map(|(i, c)| super::ToolCall {
+                id: if c.id.is_empty() {
+                    format!("call_{i}")
+                } else {
+                    c.id
+                },
+                name: c.name,
+                arguments: if c.arguments.trim().is_empty() {
+                    Value::Object(Default::default())
+                } else {
+                    serde_json::from_str(&c.arguments).unwrap_or(Value::Null)
+                },
+            })
+            .collect();
         Ok(ChatResponse {
-            tool_calls: Vec::new(),
+            tool_calls,
             usage: usage.unwrap_or(Usage::estimate(req, &text)),
             text,
             finish_reason: finish,

@@ -35,6 +35,10 @@ pub enum Reply {
     /// Headers, then silence for this long before the answer: a hung
     /// generation.
     Hang(Duration),
+    /// A native tool call (name, arguments as JSON text); streamed as vLLM
+    /// streams one when the request streams: the id and name first, the
+    /// arguments in pieces, `finish_reason: tool_calls`.
+    ToolCall(&'static str, &'static str),
 }
 
 /// Requests whose messages contain `needle` take `replies` in order, then
@@ -485,6 +489,28 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
                     axum::body::Body::from_stream(late),
                 )
                     .into_response();
+            }
+            Reply::ToolCall(name, args) if stream => {
+                let (a, b) = args.split_at(args.len() / 2);
+                let first = serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_s1", "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null}]});
+                let piece = |p: &str| serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}, "finish_reason": null}]});
+                let last = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]});
+                let body: String = [first, piece(a), piece(b), last]
+                    .iter()
+                    .map(|c| format!("data: {c}\n\n"))
+                    .chain(["data: [DONE]\n\n".to_string()])
+                    .collect();
+                return ([("content-type", "text/event-stream")], body).into_response();
+            }
+            Reply::ToolCall(name, args) => {
+                return axum::Json(serde_json::json!({
+                    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                        "role": "assistant", "content": "",
+                        "tool_calls": [{"id": "call_s1", "type": "function", "function": {"name": name, "arguments": args}}]
+                    }}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+                }))
+                .into_response();
             }
             Reply::Raw(body) => {
                 return (

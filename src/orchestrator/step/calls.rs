@@ -88,22 +88,7 @@ impl StepRun<'_> {
                     return self.tool_loop(model, req).await;
                 }
                 let role = self.exec_role;
-                // Watchers (the TUI's run panel) see the answer as it is written.
-                let observer = self.shared.observer.clone();
-                let (step, task_id) = (self.number, self.task.id);
-                let mut relay = move |ev: crate::llm::StreamEvent<'_>| {
-                    let text = match ev {
-                        crate::llm::StreamEvent::Token(t) => t.to_string(),
-                        crate::llm::StreamEvent::Restart { next_model, .. } => {
-                            format!("\n[restarting on {next_model}]\n")
-                        }
-                    };
-                    observer(&Progress::Token {
-                        step,
-                        task_id,
-                        text,
-                    });
-                };
+                let mut relay = self.token_relay();
                 let sink: Option<crate::llm::Sink<'_>> = if self.shared.opts.stream_tokens {
                     req.stream = true;
                     Some(&mut relay)
@@ -336,5 +321,32 @@ impl StepRun<'_> {
             unreachable: only_refused(f),
             error,
         }
+    }
+    /// Watchers (the TUI's run panel) see the answer as it is written.
+    pub(super) fn token_relay(&self) -> impl FnMut(crate::llm::StreamEvent<'_>) + Send + use<> {
+        let observer = self.shared.observer.clone();
+        let (step, task_id) = (self.number, self.task.id);
+        move |ev: crate::llm::StreamEvent<'_>| {
+            let text = match ev {
+                crate::llm::StreamEvent::Token(t) => t.to_string(),
+                crate::llm::StreamEvent::Restart { next_model, .. } => {
+                    format!("\n[restarting on {next_model}]\n")
+                }
+            };
+            observer(&Progress::Token {
+                step,
+                task_id,
+                text,
+            });
+        }
+    }
+
+    /// A line in the streamed answer (a tool call, as it happens).
+    pub(super) fn say(&self, text: String) {
+        (self.shared.observer)(&Progress::Token {
+            step: self.number,
+            task_id: self.task.id,
+            text,
+        });
     }
 }

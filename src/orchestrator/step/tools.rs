@@ -109,7 +109,15 @@ impl StepRun<'_> {
             m.capabilities.iter().any(|c| c == "tools") && !registry.provider_of(m).is_ollama()
         });
         let specs = tool_specs();
-        req.stream = false;
+        // Each turn streams to watchers (the board's run panel) where the
+        // client parses streamed tool calls: OpenAI-compatible servers, and
+        // any server under the text protocol.
+        let streams = self.shared.opts.stream_tokens
+            && !(native
+                && registry.model(&model).is_some_and(|m| {
+                    registry.provider_of(m).kind == crate::registry::ProviderKind::Anthropic
+                }));
+        req.stream = streams;
         req.json_schema = None;
         if native {
             req.tools = specs
@@ -136,10 +144,12 @@ impl StepRun<'_> {
                     "{why} No more tool calls: answer now with what you did and what is left."
                 )));
             }
+            let mut relay = self.token_relay();
+            let sink: Option<crate::llm::Sink<'_>> = if streams { Some(&mut relay) } else { None };
             let result = self
                 .shared
                 .caller
-                .call(std::slice::from_ref(&model), &req, None)
+                .call(std::slice::from_ref(&model), &req, sink)
                 .await;
             self.record("execute", role.as_str(), &req, &result, None)?;
             let o = match result {
@@ -186,6 +196,13 @@ impl StepRun<'_> {
             }
             for call in asked {
                 calls += 1;
+                if streams {
+                    self.say(format!(
+                        "\n→ {} {}\n",
+                        call.name,
+                        cut(&call.arguments.to_string(), 100)
+                    ));
+                }
                 let out = self.run_tool(&call).await?;
                 let failed = out.starts_with("error: ");
                 let key = format!("{} {}", call.name, call.arguments);
