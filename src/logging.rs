@@ -1,7 +1,7 @@
 //! Logs go to a file in the state dir (`Paths::log_file`), and to stderr
 //! too with `-v`: level from `LLMCLIS_LOG`, else `RUST_LOG` (default
-//! `info`; `-v` is `debug` on stderr); past 10 MB the file moves to
-//! `.log.1` (three kept).
+//! `info`; `-v` is `debug` on stderr); each day's log (and one past
+//! 10 MB) moves aside as `.log.YYYY-MM-DD`, seven kept.
 //! Nothing logged carries an API key: requests are logged by provider and
 //! model, and error messages are scrubbed (`llm::redact`) before they are.
 
@@ -58,52 +58,105 @@ pub fn init(paths: &crate::config::Paths) -> Option<PathBuf> {
     opened.then_some(path)
 }
 
-/// A log past `MAX_LOG` moves to `llmclis.log.1` (the one before that to
-/// `.2`, and the oldest is dropped), so the log never grows without end.
+/// A log from an earlier day (UTC), or past `MAX_LOG`, moves aside as
+/// `llmclis.log.YYYY-MM-DD` (its own last day; `.1`, `.2` … when one day
+/// fills more than one), and only the `KEPT` newest of those stay.
 const MAX_LOG: u64 = 10 * 1024 * 1024;
-const KEPT: usize = 3;
+const KEPT: usize = 7;
 
 fn rotate(path: &Path) {
-    if std::fs::metadata(path).map_or(true, |m| m.len() < MAX_LOG) {
+    rotate_at(path, chrono::Utc::now());
+}
+
+/// `rotate` as of `now`: the clock is a parameter so tests can move it.
+fn rotate_at(path: &Path, now: chrono::DateTime<chrono::Utc>) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let day = meta
+        .modified()
+        .map(chrono::DateTime::<chrono::Utc>::from)
+        .unwrap_or(now)
+        .date_naive();
+    if meta.len() < MAX_LOG && day >= now.date_naive() {
         return;
     }
-    let old = |n: usize| path.with_extension(format!("log.{n}"));
-    let _ = std::fs::remove_file(old(KEPT));
-    for n in (1..KEPT).rev() {
-        let _ = std::fs::rename(old(n), old(n + 1));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut aside = path.with_file_name(format!("{name}.{day}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = path.with_file_name(format!("{name}.{day}.{n}"));
+        n += 1;
     }
-    let _ = std::fs::rename(path, old(1));
+    if std::fs::rename(path, &aside).is_err() {
+        return;
+    }
+    // The oldest go: by last change, newest first.
+    let Some(dir) = path.parent() else { return };
+    let prefix = format!("{name}.");
+    let mut old: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    old.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (_, p) in old.into_iter().skip(KEPT) {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn write(path: &Path, bytes: &[u8], days_ago: u64, now: std::time::SystemTime) {
+        crate::fsutil::write_atomic(path, bytes).unwrap();
+        let f = std::fs::File::options().append(true).open(path).unwrap();
+        f.set_modified(now - std::time::Duration::from_secs(days_ago * 86_400))
+            .unwrap();
+    }
+
     #[test]
-    fn a_big_log_moves_aside_and_the_oldest_goes() {
+    fn a_log_moves_aside_each_day_and_when_big_and_old_ones_go() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("llmclis.log");
-        let big = vec![b'x'; MAX_LOG as usize];
-        for n in 1..=KEPT {
-            crate::fsutil::write_atomic(
-                &log.with_extension(format!("log.{n}")),
-                n.to_string().as_bytes(),
-            )
-            .unwrap();
-        }
-        crate::fsutil::write_atomic(&log, &big).unwrap();
-        rotate(&log);
-        assert!(!log.exists());
-        let read = |n: usize| std::fs::read(log.with_extension(format!("log.{n}"))).unwrap();
-        assert_eq!(read(1).len(), big.len());
-        assert_eq!(
-            (read(2), read(3)),
-            (b"1".to_vec(), b"2".to_vec()),
-            "the oldest (3) was dropped"
-        );
-        // A small log stays.
-        crate::fsutil::write_atomic(&log, b"small").unwrap();
-        rotate(&log);
+        let now = std::time::SystemTime::now();
+        let clock = chrono::DateTime::<chrono::Utc>::from(now);
+        // Today's small log stays.
+        write(&log, b"today", 0, now);
+        rotate_at(&log, clock);
         assert!(log.exists());
+        // Tomorrow it moves aside under its own day.
+        let tomorrow = clock + chrono::Duration::days(1);
+        rotate_at(&log, tomorrow);
+        let aside = dir
+            .path()
+            .join(format!("llmclis.log.{}", clock.date_naive()));
+        assert!(!log.exists());
+        assert_eq!(std::fs::read(&aside).unwrap(), b"today");
+        // A big log moves aside the same day, beside the first.
+        write(&log, &vec![b'x'; MAX_LOG as usize], 0, now);
+        rotate_at(&log, clock);
+        assert!(
+            dir.path()
+                .join(format!("llmclis.log.{}.1", clock.date_naive()))
+                .exists()
+        );
+        // Ten older days: only the KEPT newest files stay.
+        for d in 1..=10u64 {
+            write(&log, format!("day -{d}").as_bytes(), d, now);
+            rotate_at(&log, clock);
+        }
+        let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(kept.len(), KEPT, "{kept:?}");
+        assert!(aside.exists(), "the newest stay");
+        let oldest = clock - chrono::Duration::days(10);
+        assert!(
+            !dir.path()
+                .join(format!("llmclis.log.{}", oldest.date_naive()))
+                .exists()
+        );
     }
 }
