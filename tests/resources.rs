@@ -505,3 +505,37 @@ async fn doctor_says_whether_the_local_stack_fits_its_gpu_and_what_to_change() {
         "{gpu0}"
     );
 }
+
+/// llama-cpp-python stops the answer it is streaming when another request
+/// comes in: the background watch asks it once, then only connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_llama_cpp_python_server_is_asked_once_then_only_connected_to() {
+    let py = Fake::start(Kind::LlamaPython, &["smol"], &[]).await;
+    let registry = std::sync::Arc::new(
+        llmclis::registry::Registry::parse(
+            &crate::support::one_model_registry(
+                &format!("{{ name: py, kind: openai-compatible, flavour: llamacpp, base_url: \"{}/v1\", local: true, device: cpu }}", py.url),
+                "{ id: small, provider: py, served_name: smol, context_window: 2048, max_output_tokens: 256 }",
+                "small",
+            ),
+            "py.yaml",
+        )
+        .unwrap(),
+    );
+    let watch = llmclis::resources::Watch::new(registry);
+    let first = watch.refresh().await;
+    assert!(first.snapshot.servers[0].lists_only);
+    let asked = py.paths().len();
+    assert!(asked >= 1, "the first look asks");
+    for _ in 0..3 {
+        let v = watch.refresh().await;
+        assert!(v.snapshot.servers[0].up);
+        assert_eq!(v.placements["small"].fit, llmclis::resources::Fit::Loaded);
+    }
+    assert_eq!(
+        py.paths().len(),
+        asked,
+        "later looks only connect: {:?}",
+        py.paths()
+    );
+}

@@ -211,7 +211,7 @@ async fn vllm(
     if action == Action::Unload {
         // Putting vLLM to sleep under load aborts what it is serving (and
         // has crashed it): refuse while its metrics show requests.
-        let state = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT).await;
+        let state = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT, None).await;
         let busy = state.running.unwrap_or(0) + state.waiting.unwrap_or(0);
         if busy > 0 {
             return Err(Error::Model(format!(
@@ -244,7 +244,7 @@ async fn llamacpp(
     action: Action,
     wait: Duration,
 ) -> Result<(String, bool)> {
-    let router = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT)
+    let router = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT, None)
         .await
         .router_mode;
     if !router {
@@ -281,7 +281,7 @@ async fn llamacpp(
     if action == Action::Load && !already {
         let until = Instant::now() + wait;
         loop {
-            let state = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT).await;
+            let state = super::servers::probe(http, p, crate::endpoints::PROBE_TIMEOUT, None).await;
             if state.loaded.iter().any(|l| l.name == m.served_name) {
                 break;
             }

@@ -505,12 +505,11 @@ impl Watch {
             let mut d = detector.lock().expect("detector lock");
             (d.detect(), system::read())
         });
-        let probes = self
-            .registry
-            .providers
-            .iter()
-            .filter(|p| p.local)
-            .map(|p| servers::probe(&self.http, p, self.timeout));
+        let last = self.view();
+        let probes = self.registry.providers.iter().filter(|p| p.local).map(|p| {
+            let before = last.snapshot.servers.iter().find(|s| s.provider == p.name);
+            servers::probe(&self.http, p, self.timeout, before)
+        });
         let servers = futures_util::future::join_all(probes).await;
         let (gpus, ram) = gpus.await.unwrap_or_default();
         let snapshot = Snapshot {

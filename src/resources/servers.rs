@@ -67,6 +67,10 @@ pub struct ServerState {
     pub unloaded: Vec<String>,
     /// Models whose load failed (router mode), with why.
     pub failed: Vec<String>,
+    /// llama-cpp-python: it answers only `/v1/models`, and any request to
+    /// it interrupts the answer it is streaming; after the first look it
+    /// is only connected to, never asked.
+    pub lists_only: bool,
     /// vLLM in sleep mode (or llama.cpp asleep): holds no model now.
     pub sleeping: Option<bool>,
     pub running: Option<u32>,
@@ -103,9 +107,42 @@ fn describe(e: &reqwest::Error, timeout: Duration) -> String {
     }
 }
 
+/// Whether something accepts connections at `url`'s host and port.
+async fn connects(url: &str, timeout: Duration) -> Result<(), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = u.host_str().ok_or("no host")?.to_string();
+    let port = u.port_or_known_default().ok_or("no port")?;
+    match tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err("connection refused".into()),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
 /// Asks one provider's server everything its kind can tell, each request
-/// within `timeout`, the requests of one server at once.
-pub async fn probe(http: &reqwest::Client, p: &Provider, timeout: Duration) -> ServerState {
+/// within `timeout`, the requests of one server at once. `last` is what it
+/// said before: a server that must not be asked while it works
+/// (`lists_only`) is then only connected to.
+pub async fn probe(
+    http: &reqwest::Client,
+    p: &Provider,
+    timeout: Duration,
+    last: Option<&ServerState>,
+) -> ServerState {
+    if let Some(last) = last.filter(|l| l.lists_only && l.up) {
+        let mut s = last.clone();
+        if let Err(e) = connects(&p.base_url, timeout).await {
+            s.up = false;
+            s.error = Some(e);
+            s.loaded.clear();
+        }
+        return s;
+    }
     let mut s = ServerState {
         provider: p.name.clone(),
         flavour: p.flavour.clone(),
@@ -209,6 +246,7 @@ pub async fn probe(http: &reqwest::Client, p: &Provider, timeout: Duration) -> S
                 }
             } else {
                 served(&mut s, models);
+                s.lists_only = s.up && props.is_none();
                 if let Some(p) = &props {
                     s.sleeping = p.get("is_sleeping").and_then(Value::as_bool);
                     if s.sleeping == Some(true) {

@@ -27,6 +27,8 @@ pub enum Kind {
     Hang,
     /// Ollama whose `/api/ps` is not JSON.
     GarbageOllama,
+    /// llama-cpp-python: `/v1/models` and nothing else (no `/props`).
+    LlamaPython,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +88,7 @@ impl Fake {
                 .route("/v1/models", get(llama_models))
                 .route("/models/load", post(llama_load))
                 .route("/models/unload", post(llama_unload)),
+            Kind::LlamaPython => Router::new().route("/v1/models", get(openai_models)),
             Kind::Hang => Router::new(),
         };
         let app = if kind == Kind::Hang {
