@@ -291,7 +291,7 @@ async fn every_shipped_case_is_solved_by_its_solution() {
 /// solves them is recorded, not asserted: a 135M model rarely does.
 #[test]
 fn the_real_small_model_runs_two_shipped_cases() {
-    let Some((smollm, _)) = servers() else {
+    let Some((smollm, _, _turn)) = servers() else {
         return;
     };
     let env = installed_with(&crate::support::one_model_registry(

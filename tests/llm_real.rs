@@ -63,7 +63,7 @@ fn ask(prompt: &str, max_tokens: u64) -> ChatRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_model_answers_with_usage() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     let c = caller(&smollm, &gemma);
@@ -99,7 +99,7 @@ async fn a_real_model_answers_with_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_stream_arrives_token_by_token() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     let c = caller(&smollm, &gemma);
@@ -123,7 +123,7 @@ async fn a_real_stream_arrives_token_by_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn structured_output_follows_the_schema() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     let c = caller(&smollm, &gemma);
@@ -141,7 +141,7 @@ async fn structured_output_follows_the_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_escalates_past_a_dead_server_and_a_small_window() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     let c = caller(&smollm, &gemma);
@@ -180,7 +180,7 @@ async fn routing_escalates_past_a_dead_server_and_a_small_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_served_models_come_from_the_servers() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     let c = caller(&smollm, &gemma);
@@ -194,7 +194,7 @@ async fn health_and_served_models_come_from_the_servers() {
 
 #[test]
 fn the_cli_streams_a_real_answer() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     let env = Env::new();
@@ -270,7 +270,7 @@ fn the_cli_streams_a_real_answer() {
 /// `timeout_secs: 60`; the streaming time is measured from the first token.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_stream_longer_than_its_silence_limit_is_not_cut() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     // The first provider is smol's.
@@ -319,7 +319,7 @@ async fn a_real_stream_longer_than_its_silence_limit_is_not_cut() {
 /// the streaming tests here use SmolLM's.)
 #[test]
 fn models_status_sees_what_the_real_servers_hold() {
-    let Some((_, gemma)) = servers() else {
+    let Some((_, gemma, _turn)) = servers() else {
         return;
     };
     let env = Env::new();

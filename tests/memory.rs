@@ -464,6 +464,7 @@ modes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_rolls_raw_interactions_into_a_summary_through_the_real_server() {
     let Some(emb) = embedder() else { return };
+    let _turn = crate::support::real_servers_lock();
     let Ok(url) = std::env::var("LLMCLIS_TEST_SMOLLM_URL") else {
         assert!(
             std::env::var_os("CI").is_none(),

@@ -1192,7 +1192,7 @@ async fn bad_setup_is_refused_before_any_task_is_claimed() {
 /// everything is recorded.
 #[test]
 fn end_to_end_against_the_real_llama_cpp_server() {
-    let Some((smollm, gemma)) = servers() else {
+    let Some((smollm, gemma, _turn)) = servers() else {
         return;
     };
     let env = Env::new();

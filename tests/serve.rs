@@ -653,6 +653,7 @@ async fn mcp_over_http_with_the_official_python_sdk() {
 /// gateway, the router, SmolLM2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_llama_server_answers_through_the_gateway() {
+    let _turn = crate::support::real_servers_lock();
     let (Some(python), Ok(url)) = (
         crate::support::py_clients(),
         std::env::var("LLMCLIS_TEST_SMOLLM_URL"),

@@ -202,12 +202,24 @@ pub fn dump(path: &Path) -> String {
     out
 }
 
-/// The servers' URLs, or None (after saying so) when they are not running.
-pub fn servers() -> Option<(String, String)> {
+/// Held by a test while it uses the real servers. llama-cpp-python serves
+/// one request at a time, and a request interrupts the answer it is
+/// streaming: tests that share a server take turns, or one test's long
+/// generation starves another's probe.
+pub type RealServers = std::sync::MutexGuard<'static, ()>;
+
+pub fn real_servers_lock() -> RealServers {
+    static REAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    REAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The servers' URLs and the turn to use them, or None (after saying so)
+/// when they are not running.
+pub fn servers() -> Option<(String, String, RealServers)> {
     let smollm = std::env::var("LLMCLIS_TEST_SMOLLM_URL").ok();
     let gemma = std::env::var("LLMCLIS_TEST_GEMMA_URL").ok();
     match (smollm, gemma) {
-        (Some(s), Some(g)) => Some((s, g)),
+        (Some(s), Some(g)) => Some((s, g, real_servers_lock())),
         _ if std::env::var_os("CI").is_some() => {
             panic!(
                 "CI is set but the llama.cpp test servers are not: run `scripts/llama-server start` and export its lines (scripts/test does)"
