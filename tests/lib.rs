@@ -2,6 +2,10 @@
 
 // Tests write their fixtures directly; the atomic-write rule is for the tool.
 #![allow(clippy::disallowed_methods)]
+// The real servers' turn (`support::real_servers_lock`) is a std mutex held
+// for a whole test, awaits included: each test has its own runtime, so no
+// other task there waits for it; tests on other threads simply queue.
+#![allow(clippy::await_holding_lock)]
 
 mod support;
 
