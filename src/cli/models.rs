@@ -107,55 +107,46 @@ fn health(ctx: &Ctx, model: Option<String>, out: &mut impl Write) -> Result<()> 
     let (registry, caller) = caller(ctx)?;
     let mode = ctx.mode();
     let rt = crate::app::runtime()?;
-    {
-        {
-            let ids: Vec<String> = match &model {
-                Some(id) => {
-                    let m = registry.model(id).ok_or_else(|| {
-                        Error::InvalidInput(format!(
-                            "no model {id:?} in {}; `llmclis models list` shows them",
-                            registry.source
-                        ))
-                    })?;
-                    // Offline mode never sends a request to an online provider.
-                    if !registry.provider_of(m).local && mode == Mode::Offline {
-                        return Err(Error::InvalidInput(format!(
-                            "{id} is an API model; the mode is offline: pass --mode online"
-                        )));
-                    }
-                    vec![id.clone()]
-                }
-                None => registry
-                    .models
-                    .iter()
-                    .filter(|m| mode == Mode::Online || registry.provider_of(m).local)
-                    .map(|m| m.id.clone())
-                    .collect(),
-            };
-            let results: Vec<serde_json::Value> = rt.block_on(async {
-                let mut out = Vec::new();
-                for id in &ids {
-                    out.push(smoke(&caller, id).await);
-                }
-                out
-            });
-            let failed = results.iter().filter(|r| r["ok"] == false).count();
-            emit(out, ctx.json, &results, || render_health(&results))?;
-            if failed > 0 {
-                let down: Vec<&str> = results
-                    .iter()
-                    .filter(|r| r["ok"] == false)
-                    .filter_map(|r| r["model"].as_str())
-                    .collect();
-                return Err(Error::Model(format!(
-                    "{failed} of {} model(s) did not answer the smoke prompt: {}; start their servers or fix model_registry.yaml",
-                    ids.len(),
-                    down.join(", ")
+    let ids: Vec<String> = match &model {
+        Some(id) => {
+            let m = registry.known_model(id)?;
+            // Offline mode never sends a request to an online provider.
+            if !registry.provider_of(m).local && mode == Mode::Offline {
+                return Err(Error::InvalidInput(format!(
+                    "{id} is an API model; the mode is offline: pass --mode online"
                 )));
             }
-            Ok(())
+            vec![id.clone()]
         }
+        None => registry
+            .models
+            .iter()
+            .filter(|m| mode == Mode::Online || registry.provider_of(m).local)
+            .map(|m| m.id.clone())
+            .collect(),
+    };
+    let results: Vec<serde_json::Value> = rt.block_on(async {
+        let mut out = Vec::new();
+        for id in &ids {
+            out.push(smoke(&caller, id).await);
+        }
+        out
+    });
+    let failed = results.iter().filter(|r| r["ok"] == false).count();
+    emit(out, ctx.json, &results, || render_health(&results))?;
+    if failed > 0 {
+        let down: Vec<&str> = results
+            .iter()
+            .filter(|r| r["ok"] == false)
+            .filter_map(|r| r["model"].as_str())
+            .collect();
+        return Err(Error::Model(format!(
+            "{failed} of {} model(s) did not answer the smoke prompt: {}; start their servers or fix model_registry.yaml",
+            ids.len(),
+            down.join(", ")
+        )));
     }
+    Ok(())
 }
 
 /// One short prompt to one model, no retries: what a person checks first.
@@ -296,12 +287,7 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
         estimate_tokens(&args.prompt) + args.system.as_deref().map_or(0, estimate_tokens);
     let (chain, temperature, role) = match (&args.model, &args.role) {
         (Some(id), _) => {
-            let m = registry.model(id).ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "no model {id:?} in {}; `llmclis models list` shows them",
-                    registry.source
-                ))
-            })?;
+            let m = registry.known_model(id)?;
             let p = registry.provider_of(m);
             if !p.local && mode == Mode::Offline {
                 return Err(Error::InvalidInput(format!(

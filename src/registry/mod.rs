@@ -253,6 +253,16 @@ impl Registry {
         self.model_index.get(id).map(|i| &self.models[*i])
     }
 
+    /// The model `id`, or a usage error that says where the ids are listed.
+    pub fn known_model(&self, id: &str) -> Result<&Model> {
+        self.model(id).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "no model {id:?} in {}; `llmclis models list` shows them",
+                self.source
+            ))
+        })
+    }
+
     pub fn provider(&self, name: &str) -> Option<&Provider> {
         self.provider_index.get(name).map(|i| &self.providers[*i])
     }

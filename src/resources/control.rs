@@ -34,12 +34,7 @@ pub struct Done {
 
 /// The local model `id`, or a usage error naming what exists.
 pub fn local_model<'r>(registry: &'r Registry, id: &str) -> Result<(&'r Model, &'r Provider)> {
-    let m = registry.model(id).ok_or_else(|| {
-        Error::InvalidInput(format!(
-            "no model {id:?} in {}; `llmclis models list` shows them",
-            registry.source
-        ))
-    })?;
+    let m = registry.known_model(id)?;
     let p = registry.provider_of(m);
     if !p.local {
         return Err(Error::InvalidInput(format!(
@@ -170,10 +165,7 @@ async fn ollama(
     let done_reason = serde_json::from_str::<Value>(&text)
         .ok()
         .and_then(|v| v.get("done_reason")?.as_str().map(String::from));
-    let want = match action {
-        Action::Load => "load",
-        Action::Unload => "unload",
-    };
+    let want = verb(action);
     match status {
         200 if done_reason.as_deref() == Some(want) => Ok("POST /api/generate".into()),
         200 => Err(Error::Model(format!(
