@@ -539,6 +539,9 @@ impl Watch {
     /// runtime, so any front end can use it) until the watch is dropped.
     pub fn start(self: &Arc<Self>, every: Duration) {
         let weak = Arc::downgrade(self);
+        // A watch that has looked already (a run's, before its first claim)
+        // waits a whole period; a new one looks after one tick.
+        let looked = self.view().at.is_some();
         let spawned = std::thread::Builder::new()
             .name("resources".into())
             .spawn(move || {
@@ -549,8 +552,7 @@ impl Watch {
                     return;
                 };
                 let tick = Duration::from_millis(250).min(every);
-                // The first look after one tick, then every `every`.
-                let mut waited = every;
+                let mut waited = if looked { Duration::ZERO } else { every };
                 loop {
                     std::thread::sleep(tick);
                     waited += tick;

@@ -176,18 +176,12 @@ pub async fn probe(
                 s.kv_cache_usage = prometheus_max(&text, "vllm:kv_cache_usage_perc")
                     .or_else(|| prometheus_max(&text, "vllm:gpu_cache_usage_perc"));
             }
-            match sleeping {
-                Ok((200, body)) => {
-                    s.sleeping = serde_json::from_str::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get("is_sleeping")?.as_bool());
-                }
-                // Without VLLM_SERVER_DEV_MODE=1 the sleep routes do not exist.
-                Ok((404, _)) => {}
-                _ => {}
-            }
-            if s.sleeping == Some(true) {
-                s.loaded.clear();
+            // Without VLLM_SERVER_DEV_MODE=1 the sleep routes do not exist
+            // (404): nothing is known about sleep, and nothing sleeps.
+            if let Ok((200, body)) = sleeping {
+                s.sleeping = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("is_sleeping")?.as_bool());
             }
         }
         Some("tgi") => {
@@ -249,9 +243,6 @@ pub async fn probe(
                 s.lists_only = s.up && props.is_none();
                 if let Some(p) = &props {
                     s.sleeping = p.get("is_sleeping").and_then(Value::as_bool);
-                    if s.sleeping == Some(true) {
-                        s.loaded.clear();
-                    }
                 }
                 // The C++ server's slots; llama-cpp-python has none (404).
                 if props.is_some()
@@ -265,6 +256,10 @@ pub async fn probe(
             }
         }
         _ => served(&mut s, get(http, url("/v1/models"), timeout).await),
+    }
+    // Asleep (vLLM's sleep mode, llama.cpp's): what it lists, it does not hold.
+    if s.sleeping == Some(true) {
+        s.loaded.clear();
     }
     s
 }
