@@ -246,7 +246,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         MemoryConfig {
             backend: "edge".into(),
-            qdrant_url: "http://127.0.0.1:6333".into(),
+            qdrant_url: "http://127.0.0.1:6334".into(),
             qdrant_api_key_env: None,
             collection: "llmclis_memory".into(),
             embedder: "fastembed".into(),

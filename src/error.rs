@@ -89,6 +89,10 @@ pub enum Error {
     #[error("{0}")]
     Memory(String),
 
+    /// The vector index (Edge or a Qdrant server) failed.
+    #[error(transparent)]
+    Index(#[from] crate::memory::vector::IndexError),
+
     /// Another process holds the embedded (Edge) memory index.
     #[error("the memory index {0} is in use by another llmclis process; try again when it is done")]
     IndexBusy(PathBuf),
@@ -158,6 +162,7 @@ impl Error {
             Error::Model(_) => "model",
             Error::Memory(_) => "memory",
             Error::IndexBusy(_) => "index_busy",
+            Error::Index(e) => e.kind(),
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
             Error::Interrupted(_) => "interrupted",
@@ -188,6 +193,7 @@ impl Error {
             | Error::Model(_)
             | Error::Memory(_)
             | Error::IndexBusy(_)
+            | Error::Index(_)
             | Error::Io { .. }
             | Error::Sqlite(_) => EXIT_RUNTIME,
             Error::Interrupted(_) => EXIT_INTERRUPTED,

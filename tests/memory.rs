@@ -5,10 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use llmclis::Error;
 use llmclis::llm::caller::{Breakers, Caller};
 use llmclis::llm::http_client;
 use llmclis::memory::embed::{Embedder, FastEmbedder};
-use llmclis::memory::vector::{EdgeIndex, Filter, IndexInfo, PointMeta, QdrantIndex, VectorIndex};
+use llmclis::memory::vector::{
+    EdgeIndex, Filter, IndexError, IndexInfo, PointMeta, QdrantIndex, QdrantOptions, VectorIndex,
+};
 use llmclis::memory::{CompactPolicy, Memory};
 use llmclis::registry::{Mode, Registry};
 use llmclis::store::{NewTask, Store};
@@ -32,14 +35,19 @@ fn meta(project_id: i64, task_id: Option<i64>, kind: &str) -> PointMeta {
     }
 }
 
-/// The behaviour every backend must have.
-async fn conformance(index: &dyn VectorIndex) {
-    let info = IndexInfo {
-        model: "test-model".into(),
-        dim: 8,
-    };
-    index.reset(&info).await.unwrap();
-    index.finish(&info).await.unwrap();
+const INFO: fn() -> IndexInfo = || IndexInfo {
+    model: "test-model".into(),
+    dim: 8,
+};
+
+/// The behaviour every backend must have. `open` opens the same index
+/// again (the previous handle is dropped first: Edge is one process's).
+async fn conformance(open: &dyn Fn() -> Box<dyn VectorIndex>) {
+    let info = INFO();
+    let mut index = open();
+    // Never created: holds nothing, and the first `ensure` creates it.
+    assert_eq!(index.count(Filter::default()).await.unwrap(), 0);
+    index.ensure(&info).await.unwrap();
     index.ensure(&info).await.unwrap();
     index
         .upsert(vec![
@@ -101,6 +109,8 @@ async fn conformance(index: &dyn VectorIndex) {
         .await
         .unwrap();
     assert_eq!(index.count(p1(None, None)).await.unwrap(), 2);
+
+    // Another model or size: typed, both sizes named, the fix given.
     let err = index
         .ensure(&IndexInfo {
             model: "other".into(),
@@ -108,39 +118,101 @@ async fn conformance(index: &dyn VectorIndex) {
         })
         .await
         .unwrap_err();
+    match &err {
+        Error::Index(IndexError::Mismatch { found, want, .. }) => {
+            assert_eq!((found.dim, want.dim), (8, 16), "{err}");
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
     assert!(err.to_string().contains("memory reindex"), "{err}");
+    // A vector of the wrong size is refused, sizes named; nothing is written.
+    let err = index
+        .upsert(vec![(9, vec![0.5; 4], meta(1, None, "design_doc"))])
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Index(IndexError::Dimension { expected, got, .. }) => {
+            assert_eq!((*expected, *got), (8, 4), "{err}");
+        }
+        other => panic!("expected a dimension error, got {other:?}"),
+    }
+    assert_eq!(index.count(Filter::default()).await.unwrap(), 3);
+
+    // Batches past one request's worth all land.
+    let many: Vec<_> = (100..1_300u64)
+        .map(|i| {
+            (
+                i,
+                axis(i as usize, 8, 0.1),
+                meta(3, None, "raw_interaction"),
+            )
+        })
+        .collect();
+    index.upsert(many).await.unwrap();
+    index.flush().await.unwrap();
+    let p3 = Filter {
+        project_id: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(index.count(p3.clone()).await.unwrap(), 1_200);
+
+    // What was written survives a reopen.
+    drop(index);
+    index = open();
+    index.ensure(&info).await.unwrap();
+    assert_eq!(index.count(Filter::default()).await.unwrap(), 1_203);
+    let hits = index
+        .search(axis(1, 8, 0.0), p1(None, None), 1, false)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].0, 3, "the replaced point kept its new vector");
+
+    // A rebuild that never finished is refused, to this handle and the next.
     index.reset(&info).await.unwrap();
     assert_eq!(index.count(Filter::default()).await.unwrap(), 0);
+    let err = index.ensure(&info).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Index(IndexError::Incomplete { .. })),
+        "{err:?}"
+    );
+    drop(index);
+    index = open();
+    let err = index.ensure(&info).await.unwrap_err();
+    assert!(err.to_string().contains("memory reindex"), "{err}");
     index.finish(&info).await.unwrap();
+    index.ensure(&info).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qdrant_edge_passes_the_conformance_suite_and_survives_a_reopen() {
+async fn qdrant_edge_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edge");
-    {
-        let edge = EdgeIndex::open(&path).unwrap();
-        conformance(&edge).await;
-        edge.upsert(vec![(7, axis(2, 8, 0.0), meta(1, None, "raw_interaction"))])
-            .await
-            .unwrap();
-    }
-    let edge = EdgeIndex::open(&path).unwrap();
-    let info = IndexInfo {
-        model: "test-model".into(),
-        dim: 8,
+    conformance(&|| Box::new(EdgeIndex::open(&path).unwrap())).await;
+}
+
+/// The same suite against a real Qdrant server (1.16 or newer) when
+/// QDRANT_URL names its gRPC endpoint; README says how to run one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qdrant_server_passes_the_conformance_suite_when_one_is_given() {
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!(
+            "\n*** SKIPPED: QDRANT_URL is not set; the server backend's conformance run needs a Qdrant server ***\n"
+        );
+        return;
     };
-    edge.ensure(&info).await.unwrap();
-    assert_eq!(
-        edge.count(Filter::default()).await.unwrap(),
-        1,
-        "data survives a reopen"
-    );
-    let hits = edge
-        .search(axis(2, 8, 0.0), Filter::default(), 3, false)
-        .await
-        .unwrap();
-    assert_eq!(hits[0].0, 7);
+    let collection = format!("llmclis_test_{}", std::process::id());
+    let open = || -> Box<dyn VectorIndex> {
+        Box::new(
+            QdrantIndex::connect(QdrantOptions {
+                url: url.clone(),
+                collection: collection.clone(),
+                api_key: std::env::var("QDRANT_API_KEY").ok(),
+                timeout: Duration::from_secs(30),
+            })
+            .unwrap(),
+        )
+    };
+    conformance(&open).await;
 }
 
 #[test]
@@ -158,24 +230,6 @@ fn an_edge_index_is_open_in_one_place_at_a_time() {
     );
     drop(first);
     EdgeIndex::open_waiting(&path, Duration::from_millis(100)).unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_qdrant_server_passes_the_conformance_suite_when_one_is_given() {
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        eprintln!(
-            "\n*** SKIPPED: QDRANT_URL is not set; the server backend's conformance run needs a Qdrant server ***\n"
-        );
-        return;
-    };
-    let collection = format!("llmclis_test_{}", std::process::id());
-    let server = QdrantIndex::new(
-        &url,
-        &collection,
-        std::env::var("QDRANT_API_KEY").ok(),
-        http_client(),
-    );
-    conformance(&server).await;
 }
 
 fn embedder() -> Option<Arc<FastEmbedder>> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Memory;
 use super::embed::{Embedder, LazyFastEmbedder, OpenAiEmbedder};
-use super::vector::{EdgeIndex, QdrantIndex, VectorIndex};
+use super::vector::{EdgeIndex, QdrantIndex, QdrantOptions, VectorIndex};
 use crate::config::{MemoryConfig, Paths};
 use crate::error::{Error, Result};
 use crate::llm::http_client;
@@ -27,7 +27,6 @@ pub fn open(
 ) -> Result<Memory> {
     // Each database has its own index: ids are its row ids.
     let store_id = db.store_id()?;
-    let http = http_client();
     let embedder = embedder(paths, cfg, mode, registry)?;
     let index: Arc<dyn VectorIndex> = match cfg.backend.as_str() {
         "edge" => Arc::new(EdgeIndex::open_waiting(&edge_dir(paths, &store_id), wait)?),
@@ -37,12 +36,12 @@ pub fn open(
                 .as_deref()
                 .and_then(|v| std::env::var(v).ok())
                 .filter(|k| !k.trim().is_empty());
-            Arc::new(QdrantIndex::new(
-                &cfg.qdrant_url,
-                &collection(cfg, &store_id),
-                key,
-                http,
-            ))
+            Arc::new(QdrantIndex::connect(QdrantOptions {
+                url: cfg.qdrant_url.clone(),
+                collection: collection(cfg, &store_id),
+                api_key: key,
+                timeout: Duration::from_secs(30),
+            })?)
         }
         other => return Err(unknown_backend(other)),
     };
