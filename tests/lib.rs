@@ -22,6 +22,7 @@ mod mcp;
 mod memory;
 mod orchestrate;
 mod plans_cli;
+mod qdrant;
 mod recovery;
 mod resources;
 mod schedule;

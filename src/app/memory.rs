@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::{Hit, Memory, MemoryRecord};
 use crate::store::Store;
 
@@ -29,31 +29,60 @@ pub struct QueryMemory {
     pub text: String,
 }
 
+/// A saved memory, and why it is not in the index yet when it is not.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub record: MemoryRecord,
+    /// The index could not be reached or refused for now; the row is in
+    /// the database and the next command that reaches the index indexes it.
+    pub not_indexed: Option<String>,
+}
+
 /// Saves a memory. Without an index (another process holds it) the row
-/// goes to SQLite and that process, or the next opener, indexes it.
+/// goes to SQLite and that process, or the next opener, indexes it; the
+/// same when a Qdrant server is down or overloaded.
 pub async fn store(
     memory: Option<&Memory>,
     db: &mut Store,
     req: &StoreMemory,
     agent: &str,
-) -> Result<MemoryRecord> {
-    match memory {
-        Some(mem) => {
-            mem.catch_up(db, None).await?;
+) -> Result<Stored> {
+    let unindexed = |db: &mut Store, why: Option<String>| -> Result<Stored> {
+        db.project(req.project_id)?;
+        let record = crate::memory::save_unindexed(
+            db,
+            &req.text,
+            req.project_id,
+            req.task_id,
+            &req.kind,
+            agent,
+        )?;
+        Ok(Stored {
+            record,
+            not_indexed: why,
+        })
+    };
+    let Some(mem) = memory else {
+        return unindexed(db, None);
+    };
+    let tried = match mem.catch_up(db, None).await {
+        Ok(_) => {
             mem.store_memory(db, &req.text, req.project_id, req.task_id, &req.kind, agent)
                 .await
         }
-        None => {
-            db.project(req.project_id)?;
-            crate::memory::save_unindexed(
-                db,
-                &req.text,
-                req.project_id,
-                req.task_id,
-                &req.kind,
-                agent,
-            )
+        Err(e) => Err(e),
+    };
+    match tried {
+        Ok(record) => {
+            let not_indexed = (!crate::memory::is_indexed(db, record.id)?)
+                .then(|| format!("{} did not answer in time", mem.describe_index()));
+            Ok(Stored {
+                record,
+                not_indexed,
+            })
         }
+        Err(Error::Index(e)) if e.is_transient() => unindexed(db, Some(e.to_string())),
+        Err(e) => Err(e),
     }
 }
 

@@ -130,12 +130,19 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
                 kind: kind.0,
                 text,
             };
-            let r = rt.block_on(crate::app::memory::store(
+            let stored = rt.block_on(crate::app::memory::store(
                 mem.as_ref(),
                 &mut db,
                 &req,
                 &agent,
             ))?;
+            if let Some(why) = &stored.not_indexed {
+                eprintln!(
+                    "warning: memory {} is saved but not indexed yet: {why}",
+                    stored.record.id
+                );
+            }
+            let r = stored.record;
             emit(out, ctx.json, &r, || {
                 format!(
                     "Stored memory {} ({}) in project {}.",

@@ -242,7 +242,12 @@ impl Session {
                 kind: r.kind.unwrap_or_else(|| "raw_interaction".into()),
                 text: r.text,
             };
-            memory::store(mem.as_deref(), &mut db, &req, &self.ctx.agent).await
+            // A server that is down: saved, and indexed when it is back.
+            Ok(
+                memory::store(mem.as_deref(), &mut db, &req, &self.ctx.agent)
+                    .await?
+                    .record,
+            )
         })
     }
 

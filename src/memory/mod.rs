@@ -223,6 +223,11 @@ impl Memory {
             .unwrap_or_default())
     }
 
+    /// Where the index is, in words.
+    pub fn describe_index(&self) -> String {
+        self.index.describe()
+    }
+
     fn info(&self) -> IndexInfo {
         IndexInfo {
             model: self.embedder.model(),
@@ -288,9 +293,18 @@ impl Memory {
             covers,
             Some(&vector),
         )?;
-        self.upsert(&record, vector).await?;
-        self.index.flush().await?;
-        mark_indexed(db, &[record.id], true)?;
+        match self.upsert(&record, vector).await {
+            Ok(()) => {
+                self.index.flush().await?;
+                mark_indexed(db, &[record.id], true)?;
+            }
+            // The row is saved; the next command that reaches the index
+            // indexes it (`is_indexed` says which happened).
+            Err(Error::Index(e)) if e.is_transient() => {
+                tracing::warn!(memory = record.id, error = %e, "saved, not indexed yet");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(record)
     }
 
@@ -428,11 +442,14 @@ impl Memory {
         self.index
             .upsert(vec![(record.id as u64, vector, meta_of(record))])
             .await
-            .map_err(|e| {
+            .map_err(|e| match e {
+                Error::Index(ie) if ie.is_transient() => Error::Index(ie),
+                e => {
                 Error::Memory(format!(
                     "memory {} is saved but not indexed yet ({e}); the next command that opens the index indexes it",
                     record.id
                 ))
+                }
             })
     }
 
@@ -836,6 +853,15 @@ pub fn save_unindexed(
         return Err(Error::InvalidInput("a memory needs some text".into()));
     }
     insert(db, text, project_id, task_id, kind, agent, &[], None)
+}
+
+/// Whether memory `id` is in the index (as far as the store knows).
+pub fn is_indexed(db: &Store, id: i64) -> Result<bool> {
+    Ok(db
+        .conn()
+        .query_row("SELECT indexed FROM memories WHERE id = ?1", [id], |r| {
+            r.get::<_, bool>(0)
+        })?)
 }
 
 /// Rows the index lacks, plus compacted rows it still has: what the next

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
+pub mod fake_qdrant;
 pub mod fake_servers;
 
 use std::path::{Path, PathBuf};

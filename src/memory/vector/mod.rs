@@ -127,6 +127,15 @@ pub enum IndexError {
 }
 
 impl IndexError {
+    /// The server may answer later: what was to be indexed stays in the
+    /// database for the next command that reaches it.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            IndexError::Unavailable { .. } | IndexError::Overloaded { .. }
+        )
+    }
+
     /// A stable name for `--json` output.
     pub fn kind(&self) -> &'static str {
         match self {
