@@ -49,6 +49,20 @@ pub trait Conditions {
     fn resources(&self) -> Option<Arc<View>> {
         None
     }
+    /// This process's requests to `model_id`: the router balances the
+    /// members of a family (replicas, the same weights elsewhere) by them.
+    fn load(&self, _model_id: &str) -> Load {
+        Load::default()
+    }
+}
+
+/// A model's requests from this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub in_flight: u32,
+    /// Since the process started: among equals the least used goes first,
+    /// so one request at a time still takes turns.
+    pub started: u64,
 }
 
 /// The real environment, with nothing cooling down and nothing spent.
@@ -313,10 +327,7 @@ fn chain(
             None => chain.push(id.to_string()),
         }
     }
-    let preferred = match &view {
-        Some(v) if !v.placements.is_empty() => prefer_loaded(registry, v, &mut chain),
-        _ => Vec::new(),
-    };
+    let preferred = balance(registry, view.as_deref(), conditions, &mut chain);
     Decision {
         plan: rule.is_some_and(|r| r.plan) || role_name == Role::Planner,
         voting: rule.and_then(|r| r.voting).or(role.voting),
@@ -331,11 +342,18 @@ fn chain(
     }
 }
 
-/// Within each family (the same weights on several servers) the chain's
-/// places keep their family, and the members take them best first: loaded,
-/// then the shorter queue (`Placement::rank`). Other models stay put, so
-/// the role's escalation order holds.
-fn prefer_loaded(registry: &Registry, view: &View, chain: &mut [String]) -> Vec<Preferred> {
+/// Within each family (replicas, or the same weights on several servers)
+/// the chain's places keep their family, and the members take them best
+/// first: loaded, then the shorter queue (what the server last reported
+/// waiting, and running or in flight from here, whichever is more), then
+/// the least used. Other models stay put, so the role's escalation order
+/// holds.
+fn balance(
+    registry: &Registry,
+    view: Option<&View>,
+    conditions: &dyn Conditions,
+    chain: &mut [String],
+) -> Vec<Preferred> {
     let families: Vec<Option<&str>> = chain
         .iter()
         .map(|id| registry.model(id).map(|m| m.family.as_str()))
@@ -355,28 +373,20 @@ fn prefer_loaded(registry: &Registry, view: &View, chain: &mut [String]) -> Vec<
         if places.len() < 2 {
             continue;
         }
-        let rank = |id: &str| view.placements.get(id).map_or((1, 0, 0), |p| p.rank());
-        let mut members: Vec<usize> = places.clone();
+        let ranks: Vec<Rank> = places
+            .iter()
+            .map(|&i| Rank::of(view, conditions, &chain[i]))
+            .collect();
+        let mut order: Vec<usize> = (0..places.len()).collect();
         // Stable: equals keep the role's order.
-        members.sort_by_key(|&i| rank(&chain[i]));
-        if members == places {
+        order.sort_by_key(|&k| ranks[k].key());
+        if order.iter().enumerate().all(|(k, &o)| k == o) {
             continue;
         }
-        let (first, over) = (chain[members[0]].clone(), chain[places[0]].clone());
-        let why = match (view.placements.get(&first), view.placements.get(&over)) {
-            (Some(a), Some(b)) if a.fit == Fit::Loaded && b.fit != Fit::Loaded => {
-                format!("{first} is loaded; {over} is not ({})", b.fit.describe())
-            }
-            (Some(a), Some(b)) => format!(
-                "{first} has {} waiting and {} running, {over} {} and {}",
-                a.waiting.unwrap_or(0),
-                a.running.unwrap_or(0),
-                b.waiting.unwrap_or(0),
-                b.running.unwrap_or(0)
-            ),
-            _ => String::new(),
-        };
-        let reordered: Vec<String> = members.iter().map(|&i| chain[i].clone()).collect();
+        let (a, b) = (&ranks[order[0]], &ranks[0]);
+        let (first, over) = (chain[places[order[0]]].clone(), chain[places[0]].clone());
+        let why = a.why_before(&first, b, &over);
+        let reordered: Vec<String> = order.iter().map(|&k| chain[places[k]].clone()).collect();
         for (&i, m) in places.iter().zip(reordered) {
             chain[i] = m;
         }
@@ -387,6 +397,54 @@ fn prefer_loaded(registry: &Registry, view: &View, chain: &mut [String]) -> Vec<
         });
     }
     preferred
+}
+
+/// What ranks one member of a family.
+struct Rank {
+    fit: Option<Fit>,
+    loaded: u8,
+    waiting: u32,
+    busy: u32,
+    load: Load,
+}
+
+impl Rank {
+    fn of(view: Option<&View>, conditions: &dyn Conditions, id: &str) -> Rank {
+        let p = view.and_then(|v| v.placements.get(id));
+        let load = conditions.load(id);
+        let (loaded, waiting, running) = p.map_or((1, 0, 0), |p| p.rank());
+        Rank {
+            fit: p.map(|p| p.fit.clone()),
+            loaded,
+            waiting,
+            busy: running.max(load.in_flight),
+            load,
+        }
+    }
+
+    fn key(&self) -> (u8, u32, u64) {
+        (self.loaded, self.waiting + self.busy, self.load.started)
+    }
+
+    fn why_before(&self, first: &str, other: &Rank, over: &str) -> String {
+        if self.loaded != other.loaded {
+            let theirs = other
+                .fit
+                .as_ref()
+                .map_or_else(|| "not seen".to_string(), |f| f.describe());
+            return format!("{first} is loaded; {over} is not ({theirs})");
+        }
+        if self.waiting + self.busy != other.waiting + other.busy {
+            return format!(
+                "{first} has {} waiting and {} running, {over} {} waiting and {} running",
+                self.waiting, self.busy, other.waiting, other.busy
+            );
+        }
+        format!(
+            "{first} has taken {} requests, {over} {}: they take turns",
+            self.load.started, other.load.started
+        )
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +483,7 @@ mod tests {
         keys: Vec<&'static str>,
         spent: (f64, f64),
         view: Option<Arc<View>>,
+        loads: Vec<(&'static str, Load)>,
     }
 
     impl Conditions for Cond {
@@ -440,6 +499,12 @@ mod tests {
         fn resources(&self) -> Option<Arc<View>> {
             self.view.clone()
         }
+        fn load(&self, m: &str) -> Load {
+            self.loads
+                .iter()
+                .find(|(id, _)| *id == m)
+                .map_or(Load::default(), |(_, l)| *l)
+        }
     }
 
     fn none() -> Cond {
@@ -448,7 +513,78 @@ mod tests {
             keys: vec![],
             spent: (0.0, 0.0),
             view: None,
+            loads: vec![],
         }
+    }
+
+    fn replicas() -> Registry {
+        let yaml = crate::registry::DEFAULT_REGISTRY.replacen(
+            "provider: vllm",
+            "provider: [vllm, tgi]",
+            1,
+        );
+        Registry::parse(&yaml, "r.yaml").unwrap()
+    }
+
+    fn load(in_flight: u32, started: u64) -> Load {
+        Load { in_flight, started }
+    }
+
+    #[test]
+    fn replicas_take_turns_and_the_less_busy_one_goes_first() {
+        let r = replicas();
+        // Two replicas, and the shipped TGI twin of the same weights.
+        let (a, b, t) = (
+            "qwen-coder-32b@vllm",
+            "qwen-coder-32b@tgi",
+            "qwen-coder-32b-tgi",
+        );
+        let tk = task("Fix", &[], None);
+        let d = route(&r, &tk, Mode::Offline, &none());
+        assert_eq!(d.chain[..3], [a, b, t], "the registry's order among equals");
+        // One request at a time: the less used go first.
+        let c = Cond {
+            loads: vec![(a, load(0, 1))],
+            ..none()
+        };
+        let d = route(&r, &tk, Mode::Offline, &c);
+        assert_eq!(d.chain[..3], [b, t, a]);
+        assert!(
+            d.preferred[0].why.contains("take turns"),
+            "{:?}",
+            d.preferred
+        );
+        // In flight outweighs the turn.
+        let c = Cond {
+            loads: vec![(a, load(0, 5)), (b, load(2, 1)), (t, load(0, 7))],
+            ..none()
+        };
+        let d = route(&r, &tk, Mode::Offline, &c);
+        assert_eq!(d.chain[..3], [a, t, b]);
+        // A queue the server reports counts too.
+        let c = Cond {
+            loads: vec![(b, load(0, 9))],
+            ..placed(&[
+                (a, Fit::Loaded, 3),
+                (b, Fit::Loaded, 0),
+                (t, Fit::Loaded, 1),
+            ])
+        };
+        let d = route(&r, &tk, Mode::Offline, &c);
+        assert_eq!(d.chain[..3], [b, t, a]);
+        assert!(
+            d.preferred[0].why.contains("3 waiting"),
+            "{:?}",
+            d.preferred
+        );
+        // A replica cooling down is skipped; the others serve.
+        let c = Cond {
+            cooling: vec![a],
+            ..none()
+        };
+        let d = route(&r, &tk, Mode::Offline, &c);
+        assert_eq!(d.chain[..2], [b, t]);
+        assert_eq!(d.skipped[0].model, a);
     }
 
     fn placed(models: &[(&str, Fit, u32)]) -> Cond {

@@ -291,8 +291,11 @@ pub struct Caller {
     windows: Mutex<HashMap<String, u64>>,
     /// What is loaded where, refreshed in the background, when watched.
     resources: std::sync::OnceLock<Arc<crate::resources::Watch>>,
-    /// Requests in flight per model: a model in use is never unloaded.
+    /// Requests in flight per model: a model in use is never unloaded, and
+    /// replicas are balanced by them.
     in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    /// Requests started per model since this caller was made.
+    started: Mutex<HashMap<String, u64>>,
 }
 
 /// Counts a request to a model while it lasts.
@@ -342,6 +345,7 @@ impl Caller {
             windows: Mutex::new(HashMap::new()),
             resources: std::sync::OnceLock::new(),
             in_flight: Arc::default(),
+            started: Mutex::default(),
         }
     }
 
@@ -379,6 +383,12 @@ impl Caller {
     }
 
     fn start_request(&self, model: &str) -> InFlight {
+        *self
+            .started
+            .lock()
+            .expect("started lock")
+            .entry(model.to_string())
+            .or_default() += 1;
         *self
             .in_flight
             .lock()
@@ -747,6 +757,24 @@ impl Conditions for Caller {
 
     fn resources(&self) -> Option<Arc<crate::resources::View>> {
         self.resources.get().map(|w| w.view())
+    }
+
+    fn load(&self, model_id: &str) -> crate::router::Load {
+        crate::router::Load {
+            in_flight: self
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .get(model_id)
+                .map_or(0, |n| *n as u32),
+            started: self
+                .started
+                .lock()
+                .expect("started lock")
+                .get(model_id)
+                .copied()
+                .unwrap_or(0),
+        }
     }
 }
 

@@ -76,4 +76,7 @@ impl Conditions for Spend<'_> {
     fn resources(&self) -> Option<Arc<crate::resources::View>> {
         Conditions::resources(self.caller)
     }
+    fn load(&self, model_id: &str) -> crate::router::Load {
+        self.caller.load(model_id)
+    }
 }

@@ -54,14 +54,15 @@ fn checked_voting(source: &str, whose: &str, v: Spanned<Voting>) -> Result<Votin
 /// error with the line and column it is about.
 pub(super) fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
     let (providers, provider_index) = build_providers(raw.providers, source)?;
-    let (models, model_index) = build_models(raw.models, source, &providers, &provider_index)?;
+    let (models, model_index, replicas) =
+        build_models(raw.models, source, &providers, &provider_index)?;
     let machine = raw
         .resources
         .map(|r| build_machine(r, source))
         .transpose()?
         .unwrap_or_default();
-    let roles = build_roles(raw.roles, source, &model_index)?;
-    let (rules, regexes) = build_rules(raw.rules, source, &model_index)?;
+    let roles = build_roles(raw.roles, source, &model_index, &replicas)?;
+    let (rules, regexes) = build_rules(raw.rules, source, &model_index, &replicas)?;
     let policy = |m: RawMode| -> Result<ModePolicy> {
         let local_only = match m.providers.value.as_str() {
             "local" => true,
@@ -90,6 +91,7 @@ pub(super) fn build(raw: RawRegistry, source: &str) -> Result<Registry> {
         machine,
         regexes,
         model_index,
+        replicas,
         provider_index,
     })
 }
@@ -230,27 +232,50 @@ fn build_models(
     source: &str,
     providers: &[Provider],
     provider_index: &HashMap<String, usize>,
-) -> Result<(Vec<Model>, HashMap<String, usize>)> {
+) -> Result<(Vec<Model>, HashMap<String, usize>, Replicas)> {
     let mut models = Vec::new();
     let mut model_index = HashMap::new();
+    let mut replicas: Replicas = HashMap::new();
     for m in raw_models {
         let id = m.id.value.trim().to_string();
-        if model_index.contains_key(&id) {
+        let taken = |ix: &HashMap<String, usize>, r: &Replicas, id: &str| {
+            ix.contains_key(id) || r.contains_key(id)
+        };
+        if taken(&model_index, &replicas, &id) {
             return Err(at(
                 source,
                 &m.id,
                 format!("model {id:?} is defined twice; ids must be unique"),
             ));
         }
-        if !provider_index.contains_key(&m.provider.value) {
+        let names: Vec<String> = match &m.provider.value {
+            RawProviders::One(p) => vec![p.clone()],
+            RawProviders::Many(list) => list.clone(),
+        };
+        if names.is_empty() {
             return Err(at(
                 source,
                 &m.provider,
-                format!(
-                    "model {id:?} names provider {:?}, which is not defined under providers",
-                    m.provider.value
-                ),
+                format!("model {id:?} lists no provider; name one, or several for replicas"),
             ));
+        }
+        for (i, p) in names.iter().enumerate() {
+            if !provider_index.contains_key(p) {
+                return Err(at(
+                    source,
+                    &m.provider,
+                    format!(
+                        "model {id:?} names provider {p:?}, which is not defined under providers"
+                    ),
+                ));
+            }
+            if names[..i].contains(p) {
+                return Err(at(
+                    source,
+                    &m.provider,
+                    format!("model {id:?} lists provider {p:?} twice"),
+                ));
+            }
         }
         for c in &m.capabilities {
             if !CAPABILITIES.contains(&c.value.as_str()) {
@@ -284,34 +309,92 @@ fn build_models(
                 format!("model {id:?}: costs cannot be negative"),
             ));
         }
-        let memory = match m.memory {
-            None => None,
-            Some(raw) => {
-                let provider = &providers[provider_index[&m.provider.value]];
-                Some(build_memory(source, &id, provider, m.context_window, raw)?)
-            }
-        };
         let family = m
             .family
             .map(|f| f.trim().to_string())
             .filter(|f| !f.is_empty())
             .unwrap_or_else(|| m.served_name.to_lowercase());
-        model_index.insert(id.clone(), models.len());
-        models.push(Model {
-            id,
-            provider: m.provider.value,
-            served_name: m.served_name,
-            context_window: m.context_window,
-            max_output_tokens: m.max_output_tokens,
-            cost_per_1m_input: m.cost_per_1m_input,
-            cost_per_1m_output: m.cost_per_1m_output,
-            capabilities: m.capabilities.into_iter().map(|c| c.value).collect(),
-            memory,
-            family,
-        });
+        // Replicas are models of their own, `id@provider`, of one family:
+        // each has its breaker, its in-flight count and its placement, and
+        // the router balances a family's members.
+        let replicated = names.len() > 1;
+        let mut ids = Vec::new();
+        for p in &names {
+            let rid = if replicated {
+                format!("{id}@{p}")
+            } else {
+                id.clone()
+            };
+            if taken(&model_index, &replicas, &rid) {
+                return Err(at(
+                    source,
+                    &m.id,
+                    format!("model {rid:?} is defined twice; ids must be unique"),
+                ));
+            }
+            let memory = match &m.memory {
+                None => None,
+                Some(raw) => {
+                    let provider = &providers[provider_index[p]];
+                    Some(build_memory(
+                        source,
+                        &id,
+                        provider,
+                        m.context_window,
+                        raw.clone(),
+                    )?)
+                }
+            };
+            model_index.insert(rid.clone(), models.len());
+            models.push(Model {
+                id: rid.clone(),
+                provider: p.clone(),
+                served_name: m.served_name.clone(),
+                context_window: m.context_window,
+                max_output_tokens: m.max_output_tokens,
+                cost_per_1m_input: m.cost_per_1m_input,
+                cost_per_1m_output: m.cost_per_1m_output,
+                capabilities: m.capabilities.iter().map(|c| c.value.clone()).collect(),
+                memory,
+                family: family.clone(),
+                replica_of: replicated.then(|| id.clone()),
+            });
+            ids.push(rid);
+        }
+        if replicated {
+            replicas.insert(id, ids);
+        }
     }
 
-    Ok((models, model_index))
+    Ok((models, model_index, replicas))
+}
+
+/// A replicated model's id → its replicas' ids, in the registry's order.
+pub(super) type Replicas = HashMap<String, Vec<String>>;
+
+/// Checked references, each replicated model as its replicas.
+fn expand(
+    refs: &[Spanned<String>],
+    model_index: &HashMap<String, usize>,
+    replicas: &Replicas,
+) -> Vec<String> {
+    refs.iter()
+        .filter_map(|m| resolve(&m.value, model_index, replicas))
+        .flatten()
+        .map(String::from)
+        .collect()
+}
+
+/// The model ids a reference stands for: itself, or every replica.
+fn resolve<'a>(
+    id: &'a str,
+    model_index: &HashMap<String, usize>,
+    replicas: &'a Replicas,
+) -> Option<Vec<&'a str>> {
+    match replicas.get(id) {
+        Some(list) => Some(list.iter().map(String::as_str).collect()),
+        None => model_index.contains_key(id).then(|| vec![id]),
+    }
 }
 
 /// The most memory one device of today can hold, with room to grow: a
@@ -419,6 +502,7 @@ fn build_roles(
     raw_roles: Spanned<BTreeMap<String, RawRole>>,
     source: &str,
     model_index: &HashMap<String, usize>,
+    replicas: &Replicas,
 ) -> Result<BTreeMap<crate::role::Role, RoleConfig>> {
     let mut roles = BTreeMap::new();
     let roles_at = (
@@ -444,8 +528,9 @@ fn build_roles(
             ));
         }
         let mut seen = HashSet::new();
+        let mut models = Vec::new();
         for m in &r.models.value {
-            if !model_index.contains_key(&m.value) {
+            let Some(ids) = resolve(&m.value, model_index, replicas) else {
                 return Err(at(
                     source,
                     m,
@@ -454,7 +539,9 @@ fn build_roles(
                         m.value
                     ),
                 ));
-            }
+            };
+            // A replicated model stands for its replicas, in place.
+            models.extend(ids.iter().map(|s| s.to_string()));
             if !seen.insert(m.value.clone()) {
                 return Err(at(
                     source,
@@ -479,7 +566,7 @@ fn build_roles(
             RoleConfig {
                 name,
                 temperature: r.temperature,
-                models: r.models.value.into_iter().map(|m| m.value).collect(),
+                models,
                 keep_alive: r.keep_alive,
                 voting,
             },
@@ -503,6 +590,7 @@ fn build_rules(
     raw_rules: Spanned<Vec<RawRule>>,
     source: &str,
     model_index: &HashMap<String, usize>,
+    replicas: &Replicas,
 ) -> Result<(Vec<Rule>, Option<RegexSet>)> {
     let rules_at = (
         raw_rules.referenced.line() as usize,
@@ -537,7 +625,7 @@ fn build_rules(
             }
         };
         for m in r.pin.iter().chain(&r.exclude) {
-            if !model_index.contains_key(&m.value) {
+            if resolve(&m.value, model_index, replicas).is_none() {
                 return Err(at(
                     source,
                     m,
@@ -582,8 +670,8 @@ fn build_rules(
             name,
             when,
             role,
-            pin: r.pin.into_iter().map(|m| m.value).collect(),
-            exclude: r.exclude.into_iter().map(|m| m.value).collect(),
+            pin: expand(&r.pin, model_index, replicas),
+            exclude: expand(&r.exclude, model_index, replicas),
             plan: r.plan,
             voting: match r.voting {
                 Some(v) => Some(checked_voting(

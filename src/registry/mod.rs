@@ -121,6 +121,10 @@ pub struct Model {
     /// The same weights on other servers share a family (default: the
     /// served name, lower case).
     pub family: String,
+    /// For a replica (`id@provider`): the registry model it was listed
+    /// under, with several providers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
 }
 
 impl Model {
@@ -244,6 +248,9 @@ pub struct Registry {
     pub regexes: Option<RegexSet>,
     #[serde(skip)]
     model_index: HashMap<String, usize>,
+    /// A replicated model's id → its replicas' ids.
+    #[serde(skip)]
+    replicas: HashMap<String, Vec<String>>,
     #[serde(skip)]
     provider_index: HashMap<String, usize>,
 }
@@ -253,8 +260,19 @@ impl Registry {
         self.model_index.get(id).map(|i| &self.models[*i])
     }
 
+    /// The replicas' ids of a model listed with several providers.
+    pub fn replicas(&self, id: &str) -> Option<&[String]> {
+        self.replicas.get(id).map(Vec::as_slice)
+    }
+
     /// The model `id`, or a usage error that says where the ids are listed.
     pub fn known_model(&self, id: &str) -> Result<&Model> {
+        if let Some(list) = self.replicas(id) {
+            return Err(Error::InvalidInput(format!(
+                "model {id:?} runs on several servers: {}; name one",
+                list.join(", ")
+            )));
+        }
         self.model(id).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "no model {id:?} in {}; `llmclis models list` shows them",
@@ -431,5 +449,73 @@ mod tests {
             .join("\n");
         let r = Registry::parse(&old, "old.yaml").unwrap();
         assert!(r.models.iter().all(|m| m.memory.is_none()));
+    }
+
+    fn replicated(models_line: &str, extra_rule: &str) -> String {
+        let roles: String = crate::role::Role::ALL
+            .iter()
+            .map(|r| format!("  {r}: {{ temperature: 0.3, models: [coder, small] }}\n"))
+            .collect();
+        format!(
+            "providers:\n  - {{ name: a, kind: openai-compatible, flavour: llamacpp, base_url: http://127.0.0.1:1/v1, local: true }}\n  - {{ name: b, kind: openai-compatible, flavour: llamacpp, base_url: http://127.0.0.1:2/v1, local: true }}\nmodels:\n  - {models_line}\n  - {{ id: small, provider: a, served_name: s, context_window: 2048, max_output_tokens: 256 }}\nroles:\n{roles}rules:\n{extra_rule}  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+        )
+    }
+
+    #[test]
+    fn a_model_on_several_providers_is_one_replica_per_provider() {
+        let yaml = replicated(
+            "{ id: coder, provider: [a, b], served_name: Q, context_window: 4096, max_output_tokens: 512 }",
+            "  - { name: big, role: coder, match: { tags: [big] }, pin: [coder], exclude: [small] }\n",
+        );
+        let r = Registry::parse(&yaml, "r.yaml").unwrap();
+        let a = r.model("coder@a").unwrap();
+        let b = r.model("coder@b").unwrap();
+        assert_eq!((a.provider.as_str(), b.provider.as_str()), ("a", "b"));
+        assert_eq!(a.family, b.family, "replicas are one family");
+        assert_eq!(a.replica_of.as_deref(), Some("coder"));
+        assert!(r.model("coder").is_none());
+        assert_eq!(r.replicas("coder").unwrap(), ["coder@a", "coder@b"]);
+        // Roles and rules name the model; they get every replica, in place.
+        assert_eq!(
+            r.roles[&crate::role::Role::Coder].models,
+            ["coder@a", "coder@b", "small"]
+        );
+        assert_eq!(r.rules[0].pin, ["coder@a", "coder@b"]);
+        assert_eq!(r.rules[0].exclude, ["small"]);
+        // A command that takes one model says which ids to use.
+        let err = r.known_model("coder").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("coder@a, coder@b"), "{err}");
+        // One provider in a list is a plain model.
+        let one = replicated(
+            "{ id: coder, provider: [b], served_name: Q, context_window: 4096, max_output_tokens: 512 }",
+            "",
+        );
+        let r = Registry::parse(&one, "r.yaml").unwrap();
+        assert_eq!(r.model("coder").unwrap().provider, "b");
+        assert!(r.replicas("coder").is_none());
+    }
+
+    #[test]
+    fn a_bad_replica_list_is_an_error_at_its_line() {
+        for (list, expect) in [
+            ("[a, a]", "lists provider \"a\" twice"),
+            ("[a, c]", "names provider \"c\", which is not defined"),
+            ("[]", "lists no provider"),
+        ] {
+            let yaml = replicated(
+                &format!(
+                    "{{ id: coder, provider: {list}, served_name: Q, context_window: 4096, max_output_tokens: 512 }}"
+                ),
+                "",
+            );
+            let err = Registry::parse(&yaml, "r.yaml").unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(
+                msg.contains(expect) && msg.starts_with("r.yaml:5:"),
+                "{msg}"
+            );
+        }
     }
 }

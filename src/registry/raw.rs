@@ -36,7 +36,7 @@ pub(super) struct RawResources {
 }
 
 /// A model's `memory:` on its device, in GiB.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMemory {
     pub(super) weights_gib: f64,
@@ -86,10 +86,18 @@ pub(super) fn default_concurrency() -> u32 {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawProviders {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawModel {
     pub(super) id: Spanned<String>,
-    pub(super) provider: Spanned<String>,
+    /// One provider, or several serving the same weights (replicas).
+    pub(super) provider: Spanned<RawProviders>,
     pub(super) served_name: String,
     pub(super) context_window: u64,
     pub(super) max_output_tokens: u64,
