@@ -24,6 +24,7 @@ mod orchestrate;
 mod plans_cli;
 mod qdrant;
 mod recovery;
+mod replicas;
 mod resources;
 mod schedule;
 mod serve;
