@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::{Config, Paths};
-use crate::endpoints::{self, Api};
+use crate::endpoints;
 use crate::registry::{Mode, Registry};
 use crate::store::Store;
 
@@ -435,12 +435,16 @@ pub fn run(
     checks.extend(consistency(paths, config, mode, registry.as_ref()));
     let qdrant_url =
         (config.memory.backend == "qdrant").then_some(config.memory.qdrant_url.as_str());
+    let qdrant_at = qdrant_url.map(|url| endpoints::QdrantAt {
+        url,
+        key_env: config.memory.qdrant_api_key_env.as_deref(),
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a current-thread runtime builds");
     if let Some(r) = &registry {
-        let candidates = endpoints::configured(r, qdrant_url);
+        let candidates = endpoints::configured(r, qdrant_at);
         let watch = crate::resources::Watch::new(std::sync::Arc::new(r.clone()));
         let (found, view) =
             rt.block_on(async { tokio::join!(endpoints::detect(r, &candidates), watch.refresh()) });
@@ -555,7 +559,7 @@ pub fn run(
             ));
         }
         if let Some(url) = qdrant_url {
-            match found.iter().find(|f| f.api == Api::Qdrant) {
+            match found.iter().find(|f| f.api.is_qdrant()) {
                 Some(f) if f.up => checks.push(check(
                     "qdrant",
                     Level::Ok,

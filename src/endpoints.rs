@@ -20,8 +20,25 @@ pub enum Api {
     OpenAi,
     /// `GET /api/tags`, names under `models[].name`.
     Ollama,
-    /// `GET /healthz`, plus the version from `GET /`.
+    /// Qdrant's REST port: its version from `GET /` (finding one).
     Qdrant,
+    /// Qdrant's gRPC port, the memory backend's: its health check through
+    /// qdrant-client, with the configured key.
+    QdrantGrpc,
+}
+
+impl Api {
+    pub fn is_qdrant(self) -> bool {
+        matches!(self, Api::Qdrant | Api::QdrantGrpc)
+    }
+}
+
+/// The Qdrant server `[memory]` names.
+#[derive(Debug, Clone, Copy)]
+pub struct QdrantAt<'a> {
+    pub url: &'a str,
+    /// The variable holding its API key.
+    pub key_env: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +48,9 @@ pub struct Candidate {
     /// The base URL, without `/v1`.
     pub url: String,
     pub api: Api,
+    /// The variable holding the key it wants, if any (never the key).
+    #[serde(skip)]
+    pub key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +73,7 @@ pub fn well_known() -> Vec<Candidate> {
         name: name.into(),
         url: format!("http://127.0.0.1:{port}"),
         api,
+        key_env: None,
     };
     vec![
         c("vLLM", 8000, Api::OpenAi),
@@ -73,20 +94,20 @@ pub fn root(url: &str) -> String {
 
 /// The registry's local providers, and the Qdrant server when given, each
 /// endpoint once: what doctor and orchestrate probe.
-pub fn configured(registry: &Registry, qdrant_url: Option<&str>) -> Vec<Candidate> {
-    add_configured(Vec::new(), registry, qdrant_url)
+pub fn configured(registry: &Registry, qdrant: Option<QdrantAt<'_>>) -> Vec<Candidate> {
+    add_configured(Vec::new(), registry, qdrant)
 }
 
 /// The well-known ports plus `configured`, each endpoint once: what
 /// first-run probes.
-pub fn candidates(registry: &Registry, qdrant_url: Option<&str>) -> Vec<Candidate> {
-    add_configured(well_known(), registry, qdrant_url)
+pub fn candidates(registry: &Registry, qdrant: Option<QdrantAt<'_>>) -> Vec<Candidate> {
+    add_configured(well_known(), registry, qdrant)
 }
 
 fn add_configured(
     mut out: Vec<Candidate>,
     registry: &Registry,
-    qdrant_url: Option<&str>,
+    qdrant: Option<QdrantAt<'_>>,
 ) -> Vec<Candidate> {
     let providers = registry
         .providers
@@ -100,11 +121,13 @@ fn add_configured(
             } else {
                 Api::OpenAi
             },
+            key_env: p.api_key_env.clone(),
         });
-    let qdrant = qdrant_url.map(|q| Candidate {
+    let qdrant = qdrant.map(|q| Candidate {
         name: "Qdrant".into(),
-        url: root(q),
-        api: Api::Qdrant,
+        url: root(q.url),
+        api: Api::QdrantGrpc,
+        key_env: q.key_env.map(String::from),
     });
     for c in providers.chain(qdrant) {
         if !out.iter().any(|o| o.url == c.url) {
@@ -116,46 +139,26 @@ fn add_configured(
 
 async fn probe(http: &reqwest::Client, c: &Candidate) -> Found {
     let started = Instant::now();
-    let (path, list, name) = match c.api {
-        Api::OpenAi => ("/v1/models", "data", "id"),
-        Api::Ollama => ("/api/tags", "models", "name"),
-        Api::Qdrant => ("/", "", "version"),
-    };
-    let result = async {
-        let resp = http
-            .get(format!("{}{path}", c.url))
-            .timeout(PROBE_TIMEOUT)
-            .send()
+    let key = c
+        .key_env
+        .as_deref()
+        .and_then(|v| std::env::var(v).ok())
+        .filter(|k| !k.trim().is_empty());
+    let result = match c.api {
+        Api::QdrantGrpc => {
+            match tokio::time::timeout(
+                PROBE_TIMEOUT,
+                crate::memory::vector::server_version(&c.url, key),
+            )
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "no answer in time".to_string()
-                } else if e.is_connect() {
-                    "nothing listens there".to_string()
-                } else {
-                    e.to_string()
-                }
-            })?;
-        if !resp.status().is_success() {
-            return Err(format!("answered {}", resp.status()));
+            {
+                Ok(Ok(version)) => Ok(vec![format!("Qdrant {version}")]),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in time".to_string()),
+            }
         }
-        let v: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|_| "not the API expected".to_string())?;
-        Ok(if c.api == Api::Qdrant {
-            let version = v.get(name).and_then(|x| x.as_str()).ok_or("not Qdrant")?;
-            vec![format!("Qdrant {version}")]
-        } else {
-            v.get(list)
-                .and_then(|l| l.as_array())
-                .ok_or("not the API expected")?
-                .iter()
-                .filter_map(|m| m.get(name)?.as_str().map(str::to_string))
-                .collect()
-        })
-    }
-    .await;
+        _ => probe_http(http, c, key).await,
+    };
     let latency_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(serves) => Found {
@@ -179,6 +182,49 @@ async fn probe(http: &reqwest::Client, c: &Candidate) -> Found {
             providers: vec![],
         },
     }
+}
+
+async fn probe_http(
+    http: &reqwest::Client,
+    c: &Candidate,
+    key: Option<String>,
+) -> Result<Vec<String>, String> {
+    let (path, list, name) = match c.api {
+        Api::Ollama => ("/api/tags", "models", "name"),
+        Api::Qdrant | Api::QdrantGrpc => ("/", "", "version"),
+        Api::OpenAi => ("/v1/models", "data", "id"),
+    };
+    let mut rb = http.get(format!("{}{path}", c.url)).timeout(PROBE_TIMEOUT);
+    if let Some(k) = key {
+        rb = rb.bearer_auth(k);
+    }
+    let resp = rb.send().await.map_err(|e| {
+        if e.is_timeout() {
+            "no answer in time".to_string()
+        } else if e.is_connect() {
+            "nothing listens there".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
+    if !resp.status().is_success() {
+        return Err(format!("answered {}", resp.status()));
+    }
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|_| "not the API expected".to_string())?;
+    Ok(if c.api.is_qdrant() {
+        let version = v.get(name).and_then(|x| x.as_str()).ok_or("not Qdrant")?;
+        vec![format!("Qdrant {version}")]
+    } else {
+        v.get(list)
+            .and_then(|l| l.as_array())
+            .ok_or("not the API expected")?
+            .iter()
+            .filter_map(|m| m.get(name)?.as_str().map(str::to_string))
+            .collect()
+    })
 }
 
 /// Probes every candidate at once; each result names the registry providers
@@ -219,10 +265,19 @@ mod tests {
     #[test]
     fn candidates_add_the_registrys_local_providers_once() {
         let r = Registry::builtin();
-        let c = candidates(&r, Some("http://localhost:6333"));
-        // vllm :8000, tgi :8080, ollama :11434, llamacpp :8081 are well known;
-        // the Qdrant URL too.
-        assert_eq!(c.len(), well_known().len());
+        let c = candidates(
+            &r,
+            Some(QdrantAt {
+                url: "http://localhost:6334",
+                key_env: Some("QDRANT_API_KEY"),
+            }),
+        );
+        // vllm :8000, tgi :8080, ollama :11434, llamacpp :8081 are well
+        // known; the memory backend's gRPC port is added, with its key's name.
+        assert_eq!(c.len(), well_known().len() + 1);
+        let q = c.last().unwrap();
+        assert_eq!((q.api, q.url.as_str()), (Api::QdrantGrpc, "http://127.0.0.1:6334"));
+        assert_eq!(q.key_env.as_deref(), Some("QDRANT_API_KEY"));
         assert_eq!(root("http://localhost:8000/v1/"), "http://127.0.0.1:8000");
         let keys = api_keys(&r);
         assert!(keys.iter().any(|(k, _)| k == "OPENAI_API_KEY"));

@@ -276,8 +276,10 @@ pub fn run(
         }
     };
     let endpoints = if detect {
-        let qdrant =
-            (config.memory.backend == "qdrant").then_some(config.memory.qdrant_url.as_str());
+        let qdrant = (config.memory.backend == "qdrant").then_some(crate::endpoints::QdrantAt {
+            url: config.memory.qdrant_url.as_str(),
+            key_env: config.memory.qdrant_api_key_env.as_deref(),
+        });
         let candidates = crate::endpoints::candidates(&registry, qdrant);
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -289,7 +291,7 @@ pub fn run(
     };
     let serving = endpoints
         .iter()
-        .any(|e| e.up && e.api != crate::endpoints::Api::Qdrant && !e.providers.is_empty());
+        .any(|e| e.up && !e.api.is_qdrant() && !e.providers.is_empty());
     let next_command = match projects.first() {
         Some(p) if serving || !detect => {
             format!("llmclis orchestrate --project_id {} --max_steps 20", p.id)

@@ -342,6 +342,20 @@ fn chain(
     }
 }
 
+/// A replicated model's replicas, best first (as `balance` orders a
+/// family): what a client that names the model, not a replica, gets.
+pub fn replicas_in_order(
+    registry: &Registry,
+    id: &str,
+    conditions: &dyn Conditions,
+) -> Option<Vec<String>> {
+    let mut chain = registry.replicas(id)?.to_vec();
+    chain.retain(|r| !conditions.cooling_down(r));
+    let view = conditions.resources();
+    balance(registry, view.as_deref(), conditions, &mut chain);
+    Some(chain)
+}
+
 /// Within each family (replicas, or the same weights on several servers)
 /// the chain's places keep their family, and the members take them best
 /// first: loaded, then the shorter queue (what the server last reported

@@ -685,3 +685,82 @@ async fn the_real_llama_server_answers_through_the_gateway() {
     assert!(stream["chunks"].as_u64().unwrap() > 3, "{stream}");
     assert_eq!(recorded(&env, 2).len(), 2);
 }
+
+/// A client that names a replicated model (not a replica) gets its replicas
+/// balanced, each the other's fallback; `/v1/models` lists the model once
+/// and each replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_model_is_balanced_over_its_replicas_through_the_gateway() {
+    // `a` answers twice, then fails as vLLM does when its engine died.
+    let dead = Reply::Status(
+        500,
+        r#"{"object":"error","message":"EngineCore encountered an issue","type":"InternalServerError","code":500}"#,
+        vec![],
+    );
+    let a = FakeLlm::start(vec![
+        Reply::Ok("a"),
+        Reply::Ok("a"),
+        dead.clone(),
+        dead.clone(),
+        dead.clone(),
+        dead.clone(),
+        dead.clone(),
+        dead,
+    ])
+    .await;
+    let b = FakeLlm::start(vec![]).await;
+    let env = Env::new();
+    let roles: String = llmclis::registry::ROLES
+        .iter()
+        .map(|r| format!("  {r}: {{ models: [m], temperature: 0.2 }}\n"))
+        .collect();
+    let yaml = format!(
+        "providers:\n  - {{ name: one, kind: openai-compatible, flavour: vllm, base_url: '{}', local: true }}\n  - {{ name: two, kind: openai-compatible, flavour: vllm, base_url: '{}', local: true }}\nmodels:\n  - {{ id: m, provider: [one, two], served_name: m1, context_window: 8192, max_output_tokens: 1024 }}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n",
+        a.url, b.url
+    );
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(env.config_dir().join("model_registry.yaml"), yaml).unwrap();
+    let gw = Gateway::start(&env, &["--no-auth"]);
+    let http = llmclis::llm::http_client();
+    let models = status_json(
+        http.get(format!("{}/v1/models", gw.url))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .filter(|id| id.starts_with('m'))
+        .collect();
+    assert_eq!(ids, ["m", "m@one", "m@two"], "{models}");
+    for _ in 0..4 {
+        let r = http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        status_json(r, 200).await;
+    }
+    assert_eq!(
+        (a.hits(), b.hits()),
+        (2, 2),
+        "one request at a time takes turns"
+    );
+    // One replica failing: the other answers every request.
+    for _ in 0..3 {
+        let r = http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        status_json(r, 200).await;
+    }
+    assert_eq!(b.hits(), 5);
+}

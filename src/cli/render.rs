@@ -389,7 +389,7 @@ pub fn first_run(r: &Report) -> String {
                 format!("down ({})", e.error.as_deref().unwrap_or("no answer"))
             };
             let used = if e.providers.is_empty() {
-                if e.up && e.api != crate::endpoints::Api::Qdrant {
+                if e.up && !e.api.is_qdrant() {
                     " (no provider in model_registry.yaml points here)".to_string()
                 } else {
                     String::new()

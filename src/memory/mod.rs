@@ -855,6 +855,26 @@ pub fn save_unindexed(
     insert(db, text, project_id, task_id, kind, agent, &[], None)
 }
 
+/// Saves a memory whose vector is already known (embedded elsewhere, or
+/// imported), not yet indexed: the next catch-up indexes it without
+/// embedding it again.
+#[allow(clippy::too_many_arguments)] // the record's fields, and its vector
+pub fn save_embedded(
+    db: &mut Store,
+    text: &str,
+    project_id: i64,
+    task_id: Option<i64>,
+    kind: &str,
+    agent: &str,
+    vector: &[f32],
+) -> Result<MemoryRecord> {
+    check_kind(kind)?;
+    if text.trim().is_empty() {
+        return Err(Error::InvalidInput("a memory needs some text".into()));
+    }
+    insert(db, text, project_id, task_id, kind, agent, &[], Some(vector))
+}
+
 /// Whether memory `id` is in the index (as far as the store knows).
 pub fn is_indexed(db: &Store, id: i64) -> Result<bool> {
     Ok(db

@@ -81,17 +81,19 @@ pub struct ServerState {
     pub notes: Vec<String>,
 }
 
+/// `key`: the provider's API key (vLLM `--api-key`, a proxy in front of
+/// a server), so a guarded server is not taken for a down one.
 async fn get(
     http: &reqwest::Client,
+    key: Option<&str>,
     url: String,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
-    let resp = http
-        .get(&url)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| describe(&e, timeout))?;
+    let mut rb = http.get(&url).timeout(timeout);
+    if let Some(k) = key {
+        rb = rb.bearer_auth(k);
+    }
+    let resp = rb.send().await.map_err(|e| describe(&e, timeout))?;
     let status = resp.status().as_u16();
     let body = resp.text().await.map_err(|e| describe(&e, timeout))?;
     Ok((status, body))
@@ -151,8 +153,10 @@ pub async fn probe(
     };
     let base = root(&p.base_url);
     let url = |path: &str| format!("{base}{path}");
+    let key = p.api_key();
+    let key = key.as_deref();
     match p.flavour.as_deref() {
-        Some("ollama") => match get(http, url("/api/ps"), timeout).await {
+        Some("ollama") => match get(http, key, url("/api/ps"), timeout).await {
             Ok((200, body)) => {
                 s.up = true;
                 match parse_ollama_ps(&body) {
@@ -165,9 +169,9 @@ pub async fn probe(
         },
         Some("vllm") => {
             let (models, metrics, sleeping) = tokio::join!(
-                get(http, url("/v1/models"), timeout),
-                get(http, url("/metrics"), timeout),
-                get(http, url("/is_sleeping"), timeout),
+                get(http, key, url("/v1/models"), timeout),
+                get(http, key, url("/metrics"), timeout),
+                get(http, key, url("/is_sleeping"), timeout),
             );
             served(&mut s, models);
             if let Ok((200, text)) = metrics {
@@ -186,8 +190,8 @@ pub async fn probe(
         }
         Some("tgi") => {
             let (info, metrics) = tokio::join!(
-                get(http, url("/info"), timeout),
-                get(http, url("/metrics"), timeout),
+                get(http, key, url("/info"), timeout),
+                get(http, key, url("/metrics"), timeout),
             );
             match info {
                 Ok((200, body)) => {
@@ -210,8 +214,8 @@ pub async fn probe(
         }
         Some("llamacpp") => {
             let (props, models) = tokio::join!(
-                get(http, url("/props"), timeout),
-                get(http, url("/v1/models"), timeout),
+                get(http, key, url("/props"), timeout),
+                get(http, key, url("/v1/models"), timeout),
             );
             let props: Option<Value> = match &props {
                 Ok((200, body)) => serde_json::from_str(body).ok(),
@@ -246,7 +250,7 @@ pub async fn probe(
                 }
                 // The C++ server's slots; llama-cpp-python has none (404).
                 if props.is_some()
-                    && let Ok((200, body)) = get(http, url("/slots"), timeout).await
+                    && let Ok((200, body)) = get(http, key, url("/slots"), timeout).await
                 {
                     match parse_llamacpp_slots(&body) {
                         Ok((busy, _)) => s.running = Some(busy),
@@ -255,7 +259,7 @@ pub async fn probe(
                 }
             }
         }
-        _ => served(&mut s, get(http, url("/v1/models"), timeout).await),
+        _ => served(&mut s, get(http, key, url("/v1/models"), timeout).await),
     }
     // Asleep (vLLM's sleep mode, llama.cpp's): what it lists, it does not hold.
     if s.sleeping == Some(true) {

@@ -57,7 +57,15 @@ pub(crate) fn headers(route: &Route, model: &str, client: &Client) -> HeaderMap 
 pub(crate) fn model_names(gw: &Gateway) -> Vec<String> {
     let mut names = vec![AUTO.to_string()];
     names.extend(Role::ALL.iter().map(|r| format!("{ROLE_PREFIX}{r}")));
-    names.extend(gw.registry.models.iter().map(|m| m.id.clone()));
+    for m in &gw.registry.models {
+        // A replicated model by its own id too, once, before its replicas.
+        if let Some(base) = &m.replica_of
+            && !names.contains(base)
+        {
+            names.push(base.clone());
+        }
+        names.push(m.id.clone());
+    }
     names
 }
 
@@ -93,6 +101,35 @@ pub(crate) fn resolve(
         .and_then(|r| r.parse::<Role>().ok())
     {
         router::route_role(&gw.registry, role, &info, mode, &gw.caller)
+    } else if let Some(chain) = router::replicas_in_order(&gw.registry, model, &gw.caller) {
+        // The model by its own id: its replicas, balanced, each the next's
+        // fallback.
+        if chain.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded_error",
+                format!(
+                    "every replica of {model} is cooling down after failures; try again shortly"
+                ),
+            ));
+        }
+        if let Some(m) = gw.registry.model(&chain[0])
+            && !gw.registry.provider_of(m).local
+            && mode == Mode::Offline
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!("{model} is an API model and llmclis runs offline; ask a local model or `llmclis/auto`"),
+            )
+            .with_param("model"));
+        }
+        return Ok(Route {
+            chain,
+            label: format!("model:{model}"),
+            role: None,
+            temperature: 0.7,
+        });
     } else if let Some(m) = gw.registry.model(model) {
         if !gw.registry.provider_of(m).local && mode == Mode::Offline {
             return Err(ApiError::new(

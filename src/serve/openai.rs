@@ -375,6 +375,15 @@ pub(crate) async fn models(State(gw): State<Arc<Gateway>>) -> impl IntoResponse 
         data.push(json!({"id": format!("{}{r}", chat::ROLE_PREFIX), "object": "model", "created": 0, "owned_by": "llmclis"}));
     }
     for m in &gw.registry.models {
+        // A replicated model by its own id too (its replicas balanced).
+        if let Some(base) = &m.replica_of
+            && !data.iter().any(|d| d["id"] == base.as_str())
+        {
+            data.push(
+                json!({"id": base, "object": "model", "created": 0, "owned_by": "llmclis",
+                             "context_window": m.context_window}),
+            );
+        }
         data.push(
             json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
                          "context_window": m.context_window}),

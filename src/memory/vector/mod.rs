@@ -8,7 +8,7 @@ mod edge;
 mod server;
 
 pub use edge::EdgeIndex;
-pub use server::{QdrantIndex, QdrantOptions};
+pub use server::{QdrantIndex, QdrantOptions, server_version};
 
 use serde::{Deserialize, Serialize};
 

@@ -223,6 +223,20 @@ impl QdrantIndex {
     }
 }
 
+/// The server's version, from its gRPC health check (what `doctor` and
+/// first-run show); its errors typed like every call's.
+pub async fn server_version(url: &str, api_key: Option<String>) -> Result<String> {
+    let ix = QdrantIndex::connect(QdrantOptions {
+        url: url.to_string(),
+        collection: String::new(),
+        api_key,
+        timeout: Duration::from_secs(2),
+    })?;
+    ix.call(|c| async move { c.health_check().await })
+        .await
+        .map(|r| r.version)
+}
+
 impl Drop for QdrantIndex {
     fn drop(&mut self) {
         // Callers may be inside another runtime, where a blocking shutdown
