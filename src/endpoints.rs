@@ -276,7 +276,10 @@ mod tests {
         // known; the memory backend's gRPC port is added, with its key's name.
         assert_eq!(c.len(), well_known().len() + 1);
         let q = c.last().unwrap();
-        assert_eq!((q.api, q.url.as_str()), (Api::QdrantGrpc, "http://127.0.0.1:6334"));
+        assert_eq!(
+            (q.api, q.url.as_str()),
+            (Api::QdrantGrpc, "http://127.0.0.1:6334")
+        );
         assert_eq!(q.key_env.as_deref(), Some("QDRANT_API_KEY"));
         assert_eq!(root("http://localhost:8000/v1/"), "http://127.0.0.1:8000");
         let keys = api_keys(&r);

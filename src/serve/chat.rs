@@ -69,6 +69,17 @@ pub(crate) fn model_names(gw: &Gateway) -> Vec<String> {
     names
 }
 
+fn offline_api_model(model: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        format!(
+            "{model} is an API model and llmclis runs offline; ask a local model or `llmclis/auto`"
+        ),
+    )
+    .with_param("model")
+}
+
 /// Resolves the `model` a client sent. `text` is the prompt, for the
 /// rules of `llmclis/auto`.
 pub(crate) fn resolve(
@@ -117,12 +128,7 @@ pub(crate) fn resolve(
             && !gw.registry.provider_of(m).local
             && mode == Mode::Offline
         {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                format!("{model} is an API model and llmclis runs offline; ask a local model or `llmclis/auto`"),
-            )
-            .with_param("model"));
+            return Err(offline_api_model(model));
         }
         return Ok(Route {
             chain,
@@ -132,12 +138,7 @@ pub(crate) fn resolve(
         });
     } else if let Some(m) = gw.registry.model(model) {
         if !gw.registry.provider_of(m).local && mode == Mode::Offline {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                format!("{model} is an API model and llmclis runs offline; ask a local model or `llmclis/auto`"),
-            )
-            .with_param("model"));
+            return Err(offline_api_model(model));
         }
         return Ok(Route {
             chain: vec![m.id.clone()],
