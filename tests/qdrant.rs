@@ -383,3 +383,39 @@ async fn a_memory_saved_while_the_server_is_down_is_kept_and_indexed_when_it_is_
         (Some(0), Some(1))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_another_process_created_first_is_used() {
+    let q = FakeQdrant::start(&[
+        (
+            "Collections/Get",
+            vec![
+                Reply::status(Code::NotFound, "Not found: Collection `mem` doesn't exist!"),
+                collection(8, "all-MiniLM-L6-v2", "complete"),
+            ],
+        ),
+        (
+            "Collections/Create",
+            vec![Reply::status(
+                Code::AlreadyExists,
+                "Wrong input: Collection `mem` already exists!",
+            )],
+        ),
+        ("Points/CreateFieldIndex", vec![done()]),
+    ])
+    .await;
+    index(&q.url, None).ensure(&info()).await.unwrap();
+    // A missing collection counts nothing rather than failing.
+    let q = FakeQdrant::start(&[(
+        "Points/Count",
+        vec![Reply::status(
+            Code::NotFound,
+            "Not found: Collection `mem` doesn't exist!",
+        )],
+    )])
+    .await;
+    assert_eq!(
+        index(&q.url, None).count(Filter::default()).await.unwrap(),
+        0
+    );
+}

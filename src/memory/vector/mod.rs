@@ -121,6 +121,9 @@ pub enum IndexError {
         "the memory index at {at} is incomplete (a rebuild was interrupted); run `llmclis memory reindex`"
     )]
     Incomplete { at: String },
+    /// The collection is not there (created by the next `ensure`).
+    #[error("{at}: {message}")]
+    Missing { at: String, message: String },
     /// Any other refusal, in the server's words.
     #[error("{at}: {message}")]
     Server { at: String, message: String },
@@ -144,7 +147,7 @@ impl IndexError {
             IndexError::Unauthorized { .. } => "index_unauthorized",
             IndexError::Overloaded { .. } => "index_overloaded",
             IndexError::Incomplete { .. } => "index_incomplete",
-            IndexError::Server { .. } => "index",
+            IndexError::Missing { .. } | IndexError::Server { .. } => "index",
         }
     }
 }

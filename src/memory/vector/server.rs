@@ -101,12 +101,22 @@ impl QdrantIndex {
         F: FnOnce(Arc<Qdrant>) -> Fut,
         Fut: Future<Output = std::result::Result<T, QdrantError>> + Send + 'static,
     {
+        self.call_raw(f)
+            .await?
+            .map_err(|e| classify(&self.at, &self.url, e).into())
+    }
+
+    /// `call`, the client's own error left as it is.
+    async fn call_raw<T, F, Fut>(&self, f: F) -> Result<std::result::Result<T, QdrantError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Qdrant>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, QdrantError>> + Send + 'static,
+    {
         let rt = self.rt.as_ref().expect("runtime lives until drop");
-        let done = rt.spawn(f(self.client.clone())).await;
-        match done {
-            Ok(r) => r.map_err(|e| classify(&self.at, &self.url, e).into()),
-            Err(e) => Err(Error::Internal(format!("Qdrant client task: {e}"))),
-        }
+        rt.spawn(f(self.client.clone()))
+            .await
+            .map_err(|e| Error::Internal(format!("Qdrant client task: {e}")))
     }
 
     async fn create(&self, info: &IndexInfo, state: &str) -> Result<()> {
@@ -123,14 +133,14 @@ impl QdrantIndex {
             .build();
         req.metadata = meta;
         let made = self
-            .call(move |c| async move { c.create_collection(req).await })
-            .await;
+            .call_raw(move |c| async move { c.create_collection(req).await })
+            .await?;
         match made {
             Ok(_) => {}
-            // Another process created it first: that one is checked below.
-            Err(Error::Index(IndexError::Server { message, .. }))
-                if message.contains("already exists") => {}
-            Err(e) => return Err(e),
+            // Another process created it first: `ensure` checks that one.
+            Err(QdrantError::ResponseError { status })
+                if status.code() == tonic::Code::AlreadyExists => {}
+            Err(e) => return Err(classify(&self.at, &self.url, e).into()),
         }
         // The tenant index: points of one project stored together, and
         // searches filtered to it served from them.
@@ -281,7 +291,7 @@ fn check_url(url: &str) -> Result<()> {
 }
 
 fn is_not_found(e: &IndexError) -> bool {
-    matches!(e, IndexError::Server { message, .. } if message.starts_with("Not found"))
+    matches!(e, IndexError::Missing { .. })
 }
 
 /// The client's error as a value a caller can act on. Codes are the ones
@@ -322,6 +332,7 @@ fn classify(at: &str, url: &str, e: QdrantError) -> IndexError {
                 reason: format!("cannot connect to {url}"),
             }
         }
+        Code::NotFound => IndexError::Missing { at, message },
         Code::Unauthenticated | Code::PermissionDenied => IndexError::Unauthorized {
             at,
             reason: message,
