@@ -139,11 +139,7 @@ fn add_configured(
 
 async fn probe(http: &reqwest::Client, c: &Candidate) -> Found {
     let started = Instant::now();
-    let key = c
-        .key_env
-        .as_deref()
-        .and_then(|v| std::env::var(v).ok())
-        .filter(|k| !k.trim().is_empty());
+    let key = c.key_env.as_deref().and_then(crate::registry::key_from_env);
     let result = match c.api {
         Api::QdrantGrpc => {
             match tokio::time::timeout(

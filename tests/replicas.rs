@@ -75,7 +75,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && ureq_models(self.port)
+                && lists_models(self.port)
             {
                 return;
             }
@@ -98,7 +98,7 @@ impl Drop for Server {
 }
 
 /// `GET /v1/models` answers 200.
-fn ureq_models(port: u16) -> bool {
+fn lists_models(port: u16) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;

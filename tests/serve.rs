@@ -738,14 +738,17 @@ async fn a_replicated_model_is_balanced_over_its_replicas_through_the_gateway() 
         .filter(|id| id.starts_with('m'))
         .collect();
     assert_eq!(ids, ["m", "m@one", "m@two"], "{models}");
-    for _ in 0..4 {
+    let ask_m = || async {
         let r = http
             .post(format!("{}/v1/chat/completions", gw.url))
             .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
             .send()
             .await
             .unwrap();
-        status_json(r, 200).await;
+        status_json(r, 200).await
+    };
+    for _ in 0..4 {
+        ask_m().await;
     }
     assert_eq!(
         (a.hits(), b.hits()),
@@ -754,13 +757,7 @@ async fn a_replicated_model_is_balanced_over_its_replicas_through_the_gateway() 
     );
     // One replica failing: the other answers every request.
     for _ in 0..3 {
-        let r = http
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
-            .send()
-            .await
-            .unwrap();
-        status_json(r, 200).await;
+        ask_m().await;
     }
     assert_eq!(b.hits(), 5);
 }

@@ -65,13 +65,12 @@ pub async fn store(
     let Some(mem) = memory else {
         return unindexed(db, None);
     };
-    let tried = match mem.catch_up(db, None).await {
-        Ok(_) => {
-            mem.store_memory(db, &req.text, req.project_id, req.task_id, &req.kind, agent)
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let tried = async {
+        mem.catch_up(db, None).await?;
+        mem.store_memory(db, &req.text, req.project_id, req.task_id, &req.kind, agent)
+            .await
+    }
+    .await;
     match tried {
         Ok(record) => {
             let not_indexed = (!crate::memory::is_indexed(db, record.id)?)

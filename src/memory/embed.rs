@@ -89,17 +89,10 @@ struct ModelFiles {
 impl ModelFiles {
     fn session(&self, threads: usize, spin: bool) -> Result<fastembed::TextEmbedding> {
         // The int8 model is quantized in its weights only: no quantization mode.
-        let model = fastembed::UserDefinedEmbeddingModel::new(
-            self.model.clone(),
-            fastembed::TokenizerFiles {
-                tokenizer_file: self.tokenizer.tokenizer_file.clone(),
-                config_file: self.tokenizer.config_file.clone(),
-                special_tokens_map_file: self.tokenizer.special_tokens_map_file.clone(),
-                tokenizer_config_file: self.tokenizer.tokenizer_config_file.clone(),
-            },
-        )
-        .with_pooling(fastembed::Pooling::Mean)
-        .with_quantization(fastembed::QuantizationMode::None);
+        let model =
+            fastembed::UserDefinedEmbeddingModel::new(self.model.clone(), self.tokenizer.clone())
+                .with_pooling(fastembed::Pooling::Mean)
+                .with_quantization(fastembed::QuantizationMode::None);
         let opts = fastembed::InitOptionsUserDefined::new()
             .with_environment(self.env.clone())
             .with_max_length(256)

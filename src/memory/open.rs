@@ -34,8 +34,7 @@ pub fn open(
             let key = cfg
                 .qdrant_api_key_env
                 .as_deref()
-                .and_then(|v| std::env::var(v).ok())
-                .filter(|k| !k.trim().is_empty());
+                .and_then(crate::registry::key_from_env);
             Arc::new(QdrantIndex::connect(QdrantOptions {
                 url: cfg.qdrant_url.clone(),
                 collection: collection(cfg, &store_id),

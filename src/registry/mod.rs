@@ -93,11 +93,7 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, 
 impl Provider {
     /// The key from the environment, when the provider uses one and it is set.
     pub fn api_key(&self) -> Option<String> {
-        let var = self.api_key_env.as_deref()?;
-        std::env::var(var)
-            .ok()
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty())
+        key_from_env(self.api_key_env.as_deref()?)
     }
 
     pub fn is_ollama(&self) -> bool {
@@ -231,6 +227,15 @@ pub enum Mode {
 pub struct ModePolicy {
     pub local_only: bool,
     pub budget: Budget,
+}
+
+/// The key in the environment variable `var`, trimmed; None when unset or
+/// blank: providers' keys and the Qdrant key are read through it.
+pub fn key_from_env(var: &str) -> Option<String> {
+    std::env::var(var)
+        .ok()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
 }
 
 #[derive(Debug, Clone, Serialize)]
