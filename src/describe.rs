@@ -42,6 +42,31 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
                 chain.join(" → ")
             }
         ),
+        P::ContextCut {
+            step,
+            model,
+            window,
+            tokens,
+            cut,
+            ..
+        } => format!(
+            "[{step}]   context cut for {model}'s {window}-token window (~{tokens} tokens): {}",
+            short(
+                &cut.iter()
+                    .map(|c| c.what.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                160
+            )
+        ),
+        P::TaskWaits {
+            step,
+            task_id,
+            reason,
+        } => format!(
+            "[{step}] task {task_id} waits for a model: {}",
+            short(reason, 200)
+        ),
         P::MadeRoom {
             step,
             unloaded,
@@ -183,12 +208,20 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
 /// run died is `lost`, with why), when, and by which model.
 pub fn step_line(st: &crate::store::RunStep) -> String {
     let outcome = st.outcome.map_or("running", |o| o.as_str());
-    let why = st
+    let mut why = st
         .detail
         .get("lost_because")
         .and_then(|w| w.as_str())
         .map(|w| format!(" ({})", short(w, 100)))
         .unwrap_or_default();
+    if let Some(c) = st
+        .detail
+        .get("context")
+        .and_then(|c| serde_json::from_value::<crate::orchestrator::fit::Fitted>(c.clone()).ok())
+        && let Some(line) = c.describe()
+    {
+        why.push_str(&format!("; {}", short(&line, 300)));
+    }
     format!(
         "{} run {} step {}: {outcome}{why}{}{}",
         &st.started_at[..st.started_at.len().min(19)],
@@ -203,6 +236,12 @@ pub fn step_line(st: &crate::store::RunStep) -> String {
             .map(|r| format!(" as {r}"))
             .unwrap_or_default(),
     )
+}
+
+/// A sum of money that is never -0.0: `Iterator::sum` of no floats is
+/// -0.0, which JSON then shows as `-0.0`.
+pub fn sum_usd(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |a, b| a + b)
 }
 
 pub(crate) fn short(text: &str, max: usize) -> String {

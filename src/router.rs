@@ -54,6 +54,11 @@ pub trait Conditions {
     fn load(&self, _model_id: &str) -> Load {
         Load::default()
     }
+    /// A model's window: the registry's, or the smaller one its server
+    /// reported.
+    fn window(&self, model: &Model) -> u64 {
+        model.context_window
+    }
 }
 
 /// A model's requests from this process.
@@ -277,11 +282,11 @@ fn chain(
                 .output_tokens
                 .unwrap_or(1024)
                 .min(model.max_output_tokens)
-            > model.context_window
+            > conditions.window(model)
         {
             Some(Skip::ContextTooSmall {
                 needed: task.prompt_tokens,
-                window: model.context_window,
+                window: conditions.window(model),
             })
         } else if conditions.cooling_down(id) {
             Some(Skip::CoolingDown)

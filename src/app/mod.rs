@@ -9,6 +9,7 @@ pub mod keys;
 pub mod memory;
 pub mod models;
 pub mod paths;
+pub mod route;
 pub mod run;
 pub mod tasks;
 

@@ -68,6 +68,44 @@ pub fn prepare(
 /// not escalate through it step after step; when nothing can answer at all
 /// the run does not start. Returns what to tell the user.
 fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String>> {
+    let seen = probe(caller)?;
+    let registry = caller.registry();
+    let local_up = registry.providers.iter().filter(|p| p.local).count() > seen.down.len();
+    let api_usable = mode == crate::registry::Mode::Online
+        && registry
+            .providers
+            .iter()
+            .any(|p| !p.local && p.api_key().is_some());
+    if !local_up && !api_usable {
+        return Err(Error::Model(format!(
+            "no model server answers: {}; start one (`docker compose up -d` on the GPU machine, `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` on a CPU) — `llmclis doctor` checks everything; no task was touched",
+            seen.down.join("; ")
+        )));
+    }
+    let mut notes = seen.notes;
+    if !seen.down.is_empty() {
+        notes.push(format!(
+            "skipping servers that are down until they answer (looked at every {} s): {}",
+            crate::resources::REFRESH.as_secs(),
+            seen.down.join("; ")
+        ));
+    }
+    Ok(notes)
+}
+
+/// What a look at the local servers found.
+pub(super) struct Seen {
+    /// Windows smaller than the registry says, as notes.
+    pub notes: Vec<String>,
+    /// Each server that is down: name, address and why.
+    pub down: Vec<String>,
+}
+
+/// Looks at every local server as a run does before its first claim: the
+/// resource watch (started, and handed to `caller`), the windows the
+/// servers really run, and the models of servers that are down cooled
+/// until the watch sees them answer.
+pub(super) fn probe(caller: &Caller) -> Result<Seen> {
     let registry = caller.registry();
     let candidates = crate::endpoints::configured(registry, None);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -114,24 +152,5 @@ fn servers_up(caller: &Caller, mode: crate::registry::Mode) -> Result<Vec<String
             f.error.as_deref().unwrap_or("no answer")
         ));
     }
-    let local_up = registry.providers.iter().filter(|p| p.local).count() > down.len();
-    let api_usable = mode == crate::registry::Mode::Online
-        && registry
-            .providers
-            .iter()
-            .any(|p| !p.local && p.api_key().is_some());
-    if !local_up && !api_usable {
-        return Err(Error::Model(format!(
-            "no model server answers: {}; start one (`docker compose up -d` on the GPU machine, `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` on a CPU) — `llmclis doctor` checks everything; no task was touched",
-            down.join("; ")
-        )));
-    }
-    if !down.is_empty() {
-        notes.push(format!(
-            "skipping servers that are down, for {} s: {}",
-            caller.breakers.cooldown.as_secs(),
-            down.join("; ")
-        ));
-    }
-    Ok(notes)
+    Ok(Seen { notes, down })
 }

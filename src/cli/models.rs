@@ -186,43 +186,21 @@ async fn smoke(caller: &Caller, id: &str) -> serde_json::Value {
 
 pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
     let RouteCmd::Explain { task } = cmd;
-    let registry = ctx.registry()?;
-    let store = ctx.store()?;
-    let t = store.task(task)?;
-    let notes = store.notes(task)?;
-    let text: String = std::iter::once(t.title.as_str())
-        .chain(std::iter::once(t.description.as_str()))
-        .chain(notes.iter().map(|n| n.text.as_str()))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let info = TaskInfo {
-        project_id: t.project_id,
-        title: &t.title,
-        description: &t.description,
-        tags: &t.tags,
-        role_hint: t.role,
-        prompt_tokens: estimate_tokens(&text),
-        ..Default::default()
-    };
-    // What is loaded where and what fits, asked now: the reasons a run
-    // would see.
-    let registry = Arc::new(registry);
-    let watch = crate::resources::Watch::new(registry.clone());
-    let view = crate::app::runtime()?.block_on(watch.refresh());
-    let decision = router::route(&registry, &info, ctx.mode(), &Seen(view));
-    let value = json!({"task_id": t.id, "registry": registry.source, "decision": decision});
+    let e = crate::app::route::explain(ctx, task)?;
+    let value = serde_json::to_value(&e).expect("serializes");
+    let decision = &e.decision;
     emit(out, ctx.json, &value, || {
         let mut s = format!(
-            "Task {} → role {} (temperature {}), rule {:?}, mode {}, ~{} prompt tokens\n",
-            t.id,
+            "Task {} → role {} (temperature {}), rule {:?}, mode {}, ~{} prompt tokens at the least\n",
+            e.task_id,
             decision.role,
             decision.temperature,
             decision.rule,
             json!(decision.mode).as_str().unwrap_or(""),
-            decision.prompt_tokens
+            e.least_tokens
         );
         if decision.chain.is_empty() {
-            s.push_str("No model can take it:\n");
+            s.push_str("No model can take it now:\n");
         } else {
             let _ = writeln!(s, "Models, in order: {}", decision.chain.join(" → "));
         }
@@ -232,23 +210,32 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
         for sk in &decision.skipped {
             let _ = writeln!(s, "  skipped {}: {}", sk.model, skip_text(&sk.why));
         }
+        for d in &e.servers_down {
+            let _ = writeln!(s, "  down: {d}");
+        }
+        match (&e.context, &e.reason) {
+            (Some(c), _) => {
+                let _ = writeln!(
+                    s,
+                    "A run gives it to {} with ~{} prompt tokens of context (its budget {}, window {}; memory not counted).",
+                    c.model, c.tokens, c.budget, c.window
+                );
+                if let Some(line) = c.describe() {
+                    let _ = writeln!(s, "  {line}");
+                }
+            }
+            (None, Some(why)) => {
+                let verb = if e.outcome == "waits" {
+                    "A run leaves it pending"
+                } else {
+                    "A run blocks it"
+                };
+                let _ = writeln!(s, "{verb}: {why}");
+            }
+            (None, None) => {}
+        }
         s.trim_end().to_string()
     })
-}
-
-/// The real environment, with resources as just seen.
-struct Seen(Arc<crate::resources::View>);
-
-impl router::Conditions for Seen {
-    fn cooling_down(&self, id: &str) -> bool {
-        router::Env.cooling_down(id)
-    }
-    fn key_set(&self, var: &str) -> bool {
-        router::Env.key_set(var)
-    }
-    fn resources(&self) -> Option<Arc<crate::resources::View>> {
-        Some(self.0.clone())
-    }
 }
 
 fn skip_text(why: &router::Skip) -> String {

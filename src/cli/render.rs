@@ -218,7 +218,7 @@ pub fn task_show(v: &TaskView) -> String {
             .iter()
             .map(|c| c.prompt_tokens.unwrap_or(0) + c.completion_tokens.unwrap_or(0))
             .sum();
-        let cost: f64 = v.model_calls.iter().map(|c| c.cost_usd).sum();
+        let cost = crate::describe::sum_usd(v.model_calls.iter().map(|c| c.cost_usd));
         let _ = writeln!(
             s,
             "\nModel calls ({}, {tokens} tokens, {}; prompts and responses with --json):",

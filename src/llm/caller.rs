@@ -82,13 +82,12 @@ impl Breakers {
         s.took = Duration::ZERO;
     }
 
-    /// When the model's server last refused a connection, while its
-    /// breaker is open for that.
-    pub fn down_since(&self, model: &str) -> Option<Instant> {
+    /// When the model's server last refused a connection, within
+    /// `MAX_DOWN_COOLDOWN` of now, whether or not its cooldown is over.
+    pub fn last_down(&self, model: &str) -> Option<Instant> {
         let state = self.state.lock().expect("breaker lock");
-        let s = state.get(model)?;
-        s.until.filter(|u| Instant::now() < *u)?;
-        s.down_at
+        let at = state.get(model)?.down_at?;
+        (at.elapsed() < MAX_DOWN_COOLDOWN).then_some(at)
     }
 
     /// The server answered again (seen by the background watch): its
@@ -351,27 +350,33 @@ impl Caller {
 
     /// Whether `id`'s breaker is open. One opened because its server
     /// refused the connection closes as soon as the background watch sees
-    /// that server answer again, however long its cooldown.
+    /// that server answer again, however long its cooldown; and while the
+    /// watch keeps seeing it down, it stays open past its cooldown (up to
+    /// `MAX_DOWN_COOLDOWN`), so a down server is not asked request after
+    /// request.
     fn open(&self, id: &str) -> bool {
-        if !self.breakers.is_open(id) {
-            return false;
-        }
-        let (Some(down_at), Some(watch)) = (self.breakers.down_since(id), self.resources.get())
+        let open = self.breakers.is_open(id);
+        let (Some(down_at), Some(watch)) = (self.breakers.last_down(id), self.resources.get())
         else {
-            return true;
+            return open;
         };
         let view = watch.view();
         let provider = self.registry.model(id).map(|m| m.provider.as_str());
-        let back = view.at.is_some_and(|seen| seen > down_at)
-            && view
-                .snapshot
-                .servers
-                .iter()
-                .any(|s| Some(s.provider.as_str()) == provider && s.up);
-        if back {
-            self.breakers.server_up(id);
+        let seen = view
+            .snapshot
+            .servers
+            .iter()
+            .find(|s| Some(s.provider.as_str()) == provider);
+        let looked_since = view.at.is_some_and(|at| at > down_at);
+        match seen {
+            Some(server) if looked_since && server.up => {
+                self.breakers.server_up(id);
+                false
+            }
+            // Watched, and down when last looked at: still down.
+            Some(_) => open || looked_since,
+            None => open,
         }
-        !back
     }
 
     /// Whether a request to `model` is in flight in this process.
@@ -759,6 +764,10 @@ impl Conditions for Caller {
         self.resources.get().map(|w| w.view())
     }
 
+    fn window(&self, model: &crate::registry::Model) -> u64 {
+        Caller::window(self, model)
+    }
+
     fn load(&self, model_id: &str) -> crate::router::Load {
         crate::router::Load {
             in_flight: self
@@ -810,6 +819,54 @@ mod tests {
         assert!(
             !quick.is_open("fast"),
             "quick failures keep the base cooldown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_the_watch_sees_down_stays_skipped_past_its_cooldown() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut roles = String::new();
+        for r in crate::registry::ROLES {
+            roles.push_str(&format!("  {r}: {{ temperature: 0.3, models: [m] }}\n"));
+        }
+        let registry = Arc::new(
+            Registry::parse(
+                &format!(
+                    r#"providers:
+  - {{ name: cpu, kind: openai-compatible, flavour: llamacpp, base_url: "http://127.0.0.1:{port}/v1", local: true }}
+models:
+  - {{ id: m, provider: cpu, served_name: m, context_window: 2048, max_output_tokens: 512 }}
+roles:
+{roles}rules:
+  - {{ name: default, role: coder }}
+modes:
+  offline: {{ providers: local }}
+  online: {{ providers: all }}
+"#
+                ),
+                "test.yaml",
+            )
+            .unwrap(),
+        );
+        // A cooldown that is over at once: only the watch keeps it shut.
+        let c = Caller::new(
+            registry.clone(),
+            crate::llm::http_client(),
+            Arc::new(Breakers::new(3, Duration::ZERO)),
+        );
+        let watch = crate::resources::Watch::new(registry);
+        c.watch_resources(watch.clone());
+        c.breakers.trip("m");
+        assert!(!c.breakers.is_open("m"), "its own cooldown is over");
+        assert!(!c.cooling_down("m"), "nobody has looked since it refused");
+        watch.refresh().await;
+        assert!(
+            c.cooling_down("m"),
+            "the watch saw it down after it refused: not asked again"
         );
     }
 

@@ -17,11 +17,8 @@ pub struct Setup {
     /// server's); after an overflow only bigger ones are tried. Empty:
     /// unknown, every model counts as bigger.
     pub windows: Vec<u64>,
-    /// Why the chain is empty, when it is (the router's skip reasons).
-    pub no_model_reason: String,
-    /// The chain is empty because the role's servers are down (cooling
-    /// down), not because no model fits the task.
-    pub servers_down: bool,
+    /// Why the chain is empty, when it is.
+    pub empty: Option<Empty>,
     /// Ask the planner first; it may split the task.
     pub plan: bool,
     /// Executor rounds per model before escalating.
@@ -33,6 +30,21 @@ pub struct Setup {
     /// Direct: the executor's first answer closes the task, with no critic
     /// (an evaluation's baseline).
     pub no_review: bool,
+}
+
+/// Why no model can take the task now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
+pub enum Empty {
+    /// The role's servers are down or cooling down (each model and why):
+    /// the servers' state, not the task's; it waits.
+    ServersDown(String),
+    /// Only models that are down could hold the task's context (the whole
+    /// sentence): it waits for them.
+    WaitsForWindow(String),
+    /// No usable model could take it, however long it waited (the whole
+    /// sentence, or each model and why).
+    NoModel(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -179,9 +191,9 @@ pub enum Effect {
     Release {
         reason: String,
     },
-    /// Back to pending because no model server could be reached at all: a
-    /// setup problem, not the task's; the run stops instead of blocking
-    /// task after task.
+    /// Back to pending because no model that could take the task is up (or
+    /// answered): the servers' state, not the task's. The run goes on with
+    /// other tasks and leaves this one for a later run.
     Unreachable {
         reason: String,
     },
@@ -390,25 +402,24 @@ impl Step {
                 review: Vec::new(),
             });
         }
-        if self.setup.chain.is_empty() && self.setup.servers_down {
-            return self.finish(Effect::Unreachable {
-                reason: format!(
-                    "No model server for this task is up ({}); the task is back in the queue.",
-                    self.setup.no_model_reason
-                ),
-            });
-        }
         if self.setup.chain.is_empty() {
-            return self.finish(Effect::Block {
-                reason: format!(
-                    "No model can take this task: {}",
-                    if self.setup.no_model_reason.is_empty() {
-                        "the role has no usable model"
-                    } else {
-                        &self.setup.no_model_reason
-                    }
-                ),
-                last_answer: None,
+            return self.finish(match self.setup.empty.clone() {
+                Some(Empty::ServersDown(why)) => Effect::Unreachable {
+                    reason: format!(
+                        "No model server for this task is up ({why}); the task is back in the queue."
+                    ),
+                },
+                Some(Empty::WaitsForWindow(why)) => Effect::Unreachable {
+                    reason: format!("{why}; the task is back in the queue."),
+                },
+                Some(Empty::NoModel(why)) => Effect::Block {
+                    reason: format!("No model can take this task: {why}"),
+                    last_answer: None,
+                },
+                None => Effect::Block {
+                    reason: "No model can take this task: the role has no usable model".into(),
+                    last_answer: None,
+                },
             });
         }
         if self.setup.plan {
@@ -888,7 +899,9 @@ mod tests {
     #[test]
     fn no_model_blocks_at_once_and_done_subtasks_roll_up_without_a_call() {
         let mut s = Step::new(Setup {
-            no_model_reason: "offline, and every coder model is an API model".into(),
+            empty: Some(Empty::NoModel(
+                "offline, and every coder model is an API model".into(),
+            )),
             ..setup(&[])
         });
         assert!(
@@ -1068,8 +1081,7 @@ mod tests {
     #[test]
     fn an_empty_chain_because_servers_are_down_releases_the_task() {
         let mut s = Step::new(Setup {
-            servers_down: true,
-            no_model_reason: "qwen-7b (cooling_down)".into(),
+            empty: Some(Empty::ServersDown("qwen-7b (cooling_down)".into())),
             ..setup(&[])
         });
         assert!(matches!(

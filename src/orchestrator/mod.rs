@@ -2,10 +2,13 @@
 //! works on it. Decisions are pure functions over data; the
 //! store and the model servers stay at the edges.
 
+pub mod context;
+pub mod fit;
 mod indexer;
 pub mod machine;
 pub mod progress;
 mod recover;
+pub mod routing;
 pub mod run;
 pub mod schedule;
 mod shared;

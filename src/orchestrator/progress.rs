@@ -96,6 +96,23 @@ pub enum Progress {
         task_id: i64,
         text: String,
     },
+    /// The step's context was cut to fit the window of the model that
+    /// answers (what went, in the stated order: `orchestrator::fit`).
+    ContextCut {
+        step: usize,
+        task_id: i64,
+        model: String,
+        window: u64,
+        tokens: u64,
+        cut: Vec<super::fit::Cut>,
+    },
+    /// A task was left for a later run: no model that could take it is up
+    /// (the reason says which could).
+    TaskWaits {
+        step: usize,
+        task_id: i64,
+        reason: String,
+    },
     /// Idle models were unloaded to load a better one (`make_room`).
     MadeRoom {
         step: usize,
@@ -156,6 +173,9 @@ pub struct Summary {
     pub blocked: usize,
     pub split: usize,
     pub released: usize,
+    /// Of those released, tasks left for a later run because no model that
+    /// could take them was up (`task show` says which could).
+    pub waiting: usize,
     pub failed: usize,
     pub lost: usize,
     pub model_calls: usize,
@@ -178,7 +198,8 @@ pub enum Outcome {
     Split,
     /// Back to pending (interrupted).
     Released,
-    /// Back to pending: no model server answered; the run stops.
+    /// Back to pending: no model that could take it is up or answered;
+    /// the run passes over it and goes on with the others.
     Unreachable,
     /// Something outside the models failed (the database, plans.md); the
     /// task went back to pending with a note.

@@ -183,7 +183,7 @@ pub async fn run(
         model_calls: calls.iter().filter(|c| c.outcome != "skipped").count(),
         prompt_tokens: calls.iter().filter_map(|c| c.prompt_tokens).sum(),
         completion_tokens: calls.iter().filter_map(|c| c.completion_tokens).sum(),
-        cost_usd: calls.iter().map(|c| c.cost_usd).sum(),
+        cost_usd: crate::describe::sum_usd(calls.iter().map(|c| c.cost_usd)),
         seconds: started.elapsed().as_secs_f64(),
         counts: main_db.status_counts(Some(shared.opts.project_id))?,
         ..tally
@@ -246,11 +246,13 @@ async fn drive(
     let mut started = 0usize;
     let stopped: String;
     let mut interrupted_seen = false;
-    let mut unreachable = false;
+    // Tasks that wait for a model that is down: passed over for the rest
+    // of the run, which goes on with the others.
+    let mut waiting: Vec<i64> = Vec::new();
     let mut failed = false;
     loop {
-        let cancelled = *cancel.borrow() || unreachable || failed;
-        if cancelled && !unreachable && !failed && !interrupted_seen {
+        let cancelled = *cancel.borrow() || failed;
+        if cancelled && !failed && !interrupted_seen {
             interrupted_seen = true;
             (shared.observer)(&Progress::Interrupting);
         }
@@ -266,7 +268,12 @@ async fn drive(
                 ),
                 Some(_) => None,
                 None => main_db
-                    .claim_next(Some(shared.opts.project_id), &holder, shared.opts.lease)
+                    .claim_next_except(
+                        Some(shared.opts.project_id),
+                        &holder,
+                        shared.opts.lease,
+                        &waiting,
+                    )
                     .map_err(|e| (tally.clone(), e))?,
             };
             let Some(task) = claimed else { break };
@@ -287,12 +294,13 @@ async fn drive(
         if running.is_empty() {
             stopped = if failed {
                 "step_failed"
-            } else if unreachable {
-                "models_unreachable"
             } else if cancelled {
                 "interrupted"
             } else if started >= shared.opts.max_steps {
                 "max_steps"
+            } else if !waiting.is_empty() {
+                // What is left waits for models that are down.
+                "models_unreachable"
             } else {
                 "no_ready_task"
             }
@@ -316,9 +324,9 @@ async fn drive(
             Ok(Outcome::Split) => tally.split += 1,
             Ok(Outcome::Released) => tally.released += 1,
             Ok(Outcome::Unreachable) => {
-                // The steps in flight finish; no new task is taken.
                 tally.released += 1;
-                unreachable = true;
+                tally.waiting += 1;
+                waiting.push(id);
             }
             Ok(Outcome::Failed) => {
                 // Failures outside the models (the database, a template)

@@ -79,4 +79,7 @@ impl Conditions for Spend<'_> {
     fn load(&self, model_id: &str) -> crate::router::Load {
         self.caller.load(model_id)
     }
+    fn window(&self, model: &crate::registry::Model) -> u64 {
+        self.caller.window(model)
+    }
 }

@@ -211,6 +211,18 @@ impl Store {
         agent: &str,
         lease: Duration,
     ) -> Result<Option<Task>> {
+        self.claim_next_except(project_id, agent, lease, &[])
+    }
+
+    /// `claim_next`, passing over the tasks in `skip` (a run's tasks that
+    /// wait for a model that is down).
+    pub fn claim_next_except(
+        &mut self,
+        project_id: Option<i64>,
+        agent: &str,
+        lease: Duration,
+        skip: &[i64],
+    ) -> Result<Option<Task>> {
         if agent.trim().is_empty() {
             return Err(Error::InvalidInput("claiming needs an agent name".into()));
         }
@@ -224,7 +236,14 @@ impl Store {
             let ts = super::format_time(now_t);
             let until = super::format_time(now_t + lease);
             release_expired_leases(tx, project_id, agent, &ts)?;
-            let pick = next_ready_sql(project_id.is_some());
+            let mut pick = next_ready_sql(project_id.is_some());
+            let skipped = serde_json::to_string(skip).expect("ids serialize");
+            if !skip.is_empty() {
+                pick = pick.replace(
+                    " ORDER BY",
+                    " AND id NOT IN (SELECT value FROM json_each(:skip)) ORDER BY",
+                );
+            }
             let sql = format!(
                 "UPDATE tasks SET status = 'in-progress', claimed_by = :agent, lease_expires_at = :until,
                         attempts = attempts + 1, updated_at = :now, last_agent = :agent,
@@ -238,6 +257,9 @@ impl Store {
                 vec![(":agent", &agent), (":until", &until), (":now", &ts)];
             if let Some(p) = project_id.as_ref() {
                 named.push((":project", p));
+            }
+            if !skip.is_empty() {
+                named.push((":skip", &skipped));
             }
             let row: Option<(i64, i64)> = stmt
                 .query_row(named.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))

@@ -554,7 +554,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             .iter()
             .map(|c| c.prompt_tokens.unwrap_or(0) + c.completion_tokens.unwrap_or(0))
             .sum();
-        let cost: f64 = d.calls.iter().map(|c| c.cost_usd).sum();
+        let cost = crate::describe::sum_usd(d.calls.iter().map(|c| c.cost_usd));
         section(
             &mut lines,
             &format!(

@@ -2,6 +2,7 @@
 //! reviewing and handing off, each turned into the machine's next event.
 
 use super::*;
+use crate::orchestrator::fit;
 
 impl StepRun<'_> {
     /// Calls a role's chain until a model's answer passes `parse`; an answer
@@ -65,11 +66,24 @@ impl StepRun<'_> {
     pub(super) async fn perform(&mut self, effect: Effect) -> Result<Event> {
         match effect {
             Effect::Plan => {
-                let text = self.shared.prompts.render("planner", &self.vars)?;
+                let prompts = self.shared.prompts.clone();
+                let least = prompts.render("planner", fit::minimal(&self.material.vars))?;
+                let sized = self.request("planner", least, None);
+                let chain = self.chain_for(Role::Planner, &sized).chain;
+                let Some(first) = chain.first().cloned() else {
+                    return Ok(Event::PlanFailed("no planner model is available".into()));
+                };
+                let (text, fitted) =
+                    match self.fitted("planner", &first, |v| prompts.render("planner", v))? {
+                        Ok(f) => f,
+                        Err(why) => return Ok(Event::PlanFailed(why)),
+                    };
                 let req = self.request("planner", text, None);
+                // Fitted to the first: the others that hold it too.
+                let chain = self.holding(&chain, fitted.tokens, req.max_tokens);
                 Ok(
                     match self
-                        .call_parsed("plan", Role::Planner, req, parse_json::<Plan>)
+                        .call_parsed_on("plan", Role::Planner, &chain, req, parse_json::<Plan>)
                         .await?
                     {
                         Ok(plan) => Event::Planned(plan),
@@ -83,7 +97,10 @@ impl StepRun<'_> {
                 handoff,
                 ..
             } => {
-                let mut req = self.exec_request(critique, handoff)?;
+                let mut req = match self.exec_request(&model, critique, handoff)? {
+                    Ok(r) => r,
+                    Err(error) => return Ok(Event::Overflowed { error }),
+                };
                 if self.toolbox.is_some() {
                     return self.tool_loop(model, req).await;
                 }
@@ -124,7 +141,10 @@ impl StepRun<'_> {
                 handoff,
                 ..
             } => {
-                let mut req = self.exec_request(critique, handoff)?;
+                let mut req = match self.exec_request(&model, critique, handoff)? {
+                    Ok(r) => r,
+                    Err(error) => return Ok(Event::Overflowed { error }),
+                };
                 let voting = self.decision.as_ref().and_then(|d| d.voting);
                 if let Some(v) = voting {
                     // Room to see an overlong answer, so it can be flagged.
@@ -169,7 +189,7 @@ impl StepRun<'_> {
                 let text = self.shared.prompts.render(
                     crate::prompts::VOTER,
                     VoteVars {
-                        task: &self.vars.task,
+                        task: &self.material.vars.task,
                         candidates: &candidates,
                     },
                 )?;
@@ -208,25 +228,58 @@ impl StepRun<'_> {
                     test_output: Option<String>,
                 }
                 self.adopt_winner(&answer)?;
-                let diff = self
+                let mut diff = self
                     .toolbox
                     .as_ref()
                     .map(|t| cut(&t.diff(), 4 * RESULT_CHARS))
                     .filter(|d| !d.is_empty());
                 let no_change = self.toolbox.is_some() && diff.is_none();
-                let text = self.shared.prompts.render(
-                    "critic",
-                    CriticVars {
-                        task: &self.vars.task,
-                        answer: &answer,
-                        diff,
-                        no_change,
-                        test_output: self
-                            .test_output
-                            .as_deref()
-                            .map(|t| cut(t, 2 * RESULT_CHARS)),
-                    },
-                )?;
+                let mut test_output = self
+                    .test_output
+                    .as_deref()
+                    .map(|t| cut(t, 2 * RESULT_CHARS));
+                let prompts = self.shared.prompts.clone();
+                let task = &self.material.vars.task;
+                let render = |diff: &Option<String>, test_output: &Option<String>| {
+                    prompts.render(
+                        "critic",
+                        CriticVars {
+                            task,
+                            answer: &answer,
+                            diff: diff.clone(),
+                            no_change,
+                            test_output: test_output.clone(),
+                        },
+                    )
+                };
+                // The diff and the test output are cut, halving the longer,
+                // until the prompt fits the first critic's window.
+                let least = self.request("critic", render(&None, &None)?, None);
+                let chain = self.chain_for(Role::Critic, &least).chain;
+                let budget = chain
+                    .first()
+                    .and_then(|id| self.shared.caller.registry().model(id))
+                    .map(|m| {
+                        let output = least.max_tokens.min(m.max_output_tokens);
+                        fit::prompt_budget(self.shared.caller.window(m), output)
+                    });
+                let mut text = render(&diff, &test_output)?;
+                while let Some(budget) = budget
+                    && estimate_tokens(&text) > budget
+                {
+                    let longer = match (&mut diff, &mut test_output) {
+                        (Some(d), Some(t)) if t.len() > d.len() => &mut test_output,
+                        (Some(_), _) => &mut diff,
+                        (None, Some(_)) => &mut test_output,
+                        (None, None) => break,
+                    };
+                    let half = longer.as_ref().map_or(0, |t| t.chars().count() / 2);
+                    *longer = longer
+                        .as_deref()
+                        .filter(|_| half >= 100)
+                        .map(|t| cut(t, half));
+                    text = render(&diff, &test_output)?;
+                }
                 let req = self.request("critic", text, None);
                 Ok(
                     match self

@@ -117,6 +117,18 @@ impl StepRun<'_> {
             ),
             other => unreachable!("not terminal: {other:?}"),
         };
+        let mut detail = detail;
+        if let Some(f) = &self.fitted {
+            // What the answering model saw, for `task show`.
+            detail["context"] = json!(f);
+        }
+        if let Effect::Unreachable { reason } = &effect {
+            self.emit(Progress::TaskWaits {
+                step: self.number,
+                task_id: self.task.id,
+                reason: reason.clone(),
+            });
+        }
         let task = self.task.clone();
         let transition = self.db.batch(|s| {
             let mut note = note.clone();

@@ -26,73 +26,8 @@ use crate::role::Role;
 use crate::router::{self, Decision, TaskInfo, estimate_tokens};
 use crate::store::{ModelCall, NewTask, Status, Store, Task};
 
-#[derive(Debug, Clone, Serialize)]
-struct TaskView {
-    id: i64,
-    external_ref: Option<String>,
-    title: String,
-    description: String,
-    priority: i64,
-    tags: Vec<String>,
-}
-
-impl TaskView {
-    fn of(t: &Task) -> TaskView {
-        TaskView {
-            id: t.id,
-            external_ref: t.external_ref.clone(),
-            title: t.title.clone(),
-            description: t.description.clone(),
-            priority: t.priority,
-            tags: t.tags.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ParentView {
-    title: String,
-    description: String,
-    summary: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct DepView {
-    id: i64,
-    title: String,
-    result: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct NoteView {
-    created_at: String,
-    agent: String,
-    text: String,
-}
-
-/// What the templates see.
-#[derive(Debug, Clone, Serialize)]
-struct Vars {
-    task: TaskView,
-    parent: Option<ParentView>,
-    dependencies: Vec<DepView>,
-    plan_section: Option<String>,
-    notes: Vec<NoteView>,
-    memory: Vec<String>,
-}
-
-/// Dependencies' results and notes are cut to this many characters each, so
-/// a long history cannot crowd out the task itself.
-const RESULT_CHARS: usize = 1_500;
-const NOTES_SHOWN: usize = 10;
-
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        text.chars().take(max).collect::<String>() + " […]"
-    }
-}
+use super::context::{Material, RESULT_CHARS, TaskView, Vars, cut};
+use super::fit::Fitted;
 
 pub(super) struct StepRun<'a> {
     pub shared: &'a Shared,
@@ -102,7 +37,10 @@ pub(super) struct StepRun<'a> {
     /// This step's claim: `agent/run-N/step-M`.
     claim: String,
     step_id: i64,
-    vars: Vars,
+    /// What the prompts may see, in full; each request gets it fitted.
+    material: Material,
+    /// The context as last fitted to a model (recorded with the step).
+    fitted: Option<Fitted>,
     decision: Option<Decision>,
     exec_role: Role,
     cost: f64,
@@ -128,14 +66,11 @@ impl<'a> StepRun<'a> {
             shared,
             db,
             claim,
-            vars: Vars {
-                task: TaskView::of(&task),
-                parent: None,
-                dependencies: vec![],
-                plan_section: None,
-                notes: vec![],
-                memory: vec![],
+            material: Material {
+                vars: Vars::of(&task),
+                summaries: Vec::new(),
             },
+            fitted: None,
             task,
             number,
             step_id: 0,
@@ -288,76 +223,28 @@ impl<'a> StepRun<'a> {
     }
 
     fn info(&self, prompt_tokens: u64, output: Option<u64>, needs_json: bool) -> TaskInfo<'_> {
-        TaskInfo {
-            project_id: self.task.project_id,
-            title: &self.task.title,
-            description: &self.task.description,
-            tags: &self.task.tags,
-            role_hint: self.task.role,
-            prompt_tokens,
-            output_tokens: output,
-            needs_json,
-        }
+        super::routing::info(&self.task, prompt_tokens, output, needs_json)
     }
 
     /// The executor's role and chain, and the machine's setup.
     fn route(&mut self) -> Result<Setup> {
         let shared = self.shared;
         let registry = shared.caller.registry();
-        let spent = shared.spent();
         let conditions = Spend {
             caller: &shared.caller,
-            run: spent,
+            run: shared.spent(),
             task: self.db.task_cost(self.task.id)?,
         };
-        // A first routing picks the role; the prompt it implies sizes the chain.
-        let first = router::route(
+        let routed = super::routing::route(
             registry,
-            &self.info(0, None, false),
+            &shared.prompts,
             shared.opts.mode,
             &conditions,
-        );
-        let mut role = first.role;
-        if role == Role::Planner {
-            // Planning comes first; the work itself goes to the role the
-            // task would have without its planner hint.
-            let mut info = self.info(0, None, false);
-            info.role_hint = None;
-            let again = router::route(registry, &info, shared.opts.mode, &conditions);
-            role = if again.role == Role::Planner {
-                Role::Coder
-            } else {
-                again.role
-            };
-        }
-        if matches!(role, Role::Critic | Role::Summarizer) {
-            // Their templates judge or condense other answers; a task of
-            // its own ("review X", "summarize Y") is written work.
-            role = Role::Writer;
-        }
-        let prompt = shared.prompts.render(role.as_str(), &self.vars)?;
-        let tokens = estimate_tokens(&prompt);
-        let max_out = shared.prompts.get(role.as_str()).max_tokens;
-        let decision = if role == first.role {
-            router::route(
-                registry,
-                &self.info(tokens, max_out, false),
-                shared.opts.mode,
-                &conditions,
-            )
-        } else {
-            let mut d = router::route_role(
-                registry,
-                role,
-                &self.info(tokens, max_out, false),
-                shared.opts.mode,
-                &conditions,
-            );
-            // A planner hint still plans first.
-            d.plan = first.plan;
-            d.rule = first.rule.clone();
-            d
-        };
+            &self.task,
+            &self.material.vars,
+        )?;
+        let role = routed.role;
+        let decision = routed.decision;
         let children = self.db.subtasks(self.task.id)?;
         let children = children
             .iter()
@@ -379,10 +266,7 @@ impl<'a> StepRun<'a> {
             d
         };
         let setup = Setup {
-            servers_down: decision
-                .skipped
-                .iter()
-                .any(|s| s.why == router::Skip::CoolingDown),
+            empty: routed.empty,
             windows: decision
                 .chain
                 .iter()
@@ -390,12 +274,6 @@ impl<'a> StepRun<'a> {
                 .map(|m| shared.caller.window(m))
                 .collect(),
             chain: decision.chain.clone(),
-            no_model_reason: decision
-                .skipped
-                .iter()
-                .map(|s| format!("{} ({})", s.model, s.why.reason()))
-                .collect::<Vec<_>>()
-                .join(", "),
             // Subtasks of subtasks are the deepest the planner goes.
             plan: decision.plan && depth < shared.opts.max_plan_depth && !shared.opts.no_review,
             max_rounds: shared.opts.max_rounds.max(1),
@@ -525,6 +403,21 @@ impl<'a> StepRun<'a> {
             role: None,
             tools: Vec::new(),
         }
+    }
+
+    /// The models of `chain` whose window holds a prompt of `tokens` and
+    /// an answer of up to `output`.
+    fn holding(&self, chain: &[String], tokens: u64, output: u64) -> Vec<String> {
+        let registry = self.shared.caller.registry();
+        chain
+            .iter()
+            .filter(|id| {
+                registry.model(id).is_some_and(|m| {
+                    tokens + output.min(m.max_output_tokens) <= self.shared.caller.window(m)
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// A role's chain for a pipeline call (planner, critic, summarizer).
