@@ -64,7 +64,12 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
             task_id,
             reason,
         } => format!(
-            "[{step}] task {task_id} waits for a model: {}",
+            "{}task {task_id} waits for a model: {}",
+            if *step > 0 {
+                format!("[{step}] ")
+            } else {
+                String::new()
+            },
             short(reason, 200)
         ),
         P::MadeRoom {
@@ -189,11 +194,14 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
             s.split,
             s.released,
             s.failed,
-            if s.lost > 0 {
-                format!(", {} lost to another agent", s.lost)
-            } else {
-                String::new()
-            },
+            [
+                (s.lost, "lost to another agent"),
+                (s.waiting, "waiting for a model that is down")
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!(", {n} {what}"))
+            .collect::<String>(),
             s.model_calls,
             s.prompt_tokens + s.completion_tokens,
             money(s.cost_usd),

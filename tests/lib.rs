@@ -11,6 +11,7 @@ mod support;
 
 mod cli;
 mod concurrency;
+mod context;
 mod deploy;
 mod docs;
 mod eval;

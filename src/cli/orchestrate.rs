@@ -106,8 +106,8 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     out.flush().map_err(|e| Error::io("<stdout>", e))?;
     if summary.stopped_because == "models_unreachable" {
         return Err(Error::Model(format!(
-            "run {} stopped: no model server answered or could take the request (down, overloaded or still loading); the task it tried is back in the queue. Start the servers in model_registry.yaml or wait for them (`llmclis models health` shows each)",
-            summary.run_id
+            "run {} stopped: the {} ready task(s) left wait for a model that is down, overloaded or still loading (`llmclis route explain --task ID` says which could take each); start the servers in model_registry.yaml or wait for them (`llmclis models health` shows each)",
+            summary.run_id, summary.waiting
         )));
     }
     if summary.stopped_because == "step_failed" {

@@ -228,6 +228,53 @@ fn mode_str(m: Mode) -> &'static str {
 
 type Tally = Summary;
 
+/// Whether a ready task that some model that is up could take is left;
+/// the ready tasks before it that wait for a model are added to `waiting`
+/// (said as `TaskWaits`, and noted on the task once when the reason is its
+/// size).
+fn next_runnable(shared: &Shared, db: &mut Store, waiting: &mut Vec<i64>) -> Result<bool> {
+    use super::machine::Empty;
+    let registry = shared.caller.registry();
+    while let Some(task) = db.next_task_except(shared.opts.project_id, waiting)? {
+        let material = super::context::gather(db, &task)?;
+        let conditions = super::shared::Spend {
+            caller: &shared.caller,
+            run: shared.spent(),
+            task: db.task_cost(task.id)?,
+        };
+        let routed = super::routing::route(
+            registry,
+            &shared.prompts,
+            shared.opts.mode,
+            &conditions,
+            &task,
+            &material.vars,
+        )?;
+        let reason = match routed.empty {
+            Some(Empty::ServersDown(why)) => {
+                format!("no model server for it is up ({why})")
+            }
+            Some(Empty::WaitsForWindow(why)) => {
+                let note = format!("{why}; the task waits in the queue.");
+                let said = db.notes(task.id)?.last().is_some_and(|n| n.text == note);
+                if !said {
+                    db.append_task_note(task.id, &note, &shared.holder)?;
+                }
+                why
+            }
+            // Runnable, or blocked by its step with the reason.
+            _ => return Ok(true),
+        };
+        (shared.observer)(&Progress::TaskWaits {
+            step: 0,
+            task_id: task.id,
+            reason,
+        });
+        waiting.push(task.id);
+    }
+    Ok(false)
+}
+
 async fn drive(
     shared: &Shared,
     deps: &Deps,
@@ -267,14 +314,24 @@ async fn drive(
                         .map_err(|e| (tally.clone(), e))?,
                 ),
                 Some(_) => None,
-                None => main_db
-                    .claim_next_except(
-                        Some(shared.opts.project_id),
-                        &holder,
-                        shared.opts.lease,
-                        &waiting,
-                    )
-                    .map_err(|e| (tally.clone(), e))?,
+                None => {
+                    // A task no model that is up can take is passed over
+                    // before it is claimed: no attempt counted, no churn.
+                    match next_runnable(shared, main_db, &mut waiting)
+                        .map_err(|e| (tally.clone(), e))?
+                    {
+                        true => {}
+                        false => break,
+                    }
+                    main_db
+                        .claim_next_except(
+                            Some(shared.opts.project_id),
+                            &holder,
+                            shared.opts.lease,
+                            &waiting,
+                        )
+                        .map_err(|e| (tally.clone(), e))?
+                }
             };
             let Some(task) = claimed else { break };
             started = number;
@@ -325,7 +382,6 @@ async fn drive(
             Ok(Outcome::Released) => tally.released += 1,
             Ok(Outcome::Unreachable) => {
                 tally.released += 1;
-                tally.waiting += 1;
                 waiting.push(id);
             }
             Ok(Outcome::Failed) => {
@@ -343,5 +399,6 @@ async fn drive(
             }
         }
     }
+    tally.waiting = waiting.len();
     Ok((tally, stopped))
 }

@@ -188,6 +188,24 @@ impl Store {
         id.map(|id| self.task(id)).transpose()
     }
 
+    /// `next_task` for one project, passing over the tasks in `skip`.
+    pub fn next_task_except(&self, project_id: i64, skip: &[i64]) -> Result<Option<Task>> {
+        if skip.is_empty() {
+            return self.next_task(Some(project_id));
+        }
+        let sql = next_ready_sql(true).replace(
+            " ORDER BY",
+            " AND id NOT IN (SELECT value FROM json_each(?2)) ORDER BY",
+        );
+        let skipped = serde_json::to_string(skip).expect("ids serialize");
+        let id: Option<i64> = self
+            .conn()
+            .prepare_cached(&sql)?
+            .query_row(params![project_id, skipped], |r| r.get(0))
+            .optional()?;
+        id.map(|id| self.task(id)).transpose()
+    }
+
     /// The first `limit` ready tasks of a project, in the order they would be
     /// claimed (what the next steps will work on, if nothing changes).
     pub fn ready_tasks(&self, project_id: i64, limit: usize) -> Result<Vec<Task>> {

@@ -141,6 +141,25 @@ impl FakeLlm {
         .await
     }
 
+    /// `routed`, on a server that runs with a `window`-token context and
+    /// refuses a prompt that does not fit it as vLLM does.
+    pub async fn routed_with_window(routes: Vec<Route>, window: u64) -> FakeLlm {
+        let inner = Arc::new(Inner {
+            routes: Mutex::new(
+                routes
+                    .into_iter()
+                    .map(|r| {
+                        let q = r.replies.clone().into();
+                        (r, q)
+                    })
+                    .collect(),
+            ),
+            window: Some(window),
+            ..Default::default()
+        });
+        Self::serve(inner).await
+    }
+
     /// A llama.cpp server still loading its model for `for_`.
     pub async fn loading(for_: Duration) -> FakeLlm {
         Self::serve(Arc::new(Inner {
@@ -358,6 +377,17 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         // server's token count: a quarter of the prompt's characters.
         let input = (prompt_text(&req).len() as u64 / 4).max(1);
         let asked = req["max_tokens"].as_u64().unwrap_or(0);
+        if input >= window {
+            // vLLM's `_validate_input` (entrypoints/openai/serving_engine.py).
+            let message = format!(
+                "This model's maximum context length is {window} tokens. However, your request has {input} input tokens. Please reduce the length of the input messages."
+            );
+            return (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"object": "error", "message": message, "type": "BadRequestError", "param": null, "code": 400}).to_string(),
+            )
+                .into_response();
+        }
         if input + asked > window {
             let message = format!(
                 "'max_tokens' or 'max_completion_tokens' is too large: {asked}. This model's maximum context length is {window} tokens and your request has {input} input tokens ({asked} > {window} - {input})."
