@@ -222,3 +222,78 @@ fn sql_count(env: &Env, q: &str) -> i64 {
         .query_row(q, [], |r| r.get(0))
         .unwrap()
 }
+
+/// The quickstart's setting on the real SmolLM2 server: the shipped
+/// registry (GPU and API models first in every chain, none of them up
+/// here), examples/notes imported from its plans.md. Every task ends done
+/// or blocked by its own review; no step waits for a server and nothing is
+/// left, however long the dependencies' results grow.
+#[test]
+fn examples_notes_runs_to_completion_on_smollm_with_the_shipped_registry() {
+    let Some((smollm, _gemma, _turn)) = crate::support::servers() else {
+        return;
+    };
+    let env = Env::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    let shipped = include_str!("../model_registry.yaml");
+    assert!(shipped.contains("http://127.0.0.1:8081/v1"));
+    std::fs::write(
+        env.config_dir().join("model_registry.yaml"),
+        shipped.replace("http://127.0.0.1:8081/v1", &smollm),
+    )
+    .unwrap();
+    std::fs::write(
+        env.config_dir().join("config.toml"),
+        "[orchestrator]\nmax_rounds = 1\n",
+    )
+    .unwrap();
+    let notes = env.dir.path().join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    for f in ["plans.md", "issues.md", "research.md"] {
+        std::fs::copy(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/notes/").to_string() + f,
+            notes.join(f),
+        )
+        .unwrap();
+    }
+    env.run(&["plans", "import", "notes/plans.md"]).assert_ok();
+    let r = env.run(&[
+        "--json",
+        "orchestrate",
+        "--project-id",
+        "1",
+        "--max-steps",
+        "20",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "run_summary", "{}", r.stdout);
+    assert_eq!(summary["waiting"], 0, "{summary}");
+    assert_eq!(summary["stopped_because"], "no_ready_task", "{summary}");
+    assert!(
+        !events.iter().any(|e| e["event"] == "task_waits"),
+        "{}",
+        r.stdout
+    );
+    let s = Store::open(&env.db()).unwrap();
+    let counts = s.status_counts(Some(1)).unwrap();
+    assert_eq!(counts.pending + counts.in_progress, 0, "{counts:?}");
+    assert!(counts.done >= 1, "{counts:?}");
+    // Every step that ran ended done, blocked or split: none released.
+    let odd = sql_count(
+        &env,
+        "SELECT COUNT(*) FROM run_steps WHERE outcome NOT IN ('done', 'blocked', 'split')",
+    );
+    assert_eq!(odd, 0, "{}", r.stdout);
+    // The server refused nothing for its size.
+    let refused = sql_count(
+        &env,
+        "SELECT COUNT(*) FROM model_calls WHERE error LIKE '%context%'",
+    );
+    assert_eq!(refused, 0, "{}", r.stdout);
+}
