@@ -122,6 +122,7 @@ async fn orchestrate(
             agent: "bench".into(),
             lease: Duration::from_secs(600),
             max_rounds: 1,
+            check_rounds: 2,
             context_tokens: 1500,
             memory_top_k: 5,
             max_plan_depth: 2,

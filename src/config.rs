@@ -132,6 +132,10 @@ pub struct ProjectTools {
     pub commands: std::collections::BTreeMap<String, Vec<String>>,
     /// This project's own setting for writes (the global one otherwise).
     pub allow_writes: Option<bool>,
+    /// Checks for every task of the project that has none of its own.
+    pub check: Vec<String>,
+    /// Paths or globs no task's change may touch, beside each task's own.
+    pub protect: Vec<String>,
 }
 
 impl Default for ToolsConfig {
@@ -156,6 +160,30 @@ impl ToolsConfig {
             .get(&project_id.to_string())
             .and_then(|p| p.allow_writes)
             .unwrap_or(self.allow_writes)
+    }
+
+    /// A task's checks: its own, else its project's default.
+    pub fn checks_for(&self, task: &crate::store::Task) -> Vec<String> {
+        if !task.checks.is_empty() {
+            return task.checks.clone();
+        }
+        self.projects
+            .get(&task.project_id.to_string())
+            .map(|p| p.check.clone())
+            .unwrap_or_default()
+    }
+
+    /// What a task's change must not touch: its own and its project's.
+    pub fn protected_for(&self, task: &crate::store::Task) -> Vec<String> {
+        let mut all = task.protected.clone();
+        if let Some(p) = self.projects.get(&task.project_id.to_string()) {
+            for x in &p.protect {
+                if !all.contains(x) {
+                    all.push(x.clone());
+                }
+            }
+        }
+        all
     }
 
     /// The commands allowed in one project.
@@ -184,6 +212,9 @@ pub struct OrchestratorConfig {
     /// Executor rounds per model when the critic asks for changes, before
     /// escalating to the next model.
     pub max_rounds: u32,
+    /// After a task's check fails, the same model gets its output this
+    /// many more times before the next model takes over.
+    pub check_rounds: u32,
     /// Tokens of memory context in each executor prompt.
     pub context_tokens: u64,
     /// Memories searched for that context.
@@ -202,6 +233,7 @@ impl Default for OrchestratorConfig {
         OrchestratorConfig {
             workers: 1,
             max_rounds: 3,
+            check_rounds: 2,
             context_tokens: 1_500,
             memory_top_k: 5,
             max_plan_depth: 2,

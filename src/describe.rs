@@ -59,6 +59,26 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
                 160
             )
         ),
+        P::CheckStarted { step, command, .. } => {
+            format!("[{step}]   check     {}", short(command, 120))
+        }
+        P::CheckFinished {
+            step,
+            command,
+            exit_code,
+            passed,
+            seconds,
+            ..
+        } => format!(
+            "[{step}]   check     {} {} in {seconds:.1} s{}",
+            short(command, 100),
+            if *passed { "passed" } else { "failed" },
+            match exit_code {
+                Some(c) if !passed => format!(" (exit {c})"),
+                None if !passed => " (did not finish, or refused before it ran)".into(),
+                _ => String::new(),
+            }
+        ),
         P::TaskWaits {
             step,
             task_id,
@@ -184,12 +204,13 @@ pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
             "interrupt: taking no new task; the work in flight goes back to the queue (Ctrl-C again to exit at once)".into()
         }
         P::RunSummary(s) => format!(
-            "run {} {} ({}): {} step(s): {} done, {} blocked, {} split, {} released, {} failed{}; {} model call(s), {} tokens, {}, {:.1} s\nproject {}: {}",
+            "run {} {} ({}): {} step(s): {} done ({} verified), {} blocked, {} split, {} released, {} failed{}; {} model call(s), {} tokens, {}, {:.1} s\nproject {}: {}",
             s.run_id,
             s.status,
             s.stopped_because.replace('_', " "),
             s.steps,
             s.done,
+            s.verified,
             s.blocked,
             s.split,
             s.released,

@@ -167,6 +167,7 @@ impl Harness {
                 agent: "tester".into(),
                 lease: Duration::from_secs(60),
                 max_rounds: 3,
+                check_rounds: 2,
                 context_tokens: 1500,
                 memory_top_k: 5,
                 max_plan_depth: 2,

@@ -44,6 +44,9 @@ fn task(id: i64, title: &str, status: Status) -> Task {
         lease_expires_at: None,
         attempts: 0,
         deleted_at: None,
+        checks: vec![],
+        protected: vec![],
+        verified: None,
     }
 }
 

@@ -51,6 +51,7 @@ pub fn prepare(
         agent: ctx.agent.clone(),
         lease: ctx.config.lease(),
         max_rounds: cfg.max_rounds,
+        check_rounds: cfg.check_rounds,
         context_tokens: cfg.context_tokens,
         memory_top_k: cfg.memory_top_k,
         max_plan_depth: cfg.max_plan_depth,

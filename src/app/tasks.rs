@@ -160,6 +160,13 @@ pub struct AddTask {
     /// An external reference such as S1.2.
     #[serde(rename = "ref")]
     pub external_ref: Option<String>,
+    /// Commands that must pass on the task's change before it is done
+    /// (run with `sh -c` in the project's root).
+    #[serde(default)]
+    pub check: Vec<String>,
+    /// Paths or globs (`tests/**`) the change must not touch.
+    #[serde(default)]
+    pub protect: Vec<String>,
 }
 
 pub fn add_task(ctx: &Context, store: &mut Store, req: AddTask) -> Result<Task> {
@@ -174,6 +181,8 @@ pub fn add_task(ctx: &Context, store: &mut Store, req: AddTask) -> Result<Task> 
         tags: req.tags,
         depends_on: req.depends_on,
         status: None,
+        checks: req.check,
+        protected: req.protect,
     };
     store.create_task(new, &ctx.agent)
 }
@@ -359,6 +368,11 @@ pub struct EditTask {
     /// An external reference such as S1.2, or "" to clear it.
     #[serde(rename = "ref")]
     pub external_ref: Option<String>,
+    /// Replaces the checks (commands that must pass before it is done); an
+    /// empty list clears them.
+    pub check: Option<Vec<String>>,
+    /// Replaces the protected paths or globs; an empty list clears them.
+    pub protect: Option<Vec<String>>,
     /// The project a plans.md id is in.
     pub project_id: Option<i64>,
 }
@@ -411,13 +425,21 @@ pub fn edit_task(ctx: &Context, store: &mut Store, req: EditTask) -> Result<Task
         external_ref: req
             .external_ref
             .map(|r| Some(r).filter(|r| !r.trim().is_empty())),
+        checks: req.check,
+        protected: req.protect,
     };
     if patch.is_empty() {
         return Err(Error::InvalidInput(
-            "nothing to change: give a title, description, priority, role, tags or ref".into(),
+            "nothing to change: give a title, description, priority, role, tags, ref, check or protect".into(),
         ));
     }
-    store.update_task(id, patch, &ctx.agent)
+    let files = patch.checks.is_some() || patch.protected.is_some();
+    let task = store.update_task(id, patch, &ctx.agent)?;
+    if files {
+        // The plan file states checks too: it follows the store.
+        sync::follow(store, id, &ctx.agent, None)?;
+    }
+    Ok(task)
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -255,6 +255,13 @@ enum TaskCmd {
         /// An external reference such as S1.2
         #[arg(long = "ref", value_name = "REF")]
         external_ref: Option<String>,
+        /// A command that must pass on the task's change before it is done,
+        /// run with `sh -c` in the project's root (repeatable)
+        #[arg(long = "check", value_name = "CMD")]
+        check: Vec<String>,
+        /// A path or glob the change must not touch, e.g. tests/** (repeatable)
+        #[arg(long = "protect", value_name = "PATH")]
+        protect: Vec<String>,
     },
     /// List tasks, subtasks under their parents
     List {
@@ -341,6 +348,12 @@ enum TaskCmd {
         /// An external reference such as S1.2, or "" to clear it
         #[arg(long = "ref", value_name = "REF")]
         external_ref: Option<String>,
+        /// Replaces the checks (repeatable); --check "" clears them
+        #[arg(long = "check", value_name = "CMD")]
+        check: Option<Vec<String>>,
+        /// Replaces the protected paths (repeatable); --protect "" clears them
+        #[arg(long = "protect", value_name = "PATH")]
+        protect: Option<Vec<String>>,
     },
 }
 
@@ -637,6 +650,8 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             tags,
             role,
             external_ref,
+            check,
+            protect,
         } => {
             let req = tasks::AddTask {
                 project_id: project.project_id,
@@ -648,6 +663,8 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
                 tags,
                 role,
                 external_ref,
+                check,
+                protect,
             };
             let t = tasks::add_task(ctx, &mut store, req)?;
             emit(out, ctx.json, &t, || {
@@ -740,7 +757,13 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             role,
             tags,
             external_ref,
+            check,
+            protect,
         } => {
+            // `--check ""` clears, as `--tag ""` does.
+            let list = |v: Option<Vec<String>>| {
+                v.map(|v| v.into_iter().filter(|x| !x.trim().is_empty()).collect())
+            };
             let req = tasks::EditTask {
                 id: id.into(),
                 title,
@@ -749,11 +772,13 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
                 role,
                 tags,
                 external_ref,
+                check: list(check),
+                protect: list(protect),
                 project_id: None,
             };
             let t = tasks::edit_task(ctx, &mut store, req).map_err(|e| match e {
                 Error::InvalidInput(m) if m.starts_with("nothing to change") => Error::InvalidInput(
-                    "nothing to change: pass --title, --description, --priority, --role, --tag or --ref".into(),
+                    "nothing to change: pass --title, --description, --priority, --role, --tag, --ref, --check or --protect".into(),
                 ),
                 e => e,
             })?;

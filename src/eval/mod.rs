@@ -159,6 +159,7 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
         agent: "eval".into(),
         lease: env.app.config.lease(),
         max_rounds: orch.max_rounds,
+        check_rounds: orch.check_rounds,
         context_tokens: orch.context_tokens,
         memory_top_k: orch.memory_top_k,
         max_plan_depth: orch.max_plan_depth,

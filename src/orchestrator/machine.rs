@@ -30,6 +30,16 @@ pub struct Setup {
     /// Direct: the executor's first answer closes the task, with no critic
     /// (an evaluation's baseline).
     pub no_review: bool,
+    /// The task has checks: every answer is checked (its change run
+    /// against them) before the critic sees it, and only a passing check
+    /// can make it done.
+    pub checks: bool,
+    /// Repairs on the same model after a failing check, before the next
+    /// model takes over.
+    pub check_rounds: u32,
+    /// When every model's change failed the check, the planner may split
+    /// the task, once.
+    pub may_split: bool,
 }
 
 /// Why no model can take the task now.
@@ -128,6 +138,12 @@ pub enum Event {
     /// Each voter's pick, an index into the candidates; `None` when a voter
     /// gave no usable answer.
     Ballots(Vec<Option<usize>>),
+    /// The checks ran on the change: passed, or the failing output (or why
+    /// the change was refused before they ran).
+    Checked {
+        passed: bool,
+        output: String,
+    },
     Reviewed(Verdict),
     CriticFailed(String),
     HandoffWritten(String),
@@ -152,6 +168,11 @@ pub enum Effect {
         n: u32,
         critique: Option<String>,
         handoff: Option<String>,
+    },
+    /// Run the task's checks on the change behind `answer` (protected
+    /// paths first).
+    Check {
+        answer: String,
     },
     /// `ballots` voters each pick the best of `candidates`, at once.
     Vote {
@@ -182,6 +203,8 @@ pub enum Effect {
         model: Option<String>,
         rounds: u32,
         review: Vec<String>,
+        /// Its checks passed on its change.
+        verified: bool,
     },
     Block {
         reason: String,
@@ -219,6 +242,7 @@ enum Phase {
     Executing,
     Sampling,
     Voting,
+    Checking,
     Critiquing,
     HandingOff,
     Finished,
@@ -250,6 +274,17 @@ pub struct Step {
     ballots: u32,
     /// Every failure so far was a refused connection: no server is up.
     only_unreachable: bool,
+    /// Failing checks on the current model.
+    check_fails: u32,
+    /// The current answer's change passed the checks.
+    checked: bool,
+    /// The last failing check's output, for the block reason.
+    last_check: Option<String>,
+    /// The planner was asked to split after every model failed the check.
+    split_tried: bool,
+    /// A parent's roll-up is being checked: one repair, then blocked.
+    rolling_up: bool,
+    parent_fix_tried: bool,
 }
 
 fn excerpt(text: &str, max: usize) -> String {
@@ -282,6 +317,12 @@ impl Step {
             votes: Vec::new(),
             ballots: 0,
             only_unreachable: true,
+            check_fails: 0,
+            checked: false,
+            last_check: None,
+            split_tried: false,
+            rolling_up: false,
+            parent_fix_tried: false,
         }
     }
 
@@ -309,6 +350,13 @@ impl Step {
                 reason: "the run was interrupted before this step finished; the task is back in the queue".into(),
             }),
             (Phase::Idle, Event::Started) => self.start(),
+            (Phase::Planning, Event::Planned(plan)) if self.split_tried => {
+                self.split_rescue(plan)
+            }
+            (Phase::Planning, Event::PlanFailed(e)) if self.split_tried => {
+                let why = format!("the planner gave no usable answer ({})", excerpt(&e, 200));
+                self.check_blocked(&why)
+            }
             (Phase::Planning, Event::Planned(plan)) => self.planned(plan),
             (Phase::Planning, Event::PlanFailed(e)) => {
                 let mut out = vec![Effect::Note(format!(
@@ -326,12 +374,16 @@ impl Step {
                     model: self.current_model().map(str::to_string),
                     rounds: self.rounds,
                     review: Vec::new(),
+                    verified: false,
                 })
             }
             (Phase::Executing, Event::Answered { text }) if !text.trim().is_empty() => {
                 self.answer = Some(text.clone());
-                self.phase = Phase::Critiquing;
-                vec![Effect::Critique { answer: text }]
+                self.judge(text)
+            }
+            (Phase::Checking, Event::Checked { passed, output }) => {
+                self.only_unreachable = false;
+                self.checked(passed, output)
             }
             (Phase::Executing, Event::Answered { .. }) => {
                 self.only_unreachable = false;
@@ -370,6 +422,7 @@ impl Step {
             (Phase::HandingOff, Event::HandoffWritten(text)) => {
                 self.model = self.next;
                 self.round = 1;
+                self.check_fails = 0;
                 self.critique = None;
                 self.handoff = Some(text);
                 self.execute()
@@ -392,14 +445,23 @@ impl Step {
                 .map(|c| format!("- {} (task {}): {}", c.title, c.id, excerpt(&c.result, 300)))
                 .collect::<Vec<_>>()
                 .join("\n");
+            let answer = format!(
+                "All {} subtasks are done:\n{answer}",
+                self.setup.children.len()
+            );
+            if self.setup.checks {
+                // Its own check, on its subtasks' combined change.
+                self.rolling_up = true;
+                self.answer = Some(answer.clone());
+                self.phase = Phase::Checking;
+                return vec![Effect::Check { answer }];
+            }
             return self.finish(Effect::Complete {
-                answer: format!(
-                    "All {} subtasks are done:\n{answer}",
-                    self.setup.children.len()
-                ),
+                answer,
                 model: None,
                 rounds: 0,
                 review: Vec::new(),
+                verified: false,
             });
         }
         if self.setup.chain.is_empty() {
@@ -547,6 +609,7 @@ impl Step {
                 ))];
                 self.model = next;
                 self.round = 1;
+                self.check_fails = 0;
                 out.extend(self.execute());
                 out
             }
@@ -571,6 +634,20 @@ impl Step {
                     ),
                 })
             }
+            None if self.last_check.is_some() && self.setup.may_split && !self.split_tried => {
+                self.split_tried = true;
+                self.phase = Phase::Planning;
+                vec![
+                    Effect::Note(
+                        "Every model's change failed the check; the planner may split the task."
+                            .into(),
+                    ),
+                    Effect::Plan,
+                ]
+            }
+            None if self.last_check.is_some() => {
+                self.check_blocked("every model in the chain was tried")
+            }
             None => self.finish(Effect::Block {
                 reason: format!(
                     "Every model in the chain was tried. {}",
@@ -581,6 +658,96 @@ impl Step {
         }
     }
 
+    /// An answer goes to its checks first when the task has any, then to
+    /// the critic.
+    fn judge(&mut self, answer: String) -> Vec<Effect> {
+        self.checked = false;
+        if self.setup.checks {
+            self.phase = Phase::Checking;
+            vec![Effect::Check { answer }]
+        } else {
+            self.phase = Phase::Critiquing;
+            vec![Effect::Critique { answer }]
+        }
+    }
+
+    fn checked(&mut self, passed: bool, output: String) -> Vec<Effect> {
+        if passed {
+            self.checked = true;
+            self.last_check = None;
+            let answer = self.answer.clone().unwrap_or_default();
+            if self.rolling_up && !self.parent_fix_tried {
+                return self.finish(Effect::Complete {
+                    answer,
+                    model: None,
+                    rounds: 0,
+                    review: Vec::new(),
+                    verified: true,
+                });
+            }
+            self.phase = Phase::Critiquing;
+            return vec![Effect::Critique { answer }];
+        }
+        self.last_check = Some(output.clone());
+        let feedback = format!(
+            "- The task's check failed on your change. Fix the code so that it passes; do not change the check or the files it protects. Its output ends:\n```\n{}\n```\n",
+            output.trim_end()
+        );
+        if self.rolling_up {
+            if self.parent_fix_tried || self.setup.chain.is_empty() {
+                return self.check_blocked("its subtasks' combined change fails it");
+            }
+            self.parent_fix_tried = true;
+            self.critique = Some(feedback);
+            let mut out = vec![Effect::Note(format!(
+                "Its subtasks are done but its own check fails on their combined change; {} gets one try to fix it.",
+                self.setup.chain[self.model]
+            ))];
+            out.extend(self.execute());
+            return out;
+        }
+        self.check_fails += 1;
+        let model = self.setup.chain[self.model].clone();
+        if self.check_fails <= self.setup.check_rounds {
+            self.critique = Some(feedback);
+            let mut out = vec![Effect::Note(format!(
+                "The check failed on {model}'s change (repair {} of {}); it gets the output.",
+                self.check_fails, self.setup.check_rounds
+            ))];
+            out.extend(self.execute());
+            return out;
+        }
+        self.critique = None;
+        self.escalate(&format!(
+            "its change failed the check {} time(s): {}",
+            self.check_fails,
+            excerpt(&output, 300)
+        ))
+    }
+
+    /// The planner's answer after every model failed the check: a split,
+    /// or blocked.
+    fn split_rescue(&mut self, plan: Plan) -> Vec<Effect> {
+        let out = self.planned(plan);
+        if matches!(out.last(), Some(Effect::Split { .. })) {
+            return out;
+        }
+        self.phase = Phase::Planning;
+        self.check_blocked("every model in the chain was tried and the planner kept it whole")
+    }
+
+    fn check_blocked(&mut self, why: &str) -> Vec<Effect> {
+        let output = self.last_check.clone().unwrap_or_default();
+        self.finish(Effect::Block {
+            reason: format!(
+                "Its check still fails ({why}). {}\nThe check's output ends:\n{}",
+                self.tried.join("; "),
+                output.trim_end()
+            ),
+            last_answer: self.answer.clone(),
+        })
+    }
+
     fn reviewed(&mut self, v: Verdict) -> Vec<Effect> {
         let answer = self.answer.clone().unwrap_or_default();
         if v.approves() {
@@ -589,6 +756,7 @@ impl Step {
                 model: self.current_model().map(str::to_string),
                 rounds: self.rounds,
                 review: v.reasons,
+                verified: self.setup.checks && self.checked,
             });
         }
         let mut critique = String::new();
@@ -713,8 +881,7 @@ impl Step {
         }
         let answer = self.candidates[leader].clone();
         self.answer = Some(answer.clone());
-        self.phase = Phase::Critiquing;
-        out.push(Effect::Critique { answer });
+        out.extend(self.judge(answer));
         out
     }
 }
@@ -817,7 +984,8 @@ mod tests {
                 answer: "the fix".into(),
                 model: Some("a".into()),
                 rounds: 1,
-                review: vec!["correct".into()]
+                review: vec!["correct".into()],
+                verified: false,
             }]
         );
         assert!(s.is_finished());
@@ -1099,5 +1267,184 @@ mod tests {
             [Effect::Release { .. }]
         ));
         assert!(s.is_finished());
+    }
+
+    fn checked_setup(chain: &[&str]) -> Setup {
+        Setup {
+            checks: true,
+            check_rounds: 1,
+            ..setup(chain)
+        }
+    }
+
+    fn check(passed: bool, output: &str) -> Event {
+        Event::Checked {
+            passed,
+            output: output.into(),
+        }
+    }
+
+    #[test]
+    fn a_failing_check_goes_back_with_its_output_and_only_a_pass_reaches_the_critic() {
+        let mut s = Step::new(checked_setup(&["a", "b"]));
+        s.handle(Event::Started);
+        let e = s.handle(answered("wrong fix"));
+        assert!(
+            matches!(&e[..], [Effect::Check { answer }] if answer == "wrong fix"),
+            "{e:?}"
+        );
+        let e = s.handle(check(false, "FAILED (failures=1)"));
+        assert!(
+            matches!(&e[..], [Effect::Note(n), Effect::Execute { model, critique: Some(c), .. }]
+                if n.contains("repair 1 of 1") && model == "a" && c.contains("FAILED (failures=1)")),
+            "{e:?}"
+        );
+        // The critic approving everything cannot matter before a pass.
+        assert!(
+            s.handle(Event::Reviewed(verdict("approve", &[])))
+                .is_empty()
+        );
+        s.handle(answered("right fix"));
+        let e = s.handle(check(true, "OK"));
+        assert!(matches!(&e[..], [Effect::Critique { answer }] if answer == "right fix"));
+        // A revise after a pass sends it back, and it is checked again.
+        let e = s.handle(Event::Reviewed(verdict("revise", &["name it better"])));
+        assert!(matches!(&e[..], [_, Effect::Execute { .. }]), "{e:?}");
+        let e = s.handle(answered("right fix, renamed"));
+        assert!(matches!(&e[..], [Effect::Check { .. }]), "{e:?}");
+        s.handle(check(true, "OK"));
+        let e = s.handle(Event::Reviewed(verdict("approve", &["good"])));
+        assert!(
+            matches!(&e[..], [Effect::Complete { verified: true, answer, .. }] if answer == "right fix, renamed"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn failing_checks_escalate_then_split_once_then_block_with_the_output() {
+        let mut s = Step::new(Setup {
+            may_split: true,
+            ..checked_setup(&["a", "b"])
+        });
+        s.handle(Event::Started);
+        s.handle(answered("a1"));
+        s.handle(check(false, "fail 1"));
+        s.handle(answered("a2"));
+        // Past its repairs: the next model, with a handoff of what was tried.
+        let e = s.handle(check(false, "fail 2"));
+        assert!(
+            matches!(&e[..], [Effect::Note(_), Effect::Handoff { to, tried, .. }]
+                if to == "b" && tried[0].contains("failed the check") && tried[0].contains("fail 2")),
+            "{e:?}"
+        );
+        let e = s.handle(Event::HandoffWritten("h".into()));
+        assert!(matches!(&e[..], [Effect::Execute { model, .. }] if model == "b"));
+        s.handle(answered("b1"));
+        s.handle(check(false, "fail 3"));
+        s.handle(answered("b2"));
+        let e = s.handle(check(false, "fail 4"));
+        assert!(matches!(&e[..], [Effect::Note(_), Effect::Plan]), "{e:?}");
+        let e = s.handle(Event::Planned(Plan {
+            split: false,
+            reason: "one change".into(),
+            subtasks: vec![],
+        }));
+        match &e[..] {
+            [Effect::Block { reason, .. }] => {
+                assert!(reason.contains("Its check still fails"), "{reason}");
+                assert!(reason.contains("fail 4"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A split is taken instead.
+        let mut s = Step::new(Setup {
+            may_split: true,
+            check_rounds: 0,
+            ..checked_setup(&["a"])
+        });
+        s.handle(Event::Started);
+        s.handle(answered("a1"));
+        s.handle(check(false, "fail"));
+        let planned = Plan {
+            split: true,
+            reason: "two parts".into(),
+            subtasks: vec![
+                PlannedSubtask {
+                    title: "one".into(),
+                    description: String::new(),
+                    role: None,
+                    depends_on: vec![],
+                },
+                PlannedSubtask {
+                    title: "two".into(),
+                    description: String::new(),
+                    role: None,
+                    depends_on: vec![0],
+                },
+            ],
+        };
+        assert!(matches!(
+            &s.handle(Event::Planned(planned))[..],
+            [Effect::Split { .. }]
+        ));
+    }
+
+    #[test]
+    fn a_parent_with_a_check_is_done_only_when_the_combined_change_passes() {
+        let children = vec![ChildResult {
+            id: 4,
+            title: "Parse".into(),
+            result: "parser added".into(),
+        }];
+        let mut s = Step::new(Setup {
+            children: children.clone(),
+            ..checked_setup(&["a"])
+        });
+        assert!(matches!(
+            &s.handle(Event::Started)[..],
+            [Effect::Check { .. }]
+        ));
+        assert!(matches!(
+            &s.handle(check(true, "ok"))[..],
+            [Effect::Complete {
+                verified: true,
+                model: None,
+                ..
+            }]
+        ));
+        // Failing: one try by the coder with the output, then blocked.
+        let mut s = Step::new(Setup {
+            children,
+            ..checked_setup(&["a"])
+        });
+        s.handle(Event::Started);
+        let e = s.handle(check(false, "combined: 2 failures"));
+        assert!(
+            matches!(&e[..], [Effect::Note(_), Effect::Execute { critique: Some(c), .. }] if c.contains("combined")),
+            "{e:?}"
+        );
+        s.handle(answered("fixed?"));
+        let e = s.handle(check(false, "still 1 failure"));
+        assert!(
+            matches!(&e[..], [Effect::Block { reason, .. }] if reason.contains("still 1 failure")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn without_checks_the_critic_decides_and_the_task_is_unverified() {
+        let mut s = Step::new(setup(&["a"]));
+        s.handle(Event::Started);
+        assert!(matches!(
+            &s.handle(answered("x"))[..],
+            [Effect::Critique { .. }]
+        ));
+        assert!(matches!(
+            &s.handle(Event::Reviewed(verdict("approve", &[])))[..],
+            [Effect::Complete {
+                verified: false,
+                ..
+            }]
+        ));
     }
 }

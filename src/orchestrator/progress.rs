@@ -20,6 +20,8 @@ pub struct Options {
     pub lease: Duration,
     /// Executor rounds per model before escalating.
     pub max_rounds: u32,
+    /// Repairs on the same model after a failing check.
+    pub check_rounds: u32,
     /// Tokens of memory context per prompt.
     pub context_tokens: u64,
     pub memory_top_k: usize,
@@ -106,6 +108,22 @@ pub enum Progress {
         tokens: u64,
         cut: Vec<super::fit::Cut>,
     },
+    /// A check of the task's change starts.
+    CheckStarted {
+        step: usize,
+        task_id: i64,
+        command: String,
+    },
+    /// It ended: `exit_code` null when it was killed at its timeout or the
+    /// change was refused before it ran (a protected path).
+    CheckFinished {
+        step: usize,
+        task_id: i64,
+        command: String,
+        exit_code: Option<i32>,
+        passed: bool,
+        seconds: f64,
+    },
     /// A task was left for a later run: no model that could take it is up
     /// (the reason says which could).
     TaskWaits {
@@ -170,6 +188,8 @@ pub struct Summary {
     pub stopped_because: String,
     pub steps: usize,
     pub done: usize,
+    /// Of those done, the ones whose checks passed.
+    pub verified: usize,
     pub blocked: usize,
     pub split: usize,
     pub released: usize,

@@ -376,7 +376,12 @@ async fn drive(
         in_flight.lock().expect("lease set").remove(&id);
         tally.steps += 1;
         match outcome {
-            Ok(Outcome::Done) => tally.done += 1,
+            Ok(Outcome::Done) => {
+                tally.done += 1;
+                if main_db.task(id).map_err(|e| (tally.clone(), e))?.verified == Some(true) {
+                    tally.verified += 1;
+                }
+            }
             Ok(Outcome::Blocked) => tally.blocked += 1,
             Ok(Outcome::Split) => tally.split += 1,
             Ok(Outcome::Released) => tally.released += 1,

@@ -41,6 +41,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_gateway",
         include_str!("../../migrations/0010_gateway.sql"),
     ),
+    (
+        "0011_checks",
+        include_str!("../../migrations/0011_checks.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -11,6 +11,7 @@
 // The one place SQL writes are allowed (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+mod checks;
 mod deps;
 mod evals;
 mod keys;
@@ -31,6 +32,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
+pub use checks::CheckRecord;
 pub use evals::EvalResult;
 pub use keys::{ApiKey, NewKey, key_hash};
 pub use migrate::SCHEMA_VERSION;

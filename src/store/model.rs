@@ -117,6 +117,13 @@ pub struct Task {
     pub attempts: i64,
     /// Set when the task was deleted: hidden from lists, history kept.
     pub deleted_at: Option<String>,
+    /// Commands that must pass on the task's change before it is done.
+    pub checks: Vec<String>,
+    /// Paths or globs the task's change must not touch.
+    pub protected: Vec<String>,
+    /// Done, and its last check passed: `true` (verified); done without a
+    /// passing check: `false` (unverified); not done: None.
+    pub verified: Option<bool>,
 }
 
 /// What `create_task` needs; everything but the project and title has a default.
@@ -132,6 +139,8 @@ pub struct NewTask {
     pub tags: Vec<String>,
     pub depends_on: Vec<i64>,
     pub status: Option<Status>,
+    pub checks: Vec<String>,
+    pub protected: Vec<String>,
 }
 
 /// A partial update: `None` leaves a field as it is.
@@ -144,6 +153,8 @@ pub struct TaskPatch {
     pub role: Option<Option<crate::role::Role>>,
     pub tags: Option<Vec<String>>,
     pub external_ref: Option<Option<String>>,
+    pub checks: Option<Vec<String>>,
+    pub protected: Option<Vec<String>>,
 }
 
 impl TaskPatch {
@@ -154,6 +165,8 @@ impl TaskPatch {
             && self.role.is_none()
             && self.tags.is_none()
             && self.external_ref.is_none()
+            && self.checks.is_none()
+            && self.protected.is_none()
     }
 }
 

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 
 pub(super) const TASK_COLUMNS: &str = "id, project_id, parent_id, external_ref, title, description, status, \
      priority, role, tags, created_at, created_by, updated_at, last_agent, last_updated_at, \
-     claimed_by, lease_expires_at, attempts, deleted_at";
+     claimed_by, lease_expires_at, attempts, deleted_at, checks, protected, \
+     (SELECT passed FROM check_runs c WHERE c.task_id = tasks.id ORDER BY c.id DESC LIMIT 1)";
 
 pub(super) fn status_col(s: String) -> rusqlite::Result<Status> {
     s.parse().map_err(|_| {
@@ -24,6 +25,8 @@ pub(super) fn status_col(s: String) -> rusqlite::Result<Status> {
 
 pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
     let tags: String = r.get(9)?;
+    let status = status_col(r.get(6)?)?;
+    let last_check: Option<bool> = r.get(21)?;
     Ok(Task {
         id: r.get(0)?,
         project_id: r.get(1)?,
@@ -31,7 +34,7 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         external_ref: r.get(3)?,
         title: r.get(4)?,
         description: r.get(5)?,
-        status: status_col(r.get(6)?)?,
+        status,
         priority: r.get(7)?,
         // A role this version does not know reads as no hint.
         role: r.get::<_, Option<String>>(8)?.and_then(|s| s.parse().ok()),
@@ -46,6 +49,9 @@ pub(super) fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         lease_expires_at: r.get(16)?,
         attempts: r.get(17)?,
         deleted_at: r.get(18)?,
+        checks: serde_json::from_str(&r.get::<_, String>(19)?).unwrap_or_default(),
+        protected: serde_json::from_str(&r.get::<_, String>(20)?).unwrap_or_default(),
+        verified: (status == Status::Done).then_some(last_check == Some(true)),
     })
 }
 
@@ -73,6 +79,23 @@ pub(super) fn clean_tags(tags: &[String]) -> Result<Vec<String>> {
         }
         if seen.insert(tag.to_string()) {
             out.push(tag.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Checks and protected paths: trimmed, none empty, no repeats.
+pub(super) fn clean_list(what: &str, items: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        let i = i.trim();
+        if i.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "an empty {what}; give the command or path, or leave it out"
+            )));
+        }
+        if !out.iter().any(|o| o == i) {
+            out.push(i.to_string());
         }
     }
     Ok(out)
@@ -258,6 +281,8 @@ impl Store {
     pub fn create_task(&mut self, new: NewTask, agent: &str) -> Result<Task> {
         let title = clean_title(&new.title)?;
         let tags = clean_tags(&new.tags)?;
+        let checks = clean_list("check", &new.checks)?;
+        let protected = clean_list("protected path", &new.protected)?;
         let external_ref = new
             .external_ref
             .as_deref()
@@ -287,8 +312,8 @@ impl Store {
             tx.prepare_cached(
                 "INSERT INTO tasks (project_id, parent_id, external_ref, title, description, status,
                                     priority, role, tags, created_at, created_by, updated_at,
-                                    last_agent, last_updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?11, ?10)",
+                                    last_agent, last_updated_at, checks, protected)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?10, ?11, ?10, ?12, ?13)",
             )?
             .execute(params![
                 new.project_id,
@@ -301,7 +326,9 @@ impl Store {
                 new.role,
                 serde_json::to_string(&tags).expect("strings serialize"),
                 ts,
-                agent
+                agent,
+                serde_json::to_string(&checks).expect("strings serialize"),
+                serde_json::to_string(&protected).expect("strings serialize"),
             ])?;
             let id = tx.last_insert_rowid();
             insert_event(
@@ -392,6 +419,16 @@ impl Store {
     pub fn update_task(&mut self, id: i64, patch: TaskPatch, agent: &str) -> Result<Task> {
         let title = patch.title.as_deref().map(clean_title).transpose()?;
         let tags = patch.tags.as_deref().map(clean_tags).transpose()?;
+        let checks = patch
+            .checks
+            .as_deref()
+            .map(|c| clean_list("check", c))
+            .transpose()?;
+        let protected = patch
+            .protected
+            .as_deref()
+            .map(|p| clean_list("protected path", p))
+            .transpose()?;
         // Read and write in one transaction, so a concurrent edit of another
         // field is neither overwritten nor misreported as this edit's "from".
         self.write(|tx| {
@@ -411,6 +448,12 @@ impl Store {
             }
             if let Some(t) = &tags {
                 after.tags = t.clone();
+            }
+            if let Some(c) = &checks {
+                after.checks = c.clone();
+            }
+            if let Some(p) = &protected {
+                after.protected = p.clone();
             }
             if let Some(r) = &patch.external_ref {
                 after.external_ref = r
@@ -434,6 +477,8 @@ impl Store {
             diff("priority", json!(before.priority), json!(after.priority));
             diff("role", json!(before.role), json!(after.role));
             diff("tags", json!(before.tags), json!(after.tags));
+            diff("checks", json!(before.checks), json!(after.checks));
+            diff("protected", json!(before.protected), json!(after.protected));
             diff(
                 "external_ref",
                 json!(before.external_ref),
@@ -448,7 +493,8 @@ impl Store {
             }
             tx.execute(
                 "UPDATE tasks SET title = ?2, description = ?3, priority = ?4, role = ?5, tags = ?6,
-                        external_ref = ?7, updated_at = ?8, last_agent = ?9, last_updated_at = ?8
+                        external_ref = ?7, updated_at = ?8, last_agent = ?9, last_updated_at = ?8,
+                        checks = ?10, protected = ?11
                   WHERE id = ?1",
                 params![
                     id,
@@ -459,7 +505,9 @@ impl Store {
                     serde_json::to_string(&after.tags).expect("strings serialize"),
                     after.external_ref,
                     ts,
-                    agent
+                    agent,
+                    serde_json::to_string(&after.checks).expect("strings serialize"),
+                    serde_json::to_string(&after.protected).expect("strings serialize"),
                 ],
             )?;
             insert_event(

@@ -7,7 +7,9 @@
 //! outcome is text the model reads, errors included: a refused path or a
 //! patch that does not apply is an answer, not a failure of the step.
 
+pub mod check;
 pub mod sandbox;
+mod scratch;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -61,6 +63,9 @@ pub struct Toolbox {
     overlay: BTreeMap<PathBuf, Option<String>>,
     /// What each touched file held first (`None`: it did not exist).
     originals: BTreeMap<PathBuf, Option<String>>,
+    /// Without writes, where commands run: a copy with the overlay in it
+    /// (made on the first command; a candidate gets its own).
+    scratch: Arc<Mutex<Option<scratch::Scratch>>>,
 }
 
 /// The tools' names and JSON schemas, for native tool calling and for the
@@ -143,6 +148,7 @@ impl Toolbox {
             output_cap: output_cap.max(256),
             overlay: BTreeMap::new(),
             originals: BTreeMap::new(),
+            scratch: Arc::default(),
         })
     }
 
@@ -152,6 +158,7 @@ impl Toolbox {
     pub fn candidate(&self) -> Toolbox {
         Toolbox {
             allow_writes: false,
+            scratch: Arc::default(),
             ..self.clone()
         }
     }
@@ -551,7 +558,10 @@ impl Toolbox {
 
     fn run_command(&self, name: &str) -> ToolOutcome {
         match self.commands.get(name) {
-            Some(argv) if !argv.is_empty() => self.run(argv),
+            Some(argv) if !argv.is_empty() => match self.exec_dir() {
+                Ok(dir) => self.run_in(&dir, argv),
+                Err(e) => ToolOutcome::err(e),
+            },
             _ => {
                 let names: Vec<&str> = self.commands.keys().map(String::as_str).collect();
                 ToolOutcome::err(format!(
@@ -578,10 +588,49 @@ impl Toolbox {
         (format!("[… {} bytes cut]\n{}", cut, &text[cut..]), true)
     }
 
-    /// Runs argv in the root with the timeout (the whole process group is
+    /// Where commands see the change: the root when writes are on, else
+    /// the scratch copy, brought up to date with the overlay.
+    pub fn exec_dir(&self) -> Result<PathBuf, String> {
+        let root = self.sandbox.root();
+        if self.allow_writes {
+            return Ok(root.to_path_buf());
+        }
+        let mut scratch = self.scratch.lock().expect("scratch lock");
+        if scratch.is_none() {
+            *scratch = Some(scratch::Scratch::copy_of(root)?);
+        }
+        let s = scratch.as_mut().expect("made above");
+        s.sync(root, &self.overlay)?;
+        Ok(s.path().to_path_buf())
+    }
+
+    /// Runs argv in the root (git, which needs the repository).
+    fn run(&self, argv: &[String]) -> ToolOutcome {
+        self.run_in(self.sandbox.root(), argv)
+    }
+
+    /// Runs argv in `dir`, as text for the model.
+    fn run_in(&self, dir: &Path, argv: &[String]) -> ToolOutcome {
+        let r = self.spawn(dir, argv);
+        match r.exit {
+            Some(0) => ToolOutcome::ok(format!("exit 0 in {:.1} s\n{}", r.seconds, r.output)),
+            Some(code) if !r.killed && r.started => {
+                ToolOutcome::err(format!("exit {code} in {:.1} s\n{}", r.seconds, r.output))
+            }
+            _ if !r.started => ToolOutcome::err(r.output),
+            _ if r.killed => ToolOutcome::err(format!(
+                "killed after the {} s timeout\n{}",
+                self.timeout.as_secs_f64(),
+                r.output
+            )),
+            _ => ToolOutcome::err(format!("exit signal in {:.1} s\n{}", r.seconds, r.output)),
+        }
+    }
+
+    /// Runs argv in `dir` with the timeout (the whole process group is
     /// killed) and the output cap, with an environment that holds no API
     /// keys.
-    fn run(&self, argv: &[String]) -> ToolOutcome {
+    fn spawn(&self, dir: &Path, argv: &[String]) -> Spawned {
         let mut cmd = Command::new(&argv[0]);
         cmd.env_clear();
         for (k, v) in std::env::vars_os() {
@@ -592,7 +641,7 @@ impl Toolbox {
             }
         }
         cmd.args(&argv[1..])
-            .current_dir(self.sandbox.root())
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -604,7 +653,15 @@ impl Toolbox {
         let started = Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => return ToolOutcome::err(format!("cannot run {}: {e}", argv[0])),
+            Err(e) => {
+                return Spawned {
+                    exit: None,
+                    killed: false,
+                    started: false,
+                    seconds: 0.0,
+                    output: format!("cannot run {}: {e}", argv[0]),
+                };
+            }
         };
         // Both streams into one buffer, kept to twice the cap while running.
         let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
@@ -642,22 +699,25 @@ impl Toolbox {
             })
         })
         .count();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if started.elapsed() >= self.timeout => {
-                    kill_group(&mut child);
-                    let _ = child.wait();
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => break None,
+        // The child is waited for on a thread of its own, so its end is
+        // seen at once (no polling); at the timeout its group is killed.
+        let pid = child.id();
+        let (status_tx, status_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = status_tx.send(child.wait().ok());
+        });
+        let status = match status_rx.recv_timeout(self.timeout) {
+            Ok(s) => s,
+            Err(_) => {
+                kill_group(pid);
+                let _ = status_rx.recv();
+                None
             }
         };
         // What the command left running in its group goes too; a reader
         // still blocked after that (a process that left the group holds the
         // pipe) is abandoned rather than waited for.
-        kill_group(&mut child);
+        kill_group(pid);
         for _ in 0..readers {
             if done_rx.recv_timeout(Duration::from_secs(2)).is_err() {
                 break;
@@ -665,22 +725,25 @@ impl Toolbox {
         }
         let text = String::from_utf8_lossy(&buf.lock().expect("output buffer")).into_owned();
         let (text, _) = self.cap(text);
-        match status {
-            Some(s) if s.success() => ToolOutcome::ok(format!(
-                "exit 0 in {:.1} s\n{text}",
-                started.elapsed().as_secs_f64()
-            )),
-            Some(s) => ToolOutcome::err(format!(
-                "exit {} in {:.1} s\n{text}",
-                s.code().map_or("signal".to_string(), |c| c.to_string()),
-                started.elapsed().as_secs_f64()
-            )),
-            None => ToolOutcome::err(format!(
-                "killed after the {} s timeout\n{text}",
-                self.timeout.as_secs_f64()
-            )),
+        Spawned {
+            exit: status.and_then(|s| s.code()),
+            killed: status.is_none(),
+            started: true,
+            seconds: started.elapsed().as_secs_f64(),
+            output: text,
         }
     }
+}
+
+/// A command's end: its exit code (None: a signal, or killed at the
+/// timeout), its time and its capped output.
+struct Spawned {
+    exit: Option<i32>,
+    killed: bool,
+    /// False when it could not be started (`output` says why).
+    started: bool,
+    seconds: f64,
+    output: String,
 }
 
 /// Variables a command keeps; API keys and everything else are dropped.
@@ -721,19 +784,18 @@ fn oversized_hunk(part: &str) -> Option<String> {
     None
 }
 
-fn kill_group(child: &mut std::process::Child) {
+fn kill_group(pid: u32) {
     #[cfg(unix)]
     {
         // The whole group (the child leads it): a test runner's own
         // children go too.
-        if let Ok(pid) = i32::try_from(child.id()) {
+        if let Ok(pid) = i32::try_from(pid) {
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
     }
-    let _ = child.kill();
 }
 
 /// A multi-file unified diff, one part per file (split at `--- ` headers

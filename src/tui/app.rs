@@ -963,6 +963,9 @@ mod tests {
             lease_expires_at: None,
             attempts: 0,
             deleted_at: None,
+            checks: vec![],
+            protected: vec![],
+            verified: None,
         }
     }
 

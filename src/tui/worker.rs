@@ -204,6 +204,8 @@ impl Worker {
                     tags: form.tags,
                     role: None,
                     external_ref: None,
+                    check: Vec::new(),
+                    protect: Vec::new(),
                 };
                 let t = tasks::add_task(&self.ctx, &mut self.db, req)?;
                 self.send(Msg::Saved(format!("added task {}: {}", t.id, t.title)));

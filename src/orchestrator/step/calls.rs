@@ -216,6 +216,7 @@ impl StepRun<'_> {
                 }
                 Ok(Event::Ballots(picks))
             }
+            Effect::Check { answer } => self.run_checks(&answer).await,
             Effect::Critique { answer } => {
                 #[derive(Serialize)]
                 struct CriticVars<'v> {

@@ -54,11 +54,24 @@ impl StepRun<'_> {
                 model,
                 rounds,
                 review,
+                verified,
             } => {
-                let who = match model {
+                let mut who = match model {
                     Some(m) => format!("Done by {m} in {rounds} round(s)"),
                     None => "Done".to_string(),
                 };
+                if *verified {
+                    who.push_str(&format!(
+                        ", verified by {}",
+                        self.checks
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                } else {
+                    who.push_str(" (unverified: it has no check)");
+                }
                 let said = if review.is_empty() {
                     String::new()
                 } else {
@@ -79,6 +92,7 @@ impl StepRun<'_> {
                     json!({
                         "result": answer,
                         "review": review,
+                        "verified": verified,
                         "diff": self.toolbox.as_ref().map(|t| t.diff()).filter(|d| !d.is_empty()),
                         "writes": self.toolbox.as_ref().map(|t| t.allow_writes),
                     }),

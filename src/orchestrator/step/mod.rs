@@ -5,6 +5,7 @@
 //! transaction.
 
 mod calls;
+mod check;
 mod context;
 mod finish;
 mod tools;
@@ -52,6 +53,10 @@ pub(super) struct StepRun<'a> {
     /// Voting with tools: each candidate's answer, its toolbox and its
     /// last test output; the winner's become the step's.
     candidates: Vec<(String, crate::tools::Toolbox, Option<String>)>,
+    /// The task's checks (its own, else its project's), and how many times
+    /// they have run in this step.
+    checks: Vec<String>,
+    check_attempt: u32,
 }
 
 impl<'a> StepRun<'a> {
@@ -62,6 +67,7 @@ impl<'a> StepRun<'a> {
         number: usize,
         claim: String,
     ) -> Self {
+        let checks = shared.opts.tools.checks_for(&task);
         StepRun {
             shared,
             db,
@@ -81,6 +87,8 @@ impl<'a> StepRun<'a> {
             toolbox: None,
             test_output: None,
             candidates: Vec::new(),
+            checks,
+            check_attempt: 0,
         }
     }
 
@@ -165,6 +173,17 @@ impl<'a> StepRun<'a> {
             plan: setup.plan,
         });
         let mut machine = Step::new(setup);
+        if let Some(reason) = self.check_setup_problem()? {
+            return self
+                .finish(
+                    Effect::Block {
+                        reason,
+                        last_answer: None,
+                    },
+                    &machine,
+                )
+                .await;
+        }
         let mut effects = machine.handle(Event::Started);
         loop {
             let mut request = None;
@@ -280,6 +299,10 @@ impl<'a> StepRun<'a> {
             voting: decision.voting.filter(|_| !shared.opts.no_review),
             children,
             no_review: shared.opts.no_review,
+            checks: !self.checks.is_empty(),
+            check_rounds: shared.opts.check_rounds,
+            // A split of its own, once, within the planner's depth.
+            may_split: depth < shared.opts.max_plan_depth && !shared.opts.no_review,
         };
         self.exec_role = role;
         self.decision = Some(decision);
@@ -498,6 +521,7 @@ fn in_flight(effect: &Effect) -> (&'static str, Option<String>) {
         Effect::Sample { model, .. } => ("sample", Some(model.clone())),
         Effect::Vote { .. } => ("vote", None),
         Effect::Critique { .. } => ("critique", None),
+        Effect::Check { .. } => ("check", None),
         Effect::Handoff { .. } => ("handoff", None),
         _ => ("other", None),
     }
