@@ -9,6 +9,7 @@
 
 mod support;
 
+mod checks;
 mod cli;
 mod concurrency;
 mod context;

@@ -22,7 +22,7 @@ use crate::support::{Env, servers};
 pub(crate) const CODER: &str = "You are an experienced software engineer";
 pub(crate) const CRITIC: &str = "You are the reviewer";
 const VOTER: &str = "You are one voter";
-const PLANNER: &str = "You are the planner";
+pub(crate) const PLANNER: &str = "You are the planner";
 pub(crate) const SUMMARIZER: &str = "Summarize the material";
 
 pub(crate) fn approve() -> Reply {
@@ -54,7 +54,7 @@ fn registry(a: &str, b: &str, extra_coder: &str) -> Registry {
 }
 
 /// `registry`, with the models' capabilities spelt out.
-fn registry_with(a: &str, b: &str, extra_coder: &str, caps: &str) -> Registry {
+pub(crate) fn registry_with(a: &str, b: &str, extra_coder: &str, caps: &str) -> Registry {
     let mut roles = String::new();
     for r in llmclis::registry::ROLES {
         let extra = if r == "coder" { extra_coder } else { "" };
@@ -82,11 +82,11 @@ modes:
     Registry::parse(&yaml, "test.yaml").unwrap()
 }
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
-    project: i64,
-    tools: llmclis::config::ToolsConfig,
+pub(crate) struct Harness {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) db: PathBuf,
+    pub(crate) project: i64,
+    pub(crate) tools: llmclis::config::ToolsConfig,
 }
 
 impl Harness {
@@ -114,11 +114,11 @@ impl Harness {
         }
     }
 
-    fn store(&self) -> Store {
+    pub(crate) fn store(&self) -> Store {
         Store::open(&self.db).unwrap()
     }
 
-    async fn run(&self, registry: Registry, max_steps: usize) -> (Summary, Vec<Value>) {
+    pub(crate) async fn run(&self, registry: Registry, max_steps: usize) -> (Summary, Vec<Value>) {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         self.run_with(registry, max_steps, None, rx).await
     }
@@ -816,11 +816,12 @@ async fn without_allow_writes_the_repository_is_untouched_and_the_diff_is_kept()
     let step = &s.task_steps(1).unwrap()[0];
     assert!(step.detail["diff"].as_str().unwrap().contains("+    a + b"));
     assert_eq!(step.detail["writes"], false);
-    // The tests ran on the files as they are, so they still fail: on record.
+    // The tests ran on a copy with the proposed change in it: they pass,
+    // and the repository never saw the change.
     let run = s.tool_calls(1).unwrap().pop().unwrap();
     assert_eq!(
         (run.tool.as_str(), run.outcome.as_str()),
-        ("run_tests", "error")
+        ("run_tests", "ok")
     );
 }
 

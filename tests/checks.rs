@@ -1,0 +1,334 @@
+//! Done means verified: a task's checks decide, not the critic. A scripted
+//! coder against a real repository (its check a real command), with a
+//! critic that approves everything, as a hurried reviewer would.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use llmclis::store::{NewTask, Status, Store};
+use serde_json::{Value, json};
+
+use crate::orchestrate::{
+    CODER, CRITIC, Harness, PLANNER, SUMMARIZER, approve, registry_with, text, tool_call,
+};
+use crate::support::fake_llm::{FakeLlm, Route};
+
+const TEST: &str = "grep -q 'a + b' src/lib.rs && echo 'test add ... ok' || { echo 'test add ... FAILED: add(2, 2) gave 0'; exit 1; }\n";
+const WRONG: &str = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn add(a: i32, b: i32) -> i32 {\n-    a - b\n+    a * b\n }\n";
+const RIGHT: &str = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn add(a: i32, b: i32) -> i32 {\n-    a * b\n+    a + b\n }\n";
+const DIRECT: &str = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn add(a: i32, b: i32) -> i32 {\n-    a - b\n+    a + b\n }\n";
+
+/// A repository whose test (`sh tests/test_add.sh`) fails until `add` adds.
+fn repo(dir: &Path) -> PathBuf {
+    let root = dir.join("repo");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::create_dir_all(root.join("tests")).unwrap();
+    std::fs::write(
+        root.join("src/lib.rs"),
+        "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("tests/test_add.sh"), TEST).unwrap();
+    root
+}
+
+/// A project on that repository with one task that carries its check and
+/// protects the tests, optionally under a parent.
+fn harness(writes: bool, timeout_secs: u64, check: &str) -> (Harness, PathBuf, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo(dir.path());
+    let db = dir.path().join("llmclis.db");
+    let mut s = Store::open(&db).unwrap();
+    let p = s
+        .create_project("repo", "", Some(&root.to_string_lossy()), "tester")
+        .unwrap();
+    let t = s
+        .create_task(
+            NewTask {
+                project_id: p.id,
+                title: "Fix add, its test fails".into(),
+                checks: vec![check.into()],
+                protected: vec!["tests/**".into()],
+                ..Default::default()
+            },
+            "tester",
+        )
+        .unwrap();
+    let tools = llmclis::config::ToolsConfig {
+        allow_writes: writes,
+        timeout_secs,
+        ..Default::default()
+    };
+    let h = Harness {
+        _dir: dir,
+        db,
+        project: p.id,
+        tools,
+    };
+    (h, root, t.id)
+}
+
+fn events_named<'e>(events: &'e [Value], name: &str) -> Vec<&'e Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+async fn wrong_then_right(writes: bool) {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("Fixed add.")),
+            Route::new(
+                CODER,
+                vec![
+                    tool_call("c1", "apply_patch", json!({"patch": WRONG})),
+                    text("Fixed add(); done."),
+                    tool_call("c2", "apply_patch", json!({"patch": RIGHT})),
+                    text("Now add() adds."),
+                ],
+                text("nothing more"),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let (h, root, task) = harness(writes, 10, "sh tests/test_add.sh");
+    let (summary, events) = h
+        .run(
+            registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
+            1,
+        )
+        .await;
+    assert_eq!((summary.done, summary.verified), (1, 1), "{summary:?}");
+    let finished = events_named(&events, "check_finished");
+    assert_eq!(finished.len(), 2, "{events:?}");
+    assert_eq!(finished[0]["passed"], false);
+    assert_eq!(finished[0]["exit_code"], 1);
+    assert_eq!(finished[0]["command"], "sh tests/test_add.sh");
+    assert_eq!(finished[1]["passed"], true);
+    // The critic was asked once, after the pass, never about the wrong fix.
+    assert_eq!(srv.prompts_with(CRITIC).len(), 1);
+    // The second attempt's prompt carried the failure.
+    let coder = srv.prompts_with(CODER);
+    assert!(
+        coder
+            .iter()
+            .any(|p| p.contains("The task's check failed") && p.contains("add(2, 2) gave 0")),
+        "{coder:?}"
+    );
+    let s = h.store();
+    let t = s.task(task).unwrap();
+    assert_eq!(t.status, Status::Done);
+    assert_eq!(t.verified, Some(true));
+    let runs = s.check_runs(task).unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.attempt, r.passed, r.exit_code))
+            .collect::<Vec<_>>(),
+        [(1, false, Some(1)), (2, true, Some(0))]
+    );
+    assert!(runs[0].output_tail.contains("FAILED"));
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    if writes {
+        assert!(lib.contains("a + b"), "{lib}");
+    } else {
+        assert!(lib.contains("a - b"), "writes off: untouched: {lib}");
+        let step = &s.task_steps(task).unwrap()[0];
+        assert!(step.detail["diff"].as_str().unwrap().contains("+    a + b"));
+    }
+    assert!(
+        s.notes(task)
+            .unwrap()
+            .iter()
+            .any(|n| n.text.contains("verified by `sh tests/test_add.sh`")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_fix_the_critic_would_approve_is_done_only_after_the_check_passes() {
+    wrong_then_right(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_writes_on_the_check_runs_in_the_tree() {
+    wrong_then_right(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewriting_the_protected_test_is_refused_and_undone() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(SUMMARIZER, vec![], text("Fixed add.")),
+            Route::new(
+                CODER,
+                vec![
+                    tool_call(
+                        "c1",
+                        "write_file",
+                        json!({"path": "tests/test_add.sh", "content": "exit 0\n"}),
+                    ),
+                    text("The test passes now."),
+                    tool_call("c2", "apply_patch", json!({"patch": DIRECT})),
+                    text("Fixed add() itself."),
+                ],
+                text("nothing more"),
+            ),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let (h, root, task) = harness(true, 10, "sh tests/test_add.sh");
+    let (summary, _) = h
+        .run(
+            registry_with(&srv.url, &srv.url, "", "[json_schema, tools]"),
+            1,
+        )
+        .await;
+    assert_eq!(summary.verified, 1, "{summary:?}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("tests/test_add.sh")).unwrap(),
+        TEST,
+        "the protected test is as it was"
+    );
+    let runs = h.store().check_runs(task).unwrap();
+    assert_eq!(runs[0].command, "protected: tests/test_add.sh");
+    assert!(!runs[0].passed);
+    assert!(runs.last().unwrap().passed);
+    assert!(
+        srv.prompts_with(CODER)
+            .iter()
+            .any(|p| p.contains("which this task must not change")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_check_is_killed_and_a_check_that_never_passes_blocks_with_its_output() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(PLANNER, vec![], text("not json")),
+            Route::new(CODER, vec![], text("Done, surely.")),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let (h, _root, task) = harness(true, 1, "echo waiting for godot; sleep 30");
+    let (summary, events) = h
+        .run(registry_with(&srv.url, &srv.url, "", "[json_schema]"), 1)
+        .await;
+    assert_eq!(summary.blocked, 1, "{summary:?}");
+    // Two models, each with its first try and two repairs: six checks,
+    // each killed at the one-second timeout.
+    let finished = events_named(&events, "check_finished");
+    assert_eq!(finished.len(), 6, "{finished:?}");
+    assert!(
+        finished
+            .iter()
+            .all(|f| f["exit_code"].is_null() && f["passed"] == false)
+    );
+    assert!(srv.prompts_with(CRITIC).is_empty(), "never reviewed");
+    let s = h.store();
+    let t = s.task(task).unwrap();
+    assert_eq!(t.status, Status::Blocked);
+    let note = s.notes(task).unwrap().pop().unwrap().text;
+    assert!(
+        note.contains("Its check still fails") && note.contains("waiting for godot"),
+        "{note}"
+    );
+    assert!(note.contains("timeout"), "{note}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_is_done_only_when_its_check_passes_on_the_combined_change() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(CODER, vec![], text("I cannot see what is wrong.")),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let (h, _root, parent) = harness(true, 10, "sh tests/test_add.sh");
+    let mut s = h.store();
+    let child = s
+        .create_task(
+            NewTask {
+                project_id: h.project,
+                title: "A part".into(),
+                parent_id: Some(parent),
+                ..Default::default()
+            },
+            "tester",
+        )
+        .unwrap();
+    s.mark_task_status(child.id, Status::Done, "tester", Value::Null)
+        .unwrap();
+    let (summary, events) = h
+        .run(registry_with(&srv.url, &srv.url, "", "[json_schema]"), 1)
+        .await;
+    assert_eq!(summary.blocked, 1, "{summary:?}");
+    assert_eq!(events_named(&events, "check_finished").len(), 2);
+    let t = s.task(parent).unwrap();
+    assert_eq!(t.status, Status::Blocked);
+    let note = s.notes(parent).unwrap().pop().unwrap().text;
+    assert!(
+        note.contains("combined change") && note.contains("FAILED"),
+        "{note}"
+    );
+    // The coder got one try, with the failure.
+    let coder = srv.prompts_with(CODER);
+    assert_eq!(coder.len(), 1);
+    assert!(coder[0].contains("add(2, 2) gave 0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_without_a_check_is_done_unverified() {
+    let srv = FakeLlm::routed(
+        vec![
+            Route::new(CRITIC, vec![], approve()),
+            Route::new(CODER, vec![], text("Written.")),
+        ],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let h = Harness {
+        tools: Default::default(),
+        ..harness(false, 10, "true").0
+    };
+    let mut s = h.store();
+    let plain = s
+        .create_task(
+            NewTask {
+                project_id: h.project,
+                title: "Write a haiku".into(),
+                ..Default::default()
+            },
+            "tester",
+        )
+        .unwrap();
+    // Only the plain task runs: the checked one is already done by hand.
+    s.mark_task_status(1, Status::Done, "tester", Value::Null)
+        .unwrap();
+    let (summary, _) = h
+        .run(registry_with(&srv.url, &srv.url, "", "[json_schema]"), 1)
+        .await;
+    assert_eq!((summary.done, summary.verified), (1, 0));
+    let t = s.task(plain.id).unwrap();
+    assert_eq!(t.verified, Some(false));
+    assert_eq!(
+        s.task(1).unwrap().verified,
+        Some(false),
+        "done by hand, never checked"
+    );
+    assert!(
+        s.notes(plain.id)
+            .unwrap()
+            .iter()
+            .any(|n| n.text.contains("unverified"))
+    );
+}
