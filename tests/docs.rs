@@ -94,7 +94,7 @@ fn people_write_hyphens_capital_x_and_extra_blank_lines() {
 #[test]
 fn golden_complete_a_task() {
     let doc = plans(SEED);
-    let mut text = doc.complete_task("S1.1", STAMP, "claude").unwrap();
+    let mut text = doc.complete_task("S1.1", STAMP, "claude", &[]).unwrap();
     text = plans(&text).log_done("`2026-11-21T10:00:00+00:00` – **S1.1 – Orchestrator Module Skeleton** completed by `claude`.");
     text = plans(&text).set_stage_state(1, StageState::InProgress);
     text = plans(&text).touch_metadata(STAMP, "claude");
@@ -103,7 +103,7 @@ fn golden_complete_a_task() {
 
 #[test]
 fn golden_reopen_note_and_link() {
-    let done = plans(SEED).complete_task("S2.1", STAMP, "a").unwrap();
+    let done = plans(SEED).complete_task("S2.1", STAMP, "a", &[]).unwrap();
     let mut text = plans(&done)
         .reopen_task("S2.1", "2026-11-21T11:00:00+00:00", "b", "pending")
         .unwrap();
@@ -208,7 +208,7 @@ fn duplicate_ids_are_errors_with_the_line() {
 
 #[test]
 fn check_names_what_a_hand_edit_lost() {
-    let done = plans(SEED).complete_task("S1.1", STAMP, "a").unwrap();
+    let done = plans(SEED).complete_task("S1.1", STAMP, "a", &[]).unwrap();
     let done = plans(&done).log_done("entry one");
     // A careless edit: S1.3 deleted, S1.1 unticked, a note and the log entry dropped.
     let start = done.find("- [ ] **S1.3").unwrap();
@@ -254,7 +254,7 @@ fn check_names_what_a_hand_edit_lost() {
 
 #[test]
 fn timestamps_may_only_move_forward() {
-    let a = plans(SEED).complete_task("S1.1", STAMP, "a").unwrap();
+    let a = plans(SEED).complete_task("S1.1", STAMP, "a", &[]).unwrap();
     let b = a.replacen(
         "**Last Updated:** `2026-11-21T10:00:00+00:00`",
         "**Last Updated:** `2026-11-20T10:00:00+00:00`",
@@ -286,7 +286,7 @@ fn a_concurrent_edit_elsewhere_is_merged_and_one_on_the_same_lines_is_a_conflict
             );
             std::fs::write(&path, theirs).unwrap();
         }
-        plans(text).complete_task("S1.1", STAMP, "us")
+        plans(text).complete_task("S1.1", STAMP, "us", &[])
     })
     .unwrap();
     assert_eq!(written, Written::Merged);
@@ -305,7 +305,7 @@ fn a_concurrent_edit_elsewhere_is_merged_and_one_on_the_same_lines_is_a_conflict
             );
             std::fs::write(&path, theirs).unwrap();
         }
-        plans(text).complete_task("S1.2", STAMP, "us")
+        plans(text).complete_task("S1.2", STAMP, "us", &[])
     })
     .unwrap_err();
     assert_eq!(err.kind(), "conflict");
@@ -346,7 +346,7 @@ fn apply(text: &str, e: &Edit) -> String {
     let id = |i: usize| ids[i % ids.len()].clone();
     let stage = |i: usize| doc.stages[i % doc.stages.len()].number;
     match e {
-        Edit::Complete(i) => doc.complete_task(&id(*i), STAMP, "p").unwrap(),
+        Edit::Complete(i) => doc.complete_task(&id(*i), STAMP, "p", &[]).unwrap(),
         Edit::Reopen(i) => doc.reopen_task(&id(*i), STAMP, "p", "pending").unwrap(),
         Edit::Note(i, s) => doc.add_note(&id(*i), STAMP, "p", s).unwrap(),
         Edit::Link(i) => doc
@@ -401,12 +401,12 @@ proptest! {
 #[test]
 fn an_edit_keeps_continuation_lines_and_odd_nesting_does_not_panic() {
     let text = "## Stage 1 – A\n\n- [ ] **S1.1 – T**\n  - **Last Updated:** `2026-01-01T00:00:00+00:00` by `x`\n    reviewed by Alice, see PR 42\n";
-    let out = plans(text).complete_task("S1.1", STAMP, "y").unwrap();
+    let out = plans(text).complete_task("S1.1", STAMP, "y", &[]).unwrap();
     assert!(out.contains("    reviewed by Alice, see PR 42\n"), "{out}");
     assert!(out.contains("**Last Updated:** `2026-11-21T10:00:00+00:00` by `y`"));
     let odd = "## Stage 1 – A\n\n- [ ] **S1.1 – T**\n  - - a\n\n    **Foo:** b\n";
     let doc = plans(odd);
-    assert!(doc.complete_task("S1.1", STAMP, "y").is_ok());
+    assert!(doc.complete_task("S1.1", STAMP, "y", &[]).is_ok());
 }
 
 #[test]

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(doc) = PlansDoc::parse(text, path) {
         let ids: Vec<String> = doc.tasks().map(|t| t.id.clone()).collect();
         if let Some(id) = ids.first() {
-            let done = doc.complete_task(id, "2026-01-01T00:00:00+00:00", "fuzz").expect("a parsed task can be completed");
+            let done = doc.complete_task(id, "2026-01-01T00:00:00+00:00", "fuzz", &[]).expect("a parsed task can be completed");
             let again = PlansDoc::parse(&done, path).expect("an edit keeps the file readable");
             assert!(again.task(id).is_some_and(|t| t.checked), "the task is ticked");
         }

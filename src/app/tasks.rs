@@ -226,6 +226,8 @@ pub struct TaskView {
     pub model_calls: Vec<ModelCall>,
     /// The codebase tools the executor used.
     pub tool_calls: Vec<ToolCallRecord>,
+    /// Each run of its checks, oldest first.
+    pub check_runs: Vec<crate::store::CheckRecord>,
 }
 
 pub fn show_task(store: &Store, req: ShowTask) -> Result<TaskView> {
@@ -240,6 +242,7 @@ pub fn show_task(store: &Store, req: ShowTask) -> Result<TaskView> {
         steps: store.task_steps(id)?,
         model_calls: store.model_calls(id)?,
         tool_calls: store.tool_calls(id)?,
+        check_runs: store.check_runs(id)?,
     })
 }
 

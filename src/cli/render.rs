@@ -110,7 +110,12 @@ pub fn task_list(tasks: &[Task], show_project: bool) -> String {
             "{:>5}  {project}{:<8} {:<11} {:>3}  {:<10} {}{}{}",
             t.id,
             truncate(t.external_ref.as_deref().unwrap_or("-"), 8),
-            t.status.as_str(),
+            // A done task whose checks passed is marked: verified.
+            if t.verified == Some(true) {
+                "done ✓"
+            } else {
+                t.status.as_str()
+            },
             t.priority,
             truncate(t.claimed_by.as_deref().unwrap_or("-"), 10),
             "  ".repeat(depth),
@@ -134,7 +139,21 @@ pub fn task_show(v: &TaskView) -> String {
     if let Some(r) = &t.external_ref {
         field(&mut s, "ref", r);
     }
-    field(&mut s, "status", t.status.as_str());
+    field(
+        &mut s,
+        "status",
+        &match t.verified {
+            Some(true) => "done, verified".to_string(),
+            Some(false) => "done, unverified (no passing check)".to_string(),
+            None => t.status.as_str().to_string(),
+        },
+    );
+    if !t.checks.is_empty() {
+        field(&mut s, "checks", &t.checks.join(" ; "));
+    }
+    if !t.protected.is_empty() {
+        field(&mut s, "protected", &t.protected.join(", "));
+    }
     field(&mut s, "priority", &t.priority.to_string());
     if let Some(r) = t.role {
         field(&mut s, "role", r.as_str());
@@ -200,6 +219,26 @@ pub fn task_show(v: &TaskView) -> String {
                 short(&c.arguments.to_string(), 60),
                 c.result_bytes,
                 c.duration_ms
+            );
+        }
+    }
+    if !v.check_runs.is_empty() {
+        let _ = writeln!(s, "\nCheck runs ({}):", v.check_runs.len());
+        for c in &v.check_runs {
+            let _ = writeln!(
+                s,
+                "  {} attempt {} {} {:.1} s: {}{}",
+                c.created_at,
+                c.attempt,
+                if c.passed { "passed" } else { "FAILED" },
+                c.seconds,
+                short(&c.command, 70),
+                match (c.passed, c.exit_code) {
+                    (true, _) => String::new(),
+                    (false, Some(code)) =>
+                        format!(" (exit {code}): {}", short(last_line(&c.output_tail), 90)),
+                    (false, None) => format!(": {}", short(last_line(&c.output_tail), 90)),
+                }
             );
         }
     }
@@ -531,4 +570,12 @@ pub fn effective(e: &crate::app::paths::Effective) -> String {
         s.push_str(&format!("\n# The registry could not be read: {err}\n"));
     }
     s.trim_end().to_string()
+}
+
+/// The last line with something on it.
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
 }

@@ -100,6 +100,10 @@ pub struct Stage {
     pub number: u32,
     pub title: String,
     pub goal: String,
+    /// The stage's own `**Check:**` and `**Protected:**` lines (code
+    /// spans): its check runs on its tasks' combined change.
+    pub checks: Option<Vec<String>>,
+    pub protected: Option<Vec<String>>,
     pub section: Range<usize>,
     /// The `**Status:**` line, when the stage has one.
     pub status_line: Option<Range<usize>>,
@@ -358,6 +362,8 @@ impl PlansDoc {
                     number,
                     title,
                     goal: String::new(),
+                    checks: None,
+                    protected: None,
                     section: range.clone(),
                     status_line: None,
                     tasks: Vec::new(),
@@ -369,6 +375,10 @@ impl PlansDoc {
                     let t = line.trim_start();
                     if let Some(rest) = t.strip_prefix("**Goal:**") {
                         stage.goal = rest.trim().to_string();
+                    } else if let Some(rest) = t.strip_prefix("**Check:**") {
+                        stage.checks = Some(code_spans(rest));
+                    } else if let Some(rest) = t.strip_prefix("**Protected:**") {
+                        stage.protected = Some(code_spans(rest));
                     } else if t.starts_with("**Status:**") && stage.status_line.is_none() {
                         let end = pos + line.trim_end_matches(['\n', '\r']).len();
                         stage.status_line = Some(pos..end);
@@ -501,10 +511,57 @@ impl PlansDoc {
         self.append_child(at, &indent, &format!("- **{name}:** {value}"))
     }
 
-    /// Ticks a task's box and records who completed it and when.
-    pub fn complete_task(&self, id: &str, stamp: &str, agent: &str) -> Result<String> {
+    /// The commands in a task's `**Check:**` field (its code spans), and
+    /// the paths in its `**Protected:**` field (code spans, or a comma
+    /// list); None when the task has no such field.
+    pub fn task_list_field(&self, t: &PlanTask, name: &str) -> Option<Vec<String>> {
+        let f = t.field(name)?;
+        let source = &self.text[f.value_range.clone()];
+        let spans = code_spans(source);
+        if !spans.is_empty() || name.eq_ignore_ascii_case("Check") {
+            return Some(spans);
+        }
+        Some(
+            f.value
+                .split([',', ';'])
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Sets a task's list field (`**Check:** \`a\`, \`b\``) to `items`,
+    /// added after its Tags or Depends On when it has none.
+    pub fn set_list_field(&self, id: &str, name: &str, items: &[String]) -> Result<String> {
         let t = self.need_task(id)?;
-        let by = format!("`{stamp}` by `{agent}`");
+        let value = items
+            .iter()
+            .map(|i| code_span(i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let edit = self.set_field(
+            t,
+            name,
+            &value,
+            &["Check", "Depends On", "Tags", "Description"],
+        );
+        Ok(splice(&self.text, vec![edit]))
+    }
+
+    /// Ticks a task's box and records who completed it and when, and what
+    /// verified it (its checks' commands), when anything did.
+    pub fn complete_task(
+        &self,
+        id: &str,
+        stamp: &str,
+        agent: &str,
+        verified_by: &[String],
+    ) -> Result<String> {
+        let t = self.need_task(id)?;
+        let mut by = format!("`{stamp}` by `{agent}`");
+        if !verified_by.is_empty() {
+            by.push_str(&format!(" — verified by {}", code_spans_of(verified_by)));
+        }
         let mut edits = vec![self.checkbox_edit(t, true)];
         edits.push(self.set_field(t, "Last Updated", &by, &["Created"]));
         let completed = self.add_field(t, "Completed", &by, &["Last Updated", "Created"]);
@@ -857,6 +914,45 @@ fn task_of(
         checklist,
         line,
     }
+}
+
+/// The text of each code span in `source` (`` `a`, `b` `` → a, b).
+fn code_spans(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find('`') {
+        let ticks = rest[start..].len() - rest[start..].trim_start_matches('`').len();
+        let fence = &rest[start..start + ticks];
+        let after = &rest[start + ticks..];
+        let Some(end) = after.find(fence) else { break };
+        let inner = after[..end].trim();
+        if !inner.is_empty() {
+            out.push(inner.to_string());
+        }
+        rest = &after[end + ticks..];
+    }
+    out
+}
+
+/// `text` as a code span, with a fence longer than any run of backticks
+/// in it.
+fn code_span(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    if longest > 0 {
+        format!("{fence} {text} {fence}")
+    } else {
+        format!("{fence}{text}{fence}")
+    }
+}
+
+/// Commands as code spans, joined: `` `a`, `b` ``.
+pub fn code_spans_of(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| code_span(i))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where a list item's content starts: after its marker (`-`, `*`, `+`,

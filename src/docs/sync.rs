@@ -298,6 +298,26 @@ fn links(
             .filter(|x| !x.is_empty())
             .collect()
     };
+    for stage in &doc.stages {
+        let r = format!("S{}", stage.number);
+        let Some(task) = store.task_by_ref(project.id, &r)? else {
+            continue;
+        };
+        let patch = TaskPatch {
+            checks: stage.checks.clone().filter(|c| *c != task.checks),
+            protected: stage.protected.clone().filter(|p| *p != task.protected),
+            ..Default::default()
+        };
+        if !patch.is_empty() {
+            store.update_task(task.id, patch, agent)?;
+            report.changes.push(ImportChange {
+                task_id: task.id,
+                external_ref: r,
+                action: "linked",
+                why: "from the file: the stage's checks".into(),
+            });
+        }
+    }
     for t in doc.stages.iter().flat_map(|s| &s.tasks) {
         let Some(task) = store.task_by_ref(project.id, &t.id)? else {
             continue;
@@ -321,6 +341,23 @@ fn links(
                     agent,
                 )?;
             }
+        }
+        // Checks and protected paths: the file states them whole.
+        let checks = doc.task_list_field(t, "Check");
+        let protected = doc.task_list_field(t, "Protected");
+        let patch = TaskPatch {
+            checks: checks.filter(|c| *c != task.checks),
+            protected: protected.filter(|p| *p != task.protected),
+            ..Default::default()
+        };
+        if !patch.is_empty() {
+            if let Some(c) = &patch.checks {
+                said.push(format!("checks {}", super::plans::code_spans_of(c)));
+            }
+            if let Some(p) = &patch.protected {
+                said.push(format!("protected {}", p.join(", ")));
+            }
+            store.update_task(task.id, patch, agent)?;
         }
         let deps = t
             .field("Depends On")
@@ -600,6 +637,7 @@ pub(super) fn follow_as(
         }
     }
     let notes = store.notes(task_id)?;
+    let verified_by = store.verified_by(task_id)?;
     let written = update_file(&plans, |text| {
         reconcile(
             text,
@@ -607,6 +645,7 @@ pub(super) fn follow_as(
             &task,
             &loc,
             &notes,
+            &verified_by,
             link.as_deref(),
             stamp,
             agent,
@@ -624,6 +663,7 @@ fn reconcile(
     task: &Task,
     loc: &Loc,
     notes: &[Note],
+    verified_by: &[String],
     link: Option<&str>,
     stamp: &str,
     agent: &str,
@@ -643,8 +683,16 @@ fn reconcile(
             let t = doc.task(id).ok_or_else(|| missing(id))?;
             let stage = t.stage;
             if done && !t.checked {
-                let entry = format!("`{stamp}` – **{}** completed by `{agent}`.", t.label_source);
-                text = doc.complete_task(id, stamp, agent)?;
+                let verified = if verified_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", verified by {}", super::plans::code_spans_of(verified_by))
+                };
+                let entry = format!(
+                    "`{stamp}` – **{}** completed by `{agent}`{verified}.",
+                    t.label_source
+                );
+                text = doc.complete_task(id, stamp, agent, verified_by)?;
                 text = parse(&text)?.log_done(&entry);
             } else if !done && t.checked {
                 text = doc.reopen_task(id, stamp, agent, task.status.as_str())?;
@@ -657,6 +705,16 @@ fn reconcile(
                     .is_some_and(|f| f.children.iter().any(|(c, _)| c.contains(link)));
                 if !linked {
                     text = doc.add_link(id, "Issues", link)?;
+                }
+            }
+            // The checks and protected paths the store holds (a field the
+            // file has and the store lacks is left for the next import).
+            for (name, items) in [("Check", &task.checks), ("Protected", &task.protected)] {
+                let doc = parse(&text)?;
+                let t = doc.task(id).ok_or_else(|| missing(id))?;
+                let written = doc.task_list_field(t, name).unwrap_or_default();
+                if !items.is_empty() && written != *items {
+                    text = doc.set_list_field(id, name, items)?;
                 }
             }
             for n in notes {

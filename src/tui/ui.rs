@@ -333,6 +333,15 @@ fn card<'a>(t: &Task, width: usize, theme: &Theme) -> ListItem<'a> {
             theme.fg(Color::Cyan),
         ));
     }
+    // Done: verified by its checks, or only by a model's word.
+    match t.verified {
+        Some(true) => second.push(Span::styled(" ✓ verified", theme.fg(Color::Green))),
+        Some(false) => second.push(Span::styled(" unverified", theme.dim())),
+        None if !t.checks.is_empty() => {
+            second.push(Span::styled(" ☐ checked", theme.dim()));
+        }
+        None => {}
+    }
     ListItem::new(Text::from(vec![
         Line::from(vec![
             Span::styled(id.clone(), theme.dim()),
@@ -397,7 +406,11 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     let mut lines: Vec<Line<'_>> = Vec::new();
     lines.push(Line::from(vec![
         Span::styled(
-            t.status.as_str(),
+            match t.verified {
+                Some(true) => "done ✓ verified",
+                Some(false) => "done (unverified)",
+                None => t.status.as_str(),
+            },
             theme.status(t.status).add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!(
