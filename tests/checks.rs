@@ -332,3 +332,98 @@ async fn a_task_without_a_check_is_done_unverified() {
             .any(|n| n.text.contains("unverified"))
     );
 }
+
+const CHECKED_PLANS: &str = "# demo – Plans
+
+## Stage 1 – Checked
+
+**Goal:** Two checked tasks.
+
+**Tasks:**
+
+- [ ] **S1.1 – Write the greeting**
+  - **Description:** Say hello.
+  - **Check:** `test -f plans.md`
+- [ ] **S1.2 – Write the farewell**
+  - **Description:** Say goodbye.
+  - **Check:** `test -f plans.md`, `grep -q Stage plans.md`
+
+---
+
+## Done / Completed Work Log
+
+- *(Empty – to be populated as work completes)*
+";
+
+/// Killed while a check runs: the task is not done (nothing of the step is
+/// committed); the next run closes the dead one and checks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_a_check_the_task_is_never_done_and_the_next_run_checks_again() {
+    let srv = FakeLlm::routed(
+        crate::orchestrate::quick_server_routes(),
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let url = srv.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let env = crate::support::Env::new();
+        crate::orchestrate::install(&env, &crate::orchestrate::registry_yaml(&url), 60);
+        std::fs::write(env.dir.path().join("plans.md"), CHECKED_PLANS).unwrap();
+        env.run(&["plans", "import", "plans.md"]).assert_ok();
+        let run = |crash: Option<&str>| {
+            let mut c = env.command();
+            if let Some(p) = crash {
+                c.env("LLMCLIS_CRASH_AT", p);
+            }
+            crate::support::Run::from(
+                c.args(["orchestrate", "--project-id", "1", "--max-steps", "10"])
+                    .output()
+                    .unwrap(),
+            )
+        };
+        let crashed = run(Some("check:2"));
+        assert_ne!(crashed.code, 0, "{}", crashed.stderr);
+        assert!(
+            crashed.stderr.contains("crash point check"),
+            "{}",
+            crashed.stderr
+        );
+        let s = Store::open(&env.db()).unwrap();
+        let by_ref = |r: &str| s.task_by_ref(1, r).unwrap().unwrap();
+        // The first task was done (its one check passed); the second was
+        // killed inside its first check: not done, no run of it recorded.
+        assert_eq!(by_ref("S1.1").verified, Some(true));
+        let second = by_ref("S1.2");
+        assert_ne!(second.status, Status::Done);
+        assert!(s.check_runs(second.id).unwrap().is_empty());
+        let recovered = run(None);
+        recovered.assert_ok();
+        assert!(
+            recovered.stdout.contains("recovered: run 1 died"),
+            "{}",
+            recovered.stdout
+        );
+        let second = by_ref("S1.2");
+        assert_eq!(second.verified, Some(true), "checked again, and passed: {}", recovered.stdout);
+        let runs = s.check_runs(second.id).unwrap();
+        assert_eq!(runs.len(), 2, "both commands, once: {runs:?}");
+        assert!(runs.iter().all(|r| r.passed && r.run_id == Some(2)));
+        let plans = std::fs::read_to_string(env.dir.path().join("plans.md")).unwrap();
+        assert!(
+            plans.contains("verified by `test -f plans.md`, `grep -q Stage plans.md`"),
+            "{plans}"
+        );
+        assert_eq!(
+            plans.matches("completed by").count(),
+            3,
+            "two tasks and the stage: {plans}"
+        );
+        assert!(
+            plans.contains("**S1.2 – Write the farewell** completed by `tester"),
+            "{plans}"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -235,6 +235,8 @@ type Tally = Summary;
 fn next_runnable(shared: &Shared, db: &mut Store, waiting: &mut Vec<i64>) -> Result<bool> {
     use super::machine::Empty;
     let registry = shared.caller.registry();
+    // A dead run's tasks (their leases expired at start-up) are ready again.
+    db.release_expired(shared.opts.project_id, &shared.holder)?;
     while let Some(task) = db.next_task_except(shared.opts.project_id, waiting)? {
         let material = super::context::gather(db, &task)?;
         let conditions = super::shared::Spend {

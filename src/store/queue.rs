@@ -188,6 +188,12 @@ impl Store {
         id.map(|id| self.task(id)).transpose()
     }
 
+    /// Puts a project's tasks whose lease ran out back to pending (what
+    /// `claim_next` does first), so a look at the ready queue sees them.
+    pub fn release_expired(&mut self, project_id: i64, agent: &str) -> Result<usize> {
+        self.write(|tx| release_expired_leases(tx, Some(project_id), agent, &now()))
+    }
+
     /// `next_task` for one project, passing over the tasks in `skip`.
     pub fn next_task_except(&self, project_id: i64, skip: &[i64]) -> Result<Option<Task>> {
         if skip.is_empty() {
