@@ -30,3 +30,8 @@ CREATE TRIGGER check_runs_no_update BEFORE UPDATE ON check_runs
 BEGIN SELECT RAISE(ABORT, 'check runs are history: they are never changed'); END;
 CREATE TRIGGER check_runs_no_delete BEFORE DELETE ON check_runs
 BEGIN SELECT RAISE(ABORT, 'check runs are history: they are never deleted'); END;
+
+-- An eval case's task as the pipeline left it: recorded done (whatever its
+-- check says afterwards), and how many answers its check refused on the way.
+ALTER TABLE eval_results ADD COLUMN done INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE eval_results ADD COLUMN check_failures INTEGER NOT NULL DEFAULT 0;

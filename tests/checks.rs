@@ -405,7 +405,12 @@ async fn killed_during_a_check_the_task_is_never_done_and_the_next_run_checks_ag
             recovered.stdout
         );
         let second = by_ref("S1.2");
-        assert_eq!(second.verified, Some(true), "checked again, and passed: {}", recovered.stdout);
+        assert_eq!(
+            second.verified,
+            Some(true),
+            "checked again, and passed: {}",
+            recovered.stdout
+        );
         let runs = s.check_runs(second.id).unwrap();
         assert_eq!(runs.len(), 2, "both commands, once: {runs:?}");
         assert!(runs.iter().all(|r| r.passed && r.run_id == Some(2)));

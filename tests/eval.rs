@@ -79,6 +79,12 @@ async fn server(mut routes: Vec<Route>) -> FakeLlm {
     let mut all = vec![
         Route::new(CRITIC, vec![], approve()),
         Route::new(SUMMARIZER, vec![], text("Done.")),
+        // A planner asked to split a task every model failed keeps it whole.
+        Route::new(
+            crate::orchestrate::PLANNER,
+            vec![],
+            text(r#"{"split": false, "reason": "one change"}"#),
+        ),
     ];
     all.append(&mut routes);
     FakeLlm::routed(all, None, Duration::ZERO).await
@@ -101,9 +107,9 @@ async fn the_check_decides_right_wrong_and_cheating_patches() {
     python_case(&suite, "b-wrong", "Fix last, variant wrong");
     python_case(&suite, "c-cheat", "Fix last, variant cheat");
     let srv = server(vec![
-        answers("variant right", RIGHT, 2),
-        answers("variant wrong", WRONG, 2),
-        answers("variant cheat", CHEAT, 2),
+        answers("variant right", RIGHT, 12),
+        answers("variant wrong", WRONG, 12),
+        answers("variant cheat", CHEAT, 12),
     ])
     .await;
     let url = srv.url.clone();
@@ -111,7 +117,15 @@ async fn the_check_decides_right_wrong_and_cheating_patches() {
     let (env, out) = tokio::task::spawn_blocking(move || {
         let env = installed(&url);
         let r = env.run(&[
-            "--json", "eval", &suite_arg, "--config", "direct", "--config", "pipeline",
+            "--json",
+            "eval",
+            &suite_arg,
+            "--config",
+            "direct",
+            "--config",
+            "pipeline",
+            "--config",
+            "pipeline-unchecked",
         ]);
         r.assert_ok();
         let out: Value = serde_json::from_str(&r.stdout).unwrap();
@@ -119,34 +133,80 @@ async fn the_check_decides_right_wrong_and_cheating_patches() {
     })
     .await
     .unwrap();
-    let outcome = |case: &str, config: &str| {
+    let result = |case: &str, config: &str| {
         out["results"]
             .as_array()
             .unwrap()
             .iter()
             .find(|r| r["case"] == case && r["config"] == config)
-            .map(|r| r["outcome"].as_str().unwrap().to_string())
+            .cloned()
             .unwrap()
     };
-    for config in ["direct", "pipeline"] {
+    let outcome = |case: &str, config: &str| result(case, config)["outcome"].clone();
+    for config in ["direct", "pipeline", "pipeline-unchecked"] {
         assert_eq!(outcome("a-right", config), "solved", "{config}: {out:#}");
         assert_eq!(outcome("b-wrong", config), "unsolved", "{config}");
+    }
+    for config in ["direct", "pipeline-unchecked"] {
         assert_eq!(outcome("c-cheat", config), "protected_changed", "{config}");
     }
+    // With the check on the task, the run itself refused the edit to the
+    // protected test and undid it: the case is unsolved, the test intact.
+    assert_eq!(outcome("c-cheat", "pipeline"), "unsolved");
+    assert!(
+        result("c-cheat", "pipeline")["check_failures"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        result("b-wrong", "pipeline")["check_failures"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     let totals = &out["totals"];
     assert_eq!(totals[0]["config"], "direct");
     assert_eq!(
         (totals[0]["solved"].clone(), totals[0]["runs"].clone()),
         (json!(1), json!(3))
     );
-    assert_eq!(totals[1]["solved"], 1);
-    // Direct calls no critic; the pipeline does, once per case.
+    // The false-done rate: with checks, nothing is done that fails its
+    // check; with the critic alone, the wrong and the cheating patch were.
+    assert_eq!(totals[1]["config"], "pipeline");
+    assert_eq!(
+        (
+            totals[1]["solved"].clone(),
+            totals[1]["done"].clone(),
+            totals[1]["false_done"].clone()
+        ),
+        (json!(1), json!(1), json!(0)),
+        "{totals}"
+    );
+    assert_eq!(totals[2]["config"], "pipeline-unchecked");
+    assert_eq!(
+        (
+            totals[2]["solved"].clone(),
+            totals[2]["done"].clone(),
+            totals[2]["false_done"].clone()
+        ),
+        (json!(1), json!(3), json!(2)),
+        "{totals}"
+    );
+    // Direct calls no critic; the checked pipeline asks it only after a
+    // passing check (once); the unchecked one once per case.
     let critic_calls = srv.prompts_with(CRITIC).len();
-    assert_eq!(critic_calls, 3, "one review per case in the pipeline only");
+    assert_eq!(critic_calls, 4);
     // Every result is in the user's store; the user's projects are not.
     let stored = results(&env);
-    assert_eq!(stored.len(), 6);
-    assert!(stored.iter().all(|r| r["tool_calls"] == 1), "{stored:?}");
+    assert_eq!(stored.len(), 9);
+    assert!(
+        stored
+            .iter()
+            .filter(|r| r["config"] == "direct")
+            .all(|r| r["tool_calls"] == 1),
+        "{stored:?}"
+    );
     let s = Store::open(&env.db()).unwrap();
     assert!(
         s.projects().unwrap().is_empty(),

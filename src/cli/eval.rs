@@ -144,13 +144,22 @@ fn render(results: &[EvalResult], totals: &[eval::Totals]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<28} {:<9} {:<17} {:>5} {:>5} {:>7} {:>5} {:>4} {:>8}",
-        "CASE", "CONFIG", "OUTCOME", "STEPS", "CALLS", "TOKENS", "TOOLS", "ESC", "SECONDS"
+        "{:<28} {:<18} {:<17} {:>5} {:>5} {:>7} {:>5} {:>4} {:>6} {:>8}",
+        "CASE",
+        "CONFIG",
+        "OUTCOME",
+        "STEPS",
+        "CALLS",
+        "TOKENS",
+        "TOOLS",
+        "ESC",
+        "REFUSED",
+        "SECONDS"
     );
     for r in results {
         let _ = writeln!(
             s,
-            "{:<28} {:<9} {:<17} {:>5} {:>5} {:>7} {:>5} {:>4} {:>8.1}",
+            "{:<28} {:<18} {:<17} {:>5} {:>5} {:>7} {:>5} {:>4} {:>7} {:>8.1}",
             r.case,
             r.config,
             r.outcome,
@@ -159,27 +168,46 @@ fn render(results: &[EvalResult], totals: &[eval::Totals]) -> String {
             r.prompt_tokens + r.completion_tokens,
             r.tool_calls,
             r.escalations,
+            r.check_failures,
             r.seconds
         );
     }
     let _ = writeln!(
         s,
-        "\n{:<9} {:>9} {:>6} {:>9} {:>8} {:>10} {:>14} {:>14}",
-        "CONFIG", "SOLVED", "RATE", "TOKENS", "CALLS", "COST", "COST/SOLVED", "S/SOLVED"
+        "\n{:<18} {:>9} {:>6} {:>6} {:>10} {:>9} {:>8} {:>10} {:>14} {:>14}",
+        "CONFIG",
+        "SOLVED",
+        "RATE",
+        "DONE",
+        "FALSE DONE",
+        "TOKENS",
+        "CALLS",
+        "COST",
+        "COST/SOLVED",
+        "S/SOLVED"
     );
     for t in totals {
         let _ = writeln!(
             s,
-            "{:<9} {:>9} {:>5.0}% {:>9} {:>8} {:>10} {:>14} {:>14}",
+            "{:<18} {:>9} {:>5.0}% {:>6} {:>10} {:>9} {:>8} {:>10} {:>14} {:>14}",
             t.config,
             format!("{}/{}", t.solved, t.runs),
             t.solve_rate * 100.0,
+            t.done,
+            t.false_done,
             t.tokens,
             t.model_calls,
             money(t.cost_usd),
             t.cost_per_solved.map_or("-".into(), money),
             t.seconds_per_solved
                 .map_or("-".into(), |v| format!("{v:.1}"))
+        );
+    }
+    let refused: u64 = totals.iter().map(|t| t.check_failures).sum();
+    if refused > 0 {
+        let _ = writeln!(
+            s,
+            "\nThe checks refused {refused} answer(s) in all: each one, without checks, a critic's approval alone could have closed."
         );
     }
     s.trim_end().to_string()

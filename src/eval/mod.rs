@@ -27,8 +27,12 @@ pub use suite::{Case, CaseError, Limits};
 pub enum Setup {
     /// One executor answer closes the task: no planner, no critic, no vote.
     Direct,
-    /// Plan, execute, critique, escalate: the orchestrator as configured.
+    /// Plan, execute, check, critique, escalate: the orchestrator as
+    /// configured, the case's check on its task.
     Pipeline,
+    /// The pipeline with no check on the task: the critic alone decides
+    /// what is done (as before checks), to measure what checks change.
+    Unchecked,
     /// The pipeline with k candidates voted on for the executing roles.
     Vote(u32),
 }
@@ -38,6 +42,7 @@ impl Setup {
         match name {
             "direct" => Ok(Setup::Direct),
             "pipeline" => Ok(Setup::Pipeline),
+            "pipeline-unchecked" => Ok(Setup::Unchecked),
             v if v.starts_with("vote") => match v["vote".len()..].parse::<u32>() {
                 Ok(k) if (2..=9).contains(&k) => Ok(Setup::Vote(k)),
                 _ => Err(format!(
@@ -45,7 +50,7 @@ impl Setup {
                 )),
             },
             _ => Err(format!(
-                "unknown configuration {name:?}: the configurations are direct, pipeline and voteK (vote3, vote5, …)"
+                "unknown configuration {name:?}: the configurations are direct, pipeline, pipeline-unchecked and voteK (vote3, vote5, …)"
             )),
         }
     }
@@ -54,6 +59,7 @@ impl Setup {
         match self {
             Setup::Direct => "direct".into(),
             Setup::Pipeline => "pipeline".into(),
+            Setup::Unchecked => "pipeline-unchecked".into(),
             Setup::Vote(k) => format!("vote{k}"),
         }
     }
@@ -114,6 +120,10 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
         let mut db = Store::open(&db_path)?;
         let root_text = root.to_string_lossy();
         let p = db.create_project(&case.name, "", Some(&root_text), "eval")?;
+        // The task carries the case's check and protected files, so the
+        // run enforces exactly what decides the case (not in `direct`,
+        // whose first answer closes the task, nor `pipeline-unchecked`).
+        let checked = matches!(setup, Setup::Pipeline | Setup::Vote(_));
         let t = db.create_task(
             NewTask {
                 project_id: p.id,
@@ -121,6 +131,16 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
                 description: case.description.clone(),
                 tags: case.tags.clone(),
                 role: Some(case.role),
+                checks: if checked {
+                    vec![check_command(&case.check)]
+                } else {
+                    vec![]
+                },
+                protected: if checked {
+                    case.protected.clone()
+                } else {
+                    vec![]
+                },
                 ..Default::default()
             },
             "eval",
@@ -195,6 +215,8 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
             }
         }
         result.tool_calls = db.tool_calls(task_id)?.len() as u64;
+        result.done = db.task(task_id)?.status == crate::store::Status::Done;
+        result.check_failures = db.check_runs(task_id)?.iter().filter(|r| !r.passed).count() as u64;
         result.escalations = db
             .notes(task_id)?
             .iter()
@@ -242,29 +264,41 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
     Ok(())
 }
 
-/// Runs the check in the worked-on copy: (exit 0, its output).
+/// Runs the check in the worked-on copy with the orchestrator's runner:
+/// (passed, its output).
 async fn check(root: &Path, argv: &[String]) -> (bool, String) {
     let toolbox = match crate::tools::Toolbox::new(
         root,
-        false,
-        BTreeMap::from([("check".to_string(), argv.to_vec())]),
+        true,
+        BTreeMap::new(),
         Duration::from_secs(300),
         64 * 1024,
     ) {
         Ok(t) => t,
         Err(e) => return (false, e),
     };
-    let out = tokio::task::spawn_blocking(move || {
-        let mut toolbox = toolbox;
-        toolbox.call("run_command", &serde_json::json!({"name": "check"}))
-    })
-    .await
-    .ok()
-    .flatten();
-    match out {
-        Some(o) => (o.ok, o.output),
-        None => (false, "the check did not run".into()),
+    let command = check_command(argv);
+    match tokio::task::spawn_blocking(move || toolbox.run_check(&command)).await {
+        Ok(r) => (r.passed, r.output),
+        Err(_) => (false, "the check did not run".into()),
     }
+}
+
+/// A case's check (an argv) as the shell command a task's check is.
+fn check_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn last_line(output: &str) -> String {
@@ -315,6 +349,12 @@ pub struct Totals {
     pub seconds: f64,
     pub tokens: u64,
     pub model_calls: u64,
+    /// Cases whose task the pipeline recorded done, and of those the ones
+    /// whose check fails: done on a model's word alone.
+    pub done: usize,
+    pub false_done: usize,
+    /// Answers the checks refused (each one a critic could have approved).
+    pub check_failures: u64,
     /// Null when nothing was solved.
     pub cost_per_solved: Option<f64>,
     pub seconds_per_solved: Option<f64>,
@@ -345,6 +385,9 @@ pub fn totals(configs: &[String], results: &[EvalResult]) -> Vec<Totals> {
                     .map(|r| r.prompt_tokens + r.completion_tokens)
                     .sum(),
                 model_calls: mine.iter().map(|r| r.model_calls).sum(),
+                done: mine.iter().filter(|r| r.done).count(),
+                false_done: mine.iter().filter(|r| r.done && !r.solved).count(),
+                check_failures: mine.iter().map(|r| r.check_failures).sum(),
                 cost_per_solved: (solved > 0).then(|| cost / solved as f64),
                 seconds_per_solved: (solved > 0).then(|| seconds / solved as f64),
             }

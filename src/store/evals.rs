@@ -28,6 +28,11 @@ pub struct EvalResult {
     pub escalations: u64,
     /// The models that answered, in order of first answer.
     pub models: Vec<String>,
+    /// The pipeline recorded the task done (a critic approved it, or its
+    /// check passed): set against `solved`, the false-done rate.
+    pub done: bool,
+    /// Answers its check refused before the run ended.
+    pub check_failures: u64,
 }
 
 impl Store {
@@ -59,8 +64,10 @@ impl Store {
             tx.execute(
                 "INSERT INTO eval_results (eval_run_id, case_name, config, attempt, outcome,
                      solved, detail, steps, model_calls, prompt_tokens, completion_tokens,
-                     cost_usd, seconds, tool_calls, escalations, models, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     cost_usd, seconds, tool_calls, escalations, models, created_at, done,
+                     check_failures)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                         ?18, ?19)",
                 params![
                     run_id,
                     r.case,
@@ -78,7 +85,9 @@ impl Store {
                     r.tool_calls as i64,
                     r.escalations as i64,
                     serde_json::to_string(&r.models).unwrap_or_else(|_| "[]".into()),
-                    now()
+                    now(),
+                    r.done,
+                    r.check_failures as i64,
                 ],
             )?;
             Ok(())
@@ -100,7 +109,7 @@ impl Store {
         let mut stmt = self.conn().prepare_cached(
             "SELECT case_name, config, attempt, outcome, solved, detail, steps, model_calls,
                     prompt_tokens, completion_tokens, cost_usd, seconds, tool_calls,
-                    escalations, models
+                    escalations, models, done, check_failures
              FROM eval_results WHERE eval_run_id = ?1 ORDER BY id",
         )?;
         let rows = stmt
@@ -122,6 +131,8 @@ impl Store {
                     tool_calls: r.get::<_, i64>(12)? as u64,
                     escalations: r.get::<_, i64>(13)? as u64,
                     models: serde_json::from_str(&models).unwrap_or_default(),
+                    done: r.get(15)?,
+                    check_failures: r.get::<_, i64>(16)? as u64,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
