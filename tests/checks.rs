@@ -432,3 +432,82 @@ async fn killed_during_a_check_the_task_is_never_done_and_the_next_run_checks_ag
     .await
     .unwrap();
 }
+
+/// The same path on the real llama.cpp server with SmolLM2 (the plumbing,
+/// not the quality): the answer's change is checked before the critic sees
+/// it, the run is recorded, and the task never ends done unverified.
+#[test]
+fn the_real_small_model_goes_through_the_check_first() {
+    let Some((smollm, _gemma, _turn)) = crate::support::servers() else {
+        return;
+    };
+    let env = crate::support::Env::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(
+        env.config_dir().join("model_registry.yaml"),
+        crate::support::one_model_registry(
+            &format!(
+                "{{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: \"{smollm}\", timeout_secs: 120, max_concurrency: 1, local: true }}"
+            ),
+            "{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 2048, max_output_tokens: 200, capabilities: [fast, cheap, json_schema] }",
+            "smollm2-135m",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        env.config_dir().join("config.toml"),
+        "[orchestrator]\nmax_rounds = 1\ncheck_rounds = 0\nmax_plan_depth = 0\n",
+    )
+    .unwrap();
+    let root = env.dir.path().join("work");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("notes.txt"), "hello\n").unwrap();
+    env.run(&["project", "add", "demo", "--root", &root.to_string_lossy()])
+        .assert_ok();
+    env.run(&[
+        "task",
+        "add",
+        "--project-id",
+        "1",
+        "Write one sentence about SQLite",
+        "--check",
+        "test -f notes.txt",
+    ])
+    .assert_ok();
+    let r = env.run(&[
+        "--json",
+        "orchestrate",
+        "--project-id",
+        "1",
+        "--max-steps",
+        "1",
+    ]);
+    r.assert_ok();
+    let events: Vec<Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let check = names.iter().position(|n| *n == "check_finished");
+    let critique = events
+        .iter()
+        .position(|e| e["event"] == "model_call" && e["purpose"] == "critique");
+    assert!(check.is_some(), "{}", r.stdout);
+    if let (Some(c), Some(k)) = (check, critique) {
+        assert!(c < k, "the check comes before the critic");
+    }
+    let s = Store::open(&env.db()).unwrap();
+    let runs = s.check_runs(1).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].passed && runs[0].command == "test -f notes.txt");
+    let t = s.task(1).unwrap();
+    assert!(
+        matches!(t.status, Status::Done | Status::Blocked),
+        "{:?}",
+        t.status
+    );
+    if t.status == Status::Done {
+        assert_eq!(t.verified, Some(true));
+    }
+}
