@@ -116,6 +116,66 @@ fn golden_reopen_note_and_link() {
     insta::assert_snapshot!(diff(SEED, &text));
 }
 
+/// The first task of a stage that has none goes under its `**Tasks:**`
+/// line, and stays a task of its own when it is completed (a line right
+/// after a list item would be read as part of it).
+#[test]
+fn the_first_task_of_an_empty_stage_goes_under_its_tasks_line() {
+    let text = "# d – Plans\n\n## Stage 1 – One\n\n**Goal:** G.\n\n**Tasks:**\n\n---\n\n## Done / Completed Work Log\n\n- *(Empty – to be populated as work completes)*\n";
+    let (text, id) = plans(text)
+        .add_task(1, "First", "", STAMP, "max", &[])
+        .unwrap();
+    assert_eq!(id, "S1.1");
+    let (text, _) = plans(&text)
+        .add_task(1, "Second", "", STAMP, "max", &[])
+        .unwrap();
+    let text = plans(&text)
+        .complete_task("S1.1", STAMP, "max", &["true".into()])
+        .unwrap();
+    let tasks_line = text.find("**Tasks:**").unwrap();
+    assert!(tasks_line < text.find("S1.1").unwrap(), "{text}");
+    let doc = plans(&text);
+    let t = doc.task("S1.1").unwrap();
+    assert!(t.checked);
+    assert!(
+        doc.text[t.item.clone()]
+            .contains("**Completed:** `2026-11-21T10:00:00+00:00` by `max` — verified by `true`"),
+        "{text}"
+    );
+    assert!(!doc.text[t.item.clone()].contains("**Tasks:**"), "{text}");
+    assert_eq!(doc.tasks().count(), 2);
+}
+
+/// `**Check:**` and `**Protected:**` are read as lists of code spans (a
+/// fence longer than the backticks inside), and written back the same.
+#[test]
+fn checks_and_protected_paths_round_trip() {
+    let text = "# d – Plans\n\n## Stage 1 – One\n\n**Goal:** G.\n\n**Check:** `make test`\n\n**Tasks:**\n\n- [ ] **S1.1 – First**\n  - **Check:** `python3 -m unittest -q`, `` grep -q `x` a.py ``\n  - **Protected:** tests/, *.lock\n\n---\n";
+    let doc = plans(text);
+    assert_eq!(
+        doc.stage(1).unwrap().checks,
+        Some(vec!["make test".to_string()])
+    );
+    let t = doc.task("S1.1").unwrap();
+    assert_eq!(
+        doc.task_list_field(t, "Check").unwrap(),
+        ["python3 -m unittest -q", "grep -q `x` a.py"]
+    );
+    assert_eq!(
+        doc.task_list_field(t, "Protected").unwrap(),
+        ["tests/", "*.lock"]
+    );
+    let items = vec!["cargo test".to_string(), "grep -q `y` b.rs".to_string()];
+    let written = doc.set_list_field("S1.1", "Check", &items).unwrap();
+    let again = plans(&written);
+    let t = again.task("S1.1").unwrap();
+    assert_eq!(again.task_list_field(t, "Check").unwrap(), items);
+    assert!(
+        written.contains("  - **Check:** `cargo test`, `` grep -q `y` b.rs ``\n"),
+        "{written}"
+    );
+}
+
 #[test]
 fn golden_add_task_stage_and_checklist() {
     let (mut text, id) = plans(SEED)

@@ -822,8 +822,11 @@ impl PlansDoc {
             Some(t) => (indent_at(&self.text, t.item.start).to_string(), t.item.end),
             None => {
                 let body = &self.text[stage.section.clone()];
+                // After the `**Tasks:**` line (`line_end` of its first byte
+                // would be the line before it: the line start counts as the
+                // end of the previous line).
                 let at = match body.find("**Tasks") {
-                    Some(i) => line_end(&self.text, stage.section.start + i),
+                    Some(i) => line_end(&self.text, stage.section.start + i + 1),
                     None => end_of_content(&self.text, stage.section.clone()),
                 };
                 (String::new(), at)
