@@ -104,6 +104,11 @@ pub enum Error {
     #[error("{count} problem(s) found; each is listed above")]
     CheckFailed { count: usize },
 
+    /// A task's proposed change was not applied: it no longer applies, its
+    /// check fails on it, or the tree has edits of its own there.
+    #[error("{0}")]
+    ChangeRefused(String),
+
     /// A step's claim on a task ran out and another agent holds it now;
     /// nothing of the step's ending was written.
     #[error("task {0}: the claim ran out and another agent holds the task")]
@@ -156,6 +161,7 @@ impl Error {
             Error::Document { .. } => "document",
             Error::Conflict { .. } => "conflict",
             Error::CheckFailed { .. } => "check_failed",
+            Error::ChangeRefused(_) => "change_refused",
             Error::ClaimLost(_) => "claim_lost",
             Error::Internal(_) => "internal",
             Error::Registry { .. } => "registry",
@@ -188,6 +194,7 @@ impl Error {
             | Error::NewerSchema { .. }
             | Error::Conflict { .. }
             | Error::CheckFailed { .. }
+            | Error::ChangeRefused(_)
             | Error::ClaimLost(_)
             | Error::Internal(_)
             | Error::Model(_)

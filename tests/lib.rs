@@ -9,6 +9,7 @@
 
 mod support;
 
+mod changes;
 mod checks;
 mod cli;
 mod concurrency;

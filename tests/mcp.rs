@@ -228,6 +228,10 @@ fn every_tool(http: bool) {
         json!({"tool": "task_status", "args": {"id": 1, "status": "finished"}}),
         json!({"tool": "task_add", "args": {"project_id": 1, "title": "x", "role": "poet"}}),
         json!({"tool": "rm_rf", "args": {}}),
+        // Done by hand, so no proposed change; the deleted one is not done.
+        json!({"tool": "task_diff", "args": {"id": next_id}}),
+        json!({"tool": "task_apply", "args": {"id": next_id, "commit": true}}),
+        json!({"tool": "task_reject", "args": {"id": new_id, "reason": "redo"}}),
     ];
     if memory {
         calls.push(json!({"tool": "memory_store", "args": {"project_id": 1, "text": "vLLM listens on port 8000.", "type": "design_doc"}}));
@@ -350,9 +354,12 @@ fn every_tool(http: bool) {
     assert!(err(18).contains("finished"));
     assert!(err(19).contains("poet"));
     assert!(err(20).contains("unknown tool"));
+    assert!(err(21).contains("has no proposed change"), "{}", err(21));
+    assert!(err(22).contains("has no proposed change"));
+    assert!(err(23).contains("only a finished change can be rejected"));
     if memory {
-        assert_eq!(ok(21)["type"], "design_doc");
-        let hits = ok(22);
+        assert_eq!(ok(24)["type"], "design_doc");
+        let hits = ok(25);
         assert!(
             hits[0]["text"].as_str().unwrap().contains("port 8000"),
             "{hits}"

@@ -4,6 +4,7 @@
 //! prepared orchestrator run. Front ends hold a `Context` and call these;
 //! none of them imports another.
 
+pub mod changes;
 pub mod docs;
 pub mod keys;
 pub mod memory;

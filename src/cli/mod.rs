@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::tasks;
+use crate::app::{changes, tasks};
 use crate::config::{Config, Paths, agent_name};
 use crate::error::{Error, Result};
 use crate::first_run;
@@ -276,6 +276,28 @@ enum TaskCmd {
     Show {
         /// The task's id
         id: i64,
+    },
+    /// Print a done task's proposed change as a patch (`git apply` takes it)
+    Diff {
+        /// The task's id
+        id: i64,
+    },
+    /// Apply a done task's proposed change to the project's tree, once it
+    /// still applies and its checks pass on it
+    Apply {
+        /// The task's id
+        id: i64,
+        /// Commit it too (only its files), the message naming the task
+        #[arg(long)]
+        commit: bool,
+    },
+    /// Send a done task's change back: pending again, the reason noted
+    Reject {
+        /// The task's id
+        id: i64,
+        /// Why (the next attempt reads it)
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// The task to work on next; --claim takes it with a lease
     Next {
@@ -703,6 +725,61 @@ fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
             };
             let view = tasks::show_task(&store, req)?;
             emit(out, ctx.json, &view, || render::task_show(&view))
+        }
+        TaskCmd::Diff { id } => {
+            let d = changes::diff(
+                &store,
+                changes::TaskDiff {
+                    id: id.into(),
+                    project_id: None,
+                },
+            )?;
+            // The patch as it is, so `llmclis task diff 7 | git apply` works.
+            emit(out, ctx.json, &d, || d.patch.trim_end().to_string())
+        }
+        TaskCmd::Apply { id, commit } => {
+            let a = changes::apply(
+                ctx,
+                &mut store,
+                changes::ApplyChange {
+                    id: id.into(),
+                    commit,
+                    project_id: None,
+                },
+            )?;
+            emit(out, ctx.json, &a, || {
+                let checks = if a.checks.is_empty() {
+                    "it has no check".to_string()
+                } else {
+                    format!("{} passed on it first", a.checks.join(", "))
+                };
+                format!(
+                    "Applied task {}'s change to {} ({checks}){}",
+                    a.task_id,
+                    a.files.join(", "),
+                    a.commit
+                        .as_deref()
+                        .map(|c| format!("; committed as {c}"))
+                        .unwrap_or_default()
+                )
+            })
+        }
+        TaskCmd::Reject { id, reason } => {
+            let t = changes::reject(
+                ctx,
+                &mut store,
+                changes::RejectChange {
+                    id: id.into(),
+                    reason,
+                    project_id: None,
+                },
+            )?;
+            emit(out, ctx.json, &t, || {
+                format!(
+                    "Task {} is pending again; the next run does it anew and reads why",
+                    t.id
+                )
+            })
         }
         TaskCmd::Next {
             project_id,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Session;
-use crate::app::{docs, memory, tasks};
+use crate::app::{changes, docs, memory, tasks};
 use crate::error::{Error, Result};
 use crate::memory::KINDS;
 
@@ -140,9 +140,27 @@ pub fn all() -> Vec<Tool> {
         ),
         tool!(
             "task_edit",
-            "Change a task's title, description, priority, role, tags or ref.",
+            "Change a task's title, description, priority, role, tags, ref, checks or protected paths.",
             tasks::EditTask,
             |s, r| tasks::edit_task(&s.ctx, &mut *s.store()?, r)
+        ),
+        tool!(
+            "task_diff",
+            "A done task's proposed change, as a patch `git apply` takes.",
+            changes::TaskDiff,
+            |s, r| changes::diff(&*s.store()?, r)
+        ),
+        tool!(
+            "task_apply",
+            "Apply a done task's proposed change to the project's tree once it still applies and its checks pass (commit: true commits it).",
+            changes::ApplyChange,
+            |s, r| changes::apply(&s.ctx, &mut *s.store()?, r)
+        ),
+        tool!(
+            "task_reject",
+            "Send a done task's change back: pending again, with the reason as a note.",
+            changes::RejectChange,
+            |s, r| changes::reject(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
             "task_dep",
