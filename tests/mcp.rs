@@ -229,9 +229,9 @@ fn every_tool(http: bool) {
         json!({"tool": "task_add", "args": {"project_id": 1, "title": "x", "role": "poet"}}),
         json!({"tool": "rm_rf", "args": {}}),
         // Done by hand, so no proposed change; the deleted one is not done.
-        json!({"tool": "task_diff", "args": {"id": next_id}}),
-        json!({"tool": "task_apply", "args": {"id": next_id, "commit": true}}),
-        json!({"tool": "task_reject", "args": {"id": new_id, "reason": "redo"}}),
+        json!({"tool": "task_change", "args": {"id": next_id, "action": "diff"}}),
+        json!({"tool": "task_change", "args": {"id": next_id, "action": "apply", "commit": true}}),
+        json!({"tool": "task_change", "args": {"id": new_id, "action": "reject", "reason": "redo"}}),
     ];
     if memory {
         calls.push(json!({"tool": "memory_store", "args": {"project_id": 1, "text": "vLLM listens on port 8000.", "type": "design_doc"}}));

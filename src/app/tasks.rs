@@ -40,6 +40,8 @@ impl Priority {
 /// the project linked to ./plans.md or the only linked one).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
+// Shorter for agents: it is in a dozen tools' schemas.
+#[schemars(description = "A task id, or a plans.md id like S1.2.")]
 pub enum TaskRef {
     Id(i64),
     Ref(String),
@@ -160,11 +162,10 @@ pub struct AddTask {
     /// An external reference such as S1.2.
     #[serde(rename = "ref")]
     pub external_ref: Option<String>,
-    /// Commands that must pass on the task's change before it is done
-    /// (run with `sh -c` in the project's root).
+    /// Commands that must pass on its change before it is done.
     #[serde(default)]
     pub check: Vec<String>,
-    /// Paths or globs (`tests/**`) the change must not touch.
+    /// Paths or globs its change must not touch.
     #[serde(default)]
     pub protect: Vec<String>,
 }
@@ -371,10 +372,9 @@ pub struct EditTask {
     /// An external reference such as S1.2, or "" to clear it.
     #[serde(rename = "ref")]
     pub external_ref: Option<String>,
-    /// Replaces the checks (commands that must pass before it is done); an
-    /// empty list clears them.
+    /// Replaces the checks.
     pub check: Option<Vec<String>>,
-    /// Replaces the protected paths or globs; an empty list clears them.
+    /// Replaces the protected paths.
     pub protect: Option<Vec<String>>,
     /// The project a plans.md id is in.
     pub project_id: Option<i64>,

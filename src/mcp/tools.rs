@@ -39,12 +39,14 @@ fn json<T: Serialize>(value: T) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| Error::Internal(format!("result to JSON: {e}")))
 }
 
-/// The schema without `$schema` and `title`: every byte of the list is
+/// The schema without `$schema`, `title` and the request type's own
+/// description (the tool's line says it): every byte of the list is
 /// context an agent pays for.
 fn lean(schema: Arc<JsonObject>) -> Arc<JsonObject> {
     let mut s = (*schema).clone();
     s.remove("$schema");
     s.remove("title");
+    s.remove("description");
     Arc::new(s)
 }
 
@@ -61,6 +63,56 @@ macro_rules! tool {
             },
         }
     };
+}
+
+/// What to do with a done task's proposed change.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeAction {
+    pub id: tasks::TaskRef,
+    pub action: ChangeVerb,
+    /// apply: commit it too.
+    #[serde(default)]
+    pub commit: bool,
+    /// reject: why.
+    pub reason: Option<String>,
+    pub project_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeVerb {
+    Diff,
+    Apply,
+    Reject,
+}
+
+fn change(s: &Session, r: ChangeAction) -> Result<Value> {
+    let (id, project_id) = (r.id, r.project_id);
+    match r.action {
+        ChangeVerb::Diff => json(changes::diff(
+            &*s.store()?,
+            changes::TaskDiff { id, project_id },
+        )?),
+        ChangeVerb::Apply => json(changes::apply(
+            &s.ctx,
+            &mut *s.store()?,
+            changes::ApplyChange {
+                id,
+                commit: r.commit,
+                project_id,
+            },
+        )?),
+        ChangeVerb::Reject => json(changes::reject(
+            &s.ctx,
+            &mut *s.store()?,
+            changes::RejectChange {
+                id,
+                reason: r.reason,
+                project_id,
+            },
+        )?),
+    }
 }
 
 /// No arguments.
@@ -145,22 +197,10 @@ pub fn all() -> Vec<Tool> {
             |s, r| tasks::edit_task(&s.ctx, &mut *s.store()?, r)
         ),
         tool!(
-            "task_diff",
-            "A done task's proposed change, as a patch `git apply` takes.",
-            changes::TaskDiff,
-            |s, r| changes::diff(&*s.store()?, r)
-        ),
-        tool!(
-            "task_apply",
-            "Apply a done task's proposed change to the project's tree once it still applies and its checks pass (commit: true commits it).",
-            changes::ApplyChange,
-            |s, r| changes::apply(&s.ctx, &mut *s.store()?, r)
-        ),
-        tool!(
-            "task_reject",
-            "Send a done task's change back: pending again, with the reason as a note.",
-            changes::RejectChange,
-            |s, r| changes::reject(&s.ctx, &mut *s.store()?, r)
+            "task_change",
+            "A done task's proposed change: diff (a patch), apply (if it applies and its checks pass) or reject (pending again).",
+            ChangeAction,
+            |s, r| change(s, r)
         ),
         tool!(
             "task_dep",
