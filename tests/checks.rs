@@ -470,6 +470,9 @@ fn the_real_small_model_goes_through_the_check_first() {
         "--project-id",
         "1",
         "Write one sentence about SQLite",
+        // A writer: no tools, so the answer always reaches its check.
+        "--role",
+        "writer",
         "--check",
         "test -f notes.txt",
     ])

@@ -282,8 +282,21 @@ fn examples_notes_runs_to_completion_on_smollm_with_the_shipped_registry() {
     );
     let s = Store::open(&env.db()).unwrap();
     let counts = s.status_counts(Some(1)).unwrap();
-    assert_eq!(counts.pending + counts.in_progress, 0, "{counts:?}");
+    // Nothing is left that could run: what is pending waits on a task its
+    // own review blocked (a 135M model's answers vary from run to run).
+    assert_eq!((counts.ready, counts.in_progress), (0, 0), "{counts:?}");
+    assert!(counts.pending == 0 || counts.blocked > 0, "{counts:?}");
     assert!(counts.done >= 1, "{counts:?}");
+    for t in s.tasks(Some(1), Some(Status::Blocked)).unwrap() {
+        let note = s
+            .notes(t.id)
+            .unwrap()
+            .pop()
+            .map(|n| n.text)
+            .unwrap_or_default();
+        eprintln!("blocked: task {} ({}): {note}", t.id, t.title);
+        assert!(!note.contains("No model server"), "{note}");
+    }
     // Every step that ran ended done, blocked or split: none released.
     let odd = sql_count(
         &env,

@@ -180,6 +180,11 @@ pub struct RejectChange {
 pub fn reject(ctx: &Context, store: &mut Store, req: RejectChange) -> Result<Task> {
     let id = req.id.resolve(store, req.project_id)?;
     let task = store.task(id)?;
+    if task.deleted_at.is_some() {
+        return Err(Error::InvalidInput(format!(
+            "task {id} was deleted: there is no change of it to reject"
+        )));
+    }
     if task.status != Status::Done {
         return Err(Error::InvalidInput(format!(
             "task {id} is {}, not done: only a finished change can be rejected",
