@@ -307,7 +307,7 @@ impl StepRun<'_> {
                 tried,
                 min_window,
             } => {
-                let fallback = format!(
+                let mut fallback = format!(
                     "Work on this task moves from {from} to {to}. What was tried:\n{}",
                     tried
                         .iter()
@@ -315,6 +315,18 @@ impl StepRun<'_> {
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
+                // The change so far, which the next model starts from.
+                if let Some(d) = self
+                    .toolbox
+                    .as_ref()
+                    .map(|t| t.diff())
+                    .filter(|d| !d.is_empty())
+                {
+                    fallback.push_str(&format!(
+                        "\n\nThe change so far:\n```diff\n{}\n```",
+                        cut(&d, 2 * RESULT_CHARS).trim_end()
+                    ));
+                }
                 let text = self.shared.prompts.render(
                     "summarizer",
                     json!({
