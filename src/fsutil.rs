@@ -5,8 +5,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it
-/// over `path`: readers see the old content or the new, never a mix.
+/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it
+/// over `path` and syncs the directory: readers see the old content or the
+/// new, never a mix, and a power cut after it returns keeps the new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_then(path, bytes, || {})
 }
@@ -29,7 +30,12 @@ pub fn write_atomic_then(path: &Path, bytes: &[u8], before_rename: impl FnOnce()
         f.write_all(bytes)?;
         f.sync_all()?;
         before_rename();
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the directory is synced:
+        // a power cut could otherwise bring the old file back.
+        #[cfg(unix)]
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);

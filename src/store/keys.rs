@@ -55,13 +55,19 @@ pub fn key_hash(secret: &str) -> String {
         .collect()
 }
 
-/// 32 random bytes, hex, behind a prefix that says what it is.
-fn new_secret() -> String {
+/// 32 random bytes (256 bits) from the operating system's CSPRNG, hex,
+/// behind a prefix that says what it is. Not `fastrand`: its 64 bits of
+/// state would let one leaked key tell of the others.
+fn new_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        crate::Error::Internal(format!("the operating system gave no random bytes: {e}"))
+    })?;
     let mut s = String::from("llmclis-");
-    for _ in 0..32 {
-        s.push_str(&format!("{:02x}", fastrand::u8(..)));
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
     }
-    s
+    Ok(s)
 }
 
 impl Store {
@@ -85,7 +91,7 @@ impl Store {
         if requests_per_minute == Some(0) {
             return Err(Error::InvalidInput("--rpm must be at least 1".into()));
         }
-        let secret = new_secret();
+        let secret = new_secret()?;
         let prefix: String = secret.chars().take(12).collect();
         let ts = now();
         let id = self.write(|tx| {
