@@ -92,7 +92,7 @@ impl Metrics {
     pub fn text(&self) -> String {
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let esc = label_value;
         fn family(out: &mut String, name: &str, kind: &str, help: &str) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         }
@@ -202,6 +202,14 @@ impl Metrics {
     }
 }
 
+/// A label value in Prometheus's text format: backslash, double quote and
+/// line feed escaped (a raw newline in a key's name would end the sample).
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 pub(crate) async fn render(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -287,5 +295,12 @@ mod tests {
             ),
             "{t}"
         );
+    }
+
+    #[test]
+    fn hostile_label_values_stay_inside_their_quotes() {
+        let v = super::label_value("evil\"} 1\nfake_metric{a=\"b\\");
+        assert_eq!(v, r#"evil\"} 1\nfake_metric{a=\"b\\"#);
+        assert!(!v.contains('\n'));
     }
 }
