@@ -829,29 +829,15 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut roles = String::new();
-        for r in crate::registry::ROLES {
-            roles.push_str(&format!("  {r}: {{ temperature: 0.3, models: [m] }}\n"));
-        }
-        let registry = Arc::new(
-            Registry::parse(
-                &format!(
-                    r#"providers:
-  - {{ name: cpu, kind: openai-compatible, flavour: llamacpp, base_url: "http://127.0.0.1:{port}/v1", local: true }}
-models:
-  - {{ id: m, provider: cpu, served_name: m, context_window: 2048, max_output_tokens: 512 }}
-roles:
-{roles}rules:
-  - {{ name: default, role: coder }}
-modes:
-  offline: {{ providers: local }}
-  online: {{ providers: all }}
-"#
-                ),
-                "test.yaml",
-            )
-            .unwrap(),
-        );
+        let registry = Arc::new(Registry::for_tests(
+            &[&format!(
+                r#"{{ name: cpu, kind: openai-compatible, flavour: llamacpp, base_url: "http://127.0.0.1:{port}/v1", local: true }}"#
+            )],
+            &[
+                "{ id: m, provider: cpu, served_name: m, context_window: 2048, max_output_tokens: 512 }",
+            ],
+            &["m"],
+        ));
         // A cooldown that is over at once: only the watch keeps it shut.
         let c = Caller::new(
             registry.clone(),

@@ -250,33 +250,19 @@ mod tests {
     use super::*;
 
     fn registry() -> Registry {
-        let mut roles = String::new();
-        for r in crate::registry::ROLES {
-            roles.push_str(&format!(
-                "  {r}: {{ temperature: 0.3, models: [big, small, api] }}\n"
-            ));
-        }
-        Registry::parse(
-            &format!(
-                r#"providers:
-  - {{ name: gpu, kind: openai-compatible, flavour: vllm, base_url: "http://127.0.0.1:9/v1", local: true }}
-  - {{ name: cpu, kind: openai-compatible, flavour: llamacpp, base_url: "http://127.0.0.1:8/v1", local: true }}
-  - {{ name: cloud, kind: openai-compatible, flavour: openai, base_url: "http://127.0.0.1:7/v1", api_key_env: LLMCLIS_TEST_NO_SUCH_KEY, local: false }}
-models:
-  - {{ id: big, provider: gpu, served_name: b, context_window: 32768, max_output_tokens: 4096 }}
-  - {{ id: small, provider: cpu, served_name: s, context_window: 2048, max_output_tokens: 512 }}
-  - {{ id: api, provider: cloud, served_name: a, context_window: 200000, max_output_tokens: 8192 }}
-roles:
-{roles}rules:
-  - {{ name: default, role: coder }}
-modes:
-  offline: {{ providers: local }}
-  online: {{ providers: all }}
-"#
-            ),
-            "test.yaml",
+        Registry::for_tests(
+            &[
+                r#"{ name: gpu, kind: openai-compatible, flavour: vllm, base_url: "http://127.0.0.1:9/v1", local: true }"#,
+                r#"{ name: cpu, kind: openai-compatible, flavour: llamacpp, base_url: "http://127.0.0.1:8/v1", local: true }"#,
+                r#"{ name: cloud, kind: openai-compatible, flavour: openai, base_url: "http://127.0.0.1:7/v1", api_key_env: LLMCLIS_TEST_NO_SUCH_KEY, local: false }"#,
+            ],
+            &[
+                "{ id: big, provider: gpu, served_name: b, context_window: 32768, max_output_tokens: 4096 }",
+                "{ id: small, provider: cpu, served_name: s, context_window: 2048, max_output_tokens: 512 }",
+                "{ id: api, provider: cloud, served_name: a, context_window: 200000, max_output_tokens: 8192 }",
+            ],
+            &["big", "small", "api"],
         )
-        .unwrap()
     }
 
     struct Down(&'static [&'static str]);

@@ -321,6 +321,36 @@ impl Registry {
         }
     }
 
+    /// For tests: a registry of `providers` and `models` (YAML flow
+    /// mappings, one a line), every role using `chain`, one default rule.
+    #[cfg(test)]
+    pub(crate) fn for_tests(providers: &[&str], models: &[&str], chain: &[&str]) -> Registry {
+        let list = |items: &[&str]| {
+            items
+                .iter()
+                .map(|i| format!("  - {i}\n"))
+                .collect::<String>()
+        };
+        let roles: String = ROLES
+            .iter()
+            .map(|r| {
+                format!(
+                    "  {r}: {{ temperature: 0.3, models: [{}] }}\n",
+                    chain.join(", ")
+                )
+            })
+            .collect();
+        Registry::parse(
+            &format!(
+                "providers:\n{}models:\n{}roles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n",
+                list(providers),
+                list(models)
+            ),
+            "test.yaml",
+        )
+        .expect("a valid test registry")
+    }
+
     /// Parses and validates a registry; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Registry> {
         let raw: RawRegistry = serde_saphyr::from_str(text).map_err(|e| {

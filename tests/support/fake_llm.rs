@@ -63,7 +63,7 @@ impl Route {
 #[derive(Default)]
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
-    routes: Mutex<Vec<(Route, VecDeque<Reply>)>>,
+    routes: RouteQueues,
     hits: AtomicUsize,
     /// Slow streams whose client hung up before the end.
     dropped: Arc<AtomicUsize>,
@@ -82,6 +82,21 @@ struct Inner {
     /// Until then, llama.cpp's loading window: `/health` and chat answer
     /// 503 "Loading model", the model list answers.
     loading_until: Mutex<Option<std::time::Instant>>,
+}
+
+type RouteQueues = Mutex<Vec<(Route, VecDeque<Reply>)>>;
+
+/// Each route with the queue of replies it has left.
+fn queues(routes: Vec<Route>) -> RouteQueues {
+    Mutex::new(
+        routes
+            .into_iter()
+            .map(|r| {
+                let q = r.replies.clone().into();
+                (r, q)
+            })
+            .collect(),
+    )
 }
 
 pub struct FakeLlm {
@@ -115,15 +130,7 @@ impl FakeLlm {
     ) -> FakeLlm {
         let inner = Arc::new(Inner {
             per_token,
-            routes: Mutex::new(
-                routes
-                    .into_iter()
-                    .map(|r| {
-                        let q = r.replies.clone().into();
-                        (r, q)
-                    })
-                    .collect(),
-            ),
+            routes: queues(routes),
             slots: slots.map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             latency,
             ..Default::default()
@@ -145,15 +152,7 @@ impl FakeLlm {
     /// refuses a prompt that does not fit it as vLLM does.
     pub async fn routed_with_window(routes: Vec<Route>, window: u64) -> FakeLlm {
         let inner = Arc::new(Inner {
-            routes: Mutex::new(
-                routes
-                    .into_iter()
-                    .map(|r| {
-                        let q = r.replies.clone().into();
-                        (r, q)
-                    })
-                    .collect(),
-            ),
+            routes: queues(routes),
             window: Some(window),
             ..Default::default()
         });
