@@ -117,6 +117,10 @@ pub enum Job {
         text: String,
     },
     Delete(i64),
+    /// Apply a done task's proposed change to its project's tree.
+    ApplyChange(i64),
+    /// Send a done task's change back to pending.
+    RejectChange(i64),
     StartRun {
         project_id: i64,
         task: Option<i64>,
@@ -727,6 +731,22 @@ impl App {
                     self.overlay = Overlay::ConfirmDelete(t.id);
                 }
             }
+            Action::ApplyChange | Action::RejectChange => match self.target() {
+                Some(t) if t.status == Status::Done => {
+                    return vec![if action == Action::ApplyChange {
+                        Job::ApplyChange(t.id)
+                    } else {
+                        Job::RejectChange(t.id)
+                    }];
+                }
+                Some(t) => {
+                    self.status_line = format!(
+                        "task {} is {}: only a done task has a change to apply or send back",
+                        t.id, t.status
+                    );
+                }
+                None => {}
+            },
             Action::Run | Action::RunTask => {
                 if self.run.running {
                     self.status_line = format!(
@@ -990,6 +1010,24 @@ mod tests {
             counts: StatusCounts::default(),
         });
         a
+    }
+
+    #[test]
+    fn a_done_tasks_change_is_applied_or_sent_back_by_its_keys() {
+        let mut a = app();
+        // Pending: nothing to apply, and the status line says why.
+        assert!(a.on_key(key('A')).is_empty());
+        assert!(
+            a.status_line.contains("only a done task"),
+            "{}",
+            a.status_line
+        );
+        for _ in 0..3 {
+            a.on_key(key('l'));
+        }
+        assert_eq!(a.selected().unwrap().id, 3);
+        assert_eq!(a.on_key(key('A')), [Job::ApplyChange(3)]);
+        assert_eq!(a.on_key(key('B')), [Job::RejectChange(3)]);
     }
 
     #[test]

@@ -242,6 +242,29 @@ impl Worker {
                 tasks::add_note(&self.ctx, &mut self.db, req)?;
                 self.send(Msg::Saved(format!("note added to task {id}")));
             }
+            Job::ApplyChange(id) => {
+                let req = crate::app::changes::ApplyChange {
+                    id: id.into(),
+                    commit: false,
+                    project_id: None,
+                };
+                let a = crate::app::changes::apply(&self.ctx, &mut self.db, req)?;
+                self.send(Msg::Saved(format!(
+                    "applied task {id}'s change to {}",
+                    a.files.join(", ")
+                )));
+            }
+            Job::RejectChange(id) => {
+                let req = crate::app::changes::RejectChange {
+                    id: id.into(),
+                    reason: None,
+                    project_id: None,
+                };
+                crate::app::changes::reject(&self.ctx, &mut self.db, req)?;
+                self.send(Msg::Saved(format!(
+                    "task {id} is pending again; the next run does it anew"
+                )));
+            }
             Job::Delete(id) => {
                 let req = tasks::DeleteTask {
                     id: id.into(),
