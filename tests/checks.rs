@@ -443,17 +443,20 @@ fn the_real_small_model_goes_through_the_check_first() {
     };
     let env = crate::support::Env::new();
     std::fs::create_dir_all(env.config_dir()).unwrap();
-    std::fs::write(
-        env.config_dir().join("model_registry.yaml"),
-        crate::support::one_model_registry(
-            &format!(
-                "{{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: \"{smollm}\", timeout_secs: 120, max_concurrency: 1, local: true }}"
-            ),
-            "{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 2048, max_output_tokens: 200, capabilities: [fast, cheap, json_schema] }",
-            "smollm2-135m",
+    // The task's role hint decides (a writer: no tools, so its answer
+    // always reaches the check).
+    let registry = crate::support::one_model_registry(
+        &format!(
+            "{{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: \"{smollm}\", timeout_secs: 120, max_concurrency: 1, local: true }}"
         ),
+        "{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 2048, max_output_tokens: 200, capabilities: [fast, cheap, json_schema] }",
+        "smollm2-135m",
     )
-    .unwrap();
+    .replace(
+        "rules:\n",
+        "rules:\n  - { name: explicit-role, match: { has_role_hint: true }, role: from_hint }\n",
+    );
+    std::fs::write(env.config_dir().join("model_registry.yaml"), registry).unwrap();
     std::fs::write(
         env.config_dir().join("config.toml"),
         "[orchestrator]\nmax_rounds = 1\ncheck_rounds = 0\nmax_plan_depth = 0\n",
@@ -470,7 +473,6 @@ fn the_real_small_model_goes_through_the_check_first() {
         "--project-id",
         "1",
         "Write one sentence about SQLite",
-        // A writer: no tools, so the answer always reaches its check.
         "--role",
         "writer",
         "--check",
@@ -500,6 +502,11 @@ fn the_real_small_model_goes_through_the_check_first() {
     if let (Some(c), Some(k)) = (check, critique) {
         assert!(c < k, "the check comes before the critic");
     }
+    assert!(
+        r.stdout.contains(r#""role":"writer""#),
+        "the hint decided: {}",
+        r.stdout
+    );
     let s = Store::open(&env.db()).unwrap();
     let runs = s.check_runs(1).unwrap();
     assert_eq!(runs.len(), 1);
