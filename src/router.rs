@@ -35,6 +35,14 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4) + 8
 }
 
+/// Whether `model`, whose window is `window` tokens, holds a prompt of
+/// `prompt` tokens beside an answer of up to `output` (1,024 when the
+/// caller does not know), as far as its `max_output_tokens` lets it answer.
+/// The one rule the router, the context fitter and the step share.
+pub fn holds(model: &Model, window: u64, prompt: u64, output: Option<u64>) -> bool {
+    prompt + output.unwrap_or(1024).min(model.max_output_tokens) <= window
+}
+
 /// The state of the world the router reads: which models are cooling down,
 /// which API keys are set, and how much budget is left.
 pub trait Conditions {
@@ -277,13 +285,12 @@ fn chain(
             Some(Skip::Offline)
         } else if task.needs_json && !model.capabilities.iter().any(|c| c == "json_schema") {
             Some(Skip::NoStructuredOutput)
-        } else if task.prompt_tokens
-            + task
-                .output_tokens
-                .unwrap_or(1024)
-                .min(model.max_output_tokens)
-            > conditions.window(model)
-        {
+        } else if !holds(
+            model,
+            conditions.window(model),
+            task.prompt_tokens,
+            task.output_tokens,
+        ) {
             Some(Skip::ContextTooSmall {
                 needed: task.prompt_tokens,
                 window: conditions.window(model),

@@ -36,19 +36,7 @@ fn git(root: &Path, args: &[&str]) -> String {
 fn done_with_a_proposed_change(url: &str) -> (Env, std::path::PathBuf) {
     let env = Env::new();
     install(&env, &registry_yaml(url), 60);
-    let root = env.dir.path().join("repo");
-    std::fs::create_dir_all(root.join("src")).unwrap();
-    std::fs::create_dir_all(root.join("tests")).unwrap();
-    std::fs::write(
-        root.join("src/lib.rs"),
-        "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("tests/test_add.sh"),
-        "grep -q 'a + b' src/lib.rs || { echo 'add is wrong'; exit 1; }\n",
-    )
-    .unwrap();
+    let root = crate::checks::repo(env.dir.path());
     git(&root, &["init", "-q", "-b", "main"]);
     git(&root, &["config", "user.name", "Tester"]);
     git(&root, &["config", "user.email", "tester@example.com"]);

@@ -19,7 +19,7 @@ const RIGHT: &str = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub f
 const DIRECT: &str = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn add(a: i32, b: i32) -> i32 {\n-    a - b\n+    a + b\n }\n";
 
 /// A repository whose test (`sh tests/test_add.sh`) fails until `add` adds.
-fn repo(dir: &Path) -> PathBuf {
+pub(crate) fn repo(dir: &Path) -> PathBuf {
     let root = dir.join("repo");
     std::fs::create_dir_all(root.join("src")).unwrap();
     std::fs::create_dir_all(root.join("tests")).unwrap();

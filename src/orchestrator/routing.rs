@@ -112,12 +112,8 @@ pub fn fit_for(
     window: u64,
     render: &dyn Fn(&Vars) -> Result<String>,
 ) -> Result<(String, Fitted, bool)> {
-    let output = prompts
-        .get(template)
-        .max_tokens
-        .unwrap_or(2048)
-        .min(model.max_output_tokens);
-    let budget = fit::prompt_budget(window, output);
+    let asked = prompts.get(template).max_tokens.unwrap_or(2048);
+    let budget = fit::prompt_budget(window, asked.min(model.max_output_tokens));
     let mut vars = material.vars.clone();
     // A template that fails measures as too big; its error comes from the
     // render below, once.
@@ -131,7 +127,8 @@ pub fn fit_for(
         tokens,
         cut,
     };
-    Ok((text, fitted, tokens + output <= window))
+    let fits = router::holds(model, window, tokens, Some(asked));
+    Ok((text, fitted, fits))
 }
 
 /// Why a decision's chain is empty: the servers are down, only models that
@@ -146,11 +143,10 @@ pub fn why_empty(
         return None;
     }
     let model = |id: &str| registry.model(id).expect("validated reference");
-    let need = |id: &str| {
+    let holds = |id: &str| {
         let m = model(id);
-        d.prompt_tokens + output.unwrap_or(1024).min(m.max_output_tokens)
+        router::holds(m, conditions.window(m), d.prompt_tokens, output)
     };
-    let holds = |id: &str| conditions.window(model(id)) >= need(id);
     let listed = || {
         d.skipped
             .iter()

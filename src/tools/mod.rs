@@ -362,7 +362,7 @@ impl Toolbox {
         if hits.is_empty() {
             ToolOutcome::ok("no matches")
         } else {
-            ToolOutcome::ok(self.cap(hits.join("\n")).0)
+            ToolOutcome::ok(self.cap(&hits.join("\n")))
         }
     }
 
@@ -536,7 +536,7 @@ impl Toolbox {
         if d.is_empty() {
             ToolOutcome::ok("no changes yet")
         } else {
-            ToolOutcome::ok(self.cap(d).0)
+            ToolOutcome::ok(self.cap(&d))
         }
     }
 
@@ -576,16 +576,9 @@ impl Toolbox {
         }
     }
 
-    fn cap(&self, text: String) -> (String, bool) {
-        if text.len() <= self.output_cap {
-            return (text, false);
-        }
-        // Keep the end: test failures and summaries are last.
-        let mut cut = text.len() - self.output_cap;
-        while !text.is_char_boundary(cut) {
-            cut += 1;
-        }
-        (format!("[… {} bytes cut]\n{}", cut, &text[cut..]), true)
+    /// The output's end: test failures and summaries are last.
+    fn cap(&self, text: &str) -> String {
+        check::tail(text, self.output_cap)
     }
 
     /// Where commands see the change: the root when writes are on, else
@@ -724,7 +717,7 @@ impl Toolbox {
             }
         }
         let text = String::from_utf8_lossy(&buf.lock().expect("output buffer")).into_owned();
-        let (text, _) = self.cap(text);
+        let text = self.cap(&text);
         Spawned {
             exit: status.and_then(|s| s.code()),
             killed: status.is_none(),

@@ -63,14 +63,10 @@ impl StepRun<'_> {
                 if *verified {
                     who.push_str(&format!(
                         ", verified by {}",
-                        self.checks
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        crate::docs::plans::code_spans_of(&self.checks)
                     ));
                 } else {
-                    who.push_str(" (unverified: it has no check)");
+                    who.push_str(" (unverified: no check ran)");
                 }
                 let said = if review.is_empty() {
                     String::new()

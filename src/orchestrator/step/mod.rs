@@ -436,7 +436,7 @@ impl<'a> StepRun<'a> {
             .iter()
             .filter(|id| {
                 registry.model(id).is_some_and(|m| {
-                    tokens + output.min(m.max_output_tokens) <= self.shared.caller.window(m)
+                    router::holds(m, self.shared.caller.window(m), tokens, Some(output))
                 })
             })
             .cloned()
