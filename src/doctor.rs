@@ -433,6 +433,21 @@ pub fn run(
     };
 
     checks.extend(consistency(paths, config, mode, registry.as_ref()));
+    if let Some(r) = &registry {
+        for p in crate::router::role_problems(r, mode, &crate::router::Env) {
+            let (level, effect) = if p.fatal {
+                (Level::Error, "no run starts")
+            } else {
+                (Level::Warning, "its tasks are blocked")
+            };
+            checks.push(check(
+                &format!("role {}", p.role),
+                level,
+                format!("no model can serve it ({}); {effect}", p.why),
+                Some(p.fix),
+            ));
+        }
+    }
     let qdrant_url =
         (config.memory.backend == "qdrant").then_some(config.memory.qdrant_url.as_str());
     let qdrant_at = qdrant_url.map(|url| endpoints::QdrantAt {
@@ -460,7 +475,37 @@ pub fn run(
                         format!("API provider, not used offline ({key})"),
                         None,
                     ),
-                    (Mode::Online, true) => (Level::Ok, format!("{key} is set"), None),
+                    (Mode::Online, true) => {
+                        // A cheap authenticated request (its model list):
+                        // a refused key is found now, not at a task.
+                        let http = crate::llm::http_client();
+                        let health = rt.block_on(crate::llm::client_for(p, http).health());
+                        let keys: Vec<String> = p.api_key().into_iter().collect();
+                        let error = crate::llm::redact(
+                            health.error.as_deref().unwrap_or("no answer"),
+                            &keys,
+                        );
+                        let error = error.as_str();
+                        match health.ok {
+                            true => (
+                                Level::Ok,
+                                format!("{key} is set and accepted ({} answered)", health.checked),
+                                None,
+                            ),
+                            false if error.starts_with("authentication failed") => (
+                                Level::Error,
+                                format!("{key} is refused by {}: {error}", p.base_url),
+                                Some(format!(
+                                    "put a valid key in {key} (the provider's console issues one); its models fail until then"
+                                )),
+                            ),
+                            false => (
+                                Level::Warning,
+                                format!("{key} is set, but {} did not answer: {error}", p.base_url),
+                                Some("check the network and the provider's status page".into()),
+                            ),
+                        }
+                    }
                     (Mode::Online, false) => (
                         Level::Warning,
                         format!("{key} is not set, so its models are skipped"),

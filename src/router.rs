@@ -237,6 +237,95 @@ pub fn route(
     chain(registry, Some(rule), role_name, task, mode, conditions)
 }
 
+/// A role no model can serve however the servers are: none of its models
+/// is allowed in the mode, has its API key, and (where its answers are
+/// JSON) gives structured output. Found before any work, by `doctor`,
+/// `route explain` and a run's start-up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoleProblem {
+    pub role: Role,
+    /// Every task needs it (the critic): a run does not start.
+    pub fatal: bool,
+    /// Each of its models and why it cannot serve.
+    pub why: String,
+    pub fix: String,
+}
+
+/// The roles the pipeline needs that no model can serve in `mode`: the
+/// critic (its verdict is JSON), and each executor role a rule routes to.
+pub fn role_problems(
+    registry: &Registry,
+    mode: Mode,
+    conditions: &dyn Conditions,
+) -> Vec<RoleProblem> {
+    let policy = registry.policy(mode);
+    let mut executors: Vec<Role> = Vec::new();
+    for r in &registry.rules {
+        let role = match r.role {
+            RuleRole::Fixed(role) => role,
+            RuleRole::FromHint => Role::Coder,
+        };
+        if !executors.contains(&role) {
+            executors.push(role);
+        }
+    }
+    let mut needs: Vec<(Role, bool)> = vec![(Role::Critic, true)];
+    needs.extend(executors.into_iter().map(|r| (r, false)));
+    let mut out = Vec::new();
+    for (role, json) in needs {
+        let Some(config) = registry.roles.get(&role) else {
+            continue;
+        };
+        let mut why = Vec::new();
+        let mut usable = false;
+        for id in &config.models {
+            let Some(model) = registry.model(id) else {
+                continue;
+            };
+            let provider = registry.provider_of(model);
+            let reason = if policy.local_only && !provider.local {
+                Some(format!("{id} is an API model and the mode is offline"))
+            } else if json && !model.capabilities.iter().any(|c| c == "json_schema") {
+                Some(format!(
+                    "{id} has no structured output (capability json_schema)"
+                ))
+            } else {
+                provider
+                    .api_key_env
+                    .as_deref()
+                    .filter(|e| !conditions.key_set(e))
+                    .map(|e| format!("{id} needs {e}, which is not set"))
+            };
+            match reason {
+                Some(r) => why.push(r),
+                None => usable = true,
+            }
+        }
+        if usable {
+            continue;
+        }
+        if why.is_empty() {
+            why.push("it lists no model".into());
+        }
+        let fix = if json {
+            format!(
+                "give a {role} model `json_schema` in its capabilities (vLLM, llama.cpp, TGI, Ollama, OpenAI and Anthropic all give structured output), or add one that has it to roles.{role}.models in model_registry.yaml"
+            )
+        } else {
+            format!(
+                "add a model the mode allows to roles.{role}.models in model_registry.yaml, set the missing key, or run with --mode online"
+            )
+        };
+        out.push(RoleProblem {
+            role,
+            fatal: role == Role::Critic,
+            why: why.join("; "),
+            fix,
+        });
+    }
+    out
+}
+
 /// The chain for a given role, with no rule: how the pipeline's own calls
 /// (planner, critic, voter, summarizer) find their models.
 pub fn route_role(

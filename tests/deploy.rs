@@ -216,7 +216,7 @@ fn registry_yaml(url: &str) -> String {
   - {{ name: local, kind: openai-compatible, flavour: vllm, base_url: "{url}", local: true }}
   - {{ name: openai, kind: openai-compatible, flavour: openai, base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY, local: false }}
 models:
-  - {{ id: m, provider: local, served_name: fake-model, context_window: 8192, max_output_tokens: 1024 }}
+  - {{ id: m, provider: local, served_name: fake-model, context_window: 8192, max_output_tokens: 1024, capabilities: [json_schema] }}
   - {{ id: api, provider: openai, served_name: gpt-4.1-mini, context_window: 8192, max_output_tokens: 1024 }}
 roles:
 {roles}rules:

@@ -20,7 +20,7 @@ enum Outcome {
     Done,
     /// The backup (a bigger window) answered.
     FellBack,
-    /// Nobody answered and every failure was the servers' state: the
+    /// Nobody answered and a server's fault stood in the way: the
     /// orchestrator puts the task back in the queue and exits 1.
     Released,
 }
@@ -139,11 +139,13 @@ fn cases() -> Vec<Case> {
             Done,
             2,
         ),
+        // TGI's chat stream says every error as `{"error": {"message",
+        // "http_status_code": 422}}` (`InferError::into_openai_event`).
         streamed(case(
             "tgi",
             "in-band \"Model is overloaded\" after the 200",
             Server::Scripted(vec![Reply::Raw(
-                "data: {\"error\":\"Model is overloaded\",\"error_type\":\"overloaded\"}\n\n",
+                "data: {\"error\":{\"message\":\"Model is overloaded\",\"http_status_code\":422}}\n\n",
             )]),
             Done,
             2,
@@ -152,10 +154,29 @@ fn cases() -> Vec<Case> {
             "tgi",
             "in-band \"Incomplete generation stream\"",
             Server::Scripted(vec![Reply::Raw(
-                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"},\"finish_reason\":null}]}\n\ndata: {\"error\":\"Incomplete generation stream\",\"error_type\":\"incomplete_generation\"}\n\n",
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"par\"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"Incomplete generation stream\",\"http_status_code\":422}}\n\n",
             )]),
             Done,
             2,
+        )),
+        streamed(case(
+            "tgi",
+            "in-band validation: inputs + max_new_tokens too many",
+            Server::Scripted(vec![Reply::Raw(
+                "data: {\"error\":{\"message\":\"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 2048. Given: 12 `inputs` tokens and 4000 `max_new_tokens`\",\"http_status_code\":422}}\n\n",
+            )]),
+            Done,
+            2,
+        )),
+        with_backup(case(
+            "tgi",
+            "429 overloaded, a healthy backup",
+            Server::Scripted(vec![status(
+                429,
+                r#"{"error":"Model is overloaded","error_type":"overloaded"}"#,
+            )]),
+            FellBack,
+            1,
         )),
         case(
             "tgi",
@@ -181,8 +202,8 @@ fn cases() -> Vec<Case> {
                     .collect(),
             ),
             Released,
-            // One round's three tries, then at least one more round.
-            4,
+            // One quick retry, then at least one more round.
+            3,
         ),
         case(
             "ollama",
@@ -193,6 +214,62 @@ fn cases() -> Vec<Case> {
             )]),
             Done,
             2,
+        ),
+        // Ollama streams NDJSON; an error after content is one more line
+        // `{"error": …}` with no status (server/routes.go streamResponse).
+        streamed(case(
+            "ollama",
+            "in-stream {\"error\"} line after content (runner crash)",
+            Server::Scripted(vec![Reply::Raw(
+                "{\"model\":\"fake-model\",\"message\":{\"role\":\"assistant\",\"content\":\"par\"},\"done\":false}\n{\"error\":\"an error was encountered while running the model: unexpected EOF\"}\n",
+            )]),
+            Done,
+            2,
+        )),
+        streamed(case(
+            "ollama",
+            "NDJSON stream ends without done",
+            Server::Scripted(vec![Reply::Raw(
+                "{\"model\":\"fake-model\",\"message\":{\"role\":\"assistant\",\"content\":\"par\"},\"done\":false}\n",
+            )]),
+            Done,
+            2,
+        )),
+        streamed(case(
+            "ollama",
+            "500 \"model runner has unexpectedly stopped\"",
+            Server::Scripted(vec![status(
+                500,
+                r#"{"error":"model runner has unexpectedly stopped, this may be due to resource limitations or an internal error, check ollama server logs for details"}"#,
+            )]),
+            Done,
+            2,
+        )),
+        case(
+            "vllm",
+            "500 on every request, no backup",
+            Server::Scripted(
+                (0..10)
+                    .map(|_| {
+                        status(
+                            500,
+                            r#"{"object":"error","message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}"#,
+                        )
+                    })
+                    .collect(),
+            ),
+            Released,
+            2,
+        ),
+        case(
+            "openai",
+            "401 invalid_api_key",
+            Server::Scripted(vec![status(
+                401,
+                r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+            )]),
+            Released,
+            1,
         ),
         case(
             "llamacpp",
@@ -282,7 +359,7 @@ async fn run(case: Case) -> (Result<CallOutcome, CallFailed>, usize) {
         Arc::new(Breakers::new(3, Duration::from_secs(60))),
     );
     caller.retry = RetryPolicy {
-        attempts: 3,
+        attempts: RetryPolicy::default().attempts,
         base: Duration::from_millis(10),
         max: Duration::from_millis(50),
         max_wait: Duration::from_secs(5),
@@ -329,14 +406,7 @@ async fn every_flavour_and_fault_ends_as_the_table_says() {
         let (got, attempts) = match &result {
             Ok(o) if o.model == "p" => (Outcome::Done, &o.attempts),
             Ok(o) => (Outcome::FellBack, &o.attempts),
-            Err(f)
-                if f.attempts
-                    .iter()
-                    .filter(|a| a.outcome == "error")
-                    .all(|a| a.transient) =>
-            {
-                (Outcome::Released, &f.attempts)
-            }
+            Err(f) if f.server_fault() => (Outcome::Released, &f.attempts),
             Err(f) => {
                 wrong.push(format!("{flavour} / {fault}: failed for good: {f}"));
                 continue;
@@ -413,20 +483,15 @@ fn doctor_and_models_list_report_a_smaller_server_window() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(FakeLlm::with_window(vec![], 2048));
     let env = crate::support::Env::new();
-    let reg = env.dir.path().join("registry.yaml");
-    std::fs::write(
-        &reg,
-        crate::support::one_model_registry(
+    let reg = env.one_model_registry(
             &format!(
                 "{{ name: v, kind: openai-compatible, flavour: vllm, base_url: \"{}\", local: true }}",
                 server.url
             ),
             "{ id: qwen, provider: v, served_name: fake-model, context_window: 32768, max_output_tokens: 8192 }",
             "qwen",
-        ),
-    )
-    .unwrap();
-    let reg = reg.to_str().unwrap();
+    );
+    let reg = reg.as_str();
     let list = env.run(&["--registry", reg, "models", "list"]);
     list.assert_ok();
     assert!(

@@ -18,6 +18,7 @@ mod deploy;
 mod docs;
 mod eval;
 mod faults;
+mod faults_run;
 mod layering;
 mod llm;
 mod llm_real;

@@ -55,7 +55,7 @@ async fn rig(a: Vec<Reply>, b: Vec<Reply>, api: Vec<Reply>, breakers: Breakers) 
     let registry = Registry::parse(&registry_yaml(&a.url, &b.url, &api.url), "test.yaml").unwrap();
     let mut caller = Caller::new(Arc::new(registry), http_client(), Arc::new(breakers));
     caller.retry = RetryPolicy {
-        attempts: 3,
+        attempts: RetryPolicy::default().attempts,
         base: Duration::from_millis(10),
         max: Duration::from_millis(50),
         max_wait: Duration::from_secs(5),
@@ -89,7 +89,7 @@ fn kinds(o: &[llmclis::llm::caller::Attempt]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_429_is_retried_after_its_retry_after() {
+async fn a_429_alone_is_retried_after_its_retry_after() {
     let r = rig(
         vec![
             Reply::Status(429, "{}", vec![("retry-after", "1")]),
@@ -103,7 +103,7 @@ async fn a_429_is_retried_after_its_retry_after() {
     let started = Instant::now();
     let out = r
         .caller
-        .call(&chain(&["small", "big"]), &req(false), None)
+        .call(&chain(&["small"]), &req(false), None)
         .await
         .unwrap();
     assert!(
@@ -116,9 +116,37 @@ async fn a_429_is_retried_after_its_retry_after() {
     assert_eq!(kinds(&out.attempts), ["small:rate_limited", "small:ok"]);
 }
 
+/// A busy model with a backup: the backup answers at once, and the busy
+/// one is left alone for its retry-after by the next call too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_errors_are_retried_then_the_next_model_answers() {
-    let e500 = || Reply::Status(500, r#"{"error":"overloaded"}"#, vec![]);
+async fn a_429_with_a_backup_moves_on_at_once_and_cools_for_its_retry_after() {
+    let r = rig(
+        vec![Reply::Status(429, "{}", vec![("retry-after", "30")])],
+        vec![Reply::Ok("from b"), Reply::Ok("again b")],
+        vec![],
+        breakers(),
+    )
+    .await;
+    let started = Instant::now();
+    let out = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "no waiting");
+    assert_eq!(kinds(&out.attempts), ["small:rate_limited", "big:ok"]);
+    let again = r
+        .caller
+        .call(&chain(&["small", "big"]), &req(false), None)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&again.attempts), ["small:skipped", "big:ok"]);
+    assert_eq!((r.a.hits(), r.b.hits()), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_get_one_quick_retry_then_the_next_model_answers() {
+    let e500 = || Reply::Status(500, r#"{"error":"the GPU caught fire"}"#, vec![]);
     let r = rig(
         vec![e500(), e500(), e500()],
         vec![Reply::Ok("from b")],
@@ -132,10 +160,10 @@ async fn server_errors_are_retried_then_the_next_model_answers() {
         .await
         .unwrap();
     assert_eq!(out.model, "big");
-    assert_eq!((r.a.hits(), r.b.hits()), (3, 1));
+    assert_eq!((r.a.hits(), r.b.hits()), (2, 1));
     assert_eq!(
         kinds(&out.attempts),
-        ["small:server", "small:server", "small:server", "big:ok"]
+        ["small:server", "small:server", "big:ok"]
     );
     assert_eq!(out.response.usage.prompt_tokens, 11, "real usage is read");
     assert!(!out.response.usage.estimated);
@@ -351,7 +379,13 @@ async fn a_context_length_error_moves_to_a_bigger_window_without_retrying() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_cool_a_model_down_for_every_caller() {
-    let e500 = || Reply::Status(503, r#"{"error":"down"}"#, vec![]);
+    let e500 = || {
+        Reply::Status(
+            500,
+            r#"{"error":"CUDA error: an illegal memory access"}"#,
+            vec![],
+        )
+    };
     let r = rig(
         vec![e500(), e500(), e500()],
         vec![],

@@ -39,7 +39,7 @@ models:
       memory: {{ weights_gib: 4.4, kv_gib_per_1k: 0.0534, overhead_gib: 0.5 }} }}
   - {{ id: other-7b, provider: ollama, served_name: 'mistral:7b', context_window: 32768, max_output_tokens: 4096 }}
   - {{ id: coder, provider: vllm, served_name: Qwen/Coder, context_window: 32768, max_output_tokens: 4096,
-      memory: {{ weights_gib: 18.0, kv_gib: 4.0, overhead_gib: 1.5 }} }}
+      capabilities: [json_schema], memory: {{ weights_gib: 18.0, kv_gib: 4.0, overhead_gib: 1.5 }} }}
   - {{ id: coder-tgi, provider: tgi, served_name: Qwen/Coder, context_window: 32768, max_output_tokens: 4096,
       memory: {{ weights_gib: 18.0, kv_gib: 4.0, overhead_gib: 1.5 }} }}
   - {{ id: small, provider: llamacpp, served_name: smol, context_window: 2048, max_output_tokens: 512,

@@ -597,7 +597,11 @@ async fn the_run_panel_streams_the_tool_loop_as_it_goes() {
             Route::new(SUMMARIZER, vec![], text("Read the notes.")),
             Route::new(
                 CODER,
-                vec![Reply::ToolCall("read_file", r#"{"path": "notes.txt"}"#)],
+                vec![Reply::ToolCall(
+                    "call_s1",
+                    "read_file",
+                    r#"{"path": "notes.txt"}"#,
+                )],
                 Reply::Slow("The notes say all is well. ", Duration::from_millis(60)),
             ),
         ],

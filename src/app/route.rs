@@ -34,6 +34,8 @@ pub struct Explained {
     pub reason: Option<String>,
     /// Local servers that are down (their models are skipped).
     pub servers_down: Vec<String>,
+    /// Roles no model can serve in this mode, whatever the servers do.
+    pub setup_problems: Vec<crate::router::RoleProblem>,
 }
 
 pub fn explain(ctx: &Context, task_id: i64) -> Result<Explained> {
@@ -81,5 +83,6 @@ pub fn explain(ctx: &Context, task_id: i64) -> Result<Explained> {
         outcome,
         reason,
         servers_down: seen.down,
+        setup_problems: crate::router::role_problems(&registry, ctx.mode(), &caller),
     })
 }

@@ -25,10 +25,12 @@ pub fn prepare(
     let cfg = &ctx.config.orchestrator;
     let registry = Arc::new(ctx.registry()?);
     let prompts = Arc::new(Prompts::load(&ctx.paths.config_dir)?);
+    let setup = setup_problems(&registry, ctx.mode())?;
     let caller = Arc::new(ctx.caller(registry, Duration::from_secs(60)));
     let store = ctx.store()?;
     store.project(project_id)?;
-    let notes = servers_up(&caller, ctx.mode())?;
+    let mut notes = setup;
+    notes.extend(servers_up(&caller, ctx.mode())?);
     // Another process holding the index does not make the run wait: its
     // memories go to SQLite and the holder (or the next opener) indexes them.
     let (memory, memory_note) = match ctx.open_memory_waiting(&store, Duration::ZERO) {
@@ -62,6 +64,39 @@ pub fn prepare(
         no_review: false,
     };
     Ok((deps, opts))
+}
+
+/// Roles no model can serve, whatever the servers do: a critic that
+/// cannot give its verdict as JSON stops the run before any task is
+/// claimed (every task would fail at its review); an executor role is said
+/// as a warning (its tasks are blocked with the fix).
+pub fn setup_problems(
+    registry: &crate::registry::Registry,
+    mode: crate::registry::Mode,
+) -> Result<Vec<String>> {
+    let problems = crate::router::role_problems(registry, mode, &crate::router::Env);
+    let mode_name = match mode {
+        crate::registry::Mode::Offline => "offline",
+        crate::registry::Mode::Online => "online",
+    };
+    if let Some(p) = problems.iter().find(|p| p.fatal) {
+        return Err(Error::Config {
+            path: PathBuf::from(&registry.source),
+            message: format!(
+                "no {} model can serve in {mode_name} mode ({}); {}. No task was touched",
+                p.role, p.why, p.fix
+            ),
+        });
+    }
+    Ok(problems
+        .iter()
+        .map(|p| {
+            format!(
+                "tasks routed to the {} role are blocked: no model of it can serve in {mode_name} mode ({}); {}",
+                p.role, p.why, p.fix
+            )
+        })
+        .collect())
 }
 
 /// Probes the registry's local servers before a task is claimed. A server

@@ -1,11 +1,12 @@
 //! `llmclis models …`, `llmclis route explain`, `llmclis chat`.
 
 use std::fmt::Write as _;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
+use serde::Serialize;
 use serde_json::json;
 
 use super::{Ctx, emit};
@@ -234,6 +235,18 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
             }
             (None, None) => {}
         }
+        for p in &e.setup_problems {
+            let stops = if p.fatal {
+                "no run starts"
+            } else {
+                "its tasks are blocked"
+            };
+            let _ = writeln!(
+                s,
+                "Setup: no {} model can serve ({}); {stops}. Fix: {}",
+                p.role, p.why, p.fix
+            );
+        }
         s.trim_end().to_string()
     })
 }
@@ -319,46 +332,69 @@ pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
         messages,
         temperature: args.temperature.unwrap_or(temperature),
         max_tokens: args.max_tokens,
-        stream: !ctx.json,
+        // Streamed always: `timeout_secs` bounds the wait for the first
+        // byte, never a long answer.
+        stream: true,
         role,
         ..Default::default()
     };
     let rt = crate::app::runtime()?;
     // The whole call, retries and fallbacks included: what the person waited.
     let started = std::time::Instant::now();
+    // On a terminal the answer is shown as it comes, and a restart erases
+    // it; anywhere else (a file, a pipe, --json) stdout gets the one whole
+    // answer at the end, so `chat … > answer.md` never holds half of one.
+    let live = !ctx.json && std::io::stdout().is_terminal();
+    let mut restarts: Vec<Restart> = Vec::new();
     let result: std::result::Result<CallOutcome, _> = rt.block_on(async {
-        if ctx.json {
-            caller.call(&chain, &req, None).await
-        } else {
-            let mut stdout = std::io::stdout();
-            let mut print = |ev: StreamEvent<'_>| match ev {
-                StreamEvent::Token(t) => {
-                    let _ = stdout.write_all(t.as_bytes());
-                    let _ = stdout.flush();
+        let mut screen = Screen::default();
+        let mut on_event = |ev: StreamEvent<'_>| match ev {
+            StreamEvent::Token(t) if live => screen.show(t),
+            StreamEvent::Token(_) => {}
+            StreamEvent::Restart {
+                failed_model,
+                next_model,
+            } => {
+                if live {
+                    screen.erase();
                 }
-                StreamEvent::Restart {
-                    failed_model,
-                    next_model,
-                } if failed_model == next_model => {
-                    eprintln!("\n[{failed_model}'s answer broke off; asking it again]");
+                if !ctx.json {
+                    if failed_model == next_model {
+                        eprintln!("[{failed_model}'s answer broke off; asking it again]");
+                    } else {
+                        eprintln!(
+                            "[{failed_model} failed mid-answer; starting over with {next_model}]"
+                        );
+                    }
                 }
-                StreamEvent::Restart {
-                    failed_model,
-                    next_model,
-                } => {
-                    eprintln!(
-                        "\n[{failed_model} failed mid-answer; starting over with {next_model}]"
-                    );
-                }
-            };
-            caller.call(&chain, &req, Some(&mut print)).await
-        }
+                restarts.push(Restart {
+                    failed_model: failed_model.to_string(),
+                    next_model: next_model.to_string(),
+                });
+            }
+        };
+        caller.call(&chain, &req, Some(&mut on_event)).await
     });
     let outcome = result.map_err(|e| Error::Model(caller.redact(&e.to_string())))?;
     if ctx.json {
-        emit(out, true, &outcome, String::new)
+        #[derive(Serialize)]
+        struct Answered<'o> {
+            #[serde(flatten)]
+            outcome: &'o CallOutcome,
+            /// Each answer that broke off mid-stream and started over.
+            restarts: &'o [Restart],
+        }
+        let shown = Answered {
+            outcome: &outcome,
+            restarts: &restarts,
+        };
+        emit(out, true, &shown, String::new)
     } else {
         let r = &outcome.response;
+        if !live {
+            out.write_all(r.text.as_bytes())
+                .map_err(|e| Error::io("<stdout>", e))?;
+        }
         writeln!(out).map_err(|e| Error::io("<stdout>", e))?;
         eprintln!(
             "— {} ({}), {}+{} tokens{}, {:.2} s",
@@ -490,4 +526,53 @@ fn render_health(results: &[serde_json::Value]) -> String {
         }
     }
     s.trim_end().to_string()
+}
+
+/// An answer that broke off mid-stream, and the model that started over.
+#[derive(Debug, Serialize)]
+struct Restart {
+    failed_model: String,
+    next_model: String,
+}
+
+/// The answer shown on a terminal as it streams.
+#[derive(Default)]
+struct Screen {
+    shown: String,
+}
+
+impl Screen {
+    fn show(&mut self, t: &str) {
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(t.as_bytes());
+        let _ = stdout.flush();
+        self.shown.push_str(t);
+    }
+
+    /// Moves back to where the answer began and clears the screen below,
+    /// counting the rows it took at the terminal's width.
+    fn erase(&mut self) {
+        let width = ratatui::crossterm::terminal::size()
+            .map(|(w, _)| usize::from(w.max(1)))
+            .unwrap_or(80);
+        let rows: usize = self
+            .shown
+            .split('\n')
+            .map(|line| {
+                ratatui::text::Line::from(line)
+                    .width()
+                    .div_ceil(width)
+                    .max(1)
+            })
+            .sum();
+        let mut stdout = std::io::stdout();
+        let up = if rows > 1 {
+            format!("\x1b[{}A", rows - 1)
+        } else {
+            String::new()
+        };
+        let _ = write!(stdout, "\r{up}\x1b[J");
+        let _ = stdout.flush();
+        self.shown.clear();
+    }
 }

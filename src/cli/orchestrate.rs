@@ -110,6 +110,14 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
             summary.run_id, summary.waiting
         )));
     }
+    if summary.waiting > 0 && summary.status != "interrupted" {
+        // Some task went back because a server failed: the run did what it
+        // could with the others, and the exit code says a server failed.
+        return Err(Error::Model(format!(
+            "run {} finished the tasks it could, but {} task(s) went back to the queue because a model server failed, is down or is busy (each task's last note says which and why; none was blocked for it); fix or start the servers (`llmclis models health`) and run again",
+            summary.run_id, summary.waiting
+        )));
+    }
     if summary.stopped_because == "step_failed" {
         return Err(Error::Model(format!(
             "run {} stopped after a step failed outside the models (see the warning above); its task is back in the queue",

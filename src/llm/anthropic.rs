@@ -115,6 +115,8 @@ impl AnthropicClient {
         let mut text = String::new();
         let (mut prompt, mut completion, mut stop) = (None, None, None);
         let mut done = false;
+        // Tool calls by their block index, and their input JSON so far.
+        let mut calls: Vec<(u64, super::ToolCall, String)> = Vec::new();
         'read: while let Some(chunk) = stream.next().await? {
             for ev in parser.push(&chunk) {
                 let v: Value = serde_json::from_str(&ev.data)
@@ -128,6 +130,31 @@ impl AnthropicClient {
                         prompt = v
                             .pointer("/message/usage/input_tokens")
                             .and_then(Value::as_u64)
+                    }
+                    Some("content_block_start")
+                        if req.json_schema.is_none()
+                            && v.pointer("/content_block/type") == Some(&json!("tool_use")) =>
+                    {
+                        let block = &v["content_block"];
+                        calls.push((
+                            v["index"].as_u64().unwrap_or(0),
+                            super::ToolCall {
+                                id: block["id"].as_str().unwrap_or_default().to_string(),
+                                name: block["name"].as_str().unwrap_or_default().to_string(),
+                                arguments: Value::Null,
+                            },
+                            String::new(),
+                        ));
+                    }
+                    Some("content_block_delta")
+                        if req.json_schema.is_none()
+                            && v.pointer("/delta/type") == Some(&json!("input_json_delta")) =>
+                    {
+                        // A tool call's input, a piece at a time.
+                        let index = v["index"].as_u64().unwrap_or(0);
+                        if let Some((_, _, input)) = calls.iter_mut().find(|c| c.0 == index) {
+                            input.push_str(v["delta"]["partial_json"].as_str().unwrap_or(""));
+                        }
                     }
                     Some("content_block_delta") => {
                         // A forced answer arrives as the tool's input JSON.
@@ -167,8 +194,19 @@ impl AnthropicClient {
                 "the stream ended before message_stop".into(),
             ));
         }
+        let tool_calls = calls
+            .into_iter()
+            .map(|(_, mut call, input)| {
+                call.arguments = if input.trim().is_empty() {
+                    json!({})
+                } else {
+                    serde_json::from_str(&input).unwrap_or(Value::String(input))
+                };
+                call
+            })
+            .collect();
         Ok(ChatResponse {
-            tool_calls: Vec::new(),
+            tool_calls,
             usage: match (prompt, completion) {
                 (Some(p), Some(c)) => Usage {
                     prompt_tokens: p,

@@ -39,7 +39,15 @@ struct Streak {
     /// doubles the cooldown), the last one then.
     down: u32,
     down_at: Option<Instant>,
+    /// The cooldown is a busy server's `retry-after`: the model is there
+    /// and will take requests again, so a chain of such models is waited
+    /// for rather than given up on.
+    busy: bool,
 }
+
+/// How long a busy model that named no `retry-after` is skipped while
+/// another model of the chain can answer.
+pub const BUSY_COOLDOWN: Duration = Duration::from_secs(5);
 
 /// The longest a server that keeps refusing is left alone; the background
 /// watch reopens it as soon as it answers again.
@@ -66,20 +74,43 @@ impl Breakers {
     /// any call, or in one). Each refusal in a row doubles the cooldown, up
     /// to `MAX_DOWN_COOLDOWN`.
     pub fn trip(&self, model: &str) {
+        self.trip_for(model, Duration::ZERO);
+    }
+
+    /// `trip`, cooling for at least `at_least` the first time: a hung
+    /// server is left alone at least as long as it kept a call waiting.
+    pub fn trip_for(&self, model: &str, at_least: Duration) {
         let mut state = self.state.lock().expect("breaker lock");
         let s = state.entry(model.to_string()).or_default();
         s.down += 1;
         let now = Instant::now();
         s.down_at = Some(now);
         let factor = 1u32 << (s.down - 1).min(10);
-        s.until = Some(
-            now + self
-                .cooldown
-                .saturating_mul(factor)
-                .min(MAX_DOWN_COOLDOWN.max(self.cooldown)),
-        );
+        let base = self.cooldown.max(at_least);
+        s.until = Some(now + base.saturating_mul(factor).min(MAX_DOWN_COOLDOWN.max(base)));
         s.failures = 0;
         s.took = Duration::ZERO;
+        s.busy = false;
+    }
+
+    /// A busy model (overloaded, rate limited, loading) is skipped for
+    /// `wait`, its `retry-after`, by every caller; a longer cooldown it
+    /// already has is kept.
+    pub fn cool_busy(&self, model: &str, wait: Duration) {
+        let mut state = self.state.lock().expect("breaker lock");
+        let s = state.entry(model.to_string()).or_default();
+        let until = Instant::now() + wait;
+        if s.until.is_none_or(|u| u < until) {
+            s.until = Some(until);
+            s.busy = true;
+        }
+    }
+
+    /// How long a model cooling because it was busy has left.
+    pub fn busy_for(&self, model: &str) -> Option<Duration> {
+        let state = self.state.lock().expect("breaker lock");
+        let s = state.get(model).filter(|s| s.busy)?;
+        s.until?.checked_duration_since(Instant::now())
     }
 
     /// When the model's server last refused a connection, within
@@ -108,6 +139,7 @@ impl Breakers {
         s.failures += 1;
         s.took += took;
         if s.failures >= self.threshold {
+            s.busy = false;
             s.until = Some(Instant::now() + self.cooldown.max(s.took));
             s.failures = 0;
             s.took = Duration::ZERO;
@@ -132,7 +164,8 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            attempts: 3,
+            // One quick retry, then the next model or the back-off.
+            attempts: 2,
             base: Duration::from_millis(250),
             max: Duration::from_secs(8),
             max_wait: Duration::from_secs(30),
@@ -172,6 +205,18 @@ pub struct Attempt {
     /// request's.
     pub transient: bool,
     pub latency_ms: u64,
+}
+
+impl Attempt {
+    /// An error of the server's, not of the request (see
+    /// `LlmError::server_fault`).
+    pub fn server_fault(&self) -> bool {
+        self.outcome == "error"
+            && !matches!(
+                self.error_kind,
+                Some("context_length" | "max_tokens" | "bad_request")
+            )
+    }
 }
 
 /// A server whose window is smaller than the registry says.
@@ -221,6 +266,25 @@ pub struct CallFailed {
     pub last: Option<LlmError>,
 }
 
+impl CallFailed {
+    /// A server's fault stood in the way: some model failed for its
+    /// server, or none could be asked at all (every one cooling down).
+    /// Not the task's fault, so it never blocks one.
+    pub fn server_fault(&self) -> bool {
+        self.attempts.iter().any(Attempt::server_fault)
+            || self.attempts.iter().all(|a| a.outcome == "skipped")
+    }
+
+    /// The last model a request went to.
+    pub fn last_model(&self) -> Option<&str> {
+        self.attempts
+            .iter()
+            .rev()
+            .find(|a| a.outcome != "skipped")
+            .map(|a| a.model.as_str())
+    }
+}
+
 /// A call's attempts (skips aside) as records, in order, each with the
 /// attempt it stands for: model, outcome, error, latency and the messages
 /// sent; the one that answered also carries its usage, cost and text. The
@@ -267,15 +331,38 @@ pub fn call_records<'a>(
         .collect()
 }
 
+/// Each model tried, in order, with its last error and how many tries it
+/// took: "a: server error 500: … (2 tries); b: skipped (cooling down)".
 fn summary(attempts: &[Attempt]) -> String {
     if attempts.is_empty() {
         return "none".into();
     }
-    attempts
+    let mut models: Vec<(&str, usize, &Attempt)> = Vec::new();
+    for a in attempts {
+        match models.iter_mut().find(|m| m.0 == a.model) {
+            Some(m) => {
+                m.1 += usize::from(a.outcome != "skipped");
+                m.2 = a;
+            }
+            None => models.push((&a.model, usize::from(a.outcome != "skipped"), a)),
+        }
+    }
+    models
         .iter()
-        .map(|a| format!("{} {}", a.model, a.error_kind.unwrap_or(a.outcome)))
+        .map(|(model, tries, last)| {
+            let what = last
+                .error
+                .as_deref()
+                .map(|e| crate::describe::short(e, 160))
+                .unwrap_or_else(|| last.outcome.to_string());
+            match (last.outcome, tries) {
+                ("skipped", _) => format!("{model}: skipped ({what})"),
+                (_, 1) => format!("{model}: {what}"),
+                (_, n) => format!("{model}: {what} ({n} tries)"),
+            }
+        })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join("; ")
 }
 
 pub struct Caller {
@@ -515,7 +602,7 @@ impl Caller {
             // when some model failed for a reason waiting does not fix.
             let mut busy_wait: Option<Duration> = None;
             let mut all_busy = true;
-            for id in chain {
+            for (at, id) in chain.iter().enumerate() {
                 let Some(model) = self.registry.model(id) else {
                     continue;
                 };
@@ -544,6 +631,12 @@ impl Caller {
                 // Past the first round every model asked was busy, and a
                 // busy model is asked again even if that cooled it down.
                 if round == 1 && self.open(id) {
+                    if let Some(left) = self.breakers.busy_for(id) {
+                        // Busy, not broken: waited for if all the chain is.
+                        attempts.push(skip("busy; skipped until its retry-after"));
+                        busy_wait = Some(busy_wait.map_or(left, |b| b.min(left)));
+                        continue;
+                    }
                     attempts.push(skip("cooling down after repeated failures"));
                     all_busy = false;
                     continue;
@@ -657,17 +750,36 @@ impl Caller {
                             attempt -= 1;
                         }
                     }
-                    if let LlmError::Connect(_) = e {
-                        // Nothing listens there: every model of that server
-                        // is down, and asking again now is refused again.
+                    // Nothing listens there, it hung before answering, or
+                    // it refuses the key: every model of that server is
+                    // cooled at once (a hang for at least as long as it
+                    // kept the call waiting), and not asked again now.
+                    let server_wide = match &e {
+                        LlmError::Connect(_) | LlmError::Auth { .. } => Some(Duration::ZERO),
+                        LlmError::Timeout { waited, .. } if e.hung() => Some(*waited),
+                        _ => None,
+                    };
+                    if let Some(at_least) = server_wide {
                         for m in self
                             .registry
                             .models
                             .iter()
                             .filter(|m| m.provider == provider.name)
                         {
-                            self.breakers.trip(&m.id);
+                            self.breakers.trip_for(&m.id, at_least);
                         }
+                        retry = false;
+                    }
+                    // Busy, with another model to ask: that one is asked
+                    // now, and this one is left alone for its retry-after
+                    // by every call.
+                    if e.busy()
+                        && round == 1
+                        && chain[at + 1..]
+                            .iter()
+                            .any(|m| self.registry.model(m).is_some() && !self.open(m))
+                    {
+                        self.breakers.cool_busy(id, wait.max(BUSY_COOLDOWN));
                         retry = false;
                     }
                     glitch_retried |= glitch;

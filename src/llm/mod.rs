@@ -250,6 +250,25 @@ impl LlmError {
         self.transient() && !matches!(self, LlmError::Connect(_) | LlmError::Timeout { .. })
     }
 
+    /// The server's fault, not the request's: down, busy, hung, erroring,
+    /// a cut or garbled stream, a refused key. Retrying later (or on
+    /// another model) can fix it, so it never blocks a task. What is left
+    /// is the request's own: too long for the window, or refused as wrong.
+    pub fn server_fault(&self) -> bool {
+        !matches!(
+            self,
+            LlmError::ContextLength(_)
+                | LlmError::OutputTooLong { .. }
+                | LlmError::BadRequest { .. }
+        )
+    }
+
+    /// Silent before the answer began (its first byte or first token):
+    /// the server is hung, and its other models with it.
+    pub fn hung(&self) -> bool {
+        matches!(self, LlmError::Timeout { what, .. } if *what != "next chunk")
+    }
+
     /// llama.cpp's 503 "Loading model" (Ollama says "loading model" too).
     pub fn loading(&self) -> bool {
         matches!(self, LlmError::Server { message, .. } if message.to_lowercase().contains("loading model"))
@@ -373,6 +392,17 @@ fn output_too_long(message: &str) -> Option<LlmError> {
 /// Anything else is a broken stream.
 pub fn in_band_error(data: &str) -> LlmError {
     let v: Option<serde_json::Value> = serde_json::from_str(data).ok();
+    // TGI's chat stream says every error as `{"error": {"message": …,
+    // "http_status_code": 422}}` (`InferError::into_openai_event`): the
+    // status is always 422, so its message says which error it is.
+    if let Some(message) = v
+        .as_ref()
+        .filter(|v| v.pointer("/error/http_status_code").is_some())
+        .and_then(|v| v.pointer("/error/message"))
+        .and_then(|m| m.as_str())
+    {
+        return tgi_event_error(message, data);
+    }
     let kind = v
         .as_ref()
         .and_then(|v| v.get("error_type").or_else(|| v.pointer("/error/type")))
@@ -390,6 +420,29 @@ pub fn in_band_error(data: &str) -> LlmError {
         (_, "overloaded_error") => 529,
         (_, "validation") => 422,
         _ => return LlmError::StreamBroken(error_message(data)),
+    };
+    classify(status, data, None)
+}
+
+/// A TGI chat-stream error by its `InferError` message (router/src/infer).
+fn tgi_event_error(message: &str, data: &str) -> LlmError {
+    let status = if message.starts_with("Model is overloaded") {
+        503
+    } else if message.starts_with("Request failed during generation") {
+        500
+    } else if [
+        "Input validation error",
+        "Template error",
+        "Missing template",
+        "Tool error",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p))
+    {
+        422
+    } else {
+        // "Incomplete generation stream", a serialization error.
+        return LlmError::StreamBroken(message.to_string());
     };
     classify(status, data, None)
 }

@@ -62,7 +62,7 @@ impl OpenAiClient {
         if req.stream
             && matches!(
                 self.flavour.as_str(),
-                "vllm" | "tgi" | "openai" | "openrouter" | "lmstudio"
+                "vllm" | "tgi" | "llamacpp" | "openai" | "openrouter" | "lmstudio"
             )
         {
             body["stream_options"] = json!({"include_usage": true});

@@ -1068,6 +1068,8 @@ async fn summarize(
         temperature: registry.roles[&Role::Summarizer].temperature,
         max_tokens: 400,
         role: Some(Role::Summarizer),
+        // Streamed: the first-byte timeout then bounds the wait, not the answer.
+        stream: true,
         ..Default::default()
     };
     let out = caller

@@ -116,24 +116,31 @@ pub enum Event {
     Started,
     Planned(Plan),
     PlanFailed(String),
+    /// `by`: the model that answered, when a server fault moved the call
+    /// past the one asked (None: the one asked).
     Answered {
         text: String,
+        by: Option<String>,
     },
-    /// `unreachable`: no server answered at all (connection refused), as
-    /// opposed to a model that answered badly or an error status.
+    /// No model from the one asked to the end of the chain gave an
+    /// answer. `server`: a server's fault stood in the way (down, busy,
+    /// hung, an error status, a cut stream), which is never the task's;
+    /// otherwise the request's (refused as wrong) or the model's (no
+    /// answer), and `last` is the model the call ended on.
     AnswerFailed {
         error: String,
-        unreachable: bool,
+        server: bool,
+        last: Option<String>,
     },
     /// The executor's prompt did not fit its model's window.
     Overflowed {
         error: String,
     },
-    /// The k answers, or why each failed; `unreachable` when every one was
-    /// a refused connection.
+    /// The k answers, or why each failed; `server` when every one failed
+    /// for a server's fault.
     Sampled {
         samples: Vec<Result<Sample, String>>,
-        unreachable: bool,
+        server: bool,
     },
     /// Each voter's pick, an index into the candidates; `None` when a voter
     /// gave no usable answer.
@@ -145,6 +152,8 @@ pub enum Event {
         output: String,
     },
     Reviewed(Verdict),
+    /// No critic gave a verdict (its servers failed, or its answers were
+    /// unusable): not the task's fault.
     CriticFailed(String),
     HandoffWritten(String),
     Cancelled,
@@ -214,9 +223,10 @@ pub enum Effect {
     Release {
         reason: String,
     },
-    /// Back to pending because no model that could take the task is up (or
-    /// answered): the servers' state, not the task's. The run goes on with
-    /// other tasks and leaves this one for a later run.
+    /// Back to pending because no model that could take the task is up,
+    /// answered, or reviewed its answer: the servers' fault, not the
+    /// task's. The run goes on with other tasks and leaves this one for a
+    /// later run.
     Unreachable {
         reason: String,
     },
@@ -272,8 +282,6 @@ pub struct Step {
     candidates: Vec<String>,
     votes: Vec<u32>,
     ballots: u32,
-    /// Every failure so far was a refused connection: no server is up.
-    only_unreachable: bool,
     /// Failing checks on the current model.
     check_fails: u32,
     /// The current answer's change passed the checks.
@@ -316,7 +324,6 @@ impl Step {
             candidates: Vec::new(),
             votes: Vec::new(),
             ballots: 0,
-            only_unreachable: true,
             check_fails: 0,
             checked: false,
             last_check: None,
@@ -366,8 +373,8 @@ impl Step {
                 out.extend(self.execute());
                 out
             }
-            (Phase::Executing, Event::Answered { text }) if self.setup.no_review => {
-                self.only_unreachable = false;
+            (Phase::Executing, Event::Answered { text, by }) if self.setup.no_review => {
+                self.adopt(by);
                 self.answer = Some(text.clone());
                 self.finish(Effect::Complete {
                     answer: text,
@@ -377,48 +384,51 @@ impl Step {
                     verified: false,
                 })
             }
-            (Phase::Executing, Event::Answered { text }) if !text.trim().is_empty() => {
+            (Phase::Executing, Event::Answered { text, by }) if !text.trim().is_empty() => {
+                self.adopt(by);
                 self.answer = Some(text.clone());
                 self.judge(text)
             }
-            (Phase::Checking, Event::Checked { passed, output }) => {
-                self.only_unreachable = false;
-                self.checked(passed, output)
-            }
-            (Phase::Executing, Event::Answered { .. }) => {
-                self.only_unreachable = false;
+            (Phase::Checking, Event::Checked { passed, output }) => self.checked(passed, output),
+            (Phase::Executing, Event::Answered { by, .. }) => {
+                self.adopt(by);
                 self.escalate("it answered with nothing")
             }
-            (Phase::Executing, Event::AnswerFailed { error, unreachable }) => {
-                self.only_unreachable &= unreachable;
-                self.escalate(&format!("it failed: {}", excerpt(&error, 200)))
+            (Phase::Executing, Event::AnswerFailed { error, server, .. }) if server => {
+                self.servers_failed(&error)
             }
-            (Phase::Executing, Event::Overflowed { error }) => {
-                self.only_unreachable = false;
-                self.overflowed(&error)
+            (Phase::Executing, Event::AnswerFailed { error, last, .. }) => {
+                let why = format!("it failed: {}", excerpt(&error, 200));
+                self.adopt_as(last, &why);
+                self.escalate(&why)
             }
-            (
-                Phase::Sampling,
-                Event::Sampled {
-                    samples,
-                    unreachable,
-                },
-            ) => {
-                self.only_unreachable &= unreachable;
-                self.sampled(samples)
+            (Phase::Executing, Event::Overflowed { error }) => self.overflowed(&error),
+            (Phase::Sampling, Event::Sampled { samples, server })
+                if server && samples.iter().all(Result::is_err) =>
+            {
+                let why = samples
+                    .into_iter()
+                    .find_map(Result::err)
+                    .unwrap_or_default();
+                self.servers_failed(&why)
             }
+            (Phase::Sampling, Event::Sampled { samples, .. }) => self.sampled(samples),
             (Phase::Voting, Event::Ballots(picks)) => self.ballots(picks),
-            (Phase::Critiquing, Event::Reviewed(v)) => {
-                self.only_unreachable = false;
-                self.reviewed(v)
+            (Phase::Critiquing, Event::Reviewed(v)) => self.reviewed(v),
+            (Phase::Critiquing, Event::CriticFailed(e)) => {
+                let checked = if self.checked {
+                    " Its change passed the check; the next run does the work again and asks the critic then."
+                } else {
+                    ""
+                };
+                self.finish(Effect::Unreachable {
+                    reason: format!(
+                        "No critic could review the answer ({}); not the task's fault, so it is back in the queue.{checked} Check the critic's models (`llmclis models health`). The answer began: {}",
+                        excerpt(&e, 200),
+                        excerpt(self.answer.as_deref().unwrap_or(""), 300)
+                    ),
+                })
             }
-            (Phase::Critiquing, Event::CriticFailed(e)) => self.finish(Effect::Block {
-                reason: format!(
-                    "No critic could review the answer ({}); the answer is kept with the task. Check the critic's models (`llmclis models health`), then set the task back to pending.",
-                    excerpt(&e, 200)
-                ),
-                last_answer: self.answer.clone(),
-            }),
             (Phase::HandingOff, Event::HandoffWritten(text)) => {
                 self.model = self.next;
                 self.round = 1;
@@ -434,6 +444,43 @@ impl Step {
     fn finish(&mut self, effect: Effect) -> Vec<Effect> {
         self.phase = Phase::Finished;
         vec![effect]
+    }
+
+    /// The call moved past a failing server to a later model of the chain,
+    /// which now works on the task.
+    fn adopt(&mut self, by: Option<String>) {
+        self.adopt_as(by, "its server failed; the next model took over");
+    }
+
+    /// `adopt`, saying `why` of each model the call moved past.
+    fn adopt_as(&mut self, by: Option<String>, why: &str) {
+        let Some(i) = by.and_then(|m| self.setup.chain.iter().position(|c| *c == m)) else {
+            return;
+        };
+        if i > self.model {
+            for skipped in &self.setup.chain[self.model..i] {
+                self.tried.push(format!("{skipped}: {why}"));
+            }
+            self.model = i;
+            self.round = 1;
+            self.check_fails = 0;
+        }
+    }
+
+    /// Every model from the current one on failed for its server's fault:
+    /// back to the queue, never blocked.
+    fn servers_failed(&mut self, error: &str) -> Vec<Effect> {
+        let from = self.current_model().unwrap_or("the chain").to_string();
+        self.tried.push(format!(
+            "{from} and the models after it: {}",
+            excerpt(error, 300)
+        ));
+        self.finish(Effect::Unreachable {
+            reason: format!(
+                "The model servers failed, not the task ({}); it is back in the queue. Start or fix the servers (`llmclis models health` shows each) and run again.",
+                self.tried.join("; ")
+            ),
+        })
     }
 
     fn start(&mut self) -> Vec<Effect> {
@@ -625,14 +672,6 @@ impl Step {
                         min_window,
                     },
                 ]
-            }
-            None if self.only_unreachable && self.answer.is_none() => {
-                self.finish(Effect::Unreachable {
-                    reason: format!(
-                        "No model server answered or could take the request (down, overloaded or still loading: {}); the task is back in the queue. Start the servers or wait for them (`llmclis models health` shows each) and run again.",
-                        self.tried.join("; ")
-                    ),
-                })
             }
             None if self.last_check.is_some() && self.setup.may_split && !self.split_tried => {
                 self.split_tried = true;
@@ -953,7 +992,10 @@ mod tests {
     }
 
     fn answered(t: &str) -> Event {
-        Event::Answered { text: t.into() }
+        Event::Answered {
+            text: t.into(),
+            by: None,
+        }
     }
 
     fn requests(effects: &[Effect]) -> Vec<&Effect> {
@@ -1029,12 +1071,73 @@ mod tests {
         assert!(
             matches!(&e[..], [Effect::Execute { model, round: 1, critique: None, handoff: Some(h) }] if model == "b" && h.contains("tried v1"))
         );
-        s.handle(Event::AnswerFailed {
-            error: "server error 500".into(),
-            unreachable: false,
+        let e = s.handle(Event::AnswerFailed {
+            error: "request refused (400): bad schema".into(),
+            server: false,
+            last: None,
         });
-        // b failed after a's rejected answer: blocked, saying why, keeping a's answer.
-        assert!(s.is_finished());
+        // b's request was refused after a's rejected answer: blocked,
+        // saying why, keeping a's answer.
+        assert!(
+            matches!(&e[..], [Effect::Block { reason, last_answer: Some(a) }] if reason.contains("after 1 rounds") && reason.contains("bad schema") && a == "v1"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_servers_fault_after_a_rejected_answer_sends_the_task_back_never_blocks() {
+        let mut s = Step::new(Setup {
+            max_rounds: 1,
+            ..setup(&["a", "b"])
+        });
+        s.handle(Event::Started);
+        s.handle(answered("v1"));
+        s.handle(Event::Reviewed(verdict("revise", &["wrong"])));
+        s.handle(Event::HandoffWritten("h".into()));
+        let e = s.handle(Event::AnswerFailed {
+            error: "server error 500: EngineCore died".into(),
+            server: true,
+            last: None,
+        });
+        assert!(
+            matches!(&e[..], [Effect::Unreachable { reason }] if reason.contains("not the task") && reason.contains("EngineCore died")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_critic_that_cannot_be_reached_sends_the_task_back_never_blocks() {
+        let mut s = Step::new(Setup {
+            checks: true,
+            ..setup(&["a"])
+        });
+        s.handle(Event::Started);
+        s.handle(answered("the fix"));
+        s.handle(Event::Checked {
+            passed: true,
+            output: String::new(),
+        });
+        let e = s.handle(Event::CriticFailed("TGI 429 Model is overloaded".into()));
+        assert!(
+            matches!(&e[..], [Effect::Unreachable { reason }] if reason.contains("No critic could review") && reason.contains("passed the check") && reason.contains("the fix")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_answer_from_a_later_model_makes_it_the_one_working() {
+        let mut s = Step::new(setup(&["a", "b", "c"]));
+        s.handle(Event::Started);
+        s.handle(Event::Answered {
+            text: "v1".into(),
+            by: Some("b".into()),
+        });
+        assert_eq!(s.current_model(), Some("b"));
+        let e = s.handle(Event::Reviewed(verdict("approve", &[])));
+        assert!(
+            matches!(&e[..], [Effect::Complete { model: Some(m), .. }] if m == "b"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1042,8 +1145,9 @@ mod tests {
         let mut s = Step::new(setup(&["a", "b"]));
         s.handle(Event::Started);
         let e = s.handle(Event::AnswerFailed {
-            error: "cannot connect".into(),
-            unreachable: true,
+            error: "request refused (400): no such parameter".into(),
+            server: false,
+            last: None,
         });
         assert!(matches!(&e[0], Effect::Note(n) if n.contains("Escalating from a to b")));
         // Nothing came back from a: nothing to hand off, b starts at once.
@@ -1052,13 +1156,17 @@ mod tests {
             "{e:?}"
         );
         let e = s.handle(Event::AnswerFailed {
-            error: "timed out".into(),
-            unreachable: false,
+            error: "the model gave no answer without tools".into(),
+            server: false,
+            last: None,
         });
         match &e[..] {
             [Effect::Block { reason, .. }] => {
-                assert!(reason.contains("a: it failed: cannot connect"), "{reason}");
-                assert!(reason.contains("b: it failed: timed out"), "{reason}");
+                assert!(reason.contains("a: it failed: request refused"), "{reason}");
+                assert!(
+                    reason.contains("b: it failed: the model gave no answer"),
+                    "{reason}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -1183,7 +1291,7 @@ mod tests {
                 }),
                 Err("timeout".into()),
             ],
-            unreachable: false,
+            server: false,
         });
         assert!(matches!(&e[0], Effect::Note(n) if n.contains("2 of 5 answers red-flagged")));
         // "x = 1" has 2 votes (whitespace-equal), "y = 2" one: a lead of 1 < 2.
@@ -1203,7 +1311,7 @@ mod tests {
         s.handle(Event::Started);
         let e = s.handle(Event::Sampled {
             samples: vec![sample("p"), sample("q")],
-            unreachable: false,
+            server: false,
         });
         assert!(matches!(&e[..], [Effect::Vote { ballots: 3, .. }]));
         let e = s.handle(Event::Ballots(vec![Some(1), None, Some(1)]));
@@ -1220,7 +1328,7 @@ mod tests {
         s.handle(Event::Started);
         let e = s.handle(Event::Sampled {
             samples: vec![Err("x".into()), sample("  ")],
-            unreachable: false,
+            server: false,
         });
         // Every answer flagged: the next model samples at once.
         assert!(
@@ -1235,14 +1343,15 @@ mod tests {
     fn no_server_answering_at_all_is_not_the_tasks_fault() {
         let mut s = Step::new(setup(&["a", "b"]));
         s.handle(Event::Started);
-        let down = || Event::AnswerFailed {
+        // The caller went down the chain itself: one event says it all.
+        let e = s.handle(Event::AnswerFailed {
             error: "cannot connect".into(),
-            unreachable: true,
-        };
-        s.handle(down());
-        s.handle(Event::HandoffWritten("h".into()));
+            server: true,
+            last: Some("b".into()),
+        });
         assert!(
-            matches!(&s.handle(down())[..], [Effect::Unreachable { reason }] if reason.contains("No model server answered or could take the request"))
+            matches!(&e[..], [Effect::Unreachable { reason }] if reason.contains("The model servers failed, not the task")),
+            "{e:?}"
         );
     }
 

@@ -35,10 +35,10 @@ pub enum Reply {
     /// Headers, then silence for this long before the answer: a hung
     /// generation.
     Hang(Duration),
-    /// A native tool call (name, arguments as JSON text); streamed as vLLM
+    /// A native tool call (id, name, arguments as JSON text); streamed as vLLM
     /// streams one when the request streams: the id and name first, the
     /// arguments in pieces, `finish_reason: tool_calls`.
-    ToolCall(&'static str, &'static str),
+    ToolCall(&'static str, &'static str, &'static str),
 }
 
 /// Requests whose messages contain `needle` take `replies` in order, then
@@ -313,53 +313,197 @@ async fn embeddings(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     axum::Json(serde_json::json!({"data": data, "model": req["model"]})).into_response()
 }
 
-/// Ollama's native `/api/chat`, non-streaming: an `Ok` reply in its form;
+/// The protocol a request came in on: each answer is written in its form,
+/// streamed or not as the request asks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Proto {
+    OpenAi,
+    Ollama,
+    Anthropic,
+}
+
+/// Ollama's native `/api/chat`: answers as its JSON (streamed as NDJSON);
 /// any other reply as scripted.
 async fn ollama_chat(state: State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    let resp = chat(state, headers, body).await;
-    native(resp, |text| {
-        serde_json::json!({
-            "model": "fake", "message": {"role": "assistant", "content": text},
-            "done": true, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 3
-        })
-    })
-    .await
+    respond(state, Proto::Ollama, headers, body).await
 }
 
-/// Anthropic's `/v1/messages`, non-streaming, the same way.
+/// Anthropic's `/v1/messages`, the same way (streamed as its events).
 async fn anthropic_messages(state: State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    let resp = chat(state, headers, body).await;
-    native(resp, |text| {
-        serde_json::json!({
-            "type": "message", "role": "assistant",
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn", "usage": {"input_tokens": 11, "output_tokens": 3}
-        })
-    })
-    .await
+    respond(state, Proto::Anthropic, headers, body).await
 }
 
-/// Re-renders an OpenAI-style JSON success in another protocol's form.
-async fn native(resp: Response, form: impl Fn(&str) -> serde_json::Value) -> Response {
-    let is_json = resp
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if resp.status() != StatusCode::OK || !is_json {
-        return resp;
+async fn chat(state: State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    respond(state, Proto::OpenAi, headers, body).await
+}
+
+/// One whole answer, before it is written in a protocol's form.
+struct Answer {
+    text: String,
+    finish: &'static str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    tool: Option<(&'static str, &'static str, &'static str)>,
+    /// Streams carry usage (vLLM with `include_usage`); a plain `Ok`
+    /// streams without, as llama-cpp-python does.
+    stream_usage: bool,
+}
+
+/// A string in two pieces, split on a character boundary.
+fn halves(s: &str) -> (&str, &str) {
+    let mut at = s.len() / 2;
+    while !s.is_char_boundary(at) {
+        at += 1;
     }
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let text = v
-        .pointer("/choices/0/message/content")
-        .and_then(|t| t.as_str())
-        .unwrap_or_default();
-    axum::Json(form(text)).into_response()
+    s.split_at(at)
 }
 
-async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+fn sse(events: impl IntoIterator<Item = String>) -> Response {
+    let body: String = events.into_iter().collect();
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+/// Writes `a` as `proto` does, streamed when `stream`.
+fn write_answer(proto: Proto, stream: bool, include_usage: bool, a: Answer) -> Response {
+    use serde_json::json;
+    let words: Vec<String> = a.text.split_inclusive(' ').map(String::from).collect();
+    let usage = a.stream_usage && include_usage;
+    match (proto, stream) {
+        (Proto::OpenAi, false) => {
+            let mut message = json!({"role": "assistant", "content": a.text});
+            if let Some((id, name, args)) = a.tool {
+                message["tool_calls"] = json!([{"id": id, "type": "function", "function": {"name": name, "arguments": args}}]);
+            }
+            axum::Json(json!({
+                "choices": [{"index": 0, "message": message, "finish_reason": a.finish}],
+                "usage": {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
+                          "total_tokens": a.prompt_tokens + a.completion_tokens}
+            }))
+            .into_response()
+        }
+        (Proto::OpenAi, true) => {
+            let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                )
+            };
+            let mut events: Vec<String> = words
+                .iter()
+                .map(|w| chunk(json!({"content": w}), None))
+                .collect();
+            if let Some((id, name, args)) = a.tool {
+                // As vLLM streams one: id and name first, the arguments in pieces.
+                let (x, y) = halves(args);
+                events.push(chunk(json!({"role": "assistant", "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}), None));
+                for piece in [x, y] {
+                    events.push(chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                        None,
+                    ));
+                }
+            }
+            events.push(chunk(json!({}), Some(a.finish)));
+            if usage {
+                events.push(format!(
+                    "data: {}\n\n",
+                    json!({"choices": [], "usage": {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens, "total_tokens": a.prompt_tokens + a.completion_tokens}})
+                ));
+            }
+            events.push("data: [DONE]\n\n".into());
+            sse(events)
+        }
+        (Proto::Ollama, false) => axum::Json(json!({
+            "model": "fake", "message": {"role": "assistant", "content": a.text},
+            "done": true, "done_reason": a.finish,
+            "prompt_eval_count": a.prompt_tokens, "eval_count": a.completion_tokens
+        }))
+        .into_response(),
+        (Proto::Ollama, true) => {
+            // NDJSON (server/routes.go `streamResponse`): a line per piece,
+            // the last with `done` and the counts.
+            let mut body: String = words
+                .iter()
+                .map(|w| {
+                    format!(
+                        "{}\n",
+                        json!({"model": "fake", "message": {"role": "assistant", "content": w}, "done": false})
+                    )
+                })
+                .collect();
+            body.push_str(&format!(
+                "{}\n",
+                json!({"model": "fake", "message": {"role": "assistant", "content": ""}, "done": true,
+                       "done_reason": a.finish, "prompt_eval_count": a.prompt_tokens, "eval_count": a.completion_tokens})
+            ));
+            ([("content-type", "application/x-ndjson")], body).into_response()
+        }
+        (Proto::Anthropic, false) => {
+            let mut content = vec![json!({"type": "text", "text": a.text})];
+            if let Some((id, name, args)) = a.tool {
+                let input: serde_json::Value = serde_json::from_str(args).unwrap_or(json!({}));
+                content.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+            }
+            let stop = match (a.tool, a.finish) {
+                (Some(_), _) => "tool_use",
+                (_, "length") => "max_tokens",
+                _ => "end_turn",
+            };
+            axum::Json(json!({
+                "type": "message", "role": "assistant", "content": content, "stop_reason": stop,
+                "usage": {"input_tokens": a.prompt_tokens, "output_tokens": a.completion_tokens}
+            }))
+            .into_response()
+        }
+        (Proto::Anthropic, true) => {
+            let event =
+                |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+            let mut events = vec![
+                event(
+                    "message_start",
+                    json!({"type": "message_start", "message": {"usage": {"input_tokens": a.prompt_tokens}}}),
+                ),
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                ),
+            ];
+            for w in &words {
+                events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+            }
+            events.push(event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+            if let Some((id, name, args)) = a.tool {
+                let (x, y) = halves(args);
+                events.push(event("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}})));
+                for piece in [x, y] {
+                    events.push(event("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+                }
+                events.push(event(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 1}),
+                ));
+            }
+            let stop = match (a.tool, a.finish) {
+                (Some(_), _) => "tool_use",
+                (_, "length") => "max_tokens",
+                _ => "end_turn",
+            };
+            events.push(event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": a.completion_tokens}})));
+            events.push(event("message_stop", json!({"type": "message_stop"})));
+            sse(events)
+        }
+    }
+}
+
+async fn respond(
+    State(inner): State<Arc<Inner>>,
+    proto: Proto,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     inner.hits.fetch_add(1, Ordering::SeqCst);
     *inner.last_auth.lock().unwrap() = headers
         .get("authorization")
@@ -367,6 +511,8 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         .map(String::from);
     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let stream = req["stream"].as_bool().unwrap_or(false);
+    let include_usage =
+        req.pointer("/stream_options/include_usage") == Some(&serde_json::json!(true));
     inner.requests.lock().unwrap().push(req.clone());
     if loading(&inner) {
         return (StatusCode::SERVICE_UNAVAILABLE, LOADING).into_response();
@@ -432,38 +578,40 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
                 tokio::time::sleep(d).await;
                 reply = *inner_reply;
             }
-            Reply::Ok(text) if stream => {
-                let mut body = String::new();
-                for word in text.split_inclusive(' ') {
-                    body.push_str(&format!(
-                        "data: {}\n\n",
-                        serde_json::json!({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]})
-                    ));
-                }
-                body.push_str(&format!(
-                    "data: {}\n\ndata: [DONE]\n\n",
-                    serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-                ));
-                return ([("content-type", "text/event-stream")], body).into_response();
+            Reply::Ok(text) => {
+                return write_answer(
+                    proto,
+                    stream,
+                    include_usage,
+                    Answer {
+                        text: text.to_string(),
+                        finish: "stop",
+                        prompt_tokens: 11,
+                        completion_tokens: 3,
+                        tool: None,
+                        stream_usage: false,
+                    },
+                );
             }
             Reply::Text(_, _) | Reply::Cut(_, _) => {
-                let (text, tokens, finish) = match reply {
+                let (text, n, finish) = match reply {
                     Reply::Text(t, n) => (t, n, "stop"),
                     Reply::Cut(t, n) => (t, n, "length"),
                     _ => unreachable!(),
                 };
-                return axum::Json(serde_json::json!({
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                    "usage": {"prompt_tokens": 50, "completion_tokens": tokens, "total_tokens": 50 + tokens}
-                }))
-                .into_response();
-            }
-            Reply::Ok(text) => {
-                return axum::Json(serde_json::json!({
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
-                }))
-                .into_response();
+                return write_answer(
+                    proto,
+                    stream,
+                    include_usage,
+                    Answer {
+                        text,
+                        finish,
+                        prompt_tokens: 50,
+                        completion_tokens: n,
+                        tool: None,
+                        stream_usage: true,
+                    },
+                );
             }
             Reply::Status(code, body, extra) => {
                 let mut resp =
@@ -519,27 +667,20 @@ async fn chat(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
                 )
                     .into_response();
             }
-            Reply::ToolCall(name, args) if stream => {
-                let (a, b) = args.split_at(args.len() / 2);
-                let first = serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_s1", "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null}]});
-                let piece = |p: &str| serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": p}}]}, "finish_reason": null}]});
-                let last = serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]});
-                let body: String = [first, piece(a), piece(b), last]
-                    .iter()
-                    .map(|c| format!("data: {c}\n\n"))
-                    .chain(["data: [DONE]\n\n".to_string()])
-                    .collect();
-                return ([("content-type", "text/event-stream")], body).into_response();
-            }
-            Reply::ToolCall(name, args) => {
-                return axum::Json(serde_json::json!({
-                    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-                        "role": "assistant", "content": "",
-                        "tool_calls": [{"id": "call_s1", "type": "function", "function": {"name": name, "arguments": args}}]
-                    }}],
-                    "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
-                }))
-                .into_response();
+            Reply::ToolCall(id, name, args) => {
+                return write_answer(
+                    proto,
+                    stream,
+                    include_usage,
+                    Answer {
+                        text: String::new(),
+                        finish: "tool_calls",
+                        prompt_tokens: 50,
+                        completion_tokens: 10,
+                        tool: Some((id, name, args)),
+                        stream_usage: true,
+                    },
+                );
             }
             Reply::Raw(body) => {
                 return (

@@ -19,6 +19,14 @@ pub struct Env {
 }
 
 impl Env {
+    /// Writes a one-model registry (see `one_model_registry`) into the
+    /// environment's directory; its path, for `--registry`.
+    pub fn one_model_registry(&self, provider: &str, model: &str, id: &str) -> String {
+        let path = self.dir.path().join("registry.yaml");
+        std::fs::write(&path, one_model_registry(provider, model, id)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().expect("temp dir"),

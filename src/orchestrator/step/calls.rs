@@ -105,18 +105,15 @@ impl StepRun<'_> {
                     return self.tool_loop(model, req).await;
                 }
                 let role = self.exec_role;
+                let chain = self.onward(&model, &req, |_| true);
                 let mut relay = self.token_relay();
                 let sink: Option<crate::llm::Sink<'_>> = if self.shared.opts.stream_tokens {
-                    req.stream = true;
                     Some(&mut relay)
                 } else {
                     None
                 };
-                let result = self
-                    .shared
-                    .caller
-                    .call(std::slice::from_ref(&model), &req, sink)
-                    .await;
+                req.stream = true;
+                let result = self.shared.caller.call(&chain, &req, sink).await;
                 self.record("execute", role.as_str(), &req, &result, None)?;
                 Ok(match result {
                     Ok(o)
@@ -125,10 +122,12 @@ impl StepRun<'_> {
                     {
                         Event::AnswerFailed {
                             error: "the answer was cut off before it said anything".into(),
-                            unreachable: false,
+                            server: false,
+                            last: Some(o.model),
                         }
                     }
                     Ok(o) => Event::Answered {
+                        by: self.moved_on(&model, &o)?,
                         text: o.response.text,
                     },
                     Err(f) => self.failed(&f),
@@ -153,13 +152,13 @@ impl StepRun<'_> {
                 if self.toolbox.is_some() {
                     return self.sample_with_tools(model, n, req).await;
                 }
-                let chain = std::slice::from_ref(&model);
+                let chain = self.onward(&model, &req, |_| true);
                 let caller = &self.shared.caller;
-                let results = join_all((0..n).map(|_| caller.call(chain, &req, None))).await;
+                let results = join_all((0..n).map(|_| caller.call(&chain, &req, None))).await;
                 let role = self.exec_role;
-                let unreachable = results
+                let server = results
                     .iter()
-                    .all(|r| r.as_ref().err().is_some_and(only_refused));
+                    .all(|r| r.as_ref().err().is_some_and(CallFailed::server_fault));
                 let mut samples = Vec::new();
                 for r in results {
                     self.record("sample", role.as_str(), &req, &r, None)?;
@@ -172,10 +171,7 @@ impl StepRun<'_> {
                         Err(f) => Err(self.shared.caller.redact(&f.to_string())),
                     });
                 }
-                Ok(Event::Sampled {
-                    samples,
-                    unreachable,
-                })
+                Ok(Event::Sampled { samples, server })
             }
             Effect::Vote {
                 candidates,
@@ -376,16 +372,24 @@ impl StepRun<'_> {
     }
 
     /// The event for an executor call no model answered: an overflow
-    /// (escalates to a bigger window), or a failure, `unreachable` when
-    /// only the servers' state stood in the way.
+    /// (escalates to a bigger window), or a failure, the servers' when a
+    /// server's fault stood in the way.
     pub(super) fn failed(&self, f: &CallFailed) -> Event {
         let error = self.shared.caller.redact(&f.to_string());
+        if f.server_fault() {
+            return Event::AnswerFailed {
+                error,
+                server: true,
+                last: f.last_model().map(str::to_string),
+            };
+        }
         if matches!(f.last, Some(crate::llm::LlmError::ContextLength(_))) {
             return Event::Overflowed { error };
         }
         Event::AnswerFailed {
-            unreachable: only_refused(f),
             error,
+            server: false,
+            last: f.last_model().map(str::to_string),
         }
     }
     /// Watchers (the TUI's run panel) see the answer as it is written.

@@ -420,12 +420,83 @@ impl<'a> StepRun<'a> {
             temperature: temperature.or(p.temperature).unwrap_or(role_temp),
             max_tokens: p.max_tokens.unwrap_or(2048),
             json_schema: p.response_schema.clone(),
-            stream: false,
+            // Every call streams where the server does: `timeout_secs` then
+            // bounds the wait for the first byte, never a long answer.
+            stream: true,
             keep_alive: None,
             num_ctx: None,
             role: None,
             tools: Vec::new(),
         }
+    }
+
+    /// The executor's chain for one call: `model`, then the models after
+    /// it in the step's chain whose window holds `req` (and, with `same`,
+    /// that pass it), so a server's fault moves the call on at once
+    /// instead of waiting on a busy or broken server.
+    fn onward(
+        &self,
+        model: &str,
+        req: &ChatRequest,
+        same: impl Fn(&crate::registry::Model) -> bool,
+    ) -> Vec<String> {
+        let chain = self
+            .decision
+            .as_ref()
+            .map(|d| d.chain.as_slice())
+            .unwrap_or_default();
+        let after = chain
+            .iter()
+            .position(|m| m == model)
+            .map_or(&[][..], |i| &chain[i + 1..]);
+        let tokens = req
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
+        let registry = self.shared.caller.registry();
+        let mut out = vec![model.to_string()];
+        out.extend(
+            self.holding(after, tokens, req.max_tokens)
+                .into_iter()
+                .filter(|id| registry.model(id).is_some_and(&same)),
+        );
+        out
+    }
+
+    /// After a call that moved past `asked` to a later model, says why on
+    /// the task; the model that answered, when it is not `asked`.
+    fn moved_on(&mut self, asked: &str, o: &CallOutcome) -> Result<Option<String>> {
+        if o.model == asked {
+            return Ok(None);
+        }
+        let why: Vec<String> = o
+            .attempts
+            .iter()
+            .filter(|a| a.model != o.model && a.outcome != "ok")
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a.model,
+                    a.error
+                        .as_deref()
+                        .unwrap_or(a.error_kind.unwrap_or(a.outcome))
+                )
+            })
+            .collect();
+        let text = format!(
+            "{asked}'s server failed ({}); {} answered instead.",
+            cut(&why.join("; "), 300),
+            o.model
+        );
+        self.db
+            .append_task_note(self.task.id, &text, &self.shared.holder)?;
+        self.emit(Progress::Note {
+            step: self.number,
+            task_id: self.task.id,
+            text,
+        });
+        Ok(Some(o.model.clone()))
     }
 
     /// The models of `chain` whose window holds a prompt of `tokens` and
@@ -525,19 +596,6 @@ fn in_flight(effect: &Effect) -> (&'static str, Option<String>) {
         Effect::Handoff { .. } => ("handoff", None),
         _ => ("other", None),
     }
-}
-
-/// Every try failed for the servers' state (refused, overloaded, loading;
-/// and there was at least one): no server can take the request now, as
-/// opposed to models that answered badly. The task goes back to the queue,
-/// never blocked.
-fn only_refused(f: &CallFailed) -> bool {
-    let mut errors = f
-        .attempts
-        .iter()
-        .filter(|a| a.outcome == "error")
-        .peekable();
-    errors.peek().is_some() && errors.all(|a| a.transient)
 }
 
 #[derive(serde::Deserialize)]

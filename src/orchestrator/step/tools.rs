@@ -20,7 +20,7 @@ impl StepRun<'_> {
             .expect("sampling with tools has a toolbox");
         self.candidates.clear();
         let mut samples = Vec::new();
-        let mut unreachable = true;
+        let mut server = true;
         for _ in 0..n {
             self.toolbox = Some(base.candidate());
             self.test_output = None;
@@ -34,8 +34,8 @@ impl StepRun<'_> {
                 }
             };
             samples.push(match event {
-                Event::Answered { text } => {
-                    unreachable = false;
+                Event::Answered { text, .. } => {
+                    server = false;
                     let diff = toolbox.diff();
                     let shown = if diff.is_empty() {
                         text.clone()
@@ -54,27 +54,23 @@ impl StepRun<'_> {
                     })
                 }
                 Event::AnswerFailed {
-                    error,
-                    unreachable: u,
+                    error, server: s, ..
                 } => {
-                    unreachable &= u;
+                    server &= s;
                     Err(error)
                 }
                 Event::Overflowed { error } => {
-                    unreachable = false;
+                    server = false;
                     Err(error)
                 }
                 other => {
-                    unreachable = false;
+                    server = false;
                     Err(format!("no answer ({other:?})"))
                 }
             });
         }
         self.toolbox = Some(base);
-        Ok(Event::Sampled {
-            samples,
-            unreachable,
-        })
+        Ok(Event::Sampled { samples, server })
     }
 
     /// The answer chosen by vote is about to be reviewed: its candidate's
@@ -101,7 +97,11 @@ impl StepRun<'_> {
     /// or with a JSON action block when its server has no tool calling),
     /// each call runs in the sandbox and its result goes back, until it
     /// answers without a tool or reaches `max_calls`.
-    pub(super) async fn tool_loop(&mut self, model: String, mut req: ChatRequest) -> Result<Event> {
+    pub(super) async fn tool_loop(
+        &mut self,
+        mut model: String,
+        mut req: ChatRequest,
+    ) -> Result<Event> {
         // Native tool calls where the client speaks them (not Ollama's
         // native API); the text protocol elsewhere.
         let registry = self.shared.caller.registry();
@@ -109,15 +109,10 @@ impl StepRun<'_> {
             m.capabilities.iter().any(|c| c == "tools") && !registry.provider_of(m).is_ollama()
         });
         let specs = tool_specs();
-        // Each turn streams to watchers (the board's run panel) where the
-        // client parses streamed tool calls: OpenAI-compatible servers, and
-        // any server under the text protocol.
-        let streams = self.shared.opts.stream_tokens
-            && !(native
-                && registry.model(&model).is_some_and(|m| {
-                    registry.provider_of(m).kind == crate::registry::ProviderKind::Anthropic
-                }));
-        req.stream = streams;
+        // Each turn streams (a long turn is never cut by the first-byte
+        // timeout); watchers (the board's run panel) see it as it comes.
+        let streams = self.shared.opts.stream_tokens;
+        req.stream = true;
         req.json_schema = None;
         if native {
             req.tools = specs
@@ -136,6 +131,8 @@ impl StepRun<'_> {
         // mistake): after this many in a row the tools are taken away.
         let mut repeats = (String::new(), 0usize);
         let mut stopped: Option<String> = None;
+        // The model that took over when a server failed mid-loop.
+        let mut answered_by: Option<String> = None;
         loop {
             if let Some(why) = &stopped {
                 // One last turn without tools must give the answer.
@@ -144,18 +141,26 @@ impl StepRun<'_> {
                     "{why} No more tool calls: answer now with what you did and what is left."
                 )));
             }
+            // A server's fault moves the turn on to a later model that
+            // speaks the same tool protocol; that model then goes on.
+            let same_protocol = |m: &crate::registry::Model| {
+                (m.capabilities.iter().any(|c| c == "tools")
+                    && !registry.provider_of(m).is_ollama())
+                    == native
+            };
+            let chain = self.onward(&model, &req, same_protocol);
             let mut relay = self.token_relay();
             let sink: Option<crate::llm::Sink<'_>> = if streams { Some(&mut relay) } else { None };
-            let result = self
-                .shared
-                .caller
-                .call(std::slice::from_ref(&model), &req, sink)
-                .await;
+            let result = self.shared.caller.call(&chain, &req, sink).await;
             self.record("execute", role.as_str(), &req, &result, None)?;
             let o = match result {
                 Ok(o) => o,
                 Err(f) => return Ok(self.failed(&f)),
             };
+            if let Some(next) = self.moved_on(&model, &o)? {
+                answered_by = Some(next.clone());
+                model = next;
+            }
             let asked: Vec<crate::llm::ToolCall> = if native {
                 o.response.tool_calls.clone()
             } else {
@@ -166,12 +171,14 @@ impl StepRun<'_> {
                 // a failed attempt, never a "done".
                 if !asked.is_empty() || o.response.text.trim().is_empty() {
                     return Ok(Event::AnswerFailed {
-                        unreachable: false,
+                        server: false,
+                        last: Some(model),
                         error: format!("{why} The model gave no answer without tools."),
                     });
                 }
                 return Ok(Event::Answered {
                     text: o.response.text,
+                    by: answered_by,
                 });
             }
             if asked.is_empty() {
@@ -179,7 +186,10 @@ impl StepRun<'_> {
                 if text.trim().is_empty() {
                     text = "(The agent made its changes with tools and wrote no summary.)".into();
                 }
-                return Ok(Event::Answered { text });
+                return Ok(Event::Answered {
+                    text,
+                    by: answered_by,
+                });
             }
             if calls >= max {
                 stopped = Some(format!("The tool budget of {max} calls is spent."));
