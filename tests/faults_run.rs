@@ -429,3 +429,89 @@ fn doctor_finds_a_refused_api_key() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// The real llama.cpp server: an answer that streams for 20 s and more
+/// against `timeout_secs: 5` is kept whole in `orchestrate` (the limit is
+/// on the first byte), not cut and paid for again elsewhere.
+#[test]
+fn a_real_answer_longer_than_its_timeout_is_kept_in_orchestrate() {
+    let Some((smollm, gemma, _turn)) = crate::support::servers() else {
+        return;
+    };
+    let env = crate::support::Env::new();
+    let mut roles = String::new();
+    for r in llmclis::registry::ROLES {
+        let model = if r == "coder" {
+            "gemma-270m"
+        } else {
+            "smollm2-135m"
+        };
+        roles.push_str(&format!(
+            "  {r}: {{ temperature: 0.2, models: [{model}] }}\n"
+        ));
+    }
+    let yaml = format!(
+        r#"providers:
+  - {{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: "{smollm}", timeout_secs: 60, local: true }}
+  - {{ name: gemma, kind: openai-compatible, flavour: llamacpp, base_url: "{gemma}", timeout_secs: 5, idle_timeout_secs: 5, local: true }}
+models:
+  - {{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 2048, max_output_tokens: 200, capabilities: [json_schema] }}
+  - {{ id: gemma-270m, provider: gemma, served_name: gemma-3-270m, context_window: 2048, max_output_tokens: 1400, capabilities: [json_schema] }}
+roles:
+{roles}rules:
+  - {{ name: default, role: coder }}
+modes:
+  offline: {{ providers: local }}
+  online: {{ providers: all }}
+"#
+    );
+    crate::orchestrate::install(&env, &yaml, 300);
+    std::fs::write(
+        env.config_dir().join("config.toml"),
+        "[orchestrator]\nmax_rounds = 1\n",
+    )
+    .unwrap();
+    env.run(&["project", "add", "demo"]).assert_ok();
+    env.run(&[
+        "task",
+        "add",
+        "--project-id",
+        "1",
+        "Write the numbers from one to five hundred in words, one per line, nothing else",
+    ])
+    .assert_ok();
+    let r = env.run(&[
+        "--json",
+        "orchestrate",
+        "--project-id",
+        "1",
+        "--max-steps",
+        "1",
+    ]);
+    assert!(r.code <= 1, "{}\n{}", r.stdout, r.stderr);
+    let s = llmclis::store::Store::open(&env.db()).unwrap();
+    let executes: Vec<_> = s
+        .model_calls(1)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.purpose.as_deref() == Some("execute"))
+        .collect();
+    assert_eq!(
+        executes.len(),
+        1,
+        "one request, never cut and sent again: {executes:?}"
+    );
+    let call = &executes[0];
+    let ms = call.latency_ms.unwrap_or(0);
+    assert_eq!(call.outcome, "ok", "{call:?}");
+    // About 30 s here (2 cores); past the 5 s limit wherever it runs.
+    assert!(
+        ms > 5_000,
+        "the answer streamed for {ms} ms, past timeout_secs: 5"
+    );
+    println!(
+        "real gemma-270m: {} completion tokens streamed over {:.1} s against timeout_secs: 5, kept",
+        call.completion_tokens.unwrap_or(0),
+        ms as f64 / 1000.0
+    );
+}
