@@ -152,9 +152,12 @@ pub enum Event {
         output: String,
     },
     Reviewed(Verdict),
-    /// No critic gave a verdict (its servers failed, or its answers were
-    /// unusable): not the task's fault.
-    CriticFailed(String),
+    /// No critic gave a verdict: `server` when its servers failed (down,
+    /// busy, erroring), otherwise every answer was unusable.
+    CriticFailed {
+        error: String,
+        server: bool,
+    },
     HandoffWritten(String),
     Cancelled,
 }
@@ -415,19 +418,8 @@ impl Step {
             (Phase::Sampling, Event::Sampled { samples, .. }) => self.sampled(samples),
             (Phase::Voting, Event::Ballots(picks)) => self.ballots(picks),
             (Phase::Critiquing, Event::Reviewed(v)) => self.reviewed(v),
-            (Phase::Critiquing, Event::CriticFailed(e)) => {
-                let checked = if self.checked {
-                    " Its change passed the check; the next run does the work again and asks the critic then."
-                } else {
-                    ""
-                };
-                self.finish(Effect::Unreachable {
-                    reason: format!(
-                        "No critic could review the answer ({}); not the task's fault, so it is back in the queue.{checked} Check the critic's models (`llmclis models health`). The answer began: {}",
-                        excerpt(&e, 200),
-                        excerpt(self.answer.as_deref().unwrap_or(""), 300)
-                    ),
-                })
+            (Phase::Critiquing, Event::CriticFailed { error, server }) => {
+                self.critic_failed(&error, server)
             }
             (Phase::HandingOff, Event::HandoffWritten(text)) => {
                 self.model = self.next;
@@ -444,6 +436,40 @@ impl Step {
     fn finish(&mut self, effect: Effect) -> Vec<Effect> {
         self.phase = Phase::Finished;
         vec![effect]
+    }
+
+    /// No critic gave a verdict. A change that passed its check is done
+    /// (the check is the fact, the review an opinion). Otherwise: back to
+    /// the queue when the critic's servers failed, blocked when its models
+    /// answered but never with a usable verdict (a setup to fix, which
+    /// waiting does not).
+    fn critic_failed(&mut self, error: &str, server: bool) -> Vec<Effect> {
+        let why = excerpt(error, 200);
+        if self.checked {
+            return self.finish(Effect::Complete {
+                answer: self.answer.clone().unwrap_or_default(),
+                model: self.current_model().map(str::to_string),
+                rounds: self.rounds,
+                review: vec![format!(
+                    "no critic could review it ({why}); its check passed"
+                )],
+                verified: true,
+            });
+        }
+        if server {
+            return self.finish(Effect::Unreachable {
+                reason: format!(
+                    "No critic could review the answer ({why}); not the task's fault, so it is back in the queue. Check the critic's models (`llmclis models health`). The answer began: {}",
+                    excerpt(self.answer.as_deref().unwrap_or(""), 300)
+                ),
+            });
+        }
+        self.finish(Effect::Block {
+            reason: format!(
+                "No critic gave a usable verdict ({why}); the answer is kept with the task. Give the critic role a model that answers in JSON reliably (`llmclis route explain` shows its chain), then set the task back to pending."
+            ),
+            last_answer: self.answer.clone(),
+        })
     }
 
     /// The call moved past a failing server to a later model of the chain,
@@ -1106,7 +1132,7 @@ mod tests {
     }
 
     #[test]
-    fn a_critic_that_cannot_be_reached_sends_the_task_back_never_blocks() {
+    fn a_critic_that_cannot_be_reached_never_blocks_a_task() {
         let mut s = Step::new(Setup {
             checks: true,
             ..setup(&["a"])
@@ -1117,11 +1143,35 @@ mod tests {
             passed: true,
             output: String::new(),
         });
-        let e = s.handle(Event::CriticFailed("TGI 429 Model is overloaded".into()));
+        let e = s.handle(Event::CriticFailed {
+            error: "TGI 429 Model is overloaded".into(),
+            server: true,
+        });
         assert!(
-            matches!(&e[..], [Effect::Unreachable { reason }] if reason.contains("No critic could review") && reason.contains("passed the check") && reason.contains("the fix")),
-            "{e:?}"
+            matches!(&e[..], [Effect::Complete { verified: true, review, .. }] if review[0].contains("no critic could review it")),
+            "a passed check is done without the review: {e:?}"
         );
+        // No check: back to the queue for a server, blocked for a critic
+        // that answers but never usably.
+        for (server, blocked) in [(true, false), (false, true)] {
+            let mut s = Step::new(setup(&["a"]));
+            s.handle(Event::Started);
+            s.handle(answered("the fix"));
+            let e = s.handle(Event::CriticFailed {
+                error: "no JSON object in the answer".into(),
+                server,
+            });
+            assert_eq!(
+                matches!(&e[..], [Effect::Block { .. }]),
+                blocked,
+                "server {server}: {e:?}"
+            );
+            assert_eq!(
+                matches!(&e[..], [Effect::Unreachable { reason }] if reason.contains("not the task's fault") && reason.contains("the fix")),
+                !blocked,
+                "server {server}: {e:?}"
+            );
+        }
     }
 
     #[test]

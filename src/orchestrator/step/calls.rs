@@ -4,6 +4,21 @@
 use super::*;
 use crate::orchestrator::fit;
 
+/// Why a role's chain gave no usable answer: `server` when a server's
+/// fault stood in the way (down, busy, erroring, nothing to ask), not
+/// when every model that answered gave something unusable.
+#[derive(Debug, Clone)]
+pub(super) struct NoAnswer {
+    pub why: String,
+    pub server: bool,
+}
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
 impl StepRun<'_> {
     /// Calls a role's chain until a model's answer passes `parse`; an answer
     /// that does not is recorded as `invalid` and the next model is asked.
@@ -13,7 +28,7 @@ impl StepRun<'_> {
         role: Role,
         req: ChatRequest,
         parse: impl Fn(&str) -> std::result::Result<T, String>,
-    ) -> Result<std::result::Result<T, String>> {
+    ) -> Result<std::result::Result<T, NoAnswer>> {
         let chain = self.chain_for(role, &req).chain;
         self.call_parsed_on(purpose, role, &chain, req, parse).await
     }
@@ -26,12 +41,16 @@ impl StepRun<'_> {
         chain: &[String],
         req: ChatRequest,
         parse: impl Fn(&str) -> std::result::Result<T, String>,
-    ) -> Result<std::result::Result<T, String>> {
+    ) -> Result<std::result::Result<T, NoAnswer>> {
         let mut chain = chain;
         if chain.is_empty() {
-            return Ok(Err(format!("no {role} model is available")));
+            return Ok(Err(NoAnswer {
+                why: format!("no {role} model is available now"),
+                server: true,
+            }));
         }
         let mut last = String::new();
+        let mut server = false;
         while !chain.is_empty() {
             let result = self.shared.caller.call(chain, &req, None).await;
             match &result {
@@ -55,12 +74,13 @@ impl StepRun<'_> {
                 },
                 Err(f) => {
                     last = self.shared.caller.redact(&f.to_string());
+                    server = f.server_fault();
                     self.record(purpose, role.as_str(), &req, &result, None)?;
                     break;
                 }
             }
         }
-        Ok(Err(last))
+        Ok(Err(NoAnswer { why: last, server }))
     }
 
     pub(super) async fn perform(&mut self, effect: Effect) -> Result<Event> {
@@ -87,7 +107,7 @@ impl StepRun<'_> {
                         .await?
                     {
                         Ok(plan) => Event::Planned(plan),
-                        Err(e) => Event::PlanFailed(e),
+                        Err(e) => Event::PlanFailed(e.why),
                     },
                 )
             }
@@ -293,7 +313,10 @@ impl StepRun<'_> {
                             });
                             Event::Reviewed(v)
                         }
-                        Err(e) => Event::CriticFailed(e),
+                        Err(e) => Event::CriticFailed {
+                            error: e.why,
+                            server: e.server,
+                        },
                     },
                 )
             }
