@@ -139,3 +139,87 @@ fn a_dead_agents_lease_expires_and_another_process_reclaims() {
     assert_eq!(t["claimed_by"], "alive");
     assert_eq!(t["attempts"], 2);
 }
+
+/// Two, then eight, processes noting tasks of the same plans.md (and one
+/// syncing it) at once: llmclis processes take turns on the file, so none
+/// exits non-zero, and every note is in the store once and in the file
+/// once.
+#[test]
+fn processes_noting_the_same_plans_md_never_conflict() {
+    for writers in [2usize, 8] {
+        let env = Env::new();
+        env.with_seed_plans();
+        let tasks: Vec<i64> = {
+            let s = Store::open(&env.db()).unwrap();
+            s.tasks(Some(1), None)
+                .unwrap()
+                .into_iter()
+                .filter(|t| {
+                    t.external_ref
+                        .as_deref()
+                        .is_some_and(|r| r.matches('.').count() == 1)
+                })
+                .map(|t| t.id)
+                .take(4)
+                .collect()
+        };
+        let per_writer = 5;
+        let failures: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..writers)
+                .map(|w| {
+                    let (env, tasks) = (&env, &tasks);
+                    scope.spawn(move || {
+                        let mut failed = Vec::new();
+                        for i in 0..per_writer {
+                            let task = tasks[(w + i) % tasks.len()].to_string();
+                            let text = format!("note {w}-{i} from writer {w}");
+                            let r = env.run(&[
+                                "--agent",
+                                &format!("w{w}"),
+                                "task",
+                                "note",
+                                &task,
+                                &text,
+                            ]);
+                            if r.code != 0 {
+                                failed.push(format!("{text}: exit {}: {}", r.code, r.stderr));
+                            }
+                            if w == 0 {
+                                let r = env.run(&["plans", "sync", "--project-id", "1"]);
+                                if r.code != 0 {
+                                    failed.push(format!("sync: exit {}: {}", r.code, r.stderr));
+                                }
+                            }
+                        }
+                        failed
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert!(failures.is_empty(), "{writers} writers: {failures:#?}");
+        let plans = std::fs::read_to_string(env.dir.path().join("plans.md")).unwrap();
+        let s = Store::open(&env.db()).unwrap();
+        for w in 0..writers {
+            for i in 0..per_writer {
+                let text = format!("note {w}-{i} from writer {w}");
+                let task = tasks[(w + i) % tasks.len()];
+                let in_store = s
+                    .notes(task)
+                    .unwrap()
+                    .iter()
+                    .filter(|n| n.text == text)
+                    .count();
+                assert_eq!(in_store, 1, "{writers} writers: {text} in the store");
+                assert_eq!(
+                    plans.matches(&text).count(),
+                    1,
+                    "{writers} writers: {text} in plans.md"
+                );
+            }
+        }
+    }
+}

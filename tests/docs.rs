@@ -369,7 +369,10 @@ fn a_concurrent_edit_elsewhere_is_merged_and_one_on_the_same_lines_is_a_conflict
     })
     .unwrap_err();
     assert_eq!(err.kind(), "conflict");
-    assert!(err.to_string().contains("changed by someone else"), "{err}");
+    assert!(
+        err.to_string().contains("changed by another program"),
+        "{err}"
+    );
     let now = std::fs::read_to_string(&path).unwrap();
     assert!(now.contains("KM Integration (renamed)"));
     assert!(now.contains("- [ ] **S1.2"));

@@ -389,9 +389,25 @@ async fn a_client_that_hangs_up_cancels_the_upstream_and_sigterm_finishes_stream
         .unwrap();
     let stopping = tokio::task::spawn_blocking(move || gw.stop());
     let text = resp.text().await.unwrap();
+    // Whole: every word the upstream sent, its finish, then [DONE] last; a
+    // gateway that cut the stream and closed it itself would miss a word.
+    let words: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(
+        words, "x y z",
+        "the stream in flight finished whole: {text}"
+    );
     assert!(
-        text.contains("[DONE]"),
-        "the stream in flight finished: {text}"
+        text.contains(r#""finish_reason":"stop""#) && text.trim_end().ends_with("data: [DONE]"),
+        "{text}"
     );
     assert!(stopping.await.unwrap().success());
 }
@@ -629,7 +645,20 @@ async fn mcp_over_http_with_the_official_python_sdk() {
     .await
     .unwrap();
     assert_eq!(out["server"], "llmclis");
-    assert!(out["tools"].as_array().unwrap().len() >= 19);
+    // The same tools as over stdio: the library's whole list, by name.
+    let mut over_http: Vec<String> = out["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut all: Vec<String> = llmclis::mcp::tools::all()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    over_http.sort();
+    all.sort();
+    assert_eq!(over_http, all);
     let results = out["results"].as_array().unwrap();
     assert!(
         results.iter().all(|r| r["is_error"] == false),

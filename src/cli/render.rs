@@ -357,6 +357,9 @@ pub fn files(f: &FollowReport) -> String {
     for km in &f.closed_issues {
         let _ = write!(s, "\nClosed issues.md entry {km}");
     }
+    if let Some(p) = &f.pending {
+        let _ = write!(s, "\nPending: {p}");
+    }
     s
 }
 

@@ -138,15 +138,18 @@ pub enum Written {
     Merged,
 }
 
-/// Applies `transform` to the file and writes the result atomically, without
-/// losing a change someone else made meanwhile: if the file changed between
-/// our read and our write, and the other change touched other lines, the
-/// transform runs again on the new content (a merge); if it touched the same
-/// lines, nothing is written and a conflict is reported.
+/// Applies `transform` to the file and writes the result atomically, under
+/// the file's lock from the read to the rename: llmclis processes take
+/// turns, so one never sees another's edit as a conflict. A program that
+/// takes no lock (an editor) can still change the file between our read
+/// and our write: if its change touched other lines, the transform runs
+/// again on the new content (a merge); if it touched the same lines,
+/// nothing is written and a conflict is reported.
 pub fn update_file(
     path: &Path,
     mut transform: impl FnMut(&str) -> Result<String>,
 ) -> Result<Written> {
+    let lock = FileLock::acquire(path)?;
     let mut merged = false;
     for _ in 0..8 {
         let base = read_doc(path)?;
@@ -158,7 +161,6 @@ pub fn update_file(
                 Written::Unchanged
             });
         }
-        let lock = FileLock::acquire(path)?;
         let current = read_doc(path)?;
         if current == base {
             write_atomic_then(path, ours.as_bytes(), || {
@@ -171,12 +173,11 @@ pub fn update_file(
                 Written::Written
             });
         }
-        drop(lock);
         if let Some(line) = overlapping_change(&base, &ours, &current) {
             return Err(Error::Conflict {
                 path: path.to_path_buf(),
                 message: format!(
-                    "line {line} was changed by someone else while llmclis edited it; their version is kept, run the command again to apply yours on top"
+                    "line {line} was changed by another program while llmclis edited it; their version is kept, run the command again to apply yours on top"
                 ),
             });
         }

@@ -60,6 +60,10 @@ pub struct FollowReport {
     pub issue: Option<String>,
     /// Entries closed because the task is no longer blocked.
     pub closed_issues: Vec<String>,
+    /// The store change is saved but the file edit could not be written
+    /// (another program changed the same lines): why, and what writes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
 }
 
 /// Where a task's external ref points in plans.md.
@@ -544,22 +548,29 @@ pub fn add_note(
     Ok((note, report))
 }
 
-/// After a change to `task`: the project's pending plan-file edits
-/// (this one, and any a killed process left), with an error that says the
-/// store change itself went through.
+/// After a change to `task`: the project's pending plan-file edits (this
+/// one, and any a killed process left). The store change is committed
+/// already, so a file edit that cannot be written now (another program
+/// changed the same lines) is reported as pending, not as a failure: the
+/// command succeeded, and `plans sync` writes the edit later.
 fn files_follow(store: &mut Store, task: &Task) -> Result<FollowReport> {
     let mut caught = super::catchup::catch_up(store, task.project_id)?;
-    let report = caught.report_for(task.id).cloned().unwrap_or_default();
+    let mut report = caught.report_for(task.id).cloned().unwrap_or_default();
     // Another task's edit that cannot be written yet stays pending (doctor
-    // and `plans check` show it); only this command's own edit fails it.
+    // and `plans check` show it); only this command's own edit is said.
     caught.failed.retain(|(t, _)| *t == task.id);
-    caught.into_result(task.project_id).map_err(|e| match e {
-        Error::Conflict { path, message } => Error::Conflict {
-            path,
-            message: format!("task {} is saved in the store; {message}", task.id),
-        },
-        other => other,
-    })?;
+    match caught.into_result(task.project_id) {
+        Ok(_) => {}
+        Err(Error::Conflict { path, message }) => {
+            report.plans = Some(path.to_string_lossy().into_owned());
+            report.pending = Some(format!(
+                "task {} is saved in the store; its edit of {} is pending: {message}",
+                task.id,
+                path.display()
+            ));
+        }
+        Err(e) => return Err(e),
+    }
     Ok(report)
 }
 
@@ -588,14 +599,33 @@ fn present(doc: &PlansDoc, loc: &Loc) -> bool {
     }
 }
 
-/// Brings the plan files in line with one task's state in the store.
+/// Brings the plan files in line with one task's state in the store,
+/// stamped with the agent and time of its newest status change as the
+/// store recorded it (its newest event when it never changed status), so
+/// whoever writes the file, and whenever, a completion reads as made by
+/// whoever made it. `agent` and now only for a task with no events.
 pub fn follow(
     store: &Store,
     task_id: i64,
     agent: &str,
     reason: Option<&str>,
 ) -> Result<FollowReport> {
-    follow_as(store, task_id, agent, reason, &stamp_now())
+    let events = store.events(task_id)?;
+    let newest = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "status")
+        .or(events.last());
+    match newest {
+        Some(e) => follow_as(
+            store,
+            task_id,
+            &e.agent,
+            reason,
+            &local_stamp(&e.created_at),
+        ),
+        None => follow_as(store, task_id, agent, reason, &stamp_now()),
+    }
 }
 
 /// `follow`, stamping the files with `stamp` (when the change was made).
