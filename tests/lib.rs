@@ -19,6 +19,7 @@ mod docs;
 mod eval;
 mod faults;
 mod faults_run;
+mod fuzz;
 mod layering;
 mod llm;
 mod llm_real;

@@ -599,3 +599,92 @@ async fn a_second_run_goes_on_without_the_index_and_its_memories_are_indexed() {
     .await
     .unwrap();
 }
+
+/// A completion is stamped with its own agent and time, whoever writes
+/// the file: alice's `plans done` dies between its commit and its file
+/// write, the catch-up misses it (as a sync racing the commit would), and
+/// bob's `plans sync` later writes the line. It says alice, at alice's
+/// time, never bob or the time of the sync.
+#[test]
+fn a_late_write_of_a_completion_keeps_its_own_agent_and_time() {
+    let env = with_plans(Env::new());
+    let crashed = Run::from(
+        env.command()
+            .env("LLMCLIS_CRASH_AT", "plans_write")
+            .args([
+                "--agent",
+                "alice",
+                "plans",
+                "done",
+                "S1.1",
+                "--project-id",
+                "1",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(crashed.code, 0);
+    assert!(plans(&env).contains("- [ ] **S1.1"), "the file lags");
+    let s = Store::open(&env.db()).unwrap();
+    let t = s.task_by_ref(1, "S1.1").unwrap().unwrap();
+    let done = s
+        .events(t.id)
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind == "status")
+        .unwrap();
+    assert_eq!(done.agent, "alice");
+    // The race: the pending edit is out of the catch-up's sight.
+    rusqlite::Connection::open(env.db())
+        .unwrap()
+        .execute("UPDATE doc_outbox SET applied_at = created_at", [])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    env.command()
+        .args(["--agent", "bob", "plans", "sync", "--project-id", "1"])
+        .output()
+        .unwrap();
+    let text = plans(&env);
+    let when = chrono::DateTime::parse_from_rfc3339(&done.created_at)
+        .unwrap()
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    assert!(
+        text.contains(&format!("**Completed:** `{when}` by `alice`")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("`{when}` – **S1.1")) && !text.contains("by `bob`"),
+        "{text}"
+    );
+    // `plans check` and `doctor` compare the stamps with the store: none
+    // now, one once the line names another agent.
+    let check = env.json(&["plans", "check", "plans.md", "--against", "plans.md"]);
+    assert_eq!(check["drift"].as_array().unwrap().len(), 0, "{check}");
+    let edited = text.replacen(
+        &format!("**Completed:** `{when}` by `alice`"),
+        &format!("**Completed:** `{when}` by `bob`"),
+        1,
+    );
+    std::fs::write(env.dir.path().join("plans.md"), edited).unwrap();
+    let found = env.run(&[
+        "--json",
+        "plans",
+        "check",
+        "plans.md",
+        "--against",
+        "plans.md",
+    ]);
+    assert_eq!(found.code, 1, "drift fails the check: {}", found.stdout);
+    let check: Value = serde_json::from_str(&found.stdout).unwrap();
+    let drift = &check["drift"][0];
+    assert_eq!(drift["external_ref"], "S1.1", "{check}");
+    assert!(
+        drift["file"].as_str().unwrap().contains("by `bob`")
+            && drift["file"].as_str().unwrap().contains("`alice`"),
+        "{check}"
+    );
+    let doctor = env.run(&["doctor"]);
+    assert!(doctor.stdout.contains("S1.1"), "{}", doctor.stdout);
+}

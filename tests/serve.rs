@@ -60,7 +60,7 @@ impl Drop for Gateway {
 }
 
 /// A registry of two local servers: `first` then `second` for every role.
-fn two_servers(env: &Env, first: &str, second: &str) {
+pub(crate) fn two_servers(env: &Env, first: &str, second: &str) {
     let roles: String = llmclis::registry::ROLES
         .iter()
         .map(|r| format!("  {r}: {{ models: [first, second], temperature: 0.2 }}\n"))

@@ -170,6 +170,10 @@ pub fn drift(store: &Store, project_id: i64) -> Result<Vec<Drift>> {
                     found(box_word(pt.checked), pt.line);
                     continue;
                 }
+                if let Some(why) = stamp_drift(store, t.id, pt, &text)? {
+                    found(why, pt.line);
+                    continue;
+                }
                 let source = &text[pt.item.clone()];
                 let missing = store
                     .notes(t.id)?
@@ -204,6 +208,52 @@ pub fn drift(store: &Store, project_id: i64) -> Result<Vec<Drift>> {
         }
     }
     Ok(out)
+}
+
+/// A done task whose Completed field names another agent or time than
+/// the store's own done event (a late write stamped by its writer): what
+/// the file says, for the drift. Read only: the file's history keeps its
+/// stamps, so a person corrects it if it matters.
+fn stamp_drift(
+    store: &Store,
+    task_id: i64,
+    pt: &super::plans::PlanTask,
+    text: &str,
+) -> Result<Option<String>> {
+    let Some(field) = pt.field("Completed").filter(|_| pt.checked) else {
+        return Ok(None);
+    };
+    // The source, code spans and all: "`2026-…` by `agent`".
+    let source = &text[field.value_range.clone()];
+    let spans: Vec<&str> = source.split('`').skip(1).step_by(2).collect();
+    let (Some(when), Some(who)) = (spans.first(), spans.get(1)) else {
+        return Ok(None);
+    };
+    let Some(done) = store
+        .events(task_id)?
+        .into_iter()
+        .rfind(|e| e.kind == "status" && e.to_status == Some(Status::Done))
+    else {
+        return Ok(None);
+    };
+    let instant = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t.trim())
+            .ok()
+            .map(|t| t.timestamp())
+    };
+    let same_time = match (instant(when), instant(&done.created_at)) {
+        (Some(a), Some(b)) => a == b,
+        // A stamp that is not a time is not this check's business.
+        _ => true,
+    };
+    if same_time && *who == done.agent {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "completed `{when}` by `{who}`, but the store's done event is `{}` by `{}` (a late write took its writer's stamp; correct the line by hand if it matters)",
+        super::sync::local_stamp(&done.created_at),
+        done.agent
+    )))
 }
 
 fn box_word(ticked: bool) -> String {
