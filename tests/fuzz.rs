@@ -9,14 +9,12 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
-use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
 use crate::serve::{Gateway, two_servers};
+use crate::support::Env;
 use crate::support::fake_llm::FakeLlm;
-use crate::support::{BIN, Env};
 
 /// Any JSON, a few levels deep, with the keys and values the APIs use
 /// mixed in so that some bodies get far into the handlers.
@@ -129,12 +127,7 @@ fn the_gateway_answers_any_body_in_its_apis_shape() {
 async fn every_mcp_tool_answers_any_arguments() {
     let env = Env::new();
     env.with_seed_plans();
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.env_clear()
-        .envs(env.vars())
-        .current_dir(env.dir.path())
-        .arg("mcp");
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let client = crate::mcp::spawn(&env, "fuzzer").await;
     let names: Vec<String> = client
         .list_all_tools()
         .await

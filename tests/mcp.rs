@@ -9,6 +9,22 @@ use serde_json::{Value, json};
 
 use crate::support::{BIN, Env};
 
+/// `llmclis mcp` in `env` as `agent`, with rmcp's client on its stdio.
+pub(crate) async fn spawn(
+    env: &Env,
+    agent: &str,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.env_clear()
+        .envs(env.vars())
+        .env("LLMCLIS_AGENT", agent)
+        .current_dir(env.dir.path())
+        .arg("mcp");
+    ().serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap()
+}
+
 fn args(v: Value) -> serde_json::Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
@@ -18,13 +34,7 @@ async fn an_agent_takes_a_task_and_finishes_it_over_mcp() {
     let env = Env::new();
     env.with_seed_plans();
 
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.env_clear()
-        .envs(env.vars())
-        .env("LLMCLIS_AGENT", "claude-code")
-        .current_dir(env.dir.path())
-        .arg("mcp");
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let client = spawn(&env, "claude-code").await;
     let info = client.peer_info().expect("the server introduced itself");
     assert_eq!(
         info.server_info.as_ref().map(|s| s.name.as_str()),
@@ -117,12 +127,7 @@ async fn memories_stored_over_mcp_are_found_by_meaning() {
         return;
     }
     env.with_seed_plans();
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.env_clear()
-        .envs(env.vars())
-        .current_dir(env.dir.path())
-        .arg("mcp");
-    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let client = spawn(&env, "tester").await;
     let call = |name: &'static str, a: Value| {
         let client = &client;
         async move {
