@@ -494,3 +494,34 @@ fn create_atomic_never_replaces_a_file() {
     assert_eq!(std::fs::read(&p).unwrap(), b"first");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// A note on a stage task has a place of its own: a `**Notes:**`
+/// paragraph after the stage's tasks, created by the first note and
+/// appended to by the next; the tasks stay the stage's, the note is read
+/// back as the stage's, and a re-parse of the result is stable.
+#[test]
+fn stage_notes_go_under_the_stages_own_notes() {
+    let first = plans(SEED)
+        .add_stage_note(2, STAMP, "a", "the spec\nchanged")
+        .unwrap();
+    let text = plans(&first)
+        .add_stage_note(2, "2026-11-21T11:00:00+00:00", "b", "second")
+        .unwrap();
+    insta::assert_snapshot!(diff(SEED, &text));
+    let doc = plans(&text);
+    let before = plans(SEED);
+    let (old, new) = (before.stage(2).unwrap(), doc.stage(2).unwrap());
+    let ids =
+        |s: &llmclis::docs::plans::Stage| s.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(old), ids(new), "the tasks stay the stage's");
+    let notes = &text[new.notes.clone().expect("the stage has notes")];
+    assert!(
+        notes.contains("`a`: the spec changed") && notes.contains("`b`: second"),
+        "{notes}"
+    );
+    assert!(doc.stage(1).unwrap().notes.is_none(), "only Stage 2's");
+    // Nothing else moved: every other stage reads as before.
+    for n in [1, 3, 4] {
+        assert_eq!(ids(before.stage(n).unwrap()), ids(doc.stage(n).unwrap()));
+    }
+}

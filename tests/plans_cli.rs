@@ -455,3 +455,62 @@ fn tags_and_dependencies_are_read_from_the_file() {
     );
     assert_eq!(dump(&env.db()), db, "the store is untouched");
 }
+
+/// A note on a stage task reaches plans.md under the stage's own
+/// **Notes:**, once; a re-import changes nothing, `plans check` sees no
+/// drift, and a note removed by hand is drift again.
+#[test]
+fn stage_notes_are_written_once_and_survive_a_reimport() {
+    let (env, plans) = workspace();
+    env.json(&["plans", "import"]);
+    let stage = env
+        .json(&["task", "list", "--project-id", "1"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["external_ref"] == "S2")
+        .unwrap()["id"]
+        .to_string();
+    env.json(&["task", "note", &stage, "runtimes settled: vLLM first"]);
+    env.json(&["task", "note", &stage, "TGI stays the fallback"]);
+    let text = read(&plans);
+    assert_eq!(
+        text.matches("runtimes settled: vLLM first").count(),
+        1,
+        "{text}"
+    );
+    let notes_at = text
+        .find("**Notes:**\n\n- `")
+        .expect("the stage's Notes paragraph");
+    assert!(
+        text[..notes_at]
+            .rfind("## Stage 2")
+            .is_some_and(|s| !text[s..notes_at].contains("## Stage 3")),
+        "under Stage 2: {text}"
+    );
+    let reimport = env.json(&["plans", "import"]);
+    assert_eq!(reimport["updated"], 0, "{reimport}");
+    assert_eq!(read(&plans), text, "a re-import changes nothing");
+    let check = env.run(&[
+        "--json",
+        "plans",
+        "check",
+        "plans.md",
+        "--against",
+        "plans.md",
+    ]);
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    let without = text
+        .lines()
+        .filter(|l| !l.contains("TGI stays the fallback"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&plans, without).unwrap();
+    let check = env.run(&["--json", "plans", "check", "plans.md"]);
+    assert!(
+        check.stdout.contains("stage note(s) missing"),
+        "{}",
+        check.stdout
+    );
+}

@@ -185,6 +185,18 @@ pub fn drift(store: &Store, project_id: i64) -> Result<Vec<Drift>> {
                 }
             }
             Loc::Stage(n) => {
+                if let Some(stage) = doc.stage(*n) {
+                    let source = stage.notes.clone().map_or("", |r| &text[r]);
+                    let missing = store
+                        .notes(t.id)?
+                        .iter()
+                        .filter(|n| !note_written(source, n))
+                        .count();
+                    if missing > 0 {
+                        found(format!("{missing} stage note(s) missing"), stage.line);
+                        continue;
+                    }
+                }
                 let Some(entry) = doc.roadmap_entry(*n) else {
                     continue;
                 };

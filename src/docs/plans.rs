@@ -109,6 +109,9 @@ pub struct Stage {
     pub status_line: Option<Range<usize>>,
     pub tasks: Vec<PlanTask>,
     pub line: usize,
+    /// The stage's own `**Notes:**` paragraph and the note items under
+    /// it, when it has them: a note on the stage task itself.
+    pub notes: Option<Range<usize>>,
 }
 
 #[derive(Debug, Clone)]
@@ -368,6 +371,7 @@ impl PlansDoc {
                     status_line: None,
                     tasks: Vec::new(),
                     line: line_of(text, range.start),
+                    notes: None,
                 };
                 // **Goal:** and **Status:** are paragraph lines of the section.
                 let mut pos = range.start;
@@ -382,6 +386,17 @@ impl PlansDoc {
                     } else if t.starts_with("**Status:**") && stage.status_line.is_none() {
                         let end = pos + line.trim_end_matches(['\n', '\r']).len();
                         stage.status_line = Some(pos..end);
+                    } else if line.starts_with("**Notes:**") && stage.notes.is_none() {
+                        // The paragraph, then the note items right after it.
+                        let after = pos + line.len();
+                        let mut end = after;
+                        for item in items.iter().filter(|i| i.range.start >= after) {
+                            if item.label.is_some() || text[end..item.range.start].trim() != "" {
+                                break;
+                            }
+                            end = item.range.end;
+                        }
+                        stage.notes = Some(pos..end);
                     }
                     pos += line.len();
                 }
@@ -639,6 +654,60 @@ impl PlansDoc {
             &self.text,
             vec![self.append_to_field(t, "Notes", &line)],
         ))
+    }
+
+    /// Appends a dated note under the stage's own `**Notes:**` (a paragraph
+    /// after its tasks, created when missing): a note on the stage task.
+    pub fn add_stage_note(&self, n: u32, stamp: &str, agent: &str, text: &str) -> Result<String> {
+        let nl = self.nl();
+        let stage = self.stage(n).ok_or_else(|| {
+            Error::InvalidInput(format!("no Stage {n} in the plan; add it or re-import"))
+        })?;
+        let line = format!("- {}", note_line(stamp, agent, text));
+        // Past the end of a line, never inside one.
+        let past = |at: usize| {
+            at + self.text[at..]
+                .find('\n')
+                .map_or(self.text.len() - at, |i| i + 1)
+        };
+        let edit = match &stage.notes {
+            Some(r) => {
+                let at = if self.text[..r.end].ends_with('\n') {
+                    r.end
+                } else {
+                    past(r.end)
+                };
+                let lead = if self.text[..at].ends_with('\n') {
+                    ""
+                } else {
+                    nl
+                };
+                Edit::insert(at, format!("{lead}{line}{nl}"))
+            }
+            None => {
+                // After the tasks (or the stage's own lines), before what
+                // follows the stage (a rule, the next heading).
+                let at = stage
+                    .tasks
+                    .iter()
+                    .map(|t| t.item.end)
+                    .chain(stage.status_line.as_ref().map(|r| r.end))
+                    .max()
+                    .unwrap_or(stage.section.start);
+                let at = if self.text[..at].ends_with('\n') {
+                    at
+                } else {
+                    past(at)
+                };
+                let lead = if self.text[..at].ends_with('\n') {
+                    ""
+                } else {
+                    nl
+                };
+                Edit::insert(at, format!("{lead}{nl}**Notes:**{nl}{nl}{line}{nl}"))
+            }
+        };
+        Ok(splice(&self.text, vec![edit]))
     }
 
     /// Adds a line under the task's **Links:** (created when missing).

@@ -771,6 +771,25 @@ fn reconcile(
             }
         }
         Loc::Stage(n) => {
+            // The stage task's own notes, under the stage's **Notes:**.
+            for note in notes {
+                let doc = parse(&text)?;
+                let s = doc
+                    .stage(*n)
+                    .ok_or_else(|| missing(&format!("Stage {n}")))?;
+                let written = s
+                    .notes
+                    .as_ref()
+                    .is_some_and(|r| note_written(&doc.text[r.clone()], note));
+                if !written {
+                    text = doc.add_stage_note(
+                        *n,
+                        &local_stamp(&note.created_at),
+                        &note.agent,
+                        &note.text,
+                    )?;
+                }
+            }
             let doc = parse(&text)?;
             let s = doc
                 .stage(*n)
