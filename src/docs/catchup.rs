@@ -174,12 +174,7 @@ pub fn drift(store: &Store, project_id: i64) -> Result<Vec<Drift>> {
                     found(why, pt.line);
                     continue;
                 }
-                let source = &text[pt.item.clone()];
-                let missing = store
-                    .notes(t.id)?
-                    .iter()
-                    .filter(|n| !note_written(source, n))
-                    .count();
+                let missing = unwritten_notes(store, t.id, &text[pt.item.clone()])?;
                 if missing > 0 {
                     found(format!("{missing} note(s) missing"), pt.line);
                 }
@@ -187,11 +182,7 @@ pub fn drift(store: &Store, project_id: i64) -> Result<Vec<Drift>> {
             Loc::Stage(n) => {
                 if let Some(stage) = doc.stage(*n) {
                     let source = stage.notes.clone().map_or("", |r| &text[r]);
-                    let missing = store
-                        .notes(t.id)?
-                        .iter()
-                        .filter(|n| !note_written(source, n))
-                        .count();
+                    let missing = unwritten_notes(store, t.id, source)?;
                     if missing > 0 {
                         found(format!("{missing} stage note(s) missing"), stage.line);
                         continue;
@@ -220,6 +211,15 @@ pub fn drift(store: &Store, project_id: i64) -> Result<Vec<Drift>> {
         }
     }
     Ok(out)
+}
+
+/// How many of the task's notes in the store `source` lacks.
+fn unwritten_notes(store: &Store, task_id: i64, source: &str) -> Result<usize> {
+    Ok(store
+        .notes(task_id)?
+        .iter()
+        .filter(|n| !note_written(source, n))
+        .count())
 }
 
 /// A done task whose Completed field names another agent or time than
