@@ -200,7 +200,9 @@ fn docker_compose_matches_the_registry_and_is_valid() {
             String::from_utf8_lossy(&out.stderr)
         );
     } else {
-        eprintln!("docker compose is not installed: checked by parsing only");
+        crate::support::skipped(
+            "docker compose is not installed: docker-compose.yml checked by parsing only",
+        );
     }
 }
 

@@ -196,8 +196,8 @@ async fn qdrant_edge_passes_the_conformance_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qdrant_server_passes_the_conformance_suite_when_one_is_given() {
     let Ok(url) = std::env::var("QDRANT_URL") else {
-        eprintln!(
-            "\n*** SKIPPED: QDRANT_URL is not set; the server backend's conformance run needs a Qdrant server ***\n"
+        crate::support::skipped(
+            "QDRANT_URL is not set; the server backend's conformance run needs a Qdrant server",
         );
         return;
     };
@@ -525,7 +525,7 @@ async fn compaction_rolls_raw_interactions_into_a_summary_through_the_real_serve
             std::env::var_os("CI").is_none(),
             "CI is set but the llama.cpp test server is not"
         );
-        eprintln!("\n*** SKIPPED: no llama.cpp test server for summaries ***\n");
+        crate::support::skipped("no llama.cpp test server for summaries");
         return;
     };
     let caller = Caller::new(

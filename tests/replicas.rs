@@ -23,8 +23,8 @@ fn llama() -> Option<(PathBuf, PathBuf)> {
             "CI is set but LLMCLIS_TEST_LLAMA_PYTHON / LLMCLIS_TEST_SMOLLM_GGUF are not: export `scripts/llama-server env` (scripts/test does)"
         ),
         _ => {
-            eprintln!(
-                "\n*** SKIPPED: no llama.cpp python (LLMCLIS_TEST_LLAMA_PYTHON / LLMCLIS_TEST_SMOLLM_GGUF unset); run `eval \"$(scripts/llama-server start)\"` ***\n"
+            crate::support::skipped(
+                "no llama.cpp python (LLMCLIS_TEST_LLAMA_PYTHON / LLMCLIS_TEST_SMOLLM_GGUF unset); run `eval \"$(scripts/llama-server start)\"`",
             );
             None
         }

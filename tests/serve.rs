@@ -687,7 +687,7 @@ async fn the_real_llama_server_answers_through_the_gateway() {
         crate::support::py_clients(),
         std::env::var("LLMCLIS_TEST_SMOLLM_URL"),
     ) else {
-        eprintln!("\n*** SKIPPED: no Python clients or no LLMCLIS_TEST_SMOLLM_URL ***\n");
+        crate::support::skipped("no Python clients or no LLMCLIS_TEST_SMOLLM_URL");
         return;
     };
     let env = Env::new();

@@ -235,8 +235,8 @@ pub fn servers() -> Option<(String, String, RealServers)> {
             )
         }
         _ => {
-            eprintln!(
-                "\n*** SKIPPED: no llama.cpp test server (LLMCLIS_TEST_SMOLLM_URL / LLMCLIS_TEST_GEMMA_URL unset); run `eval \"$(scripts/llama-server start)\"` ***\n"
+            skipped(
+                "no llama.cpp test server (LLMCLIS_TEST_SMOLLM_URL / LLMCLIS_TEST_GEMMA_URL unset); run `eval \"$(scripts/llama-server start)\"`",
             );
             None
         }
@@ -256,8 +256,8 @@ pub fn assets() -> Option<(PathBuf, PathBuf)> {
             )
         }
         _ => {
-            eprintln!(
-                "\n*** SKIPPED: no embedding assets (LLMCLIS_EMBEDDING_MODEL_DIR / LLMCLIS_ONNXRUNTIME unset); run scripts/embedding-assets ***\n"
+            skipped(
+                "no embedding assets (LLMCLIS_EMBEDDING_MODEL_DIR / LLMCLIS_ONNXRUNTIME unset); run scripts/embedding-assets",
             );
             None
         }
@@ -286,9 +286,7 @@ pub fn py_clients() -> Option<PathBuf> {
             "CI is set but LLMCLIS_TEST_PYTHON is not: run `scripts/py-clients` and export its line (scripts/test does)"
         ),
         None => {
-            eprintln!(
-                "\n*** SKIPPED: no Python clients (LLMCLIS_TEST_PYTHON unset); run scripts/py-clients ***\n"
-            );
+            skipped("no Python clients (LLMCLIS_TEST_PYTHON unset); run scripts/py-clients");
             None
         }
     }
@@ -336,4 +334,26 @@ pub fn py_client(
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// Says that the running test does not run (or runs only in part) and
+/// why, on stderr and, when `LLMCLIS_TEST_SKIPS` names a file, as a line
+/// there: `scripts/test` lists those lines by name at its end, so a check
+/// that did not run is never mistaken for one that passed.
+pub fn skipped(why: &str) {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    eprintln!("\n*** SKIPPED: {why} ***\n");
+    if let Some(path) = std::env::var_os("LLMCLIS_TEST_SKIPS") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{name}: {why}");
+        }
+    }
 }
