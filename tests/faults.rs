@@ -54,11 +54,11 @@ fn registry(flavour: &str, primary: &str, backup: &str) -> String {
         // The fake server takes any key; HOME is set wherever tests run.
         "anthropic" => {
             format!(
-                r#"{{ name: p, kind: anthropic, base_url: "{primary}", api_key_env: HOME, timeout_secs: 1, local: false }}"#
+                r#"{{ name: p, kind: anthropic, base_url: "{primary}", api_key_env: HOME, timeout_secs: 3, local: false }}"#
             )
         }
         f => format!(
-            r#"{{ name: p, kind: openai-compatible, flavour: {f}, base_url: "{primary}", timeout_secs: 1, idle_timeout_secs: 3, local: true }}"#
+            r#"{{ name: p, kind: openai-compatible, flavour: {f}, base_url: "{primary}", timeout_secs: 3, idle_timeout_secs: 5, local: true }}"#
         ),
     };
     format!(
@@ -107,7 +107,7 @@ fn cases() -> Vec<Case> {
             "vllm",
             "in-band error event after the 200 (code 500)",
             Server::Scripted(vec![Reply::Raw(
-                "data: {\"error\":{\"object\":\"error\",\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n",
+                "data: {\"error\":{\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n",
             )]),
             Done,
             2,
@@ -115,7 +115,7 @@ fn cases() -> Vec<Case> {
         with_backup(streamed(case(
             "vllm",
             "hung: no first token within timeout_secs",
-            Server::Scripted(vec![Reply::Hang(Duration::from_secs(5))]),
+            Server::Scripted(vec![Reply::Hang(Duration::from_secs(10))]),
             FellBack,
             1,
         ))),
@@ -123,7 +123,7 @@ fn cases() -> Vec<Case> {
             "vllm",
             "slow healthy stream, longer than timeout_secs",
             Server::Scripted(vec![Reply::Slow(
-                "a b c d e f g h",
+                "a b c d e f g h i j k l m n",
                 Duration::from_millis(300),
             )]),
             Done,
@@ -253,7 +253,7 @@ fn cases() -> Vec<Case> {
                     .map(|_| {
                         status(
                             500,
-                            r#"{"object":"error","message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}"#,
+                            r#"{"error":{"message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}}"#,
                         )
                     })
                     .collect(),

@@ -13,7 +13,7 @@ use crate::orchestrate::{CODER, CRITIC, Harness, SUMMARIZER, approve, text};
 use crate::support::fake_llm::{FakeLlm, Reply, Route};
 
 /// Every role on `p` (the given flavour), then on `b` when there is one;
-/// `p` waits 1 s for a first byte.
+/// `p` waits 2 s for a first byte (a margin for 2 loaded cores).
 fn registry(flavour: &str, p: &str, b: Option<&str>) -> Registry {
     let chain = if b.is_some() { "[p, b]" } else { "[p]" };
     let roles: String = llmclis::registry::ROLES
@@ -23,10 +23,10 @@ fn registry(flavour: &str, p: &str, b: Option<&str>) -> Registry {
     let provider = match flavour {
         // The fake takes any key; HOME is set wherever tests run.
         "anthropic" => format!(
-            r#"{{ name: p, kind: anthropic, base_url: "{p}", api_key_env: HOME, timeout_secs: 1, local: true }}"#
+            r#"{{ name: p, kind: anthropic, base_url: "{p}", api_key_env: HOME, timeout_secs: 2, local: true }}"#
         ),
         f => format!(
-            r#"{{ name: p, kind: openai-compatible, flavour: {f}, base_url: "{p}", timeout_secs: 1, idle_timeout_secs: 3, local: true }}"#
+            r#"{{ name: p, kind: openai-compatible, flavour: {f}, base_url: "{p}", timeout_secs: 2, idle_timeout_secs: 4, local: true }}"#
         ),
     };
     let backup = b.map_or(String::new(), |b| {
@@ -79,7 +79,7 @@ async fn with_one_model_every_server_fault_sends_the_task_back_never_blocks() {
             "500 on every request",
             status(
                 500,
-                r#"{"object":"error","message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}"#,
+                r#"{"error":{"message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}}"#,
             ),
         ),
         (
@@ -93,13 +93,13 @@ async fn with_one_model_every_server_fault_sends_the_task_back_never_blocks() {
             "vllm",
             "in-band error after the 200",
             Reply::Raw(
-                "data: {\"error\":{\"object\":\"error\",\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n",
+                "data: {\"error\":{\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n",
             ),
         ),
         (
             "vllm",
             "hung: no first byte",
-            Reply::Hang(Duration::from_secs(4)),
+            Reply::Hang(Duration::from_secs(6)),
         ),
         (
             "llamacpp",
@@ -200,12 +200,12 @@ async fn a_critic_that_cannot_be_reached_sends_the_task_back() {
     assert!(note.contains("No critic could review the answer"), "{note}");
 }
 
-/// A healthy answer that streams for longer than `timeout_secs` (1 s
+/// A healthy answer that streams for longer than `timeout_secs` (2 s
 /// here) is kept whole: the limit is on the first byte, not the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_healthy_stream_longer_than_the_timeout_is_kept_whole() {
     let srv = healthy(vec![Reply::Slow(
-        "one two three four five six seven eight",
+        "one two three four five six seven eight nine ten eleven twelve",
         Duration::from_millis(300),
     )])
     .await;
@@ -213,7 +213,7 @@ async fn a_slow_healthy_stream_longer_than_the_timeout_is_kept_whole() {
     let started = Instant::now();
     let (summary, _) = h.run(registry("vllm", &srv.url, None), 1).await;
     assert!(
-        started.elapsed() > Duration::from_secs(2),
+        started.elapsed() > Duration::from_secs(3),
         "it streamed for longer than the timeout"
     );
     assert_eq!(summary.done, 1, "{summary:?}");
@@ -223,7 +223,7 @@ async fn a_slow_healthy_stream_longer_than_the_timeout_is_kept_whole() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        answer.contains("one two three four five six seven eight"),
+        answer.contains("one two three four five six seven eight nine ten eleven twelve"),
         "{answer}"
     );
     assert_eq!(srv.dropped(), 0, "the stream was never cut");
@@ -251,11 +251,12 @@ async fn step_with_backup(flavour: &str, fault: Reply) -> (usize, Duration, Opti
 /// calls go straight to the backup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_primary_gets_one_request_then_the_backup_answers() {
-    let (hits, took, model) = step_with_backup("vllm", Reply::Hang(Duration::from_secs(5))).await;
+    let (hits, took, model) = step_with_backup("vllm", Reply::Hang(Duration::from_secs(10))).await;
     assert_eq!(hits, 1, "one request to the hung server in the step");
     assert_eq!(model.as_deref(), Some("b"));
+    // One 2 s first-byte wait; one per call would be three.
     assert!(
-        took < Duration::from_secs(4),
+        took < Duration::from_secs(5),
         "one first-byte wait, not one per call: {took:?}"
     );
     println!("hung primary: 1 request to it, step done after {took:?}");
@@ -282,7 +283,7 @@ async fn a_busy_primary_hands_the_step_to_the_backup_at_once() {
 #[test]
 fn chat_to_a_file_after_a_mid_stream_retry_holds_one_whole_answer() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let broken = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The quick brown fox jumps\"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"object\":\"error\",\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n";
+    let broken = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"The quick brown fox jumps\"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n";
     let whole = "The quick brown fox jumps over the lazy dog.";
     let server = rt.block_on(FakeLlm::start(vec![
         Reply::Raw(broken),

@@ -431,7 +431,7 @@ async fn when_every_model_refuses_the_task_is_blocked_with_a_note_and_an_issue()
     let refuse = || {
         Reply::Status(
             400,
-            r#"{"object":"error","message":"\"auto\" tool choice requires --enable-auto-tool-choice","type":"BadRequestError","param":null,"code":400}"#,
+            r#"{"error":{"message":"\"auto\" tool choice requires --enable-auto-tool-choice","type":"BadRequestError","param":null,"code":400}}"#,
             vec![],
         )
     };

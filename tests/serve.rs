@@ -279,7 +279,7 @@ async fn faults_reach_the_client_as_a_fallback_or_a_clean_error() {
     // vLLM overloaded (its 429): the next model answers, and says so.
     let overloaded = Reply::Status(
         429,
-        r#"{"object":"error","message":"Too many requests","type":"TooManyRequests","code":429}"#,
+        r#"{"error":{"message":"Too many requests","type":"TooManyRequests","code":429}}"#,
         vec![],
     );
     let (r, _) = one_fault(
@@ -295,7 +295,7 @@ async fn faults_reach_the_client_as_a_fallback_or_a_clean_error() {
     // A 500 (vLLM's engine error form), every time: the next model answers.
     let broken = Reply::Status(
         500,
-        r#"{"object":"error","message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}"#,
+        r#"{"error":{"message":"EngineCore encountered an issue","type":"InternalServerError","param":null,"code":500}}"#,
         vec![],
     );
     let (r, _) = one_fault(
@@ -310,7 +310,7 @@ async fn faults_reach_the_client_as_a_fallback_or_a_clean_error() {
     // vLLM's stream dies after its 200 (an in-band error event) once text
     // reached the client: a clean error, never a second answer spliced
     // onto half of the first.
-    let cut = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Half an \"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"object\":\"error\",\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n";
+    let cut = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Half an \"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"EngineCore encountered an issue\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}}\n\n";
     let (r, first) = one_fault(
         &python,
         vec![Reply::Raw(cut), Reply::Raw(cut)],
@@ -723,7 +723,7 @@ async fn a_replicated_model_is_balanced_over_its_replicas_through_the_gateway() 
     // `a` answers twice, then fails as vLLM does when its engine died.
     let dead = Reply::Status(
         500,
-        r#"{"object":"error","message":"EngineCore encountered an issue","type":"InternalServerError","code":500}"#,
+        r#"{"error":{"message":"EngineCore encountered an issue","type":"InternalServerError","code":500}}"#,
         vec![],
     );
     let a = FakeLlm::start(vec![

@@ -523,13 +523,14 @@ async fn respond(
         let input = (prompt_text(&req).len() as u64 / 4).max(1);
         let asked = req["max_tokens"].as_u64().unwrap_or(0);
         if input >= window {
-            // vLLM's `_validate_input` (entrypoints/openai/serving_engine.py).
+            // vLLM's `_validate_input` (entrypoints/openai/serving_engine.py),
+            // in its current error shape: `ErrorResponse { error: ErrorInfo }`.
             let message = format!(
                 "This model's maximum context length is {window} tokens. However, your request has {input} input tokens. Please reduce the length of the input messages."
             );
             return (
                 StatusCode::BAD_REQUEST,
-                serde_json::json!({"object": "error", "message": message, "type": "BadRequestError", "param": null, "code": 400}).to_string(),
+                serde_json::json!({"error": {"message": message, "type": "BadRequestError", "param": null, "code": 400}}).to_string(),
             )
                 .into_response();
         }
@@ -539,7 +540,7 @@ async fn respond(
             );
             return (
                 StatusCode::BAD_REQUEST,
-                serde_json::json!({"object": "error", "message": message, "type": "BadRequestError", "param": "max_tokens", "code": 400}).to_string(),
+                serde_json::json!({"error": {"message": message, "type": "BadRequestError", "param": "max_tokens", "code": 400}}).to_string(),
             )
                 .into_response();
         }

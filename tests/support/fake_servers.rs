@@ -82,7 +82,7 @@ impl Fake {
             Kind::Tgi => Router::new()
                 .route("/info", get(tgi_info))
                 .route("/metrics", get(tgi_metrics))
-                .route("/v1/models", get(openai_models)),
+                .route("/v1/models", get(tgi_models)),
             Kind::LlamaRouter => Router::new()
                 .route("/props", get(llama_props))
                 .route("/v1/models", get(llama_models))
@@ -228,6 +228,17 @@ async fn openai_models(State((_, s)): S) -> Json<Value> {
         .map(|m| json!({"id": m, "object": "model", "owned_by": "vllm", "max_model_len": 32768}))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+/// TGI's `/v1/models` (router/src/server.rs `openai_get_model_info`): its
+/// one model, owned by itself, created 0, and no window (that is in
+/// `/info`).
+async fn tgi_models(State((_, s)): S) -> Json<Value> {
+    let s = s.lock().unwrap();
+    let id = s.known.first().cloned().unwrap_or_default();
+    Json(
+        json!({"object": "list", "data": [{"id": id, "object": "model", "created": 0, "owned_by": id}]}),
+    )
 }
 
 async fn vllm_metrics(State((_, s)): S) -> String {
