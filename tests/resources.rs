@@ -266,7 +266,7 @@ async fn ollama_loads_and_unloads_the_way_ollama_does() {
         1,
         &[
             "could not load qwen2.5:7b-instruct (500)",
-            "more system memory",
+            "unable to load full model on GPU",
         ],
     );
     // Usage mistakes are refused before any request.

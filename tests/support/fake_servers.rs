@@ -208,7 +208,9 @@ async fn ollama_generate(State((_, s)): S, Json(body): Json<Value>) -> Response 
     if s.oom {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "model requires more system memory (6.6 GiB) than is available (4.0 GiB)"})),
+            // `llm.ErrLoadRequiredFull` (llm/server.go), which the scheduler
+            // returns when the model does not fit and nothing else is loaded.
+            Json(json!({"error": "unable to load full model on GPU"})),
         )
             .into_response();
     }
