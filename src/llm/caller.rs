@@ -22,11 +22,25 @@ use crate::router::Conditions;
 /// Consecutive failures per model; at `threshold` the model cools down for
 /// `cooldown`, or for as long as the failures took when that is longer (a
 /// hung server that costs minutes a call is not tried again a minute later).
-#[derive(Debug)]
 pub struct Breakers {
     state: Mutex<HashMap<String, Streak>>,
     pub threshold: u32,
     pub cooldown: Duration,
+    /// The time: `Instant::now`, or a test's own clock, so cooldowns are
+    /// tested by moving the clock, never by sleeping.
+    clock: Clock,
+}
+
+/// What `Breakers` reads the time from.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+impl std::fmt::Debug for Breakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breakers")
+            .field("threshold", &self.threshold)
+            .field("cooldown", &self.cooldown)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A model's failures in a row, the time they took, and its cooldown.
@@ -55,11 +69,21 @@ pub const MAX_DOWN_COOLDOWN: Duration = Duration::from_secs(600);
 
 impl Breakers {
     pub fn new(threshold: u32, cooldown: Duration) -> Breakers {
+        Breakers::with_clock(threshold, cooldown, Arc::new(Instant::now))
+    }
+
+    /// `new`, reading the time from `clock`.
+    pub fn with_clock(threshold: u32, cooldown: Duration, clock: Clock) -> Breakers {
         Breakers {
             state: Mutex::new(HashMap::new()),
             threshold,
             cooldown,
+            clock,
         }
+    }
+
+    fn now(&self) -> Instant {
+        (self.clock)()
     }
 
     pub fn is_open(&self, model: &str) -> bool {
@@ -67,7 +91,7 @@ impl Breakers {
         state
             .get(model)
             .and_then(|s| s.until)
-            .is_some_and(|until| Instant::now() < until)
+            .is_some_and(|until| self.now() < until)
     }
 
     /// Cools a model down now: its server refused the connection (before
@@ -83,7 +107,7 @@ impl Breakers {
         let mut state = self.state.lock().expect("breaker lock");
         let s = state.entry(model.to_string()).or_default();
         s.down += 1;
-        let now = Instant::now();
+        let now = self.now();
         s.down_at = Some(now);
         let factor = 1u32 << (s.down - 1).min(10);
         let base = self.cooldown.max(at_least);
@@ -99,7 +123,7 @@ impl Breakers {
     pub fn cool_busy(&self, model: &str, wait: Duration) {
         let mut state = self.state.lock().expect("breaker lock");
         let s = state.entry(model.to_string()).or_default();
-        let until = Instant::now() + wait;
+        let until = self.now() + wait;
         if s.until.is_none_or(|u| u < until) {
             s.until = Some(until);
             s.busy = true;
@@ -110,7 +134,7 @@ impl Breakers {
     pub fn busy_for(&self, model: &str) -> Option<Duration> {
         let state = self.state.lock().expect("breaker lock");
         let s = state.get(model).filter(|s| s.busy)?;
-        s.until?.checked_duration_since(Instant::now())
+        s.until?.checked_duration_since(self.now())
     }
 
     /// When the model's server last refused a connection, within
@@ -118,7 +142,7 @@ impl Breakers {
     pub fn last_down(&self, model: &str) -> Option<Instant> {
         let state = self.state.lock().expect("breaker lock");
         let at = state.get(model)?.down_at?;
-        (at.elapsed() < MAX_DOWN_COOLDOWN).then_some(at)
+        (self.now().saturating_duration_since(at) < MAX_DOWN_COOLDOWN).then_some(at)
     }
 
     /// The server answered again (seen by the background watch): its
@@ -140,7 +164,7 @@ impl Breakers {
         s.took += took;
         if s.failures >= self.threshold {
             s.busy = false;
-            s.until = Some(Instant::now() + self.cooldown.max(s.took));
+            s.until = Some(self.now() + self.cooldown.max(s.took));
             s.failures = 0;
             s.took = Duration::ZERO;
         }
@@ -913,25 +937,55 @@ mod tests {
         )
     }
 
+    /// A clock that moves only when told to.
+    fn manual() -> (Clock, Arc<Mutex<Duration>>) {
+        let base = Instant::now();
+        let offset = Arc::new(Mutex::new(Duration::ZERO));
+        let read = offset.clone();
+        (Arc::new(move || base + *read.lock().unwrap()), offset)
+    }
+
     #[test]
     fn a_model_cools_down_at_least_as_long_as_its_failures_took() {
-        let b = Breakers::new(2, Duration::from_millis(1));
+        let (clock, at) = manual();
+        let b = Breakers::with_clock(2, Duration::from_millis(1), clock.clone());
         b.failure("slow", Duration::from_secs(30));
         assert!(!b.is_open("slow"), "under the threshold");
         b.failure("slow", Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(20));
+        *at.lock().unwrap() += Duration::from_secs(59);
         assert!(
             b.is_open("slow"),
             "a minute of failures: skipped a minute, not 1 ms"
         );
-        let quick = Breakers::new(2, Duration::from_millis(1));
+        *at.lock().unwrap() += Duration::from_secs(2);
+        assert!(!b.is_open("slow"), "and not longer");
+        let quick = Breakers::with_clock(2, Duration::from_millis(1), clock);
         quick.failure("fast", Duration::from_millis(1));
         quick.failure("fast", Duration::from_millis(1));
-        std::thread::sleep(Duration::from_millis(20));
+        *at.lock().unwrap() += Duration::from_millis(5);
         assert!(
             !quick.is_open("fast"),
             "quick failures keep the base cooldown"
         );
+    }
+
+    #[test]
+    fn a_busy_model_is_skipped_for_its_retry_after_and_a_hang_doubles() {
+        let (clock, at) = manual();
+        let b = Breakers::with_clock(3, Duration::from_secs(30), clock);
+        b.cool_busy("m", Duration::from_secs(10));
+        assert_eq!(b.busy_for("m"), Some(Duration::from_secs(10)));
+        *at.lock().unwrap() += Duration::from_secs(11);
+        assert!(!b.is_open("m") && b.busy_for("m").is_none());
+        // A hang of 120 s cools for at least that, then twice that.
+        b.trip_for("h", Duration::from_secs(120));
+        *at.lock().unwrap() += Duration::from_secs(119);
+        assert!(b.is_open("h"));
+        *at.lock().unwrap() += Duration::from_secs(2);
+        assert!(!b.is_open("h"));
+        b.trip_for("h", Duration::from_secs(120));
+        *at.lock().unwrap() += Duration::from_secs(239);
+        assert!(b.is_open("h"), "the second hang in a row doubles it");
     }
 
     #[tokio::test]
@@ -991,12 +1045,15 @@ mod tests {
 
     #[test]
     fn breakers_open_at_the_threshold_and_close_after_the_cooldown() {
-        let b = Breakers::new(2, Duration::from_millis(30));
+        let (clock, at) = manual();
+        let b = Breakers::with_clock(2, Duration::from_secs(30), clock);
         b.failure("m", Duration::ZERO);
         assert!(!b.is_open("m"));
         b.failure("m", Duration::ZERO);
         assert!(b.is_open("m"));
-        std::thread::sleep(Duration::from_millis(40));
+        *at.lock().unwrap() += Duration::from_secs(29);
+        assert!(b.is_open("m"));
+        *at.lock().unwrap() += Duration::from_secs(2);
         assert!(!b.is_open("m"));
     }
 }
