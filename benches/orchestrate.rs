@@ -125,6 +125,7 @@ async fn orchestrate(
             check_rounds: 2,
             context_tokens: 1500,
             memory_top_k: 5,
+            project_summary_every: None,
             max_plan_depth: 2,
             make_room: false,
             task_id: None,

@@ -272,6 +272,9 @@ pub struct MemoryConfig {
     /// A task's raw interactions are summarized past this many, or this many tokens.
     pub compact_after: usize,
     pub compact_tokens: u64,
+    /// A run refreshes the project summary every this many done tasks (and
+    /// at its end when it finished any); 0: only at the end.
+    pub project_summary_every: usize,
 }
 
 impl Default for MemoryConfig {
@@ -289,6 +292,7 @@ impl Default for MemoryConfig {
             openai_dim: None,
             compact_after: 20,
             compact_tokens: 4_000,
+            project_summary_every: 10,
         }
     }
 }

@@ -31,6 +31,7 @@ mod qdrant;
 mod recovery;
 mod replicas;
 mod resources;
+mod rollup;
 mod schedule;
 mod serve;
 mod store;

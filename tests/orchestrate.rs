@@ -49,7 +49,7 @@ fn fail() -> Reply {
 
 /// A registry with providers `a` and `b` (one model each, both with
 /// structured output); every role tries model-a, then model-b.
-fn registry(a: &str, b: &str, extra_coder: &str) -> Registry {
+pub(crate) fn registry(a: &str, b: &str, extra_coder: &str) -> Registry {
     registry_with(a, b, extra_coder, "[json_schema]")
 }
 
@@ -170,6 +170,7 @@ impl Harness {
                 check_rounds: 2,
                 context_tokens: 1500,
                 memory_top_k: 5,
+                project_summary_every: Some(10),
                 max_plan_depth: 2,
                 make_room: false,
                 task_id,

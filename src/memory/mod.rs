@@ -9,6 +9,7 @@
 
 pub mod embed;
 pub mod open;
+pub mod rollup;
 pub mod vector;
 
 use std::fmt::Write as _;
@@ -701,8 +702,9 @@ impl Memory {
     }
 
     /// What an agent working on a task should know, most useful first, cut
-    /// to `budget` tokens: the project summary, the parent task's summary,
-    /// the task's own latest summary, then the most relevant other memories.
+    /// to `budget` tokens: the tree (`rollup::tree_context`: the project
+    /// summary, its stage's, its dependencies', its own), then the most
+    /// relevant other memories.
     pub async fn context(
         &self,
         db: &Store,
@@ -711,34 +713,9 @@ impl Memory {
         top_k: usize,
     ) -> Result<Vec<MemoryRecord>> {
         let task = db.task(task_id)?;
-        let mut picked: Vec<MemoryRecord> = Vec::new();
-        let latest = |sql: &str, arg: i64| -> Result<Option<MemoryRecord>> {
-            Ok(db
-                .conn()
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM memories WHERE {sql} ORDER BY id DESC LIMIT 1"),
-                    [arg],
-                    from_row,
-                )
-                .optional()?)
-        };
-        if let Some(r) = latest(
-            "project_id = ?1 AND type = 'project_summary'",
-            task.project_id,
-        )? {
-            picked.push(r);
-        }
-        if let Some(parent) = task.parent_id
-            && let Some(r) = latest("task_id = ?1 AND type = 'task_summary'", parent)?
-        {
-            picked.push(r);
-        }
-        if let Some(r) = latest(
-            "task_id = ?1 AND type IN ('task_summary', 'handoff')",
-            task_id,
-        )? {
-            picked.push(r);
-        }
+        // The tree first (project, stage, dependencies, the task's own),
+        // then what is nearest the task's text.
+        let mut picked = rollup::tree_context(db, &task)?;
         let query = context_query(&task);
         for hit in self
             .query_memory(
@@ -755,17 +732,7 @@ impl Memory {
                 picked.push(hit.record);
             }
         }
-        let mut used = 0;
-        Ok(picked
-            .into_iter()
-            .filter(|r| {
-                let fits = used + r.tokens <= budget;
-                if fits {
-                    used += r.tokens;
-                }
-                fits
-            })
-            .collect())
+        Ok(rollup::within(picked, budget))
     }
 }
 
@@ -963,6 +930,9 @@ pub struct MissingMemory {
     pub step_id: i64,
     pub raw_interaction: bool,
     pub task_summary: bool,
+    /// A done parent whose roll-up summary (from its subtasks') is missing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rollup: bool,
 }
 
 /// Done tasks whose finishing step answered with a model but that have no
@@ -989,6 +959,7 @@ pub fn missing_memories(db: &Store, project_id: Option<i64>) -> Result<Vec<Missi
                 step_id: r.get(2)?,
                 raw_interaction: r.get(3)?,
                 task_summary: r.get(4)?,
+                rollup: false,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;

@@ -8,6 +8,7 @@ mod indexer;
 pub mod machine;
 pub mod progress;
 mod recover;
+mod rollup;
 pub mod routing;
 pub mod run;
 pub mod schedule;

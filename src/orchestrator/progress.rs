@@ -25,6 +25,10 @@ pub struct Options {
     /// Tokens of memory context per prompt.
     pub context_tokens: u64,
     pub memory_top_k: usize,
+    /// Refresh the project summary every this many done tasks and at the
+    /// run's end when it finished any (`Some(0)`: only at the end); `None`:
+    /// never (an evaluation, whose figures are the pipeline's alone).
+    pub project_summary_every: Option<usize>,
     /// How deep the planner may split (1: only top-level tasks).
     pub max_plan_depth: usize,
     /// Unload idle Ollama models to load a better model that does not fit.

@@ -52,7 +52,18 @@ pub(super) fn at_start(
 /// killed after the commit): the raw interaction from the step's recorded
 /// answer, the summary through the summarizer. No executor is called again.
 pub(super) async fn backfill(shared: &Shared, db: &mut Store) -> Result<()> {
-    let missing = crate::memory::missing_memories(db, Some(shared.opts.project_id))?;
+    let mut missing = crate::memory::missing_memories(db, Some(shared.opts.project_id))?;
+    // And done parents whose roll-up summary a killed run never wrote.
+    for id in crate::memory::rollup::missing_rollups(db, shared.opts.project_id)? {
+        missing.push(crate::memory::MissingMemory {
+            task_id: id,
+            project_id: shared.opts.project_id,
+            step_id: 0,
+            raw_interaction: false,
+            task_summary: true,
+            rollup: true,
+        });
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -65,6 +76,18 @@ pub(super) async fn backfill(shared: &Shared, db: &mut Store) -> Result<()> {
     for m in missing {
         if *shared.cancel.borrow() {
             break;
+        }
+        if m.rollup {
+            let task = db.task(m.task_id)?;
+            if let Err(e) = StepRun::new(shared, db, task, 0, String::new())
+                .summarize_parent()
+                .await
+            {
+                (shared.observer)(&Progress::Warning {
+                    message: format!("task {}: no roll-up summary ({e})", m.task_id),
+                });
+            }
+            continue;
         }
         let task = db.task(m.task_id)?;
         let step = db

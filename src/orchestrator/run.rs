@@ -157,6 +157,19 @@ pub async fn run(
     };
 
     let result = drive(&shared, &deps, &mut main_db, &in_flight, workers, cancel).await;
+    // A run that finished anything leaves the project summary fresh (and
+    // in the index: before the indexer's last pass).
+    // (Not again when the last done task just refreshed it.)
+    if let (Ok((t, why)), Some(every)) = (&result, shared.opts.project_summary_every)
+        && t.done > 0
+        && why != "interrupted"
+        && (every == 0 || t.done % every != 0)
+        && let Err(e) = super::rollup::project_summary(&shared, &mut main_db).await
+    {
+        observer(&Progress::Warning {
+            message: format!("no new project summary ({e})"),
+        });
+    }
     heartbeat.abort();
     // The memories of the last steps go into the index before the run ends.
     let indexer = shared.indexer.lock().expect("indexer").take();
@@ -382,6 +395,14 @@ async fn drive(
                 tally.done += 1;
                 if main_db.task(id).map_err(|e| (tally.clone(), e))?.verified == Some(true) {
                     tally.verified += 1;
+                }
+                if let Some(every) = shared.opts.project_summary_every
+                    && every > 0
+                    && tally.done.is_multiple_of(every)
+                {
+                    super::rollup::project_summary(shared, main_db)
+                        .await
+                        .map_err(|e| (tally.clone(), e))?;
                 }
             }
             Ok(Outcome::Blocked) => tally.blocked += 1,

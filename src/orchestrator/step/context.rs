@@ -8,7 +8,17 @@ use crate::orchestrator::fit::Fitted;
 impl StepRun<'_> {
     pub(super) async fn build_context(&mut self) -> Result<()> {
         self.material = context::gather(self.db, &self.task)?;
-        if let Some(mem) = &self.shared.memory {
+        let Some(mem) = &self.shared.memory else {
+            // No index: the summaries of the tree still come, from SQLite.
+            let tree = crate::memory::rollup::tree_context(self.db, &self.task)?;
+            self.material.vars.memory =
+                crate::memory::rollup::within(tree, self.shared.opts.context_tokens)
+                    .into_iter()
+                    .map(|r| r.text)
+                    .collect();
+            return Ok(());
+        };
+        {
             match mem
                 .context(
                     self.db,

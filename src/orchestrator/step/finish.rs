@@ -260,6 +260,16 @@ impl StepRun<'_> {
                     });
                 }
             }
+            // Its subtasks are all done: the parent's own summary, from
+            // theirs (a stage rolls up).
+            Effect::Complete { model: None, .. } => {
+                crate::crashpoint::here("rollup");
+                if let Err(e) = self.summarize_parent().await {
+                    self.emit(Progress::Warning {
+                        message: format!("task {}: no roll-up summary ({e})", self.task.id),
+                    });
+                }
+            }
             Effect::Block {
                 last_answer: Some(a),
                 ..
@@ -301,6 +311,95 @@ impl StepRun<'_> {
                 message: format!("task {}: no task summary ({e})", self.task.id),
             }),
         }
+        Ok(())
+    }
+
+    /// A done parent's summary from its subtasks' newest summaries (their
+    /// results where a subtask has none), through the summarizer: a
+    /// `task_summary` on the parent whose `covers` lists theirs. Without a
+    /// usable summarizer answer, their summaries joined stand in, so a
+    /// stage always has one.
+    pub async fn summarize_parent(&mut self) -> Result<()> {
+        let children = crate::memory::rollup::child_summaries(self.db, self.task.id)?;
+        if children.is_empty() {
+            return Ok(());
+        }
+        let mut items = Vec::new();
+        let mut covers = Vec::new();
+        for (child, summary) in &children {
+            let text = match summary {
+                Some(s) => {
+                    covers.push(s.id);
+                    s.text.clone()
+                }
+                None => self
+                    .db
+                    .task_steps(child.id)?
+                    .iter()
+                    .rev()
+                    .find_map(|s| {
+                        s.detail
+                            .get("result")
+                            .and_then(|r| r.as_str())
+                            .map(String::from)
+                    })
+                    .unwrap_or_default(),
+            };
+            items.push(format!(
+                "{} (task {}): {}",
+                child.title,
+                child.id,
+                cut(&text, 2 * RESULT_CHARS)
+            ));
+        }
+        let label = self
+            .task
+            .external_ref
+            .as_deref()
+            .map_or(format!("Task {}", self.task.id), |r| {
+                format!("{r} (task {})", self.task.id)
+            });
+        let text = self.shared.prompts.render(
+            "summarizer",
+            json!({
+                "kind": "stage_summary",
+                "title": format!("{label}: {}, all {} subtasks done", self.task.title, children.len()),
+                "items": items,
+                "max_words": 200,
+            }),
+        )?;
+        let req = self.request("summarizer", text, None);
+        let nonempty = |t: &str| {
+            if t.trim().is_empty() {
+                Err("empty".to_string())
+            } else {
+                Ok(t.trim().to_string())
+            }
+        };
+        let summary = match self
+            .call_parsed("summarize", Role::Summarizer, req, nonempty)
+            .await?
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.emit(Progress::Warning {
+                    message: format!(
+                        "task {}: the summarizer gave no roll-up ({e}); its subtasks' summaries stand in",
+                        self.task.id
+                    ),
+                });
+                items.join("\n")
+            }
+        };
+        crate::memory::rollup::save_summary(
+            self.db,
+            &summary,
+            self.task.project_id,
+            Some(self.task.id),
+            "task_summary",
+            "summarizer",
+            &covers,
+        )?;
         Ok(())
     }
 

@@ -554,7 +554,8 @@ impl<'a> StepRun<'a> {
         for (a, mut call) in crate::llm::caller::call_records(result, req, registry, role, purpose)
         {
             call.run_id = Some(self.shared.run_id);
-            call.step_id = Some(self.step_id);
+            // A backfill outside any step (a roll-up a killed run left) has none.
+            call.step_id = (self.step_id > 0).then_some(self.step_id);
             call.task_id = Some(self.task.id);
             if result.is_ok() && a.outcome == "ok" {
                 if let Some((outcome, why)) = &outcome_override {

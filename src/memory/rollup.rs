@@ -1,0 +1,166 @@
+//! The summaries that roll up by themselves: a parent's (a stage, a split
+//! task) from its subtasks' once they are all done, and the project's from
+//! its stages' and the newer task summaries. What to summarize and where
+//! it goes; the orchestrator asks the summarizer.
+
+use rusqlite::params;
+
+use super::{COLUMNS, MemoryRecord, from_row, insert};
+use crate::error::Result;
+use crate::store::{Store, Task};
+
+/// A parent's subtasks, each with its newest task summary when it has one.
+pub fn child_summaries(db: &Store, parent_id: i64) -> Result<Vec<(Task, Option<MemoryRecord>)>> {
+    let children: Vec<Task> = db
+        .tasks(None, None)?
+        .into_iter()
+        .filter(|t| t.parent_id == Some(parent_id) && t.deleted_at.is_none())
+        .collect();
+    let mut out = Vec::with_capacity(children.len());
+    for c in children {
+        let summary = newest(db, c.id)?;
+        out.push((c, summary));
+    }
+    Ok(out)
+}
+
+/// A task's newest summary.
+fn newest(db: &Store, task_id: i64) -> Result<Option<MemoryRecord>> {
+    let mut stmt = db.conn().prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM memories WHERE task_id = ?1 AND type = 'task_summary'
+          ORDER BY id DESC LIMIT 1"
+    ))?;
+    let mut rows = stmt.query_map([task_id], from_row)?;
+    Ok(rows.next().transpose()?)
+}
+
+/// Done parents of a project with no summary of their own: the roll-ups a
+/// killed run left, for the next run to write.
+pub fn missing_rollups(db: &Store, project_id: i64) -> Result<Vec<i64>> {
+    let mut stmt = db.conn().prepare_cached(
+        "SELECT t.id FROM tasks t
+          WHERE t.project_id = ?1 AND t.status = 'done' AND t.deleted_at IS NULL
+            AND EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id AND c.deleted_at IS NULL)
+            AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.task_id = t.id AND m.type = 'task_summary')
+          ORDER BY t.id",
+    )?;
+    let ids = stmt
+        .query_map([project_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// What a project summary is made from, at most `max` items: the newest
+/// summary of each done top-level task (a stage's roll-up), then the
+/// newest summaries of tasks no such roll-up covers yet, newest first. A
+/// project of 500 tasks gives a handful of stage summaries and the recent
+/// work, never 500 items.
+pub fn project_material(db: &Store, project_id: i64, max: usize) -> Result<Vec<MemoryRecord>> {
+    let mut stmt = db.conn().prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM memories m
+          WHERE m.project_id = ?1 AND m.type = 'task_summary' AND m.compacted = 0
+            AND m.id = (SELECT max(id) FROM memories n
+                         WHERE n.task_id = m.task_id AND n.type = 'task_summary')
+          ORDER BY m.id DESC"
+    ))?;
+    let newest: Vec<MemoryRecord> = stmt
+        .query_map(params![project_id], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let covered: std::collections::HashSet<i64> = newest
+        .iter()
+        .flat_map(|r| r.covers.iter().copied())
+        .collect();
+    let top: std::collections::HashSet<i64> = db
+        .tasks(Some(project_id), None)?
+        .into_iter()
+        .filter(|t| t.parent_id.is_none())
+        .map(|t| t.id)
+        .collect();
+    let (stages, rest): (Vec<MemoryRecord>, Vec<MemoryRecord>) = newest
+        .into_iter()
+        .filter(|r| !covered.contains(&r.id))
+        .partition(|r| r.task_id.is_some_and(|t| top.contains(&t)));
+    Ok(stages.into_iter().chain(rest).take(max).collect())
+}
+
+/// A step's memory from the tree, most general first: the newest project
+/// summary, the summary of the task's nearest summarized ancestor (its
+/// stage), each dependency's newest summary, then the task's own newest
+/// summary or handoff. Read from SQLite alone, so a run without an index
+/// has it too; the caller cuts it to its budget.
+pub fn tree_context(db: &Store, task: &Task) -> Result<Vec<MemoryRecord>> {
+    let latest = |sql: &str, arg: i64| -> Result<Option<MemoryRecord>> {
+        let mut stmt = db.conn().prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM memories WHERE {sql} ORDER BY id DESC LIMIT 1"
+        ))?;
+        let mut rows = stmt.query_map([arg], from_row)?;
+        Ok(rows.next().transpose()?)
+    };
+    let mut picked: Vec<MemoryRecord> = Vec::new();
+    let push = |r: Option<MemoryRecord>, picked: &mut Vec<MemoryRecord>| {
+        if let Some(r) = r
+            && !picked.iter().any(|p| p.id == r.id)
+        {
+            picked.push(r);
+        }
+    };
+    push(
+        latest(
+            "project_id = ?1 AND type = 'project_summary'",
+            task.project_id,
+        )?,
+        &mut picked,
+    );
+    let mut up = task.parent_id;
+    while let Some(p) = up {
+        if let Some(r) = latest("task_id = ?1 AND type = 'task_summary'", p)? {
+            push(Some(r), &mut picked);
+            break;
+        }
+        up = db.task(p)?.parent_id;
+    }
+    for dep in &task.depends_on {
+        push(
+            latest("task_id = ?1 AND type = 'task_summary'", *dep)?,
+            &mut picked,
+        );
+    }
+    push(
+        latest(
+            "task_id = ?1 AND type IN ('task_summary', 'handoff')",
+            task.id,
+        )?,
+        &mut picked,
+    );
+    Ok(picked)
+}
+
+/// Cuts `records` to `budget` tokens, in order, skipping what does not fit.
+pub fn within(records: Vec<MemoryRecord>, budget: u64) -> Vec<MemoryRecord> {
+    let mut used = 0;
+    records
+        .into_iter()
+        .filter(|r| {
+            let fits = used + r.tokens <= budget;
+            if fits {
+                used += r.tokens;
+            }
+            fits
+        })
+        .collect()
+}
+
+/// Saves a summary that covers `covers`, in SQLite, not yet indexed (the
+/// run's indexer indexes it).
+pub fn save_summary(
+    db: &mut Store,
+    text: &str,
+    project_id: i64,
+    task_id: Option<i64>,
+    kind: &str,
+    agent: &str,
+    covers: &[i64],
+) -> Result<MemoryRecord> {
+    super::check_kind(kind)?;
+    insert(db, text, project_id, task_id, kind, agent, covers, None)
+}
