@@ -118,6 +118,34 @@ async fn stages_and_the_project_roll_up_in_the_run_and_stage_two_sees_stage_one(
         .find(|p| p.contains("Add the list command"))
         .expect("stage 2's task was asked");
     assert!(stage_two.contains("STAGE-ONE-ROLLUP"), "{stage_two}");
+    // `memory tree` shows it: project → stages → tasks, each with its
+    // newest summary's first line.
+    let env = crate::support::Env::new();
+    let db = h.db.to_str().unwrap();
+    let tree = env.run(&["--db", db, "memory", "tree", "--project-id", "1"]);
+    tree.assert_ok();
+    assert!(
+        tree.stdout.contains("PROJECT-ROLLUP")
+            && tree
+                .stdout
+                .contains("#1 Stage one: the store (done) [1 summary, 0 raw]")
+            && tree.stdout.contains("↳ STAGE-ONE-ROLLUP")
+            && tree.stdout.contains("    #2 Create the schema (done)"),
+        "{}",
+        tree.stdout
+    );
+    let json = env.json(&["--db", db, "memory", "tree", "--project-id", "1"]);
+    assert_eq!(
+        json["tasks"][0]["children"].as_array().unwrap().len(),
+        2,
+        "{json}"
+    );
+    assert!(
+        json["tasks"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("STAGE-ONE-ROLLUP")
+    );
 }
 
 /// A run killed between a parent's done and its summary leaves a done

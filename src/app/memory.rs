@@ -157,3 +157,8 @@ impl Kept {
         Ok(m)
     }
 }
+
+/// The project's memory as a tree (`memory tree`, the board's memory view).
+pub fn tree(db: &Store, project_id: i64) -> Result<crate::memory::rollup::Tree> {
+    crate::memory::rollup::tree(db, project_id)
+}

@@ -76,6 +76,13 @@ pub enum MemoryCmd {
     },
     /// Rebuild the vector index from the database
     Reindex,
+    /// The project's memory as a tree: project → stages → tasks, each
+    /// with its newest summary's first line and what is compacted
+    Tree {
+        /// The project's id
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: i64,
+    },
     /// Counts by type, what is indexed, and with which model
     Stats {
         /// Only this project [default: every project]
@@ -252,6 +259,10 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             emit(out, ctx.json, &value, || {
                 format!("Reindexed {n} memories into {}.", mem.index.describe())
             })
+        }
+        MemoryCmd::Tree { project_id } => {
+            let tree = crate::app::memory::tree(&db, project_id)?;
+            emit(out, ctx.json, &tree, || super::render::memory_tree(&tree))
         }
         MemoryCmd::Stats { project_id, verify } => {
             let s = crate::app::memory::stats(ctx, &mut db, project_id, verify)?;

@@ -164,3 +164,81 @@ pub fn save_summary(
     super::check_kind(kind)?;
     insert(db, text, project_id, task_id, kind, agent, covers, None)
 }
+
+/// One task in the memory tree: its newest summary's first line, how many
+/// summaries, raw interactions and compacted rows it has, its subtasks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Node {
+    pub task_id: i64,
+    pub external_ref: Option<String>,
+    pub title: String,
+    pub status: String,
+    /// The first line of its newest summary.
+    pub summary: Option<String>,
+    pub summaries: usize,
+    pub raw: usize,
+    pub compacted: usize,
+    pub children: Vec<Node>,
+}
+
+/// The project's memory as a tree: its newest summary (and how many older
+/// ones are kept), then its top-level tasks (stages) with their subtasks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Tree {
+    pub project_id: i64,
+    pub project_summary: Option<String>,
+    pub project_summaries: usize,
+    pub tasks: Vec<Node>,
+}
+
+fn first_line(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    crate::describe::short(line, 100)
+}
+
+/// The memory tree of `project_id`, read from SQLite.
+pub fn tree(db: &Store, project_id: i64) -> Result<Tree> {
+    db.project(project_id)?;
+    let mut stmt = db.conn().prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM memories WHERE project_id = ?1 ORDER BY id"
+    ))?;
+    let all: Vec<MemoryRecord> = stmt
+        .query_map([project_id], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let tasks = db.tasks(Some(project_id), None)?;
+    fn node(t: &Task, tasks: &[Task], all: &[MemoryRecord]) -> Node {
+        let mine: Vec<&MemoryRecord> = all.iter().filter(|m| m.task_id == Some(t.id)).collect();
+        let summaries: Vec<&&MemoryRecord> =
+            mine.iter().filter(|m| m.kind == "task_summary").collect();
+        Node {
+            task_id: t.id,
+            external_ref: t.external_ref.clone(),
+            title: t.title.clone(),
+            status: t.status.as_str().to_string(),
+            summary: summaries.last().map(|m| first_line(&m.text)),
+            summaries: summaries.len(),
+            raw: mine.iter().filter(|m| m.kind == "raw_interaction").count(),
+            compacted: mine.iter().filter(|m| m.compacted).count(),
+            children: tasks
+                .iter()
+                .filter(|c| c.parent_id == Some(t.id))
+                .map(|c| node(c, tasks, all))
+                .collect(),
+        }
+    }
+    let projects: Vec<&MemoryRecord> = all.iter().filter(|m| m.kind == "project_summary").collect();
+    Ok(Tree {
+        project_id,
+        project_summary: projects.last().map(|m| first_line(&m.text)),
+        project_summaries: projects.len(),
+        tasks: tasks
+            .iter()
+            .filter(|t| t.parent_id.is_none())
+            .map(|t| node(t, &tasks, &all))
+            .collect(),
+    })
+}
