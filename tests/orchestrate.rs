@@ -119,8 +119,18 @@ impl Harness {
     }
 
     pub(crate) async fn run(&self, registry: Registry, max_steps: usize) -> (Summary, Vec<Value>) {
+        self.run_summarizing(registry, max_steps, 10).await
+    }
+
+    /// `run`, refreshing the project summary every `every` done tasks.
+    pub(crate) async fn run_summarizing(
+        &self,
+        registry: Registry,
+        max_steps: usize,
+        every: usize,
+    ) -> (Summary, Vec<Value>) {
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        self.run_with(registry, max_steps, None, rx).await
+        self.run_opts(registry, max_steps, None, rx, every).await
     }
 
     /// A run; with `task_id`, of that task alone, streaming its tokens.
@@ -130,6 +140,18 @@ impl Harness {
         max_steps: usize,
         task_id: Option<i64>,
         cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> (Summary, Vec<Value>) {
+        self.run_opts(registry, max_steps, task_id, cancel, 10)
+            .await
+    }
+
+    async fn run_opts(
+        &self,
+        registry: Registry,
+        max_steps: usize,
+        task_id: Option<i64>,
+        cancel: tokio::sync::watch::Receiver<bool>,
+        every: usize,
     ) -> (Summary, Vec<Value>) {
         let workers = 1;
         let mut caller = Caller::new(
@@ -170,7 +192,7 @@ impl Harness {
                 check_rounds: 2,
                 context_tokens: 1500,
                 memory_top_k: 5,
-                project_summary_every: Some(10),
+                project_summary_every: Some(every),
                 max_plan_depth: 2,
                 make_room: false,
                 task_id,

@@ -294,3 +294,26 @@ fn the_memory_context_stays_bounded_as_the_project_grows() {
         }
     }
 }
+
+/// Every `project_summary_every` done tasks the run refreshes the project
+/// summary between steps (here every 2 of 5: after the 2nd and the 4th),
+/// and once more at its end for the work since; older ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_project_summary_is_refreshed_every_n_done_tasks_and_at_the_end() {
+    let srv = server().await;
+    let h = Harness::new(&[]);
+    two_stages(&h);
+    let (summary, _) = h
+        .run_summarizing(registry(&srv.url, &srv.url, ""), 10, 2)
+        .await;
+    assert_eq!(summary.done, 5, "{summary:?}");
+    let n: i64 = rusqlite::Connection::open(&h.db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM memories WHERE type = 'project_summary'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 3, "after the 2nd and 4th done task, and at the end");
+}

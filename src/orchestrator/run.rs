@@ -312,6 +312,8 @@ async fn drive(
     // of the run, which goes on with the others.
     let mut waiting: Vec<i64> = Vec::new();
     let mut failed = false;
+    // A project summary came due (every `project_summary_every` done).
+    let mut summary_due = false;
     loop {
         let cancelled = *cancel.borrow() || failed;
         if cancelled && !failed && !interrupted_seen {
@@ -400,9 +402,7 @@ async fn drive(
                     && every > 0
                     && tally.done.is_multiple_of(every)
                 {
-                    super::rollup::project_summary(shared, main_db)
-                        .await
-                        .map_err(|e| (tally.clone(), e))?;
+                    summary_due = true;
                 }
             }
             Ok(Outcome::Blocked) => tally.blocked += 1,
@@ -426,6 +426,20 @@ async fn drive(
                 return Err((tally, e));
             }
         }
+        // The summary that came due, once no step is in flight: a summarizer
+        // call while steps run would leave them unpolled, their silence
+        // timers running. With several workers it may wait for a lull.
+        if summary_due && running.is_empty() {
+            summary_due = false;
+            super::rollup::project_summary(shared, main_db)
+                .await
+                .map_err(|e| (tally.clone(), e))?;
+        }
+    }
+    if summary_due {
+        super::rollup::project_summary(shared, main_db)
+            .await
+            .map_err(|e| (tally.clone(), e))?;
     }
     tally.waiting = waiting.len();
     Ok((tally, stopped))
