@@ -124,9 +124,15 @@ pub fn stats(
         };
     }
     let cfg = &ctx.config.memory;
-    let embedder = crate::memory::open::embedder(&ctx.paths, cfg, ctx.mode(), || ctx.registry())?;
+    // The store's counts need no model: one that cannot be loaded (its
+    // files not fetched yet) is said in its place, never an error.
+    let (model, dim) =
+        match crate::memory::open::embedder(&ctx.paths, cfg, ctx.mode(), || ctx.registry()) {
+            Ok(e) => (e.model(), e.dim()),
+            Err(e) => (format!("embedding model not available: {e}"), 0),
+        };
     let index = crate::memory::open::describe_index(&ctx.paths, cfg, db)?;
-    crate::memory::stats(db, project_id, index, embedder.model(), embedder.dim())
+    crate::memory::stats(db, project_id, index, model, dim)
 }
 
 /// A memory layer opened once and kept: the embedder loads on the first

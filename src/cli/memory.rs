@@ -267,7 +267,11 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
         MemoryCmd::Stats { project_id, verify } => {
             let s = crate::app::memory::stats(ctx, &mut db, project_id, verify)?;
             emit(out, ctx.json, &s, || {
-                let mut t = format!("{} ({} , {} dimensions)\n", s.index, s.model, s.dim);
+                let mut t = if s.dim == 0 {
+                    format!("{} ({})\n", s.index, s.model)
+                } else {
+                    format!("{} ({}, {} dimensions)\n", s.index, s.model, s.dim)
+                };
                 for (k, n) in &s.by_type {
                     let _ = writeln!(t, "  {k:<16} {n}");
                 }

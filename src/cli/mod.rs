@@ -119,7 +119,7 @@ enum Command {
     /// The gateway's client keys: add, list, revoke
     #[command(subcommand)]
     Keys(serve::KeysCmd),
-    /// Print a shell completion script (see README: "Shell completions")
+    /// Print a shell completion script (where it goes: README, Install)
     Completions {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
