@@ -525,3 +525,31 @@ fn stage_notes_go_under_the_stages_own_notes() {
         assert_eq!(ids(before.stage(n).unwrap()), ids(doc.stage(n).unwrap()));
     }
 }
+
+/// A stage with no tasks and no Status line gets its notes inside its own
+/// section (after its Goal, before the rule), once: re-parsed, they are
+/// its notes, and adding the same state again adds nothing.
+#[test]
+fn a_note_on_a_bare_stage_stays_in_its_section() {
+    let text = "# d – Plans\n\n## Stage 1 – One\n\n**Goal:** G.\n\n---\n\n## Stage 2 – Two\n\n**Goal:** H.\n\n---\n";
+    let out = plans(text).add_stage_note(2, STAMP, "a", "later").unwrap();
+    let doc = plans(&out);
+    let notes = &out[doc
+        .stage(2)
+        .unwrap()
+        .notes
+        .clone()
+        .expect("stage 2's notes")];
+    assert!(notes.contains("`a`: later"), "{out}");
+    assert!(doc.stage(1).unwrap().notes.is_none(), "{out}");
+    let two = out.find("## Stage 2").unwrap();
+    assert!(
+        out[two..].find("**Notes:**").unwrap() < out[two..].find("---").unwrap(),
+        "{out}"
+    );
+    // CRLF and no final newline read the same way.
+    let crlf = text.replace('\n', "\r\n");
+    let crlf = crlf.trim_end();
+    let out = plans(crlf).add_stage_note(2, STAMP, "a", "later").unwrap();
+    assert!(plans(&out).stage(2).unwrap().notes.is_some(), "{out:?}");
+}

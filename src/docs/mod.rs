@@ -149,7 +149,7 @@ pub fn update_file(
     path: &Path,
     mut transform: impl FnMut(&str) -> Result<String>,
 ) -> Result<Written> {
-    let lock = FileLock::acquire(path)?;
+    let mut lock = FileLock::acquire(path)?;
     let mut merged = false;
     for _ in 0..8 {
         let base = read_doc(path)?;
@@ -182,7 +182,12 @@ pub fn update_file(
             });
         }
         merged = true;
+        // The other program may have replaced the file (a rename): the
+        // lock is taken again on the file as it is now.
+        drop(lock);
+        lock = FileLock::acquire(path)?;
     }
+    drop(lock);
     Err(Error::Conflict {
         path: path.to_path_buf(),
         message: "the file keeps changing while llmclis edits it; try again".into(),

@@ -693,7 +693,7 @@ impl PlansDoc {
                     .map(|t| t.item.end)
                     .chain(stage.status_line.as_ref().map(|r| r.end))
                     .max()
-                    .unwrap_or(stage.section.start);
+                    .unwrap_or_else(|| last_content_line_end(&self.text, &stage.section));
                 let at = if self.text[..at].ends_with('\n') {
                     at
                 } else {
@@ -1043,6 +1043,23 @@ fn is_placeholder(entry: &str) -> bool {
 }
 
 /// `` `2026-11-21T03:05:00+00:00` by `agent`: text `` on one line.
+/// Where a stage's own content ends: just past its last line that is
+/// neither blank nor a `---` rule (the heading line at least), so what is
+/// added there stays in the stage, never before its heading or after the
+/// rule that closes it.
+fn last_content_line_end(text: &str, section: &Range<usize>) -> usize {
+    let mut end = section.start;
+    let mut pos = section.start;
+    for line in text[section.clone()].split_inclusive('\n') {
+        pos += line.len();
+        let t = line.trim();
+        if !t.is_empty() && !t.starts_with("---") {
+            end = pos;
+        }
+    }
+    end
+}
+
 pub fn note_line(stamp: &str, agent: &str, text: &str) -> String {
     let one_line: Vec<&str> = text.split_whitespace().collect();
     format!("`{stamp}` by `{agent}`: {}", one_line.join(" "))

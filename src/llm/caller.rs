@@ -888,8 +888,11 @@ impl Caller {
 }
 
 impl Conditions for Caller {
+    /// A model cooling only because it was busy stays in chains: the call
+    /// skips it while another model answers, and waits for it when none
+    /// can, rather than having no chain at all.
     fn cooling_down(&self, model_id: &str) -> bool {
-        self.open(model_id)
+        self.open(model_id) && self.breakers.busy_for(model_id).is_none()
     }
 
     fn key_set(&self, env_var: &str) -> bool {
@@ -1020,6 +1023,19 @@ mod tests {
             c.cooling_down("m"),
             "the watch saw it down after it refused: not asked again"
         );
+    }
+
+    #[test]
+    fn a_busy_model_stays_in_the_routers_chains() {
+        let c = caller();
+        c.breakers.cool_busy("qwen-7b", Duration::from_secs(30));
+        assert!(c.breakers.is_open("qwen-7b"), "the call skips it");
+        assert!(
+            !c.cooling_down("qwen-7b"),
+            "the router keeps it: a chain of busy models is waited for, not empty"
+        );
+        c.breakers.trip("qwen-7b");
+        assert!(c.cooling_down("qwen-7b"), "down is another matter");
     }
 
     #[test]

@@ -429,18 +429,24 @@ async fn drive(
         // The summary that came due, once no step is in flight: a summarizer
         // call while steps run would leave them unpolled, their silence
         // timers running. With several workers it may wait for a lull.
-        if summary_due && running.is_empty() {
+        if summary_due && running.is_empty() && !*cancel.borrow() {
             summary_due = false;
-            super::rollup::project_summary(shared, main_db)
-                .await
-                .map_err(|e| (tally.clone(), e))?;
+            summary_now(shared, main_db).await;
         }
     }
-    if summary_due {
-        super::rollup::project_summary(shared, main_db)
-            .await
-            .map_err(|e| (tally.clone(), e))?;
+    if summary_due && !*cancel.borrow() {
+        summary_now(shared, main_db).await;
     }
     tally.waiting = waiting.len();
     Ok((tally, stopped))
+}
+
+/// A project summary between steps; a failure is a warning (the run's work
+/// is safe in the store, and the next refresh tries again).
+async fn summary_now(shared: &Shared, db: &mut Store) {
+    if let Err(e) = super::rollup::project_summary(shared, db).await {
+        (shared.observer)(&Progress::Warning {
+            message: format!("no new project summary ({e})"),
+        });
+    }
 }
