@@ -815,7 +815,7 @@ pub fn save_unindexed(
     kind: &str,
     agent: &str,
 ) -> Result<MemoryRecord> {
-    save(db, text, project_id, task_id, kind, agent, None)
+    save(db, text, project_id, task_id, kind, agent, &[], None)
 }
 
 /// Saves a memory whose vector is already known (embedded elsewhere, or
@@ -831,7 +831,16 @@ pub fn save_embedded(
     agent: &str,
     vector: &[f32],
 ) -> Result<MemoryRecord> {
-    save(db, text, project_id, task_id, kind, agent, Some(vector))
+    save(
+        db,
+        text,
+        project_id,
+        task_id,
+        kind,
+        agent,
+        &[],
+        Some(vector),
+    )
 }
 
 #[allow(clippy::too_many_arguments)] // the record's fields, and its vector
@@ -842,13 +851,14 @@ fn save(
     task_id: Option<i64>,
     kind: &str,
     agent: &str,
+    covers: &[i64],
     vector: Option<&[f32]>,
 ) -> Result<MemoryRecord> {
     check_kind(kind)?;
     if text.trim().is_empty() {
         return Err(Error::InvalidInput("a memory needs some text".into()));
     }
-    insert(db, text, project_id, task_id, kind, agent, &[], vector)
+    insert(db, text, project_id, task_id, kind, agent, covers, vector)
 }
 
 /// Whether memory `id` is in the index (as far as the store knows).

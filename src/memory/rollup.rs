@@ -5,7 +5,7 @@
 
 use rusqlite::params;
 
-use super::{COLUMNS, MemoryRecord, from_row, insert};
+use super::{COLUMNS, MemoryRecord, from_row};
 use crate::error::Result;
 use crate::store::{Store, Task};
 
@@ -24,14 +24,18 @@ pub fn child_summaries(db: &Store, parent_id: i64) -> Result<Vec<(Task, Option<M
     Ok(out)
 }
 
+/// The newest memory matching `filter` (one `?1` parameter).
+fn latest(db: &Store, filter: &str, arg: i64) -> Result<Option<MemoryRecord>> {
+    let mut stmt = db.conn().prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM memories WHERE {filter} ORDER BY id DESC LIMIT 1"
+    ))?;
+    let mut rows = stmt.query_map([arg], from_row)?;
+    Ok(rows.next().transpose()?)
+}
+
 /// A task's newest summary.
 fn newest(db: &Store, task_id: i64) -> Result<Option<MemoryRecord>> {
-    let mut stmt = db.conn().prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM memories WHERE task_id = ?1 AND type = 'task_summary'
-          ORDER BY id DESC LIMIT 1"
-    ))?;
-    let mut rows = stmt.query_map([task_id], from_row)?;
-    Ok(rows.next().transpose()?)
+    latest(db, "task_id = ?1 AND type = 'task_summary'", task_id)
 }
 
 /// Done parents of a project with no summary of their own: the roll-ups a
@@ -89,13 +93,7 @@ pub fn project_material(db: &Store, project_id: i64, max: usize) -> Result<Vec<M
 /// summary or handoff. Read from SQLite alone, so a run without an index
 /// has it too; the caller cuts it to its budget.
 pub fn tree_context(db: &Store, task: &Task) -> Result<Vec<MemoryRecord>> {
-    let latest = |sql: &str, arg: i64| -> Result<Option<MemoryRecord>> {
-        let mut stmt = db.conn().prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM memories WHERE {sql} ORDER BY id DESC LIMIT 1"
-        ))?;
-        let mut rows = stmt.query_map([arg], from_row)?;
-        Ok(rows.next().transpose()?)
-    };
+    let latest = |filter: &str, arg: i64| latest(db, filter, arg);
     let mut picked: Vec<MemoryRecord> = Vec::new();
     let push = |r: Option<MemoryRecord>, picked: &mut Vec<MemoryRecord>| {
         if let Some(r) = r
@@ -113,7 +111,7 @@ pub fn tree_context(db: &Store, task: &Task) -> Result<Vec<MemoryRecord>> {
     );
     let mut up = task.parent_id;
     while let Some(p) = up {
-        if let Some(r) = latest("task_id = ?1 AND type = 'task_summary'", p)? {
+        if let Some(r) = newest(db, p)? {
             push(Some(r), &mut picked);
             break;
         }
@@ -161,8 +159,7 @@ pub fn save_summary(
     agent: &str,
     covers: &[i64],
 ) -> Result<MemoryRecord> {
-    super::check_kind(kind)?;
-    insert(db, text, project_id, task_id, kind, agent, covers, None)
+    super::save(db, text, project_id, task_id, kind, agent, covers, None)
 }
 
 /// One task in the memory tree: its newest summary's first line, how many

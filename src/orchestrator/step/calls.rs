@@ -374,13 +374,7 @@ impl StepRun<'_> {
                     })
                     .collect();
                 let summary = match self
-                    .call_parsed_on("handoff", Role::Summarizer, &chain, req, |t| {
-                        if t.trim().is_empty() {
-                            Err("empty".to_string())
-                        } else {
-                            Ok(t.trim().to_string())
-                        }
-                    })
+                    .call_parsed_on("handoff", Role::Summarizer, &chain, req, nonempty)
                     .await?
                 {
                     // The facts stay in, whatever the summarizer made of them.

@@ -297,13 +297,7 @@ impl StepRun<'_> {
         )?;
         let req = self.request("summarizer", text, None);
         match self
-            .call_parsed("summarize", Role::Summarizer, req, |t| {
-                if t.trim().is_empty() {
-                    Err("empty".to_string())
-                } else {
-                    Ok(t.trim().to_string())
-                }
-            })
+            .call_parsed("summarize", Role::Summarizer, req, nonempty)
             .await?
         {
             Ok(summary) => self.remember(&summary, "task_summary", "summarizer").await,
@@ -369,13 +363,6 @@ impl StepRun<'_> {
             }),
         )?;
         let req = self.request("summarizer", text, None);
-        let nonempty = |t: &str| {
-            if t.trim().is_empty() {
-                Err("empty".to_string())
-            } else {
-                Ok(t.trim().to_string())
-            }
-        };
         let summary = match self
             .call_parsed("summarize", Role::Summarizer, req, nonempty)
             .await?

@@ -620,6 +620,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> std::result::Re
     serde_json::from_str(&t[a..=b]).map_err(|e| format!("invalid JSON: {e}"))
 }
 
+/// A summarizer's answer: any text, trimmed; nothing is unusable.
+fn nonempty(text: &str) -> std::result::Result<String, String> {
+    match text.trim() {
+        "" => Err("empty".to_string()),
+        t => Ok(t.to_string()),
+    }
+}
+
 fn parse_verdict(text: &str) -> std::result::Result<Verdict, String> {
     let v: Verdict = parse_json(text)?;
     let lower = v.verdict.to_ascii_lowercase();
