@@ -369,7 +369,7 @@ fn memory(c: &mut Criterion) {
             i = (i + 1) % questions.len();
             let (q, p) = &questions[i];
             black_box(
-                rt.block_on(memory.query_memory(&db, q, Some(*p), None, None, 10))
+                rt.block_on(memory.query_memory(&db, q, &llmclis::memory::Scope::project(*p), 10))
                     .unwrap(),
             )
         })

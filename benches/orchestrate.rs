@@ -126,6 +126,7 @@ async fn orchestrate(
             context_tokens: 1500,
             memory_top_k: 5,
             project_summary_every: None,
+            compact: llmclis::memory::rollup::CompactWhen::RolledUp,
             max_plan_depth: 2,
             make_room: false,
             task_id: None,

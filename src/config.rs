@@ -275,6 +275,10 @@ pub struct MemoryConfig {
     /// A run refreshes the project summary every this many done tasks (and
     /// at its end when it finished any); 0: only at the end.
     pub project_summary_every: usize,
+    /// When a done task's raw interactions leave the index:
+    /// `rolled-up` (its summary is covered by a stage's or the project's),
+    /// `summarized` (its own summary covers them) or `off`.
+    pub compact: crate::memory::rollup::CompactWhen,
 }
 
 impl Default for MemoryConfig {
@@ -293,6 +297,7 @@ impl Default for MemoryConfig {
             compact_after: 20,
             compact_tokens: 4_000,
             project_summary_every: 10,
+            compact: crate::memory::rollup::CompactWhen::RolledUp,
         }
     }
 }

@@ -12,7 +12,7 @@ use llmclis::memory::embed::{Embedder, FastEmbedder};
 use llmclis::memory::vector::{
     EdgeIndex, Filter, IndexError, IndexInfo, PointMeta, QdrantIndex, QdrantOptions, VectorIndex,
 };
-use llmclis::memory::{CompactPolicy, Memory};
+use llmclis::memory::{CompactPolicy, Memory, Scope};
 use llmclis::registry::{Mode, Registry};
 use llmclis::store::{NewTask, Store};
 
@@ -27,18 +27,30 @@ fn axis(i: usize, dim: usize, wobble: f32) -> Vec<f32> {
 }
 
 fn meta(project_id: i64, task_id: Option<i64>, kind: &str) -> PointMeta {
+    let level = match kind {
+        "raw_interaction" => "raw",
+        "project_summary" => "project",
+        _ => "task",
+    };
     PointMeta {
         project_id,
         task_id,
         kind: kind.into(),
         agent: "t".into(),
+        level: level.into(),
+        parent: None,
     }
 }
 
-const INFO: fn() -> IndexInfo = || IndexInfo {
-    model: "test-model".into(),
-    dim: 8,
-};
+/// A stage's roll-up: a task summary one level up the tree.
+fn stage_meta(project_id: i64, task_id: i64) -> PointMeta {
+    PointMeta {
+        level: "stage".into(),
+        ..meta(project_id, Some(task_id), "task_summary")
+    }
+}
+
+const INFO: fn() -> IndexInfo = || IndexInfo::new("test-model", 8);
 
 /// The behaviour every backend must have. `open` opens the same index
 /// again (the previous handle is dropped first: Edge is one process's).
@@ -62,6 +74,7 @@ async fn conformance(open: &dyn Fn() -> Box<dyn VectorIndex>) {
         project_id: Some(1),
         task_id: task,
         kind: kind.map(String::from),
+        ..Default::default()
     };
     let hits = index
         .search(axis(0, 8, 0.0), p1(None, None), 10, false)
@@ -85,6 +98,43 @@ async fn conformance(open: &dyn Fn() -> Box<dyn VectorIndex>) {
         .await
         .unwrap();
     assert_eq!(only_docs.iter().map(|h| h.0).collect::<Vec<_>>(), [3]);
+    // The memory tree's fields: a level filter, and raw interactions left
+    // out of a step's context.
+    index
+        .upsert(vec![(5, axis(0, 8, 0.1), stage_meta(1, 12))])
+        .await
+        .unwrap();
+    let level = |l: &str| Filter {
+        project_id: Some(1),
+        level: Some(l.into()),
+        ..Default::default()
+    };
+    let stage = index
+        .search(axis(0, 8, 0.0), level("stage"), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(stage.iter().map(|h| h.0).collect::<Vec<_>>(), [5]);
+    let raw = index
+        .search(axis(0, 8, 0.0), level("raw"), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(raw.iter().map(|h| h.0).collect::<Vec<_>>(), [1]);
+    let no_raw = Filter {
+        project_id: Some(1),
+        skip_raw: true,
+        ..Default::default()
+    };
+    let mut summaries: Vec<u64> = index
+        .search(axis(0, 8, 0.0), no_raw.clone(), 10, true)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.0)
+        .collect();
+    summaries.sort();
+    assert_eq!(summaries, [2, 3, 5]);
+    assert_eq!(index.count(no_raw).await.unwrap(), 3);
+    index.delete(vec![5]).await.unwrap();
     let p2 = Filter {
         project_id: Some(2),
         ..Default::default()
@@ -112,10 +162,7 @@ async fn conformance(open: &dyn Fn() -> Box<dyn VectorIndex>) {
 
     // Another model or size: typed, both sizes named, the fix given.
     let err = index
-        .ensure(&IndexInfo {
-            model: "other".into(),
-            dim: 16,
-        })
+        .ensure(&IndexInfo::new("other", 16))
         .await
         .unwrap_err();
     match &err {
@@ -180,6 +227,25 @@ async fn conformance(open: &dyn Fn() -> Box<dyn VectorIndex>) {
     index = open();
     let err = index.ensure(&info).await.unwrap_err();
     assert!(err.to_string().contains("memory reindex"), "{err}");
+    index.finish(&info).await.unwrap();
+    index.ensure(&info).await.unwrap();
+
+    // An index an older llmclis made (before the tree's fields) is named
+    // as such, for the next catch-up to rebuild (`Memory::relayout`).
+    let old = IndexInfo {
+        layout: 1,
+        ..info.clone()
+    };
+    index.reset(&old).await.unwrap();
+    index.finish(&old).await.unwrap();
+    drop(index);
+    index = open();
+    let err = index.ensure(&info).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Index(IndexError::OldLayout { found: 1, .. })),
+        "{err:?}"
+    );
+    index.reset(&info).await.unwrap();
     index.finish(&info).await.unwrap();
     index.ensure(&info).await.unwrap();
 }
@@ -298,9 +364,7 @@ async fn the_real_model_finds_a_paraphrase_and_keeps_projects_apart() {
         .query_memory(
             &db,
             "How do we stop agents from picking the same task twice?",
-            Some(p),
-            None,
-            None,
+            &Scope::project(p),
             3,
         )
         .await
@@ -315,7 +379,7 @@ async fn the_real_model_finds_a_paraphrase_and_keeps_projects_apart() {
         "no cross-project hit"
     );
     let theirs = mem
-        .query_memory(&db, "lease", Some(q), None, None, 5)
+        .query_memory(&db, "lease", &Scope::project(q), 5)
         .await
         .unwrap();
     assert_eq!(
@@ -329,9 +393,7 @@ async fn the_real_model_finds_a_paraphrase_and_keeps_projects_apart() {
         .query_memory(
             &db,
             "How do we stop agents from picking the same task twice?",
-            Some(p),
-            None,
-            None,
+            &Scope::project(p),
             3,
         )
         .await

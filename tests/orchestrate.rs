@@ -193,6 +193,7 @@ impl Harness {
                 context_tokens: 1500,
                 memory_top_k: 5,
                 project_summary_every: Some(every),
+                compact: llmclis::memory::rollup::CompactWhen::RolledUp,
                 max_plan_depth: 2,
                 make_room: false,
                 task_id,

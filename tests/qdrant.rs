@@ -17,10 +17,7 @@ use tonic::Code;
 use crate::support::fake_qdrant::{FakeQdrant, Reply};
 
 fn info() -> IndexInfo {
-    IndexInfo {
-        model: "all-MiniLM-L6-v2".into(),
-        dim: 8,
-    }
+    IndexInfo::new("all-MiniLM-L6-v2", 8)
 }
 
 fn index(url: &str, key: Option<&str>) -> QdrantIndex {
@@ -35,6 +32,11 @@ fn index(url: &str, key: Option<&str>) -> QdrantIndex {
 
 /// What Qdrant answers `Collections/Get` for a collection llmclis made.
 fn collection(dim: u64, model: &str, state: &str) -> Reply {
+    collection_of_layout(dim, model, state, "tenant-keyword-2")
+}
+
+/// The same, made by an llmclis with another payload layout.
+fn collection_of_layout(dim: u64, model: &str, state: &str, layout: &str) -> Reply {
     let params = qdrant::VectorParams {
         size: dim,
         distance: qdrant::Distance::Cosine as i32,
@@ -42,7 +44,7 @@ fn collection(dim: u64, model: &str, state: &str) -> Reply {
     };
     let meta: HashMap<String, qdrant::Value> = HashMap::from([
         ("llmclis_model".to_string(), model.into()),
-        ("llmclis_layout".to_string(), "tenant-keyword-1".into()),
+        ("llmclis_layout".to_string(), layout.into()),
         ("llmclis_state".to_string(), state.into()),
     ]);
     Reply::ok(qdrant::GetCollectionInfoResponse {
@@ -87,6 +89,8 @@ fn point() -> Vec<(u64, Vec<f32>, PointMeta)> {
             task_id: Some(3),
             kind: "raw_interaction".into(),
             agent: "t".into(),
+            level: "raw".into(),
+            parent: Some(3),
         },
     )]
 }
@@ -143,8 +147,33 @@ async fn a_missing_collection_is_created_with_project_id_as_its_tenant_index() {
         other => panic!("a keyword tenant index expected, got {other:?}"),
     }
     let names: Vec<&str> = fields.iter().map(|f| f.field_name.as_str()).collect();
-    assert_eq!(names, ["project_id", "task_id", "type", "agent"]);
+    assert_eq!(names, ["project_id", "task_id", "type", "agent", "level"]);
+    assert_eq!(
+        made[0].metadata["llmclis_layout"],
+        qdrant::Value::from("tenant-keyword-2"),
+        "the layout with the memory tree's fields"
+    );
     assert!(fields.iter().all(|f| f.wait == Some(true)));
+}
+
+/// A collection an older llmclis made (without the tree's `level` and
+/// `parent`, or without the tenant index) is named as such, for the next
+/// catch-up to rebuild from the database's vectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_layouts_collection_is_named_for_a_rebuild() {
+    for (layout, found) in [(Some("tenant-keyword-1"), 1), (None, 0)] {
+        let reply = match layout {
+            Some(l) => collection_of_layout(8, "all-MiniLM-L6-v2", "complete", l),
+            None => collection_of_layout(8, "all-MiniLM-L6-v2", "complete", ""),
+        };
+        let q = FakeQdrant::start(&[("Collections/Get", vec![reply])]).await;
+        let err = index(&q.url, None).ensure(&info()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Index(IndexError::OldLayout { found: f, .. }) if *f == found),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("older llmclis"), "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,6 +93,19 @@ async fn stages_and_the_project_roll_up_in_the_run_and_stage_two_sees_stage_one(
     covers.sort();
     assert_eq!(covers, covered, "it covers its subtasks' summaries");
     assert!(summaries(&s, s2)[0].text.contains("STAGE-TWO-ROLLUP"));
+    // Each task summary covers its raw interaction, and once the stage's
+    // roll-up covers the summary the raw leaves the index (`[memory]
+    // compact = "rolled-up"`), kept in the database.
+    for t in [a, b] {
+        let mine = llmclis::memory::for_task(&s, t).unwrap();
+        let raw: Vec<_> = mine
+            .iter()
+            .filter(|m| m.kind == "raw_interaction")
+            .collect();
+        assert_eq!(raw.len(), 1, "{mine:?}");
+        assert!(raw[0].compacted, "rolled up, compacted: {mine:?}");
+        assert_eq!(summaries(&s, t)[0].covers, vec![raw[0].id]);
+    }
     let ids: Vec<i64> = rusqlite::Connection::open(&h.db)
         .unwrap()
         .prepare("SELECT id FROM memories WHERE type = 'project_summary'")
@@ -158,6 +171,15 @@ async fn a_roll_up_a_killed_run_never_wrote_is_caught_up() {
     {
         let mut s = h.store();
         for t in [a, b] {
+            let raw = llmclis::memory::save_unindexed(
+                &mut s,
+                "The task's answer.",
+                h.project,
+                Some(t),
+                "raw_interaction",
+                "coder",
+            )
+            .unwrap();
             llmclis::memory::rollup::save_summary(
                 &mut s,
                 "A task summary.",
@@ -165,7 +187,7 @@ async fn a_roll_up_a_killed_run_never_wrote_is_caught_up() {
                 Some(t),
                 "task_summary",
                 "summarizer",
-                &[],
+                &[raw.id],
             )
             .unwrap();
             s.mark_task_status(t, Status::Done, "tester", serde_json::json!({}))
@@ -181,6 +203,16 @@ async fn a_roll_up_a_killed_run_never_wrote_is_caught_up() {
     assert_eq!(stage.len(), 1, "{events:?}");
     assert!(stage[0].text.contains("STAGE-ONE-ROLLUP"));
     assert_eq!(stage[0].covers.len(), 2);
+    // And the compaction the kill also cut short: the raws it rolled up
+    // leave the index.
+    for t in [a, b] {
+        let raw: Vec<_> = llmclis::memory::for_task(&s, t)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.kind == "raw_interaction")
+            .collect();
+        assert!(raw.iter().all(|m| m.compacted), "{raw:?}");
+    }
 }
 
 /// The memory part of a step's prompt stays bounded as a project grows:

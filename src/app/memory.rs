@@ -25,6 +25,8 @@ pub struct QueryMemory {
     pub project_id: i64,
     pub task_id: Option<i64>,
     pub kind: Option<String>,
+    /// Only memories at this level of the tree.
+    pub level: Option<crate::memory::Level>,
     pub top_k: usize,
     pub text: String,
 }
@@ -93,9 +95,13 @@ pub async fn query(memory: &Memory, db: &mut Store, req: &QueryMemory) -> Result
         .query_memory(
             db,
             &req.text,
-            Some(req.project_id),
-            req.task_id,
-            req.kind.as_deref(),
+            &crate::memory::Scope {
+                project_id: Some(req.project_id),
+                task_id: req.task_id,
+                kind: req.kind.clone(),
+                level: req.level,
+                skip_raw: false,
+            },
             req.top_k,
         )
         .await
@@ -167,4 +173,23 @@ impl Kept {
 /// The project's memory as a tree (`memory tree`, the board's memory view).
 pub fn tree(db: &Store, project_id: i64) -> Result<crate::memory::rollup::Tree> {
     crate::memory::rollup::tree(db, project_id)
+}
+
+/// Applies `[memory] compact` to one project or all: the raw interactions
+/// of done tasks whose summaries are rolled up leave the index (they stay
+/// in the database). Returns how many.
+pub fn compact_rolled_up(
+    db: &mut Store,
+    project_id: Option<i64>,
+    when: crate::memory::rollup::CompactWhen,
+) -> Result<usize> {
+    let projects = match project_id {
+        Some(p) => vec![db.project(p)?.id],
+        None => db.projects()?.into_iter().map(|p| p.id).collect(),
+    };
+    let mut n = 0;
+    for p in projects {
+        n += crate::memory::rollup::compact_rolled_up(db, p, when)?;
+    }
+    Ok(n)
 }

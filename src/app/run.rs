@@ -57,6 +57,7 @@ pub fn prepare(
         context_tokens: cfg.context_tokens,
         memory_top_k: cfg.memory_top_k,
         project_summary_every: Some(ctx.config.memory.project_summary_every),
+        compact: ctx.config.memory.compact,
         max_plan_depth: cfg.max_plan_depth,
         make_room: cfg.make_room,
         task_id: None,

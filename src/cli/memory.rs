@@ -42,6 +42,9 @@ pub enum MemoryCmd {
         #[arg(long = "type", value_name = "TYPE",
               value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::memory::KINDS))]
         kind: Option<super::closed::MemoryType>,
+        /// Only memories at this level of the memory tree
+        #[arg(long, value_enum, value_name = "LEVEL")]
+        level: Option<crate::memory::Level>,
         /// How many to return
         #[arg(
             long = "top-k",
@@ -161,6 +164,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             project_id,
             task_id,
             kind,
+            level,
             top_k,
             text,
         } => {
@@ -169,6 +173,7 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
                 project_id,
                 task_id,
                 kind: kind.map(|k| k.0),
+                level,
                 top_k,
                 text,
             };
@@ -235,16 +240,37 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             };
             let made =
                 rt.block_on(mem.compact(&mut db, &caller, ctx.mode(), project_id, policy, &agent))?;
-            let value = json!({"summaries": made});
+            let rolled_up = crate::app::memory::compact_rolled_up(
+                &mut db,
+                project_id,
+                ctx.config.memory.compact,
+            )?;
+            if rolled_up > 0 {
+                rt.block_on(mem.catch_up(&mut db, None))?;
+            }
+            let value = json!({"summaries": made, "rolled_up": rolled_up});
             emit(out, ctx.json, &value, || {
-                if made.is_empty() {
-                    "Nothing to compact.".into()
-                } else {
+                let mut lines = Vec::new();
+                if !made.is_empty() {
                     let tasks: Vec<String> = made
                         .iter()
                         .filter_map(|m| m.task_id.map(|t| t.to_string()))
                         .collect();
-                    format!("Compacted {} task(s): {}", made.len(), tasks.join(", "))
+                    lines.push(format!(
+                        "Compacted {} task(s): {}",
+                        made.len(),
+                        tasks.join(", ")
+                    ));
+                }
+                if rolled_up > 0 {
+                    lines.push(format!(
+                        "Took {rolled_up} rolled-up raw interaction(s) out of the index (kept in the database)."
+                    ));
+                }
+                if lines.is_empty() {
+                    "Nothing to compact.".into()
+                } else {
+                    lines.join("\n")
                 }
             })
         }

@@ -183,6 +183,7 @@ async fn work(env: &Env, case: &Case, setup: Setup, result: &mut EvalResult) -> 
         context_tokens: orch.context_tokens,
         memory_top_k: orch.memory_top_k,
         project_summary_every: None,
+        compact: crate::memory::rollup::CompactWhen::Off,
         max_plan_depth: orch.max_plan_depth,
         make_room: orch.make_room,
         task_id: None,

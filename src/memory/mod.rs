@@ -230,10 +230,32 @@ impl Memory {
     }
 
     fn info(&self) -> IndexInfo {
-        IndexInfo {
-            model: self.embedder.model(),
-            dim: self.embedder.dim(),
+        IndexInfo::new(self.embedder.model(), self.embedder.dim())
+    }
+
+    /// The index is there and of this model; one an older llmclis made
+    /// is rebuilt first from the vectors the database keeps (`relayout`).
+    async fn ready(&self, db: &mut Store) -> Result<()> {
+        match self.index.ensure(&self.info()).await {
+            Err(Error::Index(vector::IndexError::OldLayout { .. })) => self.relayout(db).await,
+            r => r,
         }
+    }
+
+    /// Rebuilds the index in this build's payload layout: every indexed
+    /// row again, with the vector SQLite keeps (embedded only where there
+    /// is none). A kill part way leaves an index `ensure` refuses as
+    /// incomplete, for `memory reindex`.
+    async fn relayout(&self, db: &mut Store) -> Result<()> {
+        self.index.reset(&self.info()).await?;
+        db.batch(|s| {
+            s.conn()
+                .execute("UPDATE memories SET indexed = 0 WHERE indexed = 1", [])?;
+            Ok(())
+        })?;
+        self.index_missing(db, usize::MAX, None).await?;
+        self.index.optimize().await?;
+        self.index.finish(&self.info()).await
     }
 
     /// Saves a memory in SQLite and indexes it. If indexing fails the record
@@ -294,7 +316,7 @@ impl Memory {
             covers,
             Some(&vector),
         )?;
-        match self.upsert(&record, vector).await {
+        match self.upsert(db, &record, vector).await {
             Ok(()) => {
                 self.index.flush().await?;
                 mark_indexed(db, &[record.id], true)?;
@@ -332,7 +354,7 @@ impl Memory {
         limit: usize,
         progress: Option<&(dyn Fn(usize, usize) + Send + Sync)>,
     ) -> Result<CaughtUp> {
-        self.index.ensure(&self.info()).await?;
+        self.ready(db).await?;
         // Rows marked indexed in an index that has nothing (its directory
         // was deleted, another backend): all of them again.
         let marked: i64 =
@@ -407,8 +429,8 @@ impl Memory {
             let points = batch
                 .iter()
                 .zip(vectors)
-                .map(|((r, _), v)| (r.id as u64, v.unwrap_or_default(), meta_of(r)))
-                .collect();
+                .map(|((r, _), v)| Ok((r.id as u64, v.unwrap_or_default(), meta_of(db, r)?)))
+                .collect::<Result<_>>()?;
             self.index.upsert(points).await?;
             self.index.flush().await?;
             mark_indexed(db, &ids, true)?;
@@ -439,9 +461,10 @@ impl Memory {
 
     /// Indexes one saved record; a failure says the record is safe and
     /// that the next open indexes it.
-    async fn upsert(&self, record: &MemoryRecord, vector: Vec<f32>) -> Result<()> {
+    async fn upsert(&self, db: &Store, record: &MemoryRecord, vector: Vec<f32>) -> Result<()> {
+        let meta = meta_of(db, record)?;
         self.index
-            .upsert(vec![(record.id as u64, vector, meta_of(record))])
+            .upsert(vec![(record.id as u64, vector, meta)])
             .await
             .map_err(|e| match e {
                 Error::Index(ie) if ie.is_transient() => Error::Index(ie),
@@ -454,28 +477,29 @@ impl Memory {
             })
     }
 
-    /// The `top_k` memories nearest to `text` in meaning, best first.
+    /// The `top_k` memories nearest to `text` in meaning within `scope`,
+    /// best first.
     pub async fn query_memory(
         &self,
         db: &Store,
         text: &str,
-        project_id: Option<i64>,
-        task_id: Option<i64>,
-        kind: Option<&str>,
+        scope: &Scope,
         top_k: usize,
     ) -> Result<Vec<Hit>> {
-        if let Some(k) = kind {
+        if let Some(k) = &scope.kind {
             check_kind(k)?;
         }
-        if let Some(p) = project_id {
+        if let Some(p) = scope.project_id {
             db.project(p)?;
         }
         self.index.ensure(&self.info()).await?;
         let v = self.query_vector(text).await?;
         let filter = Filter {
-            project_id,
-            task_id,
-            kind: kind.map(String::from),
+            project_id: scope.project_id,
+            task_id: scope.task_id,
+            kind: scope.kind.clone(),
+            level: scope.level.map(|l| l.as_str().to_string()),
+            skip_raw: scope.skip_raw,
         };
         let hits = self.index.search(v, filter, top_k.max(1), false).await?;
         let mut out = Vec::new();
@@ -484,9 +508,7 @@ impl Memory {
             // compacted since) is never returned.
             if let Some(record) = get(db, id as i64)?
                 && !record.compacted
-                && project_id.is_none_or(|p| record.project_id == p)
-                && task_id.is_none_or(|t| record.task_id == Some(t))
-                && kind.is_none_or(|k| record.kind == k)
+                && scope.admits(db, &record)?
             {
                 out.push(Hit { record, score });
             }
@@ -689,7 +711,7 @@ impl Memory {
             })?;
             // The index follows; if it is cut short, queries still skip
             // compacted rows and the next catch-up finishes it.
-            self.upsert(&summary, vector).await?;
+            self.upsert(db, &summary, vector).await?;
             self.index
                 .delete(raw.iter().map(|i| *i as u64).collect())
                 .await?;
@@ -721,9 +743,12 @@ impl Memory {
             .query_memory(
                 db,
                 &query,
-                Some(task.project_id),
-                None,
-                None,
+                &Scope {
+                    project_id: Some(task.project_id),
+                    // Raw interactions only through the memory_query tool.
+                    skip_raw: true,
+                    ..Default::default()
+                },
                 top_k + picked.len(),
             )
             .await?
@@ -895,13 +920,110 @@ pub struct CaughtUp {
 /// Rows per catch-up batch: one embedding call, one upsert, one flush.
 const CATCH_UP_BATCH: usize = 512;
 
-fn meta_of(r: &MemoryRecord) -> PointMeta {
-    PointMeta {
+/// Which memories a query may return; SQLite has the last word on each
+/// hit (a stale index entry is never returned).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub project_id: Option<i64>,
+    pub task_id: Option<i64>,
+    pub kind: Option<String>,
+    pub level: Option<Level>,
+    /// Leave raw interactions out (a step's context: summaries only).
+    pub skip_raw: bool,
+}
+
+impl Scope {
+    /// One project's memories.
+    pub fn project(project_id: i64) -> Scope {
+        Scope {
+            project_id: Some(project_id),
+            ..Default::default()
+        }
+    }
+
+    fn admits(&self, db: &Store, r: &MemoryRecord) -> Result<bool> {
+        Ok(self.project_id.is_none_or(|p| r.project_id == p)
+            && self.task_id.is_none_or(|t| r.task_id == Some(t))
+            && self.kind.as_ref().is_none_or(|k| &r.kind == k)
+            && !(self.skip_raw && r.kind == "raw_interaction")
+            && match self.level {
+                Some(l) => level_of(db, r)?.0 == l,
+                None => true,
+            })
+    }
+}
+
+/// Where a memory sits in the project's memory tree.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// A project summary.
+    Project,
+    /// The summary (or handoff) of a task that has subtasks: a stage's roll-up.
+    Stage,
+    /// The summary or handoff of a task without subtasks.
+    Task,
+    /// A raw interaction: a model's answer as it was.
+    Raw,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Project => "project",
+            Level::Stage => "stage",
+            Level::Task => "task",
+            Level::Raw => "raw",
+        }
+    }
+}
+
+/// A memory's level and the task of the tree node above it (see
+/// `PointMeta::parent`), decided from the task tree as it is now.
+pub fn level_of(db: &Store, r: &MemoryRecord) -> Result<(Level, Option<i64>)> {
+    if r.kind == "project_summary" {
+        return Ok((Level::Project, None));
+    }
+    if r.kind == "raw_interaction" {
+        return Ok((Level::Raw, r.task_id));
+    }
+    let Some(task) = r.task_id else {
+        return Ok((Level::Project, None));
+    };
+    let (parent, has_children): (Option<i64>, bool) = db.conn().query_row(
+        "SELECT t.parent_id, EXISTS (SELECT 1 FROM tasks c WHERE c.parent_id = t.id AND c.deleted_at IS NULL)
+           FROM tasks t WHERE t.id = ?1",
+        [task],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let level = if has_children {
+        Level::Stage
+    } else {
+        Level::Task
+    };
+    Ok((level, parent))
+}
+
+fn meta_of(db: &Store, r: &MemoryRecord) -> Result<PointMeta> {
+    let (level, parent) = level_of(db, r)?;
+    Ok(PointMeta {
         project_id: r.project_id,
         task_id: r.task_id,
         kind: r.kind.clone(),
         agent: r.agent.clone(),
-    }
+        level: level.as_str().to_string(),
+        parent,
+    })
 }
 
 fn mark_indexed(db: &mut Store, ids: &[i64], indexed: bool) -> Result<()> {

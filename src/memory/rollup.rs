@@ -239,3 +239,61 @@ pub fn tree(db: &Store, project_id: i64) -> Result<Tree> {
             .collect(),
     })
 }
+
+/// When a done task's raw interactions leave the index (`[memory]
+/// compact`). They stay in SQLite either way, for `memory show` and a
+/// later `memory reindex` that keeps the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompactWhen {
+    /// Never automatically (`memory compact` still can).
+    Off,
+    /// As soon as the task's own summary covers them.
+    Summarized,
+    /// Once the task's summary is itself covered by a roll-up above it (its
+    /// stage's or the project's): the work is two levels up the tree.
+    #[default]
+    RolledUp,
+}
+
+/// The raw interactions of `task_id` no compaction has taken yet: what its
+/// summary covers.
+pub fn uncompacted_raw(db: &Store, task_id: i64) -> Result<Vec<i64>> {
+    let mut stmt = db.conn().prepare_cached(
+        "SELECT id FROM memories
+          WHERE task_id = ?1 AND type = 'raw_interaction' AND compacted = 0 ORDER BY id",
+    )?;
+    let ids = stmt
+        .query_map([task_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// Marks compacted, in one transaction, the raw interactions of
+/// `project_id`'s done tasks that `when` says are rolled up; the index
+/// drops them on its next catch-up (rows marked compacted are never
+/// returned meanwhile). Returns how many.
+pub fn compact_rolled_up(db: &mut Store, project_id: i64, when: CompactWhen) -> Result<usize> {
+    let two_levels = match when {
+        CompactWhen::Off => return Ok(0),
+        CompactWhen::Summarized => false,
+        CompactWhen::RolledUp => true,
+    };
+    db.batch(|s| {
+        Ok(s.conn().execute(
+            "UPDATE memories SET compacted = 1 WHERE id IN (
+               SELECT m.id FROM memories m JOIN tasks t ON t.id = m.task_id
+                WHERE m.project_id = ?1 AND m.type = 'raw_interaction' AND m.compacted = 0
+                  AND t.status = 'done'
+                  AND EXISTS (
+                    SELECT 1 FROM memories s, json_each(s.covers) j
+                     WHERE s.task_id = m.task_id AND s.type = 'task_summary' AND j.value = m.id
+                       AND (NOT ?2 OR EXISTS (
+                         SELECT 1 FROM memories p, json_each(p.covers) k
+                          WHERE p.project_id = ?1 AND p.id <> s.id
+                            AND p.type IN ('task_summary', 'project_summary')
+                            AND k.value = s.id))))",
+            params![project_id, two_levels],
+        )?)
+    })
+}

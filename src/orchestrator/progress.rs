@@ -29,6 +29,9 @@ pub struct Options {
     /// run's end when it finished any (`Some(0)`: only at the end); `None`:
     /// never (an evaluation, whose figures are the pipeline's alone).
     pub project_summary_every: Option<usize>,
+    /// When done tasks' raw interactions leave the index, checked after
+    /// each summary the run writes.
+    pub compact: crate::memory::rollup::CompactWhen,
     /// How deep the planner may split (1: only top-level tasks).
     pub max_plan_depth: usize,
     /// Unload idle Ollama models to load a better model that does not fit.

@@ -65,6 +65,8 @@ pub(super) async fn backfill(shared: &Shared, db: &mut Store) -> Result<()> {
         });
     }
     if missing.is_empty() {
+        super::rollup::compact(shared, db);
+        shared.kick_indexer();
         return Ok(());
     }
     (shared.observer)(&Progress::Recovered {
@@ -99,6 +101,7 @@ pub(super) async fn backfill(shared: &Shared, db: &mut Store) -> Result<()> {
             .backfill(&step, m.raw_interaction, m.task_summary)
             .await;
     }
+    super::rollup::compact(shared, db);
     shared.kick_indexer();
     Ok(())
 }

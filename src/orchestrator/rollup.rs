@@ -98,8 +98,22 @@ pub(super) async fn project_summary(shared: &Shared, db: &mut Store) -> Result<b
         "summarizer",
         &covers,
     )?;
+    compact(shared, db);
     shared.kick_indexer();
     Ok(true)
+}
+
+/// Takes out of the index the raw interactions `[memory] compact` says are
+/// rolled up (after each summary the run writes, and at recovery: a kill
+/// between a summary and this is caught up). A failure is a warning: the
+/// rows stay indexed until the next summary.
+pub(super) fn compact(shared: &Shared, db: &mut Store) {
+    let project = shared.opts.project_id;
+    if let Err(e) = crate::memory::rollup::compact_rolled_up(db, project, shared.opts.compact) {
+        (shared.observer)(&Progress::Warning {
+            message: format!("memory compaction of project {project} skipped ({e})"),
+        });
+    }
 }
 
 fn warn(shared: &Shared, why: String) {

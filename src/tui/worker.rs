@@ -304,7 +304,12 @@ impl Worker {
                         // Rows the index lacks go in first: a search never
                         // misses a committed memory.
                         rt.block_on(mem.catch_up(&mut db, None))?;
-                        rt.block_on(mem.query_memory(&db, &query, Some(project_id), None, None, 10))
+                        rt.block_on(mem.query_memory(
+                            &db,
+                            &query,
+                            &crate::memory::Scope::project(project_id),
+                            10,
+                        ))
                     })();
                     let _ = out.send(Msg::MemoryHits {
                         seq,

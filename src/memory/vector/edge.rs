@@ -198,7 +198,7 @@ fn create_indexes(shard: &qe::EdgeShard) -> Result<()> {
             ..Default::default()
         })),
     )?;
-    for name in ["type", "agent"] {
+    for name in ["type", "agent", "level"] {
         field(
             name,
             PayloadFieldSchema::FieldParams(PayloadSchemaParams::Keyword(
@@ -227,8 +227,20 @@ fn edge_filter(f: &Filter) -> Option<qe::Filter> {
     if let Some(k) = &f.kind {
         must.push(cond("type", ValueVariants::String(k.clone())));
     }
-    (!must.is_empty()).then(|| qe::Filter {
-        must: Some(must),
+    if let Some(l) = &f.level {
+        must.push(cond("level", ValueVariants::String(l.clone())));
+    }
+    let must_not = if f.skip_raw {
+        vec![cond(
+            "type",
+            ValueVariants::String("raw_interaction".into()),
+        )]
+    } else {
+        vec![]
+    };
+    (!must.is_empty() || !must_not.is_empty()).then(|| qe::Filter {
+        must: (!must.is_empty()).then_some(must),
+        must_not: (!must_not.is_empty()).then_some(must_not),
         ..Default::default()
     })
 }
@@ -246,9 +258,14 @@ impl VectorIndex for EdgeIndex {
         Box::pin(async move {
             if self.shard.read().expect("edge lock").is_some() {
                 return match self.info() {
-                    Some(found) if found != info => {
+                    Some(found) if !found.same_model(&info) => {
                         Err(mismatch(&found, &info, &self.dir.display().to_string()))
                     }
+                    Some(found) if found.layout < info.layout => Err(IndexError::OldLayout {
+                        at: self.dir.display().to_string(),
+                        found: found.layout,
+                    }
+                    .into()),
                     Some(_) => Ok(()),
                     None => Err(IndexError::Incomplete {
                         at: self.dir.display().to_string(),
@@ -278,6 +295,8 @@ impl VectorIndex for EdgeIndex {
                             "task_id": meta.task_id,
                             "type": meta.kind,
                             "agent": meta.agent,
+                            "level": meta.level,
+                            "parent": meta.parent,
                         });
                         qe::PointStruct::new(id, qe::Vectors::new_named([(VECTOR, v)]), payload)
                             .into()

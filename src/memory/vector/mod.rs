@@ -26,6 +26,12 @@ pub struct PointMeta {
     #[serde(rename = "type")]
     pub kind: String,
     pub agent: String,
+    /// Where it sits in the memory tree: `project`, `stage`, `task` or
+    /// `raw` (`memory::level_of`).
+    pub level: String,
+    /// The task of the tree node above it: a raw interaction's own task, a
+    /// summary's parent task; none when that node is the project.
+    pub parent: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -33,13 +39,43 @@ pub struct Filter {
     pub project_id: Option<i64>,
     pub task_id: Option<i64>,
     pub kind: Option<String>,
+    pub level: Option<String>,
+    /// Not raw interactions.
+    pub skip_raw: bool,
 }
 
-/// The model and dimension an index was built with.
+/// The payload layout this build writes. 1: no `level`/`parent` (before
+/// the memory tree); an index of an older layout is rebuilt from the
+/// vectors SQLite keeps, without embedding again (`Memory::relayout`).
+pub const LAYOUT: u32 = 2;
+
+fn first_layout() -> u32 {
+    1
+}
+
+/// The model and dimension an index was built with, and its payload layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexInfo {
     pub model: String,
     pub dim: usize,
+    #[serde(default = "first_layout")]
+    pub layout: u32,
+}
+
+impl IndexInfo {
+    /// `model`'s `dim`-dimensional vectors, in this build's layout.
+    pub fn new(model: impl Into<String>, dim: usize) -> IndexInfo {
+        IndexInfo {
+            model: model.into(),
+            dim,
+            layout: LAYOUT,
+        }
+    }
+
+    /// Built with the same model and dimension (whatever the layout).
+    pub fn same_model(&self, other: &IndexInfo) -> bool {
+        self.model == other.model && self.dim == other.dim
+    }
 }
 
 pub trait VectorIndex: Send + Sync {
@@ -116,6 +152,12 @@ pub enum IndexError {
         reason: String,
         retry_after: Option<u64>,
     },
+    /// Made by an older llmclis, whose points lack fields this one filters
+    /// on; rebuilt from the database's vectors by the next catch-up.
+    #[error(
+        "the memory index at {at} was made by an older llmclis (payload layout {found}, now {LAYOUT}); the next `llmclis memory reindex` or catch-up rebuilds it"
+    )]
+    OldLayout { at: String, found: u32 },
     /// An interrupted `memory reindex` left it half built.
     #[error(
         "the memory index at {at} is incomplete (a rebuild was interrupted); run `llmclis memory reindex`"
@@ -147,6 +189,7 @@ impl IndexError {
             IndexError::Unauthorized { .. } => "index_unauthorized",
             IndexError::Overloaded { .. } => "index_overloaded",
             IndexError::Incomplete { .. } => "index_incomplete",
+            IndexError::OldLayout { .. } => "index_old_layout",
             IndexError::Missing { .. } | IndexError::Server { .. } => "index",
         }
     }

@@ -34,7 +34,18 @@ const MODEL: &str = "llmclis_model";
 const STATE: &str = "llmclis_state";
 /// The payload layout; a collection without it predates the tenant index.
 const LAYOUT: &str = "llmclis_layout";
-const LAYOUT_NOW: &str = "tenant-keyword-1";
+
+/// Layout 1 was "tenant-keyword-1" (the tenant index); 2 adds the memory
+/// tree's `level` and `parent`.
+fn layout_name(layout: u32) -> String {
+    format!("tenant-keyword-{layout}")
+}
+
+fn layout_number(name: &str) -> u32 {
+    name.strip_prefix("tenant-keyword-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
 
 /// Where the server is and how to reach it.
 #[derive(Debug, Clone)]
@@ -156,7 +167,7 @@ impl QdrantIndex {
             IntegerIndexParamsBuilder::new(true, false).build(),
         )
         .await?;
-        for name in ["type", "agent"] {
+        for name in ["type", "agent", "level"] {
             self.field(
                 name,
                 FieldType::Keyword,
@@ -267,7 +278,7 @@ struct Found {
 fn metadata(info: &IndexInfo, state: &str) -> HashMap<String, qdrant::Value> {
     HashMap::from([
         (MODEL.to_string(), info.model.as_str().into()),
-        (LAYOUT.to_string(), LAYOUT_NOW.into()),
+        (LAYOUT.to_string(), layout_name(info.layout).into()),
         (STATE.to_string(), state.into()),
     ])
 }
@@ -371,7 +382,19 @@ fn filter(f: &Filter) -> Option<QFilter> {
     if let Some(k) = &f.kind {
         must.push(Condition::matches("type", k.clone()));
     }
-    (!must.is_empty()).then(|| QFilter::must(must))
+    if let Some(l) = &f.level {
+        must.push(Condition::matches("level", l.clone()));
+    }
+    let must_not = if f.skip_raw {
+        vec![Condition::matches("type", "raw_interaction".to_string())]
+    } else {
+        vec![]
+    };
+    (!must.is_empty() || !must_not.is_empty()).then(|| QFilter {
+        must,
+        must_not,
+        ..Default::default()
+    })
 }
 
 fn point(id: u64, vector: Vec<f32>, meta: PointMeta) -> PointStruct {
@@ -380,9 +403,13 @@ fn point(id: u64, vector: Vec<f32>, meta: PointMeta) -> PointStruct {
         ("project_id".to_string(), meta.project_id.to_string().into()),
         ("type".to_string(), meta.kind.into()),
         ("agent".to_string(), meta.agent.into()),
+        ("level".to_string(), meta.level.into()),
     ]);
     if let Some(t) = meta.task_id {
         payload.insert("task_id".to_string(), t.into());
+    }
+    if let Some(p) = meta.parent {
+        payload.insert("parent".to_string(), p.into());
     }
     PointStruct::new(id, HashMap::from([(VECTOR.to_string(), vector)]), payload)
 }
@@ -407,20 +434,23 @@ impl VectorIndex for QdrantIndex {
                     }
                 }
             };
-            let seen = IndexInfo {
-                model: found
+            let seen = IndexInfo::new(
+                found
                     .model
                     .clone()
                     .unwrap_or_else(|| "an unknown model".into()),
-                dim: found.dim.unwrap_or(0),
-            };
+                found.dim.unwrap_or(0),
+            );
             if found.dim != Some(info.dim) || found.model.as_deref() != Some(info.model.as_str()) {
                 return Err(mismatch(&seen, &info, &self.at));
             }
-            if found.layout.as_deref() != Some(LAYOUT_NOW) {
-                return Err(IndexError::Server {
+            // Before the tenant index (no layout) or before the memory
+            // tree's fields: rebuilt from the database's vectors.
+            let layout = found.layout.as_deref().map_or(0, layout_number);
+            if layout < info.layout {
+                return Err(IndexError::OldLayout {
                     at: self.at.clone(),
-                    message: "the collection was made by an older llmclis (no tenant index); run `llmclis memory reindex` to rebuild it".into(),
+                    found: layout,
                 }
                 .into());
             }

@@ -9,8 +9,14 @@ impl StepRun<'_> {
     /// process that opens one). Failures are warnings: the task's result is
     /// already safe in the store.
     pub(super) async fn remember(&mut self, text: &str, kind: &str, agent: &str) {
+        self.remember_covering(text, kind, agent, &[]).await
+    }
+
+    /// `remember`, for a summary of the memories `covers` names.
+    async fn remember_covering(&mut self, text: &str, kind: &str, agent: &str, covers: &[i64]) {
         let (project, task) = (self.task.project_id, Some(self.task.id));
-        let saved = crate::memory::save_unindexed(self.db, text, project, task, kind, agent);
+        let saved =
+            crate::memory::rollup::save_summary(self.db, text, project, task, kind, agent, covers);
         crate::crashpoint::here("memory_row");
         if let Err(e) = saved {
             self.emit(Progress::Warning {
@@ -300,7 +306,14 @@ impl StepRun<'_> {
             .call_parsed("summarize", Role::Summarizer, req, nonempty)
             .await?
         {
-            Ok(summary) => self.remember(&summary, "task_summary", "summarizer").await,
+            Ok(summary) => {
+                // It covers the task's raw interactions: what a compaction
+                // may take out of the index once it is rolled up.
+                let raw = crate::memory::rollup::uncompacted_raw(self.db, self.task.id)?;
+                self.remember_covering(&summary, "task_summary", "summarizer", &raw)
+                    .await;
+                super::super::rollup::compact(self.shared, self.db);
+            }
             Err(e) => self.emit(Progress::Warning {
                 message: format!("task {}: no task summary ({e})", self.task.id),
             }),
@@ -387,6 +400,7 @@ impl StepRun<'_> {
             "summarizer",
             &covers,
         )?;
+        super::super::rollup::compact(self.shared, self.db);
         Ok(())
     }
 

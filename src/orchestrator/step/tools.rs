@@ -250,7 +250,12 @@ impl StepRun<'_> {
                     .unwrap_or("");
                 match &self.shared.memory {
                     Some(m) if !query.trim().is_empty() => match m
-                        .query_memory(self.db, query, Some(self.task.project_id), None, None, 5)
+                        .query_memory(
+                            self.db,
+                            query,
+                            &crate::memory::Scope::project(self.task.project_id),
+                            5,
+                        )
                         .await
                     {
                         Ok(hits) => crate::tools::ToolOutcome {
