@@ -25,6 +25,7 @@ mod llm;
 mod llm_real;
 mod mcp;
 mod memory;
+mod memory_tree;
 mod orchestrate;
 mod plans_cli;
 mod qdrant;

@@ -241,6 +241,10 @@ fn every_tool(http: bool) {
     if memory {
         calls.push(json!({"tool": "memory_store", "args": {"project_id": 1, "text": "vLLM listens on port 8000.", "type": "design_doc"}}));
         calls.push(json!({"tool": "memory_query", "args": {"project_id": 1, "text": "which port", "top_k": 1}}));
+        // By level of the memory tree: a task-less note is project-level.
+        calls.push(json!({"tool": "memory_query", "args": {"project_id": 1, "text": "which port", "level": "project"}}));
+        calls.push(json!({"tool": "memory_query", "args": {"project_id": 1, "text": "which port", "level": "stage"}}));
+        calls.push(json!({"tool": "memory_query", "args": {"project_id": 1, "text": "which port", "level": "galaxy"}}));
     }
     let bin = std::path::Path::new(BIN).to_str().unwrap();
     let mut envs = env.vars();
@@ -368,6 +372,14 @@ fn every_tool(http: bool) {
         assert!(
             hits[0]["text"].as_str().unwrap().contains("port 8000"),
             "{hits}"
+        );
+        assert!(ok(26)[0]["text"].as_str().unwrap().contains("port 8000"));
+        assert_eq!(ok(27), json!([]), "no stage roll-ups yet");
+        assert_eq!(results[28]["is_error"], true, "{}", results[28]);
+        assert!(
+            results[28]["text"].as_str().unwrap().contains("galaxy"),
+            "{}",
+            results[28]
         );
     }
 

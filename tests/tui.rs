@@ -11,7 +11,7 @@ use llmclis::memory::{Hit, MemoryRecord};
 use llmclis::orchestrator::run::Progress;
 use llmclis::store::{Event, ModelCall, Note, Project, Status, StatusCounts, Store, Task};
 use llmclis::tui::app::{
-    App, DetailData, ModelRow, ModelsData, Msg, ProjectRow, ProviderRow, View,
+    App, DetailData, Job, ModelRow, ModelsData, Msg, ProjectRow, ProviderRow, View,
 };
 use llmclis::tui::keys::KeyMap;
 use ratatui::Terminal;
@@ -106,6 +106,37 @@ fn render(app: &App, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
     term.draw(|f| llmclis::tui::ui::draw(f, app)).unwrap();
     term.backend().to_string()
+}
+
+/// Stage 1 rolled up (its task's raw interaction compacted), stage 2 under way.
+fn memory_tree() -> llmclis::memory::rollup::Tree {
+    use llmclis::memory::rollup::{Node, Tree};
+    let node = |id: i64, title: &str, status: &str, summary: Option<&str>, raw, compacted| Node {
+        task_id: id,
+        external_ref: None,
+        title: title.into(),
+        status: status.into(),
+        summary: summary.map(String::from),
+        summaries: usize::from(summary.is_some()),
+        raw,
+        compacted,
+        children: vec![],
+    };
+    Tree {
+        project_id: 1,
+        project_summary: Some("The lexer is done; the parser is next.".into()),
+        project_summaries: 2,
+        tasks: vec![
+            Node {
+                children: vec![node(2, "Tokens", "done", Some("Tokens carry spans."), 1, 1)],
+                ..node(1, "Lexer", "done", Some("Spans on every token."), 0, 0)
+            },
+            Node {
+                children: vec![node(4, "Expressions", "pending", None, 0, 0)],
+                ..node(3, "Parser", "pending", None, 0, 0)
+            },
+        ],
+    }
 }
 
 fn key(c: char) -> Msg {
@@ -345,7 +376,14 @@ fn models_memory_projects_and_help() {
     a.on_msg(Msg::Resources(Box::new(resources())));
     insta::assert_snapshot!("models_memory_80x24", render(&a, 80, 24));
 
-    a.on_msg(key('4'));
+    // The memory view asks for the project's tree and shows it beside the
+    // search.
+    let jobs = a.on_msg(key('4'));
+    assert!(
+        jobs.iter().any(|j| matches!(j, Job::LoadMemoryTree(1))),
+        "{jobs:?}"
+    );
+    a.on_msg(Msg::MemoryTree(Box::new(memory_tree())));
     for c in "error format".chars() {
         a.on_msg(key(c));
     }

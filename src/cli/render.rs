@@ -586,43 +586,5 @@ fn last_line(text: &str) -> &str {
 /// `memory tree`: the project summary, then each task indented under its
 /// parent with its newest summary's first line and its counts.
 pub fn memory_tree(t: &crate::memory::rollup::Tree) -> String {
-    fn node(s: &mut String, n: &crate::memory::rollup::Node, depth: usize) {
-        let label = n
-            .external_ref
-            .clone()
-            .unwrap_or_else(|| format!("#{}", n.task_id));
-        let counts = match (n.summaries, n.raw, n.compacted) {
-            (0, 0, _) => String::new(),
-            (s, r, 0) => format!(" [{s} summary, {r} raw]"),
-            (s, r, c) => format!(" [{s} summary, {r} raw, {c} compacted]"),
-        };
-        let _ = writeln!(
-            s,
-            "{}{label} {} ({}){counts}",
-            "  ".repeat(depth + 1),
-            n.title,
-            n.status
-        );
-        if let Some(line) = &n.summary {
-            let _ = writeln!(s, "{}  ↳ {line}", "  ".repeat(depth + 1));
-        }
-        for c in &n.children {
-            node(s, c, depth + 1);
-        }
-    }
-    let mut s = format!("Project {}", t.project_id);
-    match &t.project_summary {
-        Some(line) => {
-            let _ = writeln!(
-                s,
-                " ({} summary, newest first line):\n  ↳ {line}",
-                t.project_summaries
-            );
-        }
-        None => s.push_str(" (no project summary yet: a run writes one when it finishes tasks)\n"),
-    }
-    for n in &t.tasks {
-        node(&mut s, n, 0);
-    }
-    s.trim_end().to_string()
+    t.render()
 }

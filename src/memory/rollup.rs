@@ -197,6 +197,56 @@ fn first_line(text: &str) -> String {
     crate::describe::short(line, 100)
 }
 
+impl Tree {
+    /// The tree as text, one node a line and each summary's first line
+    /// under it: what `memory tree` prints and the board's memory view shows.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let t = self;
+        fn node(s: &mut String, n: &Node, depth: usize) {
+            let label = n
+                .external_ref
+                .clone()
+                .unwrap_or_else(|| format!("#{}", n.task_id));
+            let counts = match (n.summaries, n.raw, n.compacted) {
+                (0, 0, _) => String::new(),
+                (s, r, 0) => format!(" [{s} summary, {r} raw]"),
+                (s, r, c) => format!(" [{s} summary, {r} raw, {c} compacted]"),
+            };
+            let _ = writeln!(
+                s,
+                "{}{label} {} ({}){counts}",
+                "  ".repeat(depth + 1),
+                n.title,
+                n.status
+            );
+            if let Some(line) = &n.summary {
+                let _ = writeln!(s, "{}  ↳ {line}", "  ".repeat(depth + 1));
+            }
+            for c in &n.children {
+                node(s, c, depth + 1);
+            }
+        }
+        let mut s = format!("Project {}", t.project_id);
+        match &t.project_summary {
+            Some(line) => {
+                let _ = writeln!(
+                    s,
+                    " ({} summary, newest first line):\n  ↳ {line}",
+                    t.project_summaries
+                );
+            }
+            None => {
+                s.push_str(" (no project summary yet: a run writes one when it finishes tasks)\n")
+            }
+        }
+        for n in &t.tasks {
+            node(&mut s, n, 0);
+        }
+        s.trim_end().to_string()
+    }
+}
+
 /// The memory tree of `project_id`, read from SQLite.
 pub fn tree(db: &Store, project_id: i64) -> Result<Tree> {
     db.project(project_id)?;

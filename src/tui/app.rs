@@ -135,6 +135,8 @@ pub enum Job {
         /// Answers to older searches are dropped.
         seq: u64,
     },
+    /// The project's memory tree, from the store.
+    LoadMemoryTree(i64),
 }
 
 /// What the worker and the terminal send back.
@@ -161,6 +163,7 @@ pub enum Msg {
         seq: u64,
         hits: Result<Vec<Hit>, String>,
     },
+    MemoryTree(Box<crate::memory::rollup::Tree>),
     /// The terminal stopped giving keys: the board closes.
     InputClosed(String),
 }
@@ -314,6 +317,8 @@ pub struct App {
     pub memory_hits: Vec<Hit>,
     pub memory_status: String,
     pub memory_seq: u64,
+    /// The memory view's left side: project → stages → tasks.
+    pub memory_tree: Option<Box<crate::memory::rollup::Tree>>,
     pub status_line: String,
     pub quit: bool,
 }
@@ -349,6 +354,7 @@ impl App {
             memory_hits: Vec::new(),
             memory_status: String::new(),
             memory_seq: 0,
+            memory_tree: None,
             status_line: String::new(),
             quit: false,
         }
@@ -504,6 +510,7 @@ impl App {
                 Err(e) => self.memory_status = format!("error: {e}"),
             },
             Msg::MemoryHits { .. } => {}
+            Msg::MemoryTree(t) => self.memory_tree = Some(t),
         }
         Vec::new()
     }
@@ -672,7 +679,12 @@ impl App {
                     return vec![Job::CheckModels];
                 }
             }
-            Action::Memory => self.view = View::Memory,
+            Action::Memory => {
+                self.view = View::Memory;
+                if let Some(p) = project {
+                    return vec![Job::LoadMemoryTree(p)];
+                }
+            }
             Action::Requests => {
                 self.view = View::Requests;
                 return vec![Job::WatchRequests];
@@ -685,6 +697,9 @@ impl App {
                 let mut jobs = vec![Job::LoadProjects];
                 if let Some(p) = project {
                     jobs.push(Job::LoadBoard(p));
+                    if self.view == View::Memory {
+                        jobs.push(Job::LoadMemoryTree(p));
+                    }
                 }
                 if self.view == View::Detail
                     && let Some(t) = &self.detail.task

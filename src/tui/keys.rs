@@ -81,7 +81,7 @@ pub const BINDINGS: &[(Action, &str, &[&str], &str)] = &[
     (Action::Board, "board", &["1"], "board"),
     (Action::RunPanel, "run_panel", &["2"], "run panel"),
     (Action::Models, "models", &["3"], "models"),
-    (Action::Memory, "memory", &["4"], "memory search"),
+    (Action::Memory, "memory", &["4"], "memory tree and search"),
     (Action::Requests, "requests", &["5"], "gateway requests"),
     (Action::Projects, "projects", &["p"], "switch project"),
     (Action::Refresh, "refresh", &["ctrl-r"], "reload"),

@@ -893,8 +893,11 @@ fn draw_memory_panel(
 }
 
 fn draw_memory(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
+    let [tree, search] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+    draw_memory_tree(f, tree, app, theme);
     let [input, results] =
-        Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(area);
+        Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(search);
     let mut ta = app.memory_query.clone();
     ta.set_block(Block::bordered().title(" Search memory by meaning "));
     f.render_widget(&ta, input);
@@ -928,6 +931,34 @@ fn draw_memory(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             .wrap(Wrap { trim: true })
             .block(Block::bordered().title(format!(" Results {} ", app.memory_status))),
         results,
+    );
+}
+
+/// The project's memory tree as `memory tree` prints it, each summary's
+/// first line dimmed under its task.
+fn draw_memory_tree(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
+    let lines: Vec<Line<'_>> = match &app.memory_tree {
+        Some(t) => t
+            .render()
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with('↳') {
+                    Line::styled(l.to_string(), theme.dim())
+                } else {
+                    Line::raw(l.to_string())
+                }
+            })
+            .collect(),
+        None => vec![Line::styled(
+            "Pick a project to see its memory.",
+            theme.dim(),
+        )],
+    };
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(" Memory tree ")),
+        area,
     );
 }
 

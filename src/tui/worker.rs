@@ -178,6 +178,10 @@ impl Worker {
                 self.send(Msg::Projects(rows));
             }
             Job::LoadBoard(id) => self.load_board(id)?,
+            Job::LoadMemoryTree(id) => {
+                let tree = crate::app::memory::tree(&self.db, id)?;
+                self.send(Msg::MemoryTree(Box::new(tree)));
+            }
             Job::LoadDetail(id) => {
                 let d = DetailData {
                     task: Some(self.db.task(id)?),
@@ -301,15 +305,17 @@ impl Worker {
                         let mut db = ctx.store()?;
                         let mem = ctx.open_memory(&db)?;
                         let rt = crate::app::runtime()?;
-                        // Rows the index lacks go in first: a search never
-                        // misses a committed memory.
-                        rt.block_on(mem.catch_up(&mut db, None))?;
-                        rt.block_on(mem.query_memory(
-                            &db,
-                            &query,
-                            &crate::memory::Scope::project(project_id),
-                            10,
-                        ))
+                        // Caught up first: a search never misses a
+                        // committed memory.
+                        let req = crate::app::memory::QueryMemory {
+                            project_id,
+                            task_id: None,
+                            kind: None,
+                            level: None,
+                            top_k: 10,
+                            text: query,
+                        };
+                        rt.block_on(crate::app::memory::query(&mem, &mut db, &req))
                     })();
                     let _ = out.send(Msg::MemoryHits {
                         seq,
