@@ -145,9 +145,9 @@ pub struct QueryMemory {
     #[serde(rename = "type")]
     #[schemars(extend("enum" = KINDS))]
     pub kind: Option<String>,
-    /// Only memories at this level of the memory tree: project, stage,
-    /// task or raw.
-    pub level: Option<crate::memory::Level>,
+    /// Only this tree level.
+    #[schemars(extend("enum" = crate::memory::LEVELS))]
+    pub level: Option<String>,
     /// How many to return [default: 5].
     pub top_k: Option<usize>,
 }
@@ -320,7 +320,7 @@ impl Session {
                 project_id: r.project_id,
                 task_id: r.task_id,
                 kind: r.kind,
-                level: r.level,
+                level: r.level.as_deref().map(str::parse).transpose()?,
                 top_k: r.top_k.unwrap_or(5).max(1),
                 text: r.text,
             };

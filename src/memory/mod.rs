@@ -954,27 +954,37 @@ impl Scope {
 }
 
 /// Where a memory sits in the project's memory tree.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
-    /// A project summary.
+    /// A project summary (or a note on no task).
     Project,
-    /// The summary (or handoff) of a task that has subtasks: a stage's roll-up.
+    /// The summary or handoff of a task with subtasks: a stage's roll-up.
     Stage,
     /// The summary or handoff of a task without subtasks.
     Task,
     /// A raw interaction: a model's answer as it was.
     Raw,
+}
+
+/// The levels' names, as the index and the tools spell them.
+pub const LEVELS: [&str; 4] = ["project", "stage", "task", "raw"];
+
+impl std::str::FromStr for Level {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Level> {
+        match s {
+            "project" => Ok(Level::Project),
+            "stage" => Ok(Level::Stage),
+            "task" => Ok(Level::Task),
+            "raw" => Ok(Level::Raw),
+            other => Err(Error::InvalidInput(format!(
+                "unknown memory level {other:?}: expected one of {}",
+                LEVELS.join(", ")
+            ))),
+        }
+    }
 }
 
 impl Level {
