@@ -124,6 +124,10 @@ pub struct ToolsConfig {
     pub commands: std::collections::BTreeMap<String, Vec<String>>,
     /// Per project id, more commands (or other ones under the same names).
     pub projects: std::collections::BTreeMap<String, ProjectTools>,
+    /// With writes on in a git project, how a done task's commit lands:
+    /// `merge` (fast-forward, or a clean rebase and the check again) or
+    /// `review` (left on its branch for a person).
+    pub land: crate::worktree::Land,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -148,6 +152,7 @@ impl Default for ToolsConfig {
             output_cap: 16_000,
             commands: Default::default(),
             projects: Default::default(),
+            land: crate::worktree::Land::Merge,
         }
     }
 }

@@ -93,6 +93,10 @@ pub enum Error {
     #[error(transparent)]
     Index(#[from] crate::memory::vector::IndexError),
 
+    /// git refused a worktree, commit or landing step.
+    #[error(transparent)]
+    Git(#[from] crate::worktree::GitError),
+
     /// Another process holds the embedded (Edge) memory index.
     #[error("the memory index {0} is in use by another llmclis process; try again when it is done")]
     IndexBusy(PathBuf),
@@ -169,6 +173,7 @@ impl Error {
             Error::Memory(_) => "memory",
             Error::IndexBusy(_) => "index_busy",
             Error::Index(e) => e.kind(),
+            Error::Git(_) => "git",
             Error::Io { .. } => "io",
             Error::Sqlite(_) => "database",
             Error::Interrupted(_) => "interrupted",
@@ -201,6 +206,7 @@ impl Error {
             | Error::Memory(_)
             | Error::IndexBusy(_)
             | Error::Index(_)
+            | Error::Git(_)
             | Error::Io { .. }
             | Error::Sqlite(_) => EXIT_RUNTIME,
             Error::Interrupted(_) => EXIT_INTERRUPTED,

@@ -31,6 +31,7 @@ pub mod serve;
 pub mod store;
 pub mod tools;
 pub mod tui;
+pub mod worktree;
 
 pub use error::{Error, Result};
 

@@ -38,3 +38,4 @@ mod serve;
 mod store;
 mod tools;
 mod tui;
+mod worktrees;

@@ -5,6 +5,7 @@
 pub mod context;
 pub mod fit;
 mod indexer;
+mod land;
 pub mod machine;
 pub mod progress;
 mod recover;

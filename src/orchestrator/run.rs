@@ -83,6 +83,12 @@ pub async fn run(
         cancel: cancel.clone(),
         spent: Mutex::new(0.0),
         in_flight: Arc::default(),
+        worktrees: deps
+            .db_path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("worktrees"),
+        writers: tokio::sync::Mutex::new(()),
         indexer: Mutex::new(match &deps.memory {
             Some(m) => Some(super::indexer::Indexer::start(
                 m.clone(),
@@ -123,6 +129,13 @@ pub async fn run(
     // The first tasks' queries get embedded while the run sets up.
     shared.kick_indexer();
     super::recover::backfill(&shared, &mut main_db).await?;
+    // Worktrees earlier runs left: done tasks' changes land, work for a
+    // waiting task stays for its next claim, empty ones go.
+    if let Err(e) = super::land::catch_up(&shared, &mut main_db).await {
+        observer(&Progress::Warning {
+            message: format!("the worktrees earlier runs left are not caught up: {e}"),
+        });
+    }
 
     // Leases of the tasks in flight, and the run's own heartbeat, are
     // renewed from a connection of their own.

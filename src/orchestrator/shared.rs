@@ -31,6 +31,12 @@ pub(super) struct Shared {
     pub in_flight: Arc<Mutex<HashMap<i64, String>>>,
     /// Indexes the memory rows the steps save, off their path.
     pub(super) indexer: Mutex<Option<super::indexer::Indexer>>,
+    /// Where tasks' git worktrees go (beside the database, never inside
+    /// the user's repository).
+    pub worktrees: std::path::PathBuf,
+    /// Projects outside git with writes on: one writer at a time, within
+    /// this process (other processes: the OS lock beside it).
+    pub writers: tokio::sync::Mutex<()>,
 }
 
 impl Shared {

@@ -31,11 +31,11 @@ impl StepRun<'_> {
         if self.toolbox.is_none() {
             // A role without the codebase tools: its checks run on the
             // project as it is (writes off: on a copy of it).
-            let tools = &self.shared.opts.tools;
             let project = self.db.project(self.task.project_id)?;
-            let root = project.root.unwrap_or_default();
+            let root = self.work_root(&project).await?;
+            let tools = &self.shared.opts.tools;
             match crate::tools::Toolbox::new(
-                std::path::Path::new(&root),
+                &root,
                 tools.writes_for(project.id),
                 Default::default(),
                 std::time::Duration::from_secs(tools.timeout_secs.max(1)),

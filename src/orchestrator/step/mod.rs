@@ -9,6 +9,7 @@ mod check;
 mod context;
 mod finish;
 mod tools;
+mod workspace;
 
 use std::time::Instant;
 
@@ -57,6 +58,11 @@ pub(super) struct StepRun<'a> {
     /// they have run in this step.
     checks: Vec<String>,
     check_attempt: u32,
+    /// Writes on in a git project: the task's own worktree and branch.
+    workspace: Option<super::land::Workspace>,
+    /// Writes on outside git: the one writer's place, in this process and
+    /// (the OS lock) across processes, held until the step ends.
+    writer: Option<(tokio::sync::MutexGuard<'a, ()>, std::fs::File)>,
 }
 
 impl<'a> StepRun<'a> {
@@ -89,6 +95,8 @@ impl<'a> StepRun<'a> {
             candidates: Vec::new(),
             checks,
             check_attempt: 0,
+            workspace: None,
+            writer: None,
         }
     }
 
@@ -152,6 +160,7 @@ impl<'a> StepRun<'a> {
         if self.shared.opts.make_room && self.make_room().await {
             setup = self.route()?;
         }
+        self.open_tools().await?;
         let d = self.decision.as_ref().expect("routed");
         self.step_id = self.db.start_step(
             self.shared.run_id,
@@ -306,25 +315,37 @@ impl<'a> StepRun<'a> {
         };
         self.exec_role = role;
         self.decision = Some(decision);
-        let tools = &shared.opts.tools;
-        if tools.enabled && self.exec_role.uses_tools() {
-            let project = self.db.project(self.task.project_id)?;
-            if let Some(root) = project.root.as_deref() {
-                match crate::tools::Toolbox::new(
-                    std::path::Path::new(root),
-                    tools.writes_for(project.id),
-                    tools.commands_for(project.id),
-                    std::time::Duration::from_secs(tools.timeout_secs.max(1)),
-                    tools.output_cap,
-                ) {
-                    Ok(t) => self.toolbox = Some(t),
-                    Err(e) => self.emit(Progress::Warning {
-                        message: format!("task {}: no codebase tools: {e}", self.task.id),
-                    }),
-                }
-            }
-        }
         Ok(setup)
+    }
+
+    /// The codebase tools, for a role that uses them in a project with a
+    /// root: on the task's worktree when writes are on in git.
+    async fn open_tools(&mut self) -> Result<()> {
+        let tools = &self.shared.opts.tools;
+        if !(tools.enabled && self.exec_role.uses_tools()) {
+            return Ok(());
+        }
+        let project = self.db.project(self.task.project_id)?;
+        if project.root.is_none() {
+            return Ok(());
+        }
+        let made = match self.work_root(&project).await {
+            Ok(root) => crate::tools::Toolbox::new(
+                &root,
+                tools.writes_for(project.id),
+                tools.commands_for(project.id),
+                std::time::Duration::from_secs(tools.timeout_secs.max(1)),
+                tools.output_cap,
+            ),
+            Err(e) => Err(e.to_string()),
+        };
+        match made {
+            Ok(t) => self.toolbox = Some(t),
+            Err(e) => self.emit(Progress::Warning {
+                message: format!("task {}: no codebase tools: {e}", self.task.id),
+            }),
+        }
+        Ok(())
     }
 
     /// The better model the router skipped for memory, loaded after
