@@ -420,3 +420,58 @@ async fn in_review_mode_the_commit_waits_on_its_branch() {
     .await
     .unwrap();
 }
+
+/// Outside git, writes stay one writer at a time: two workers on two
+/// tasks both finish, each edit is in the tree, and the second step began
+/// only after the first had ended (the writer's lock, held per step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_git_two_workers_write_one_at_a_time() {
+    let srv = server(vec![
+        writes(
+            "Edit alpha",
+            "alpha.txt",
+            "alpha, edited\n",
+            Duration::from_millis(300),
+        ),
+        writes(
+            "Edit beta",
+            "beta.txt",
+            "beta, edited\n",
+            Duration::from_millis(300),
+        ),
+    ])
+    .await;
+    let url = srv.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let env = Env::new();
+        install(&env, &registry_yaml(&url), 60);
+        let root = env.dir.path().join("plain");
+        std::fs::create_dir_all(&root).unwrap();
+        for f in ["alpha.txt", "beta.txt"] {
+            std::fs::write(root.join(f), "x\n").unwrap();
+        }
+        env.run(&["project", "add", "plain", "--root", &root.to_string_lossy()])
+            .assert_ok();
+        for t in ["Edit alpha", "Edit beta"] {
+            env.run(&["task", "add", "--project-id", "1", t])
+                .assert_ok();
+        }
+        orchestrate(&env, "2", None).assert_ok();
+        assert_eq!(read(&root, "alpha.txt"), "alpha, edited\n");
+        assert_eq!(read(&root, "beta.txt"), "beta, edited\n");
+        // The second step began (it takes the writer's place before it
+        // is recorded) only after the first had ended.
+        let db = rusqlite::Connection::open(env.db()).unwrap();
+        let spans: Vec<(String, String)> = db
+            .prepare("SELECT started_at, finished_at FROM run_steps ORDER BY started_at")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(spans.len(), 2);
+        assert!(spans[1].0 >= spans[0].1, "overlapping steps: {spans:?}");
+    })
+    .await
+    .unwrap();
+}
