@@ -242,21 +242,7 @@ fn files_of(patch: &str) -> Vec<String> {
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("git")
-        .args(["-c", "core.hooksPath=/dev/null"])
-        .args(args)
-        .current_dir(root)
-        .output()
-        .map_err(|e| Error::io(root, e))?;
-    if !out.status.success() {
-        return Err(Error::InvalidInput(format!(
-            "git {} in {}: {}",
-            args.join(" "),
-            root.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(crate::worktree::git(root, args)?)
 }
 
 /// Whether `files` have no uncommitted changes (a commit of the task's
@@ -273,11 +259,7 @@ fn commit(root: &Path, task: &Task, files: &[String]) -> Result<String> {
     let mut add = vec!["add", "-A", "--"];
     add.extend(files.iter().map(String::as_str));
     git(root, &add)?;
-    let subject = match &task.external_ref {
-        Some(r) => format!("{r}: {}", task.title),
-        None => format!("Task {}: {}", task.id, task.title),
-    };
-    let message = format!("{subject}\n\nLlmclis-Task: {}\n", task.id);
+    let message = crate::worktree::commit_message(task, None, &[]);
     let mut args = vec!["commit", "--no-verify", "-m", &message, "--"];
     args.extend(files.iter().map(String::as_str));
     git(root, &args)?;
