@@ -383,3 +383,11 @@ pub fn add_finding(ctx: &Context, store: &Store, req: AddFinding) -> Result<Find
         path: path.display().to_string(),
     })
 }
+
+/// Imports a plans.md into the store (`plans import`): its stages and
+/// tasks as a project, the file linked to it.
+pub use crate::docs::sync::import as import_plans;
+
+/// Writes every plan-file edit the store has pending, for every project
+/// (the board's start): how many were written and how many failed.
+pub use crate::docs::catchup::catch_up_all;

@@ -193,3 +193,6 @@ pub fn compact_rolled_up(
     }
     Ok(n)
 }
+
+/// A task's memories, oldest first (the board's detail view).
+pub use crate::memory::for_task;

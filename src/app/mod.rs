@@ -13,6 +13,7 @@ pub mod paths;
 pub mod route;
 pub mod run;
 pub mod tasks;
+pub mod types;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,4 +119,9 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("<tokio runtime>", e))
+}
+
+/// Every check `doctor` makes on this installation, with its fix.
+pub fn doctor(ctx: &Context) -> crate::doctor::Report {
+    crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode())
 }

@@ -192,3 +192,10 @@ pub(super) fn probe(caller: &Caller) -> Result<Seen> {
     }
     Ok(Seen { notes, down })
 }
+
+/// Runs the orchestrator with what `prepare` made: the one way a front end
+/// starts a run (the command line's `orchestrate`, the board's run panel).
+pub use crate::orchestrator::run::run as execute;
+
+/// What a run would claim, without claiming (`orchestrate --dry-run`).
+pub use crate::orchestrator::dry_run;

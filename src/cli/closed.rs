@@ -64,7 +64,7 @@ impl FromStr for MemoryType {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<MemoryType, Error> {
-        crate::memory::check_kind(s)?;
+        crate::app::types::check_kind(s)?;
         Ok(MemoryType(s.to_string()))
     }
 }
@@ -92,8 +92,8 @@ mod tests {
     fn the_names_are_the_libraries_own() {
         assert_eq!(
             STATUSES.to_vec(),
-            crate::store::Status::ALL.map(|s| s.as_str()).to_vec()
+            crate::app::types::Status::ALL.map(|s| s.as_str()).to_vec()
         );
-        assert_eq!(ROLES_OR_NONE[..7], crate::registry::ROLES);
+        assert_eq!(ROLES_OR_NONE[..7], crate::app::types::ROLES);
     }
 }

@@ -11,9 +11,10 @@ use serde_json::json;
 
 use super::render::money;
 use super::{Ctx, emit};
+use crate::app::types::EvalResult;
+use crate::app::types::EvalSetup as Setup;
 use crate::error::{Error, Result};
-use crate::eval::{self, Setup};
-use crate::store::EvalResult;
+use crate::eval;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {

@@ -9,9 +9,10 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{Ctx, emit};
+use crate::app::types::CompactPolicy;
 use crate::error::{Error, Result};
 use crate::llm::caller::Caller;
-use crate::memory::{CompactPolicy, Memory};
+use crate::memory::Memory;
 
 #[derive(Debug, Subcommand)]
 pub enum MemoryCmd {
@@ -25,7 +26,7 @@ pub enum MemoryCmd {
         task_id: Option<i64>,
         /// The kind of memory
         #[arg(long = "type", value_name = "TYPE", default_value = "raw_interaction",
-              value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::memory::KINDS))]
+              value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::app::types::KINDS))]
         kind: super::closed::MemoryType,
         /// What to remember
         text: String,
@@ -40,11 +41,11 @@ pub enum MemoryCmd {
         task_id: Option<i64>,
         /// Only memories of this kind
         #[arg(long = "type", value_name = "TYPE",
-              value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::memory::KINDS))]
+              value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::app::types::KINDS))]
         kind: Option<super::closed::MemoryType>,
         /// Only memories at this level of the memory tree
         #[arg(long, value_enum, value_name = "LEVEL")]
-        level: Option<crate::memory::Level>,
+        level: Option<crate::app::types::Level>,
         /// How many to return
         #[arg(
             long = "top-k",

@@ -21,12 +21,12 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::app::types::Role;
+use crate::app::types::Status;
+use crate::app::types::{Config, Paths, agent_name};
 use crate::app::{changes, tasks};
-use crate::config::{Config, Paths, agent_name};
 use crate::error::{Error, Result};
 use crate::first_run;
-use crate::role::Role;
-use crate::store::Status;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,7 +92,7 @@ pub struct Cli {
         hide_env_values = true,
         value_name = "MODE"
     )]
-    mode: Option<crate::registry::Mode>,
+    mode: Option<crate::app::types::Mode>,
     /// Log to stderr as well as the log file (debug level unless LLMCLIS_LOG
     /// or RUST_LOG say otherwise; not in the board, which owns the screen)
     #[arg(short, long, global = true)]
@@ -250,7 +250,7 @@ enum TaskCmd {
         #[arg(long = "tag", value_name = "T")]
         tags: Vec<String>,
         /// The role that should work on it (the rules decide when unset)
-        #[arg(long, value_name = "ROLE", value_parser = closed::closed::<Role>(&crate::registry::ROLES))]
+        #[arg(long, value_name = "ROLE", value_parser = closed::closed::<Role>(&crate::app::types::ROLES))]
         role: Option<Role>,
         /// An external reference such as S1.2
         #[arg(long = "ref", value_name = "REF")]
@@ -557,7 +557,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
             })
         }
         Command::Doctor => {
-            let report = crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode());
+            let report = crate::app::doctor(&ctx);
             emit(out, ctx.json, &report, || render::doctor(&report))?;
             if report.ok {
                 Ok(())

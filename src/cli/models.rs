@@ -10,11 +10,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Ctx, emit};
+use crate::app::types::CallOutcome;
+use crate::app::types::{ChatRequest, Message, StreamEvent};
+use crate::app::types::{Mode, Registry};
+use crate::app::types::{TaskInfo, estimate_tokens};
 use crate::error::{Error, Result};
-use crate::llm::caller::{CallOutcome, Caller};
-use crate::llm::{ChatRequest, Message, StreamEvent};
-use crate::registry::{Mode, Registry};
-use crate::router::{self, TaskInfo, estimate_tokens};
+use crate::llm::caller::Caller;
+use crate::router;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCmd {
@@ -60,8 +62,8 @@ pub enum RouteCmd {
 pub struct ChatArgs {
     /// Use this role's models: planner, coder, tester, critic, researcher,
     /// writer or summarizer (by default the rules pick, from the prompt)
-    #[arg(long, value_name = "R", conflicts_with = "model", value_parser = super::closed::closed::<crate::role::Role>(&crate::registry::ROLES))]
-    role: Option<crate::role::Role>,
+    #[arg(long, value_name = "R", conflicts_with = "model", value_parser = super::closed::closed::<crate::app::types::Role>(&crate::app::types::ROLES))]
+    role: Option<crate::app::types::Role>,
     /// Use this model only
     #[arg(long, value_name = "ID")]
     model: Option<String>,
@@ -85,7 +87,7 @@ fn caller(ctx: &Ctx) -> Result<(Arc<Registry>, Caller)> {
 }
 
 pub fn models(ctx: &Ctx, cmd: ModelsCmd, out: &mut impl Write) -> Result<()> {
-    use crate::resources::control::Action;
+    use crate::app::types::ResourceAction as Action;
     match cmd {
         ModelsCmd::Status => super::resources::status(ctx, out),
         ModelsCmd::Load { id, keep_alive } => {
@@ -270,7 +272,7 @@ fn skip_text(why: &router::Skip) -> String {
         router::Skip::DoesNotFit { device, need, free } => {
             format!(
                 "not loaded, and {}",
-                crate::resources::does_not_fit(*device, *need, *free)
+                crate::app::types::does_not_fit(*device, *need, *free)
             )
         }
         router::Skip::Asleep => {

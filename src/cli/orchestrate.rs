@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{Ctx, ProjectId, emit, render};
+use crate::app::types::Progress;
 use crate::error::{Error, Result};
-use crate::orchestrator::{self, run::Progress};
 
 #[derive(Debug, Args)]
 pub struct OrchestrateArgs {
@@ -42,7 +42,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
         return Err(Error::InvalidInput("--max-steps must be at least 1".into()));
     }
     if args.dry_run {
-        let plan = orchestrator::dry_run(&store, project_id, args.max_steps)?;
+        let plan = crate::app::run::dry_run(&store, project_id, args.max_steps)?;
         return emit(out, ctx.json, &plan, || render::dry_run(&plan));
     }
     let cfg = &ctx.config.orchestrator;
@@ -66,7 +66,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
     let bar = super::progress::Bar::new(json, "steps", opts.max_steps as u64);
     let shown = bar.clone();
     // Progress lines go straight to stdout as they happen.
-    let observer: orchestrator::run::Observer = Arc::new(move |p: &Progress| {
+    let observer: crate::app::types::Observer = Arc::new(move |p: &Progress| {
         if json {
             println!("{}", serde_json::to_string(p).expect("progress serializes"));
             return;
@@ -100,7 +100,7 @@ pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Re
                 }
             }
         });
-        orchestrator::run::run(deps, opts, observer, rx).await
+        crate::app::run::execute(deps, opts, observer, rx).await
     })?;
     bar.finish();
     out.flush().map_err(|e| Error::io("<stdout>", e))?;

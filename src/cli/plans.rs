@@ -10,9 +10,8 @@ use super::render;
 use super::{Ctx, emit};
 use crate::app::docs;
 use crate::app::tasks::{self, TaskRef};
-use crate::docs::sync;
+use crate::app::types::Status;
 use crate::error::{Error, Result};
-use crate::store::Status;
 
 #[derive(Debug, Subcommand)]
 pub enum PlansCmd {
@@ -142,7 +141,7 @@ pub fn plans(ctx: &Ctx, cmd: PlansCmd, out: &mut impl Write) -> Result<()> {
         PlansCmd::Import { path, project_id } => {
             let mut store = ctx.store()?;
             let path = path.unwrap_or_else(|| PathBuf::from("plans.md"));
-            let r = sync::import(&mut store, &path, project_id, agent)?;
+            let r = crate::app::docs::import_plans(&mut store, &path, project_id, agent)?;
             emit(out, ctx.json, &r, || {
                 let mut s = String::new();
                 if r.caught_up > 0 {

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use crate::app::types::DryRun;
+use crate::app::types::FollowReport;
+use crate::app::types::{FirstRunOutcome as Outcome, FirstRunReport as Report};
+use crate::app::types::{StatusCounts, Task};
 use crate::describe::{counts_line, short};
 pub use crate::describe::{money, progress, step_line};
-use crate::docs::sync::FollowReport;
-use crate::first_run::{Outcome, Report};
-use crate::orchestrator::DryRun;
-use crate::store::{StatusCounts, Task};
 
 pub use crate::app::tasks::{NoteView, ProjectRow, ProjectView, StatusView, TaskView};
 
@@ -464,8 +464,8 @@ pub fn first_run(r: &Report) -> String {
     s
 }
 
-pub fn doctor(r: &crate::doctor::Report) -> String {
-    use crate::doctor::Level;
+pub fn doctor(r: &crate::app::types::DoctorReport) -> String {
+    use crate::app::types::DoctorLevel as Level;
     let mut s = String::new();
     for c in &r.checks {
         let mark = match c.level {
@@ -585,6 +585,6 @@ fn last_line(text: &str) -> &str {
 
 /// `memory tree`: the project summary, then each task indented under its
 /// parent with its newest summary's first line and its counts.
-pub fn memory_tree(t: &crate::memory::rollup::Tree) -> String {
+pub fn memory_tree(t: &crate::app::types::MemoryTree) -> String {
     t.render()
 }

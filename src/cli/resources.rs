@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use super::{Ctx, emit};
 use crate::app::models::Resources;
+use crate::app::types::Fit;
+use crate::app::types::ResourceAction as Action;
+use crate::app::types::{Device, gib};
 use crate::error::Result;
-use crate::registry::{Device, gib};
-use crate::resources::Fit;
-use crate::resources::control::{self, Action};
+use crate::resources::control;
 
 pub fn status(ctx: &Ctx, out: &mut impl Write) -> Result<()> {
     let registry = Arc::new(ctx.registry()?);

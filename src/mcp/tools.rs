@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Session;
+use crate::app::types::KINDS;
 use crate::app::{changes, docs, memory, tasks};
 use crate::error::{Error, Result};
-use crate::memory::KINDS;
 
 pub struct Tool {
     pub name: &'static str,
@@ -146,7 +146,7 @@ pub struct QueryMemory {
     #[schemars(extend("enum" = KINDS))]
     pub kind: Option<String>,
     /// Only this tree level.
-    #[schemars(extend("enum" = crate::memory::LEVELS))]
+    #[schemars(extend("enum" = crate::app::types::LEVELS))]
     pub level: Option<String>,
     /// How many to return [default: 5].
     pub top_k: Option<usize>,
@@ -287,7 +287,7 @@ pub fn all() -> Vec<Tool> {
 }
 
 impl Session {
-    fn store_memory(&self, r: StoreMemory) -> Result<crate::memory::MemoryRecord> {
+    fn store_memory(&self, r: StoreMemory) -> Result<crate::app::types::MemoryRecord> {
         let mut db = self.store()?;
         self.rt.block_on(async {
             let mem = match self.memory.get(&db).await {
@@ -312,7 +312,7 @@ impl Session {
         })
     }
 
-    fn query_memory(&self, r: QueryMemory) -> Result<Vec<crate::memory::Hit>> {
+    fn query_memory(&self, r: QueryMemory) -> Result<Vec<crate::app::types::Hit>> {
         let mut db = self.store()?;
         self.rt.block_on(async {
             let mem = self.memory.get(&db).await?;

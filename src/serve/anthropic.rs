@@ -17,8 +17,8 @@ use super::auth::Client;
 use super::chat::{self, Piece};
 use super::openai::parse;
 use super::{ApiError, Gateway};
-use crate::llm::caller::CallOutcome;
-use crate::llm::{ChatRequest, Message};
+use crate::app::types::CallOutcome;
+use crate::app::types::{ChatRequest, Message};
 
 #[derive(Debug, Deserialize)]
 struct MessagesBody {

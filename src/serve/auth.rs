@@ -28,7 +28,7 @@ pub(crate) struct Auth {
     spent: Mutex<HashMap<String, f64>>,
     /// Keys seen lately, by the secret's hash: a request within `KEY_TTL`
     /// of the last look-up skips the store; a revoke takes effect within it.
-    seen: Mutex<HashMap<String, (crate::store::ApiKey, Instant)>>,
+    seen: Mutex<HashMap<String, (crate::app::types::ApiKey, Instant)>>,
 }
 
 const KEY_TTL: Duration = Duration::from_secs(2);
@@ -53,7 +53,7 @@ impl Auth {
         &self,
         gw: &Gateway,
         secret: &str,
-    ) -> crate::error::Result<Option<crate::store::ApiKey>> {
+    ) -> crate::error::Result<Option<crate::app::types::ApiKey>> {
         let hash = crate::store::key_hash(secret);
         if let Some((k, at)) = self
             .seen

@@ -12,12 +12,13 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Client;
 use super::metrics::Observed;
 use super::{ApiError, Gateway};
-use crate::llm::caller::{CallFailed, CallOutcome};
-use crate::llm::{ChatRequest, StreamEvent};
-use crate::registry::Mode;
-use crate::role::Role;
-use crate::router::{self, TaskInfo, estimate_tokens};
-use crate::store::ModelCall;
+use crate::app::types::Mode;
+use crate::app::types::ModelCall;
+use crate::app::types::Role;
+use crate::app::types::{CallFailed, CallOutcome};
+use crate::app::types::{ChatRequest, StreamEvent};
+use crate::app::types::{TaskInfo, estimate_tokens};
+use crate::router;
 
 pub(crate) const AUTO: &str = "llmclis/auto";
 pub(crate) const ROLE_PREFIX: &str = "llmclis/";
@@ -196,9 +197,9 @@ pub(crate) fn failed(f: &CallFailed) -> ApiError {
             a
         }
         Some(
-            e @ (crate::llm::LlmError::ContextLength(_)
-            | crate::llm::LlmError::BadRequest { .. }
-            | crate::llm::LlmError::OutputTooLong { .. }),
+            e @ (crate::app::types::LlmError::ContextLength(_)
+            | crate::app::types::LlmError::BadRequest { .. }
+            | crate::app::types::LlmError::OutputTooLong { .. }),
         ) => ApiError::invalid(format!("the model refused the request: {e}")),
         _ => ApiError::new(
             StatusCode::BAD_GATEWAY,

@@ -25,10 +25,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
+use crate::app::types::Registry;
 use crate::error::{Error, Result};
 use crate::llm::caller::Caller;
 use crate::memory::embed::Embedder;
-use crate::registry::Registry;
 use crate::store::Store;
 
 /// What `llmclis serve` is asked.
@@ -50,7 +50,7 @@ pub(crate) struct Gateway {
     db: Mutex<Store>,
     /// Call records go to a writer thread that commits them in batches:
     /// off the request's path, one transaction for many calls.
-    records: Mutex<Option<std::sync::mpsc::Sender<crate::store::ModelCall>>>,
+    records: Mutex<Option<std::sync::mpsc::Sender<crate::app::types::ModelCall>>>,
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
@@ -65,7 +65,7 @@ impl Gateway {
     }
 
     /// Queues a call record for the writer.
-    pub fn record(&self, call: crate::store::ModelCall) {
+    pub fn record(&self, call: crate::app::types::ModelCall) {
         let tx = self.records.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = tx.as_ref()
             && tx.send(call).is_err()
@@ -291,7 +291,7 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
     // The router reads what is loaded where from the background watch; its
     // first look happens a moment after start, never on a request's path.
     let watch = crate::resources::Watch::new(registry.clone());
-    watch.start(crate::resources::REFRESH);
+    watch.start(crate::app::types::REFRESH);
     caller.watch_resources(watch);
     let (records, writer) = record_writer(ctx.store()?);
     let gw = Arc::new(Gateway {
@@ -360,10 +360,10 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
 fn record_writer(
     mut db: Store,
 ) -> (
-    std::sync::mpsc::Sender<crate::store::ModelCall>,
+    std::sync::mpsc::Sender<crate::app::types::ModelCall>,
     std::thread::JoinHandle<()>,
 ) {
-    let (tx, rx) = std::sync::mpsc::channel::<crate::store::ModelCall>();
+    let (tx, rx) = std::sync::mpsc::channel::<crate::app::types::ModelCall>();
     let handle = std::thread::spawn(move || {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use super::auth::Client;
 use super::chat::{self, Piece};
 use super::{ApiError, Gateway};
-use crate::llm::caller::CallOutcome;
-use crate::llm::{ChatRequest, Message};
+use crate::app::types::CallOutcome;
+use crate::app::types::{ChatRequest, Message};
 
 /// A request body parsed into `T`, or a 400 that names the field.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -371,7 +371,7 @@ pub(crate) fn sse(v: &Value) -> String {
 pub(crate) async fn models(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let mut data =
         vec![json!({"id": chat::AUTO, "object": "model", "created": 0, "owned_by": "llmclis"})];
-    for r in crate::role::Role::ALL {
+    for r in crate::app::types::Role::ALL {
         data.push(json!({"id": format!("{}{r}", chat::ROLE_PREFIX), "object": "model", "created": 0, "owned_by": "llmclis"}));
     }
     for m in &gw.registry.models {
@@ -389,7 +389,7 @@ pub(crate) async fn models(State(gw): State<Arc<Gateway>>) -> impl IntoResponse 
                          "context_window": m.context_window}),
         );
     }
-    data.push(json!({"id": crate::memory::embed::MINILM, "object": "model", "created": 0, "owned_by": "llmclis"}));
+    data.push(json!({"id": crate::app::types::MINILM, "object": "model", "created": 0, "owned_by": "llmclis"}));
     axum::Json(json!({"object": "list", "data": data}))
 }
 
@@ -444,7 +444,7 @@ pub(crate) async fn embeddings(
     };
     let tokens: u64 = texts
         .iter()
-        .map(|t| crate::router::estimate_tokens(t))
+        .map(|t| crate::app::types::estimate_tokens(t))
         .sum();
     let vectors = embedder.embed(texts).await?;
     let data: Vec<Value> = vectors

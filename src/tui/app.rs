@@ -8,10 +8,10 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui_textarea::TextArea;
 
 use super::keys::{Action, KeyMap};
-use crate::llm::Health;
-use crate::memory::{Hit, MemoryRecord};
-use crate::orchestrator::run::{Progress, Summary};
-use crate::store::{Event, ModelCall, Note, Project, RunStep, Status, StatusCounts, Task};
+use crate::app::types::Health;
+use crate::app::types::{Event, ModelCall, Note, Project, RunStep, Status, StatusCounts, Task};
+use crate::app::types::{Hit, MemoryRecord};
+use crate::app::types::{Progress, Summary};
 
 pub const COLUMNS: [Status; 4] = [
     Status::Pending,
@@ -43,7 +43,7 @@ pub struct DetailData {
     pub calls: Vec<ModelCall>,
     pub result: Option<String>,
     pub memories: Vec<MemoryRecord>,
-    pub tool_calls: Vec<crate::store::ToolCallRecord>,
+    pub tool_calls: Vec<crate::app::types::ToolCallRecord>,
     pub diff: Option<String>,
 }
 
@@ -158,12 +158,12 @@ pub enum Msg {
     RunEnded(Result<Summary, String>),
     Models(ModelsData),
     Resources(Box<crate::app::models::Resources>),
-    Requests(Vec<crate::store::ModelCall>),
+    Requests(Vec<crate::app::types::ModelCall>),
     MemoryHits {
         seq: u64,
         hits: Result<Vec<Hit>, String>,
     },
-    MemoryTree(Box<crate::memory::rollup::Tree>),
+    MemoryTree(Box<crate::app::types::MemoryTree>),
     /// The terminal stopped giving keys: the board closes.
     InputClosed(String),
 }
@@ -243,7 +243,7 @@ impl TaskForm {
         }
         let priority = match self.text(2) {
             p if p.is_empty() => None,
-            p => Some(crate::store::parse_priority(&p).map_err(|e| e.to_string())?),
+            p => Some(crate::app::types::parse_priority(&p).map_err(|e| e.to_string())?),
         };
         let mut depends_on = Vec::new();
         for part in self
@@ -312,13 +312,13 @@ pub struct App {
     pub run: RunPanel,
     pub models: ModelsData,
     /// The gateway's latest calls, newest first.
-    pub requests: Vec<crate::store::ModelCall>,
+    pub requests: Vec<crate::app::types::ModelCall>,
     pub memory_query: TextArea<'static>,
     pub memory_hits: Vec<Hit>,
     pub memory_status: String,
     pub memory_seq: u64,
     /// The memory view's left side: project → stages → tasks.
-    pub memory_tree: Option<Box<crate::memory::rollup::Tree>>,
+    pub memory_tree: Option<Box<crate::app::types::MemoryTree>>,
     pub status_line: String,
     pub quit: bool,
 }

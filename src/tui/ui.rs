@@ -11,7 +11,7 @@ use ratatui::widgets::{
 
 use super::app::{App, COLUMNS, FORM_FIELDS, Overlay, View};
 use super::keys::{Action, BINDINGS};
-use crate::store::{Status, Task};
+use crate::app::types::{Status, Task};
 
 /// Colours, or none when NO_COLOR is set (modifiers still mark things).
 struct Theme {
@@ -520,7 +520,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     if !d.steps.is_empty() {
         section(&mut lines, "Steps", theme);
         for st in &d.steps {
-            let style = if st.outcome == Some(crate::store::StepOutcome::Lost) {
+            let style = if st.outcome == Some(crate::app::types::StepOutcome::Lost) {
                 theme.dim()
             } else {
                 Style::new()
@@ -842,7 +842,7 @@ fn draw_memory_panel(
     r: &crate::app::models::Resources,
     theme: &Theme,
 ) {
-    use crate::registry::gib;
+    use crate::app::types::gib;
     let mut lines: Vec<Line<'_>> = Vec::new();
     for d in &r.devices {
         let text = match (d.used, d.total) {

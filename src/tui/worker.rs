@@ -14,8 +14,9 @@ use serde_json::json;
 use super::app::{DetailData, FormValues, Job, ModelRow, ModelsData, Msg, ProviderRow};
 use crate::app::Context as Ctx;
 use crate::app::tasks;
+use crate::app::types::TaskPatch;
 use crate::error::{Error, Result};
-use crate::store::{Store, TaskPatch};
+use crate::store::Store;
 
 /// Gateway calls the requests view lists, newest first.
 const REQUESTS_SHOWN: usize = 200;
@@ -112,7 +113,7 @@ impl Worker {
         {
             tracing::info!(run = c.run_id, why = %c.why, lost = c.lost_steps.len(), "closed a dead run");
         }
-        let (applied, failed) = crate::docs::catchup::catch_up_all(&mut self.db)?;
+        let (applied, failed) = crate::app::docs::catch_up_all(&mut self.db)?;
         if applied > 0 {
             tracing::info!(applied, "wrote pending plan-file edits");
         }
@@ -191,7 +192,7 @@ impl Worker {
                     steps: self.db.task_steps(id)?,
                     calls: self.db.model_calls(id)?,
                     result: self.db.last_result(id)?,
-                    memories: crate::memory::for_task(&self.db, id)?,
+                    memories: crate::app::memory::for_task(&self.db, id)?,
                     tool_calls: self.db.tool_calls(id)?,
                     diff: self.db.last_diff(id)?,
                 };
@@ -381,13 +382,13 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("llmclis-tui-run".into())
             .spawn(move || {
-                let observer: crate::orchestrator::run::Observer = Arc::new(move |p| {
+                let observer: crate::app::types::Observer = Arc::new(move |p| {
                     let _ = progress.send(Msg::Progress(Box::new(p.clone())));
                 });
                 // A panic in the run still ends it for the board.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     crate::app::runtime().and_then(|rt| {
-                        rt.block_on(crate::orchestrator::run::run(deps, opts, observer, cancel))
+                        rt.block_on(crate::app::run::execute(deps, opts, observer, cancel))
                     })
                 }))
                 .unwrap_or_else(|_| {
@@ -403,12 +404,12 @@ impl Worker {
     }
 
     /// Starts the resource watch once; a thread forwards each new view.
-    fn watch_resources(&mut self, registry: &Arc<crate::registry::Registry>) {
+    fn watch_resources(&mut self, registry: &Arc<crate::app::types::Registry>) {
         if self.resources.is_some() {
             return;
         }
         let watch = crate::resources::Watch::new(registry.clone());
-        watch.start(crate::resources::REFRESH);
+        watch.start(crate::app::types::REFRESH);
         self.resources = Some(watch.clone());
         let out = self.out.clone();
         let registry = registry.clone();
@@ -478,7 +479,7 @@ impl Worker {
                         let http = http.clone();
                         async move {
                             // Offline mode never probes API providers.
-                            if !p.local && mode == crate::registry::Mode::Offline {
+                            if !p.local && mode == crate::app::types::Mode::Offline {
                                 return None;
                             }
                             Some(crate::llm::client_for(p, http).health().await)
