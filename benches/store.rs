@@ -3,8 +3,8 @@
 //!
 //!     cargo bench --bench store
 //!
-//! `scripts/bench` runs this and prints the medians (p50) that README's
-//! performance section quotes.
+//! `scripts/bench` runs this and prints the medians (p50) that
+//! docs/performance.md quotes.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! (status codes, in-band SSE error events after a 200, loading windows,
 //! overload answers, window refusals), against the caller: what llmclis
 //! does and how many requests it takes. The table is printed with
-//! `cargo test faults -- --nocapture`; README's fault table is this one.
+//! `cargo test faults -- --nocapture`; docs/orchestrator.md's fault table is this one.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Human-readable output. The `--json` shapes are the `Serialize` impls of
-//! these views and of the store's types (see README "JSON output").
+//! these views and of the store's types (see docs/reference.md, "JSON output").
 
 use std::collections::HashMap;
 use std::fmt::Write;
