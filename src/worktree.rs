@@ -51,7 +51,13 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String> {
 /// `git`, its stdout as it is (porcelain output's columns matter).
 fn git_raw(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git")
-        .args(["-c", "core.hooksPath=/dev/null"])
+        // No hooks, and no signing prompt while the landing lock is held.
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .env_remove("GIT_DIR")
@@ -172,7 +178,30 @@ impl Repo {
         let top = PathBuf::from(top).canonicalize().ok()?;
         let root = root.canonicalize().ok()?;
         let sub = root.strip_prefix(&top).ok()?.to_path_buf();
+        // A repository without a commit has nothing to branch from, and a
+        // root git does not track would be missing from every worktree:
+        // both are worked on as plain directories.
+        git(&top, &["rev-parse", "--verify", "-q", "HEAD"]).ok()?;
+        if !sub.as_os_str().is_empty() {
+            let at = format!("HEAD:{}", sub.to_string_lossy());
+            git(&top, &["cat-file", "-e", &at]).ok()?;
+        }
         Some(Repo { top, sub })
+    }
+
+    /// `-c` options that let git commit in a repository with no identity
+    /// set (rebases commit too).
+    fn identity(dir: &Path) -> Vec<&'static str> {
+        if git(dir, &["config", "user.email"]).is_ok_and(|e| !e.is_empty()) {
+            vec![]
+        } else {
+            vec![
+                "-c",
+                "user.name=llmclis",
+                "-c",
+                "user.email=llmclis@localhost",
+            ]
+        }
     }
 
     /// The project's root inside a worktree of this repository.
@@ -184,22 +213,42 @@ impl Repo {
     /// killed mid-task left it, with its work), or a new one on the
     /// existing branch, or a new branch from HEAD.
     pub fn worktree(&self, base: &Path, branch: &str) -> Result<PathBuf> {
-        if let Some(f) = self.ours()?.into_iter().find(|f| f.branch == branch) {
-            if f.path.is_dir() {
-                return Ok(f.path);
-            }
-            // Its directory went (deleted by hand): forget it.
-            git(&self.top, &["worktree", "prune"])?;
+        if let Some(f) = self.ours(base)?.into_iter().find(|f| f.branch == branch)
+            && f.path.is_dir()
+        {
+            return Ok(f.path);
         }
+        // Its directory went (deleted by hand): forget it.
+        git(&self.top, &["worktree", "prune"])?;
         let path = base.join(branch.trim_start_matches(PREFIX).replace('/', "-"));
         let _ = std::fs::create_dir_all(base);
         let p = path.to_string_lossy().to_string();
+        if path.exists() {
+            // A detached copy a killed landing left (its work is committed
+            // on the branch): gone before the branch is checked out again.
+            git(&self.top, &["worktree", "remove", "--force", &p])?;
+        }
+        if self.has_branch(branch)? && !self.based_on_head(branch) {
+            // An earlier attempt on an older base (a conflict, a rejected
+            // review): kept under another name, and the task starts again
+            // from HEAD.
+            let sha = git(&self.top, &["rev-parse", "--short", branch])?;
+            git(
+                &self.top,
+                &["branch", "-m", branch, &format!("{branch}-was-{sha}")],
+            )?;
+        }
         if self.has_branch(branch)? {
             git(&self.top, &["worktree", "add", &p, branch])?;
         } else {
             git(&self.top, &["worktree", "add", "-b", branch, &p, "HEAD"])?;
         }
         Ok(path)
+    }
+
+    /// Whether the main tree's HEAD is an ancestor of `branch`.
+    fn based_on_head(&self, branch: &str) -> bool {
+        git(&self.top, &["merge-base", "--is-ancestor", "HEAD", branch]).is_ok()
     }
 
     fn has_branch(&self, branch: &str) -> Result<bool> {
@@ -209,8 +258,10 @@ impl Repo {
         )? == branch)
     }
 
-    /// Our worktrees (branches under `llmclis/`).
-    pub fn ours(&self) -> Result<Vec<Found>> {
+    /// Our worktrees: on a branch under `llmclis/` and under `base` (never
+    /// the main tree, or a worktree the user made for such a branch).
+    pub fn ours(&self, base: &Path) -> Result<Vec<Found>> {
+        let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
         let list = git(&self.top, &["worktree", "list", "--porcelain"])?;
         let mut out = Vec::new();
         let mut path: Option<PathBuf> = None;
@@ -219,6 +270,9 @@ impl Repo {
                 path = Some(PathBuf::from(p));
             } else if let Some(b) = line.strip_prefix("branch ")
                 && let (Some(p), Some(task_id)) = (path.clone(), task_of_branch(b))
+                && p.canonicalize()
+                    .unwrap_or_else(|_| p.clone())
+                    .starts_with(&base)
             {
                 out.push(Found {
                     path: p,
@@ -233,16 +287,21 @@ impl Repo {
     /// Branches of ours with no worktree (a landing that waits, a change
     /// left for review or blocked by a conflict).
     pub fn branches(&self) -> Result<Vec<String>> {
-        let all = git(
+        // Checked out anywhere (ours, the main tree, the user's): not ours
+        // to land from here.
+        let checked_out: Vec<String> = git(&self.top, &["worktree", "list", "--porcelain"])?
+            .lines()
+            .filter_map(|l| l.strip_prefix("branch refs/heads/"))
+            .map(str::to_string)
+            .collect();
+        Ok(git(
             &self.top,
             &["branch", "--list", "--format=%(refname:short)", "llmclis/*"],
-        )?;
-        let with_tree: Vec<String> = self.ours()?.into_iter().map(|f| f.branch).collect();
-        Ok(all
-            .lines()
-            .map(str::to_string)
-            .filter(|b| !with_tree.contains(b))
-            .collect())
+        )?
+        .lines()
+        .map(str::to_string)
+        .filter(|b| task_of_branch(b).is_some() && !checked_out.contains(b))
+        .collect())
     }
 
     /// Uncommitted changes in a work tree (tracked files, and new files
@@ -263,16 +322,7 @@ impl Repo {
             return Ok(None);
         }
         // A repository with no identity set still gets a commit.
-        let named = git(worktree, &["config", "user.email"]).is_ok_and(|e| !e.is_empty());
-        let mut args = vec![];
-        if !named {
-            args.extend([
-                "-c",
-                "user.name=llmclis",
-                "-c",
-                "user.email=llmclis@localhost",
-            ]);
-        }
+        let mut args = Self::identity(worktree);
         args.extend(["commit", "--no-verify", "-q", "-m", message]);
         git(worktree, &args)?;
         git(worktree, &["rev-parse", "--short", "HEAD"]).map(Some)
@@ -316,7 +366,12 @@ impl Repo {
         }
         let based = git(&self.top, &["merge-base", "--is-ancestor", &target, branch]).is_ok();
         if !based {
-            if let Err(e) = git(worktree, &["rebase", "-q", &target]) {
+            // Rebased detached: the branch moves only once the check passed,
+            // so a kill during the check never leaves it rebased unchecked.
+            git(worktree, &["checkout", "-q", "--detach"])?;
+            let mut rebase = Self::identity(worktree);
+            rebase.extend(["rebase", "-q", &target]);
+            if let Err(e) = git(worktree, &rebase) {
                 let paths: Vec<String> = git(worktree, &["diff", "--name-only", "--diff-filter=U"])
                     .unwrap_or_default()
                     .lines()
@@ -329,6 +384,8 @@ impl Repo {
                 return Ok(Landed::Conflict { paths });
             }
             recheck(worktree).map_err(LandError::Check)?;
+            let rebased = git(worktree, &["rev-parse", "HEAD"])?;
+            git(&self.top, &["branch", "-f", branch, &rebased])?;
         }
         git(&self.top, &["merge", "--ff-only", "-q", branch])?;
         let commit = git(&self.top, &["rev-parse", "--short", "HEAD"])?;
@@ -341,12 +398,25 @@ impl Repo {
     /// Removes a worktree that holds no uncommitted work, and its branch
     /// when the main tree's HEAD has every commit of it.
     pub fn remove(&self, path: Option<&Path>, branch: &str) -> Result<bool> {
+        self.remove_as(path, branch, false)
+    }
+
+    /// `remove`; `discard`: whatever is uncommitted in the worktree goes
+    /// too (a landing's check output after its commit, a split task's
+    /// abandoned attempt).
+    pub fn remove_as(&self, path: Option<&Path>, branch: &str, discard: bool) -> Result<bool> {
         let path = path.filter(|p| p.is_dir());
         if let Some(p) = path {
-            if !Self::changes(p, true)?.is_empty() {
+            if !discard && !Self::changes(p, true)?.is_empty() {
                 return Ok(false);
             }
-            git(&self.top, &["worktree", "remove", &p.to_string_lossy()])?;
+            let p = p.to_string_lossy();
+            let mut args = vec!["worktree", "remove"];
+            if discard {
+                args.push("--force");
+            }
+            args.push(&p);
+            git(&self.top, &args)?;
         }
         git(&self.top, &["worktree", "prune"])?;
         if !self.ahead(branch)? {
@@ -395,7 +465,10 @@ pub enum Action {
 pub fn decide(state: TaskState, dirty: bool, ahead: bool) -> Action {
     match state {
         TaskState::Done => Action::CommitAndLand,
-        TaskState::Active | TaskState::Parked => Action::Keep,
+        TaskState::Active => Action::Keep,
+        // Blocked or deleted: kept while it holds work for a person.
+        TaskState::Parked if dirty || ahead => Action::Keep,
+        TaskState::Parked => Action::Remove,
         // Work a killed step left is resumed by the next claim.
         TaskState::Waiting if dirty || ahead => Action::Keep,
         TaskState::Waiting => Action::Remove,
@@ -450,6 +523,8 @@ mod tests {
         assert_eq!(decide(TaskState::Waiting, true, false), Action::Keep);
         assert_eq!(decide(TaskState::Waiting, false, true), Action::Keep);
         assert_eq!(decide(TaskState::Waiting, false, false), Action::Remove);
-        assert_eq!(decide(TaskState::Parked, false, false), Action::Keep);
+        assert_eq!(decide(TaskState::Parked, true, false), Action::Keep);
+        assert_eq!(decide(TaskState::Parked, false, true), Action::Keep);
+        assert_eq!(decide(TaskState::Parked, false, false), Action::Remove);
     }
 }

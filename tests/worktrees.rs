@@ -264,6 +264,27 @@ async fn two_workers_on_the_same_line_land_one_and_block_the_other_with_the_conf
                 assert!(
                     git(&root, &["log", "-1", "--format=%b", branch]).contains("Llmclis-Task: 2")
                 );
+                // Set back to pending, it starts again from HEAD (the old
+                // attempt kept under another name) instead of conflicting
+                // again.
+                env.run(&["task", "status", "2", "pending"]).assert_ok();
+                orchestrate(&env, "1", None).assert_ok();
+                let s = Store::open(&env.db()).unwrap();
+                assert_eq!(
+                    s.task(2).unwrap().status,
+                    Status::Done,
+                    "{}",
+                    notes(&env, 2)
+                );
+                let kept = branches(&root);
+                assert!(
+                    kept.len() == 1 && kept[0].starts_with("llmclis/task-2-was-"),
+                    "{kept:?}"
+                );
+                assert_eq!(
+                    git(&root, &["show", &format!("{}:shared.txt", kept[0])]),
+                    "value = 3"
+                );
             }
             // The second started after the first landed: a clean rebase.
             (Status::Done, Status::Done) => {
@@ -471,6 +492,65 @@ async fn outside_git_two_workers_write_one_at_a_time() {
             .collect();
         assert_eq!(spans.len(), 2);
         assert!(spans[1].0 >= spans[0].1, "overlapping steps: {spans:?}");
+    })
+    .await
+    .unwrap();
+}
+
+/// A repository with no commit yet has nothing to branch from: it is
+/// worked on as a plain directory (one writer at a time), and the task
+/// still gets done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_without_a_commit_is_worked_on_in_place() {
+    let srv = edits_alpha().await;
+    let url = srv.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let env = Env::new();
+        install(&env, &registry_yaml(&url), 60);
+        let root = env.dir.path().join("fresh");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("alpha.txt"), "alpha\n").unwrap();
+        git(&root, &["init", "-q", "-b", "main"]);
+        env.run(&["project", "add", "fresh", "--root", &root.to_string_lossy()])
+            .assert_ok();
+        env.run(&["task", "add", "--project-id", "1", "Edit alpha"])
+            .assert_ok();
+        let r = orchestrate(&env, "1", None);
+        r.assert_ok();
+        assert!(!r.stderr.contains("no codebase tools"), "{}", r.stderr);
+        assert_eq!(read(&root, "alpha.txt"), "alpha, edited\n");
+        assert_eq!(worktrees(&root), 1);
+    })
+    .await
+    .unwrap();
+}
+
+/// A branch of ours checked out in the main tree (the user trying a change
+/// left for review) is the user's: the next run neither commits the
+/// user's edits there nor removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_branch_the_user_checked_out_is_left_alone() {
+    let srv = edits_alpha().await;
+    let url = srv.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let env = Env::new();
+        let root = project(&env, &url, "[tools]\nland = \"review\"\n", &["Edit alpha"]);
+        orchestrate(&env, "1", None).assert_ok();
+        git(&root, &["checkout", "-q", "llmclis/task-1"]);
+        std::fs::write(root.join("beta.txt"), "the user's own edit\n").unwrap();
+        orchestrate(&env, "1", None).assert_ok();
+        assert_eq!(read(&root, "beta.txt"), "the user's own edit\n");
+        assert_eq!(git(&root, &["status", "--porcelain"]), "M beta.txt");
+        assert_eq!(
+            git(&root, &["rev-parse", "--abbrev-ref", "HEAD"]),
+            "llmclis/task-1"
+        );
+        assert_eq!(
+            git(&root, &["log", "--format=%s", "start..HEAD"])
+                .lines()
+                .count(),
+            1
+        );
     })
     .await
     .unwrap();

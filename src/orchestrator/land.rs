@@ -24,13 +24,31 @@ pub(super) struct Workspace {
 impl Workspace {
     /// The task's worktree in `root`'s repository (made, or found again
     /// with the work a killed step left); None outside git.
-    pub fn open(shared: &Shared, root: &Path, task: &Task) -> Result<Option<Workspace>> {
-        let Some(repo) = Repo::of(root) else {
-            return Ok(None);
-        };
+    pub async fn open(shared: &Shared, root: &Path, task: &Task) -> Result<Option<Workspace>> {
+        let (root, dir) = (root.to_path_buf(), shared.worktrees.clone());
         let branch = worktree::branch_name(task.id, task.external_ref.as_deref());
-        let path = repo.worktree(&base(shared, &repo), &branch)?;
-        Ok(Some(Workspace { repo, path, branch }))
+        // A checkout of the whole tree: off the runtime's threads.
+        tokio::task::spawn_blocking(move || -> Result<Option<Workspace>> {
+            let Some(repo) = Repo::of(&root) else {
+                return Ok(None);
+            };
+            let path = repo.worktree(&base_in(&dir, &repo), &branch)?;
+            Ok(Some(Workspace { repo, path, branch }))
+        })
+        .await
+        .map_err(|e| crate::Error::InvalidInput(format!("the worktree's thread failed: {e}")))?
+    }
+
+    /// Removes the worktree and what is uncommitted in it (a split task's
+    /// attempt, which its subtasks redo in worktrees of their own), and
+    /// the branch when HEAD has all of it.
+    pub async fn discard(self) -> Result<()> {
+        tokio::task::spawn_blocking(move || {
+            self.repo.remove_as(Some(&self.path), &self.branch, true)
+        })
+        .await
+        .map_err(|e| crate::Error::InvalidInput(format!("the worktree's thread failed: {e}")))??;
+        Ok(())
     }
 
     /// The project's root inside the worktree.
@@ -43,6 +61,10 @@ impl Workspace {
 /// repository (a worktree inside it would sit in its build tool's
 /// workspace).
 fn base(shared: &Shared, repo: &Repo) -> PathBuf {
+    base_in(&shared.worktrees, repo)
+}
+
+fn base_in(dir: &Path, repo: &Repo) -> PathBuf {
     let name = repo
         .top
         .file_name()
@@ -54,7 +76,7 @@ fn base(shared: &Shared, repo: &Repo) -> PathBuf {
         .fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
         });
-    shared.worktrees.join(format!("{name}-{:08x}", hash as u32))
+    dir.join(format!("{name}-{:08x}", hash as u32))
 }
 
 /// What landing needs, owned, for a blocking thread.
@@ -86,6 +108,16 @@ fn land_blocking(job: Job) -> std::result::Result<Landed, LandError> {
     })?;
     let ws = &job.ws;
     let committed = Repo::commit_all(&ws.path, &job.message)?;
+    let landed = land_committed(&job, committed);
+    // Committed first, so what is uncommitted now is only what the check
+    // wrote: the worktree goes whatever happened; the branch stays while
+    // it holds what HEAD lacks.
+    ws.repo.remove_as(Some(&ws.path), &ws.branch, true)?;
+    landed
+}
+
+fn land_committed(job: &Job, committed: Option<String>) -> std::result::Result<Landed, LandError> {
+    let ws = &job.ws;
     let landed = match job.mode {
         Land::Review if ws.repo.ahead(&ws.branch)? => Landed::ForReview {
             commit: committed.unwrap_or(worktree::git(
@@ -117,9 +149,6 @@ fn land_blocking(job: Job) -> std::result::Result<Landed, LandError> {
             ws.repo.land(&ws.path, &ws.branch, &mut recheck)?
         }
     };
-    // Committed (or aborted back to its commit): nothing uncommitted is
-    // lost; the branch stays while it holds what HEAD lacks.
-    ws.repo.remove(Some(&ws.path), &ws.branch)?;
     Ok(landed)
 }
 
@@ -248,7 +277,7 @@ pub(super) async fn catch_up(shared: &Shared, db: &mut Store) -> Result<()> {
         return Ok(());
     };
     let mut found: Vec<(String, Option<PathBuf>)> = repo
-        .ours()?
+        .ours(&base(shared, &repo))?
         .into_iter()
         .map(|f| (f.branch, Some(f.path)))
         .collect();

@@ -288,13 +288,17 @@ impl StepRun<'_> {
         // The change lands once the store says done: a kill before this
         // leaves a done task's worktree that the next run lands.
         let mut outcome = outcome;
-        if matches!(effect, Effect::Complete { .. }) {
-            crate::crashpoint::here("land");
-            if self.land(model.as_deref()).await? {
-                outcome = Outcome::Blocked;
+        match &effect {
+            Effect::Complete { model: Some(_), .. } => {
+                crate::crashpoint::here("land");
+                if self.land(model.as_deref()).await? {
+                    outcome = Outcome::Blocked;
+                }
             }
-        } else {
-            self.leave_workspace();
+            Effect::Complete { model: None, .. } | Effect::Split { .. } => {
+                self.discard_workspace().await
+            }
+            _ => self.leave_workspace(),
         }
         self.shared.kick_indexer();
         self.emit_finished(outcome, model, rounds);

@@ -16,7 +16,9 @@ impl<'a> StepRun<'a> {
         if let Some(ws) = &self.workspace {
             return Ok(ws.root());
         }
-        if let Some(ws) = super::super::land::Workspace::open(self.shared, &root, &self.task)? {
+        if let Some(ws) =
+            super::super::land::Workspace::open(self.shared, &root, &self.task).await?
+        {
             let path = ws.root();
             self.note(&format!(
                 "Works on branch {} in its own worktree ({}).",
@@ -73,6 +75,19 @@ impl<'a> StepRun<'a> {
         // The tools' copy of the tree is done with.
         self.toolbox = None;
         super::super::land::land(self.shared, self.db, &self.task, ws, model).await
+    }
+
+    /// A split task's attempt, or a parent closed by its subtasks: the
+    /// worktree's uncommitted edits are not a change to land (the subtasks
+    /// make theirs in worktrees of their own).
+    pub(super) async fn discard_workspace(&mut self) {
+        if let Some(ws) = self.workspace.take()
+            && let Err(e) = ws.discard().await
+        {
+            self.emit(Progress::Warning {
+                message: format!("task {}: its worktree stays ({e})", self.task.id),
+            });
+        }
     }
 
     /// A step that did not finish its task leaves its worktree for the
