@@ -283,7 +283,7 @@ pub struct MemoryConfig {
     /// When a done task's raw interactions leave the index:
     /// `rolled-up` (its summary is covered by a stage's or the project's),
     /// `summarized` (its own summary covers them) or `off`.
-    pub compact: crate::memory::rollup::CompactWhen,
+    pub compact: CompactWhen,
 }
 
 impl Default for MemoryConfig {
@@ -302,7 +302,7 @@ impl Default for MemoryConfig {
             compact_after: 20,
             compact_tokens: 4_000,
             project_summary_every: 10,
-            compact: crate::memory::rollup::CompactWhen::RolledUp,
+            compact: CompactWhen::RolledUp,
         }
     }
 }
@@ -323,16 +323,6 @@ impl Default for Models {
         Models {
             mode: crate::registry::Mode::Offline,
             busy_wait_secs: 60,
-        }
-    }
-}
-
-impl Models {
-    /// The caller's retry policy with this config's busy budget.
-    pub fn retry(&self) -> crate::llm::caller::RetryPolicy {
-        crate::llm::caller::RetryPolicy {
-            busy_budget: std::time::Duration::from_secs(self.busy_wait_secs),
-            ..Default::default()
         }
     }
 }
@@ -420,4 +410,20 @@ mod tests {
         assert_eq!(c.general.agent.as_deref(), Some("max"));
         assert_eq!(c.queue.lease_seconds, 900);
     }
+}
+
+/// When a done task's raw interactions leave the index (`[memory]
+/// compact`). They stay in SQLite either way, for `memory show` and a
+/// later `memory reindex` that keeps the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompactWhen {
+    /// Never automatically (`memory compact` still can).
+    Off,
+    /// As soon as the task's own summary covers them.
+    Summarized,
+    /// Once the task's summary is itself covered by a roll-up above it (its
+    /// stage's or the project's): the work is two levels up the tree.
+    #[default]
+    RolledUp,
 }

@@ -1,6 +1,8 @@
 //! Human text for what a run reports, shared by the command line and the
 //! board: a progress event as one line, a step as one line, a cost.
 
+use crate::text::{money, short};
+
 /// One progress line of a headless run; `None` for events shown elsewhere
 /// (warnings go to stderr).
 pub fn progress(p: &crate::orchestrator::run::Progress) -> Option<String> {
@@ -267,44 +269,12 @@ pub fn step_line(st: &crate::store::RunStep) -> String {
     )
 }
 
-/// A sum of money that is never -0.0: `Iterator::sum` of no floats is
-/// -0.0, which JSON then shows as `-0.0`.
-pub fn sum_usd(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(0.0, |a, b| a + b)
-}
-
-pub(crate) fn short(text: &str, max: usize) -> String {
-    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() <= max {
-        one
-    } else {
-        one.chars().take(max).collect::<String>() + "…"
-    }
-}
-
-/// A cost as people read it: `$0` for nothing (local models), never
-/// `$-0.0000`; four decimals otherwise.
-pub fn money(usd: f64) -> String {
-    if usd.abs() < 0.00005 {
-        "$0".into()
-    } else {
-        format!("${usd:.4}")
-    }
-}
-
 /// A project's task counts in one line.
 pub fn counts_line(c: &crate::store::StatusCounts) -> String {
     format!(
         "{} pending ({} ready), {} in progress, {} blocked, {} done",
         c.pending, c.ready, c.in_progress, c.blocked, c.done
     )
-}
-
-/// `[██████░░░░]`: `cells` wide, by used over total.
-pub fn bar(used: u64, total: u64, cells: usize) -> String {
-    let full = ((used as f64 / total.max(1) as f64) * cells as f64).round() as usize;
-    let full = full.min(cells);
-    format!("[{}{}]", "█".repeat(full), "░".repeat(cells - full))
 }
 
 /// A model's fit in a word or two, for a table column.

@@ -91,7 +91,7 @@ pub enum Error {
 
     /// The vector index (Edge or a Qdrant server) failed.
     #[error(transparent)]
-    Index(#[from] crate::memory::vector::IndexError),
+    Index(#[from] crate::memory::vector::info::IndexError),
 
     /// git refused a worktree, commit or landing step.
     #[error(transparent)]

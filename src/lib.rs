@@ -29,6 +29,8 @@ pub mod role;
 pub mod router;
 pub mod serve;
 pub mod store;
+pub mod text;
+pub mod tokens;
 pub mod tools;
 pub mod tui;
 pub mod worktree;

@@ -28,12 +28,7 @@ pub struct TaskInfo<'a> {
     pub needs_json: bool,
 }
 
-/// Tokenizer-free estimate: one token per 4 bytes of UTF-8, rounded up, plus
-/// 8 tokens of chat framing per message. Within ±30% of real BPE tokenizers on
-/// English prose and code, which is all the window and budget checks need.
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.len() as u64).div_ceil(4) + 8
-}
+pub use crate::tokens::estimate_tokens;
 
 /// Whether `model`, whose window is `window` tokens, holds a prompt of
 /// `prompt` tokens beside an answer of up to `output` (1,024 when the

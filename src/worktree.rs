@@ -115,13 +115,13 @@ pub fn task_of_branch(branch: &str) -> Option<i64> {
 /// What a commit of a task's change says: the subject names the task, the
 /// body what was done, the trailers are for scripts
 /// (`git log --format=%(trailers:key=Llmclis-Task)`).
-pub fn commit_message(task: &crate::store::Task, model: Option<&str>, checks: &[String]) -> String {
-    let subject = match &task.external_ref {
+pub fn commit_message(task: &Subject<'_>, model: Option<&str>, checks: &[String]) -> String {
+    let subject = match task.external_ref {
         Some(r) => format!("{r}: {}", task.title),
         None => format!("Task {}: {}", task.id, task.title),
     };
     let mut trailers = format!("Llmclis-Task: {}\n", task.id);
-    if let Some(r) = &task.external_ref {
+    if let Some(r) = task.external_ref {
         trailers.push_str(&format!("Llmclis-Ref: {r}\n"));
     }
     if let Some(m) = model {
@@ -135,6 +135,33 @@ pub fn commit_message(task: &crate::store::Task, model: Option<&str>, checks: &[
         "{subject}\n\nDone{by} for task {} of project {}.\n\n{trailers}",
         task.id, task.project_id
     )
+}
+
+/// What a commit names of its task (this module knows nothing of the
+/// store, so the crate's `Error` can hold a `GitError` without a cycle).
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub id: i64,
+    pub project_id: i64,
+    pub external_ref: Option<&'a str>,
+    pub title: &'a str,
+}
+
+impl<'a> Subject<'a> {
+    /// The task as a commit names it.
+    pub fn new(
+        id: i64,
+        project_id: i64,
+        external_ref: Option<&'a str>,
+        title: &'a str,
+    ) -> Subject<'a> {
+        Subject {
+            id,
+            project_id,
+            external_ref,
+            title,
+        }
+    }
 }
 
 /// A git repository whose work tree holds a project's root.

@@ -279,7 +279,9 @@ fn find_use(s: &str) -> Option<usize> {
 
 const FRONT_ENDS: [&str; 4] = ["cli", "tui", "serve", "mcp"];
 /// The crate's shared vocabulary, open to every layer.
-const SHARED: [&str; 6] = ["error", "Error", "Result", "describe", "logging", "fsutil"];
+const SHARED: [&str; 7] = [
+    "error", "Error", "Result", "describe", "logging", "fsutil", "text",
+];
 
 /// Why `module` (a front end's file) may not name `path`, if it may not.
 fn refused(module: &[String], path: &[String]) -> Option<&'static str> {
@@ -495,5 +497,153 @@ fn front_ends_go_through_the_application_layer() {
     assert!(
         gone.is_empty(),
         "these go through crate::app now; take them off NOT_YET: {gone:?}"
+    );
+}
+
+/// The file a module path names: the longest prefix that is a source file
+/// (`store::tasks::Foo` → store/tasks.rs; `memory` → memory/mod.rs).
+fn file_of(files: &BTreeSet<String>, path: &[String]) -> Option<String> {
+    for n in (1..=path.len()).rev() {
+        let p = path[..n].join("/");
+        for cand in [format!("{p}.rs"), format!("{p}/mod.rs")] {
+            if files.contains(&cand) {
+                return Some(cand);
+            }
+        }
+    }
+    None
+}
+
+/// Strongly connected groups of more than one file in the import graph of
+/// `sources` (path relative to src/, text), each sorted, the groups sorted.
+/// A child using its parent `mod.rs` is the module tree, not an import.
+fn cycles_in(sources: &[(String, String)]) -> Vec<Vec<String>> {
+    let files: Vec<String> = sources.iter().map(|(f, _)| f.clone()).collect();
+    let set: BTreeSet<String> = files.iter().cloned().collect();
+    let index: std::collections::HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.as_str(), i))
+        .collect();
+    let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); files.len()];
+    for (i, (rel, text)) in sources.iter().enumerate() {
+        for path in paths_in(rel, text) {
+            if let Some(to) = file_of(&set, &path).and_then(|f| index.get(f.as_str()).copied())
+                && to != i
+                && !(files[to].ends_with("mod.rs")
+                    && rel.starts_with(files[to].trim_end_matches("mod.rs")))
+            {
+                edges[i].insert(to);
+            }
+        }
+    }
+    // Tarjan's algorithm.
+    struct T<'a> {
+        edges: &'a [BTreeSet<usize>],
+        index: Vec<Option<usize>>,
+        low: Vec<usize>,
+        on: Vec<bool>,
+        stack: Vec<usize>,
+        next: usize,
+        out: Vec<Vec<usize>>,
+    }
+    fn visit(t: &mut T<'_>, v: usize) {
+        t.index[v] = Some(t.next);
+        t.low[v] = t.next;
+        t.next += 1;
+        t.stack.push(v);
+        t.on[v] = true;
+        for &w in t.edges[v].iter() {
+            match t.index[w] {
+                None => {
+                    visit(t, w);
+                    t.low[v] = t.low[v].min(t.low[w]);
+                }
+                Some(iw) if t.on[w] => t.low[v] = t.low[v].min(iw),
+                _ => {}
+            }
+        }
+        if Some(t.low[v]) == t.index[v] {
+            let mut group = Vec::new();
+            while let Some(w) = t.stack.pop() {
+                t.on[w] = false;
+                group.push(w);
+                if w == v {
+                    break;
+                }
+            }
+            if group.len() > 1 {
+                t.out.push(group);
+            }
+        }
+    }
+    let n = files.len();
+    let mut t = T {
+        edges: &edges,
+        index: vec![None; n],
+        low: vec![0; n],
+        on: vec![false; n],
+        stack: Vec::new(),
+        next: 0,
+        out: Vec::new(),
+    };
+    for v in 0..n {
+        if t.index[v].is_none() {
+            visit(&mut t, v);
+        }
+    }
+    let mut groups: Vec<Vec<String>> = t
+        .out
+        .into_iter()
+        .map(|g| {
+            let mut g: Vec<String> = g.into_iter().map(|i| files[i].clone()).collect();
+            g.sort();
+            g
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+#[test]
+fn the_cycle_finder_finds_a_cycle_and_not_the_module_tree() {
+    let src = |f: &str, t: &str| (f.to_string(), t.to_string());
+    let found = cycles_in(&[
+        src("a.rs", "use crate::b::B;"),
+        src("b.rs", "fn f() { crate::c::g(); }"),
+        src("c.rs", "use super::a::A;"),
+        src("d/mod.rs", "pub use self::e::E;"),
+        src("d/e.rs", "use super::D;"),
+        src("f.rs", "use crate::a::A;"),
+    ]);
+    assert_eq!(found, [["a.rs", "b.rs", "c.rs"]]);
+}
+
+/// No file reaches, through its imports, a file that reaches it back (a
+/// parent `mod.rs` and its children aside).
+#[test]
+fn there_are_no_import_cycles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let sources: Vec<(String, String)> = sources(&root)
+        .iter()
+        .map(|f| {
+            (
+                f.strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                std::fs::read_to_string(f).unwrap(),
+            )
+        })
+        .collect();
+    let found = cycles_in(&sources);
+    assert!(
+        found.is_empty(),
+        "import cycles (break them with a lower module both sides use):\n{}",
+        found
+            .iter()
+            .map(|g| g.join(" → "))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

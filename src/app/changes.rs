@@ -259,7 +259,13 @@ fn commit(root: &Path, task: &Task, files: &[String]) -> Result<String> {
     let mut add = vec!["add", "-A", "--"];
     add.extend(files.iter().map(String::as_str));
     git(root, &add)?;
-    let message = crate::worktree::commit_message(task, None, &[]);
+    let subject = crate::worktree::Subject::new(
+        task.id,
+        task.project_id,
+        task.external_ref.as_deref(),
+        &task.title,
+    );
+    let message = crate::worktree::commit_message(&subject, None, &[]);
     let mut args = vec!["commit", "--no-verify", "-m", &message, "--"];
     args.extend(files.iter().map(String::as_str));
     git(root, &args)?;

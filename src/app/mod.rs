@@ -88,7 +88,7 @@ impl Context {
             crate::llm::http_client(),
             Arc::new(Breakers::new(3, cooldown)),
         );
-        caller.retry = self.config.models.retry();
+        caller.retry = crate::llm::caller::RetryPolicy::for_models(&self.config.models);
         caller
     }
 

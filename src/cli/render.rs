@@ -8,8 +8,10 @@ use crate::app::types::DryRun;
 use crate::app::types::FollowReport;
 use crate::app::types::{FirstRunOutcome as Outcome, FirstRunReport as Report};
 use crate::app::types::{StatusCounts, Task};
-use crate::describe::{counts_line, short};
-pub use crate::describe::{money, progress, step_line};
+use crate::describe::counts_line;
+pub use crate::describe::{progress, step_line};
+pub use crate::text::money;
+use crate::text::short;
 
 pub use crate::app::tasks::{NoteView, ProjectRow, ProjectView, StatusView, TaskView};
 
@@ -257,7 +259,7 @@ pub fn task_show(v: &TaskView) -> String {
             .iter()
             .map(|c| c.prompt_tokens.unwrap_or(0) + c.completion_tokens.unwrap_or(0))
             .sum();
-        let cost = crate::describe::sum_usd(v.model_calls.iter().map(|c| c.cost_usd));
+        let cost = crate::text::sum_usd(v.model_calls.iter().map(|c| c.cost_usd));
         let _ = writeln!(
             s,
             "\nModel calls ({}, {tokens} tokens, {}; prompts and responses with --json):",

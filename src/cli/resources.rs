@@ -76,7 +76,7 @@ pub fn render(r: &Resources) -> String {
                 let _ = writeln!(
                     s,
                     "  {label:<6} {} {} / {} used, {} free for models ({}){name}",
-                    crate::describe::bar(used, total, 20),
+                    crate::text::bar(used, total, 20),
                     gib(used),
                     gib(total),
                     d.free.map_or("?".into(), gib),

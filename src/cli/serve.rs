@@ -95,7 +95,7 @@ pub fn keys_cmd(ctx: &Ctx, cmd: KeysCmd, out: &mut impl Write) -> Result<()> {
                         r.key
                             .requests_per_minute
                             .map_or("-".into(), |n| n.to_string()),
-                        crate::describe::money(r.spent_usd),
+                        crate::text::money(r.spent_usd),
                         if r.key.revoked_at.is_some() {
                             "revoked"
                         } else {

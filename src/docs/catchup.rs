@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::follow::{FollowReport, Loc, follow_as, local_stamp, note_written};
 use super::plans::PlansDoc;
 use super::read_doc;
-use super::sync::{FollowReport, Loc, follow_as, local_stamp, note_written};
 use crate::error::{Error, Result};
 use crate::store::{Status, Store};
 
@@ -269,7 +269,7 @@ fn stamp_drift(
     }
     Ok(Some(format!(
         "completed `{when}` by `{who}`, but the store's done event is `{}` by `{}` (a late write took its writer's stamp; correct the line by hand if it matters)",
-        super::sync::local_stamp(&done.created_at),
+        super::follow::local_stamp(&done.created_at),
         done.agent
     )))
 }

@@ -7,6 +7,7 @@
 
 pub mod catchup;
 pub mod check;
+pub mod follow;
 pub mod issues;
 pub mod outline;
 pub mod plans;

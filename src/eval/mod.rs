@@ -369,7 +369,7 @@ pub fn totals(configs: &[String], results: &[EvalResult]) -> Vec<Totals> {
         .map(|c| {
             let mine: Vec<&EvalResult> = results.iter().filter(|r| &r.config == c).collect();
             let solved = mine.iter().filter(|r| r.solved).count();
-            let cost = crate::describe::sum_usd(mine.iter().map(|r| r.cost_usd));
+            let cost = crate::text::sum_usd(mine.iter().map(|r| r.cost_usd));
             let seconds: f64 = mine.iter().map(|r| r.seconds).sum();
             Totals {
                 config: c.clone(),

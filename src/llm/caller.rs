@@ -185,6 +185,16 @@ pub struct RetryPolicy {
     pub busy_budget: Duration,
 }
 
+impl RetryPolicy {
+    /// The default policy with `[models]`' busy budget.
+    pub fn for_models(models: &crate::config::Models) -> RetryPolicy {
+        RetryPolicy {
+            busy_budget: std::time::Duration::from_secs(models.busy_wait_secs),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -377,7 +387,7 @@ fn summary(attempts: &[Attempt]) -> String {
             let what = last
                 .error
                 .as_deref()
-                .map(|e| crate::describe::short(e, 160))
+                .map(|e| crate::text::short(e, 160))
                 .unwrap_or_else(|| last.outcome.to_string());
             match (last.outcome, tries) {
                 ("skipped", _) => format!("{model}: skipped ({what})"),
@@ -588,7 +598,7 @@ impl Caller {
         let prompt: u64 = req
             .messages
             .iter()
-            .map(|m| crate::router::estimate_tokens(&m.content))
+            .map(|m| crate::tokens::estimate_tokens(&m.content))
             .sum();
         let room = self.window(model).saturating_sub(prompt).max(16);
         r.max_tokens = req.max_tokens.min(model.max_output_tokens).min(room).max(1);

@@ -125,9 +125,9 @@ impl Usage {
             prompt_tokens: req
                 .messages
                 .iter()
-                .map(|m| crate::router::estimate_tokens(&m.content))
+                .map(|m| crate::tokens::estimate_tokens(&m.content))
                 .sum(),
-            completion_tokens: crate::router::estimate_tokens(answer),
+            completion_tokens: crate::tokens::estimate_tokens(answer),
             estimated: true,
         }
     }

@@ -194,7 +194,7 @@ fn first_line(text: &str) -> String {
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim();
-    crate::describe::short(line, 100)
+    crate::text::short(line, 100)
 }
 
 impl Tree {
@@ -290,21 +290,7 @@ pub fn tree(db: &Store, project_id: i64) -> Result<Tree> {
     })
 }
 
-/// When a done task's raw interactions leave the index (`[memory]
-/// compact`). They stay in SQLite either way, for `memory show` and a
-/// later `memory reindex` that keeps the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CompactWhen {
-    /// Never automatically (`memory compact` still can).
-    Off,
-    /// As soon as the task's own summary covers them.
-    Summarized,
-    /// Once the task's summary is itself covered by a roll-up above it (its
-    /// stage's or the project's): the work is two levels up the tree.
-    #[default]
-    RolledUp,
-}
+pub use crate::config::CompactWhen;
 
 /// The raw interactions of `task_id` no compaction has taken yet: what its
 /// summary covers.

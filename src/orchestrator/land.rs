@@ -79,6 +79,15 @@ fn base_in(dir: &Path, repo: &Repo) -> PathBuf {
     dir.join(format!("{name}-{:08x}", hash as u32))
 }
 
+fn subject(task: &Task) -> worktree::Subject<'_> {
+    worktree::Subject::new(
+        task.id,
+        task.project_id,
+        task.external_ref.as_deref(),
+        &task.title,
+    )
+}
+
 /// What landing needs, owned, for a blocking thread.
 struct Job {
     ws: Workspace,
@@ -165,7 +174,7 @@ pub(super) async fn land(
     let tools = &shared.opts.tools;
     let checks = tools.checks_for(task);
     let job = Job {
-        message: worktree::commit_message(task, model, &checks),
+        message: worktree::commit_message(&subject(task), model, &checks),
         mode: tools.land,
         checks,
         timeout: std::time::Duration::from_secs(tools.timeout_secs.max(1)),

@@ -209,7 +209,7 @@ pub async fn run(
         model_calls: calls.iter().filter(|c| c.outcome != "skipped").count(),
         prompt_tokens: calls.iter().filter_map(|c| c.prompt_tokens).sum(),
         completion_tokens: calls.iter().filter_map(|c| c.completion_tokens).sum(),
-        cost_usd: crate::describe::sum_usd(calls.iter().map(|c| c.cost_usd)),
+        cost_usd: crate::text::sum_usd(calls.iter().map(|c| c.cost_usd)),
         seconds: started.elapsed().as_secs_f64(),
         counts: main_db.status_counts(Some(shared.opts.project_id))?,
         ..tally

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
-use super::tasks::*;
+use super::rows::*;
 use super::{Store, now};
 use crate::error::{Error, Result};
 

@@ -21,6 +21,7 @@ mod outbox;
 mod projects;
 mod queue;
 mod results;
+mod rows;
 mod runs;
 mod tasks;
 

@@ -6,16 +6,15 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
-use super::tasks::*;
+use super::Transition;
+use super::rows::*;
+use super::tasks::{append_note_tx, set_status_tx};
 use super::{Status, Store, Task, now};
 use crate::error::{Error, Result};
 
 /// The ready queue's filter and order. Spelled exactly as in the partial
 /// indexes `tasks_ready` / `tasks_ready_any` (migrations/0001_init.sql), or
 /// SQLite will not use them.
-pub(super) const READY_WHERE: &str = "status = 'pending' AND unmet_deps = 0 AND open_children = 0 \
-     AND parent_status IS NOT 'blocked'";
-
 pub(super) const READY_ORDER: &str =
     "(parent_status IS 'in-progress') DESC, priority DESC, dep_count, id";
 

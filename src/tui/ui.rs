@@ -567,7 +567,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             .iter()
             .map(|c| c.prompt_tokens.unwrap_or(0) + c.completion_tokens.unwrap_or(0))
             .sum();
-        let cost = crate::describe::sum_usd(d.calls.iter().map(|c| c.cost_usd));
+        let cost = crate::text::sum_usd(d.calls.iter().map(|c| c.cost_usd));
         section(
             &mut lines,
             &format!(
@@ -849,7 +849,7 @@ fn draw_memory_panel(
             (Some(u), Some(t)) => format!(
                 "{:<6} {} {} / {}{}",
                 d.device.to_string(),
-                crate::describe::bar(u, t, 12),
+                crate::text::bar(u, t, 12),
                 gib(u),
                 gib(t),
                 d.name
