@@ -125,3 +125,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn doctor(ctx: &Context) -> crate::doctor::Report {
     crate::doctor::run(&ctx.paths, &ctx.config, ctx.registry(), ctx.mode())
 }
+
+/// Setting llmclis up (`first-run`): what it would change, and doing it.
+pub mod setup {
+    pub use crate::first_run::{pending_changes, run};
+}

@@ -21,12 +21,12 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::app::setup as first_run;
 use crate::app::types::Role;
 use crate::app::types::Status;
 use crate::app::types::{Config, Paths, agent_name};
 use crate::app::{changes, tasks};
 use crate::error::{Error, Result};
-use crate::first_run;
 
 #[derive(Debug, Parser)]
 #[command(
