@@ -180,10 +180,8 @@ impl Memory {
         agent: &str,
         covers: &[i64],
     ) -> Result<MemoryRecord> {
-        check_kind(kind)?;
-        if text.trim().is_empty() {
-            return Err(Error::InvalidInput("a memory needs some text".into()));
-        }
+        // Checked before anything is embedded.
+        check_new(text, kind)?;
         db.project(project_id)?;
         if let Some(t) = task_id {
             let task = db.task(t)?;

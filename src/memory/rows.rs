@@ -160,11 +160,17 @@ pub(super) fn save(
     covers: &[i64],
     vector: Option<&[f32]>,
 ) -> Result<MemoryRecord> {
+    check_new(text, kind)?;
+    insert(db, text, project_id, task_id, kind, agent, covers, vector)
+}
+
+/// What every new memory must be: of a known kind, with some text.
+pub(super) fn check_new(text: &str, kind: &str) -> Result<()> {
     check_kind(kind)?;
     if text.trim().is_empty() {
         return Err(Error::InvalidInput("a memory needs some text".into()));
     }
-    insert(db, text, project_id, task_id, kind, agent, covers, vector)
+    Ok(())
 }
 
 /// Whether memory `id` is in the index (as far as the store knows).
