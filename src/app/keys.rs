@@ -45,3 +45,9 @@ pub fn list(db: &Store) -> Result<Vec<KeyRow>> {
 pub fn revoke(db: &mut Store, name: &str) -> Result<ApiKey> {
     db.revoke_key(name)
 }
+
+/// The hash a key's secret is kept and looked up by (the secret itself is
+/// never stored).
+pub fn secret_hash(secret: &str) -> String {
+    crate::store::key_hash(secret)
+}

@@ -141,6 +141,18 @@ pub fn stats(
     crate::memory::stats(db, project_id, index, model, dim)
 }
 
+/// The memory layer with the index caught up with the database (rows a
+/// killed or lock-less process saved); `progress` hears (done, all).
+pub async fn open_caught_up(
+    ctx: &Context,
+    db: &mut Store,
+    progress: &(dyn Fn(usize, usize) + Send + Sync),
+) -> Result<Memory> {
+    let mem = ctx.open_memory(db)?;
+    mem.catch_up(db, Some(progress)).await?;
+    Ok(mem)
+}
+
 /// A memory layer opened once and kept: the embedder loads on the first
 /// call that needs it, never for one that does not. A failed open is tried
 /// again on the next call (another process may have let go of the index).
@@ -196,3 +208,11 @@ pub fn compact_rolled_up(
 
 /// A task's memories, oldest first (the board's detail view).
 pub use crate::memory::for_task;
+
+/// The local embedder the settings name (its model loads on the first
+/// embedding).
+pub fn embedder(ctx: &Context) -> Result<std::sync::Arc<dyn crate::memory::embed::Embedder>> {
+    crate::memory::open::embedder(&ctx.paths, &ctx.config.memory, ctx.mode(), || {
+        ctx.registry()
+    })
+}

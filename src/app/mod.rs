@@ -4,8 +4,11 @@
 //! prepared orchestrator run. Front ends hold a `Context` and call these;
 //! none of them imports another.
 
+pub mod board;
 pub mod changes;
 pub mod docs;
+pub mod gateway;
+pub mod handles;
 pub mod keys;
 pub mod memory;
 pub mod models;
@@ -25,6 +28,12 @@ use crate::llm::caller::{Breakers, Caller};
 use crate::memory::Memory;
 use crate::registry::{Mode, Registry};
 use crate::store::Store;
+
+/// Who a call is made as over a network front end: the client key's name,
+/// which `llmclis serve` puts on each request it lets through (MCP over
+/// HTTP claims and notes as it). Over stdio the context's agent is used.
+#[derive(Debug, Clone)]
+pub struct Agent(pub String);
 
 /// The settings a command or the board runs with: where things live, the
 /// config, the agent name, and the registry and mode asked for.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::llm::Health;
 use crate::llm::caller::Caller;
 use crate::registry::{Mode, Model, ProviderKind, Registry};
-use crate::router::Conditions;
+use crate::router::{Conditions, Skip};
 
 #[derive(Debug, Serialize)]
 pub struct ProviderView {
@@ -166,4 +166,137 @@ pub async fn resources(registry: std::sync::Arc<Registry>) -> Resources {
     let watch = crate::resources::Watch::new(registry.clone());
     let view = watch.refresh().await;
     resources_from(&registry, &view)
+}
+
+/// Starts the background watch of memory and loaded models (refreshed
+/// every `REFRESH`); the handle reads its latest view.
+pub fn watch(registry: std::sync::Arc<Registry>) -> std::sync::Arc<crate::resources::Watch> {
+    let watch = crate::resources::Watch::new(registry);
+    watch.start(crate::resources::REFRESH);
+    watch
+}
+
+/// Each provider's health, in the registry's order, asked all at once.
+/// Offline mode never probes API providers (`None`).
+pub async fn provider_health(registry: &Registry, mode: Mode) -> Vec<Option<crate::llm::Health>> {
+    let http = crate::llm::http_client();
+    let checks = registry.providers.iter().map(|p| {
+        let http = http.clone();
+        async move {
+            if !p.local && mode == Mode::Offline {
+                return None;
+            }
+            Some(crate::llm::client_for(p, http).health().await)
+        }
+    });
+    futures_util::future::join_all(checks).await
+}
+
+/// The models `chat` tries, in order, its temperature and the role: the
+/// model asked for, or the router's chain for the prompt (`--role` as a
+/// hint). Refused when the mode rules the model out or nothing can take
+/// the prompt, naming why each model was passed over.
+#[allow(clippy::too_many_arguments)]
+pub fn chat_route(
+    registry: &Registry,
+    caller: &Caller,
+    mode: Mode,
+    model: Option<&str>,
+    role: Option<crate::role::Role>,
+    prompt: &str,
+    system: Option<&str>,
+    max_tokens: u64,
+) -> crate::error::Result<(Vec<String>, f32, Option<crate::role::Role>)> {
+    use crate::error::Error;
+    if let Some(id) = model {
+        let m = registry.known_model(id)?;
+        let p = registry.provider_of(m);
+        if !p.local && mode == Mode::Offline {
+            return Err(Error::InvalidInput(format!(
+                "{id} is an API model ({}); the mode is offline: pass --mode online",
+                p.name
+            )));
+        }
+        return Ok((vec![id.to_string()], 0.3, None));
+    }
+    let prompt_tokens =
+        crate::tokens::estimate_tokens(prompt) + system.map_or(0, crate::tokens::estimate_tokens);
+    let info = crate::router::TaskInfo {
+        project_id: 0,
+        title: prompt,
+        description: "",
+        tags: &[],
+        role_hint: role,
+        prompt_tokens,
+        output_tokens: Some(max_tokens),
+        needs_json: false,
+    };
+    let d = crate::router::route(registry, &info, mode, caller);
+    if d.chain.is_empty() {
+        let why: Vec<String> = d
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.model, skip_reason(&s.why)))
+            .collect();
+        return Err(Error::Model(format!(
+            "no model can take this prompt ({})",
+            why.join("; ")
+        )));
+    }
+    Ok((d.chain, d.temperature, Some(d.role)))
+}
+
+/// Why the router passed a model over, in words.
+pub fn skip_reason(why: &Skip) -> String {
+    match why {
+        Skip::Offline => "an API model, and the mode is offline".into(),
+        Skip::ContextTooSmall { needed, window } => {
+            format!("~{needed} prompt tokens do not fit its {window}-token window")
+        }
+        Skip::CoolingDown => "cooling down after repeated failures".into(),
+        Skip::OverBudget {
+            estimate_usd,
+            remaining_usd,
+        } => {
+            format!("would cost ~${estimate_usd:.4}, ${remaining_usd:.4} of the budget is left")
+        }
+        Skip::NoApiKey { env } => format!("{env} is not set"),
+        Skip::ExcludedByRule => "excluded by the rule".into(),
+        Skip::NoStructuredOutput => "no structured output (capability json_schema)".into(),
+        Skip::DoesNotFit { device, need, free } => {
+            format!(
+                "not loaded, and {}",
+                crate::resources::does_not_fit(*device, *need, *free)
+            )
+        }
+        Skip::Asleep => {
+            "its server is asleep; `llmclis models load` wakes it (or [orchestrator] make_room)"
+                .into()
+        }
+    }
+}
+
+/// Refuses a model that is not a local server's (load and unload act on
+/// local servers only), before any request.
+pub fn check_local(registry: &Registry, id: &str) -> crate::error::Result<()> {
+    crate::resources::control::local_model(registry, id).map(|_| ())
+}
+
+/// Loads or unloads a local model on its server, waiting at most `wait`.
+pub async fn load_or_unload(
+    registry: &Registry,
+    id: &str,
+    action: crate::resources::control::Action,
+    keep_alive: Option<&str>,
+    wait: std::time::Duration,
+) -> crate::error::Result<crate::resources::control::Done> {
+    crate::resources::control::act(
+        &crate::llm::http_client(),
+        registry,
+        id,
+        action,
+        keep_alive,
+        wait,
+    )
+    .await
 }

@@ -7,7 +7,6 @@
 pub use crate::config::{Config, Paths, agent_name};
 pub use crate::docs::sync::FollowReport;
 pub use crate::doctor::{Level as DoctorLevel, Report as DoctorReport};
-pub use crate::eval::Setup as EvalSetup;
 pub use crate::first_run::{Outcome as FirstRunOutcome, Report as FirstRunReport};
 pub use crate::llm::caller::{CallFailed, CallOutcome};
 pub use crate::llm::{ChatRequest, Health, LlmError, Message, StreamEvent};

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use serde_json::json;
@@ -12,9 +11,9 @@ use serde_json::json;
 use super::render::money;
 use super::{Ctx, emit};
 use crate::app::types::EvalResult;
-use crate::app::types::EvalSetup as Setup;
 use crate::error::{Error, Result};
 use crate::eval;
+use crate::eval::Setup;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -73,11 +72,7 @@ pub fn eval(ctx: &Ctx, args: EvalArgs, out: &mut impl Write) -> Result<()> {
             }
         )));
     }
-    let env = eval::Env {
-        app: ctx.app.clone(),
-        registry: Arc::new(ctx.registry()?),
-        prompts: Arc::new(crate::prompts::Prompts::load(&ctx.paths.config_dir)?),
-    };
+    let env = eval::Env::new(&ctx.app)?;
     let mut store = ctx.store()?;
     let suite = args.suite.display().to_string();
     let run_id = store.start_eval_run(&suite, &names, args.repeat, &ctx.agent)?;

@@ -9,10 +9,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{Ctx, emit};
+use crate::app::handles::{Caller, Memory, Store};
 use crate::app::types::CompactPolicy;
 use crate::error::{Error, Result};
-use crate::llm::caller::Caller;
-use crate::memory::Memory;
 
 #[derive(Debug, Subcommand)]
 pub enum MemoryCmd {
@@ -100,15 +99,10 @@ pub enum MemoryCmd {
 
 /// The memory layer with the index caught up with the database (rows a
 /// killed or lock-less process saved), saying so when that takes a while.
-fn open_caught_up(
-    ctx: &Ctx,
-    db: &mut crate::store::Store,
-    rt: &tokio::runtime::Runtime,
-) -> Result<Memory> {
-    let mem = ctx.open_memory(db)?;
+fn open_caught_up(ctx: &Ctx, db: &mut Store, rt: &tokio::runtime::Runtime) -> Result<Memory> {
     let bar = super::progress::Bar::new(ctx.json, "indexing memories the index lacks", 0);
     let progress = |done: usize, all: usize| bar.set(done as u64, all as u64);
-    rt.block_on(mem.catch_up(db, Some(&progress)))?;
+    let mem = rt.block_on(crate::app::memory::open_caught_up(ctx, db, &progress))?;
     bar.finish();
     Ok(mem)
 }

@@ -10,13 +10,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Ctx, emit};
+use crate::app::handles::Caller;
 use crate::app::types::CallOutcome;
 use crate::app::types::{ChatRequest, Message, StreamEvent};
 use crate::app::types::{Mode, Registry};
-use crate::app::types::{TaskInfo, estimate_tokens};
 use crate::error::{Error, Result};
-use crate::llm::caller::Caller;
-use crate::router;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCmd {
@@ -211,7 +209,12 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
             let _ = writeln!(s, "  {} before {}: {}", p.model, p.over, p.why);
         }
         for sk in &decision.skipped {
-            let _ = writeln!(s, "  skipped {}: {}", sk.model, skip_text(&sk.why));
+            let _ = writeln!(
+                s,
+                "  skipped {}: {}",
+                sk.model,
+                crate::app::models::skip_reason(&sk.why)
+            );
         }
         for d in &e.servers_down {
             let _ = writeln!(s, "  down: {d}");
@@ -253,78 +256,19 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
     })
 }
 
-fn skip_text(why: &router::Skip) -> String {
-    match why {
-        router::Skip::Offline => "an API model, and the mode is offline".into(),
-        router::Skip::ContextTooSmall { needed, window } => {
-            format!("~{needed} prompt tokens do not fit its {window}-token window")
-        }
-        router::Skip::CoolingDown => "cooling down after repeated failures".into(),
-        router::Skip::OverBudget {
-            estimate_usd,
-            remaining_usd,
-        } => {
-            format!("would cost ~${estimate_usd:.4}, ${remaining_usd:.4} of the budget is left")
-        }
-        router::Skip::NoApiKey { env } => format!("{env} is not set"),
-        router::Skip::ExcludedByRule => "excluded by the rule".into(),
-        router::Skip::NoStructuredOutput => "no structured output (capability json_schema)".into(),
-        router::Skip::DoesNotFit { device, need, free } => {
-            format!(
-                "not loaded, and {}",
-                crate::app::types::does_not_fit(*device, *need, *free)
-            )
-        }
-        router::Skip::Asleep => {
-            "its server is asleep; `llmclis models load` wakes it (or [orchestrator] make_room)"
-                .into()
-        }
-    }
-}
-
 pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
     let (registry, caller) = caller(ctx)?;
     let mode = ctx.mode();
-    let prompt_tokens =
-        estimate_tokens(&args.prompt) + args.system.as_deref().map_or(0, estimate_tokens);
-    let (chain, temperature, role) = match (&args.model, &args.role) {
-        (Some(id), _) => {
-            let m = registry.known_model(id)?;
-            let p = registry.provider_of(m);
-            if !p.local && mode == Mode::Offline {
-                return Err(Error::InvalidInput(format!(
-                    "{id} is an API model ({}); the mode is offline: pass --mode online",
-                    p.name
-                )));
-            }
-            (vec![id.clone()], 0.3, None)
-        }
-        (None, role) => {
-            let info = TaskInfo {
-                project_id: 0,
-                title: &args.prompt,
-                description: "",
-                tags: &[],
-                role_hint: *role,
-                prompt_tokens,
-                output_tokens: Some(args.max_tokens),
-                needs_json: false,
-            };
-            let d = router::route(&registry, &info, mode, &caller);
-            if d.chain.is_empty() {
-                let why: Vec<String> = d
-                    .skipped
-                    .iter()
-                    .map(|s| format!("{}: {}", s.model, skip_text(&s.why)))
-                    .collect();
-                return Err(Error::Model(format!(
-                    "no model can take this prompt ({})",
-                    why.join("; ")
-                )));
-            }
-            (d.chain, d.temperature, Some(d.role))
-        }
-    };
+    let (chain, temperature, role) = crate::app::models::chat_route(
+        &registry,
+        &caller,
+        mode,
+        args.model.as_deref(),
+        args.role,
+        &args.prompt,
+        args.system.as_deref(),
+        args.max_tokens,
+    )?;
     let mut messages = Vec::new();
     if let Some(s) = &args.system {
         messages.push(Message::system(s.clone()));

@@ -12,7 +12,6 @@ use crate::app::types::Fit;
 use crate::app::types::ResourceAction as Action;
 use crate::app::types::{Device, gib};
 use crate::error::Result;
-use crate::resources::control;
 
 pub fn status(ctx: &Ctx, out: &mut impl Write) -> Result<()> {
     let registry = Arc::new(ctx.registry()?);
@@ -29,11 +28,9 @@ pub fn act(
     out: &mut impl Write,
 ) -> Result<()> {
     let registry = ctx.registry()?;
-    // A usage mistake is refused before any request.
-    control::local_model(&registry, id)?;
+    crate::app::models::check_local(&registry, id)?;
     let rt = crate::app::runtime()?;
-    let done = rt.block_on(control::act(
-        &crate::llm::http_client(),
+    let done = rt.block_on(crate::app::models::load_or_unload(
         &registry,
         id,
         action,

@@ -30,6 +30,10 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
             no_auth: args.no_auth,
             max_body: args.max_body_mib.max(1) * 1024 * 1024,
         },
+        Some(Box::new({
+            let ctx = ctx.app.clone();
+            move |stop, max_body, public| crate::mcp::http(ctx, stop, max_body, public)
+        })),
     )
 }
 

@@ -91,6 +91,17 @@ pub struct Env {
     pub prompts: Arc<Prompts>,
 }
 
+impl Env {
+    /// The registry and prompts the user's settings name.
+    pub fn new(app: &crate::app::Context) -> crate::error::Result<Env> {
+        Ok(Env {
+            app: app.clone(),
+            registry: Arc::new(app.registry()?),
+            prompts: Arc::new(Prompts::load(&app.paths.config_dir)?),
+        })
+    }
+}
+
 /// Runs one case under one setup and decides it by its check.
 pub async fn run_case(env: &Env, case: &Case, setup: Setup, attempt: u32) -> EvalResult {
     let mut result = EvalResult {

@@ -19,10 +19,11 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 
+use crate::app::Agent;
 use crate::app::Context;
+use crate::app::handles::Store;
 use crate::app::memory::Kept;
 use crate::error::{Error, Result};
-use crate::store::Store;
 
 /// What a tool call runs with: the settings, the memory kept open, and the
 /// runtime to wait on it from the blocking thread a call runs on.
@@ -62,12 +63,6 @@ impl Session {
         Ok(Db(slot))
     }
 }
-
-/// The agent a call over HTTP is made as: the client's key name, which
-/// `llmclis serve` puts on each request it lets through. Over stdio the
-/// server's own agent name is used.
-#[derive(Debug, Clone)]
-pub struct Agent(pub String);
 
 /// The MCP server: one per connection; the memory layer is shared.
 #[derive(Clone)]
@@ -179,4 +174,33 @@ pub fn serve_stdio(ctx: &Context) -> Result<()> {
             .map_err(|e| Error::Internal(format!("MCP server stopped: {e}")))?;
         Ok(())
     })
+}
+
+/// MCP over Streamable HTTP, for `llmclis serve` to host at `/mcp`: the
+/// same tools as stdio, one memory layer for every session. `public` is an
+/// address other than loopback, where keys guard the server and the Host
+/// check (against DNS rebinding of loopback servers) is moot.
+pub fn http(
+    ctx: Context,
+    shutdown: tokio_util::sync::CancellationToken,
+    max_body: usize,
+    public: bool,
+) -> axum::Router {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    let memory = Arc::new(Kept::new(ctx.clone()));
+    let mut config = StreamableHttpServerConfig::default();
+    config.cancellation_token = shutdown;
+    config.max_request_body_bytes = max_body;
+    if public {
+        config = config.disable_allowed_hosts();
+    }
+    let service = StreamableHttpService::new(
+        move || Ok(Server::new(ctx.clone(), memory.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new().fallback_service(service)
 }

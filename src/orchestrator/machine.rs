@@ -1,7 +1,7 @@
 //! One step's decisions as a pure state machine: `handle(event) -> effects`.
-//! No IO: the driver (`run.rs`, and the TUI later) carries out each effect
-//! (a model call, a store write) and feeds the outcome back as the next
-//! event. That keeps the pipeline's rules (plan, execute, critique, retry,
+//! No IO: the driver (`run.rs`, which the command line and the board start
+//! through `app::run`) carries out each effect (a model call, a store
+//! write) and feeds the outcome back as the next event. That keeps the pipeline's rules (plan, execute, critique, retry,
 //! escalate, vote, block) testable without a network.
 
 use serde::{Deserialize, Serialize};

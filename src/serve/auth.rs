@@ -54,7 +54,7 @@ impl Auth {
         gw: &Gateway,
         secret: &str,
     ) -> crate::error::Result<Option<crate::app::types::ApiKey>> {
-        let hash = crate::store::key_hash(secret);
+        let hash = crate::app::keys::secret_hash(secret);
         if let Some((k, at)) = self
             .seen
             .lock()
@@ -197,7 +197,7 @@ pub(crate) async fn require_key(
     }
     // MCP calls over HTTP claim and note as the client.
     req.extensions_mut()
-        .insert(crate::mcp::Agent(key.name.clone()));
+        .insert(crate::app::Agent(key.name.clone()));
     req.extensions_mut().insert(Client { name: key.name });
     next.run(req).await
 }

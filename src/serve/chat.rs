@@ -12,32 +12,12 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Client;
 use super::metrics::Observed;
 use super::{ApiError, Gateway};
-use crate::app::types::Mode;
+use crate::app::gateway::{self, Route, Unroutable};
+pub(crate) use crate::app::gateway::{AUTO, ROLE_PREFIX};
 use crate::app::types::ModelCall;
 use crate::app::types::Role;
 use crate::app::types::{CallFailed, CallOutcome};
 use crate::app::types::{ChatRequest, StreamEvent};
-use crate::app::types::{TaskInfo, estimate_tokens};
-use crate::router;
-
-pub(crate) const AUTO: &str = "llmclis/auto";
-pub(crate) const ROLE_PREFIX: &str = "llmclis/";
-
-/// The chain a request goes down, and how it was chosen.
-#[derive(Debug, Clone)]
-pub(crate) struct Route {
-    pub chain: Vec<String>,
-    /// For `x-llmclis-route`: the rule, `role:NAME` or `model:ID`.
-    pub label: String,
-    pub role: Option<Role>,
-    pub temperature: f32,
-}
-
-impl Route {
-    pub fn header(&self) -> String {
-        format!("{} -> {}", self.label, self.chain.join(","))
-    }
-}
 
 /// What served a request: `x-llmclis-model`, `x-llmclis-route`,
 /// `x-llmclis-client`.
@@ -54,132 +34,28 @@ pub(crate) fn headers(route: &Route, model: &str, client: &Client) -> HeaderMap 
     h
 }
 
-/// Every name a client may ask for, for a 404's list.
-pub(crate) fn model_names(gw: &Gateway) -> Vec<String> {
-    let mut names = vec![AUTO.to_string()];
-    names.extend(Role::ALL.iter().map(|r| format!("{ROLE_PREFIX}{r}")));
-    for m in &gw.registry.models {
-        // A replicated model by its own id too, once, before its replicas.
-        if let Some(base) = &m.replica_of
-            && !names.contains(base)
-        {
-            names.push(base.clone());
-        }
-        names.push(m.id.clone());
-    }
-    names
-}
-
-fn offline_api_model(model: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "permission_error",
-        format!(
-            "{model} is an API model and llmclis runs offline; ask a local model or `llmclis/auto`"
-        ),
-    )
-    .with_param("model")
-}
-
-/// Resolves the `model` a client sent. `text` is the prompt, for the
-/// rules of `llmclis/auto`.
+/// Resolves the `model` a client sent, as the client's API error when it
+/// cannot be served. `text` is the prompt, for the rules of `llmclis/auto`.
 pub(crate) fn resolve(
     gw: &Gateway,
     model: &str,
     req: &ChatRequest,
     text: &str,
 ) -> Result<Route, ApiError> {
-    let prompt_tokens: u64 = req
-        .messages
-        .iter()
-        .map(|m| estimate_tokens(&m.content))
-        .sum();
-    let mode = gw.ctx.mode();
-    let title: String = text.chars().take(200).collect();
-    let info = TaskInfo {
-        project_id: 0,
-        title: &title,
-        description: text,
-        tags: &[],
-        role_hint: None,
-        prompt_tokens,
-        output_tokens: Some(req.max_tokens),
-        needs_json: req.json_schema.is_some(),
-    };
-    let decision = if model == AUTO {
-        router::route(&gw.registry, &info, mode, &gw.caller)
-    } else if let Some(role) = model
-        .strip_prefix(ROLE_PREFIX)
-        .and_then(|r| r.parse::<Role>().ok())
-    {
-        router::route_role(&gw.registry, role, &info, mode, &gw.caller)
-    } else if let Some(chain) = router::replicas_in_order(&gw.registry, model, &gw.caller) {
-        // The model by its own id: its replicas, balanced, each the next's
-        // fallback.
-        if chain.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded_error",
-                format!(
-                    "every replica of {model} is cooling down after failures; try again shortly"
-                ),
-            ));
+    gateway::resolve(&gw.registry, &gw.caller, gw.ctx.mode(), model, req, text).map_err(|e| {
+        let (status, kind, param) = match &e {
+            Unroutable::NoSuchModel { .. } => (StatusCode::NOT_FOUND, "not_found_error", true),
+            Unroutable::OfflineApiModel { .. } => (StatusCode::FORBIDDEN, "permission_error", true),
+            Unroutable::AllCooling { .. } | Unroutable::NoneNow { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "overloaded_error", false)
+            }
+        };
+        let mut err = ApiError::new(status, kind, e.to_string());
+        if param {
+            err = err.with_param("model");
         }
-        if let Some(m) = gw.registry.model(&chain[0])
-            && !gw.registry.provider_of(m).local
-            && mode == Mode::Offline
-        {
-            return Err(offline_api_model(model));
-        }
-        return Ok(Route {
-            chain,
-            label: format!("model:{model}"),
-            role: None,
-            temperature: 0.7,
-        });
-    } else if let Some(m) = gw.registry.model(model) {
-        if !gw.registry.provider_of(m).local && mode == Mode::Offline {
-            return Err(offline_api_model(model));
-        }
-        return Ok(Route {
-            chain: vec![m.id.clone()],
-            label: format!("model:{}", m.id),
-            role: None,
-            temperature: 0.7,
-        });
-    } else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found_error",
-            format!(
-                "no model {model:?}; the models are: {}",
-                model_names(gw).join(", ")
-            ),
-        )
-        .with_param("model"));
-    };
-    if decision.chain.is_empty() {
-        let why: Vec<String> = decision
-            .skipped
-            .iter()
-            .map(|s| format!("{} ({})", s.model, s.why.reason()))
-            .collect();
-        let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded_error",
-            format!(
-                "no model of {model} can take this request now: {}",
-                why.join(", ")
-            ),
-        );
-        e.retry_after = Some(30);
-        return Err(e);
-    }
-    Ok(Route {
-        chain: decision.chain,
-        label: decision.rule,
-        role: Some(decision.role),
-        temperature: decision.temperature,
+        err.retry_after = e.retry_after();
+        err
     })
 }
 
@@ -220,7 +96,7 @@ pub(crate) fn record(
     cancelled: bool,
 ) {
     let role = route.role.map_or("direct", Role::as_str);
-    let calls = crate::llm::caller::call_records(result, req, &gw.registry, role, "gateway");
+    let calls = gateway::records(result, req, &gw.registry, role);
     for (a, mut call) in calls {
         call.client = Some(client.name.clone());
         if let Ok(o) = result

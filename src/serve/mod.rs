@@ -25,11 +25,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Context;
+use crate::app::handles::{Caller, Embedder, Store};
 use crate::app::types::Registry;
 use crate::error::{Error, Result};
-use crate::llm::caller::Caller;
-use crate::memory::embed::Embedder;
-use crate::store::Store;
 
 /// What `llmclis serve` is asked.
 #[derive(Debug, Clone)]
@@ -40,6 +38,12 @@ pub struct Options {
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
 }
+
+/// The MCP endpoint serve hosts at `/mcp`, made by the MCP front end (the
+/// command line hands it over, so serve and MCP never import each other):
+/// given the shutdown switch, the body limit, and whether the address is
+/// public, the service to nest.
+pub type McpMount = Box<dyn FnOnce(CancellationToken, usize, bool) -> Router + Send>;
 
 /// Everything a request handler needs, shared by all of them.
 pub(crate) struct Gateway {
@@ -86,14 +90,7 @@ impl Gateway {
     /// embedding).
     pub async fn embedder(&self) -> Result<Arc<dyn Embedder>> {
         self.embedder
-            .get_or_try_init(|| async {
-                crate::memory::open::embedder(
-                    &self.ctx.paths,
-                    &self.ctx.config.memory,
-                    self.ctx.mode(),
-                    || self.ctx.registry(),
-                )
-            })
+            .get_or_try_init(|| async { crate::app::memory::embedder(&self.ctx) })
             .await
             .cloned()
     }
@@ -271,7 +268,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 /// Serves until SIGTERM or Ctrl-C, then lets requests in flight (streams
 /// included) finish.
-pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
+pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> {
     if opts.no_auth && !opts.listen.ip().is_loopback() {
         return Err(Error::InvalidInput(format!(
             "--no-auth is allowed only on a loopback address, not {}; make keys with `llmclis keys add NAME`",
@@ -290,9 +287,7 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
     let caller = ctx.caller(registry.clone(), Duration::from_secs(30));
     // The router reads what is loaded where from the background watch; its
     // first look happens a moment after start, never on a request's path.
-    let watch = crate::resources::Watch::new(registry.clone());
-    watch.start(crate::app::types::REFRESH);
-    caller.watch_resources(watch);
+    caller.watch_resources(crate::app::models::watch(registry.clone()));
     let (records, writer) = record_writer(ctx.store()?);
     let gw = Arc::new(Gateway {
         ctx: ctx.clone(),
@@ -316,8 +311,11 @@ pub fn serve(ctx: &Context, opts: Options) -> Result<()> {
                 ))
             })?;
         let shutdown = CancellationToken::new();
-        let mcp = mcp_service(&gw, &opts, shutdown.clone());
-        let app = router(gw.clone(), Some(mcp), &opts);
+        let mcp = mcp.map(|m| {
+            let public = !opts.listen.ip().is_loopback();
+            mcp_behind_keys(&gw, m(shutdown.clone(), opts.max_body, public))
+        });
+        let app = router(gw.clone(), mcp, &opts);
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io("<listener>", e))?;
@@ -386,32 +384,8 @@ fn record_writer(
     (tx, handle)
 }
 
-/// MCP over Streamable HTTP at `/mcp`: the same tools as stdio, one
-/// memory layer for every session; behind the same keys as the API.
-fn mcp_service(
-    gw: &Arc<Gateway>,
-    opts: &Options,
-    shutdown: CancellationToken,
-) -> Router<Arc<Gateway>> {
-    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-    use rmcp::transport::streamable_http_server::{
-        StreamableHttpServerConfig, StreamableHttpService,
-    };
-    let memory = Arc::new(crate::app::memory::Kept::new(gw.ctx.clone()));
-    let ctx = gw.ctx.clone();
-    let mut config = StreamableHttpServerConfig::default();
-    config.cancellation_token = shutdown;
-    config.max_request_body_bytes = opts.max_body;
-    if !opts.listen.ip().is_loopback() {
-        // Keys guard a public address; the Host check guards loopback
-        // servers from DNS rebinding, which keys make moot.
-        config = config.disable_allowed_hosts();
-    }
-    let service = StreamableHttpService::new(
-        move || Ok(crate::mcp::Server::new(ctx.clone(), memory.clone())),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+/// The MCP endpoint at `/mcp`, behind the same keys as the API.
+fn mcp_behind_keys(gw: &Arc<Gateway>, service: Router) -> Router<Arc<Gateway>> {
     Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(

@@ -9,9 +9,9 @@ use ratatui_textarea::TextArea;
 
 use super::keys::{Action, KeyMap};
 use crate::app::types::Health;
-use crate::app::types::{Event, ModelCall, Note, Project, RunStep, Status, StatusCounts, Task};
-use crate::app::types::{Hit, MemoryRecord};
+use crate::app::types::Hit;
 use crate::app::types::{Progress, Summary};
+use crate::app::types::{Project, Status, StatusCounts, Task};
 
 pub const COLUMNS: [Status; 4] = [
     Status::Pending,
@@ -33,19 +33,7 @@ pub enum View {
 
 pub use crate::app::tasks::ProjectRow;
 
-#[derive(Debug, Clone, Default)]
-pub struct DetailData {
-    pub task: Option<Task>,
-    pub subtasks: Vec<Task>,
-    pub notes: Vec<Note>,
-    pub events: Vec<Event>,
-    pub steps: Vec<RunStep>,
-    pub calls: Vec<ModelCall>,
-    pub result: Option<String>,
-    pub memories: Vec<MemoryRecord>,
-    pub tool_calls: Vec<crate::app::types::ToolCallRecord>,
-    pub diff: Option<String>,
-}
+pub type DetailData = crate::app::board::TaskDetail;
 
 #[derive(Debug, Clone)]
 pub struct ProviderRow {
@@ -169,14 +157,7 @@ pub enum Msg {
 }
 
 /// The task form's values, as typed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FormValues {
-    pub title: String,
-    pub description: String,
-    pub priority: Option<i64>,
-    pub depends_on: Vec<i64>,
-    pub tags: Vec<String>,
-}
+pub type FormValues = crate::app::board::Form;
 
 pub const FORM_FIELDS: [&str; 5] = ["Title", "Description", "Priority", "Depends on", "Tags"];
 

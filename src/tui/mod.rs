@@ -39,8 +39,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
     crate::logging::init(&ctx.paths);
     // Found before the screen switches: a bad database is a plain error.
     let db = ctx.store()?;
-    let start = worker::last_project(ctx, &db)
-        .or_else(|| db.projects().ok().and_then(|p| p.first().map(|p| p.id)));
+    let start = crate::app::board::start_project(ctx, &db);
     drop(db);
 
     let (tx, rx) = mpsc::channel::<Msg>();

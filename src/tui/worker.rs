@@ -4,19 +4,15 @@
 //! and notices changes made by other processes (`PRAGMA data_version`), so
 //! the UI thread never waits on SQLite or the network.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::app::{DetailData, FormValues, Job, ModelRow, ModelsData, Msg, ProviderRow};
+use super::app::{Job, ModelRow, ModelsData, Msg, ProviderRow};
 use crate::app::Context as Ctx;
-use crate::app::tasks;
-use crate::app::types::TaskPatch;
+use crate::app::handles::{Store, Watch};
+use crate::app::{board, tasks};
 use crate::error::{Error, Result};
-use crate::store::Store;
 
 /// Gateway calls the requests view lists, newest first.
 const REQUESTS_SHOWN: usize = 200;
@@ -34,7 +30,7 @@ struct Worker {
     watch_requests: bool,
     /// The models view was opened: memory and loaded models, watched in
     /// the background from then on.
-    resources: Option<Arc<crate::resources::Watch>>,
+    resources: Option<Arc<Watch>>,
     /// The run started from the TUI: its stop switch and its thread.
     run: Option<(
         tokio::sync::watch::Sender<bool>,
@@ -63,18 +59,6 @@ pub(crate) fn spawn(ctx: Ctx, out: Sender<Msg>) -> Result<Sender<Job>> {
         })
         .map_err(|e| Error::io("<worker thread>", e))?;
     Ok(tx)
-}
-
-fn state_file(ctx: &Ctx) -> PathBuf {
-    ctx.paths.data_dir.join("tui-state.json")
-}
-
-/// The project the board showed last, if it still exists.
-pub(crate) fn last_project(ctx: &Ctx, db: &Store) -> Option<i64> {
-    let text = std::fs::read_to_string(state_file(ctx)).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let id = v.get("project_id")?.as_i64()?;
-    db.project(id).ok().map(|p| p.id)
 }
 
 impl Worker {
@@ -107,16 +91,7 @@ impl Worker {
     /// What dead processes left behind: runs still marked running are
     /// closed, plan-file edits still pending are written.
     fn recover(&mut self) -> Result<()> {
-        for c in self
-            .db
-            .close_dead_runs(self.ctx.config.lease(), &self.ctx.agent)?
-        {
-            tracing::info!(run = c.run_id, why = %c.why, lost = c.lost_steps.len(), "closed a dead run");
-        }
-        let (applied, failed) = crate::app::docs::catch_up_all(&mut self.db)?;
-        if applied > 0 {
-            tracing::info!(applied, "wrote pending plan-file edits");
-        }
+        let failed = board::recover(&self.ctx, &mut self.db)?;
         if failed > 0 {
             return Err(Error::InvalidInput(format!(
                 "{failed} plan-file edit(s) could not be written (see the log); they stay pending: fix the file and run `llmclis plans sync`"
@@ -125,16 +100,9 @@ impl Worker {
         Ok(())
     }
 
-    fn data_version(&self) -> Result<i64> {
-        Ok(self
-            .db
-            .conn()
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
-    }
-
     /// Another connection committed: reload what is on screen.
     fn notice_changes(&mut self) -> Result<()> {
-        let v = self.data_version()?;
+        let v = board::change_counter(&self.db)?;
         if v != self.data_version {
             self.data_version = v;
             if let Some(p) = self.project {
@@ -142,7 +110,7 @@ impl Worker {
             }
             self.job(Job::LoadProjects)?;
             if self.watch_requests {
-                self.send(Msg::Requests(self.db.gateway_calls(REQUESTS_SHOWN)?));
+                self.send(Msg::Requests(board::requests(&self.db, REQUESTS_SHOWN)?));
             }
         }
         Ok(())
@@ -153,26 +121,20 @@ impl Worker {
     }
 
     fn load_board(&mut self, project_id: i64) -> Result<()> {
-        let project = self.db.project(project_id)?;
-        let tasks = self.db.tasks(Some(project_id), None)?;
-        let counts = self.db.status_counts(Some(project_id))?;
+        let b = board::board(&self.db, project_id)?;
         if self.project != Some(project_id) {
             self.project = Some(project_id);
-            let _ = crate::fsutil::write_atomic(
-                &state_file(&self.ctx),
-                json!({"project_id": project_id}).to_string().as_bytes(),
-            );
+            board::remember_project(&self.ctx, project_id);
         }
         self.send(Msg::Board {
-            project,
-            tasks,
-            counts,
+            project: b.project,
+            tasks: b.tasks,
+            counts: b.counts,
         });
         Ok(())
     }
 
     fn job(&mut self, job: Job) -> Result<()> {
-        let agent = self.ctx.agent.clone();
         match job {
             Job::LoadProjects => {
                 let rows = tasks::list_projects(&self.db)?;
@@ -184,18 +146,7 @@ impl Worker {
                 self.send(Msg::MemoryTree(Box::new(tree)));
             }
             Job::LoadDetail(id) => {
-                let d = DetailData {
-                    task: Some(self.db.task(id)?),
-                    subtasks: self.db.subtasks(id)?,
-                    notes: self.db.notes(id)?,
-                    events: self.db.events(id)?,
-                    steps: self.db.task_steps(id)?,
-                    calls: self.db.model_calls(id)?,
-                    result: self.db.last_result(id)?,
-                    memories: crate::app::memory::for_task(&self.db, id)?,
-                    tool_calls: self.db.tool_calls(id)?,
-                    diff: self.db.last_diff(id)?,
-                };
+                let d = board::detail(&self.db, id)?;
                 self.send(Msg::Detail(Box::new(d)));
             }
             Job::CreateTask { project_id, form } => {
@@ -216,7 +167,7 @@ impl Worker {
                 self.send(Msg::Saved(format!("added task {}: {}", t.id, t.title)));
             }
             Job::UpdateTask { id, form } => {
-                self.update(id, form, &agent)?;
+                board::save_form(&self.ctx, &mut self.db, id, &form)?;
                 self.send(Msg::Saved(format!("saved task {id}")));
             }
             Job::SetStatus { id, status, note } => {
@@ -290,7 +241,7 @@ impl Worker {
             Job::CheckModels => self.check_models()?,
             Job::WatchRequests => {
                 self.watch_requests = true;
-                self.send(Msg::Requests(self.db.gateway_calls(REQUESTS_SHOWN)?));
+                self.send(Msg::Requests(board::requests(&self.db, REQUESTS_SHOWN)?));
             }
             Job::SearchMemory {
                 project_id,
@@ -326,39 +277,6 @@ impl Worker {
             }
         }
         Ok(())
-    }
-
-    /// The form's changes, all or nothing: fields, then dependencies.
-    fn update(&mut self, id: i64, form: FormValues, agent: &str) -> Result<()> {
-        let old = self.db.task(id)?;
-        self.db.batch(|s| {
-            let patch = TaskPatch {
-                title: (form.title != old.title).then(|| form.title.clone()),
-                description: (form.description != old.description)
-                    .then(|| form.description.clone()),
-                priority: form.priority.filter(|p| *p != old.priority),
-                tags: (form.tags != old.tags).then(|| form.tags.clone()),
-                ..Default::default()
-            };
-            if !patch.is_empty() {
-                s.update_task(id, patch, agent)?;
-            }
-            for d in form
-                .depends_on
-                .iter()
-                .filter(|d| !old.depends_on.contains(d))
-            {
-                s.add_dependency(id, *d, agent)?;
-            }
-            for d in old
-                .depends_on
-                .iter()
-                .filter(|d| !form.depends_on.contains(d))
-            {
-                s.remove_dependency(id, *d, agent)?;
-            }
-            Ok(())
-        })
     }
 
     fn start_run(&mut self, project_id: i64, task: Option<i64>) -> Result<()> {
@@ -408,8 +326,7 @@ impl Worker {
         if self.resources.is_some() {
             return;
         }
-        let watch = crate::resources::Watch::new(registry.clone());
-        watch.start(crate::app::types::REFRESH);
+        let watch = crate::app::models::watch(registry.clone());
         self.resources = Some(watch.clone());
         let out = self.out.clone();
         let registry = registry.clone();
@@ -472,22 +389,8 @@ impl Worker {
         self.watch_resources(&registry);
         let out = self.out.clone();
         std::thread::spawn(move || {
-            let http = crate::llm::http_client();
-            let result = crate::app::runtime().map(|rt| {
-                rt.block_on(async {
-                    let checks = registry.providers.iter().map(|p| {
-                        let http = http.clone();
-                        async move {
-                            // Offline mode never probes API providers.
-                            if !p.local && mode == crate::app::types::Mode::Offline {
-                                return None;
-                            }
-                            Some(crate::llm::client_for(p, http).health().await)
-                        }
-                    });
-                    futures_util::future::join_all(checks).await
-                })
-            });
+            let result = crate::app::runtime()
+                .map(|rt| rt.block_on(crate::app::models::provider_health(&registry, mode)));
             if let Ok(healths) = result {
                 for (row, h) in data.providers.iter_mut().zip(healths) {
                     row.health = h;
