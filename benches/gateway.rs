@@ -150,7 +150,7 @@ async fn run() {
     let pid = child.id();
     let _gw = Gateway(child);
 
-    let http = llmclis::llm::http_client();
+    let http = llmclis::net::http_client();
     let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16});
     let call = |base: &str, key: Option<&str>, body: &serde_json::Value| {
         let mut r = http.post(format!("{base}/chat/completions")).json(body);

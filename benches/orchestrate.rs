@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use fake_llm::{FakeLlm, Reply, Route};
 use llmclis::llm::caller::{Breakers, Caller};
-use llmclis::llm::http_client;
+use llmclis::net::http_client;
 use llmclis::orchestrator::run::{self, Deps, Options, Summary};
 use llmclis::prompts::Prompts;
 use llmclis::registry::{Mode, Registry};
@@ -451,7 +451,7 @@ impl llmclis::memory::embed::Embedder for NoEmbedder {
     fn embed(
         &self,
         _texts: Vec<String>,
-    ) -> llmclis::llm::BoxFuture<'_, llmclis::Result<Vec<Vec<f32>>>> {
+    ) -> llmclis::net::BoxFuture<'_, llmclis::Result<Vec<Vec<f32>>>> {
         panic!("catch-up re-embedded a row that keeps its vector")
     }
 }

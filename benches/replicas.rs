@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use llmclis::llm::caller::{Breakers, Caller};
-use llmclis::llm::{ChatRequest, Message, http_client};
+use llmclis::llm::{ChatRequest, Message};
+use llmclis::net::http_client;
 use llmclis::registry::{Mode, Registry};
 use llmclis::role::Role;
 use llmclis::router::{self, TaskInfo};

@@ -563,7 +563,7 @@ fn api_provider(rt: &tokio::runtime::Runtime, p: &crate::registry::Provider, mod
         (Mode::Online, true) => {
             // A cheap authenticated request (its model list):
             // a refused key is found now, not at a task.
-            let http = crate::llm::http_client();
+            let http = crate::net::http_client();
             let health = rt.block_on(crate::llm::client_for(p, http).health());
             let keys: Vec<String> = p.api_key().into_iter().collect();
             let error = crate::llm::redact(health.error.as_deref().unwrap_or("no answer"), &keys);
@@ -625,7 +625,7 @@ fn local_provider(
     // A window smaller than the registry's: llmclis fits requests
     // to it, but routing by the registry's number picks this model
     // for prompts it cannot take.
-    let windows = rt.block_on(crate::llm::client_for(p, crate::llm::http_client()).windows());
+    let windows = rt.block_on(crate::llm::client_for(p, crate::net::http_client()).windows());
     for w in crate::llm::caller::window_mismatches(r, &p.name, &windows) {
         checks.push(check(
             &format!("model {}", w.model),

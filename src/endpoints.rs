@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::registry::Registry;
 
+pub use crate::resources::snapshot::serves_name;
+
 /// How long a probe waits: a local server answers in milliseconds, and a
 /// closed port refuses at once.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -226,7 +228,7 @@ async fn probe_http(
 /// Probes every candidate at once; each result names the registry providers
 /// that use that endpoint.
 pub async fn detect(registry: &Registry, candidates: &[Candidate]) -> Vec<Found> {
-    let http = crate::llm::http_client();
+    let http = crate::net::http_client();
     let mut found =
         futures_util::future::join_all(candidates.iter().map(|c| probe(&http, c))).await;
     for f in &mut found {
@@ -280,45 +282,5 @@ mod tests {
         assert_eq!(root("http://localhost:8000/v1/"), "http://127.0.0.1:8000");
         let keys = api_keys(&r);
         assert!(keys.iter().any(|(k, _)| k == "OPENAI_API_KEY"));
-    }
-}
-
-/// Whether a server that lists `served` answers requests for `name`: the
-/// same name give or take Gemini's `models/` prefix and Ollama's implicit
-/// `:latest` tag. TGI and llama.cpp serve their one model whatever the
-/// request names (TGI lists it as `tgi`), so for them any name does.
-pub fn serves_name(served: &[String], name: &str, flavour: Option<&str>) -> bool {
-    if matches!(flavour, Some("tgi" | "llamacpp")) || served.is_empty() {
-        return true;
-    }
-    let norm = |s: &str| {
-        let s = s.trim_start_matches("models/");
-        s.strip_suffix(":latest").unwrap_or(s).to_string()
-    };
-    let want = norm(name);
-    served.iter().any(|s| norm(s) == want)
-}
-
-#[cfg(test)]
-mod serves_name_tests {
-    use super::serves_name;
-
-    #[test]
-    fn ollama_latest_and_single_model_servers_match() {
-        let ollama = vec!["llama3.2:latest".to_string(), "qwen2.5:7b".to_string()];
-        assert!(serves_name(&ollama, "llama3.2", Some("ollama")));
-        assert!(serves_name(&ollama, "llama3.2:latest", Some("ollama")));
-        assert!(
-            !serves_name(&ollama, "qwen2.5", Some("ollama")),
-            "another tag is another model"
-        );
-        assert!(!serves_name(&ollama, "mistral", Some("ollama")));
-        assert!(serves_name(
-            &["tgi".to_string()],
-            "Qwen/Qwen2.5-7B",
-            Some("tgi")
-        ));
-        let vllm = vec!["Qwen/Qwen2.5-Coder-32B-Instruct-AWQ".to_string()];
-        assert!(!serves_name(&vllm, "qwen-coder", Some("vllm")));
     }
 }

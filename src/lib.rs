@@ -20,6 +20,7 @@ pub mod llm;
 pub mod logging;
 pub mod mcp;
 pub mod memory;
+pub mod net;
 pub mod orchestrator;
 pub mod process;
 pub mod prompts;

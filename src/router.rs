@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::registry::{Device, Mode, Model, Registry, RuleRole};
-use crate::resources::{Fit, View};
+use crate::resources::placement::{Fit, View};
 use crate::role::Role;
 
 /// What the router needs to know about a task.
@@ -703,7 +703,7 @@ mod tests {
             .map(|(id, fit, waiting)| {
                 (
                     id.to_string(),
-                    crate::resources::Placement {
+                    crate::resources::placement::Placement {
                         fit: fit.clone(),
                         running: None,
                         waiting: Some(*waiting),

@@ -1,13 +1,30 @@
 //! Text helpers every layer uses, with no dependency of their own: cutting
 //! a text to a line, money as people read it, a usage bar.
 
+/// The first `max` characters of `text`, with `mark` added when cut. The
+/// one way llmclis cuts text: never inside a character.
+pub fn head(text: &str, max: usize, mark: &str) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}{mark}", &text[..at]),
+    }
+}
+
 /// `text` on one line, cut to `max` characters with an ellipsis.
 pub fn short(text: &str, max: usize) -> String {
     let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() <= max {
-        one
+    head(&one, max, "…")
+}
+
+/// `text` in `width` characters at most, the ellipsis included: for
+/// columns and lines that must not wrap.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else if width == 0 {
+        String::new()
     } else {
-        one.chars().take(max).collect::<String>() + "…"
+        head(text, width - 1, "…")
     }
 }
 
@@ -32,4 +49,21 @@ pub fn bar(used: u64, total: u64, cells: usize) -> String {
     let full = ((used as f64 / total.max(1) as f64) * cells as f64).round() as usize;
     let full = full.min(cells);
     format!("[{}{}]", "█".repeat(full), "░".repeat(cells - full))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_by_characters_and_marks_only_what_it_cut() {
+        assert_eq!(head("héllo wörld", 5, "…"), "héllo…");
+        assert_eq!(head("héllo", 5, "…"), "héllo");
+        assert_eq!(head("日本語のテキスト", 3, " […]"), "日本語 […]");
+        assert_eq!(short("a\n  b\tc", 10), "a b c");
+        assert_eq!(short("one two three", 7), "one two…");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abcd", 4), "abcd");
+        assert_eq!(fit("abcd", 0), "");
+    }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llmclis::llm::caller::{Breakers, CallFailed, CallOutcome, Caller, RetryPolicy};
-use llmclis::llm::{ChatRequest, Message, http_client};
+use llmclis::llm::{ChatRequest, Message};
+use llmclis::net::http_client;
 use llmclis::registry::Registry;
 
 use crate::support::fake_llm::{FakeLlm, Reply};

@@ -82,7 +82,7 @@ fn the_gateway_answers_any_body_in_its_apis_shape() {
     two_servers(&env, &fake.url, &fake.url);
     let gw = Gateway::start(&env, &["--no-auth"]);
     let cases = sample(&(json_value(), any::<bool>()), 300);
-    let http = llmclis::llm::http_client();
+    let http = llmclis::net::http_client();
     let wrong = rt.block_on(async {
         let mut wrong = Vec::new();
         for (body, anthropic) in cases {

@@ -491,7 +491,9 @@ fn file_of(files: &BTreeSet<String>, path: &[String]) -> Option<String> {
 /// Strongly connected groups of more than one file in the import graph of
 /// `sources` (path relative to src/, text), each sorted, the groups sorted.
 /// A child using its parent `mod.rs` is the module tree, not an import.
-fn cycles_in(sources: &[(String, String)]) -> Vec<Vec<String>> {
+/// Each file's resolved imports, as indexes into the file list (a parent
+/// `mod.rs` named by its own children aside: that is the module tree).
+fn import_graph(sources: &[(String, String)]) -> (Vec<String>, Vec<BTreeSet<usize>>) {
     let files: Vec<String> = sources.iter().map(|(f, _)| f.clone()).collect();
     let set: BTreeSet<String> = files.iter().cloned().collect();
     let index: std::collections::HashMap<&str, usize> = files
@@ -511,6 +513,24 @@ fn cycles_in(sources: &[(String, String)]) -> Vec<Vec<String>> {
             }
         }
     }
+    (files, edges)
+}
+
+/// Every file `from` reaches through its imports, itself included.
+fn reachable(sources: &[(String, String)], from: &str) -> BTreeSet<String> {
+    let (files, edges) = import_graph(sources);
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<usize> = files.iter().position(|f| f == from).into_iter().collect();
+    while let Some(v) = todo.pop() {
+        if seen.insert(v) {
+            todo.extend(edges[v].iter().copied());
+        }
+    }
+    seen.into_iter().map(|i| files[i].clone()).collect()
+}
+
+fn cycles_in(sources: &[(String, String)]) -> Vec<Vec<String>> {
+    let (files, edges) = import_graph(sources);
     // Tarjan's algorithm.
     struct T<'a> {
         edges: &'a [BTreeSet<usize>],
@@ -595,10 +615,10 @@ fn the_cycle_finder_finds_a_cycle_and_not_the_module_tree() {
 
 /// No file reaches, through its imports, a file that reaches it back (a
 /// parent `mod.rs` and its children aside).
-#[test]
-fn there_are_no_import_cycles() {
+/// Every source file of the crate, by its path under src/, with its text.
+fn crate_sources() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let sources: Vec<(String, String)> = sources(&root)
+    sources(&root)
         .iter()
         .map(|f| {
             (
@@ -609,7 +629,43 @@ fn there_are_no_import_cycles() {
                 std::fs::read_to_string(f).unwrap(),
             )
         })
+        .collect()
+}
+
+/// The router decides from data: it reaches no network, process or
+/// database code, so a routing decision never waits and is tested pure.
+#[test]
+fn the_router_reaches_no_io() {
+    let reached = reachable(&crate_sources(), "router.rs");
+    let io: Vec<&String> = reached
+        .iter()
+        .filter(|f| {
+            f.as_str() == "net.rs"
+                || f.starts_with("llm/")
+                || f.starts_with("store/")
+                || f.as_str() == "endpoints.rs"
+                || [
+                    "servers.rs",
+                    "gpu.rs",
+                    "system.rs",
+                    "watch.rs",
+                    "control.rs",
+                ]
+                .iter()
+                .any(|x| f.as_str() == format!("resources/{x}"))
+        })
         .collect();
+    assert!(
+        io.is_empty(),
+        "router.rs reaches IO through its imports: {io:?} (all it reaches: {reached:?})"
+    );
+    // The finder does follow imports: the router reaches its placement data.
+    assert!(reached.contains("resources/placement.rs"), "{reached:?}");
+}
+
+#[test]
+fn there_are_no_import_cycles() {
+    let sources = crate_sources();
     let found = cycles_in(&sources);
     assert!(
         found.is_empty(),

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llmclis::llm::caller::{Breakers, Caller, RetryPolicy};
-use llmclis::llm::{ChatRequest, Message, StreamEvent, http_client};
+use llmclis::llm::{ChatRequest, Message, StreamEvent};
+use llmclis::net::http_client;
 use llmclis::registry::{Mode, Registry};
 use llmclis::router::{self, Conditions, Skip, TaskInfo};
 

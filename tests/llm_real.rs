@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llmclis::llm::caller::{Breakers, Caller};
-use llmclis::llm::{ChatRequest, Message, StreamEvent, http_client};
+use llmclis::llm::{ChatRequest, Message, StreamEvent};
+use llmclis::net::http_client;
 use llmclis::registry::{Mode, Registry};
 use llmclis::router::{self, Skip, TaskInfo};
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use llmclis::Error;
 use llmclis::llm::caller::{Breakers, Caller};
-use llmclis::llm::http_client;
 use llmclis::memory::embed::{Embedder, FastEmbedder};
 use llmclis::memory::vector::{
     EdgeIndex, Filter, IndexError, IndexInfo, PointMeta, QdrantIndex, QdrantOptions, VectorIndex,
 };
 use llmclis::memory::{CompactPolicy, Memory, Scope};
+use llmclis::net::http_client;
 use llmclis::registry::{Mode, Registry};
 use llmclis::store::{NewTask, Store};
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use llmclis::llm::caller::{Breakers, Caller, RetryPolicy};
-use llmclis::llm::http_client;
+use llmclis::net::http_client;
 use llmclis::orchestrator::run::{self, Deps, Options, Progress, Summary};
 use llmclis::prompts::Prompts;
 use llmclis::registry::{Mode, Registry};

@@ -339,12 +339,12 @@ async fn a_client_that_hangs_up_cancels_the_upstream_and_sigterm_finishes_stream
     let env = Env::new();
     two_servers(&env, &fake.url, "http://127.0.0.1:9/v1");
     let mut gw = Gateway::start(&env, &["--no-auth"]);
-    let http = llmclis::llm::http_client();
+    let http = llmclis::net::http_client();
     let body =
         json!({"model": "first", "stream": true, "messages": [{"role": "user", "content": "go"}]});
 
     // Its own client, so its connection goes with it.
-    let hang_up = llmclis::llm::http_client();
+    let hang_up = llmclis::net::http_client();
     let mut resp = hang_up
         .post(format!("{}/v1/chat/completions", gw.url))
         .json(&body)
@@ -427,7 +427,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     let key = new_key(&env, "busy", &["--rpm", "3"]);
     let broke = new_key(&env, "broke", &["--budget-usd", "0"]);
     let gw = Gateway::start(&env, &["--max-body-mib", "1"]);
-    let http = llmclis::llm::http_client();
+    let http = llmclis::net::http_client();
     let post = |path: &str, k: &str, body: String| {
         http.post(format!("{}{path}", gw.url))
             .bearer_auth(k)
@@ -538,7 +538,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
     );
 
     // A new connection: the server closed the one the big body came on.
-    let fresh = llmclis::llm::http_client();
+    let fresh = llmclis::net::http_client();
     let health: Value = fresh
         .get(format!("{}/health", gw.url))
         .send()
@@ -574,7 +574,7 @@ async fn anthropic_clients_get_messages_and_events() {
     two_servers(&env, &fake.url, "http://127.0.0.1:9/v1");
     let key = new_key(&env, "claude", &[]);
     let gw = Gateway::start(&env, &[]);
-    let http = llmclis::llm::http_client();
+    let http = llmclis::net::http_client();
     let body = json!({"model": "llmclis/writer", "max_tokens": 50, "system": "Be brief.",
                       "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hello in French"}]}]});
     let r: Value = http
@@ -667,7 +667,7 @@ async fn mcp_over_http_with_the_official_python_sdk() {
     let task: Value = serde_json::from_str(results[1]["text"].as_str().unwrap()).unwrap();
     assert_eq!(task["status"], "in-progress");
     // Without the key, MCP is refused like the API.
-    let r = llmclis::llm::http_client()
+    let r = llmclis::net::http_client()
         .post(format!("{}/mcp", gw.url))
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
         .send()
@@ -750,7 +750,7 @@ async fn a_replicated_model_is_balanced_over_its_replicas_through_the_gateway() 
     std::fs::create_dir_all(env.config_dir()).unwrap();
     std::fs::write(env.config_dir().join("model_registry.yaml"), yaml).unwrap();
     let gw = Gateway::start(&env, &["--no-auth"]);
-    let http = llmclis::llm::http_client();
+    let http = llmclis::net::http_client();
     let models = status_json(
         http.get(format!("{}/v1/models", gw.url))
             .send()

@@ -94,7 +94,7 @@ impl Context {
         crate::logging::init(&self.paths);
         let mut caller = Caller::new(
             registry,
-            crate::llm::http_client(),
+            crate::net::http_client(),
             Arc::new(Breakers::new(3, cooldown)),
         );
         caller.retry = crate::llm::caller::RetryPolicy::for_models(&self.config.models);

@@ -179,7 +179,7 @@ pub fn watch(registry: std::sync::Arc<Registry>) -> std::sync::Arc<crate::resour
 /// Each provider's health, in the registry's order, asked all at once.
 /// Offline mode never probes API providers (`None`).
 pub async fn provider_health(registry: &Registry, mode: Mode) -> Vec<Option<crate::llm::Health>> {
-    let http = crate::llm::http_client();
+    let http = crate::net::http_client();
     let checks = registry.providers.iter().map(|p| {
         let http = http.clone();
         async move {
@@ -291,7 +291,7 @@ pub async fn load_or_unload(
     wait: std::time::Duration,
 ) -> crate::error::Result<crate::resources::control::Done> {
     crate::resources::control::act(
-        &crate::llm::http_client(),
+        &crate::net::http_client(),
         registry,
         id,
         action,

@@ -1,6 +1,7 @@
 //! Human-readable output. The `--json` shapes are the `Serialize` impls of
 //! these views and of the store's types (see docs/reference.md, "JSON output").
 
+use crate::text::fit;
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -14,16 +15,6 @@ pub use crate::text::money;
 use crate::text::short;
 
 pub use crate::app::tasks::{NoteView, ProjectRow, ProjectView, StatusView, TaskView};
-
-fn truncate(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
 
 pub fn project_list(rows: &[ProjectRow]) -> String {
     if rows.is_empty() {
@@ -39,7 +30,7 @@ pub fn project_list(rows: &[ProjectRow]) -> String {
             s,
             "{:>4}  {:<24}  {:>5}  {:>5}  {:>5}  {:>5}",
             r.project.id,
-            truncate(&r.project.name, 24),
+            fit(&r.project.name, 24),
             c.pending,
             c.in_progress,
             c.blocked,
@@ -111,7 +102,7 @@ pub fn task_list(tasks: &[Task], show_project: bool) -> String {
             s,
             "{:>5}  {project}{:<8} {:<11} {:>3}  {:<10} {}{}{}",
             t.id,
-            truncate(t.external_ref.as_deref().unwrap_or("-"), 8),
+            fit(t.external_ref.as_deref().unwrap_or("-"), 8),
             // A done task whose checks passed is marked: verified.
             if t.verified == Some(true) {
                 "done ✓"
@@ -119,7 +110,7 @@ pub fn task_list(tasks: &[Task], show_project: bool) -> String {
                 t.status.as_str()
             },
             t.priority,
-            truncate(t.claimed_by.as_deref().unwrap_or("-"), 10),
+            fit(t.claimed_by.as_deref().unwrap_or("-"), 10),
             "  ".repeat(depth),
             t.title,
             deps

@@ -945,7 +945,7 @@ mod tests {
         let r = Arc::new(Registry::builtin());
         Caller::new(
             r,
-            crate::llm::http_client(),
+            crate::net::http_client(),
             Arc::new(Breakers::new(3, Duration::from_secs(30))),
         )
     }
@@ -1020,7 +1020,7 @@ mod tests {
         // A cooldown that is over at once: only the watch keeps it shut.
         let c = Caller::new(
             registry.clone(),
-            crate::llm::http_client(),
+            crate::net::http_client(),
             Arc::new(Breakers::new(3, Duration::ZERO)),
         );
         let watch = crate::resources::Watch::new(registry);

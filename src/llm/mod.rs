@@ -9,15 +9,13 @@ pub mod openai;
 mod sse;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::registry::{Provider, ProviderKind};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) use crate::net::{BoxFuture, retry_after};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Message {
@@ -464,18 +462,6 @@ pub fn error_message(body: &str) -> String {
     text.chars().take(300).collect()
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is ignored).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-}
-
 /// How long a server may stay silent, from the provider's `timeout_secs`
 /// (until the first byte) and `idle_timeout_secs` (between chunks). There
 /// is no deadline for a whole answer: a slow stream that keeps talking is
@@ -700,24 +686,6 @@ pub fn client_for(provider: &Provider, http: reqwest::Client) -> Box<dyn LlmClie
         }
         ProviderKind::OpenAiCompatible => Box::new(openai::OpenAiClient::new(provider, http)),
     }
-}
-
-/// One HTTP client for the process: rustls with the ring provider and the
-/// platform's roots; timeouts are set per request.
-pub fn http_client() -> reqwest::Client {
-    http_builder()
-        // Connecting is quick on any network worth using; a server that
-        // does not accept within this is treated as down.
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .expect("the HTTP client builds")
-}
-
-/// A client builder with TLS set up (ring) and llmclis's user agent.
-pub fn http_builder() -> reqwest::ClientBuilder {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().user_agent(concat!("llmclis/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Removes every known API key from a message before it is logged, stored

@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::llm::BoxFuture;
+use crate::net::BoxFuture;
 
 pub trait Embedder: Send + Sync {
     /// The model's name, recorded with the index.

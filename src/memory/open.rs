@@ -10,7 +10,7 @@ use super::embed::{Embedder, LazyFastEmbedder, OpenAiEmbedder};
 use super::vector::{EdgeIndex, QdrantIndex, QdrantOptions, VectorIndex};
 use crate::config::{MemoryConfig, Paths};
 use crate::error::{Error, Result};
-use crate::llm::http_client;
+use crate::net::http_client;
 use crate::registry::{Mode, Registry};
 use crate::store::Store;
 

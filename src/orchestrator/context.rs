@@ -130,9 +130,5 @@ pub fn gather(db: &Store, task: &Task) -> Result<Material> {
 
 /// The first `max` characters of `text`, marked when cut.
 pub fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        text.chars().take(max).collect::<String>() + " […]"
-    }
+    crate::text::head(text, max, " […]")
 }

@@ -4,6 +4,7 @@
 //! write) and feeds the outcome back as the next event. That keeps the pipeline's rules (plan, execute, critique, retry,
 //! escalate, vote, block) testable without a network.
 
+use crate::text::short;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::Voting;
@@ -298,15 +299,6 @@ pub struct Step {
     parent_fix_tried: bool,
 }
 
-fn excerpt(text: &str, max: usize) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        one_line.chars().take(max).collect::<String>() + "…"
-    }
-}
-
 fn normalized(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -364,14 +356,14 @@ impl Step {
                 self.split_rescue(plan)
             }
             (Phase::Planning, Event::PlanFailed(e)) if self.split_tried => {
-                let why = format!("the planner gave no usable answer ({})", excerpt(&e, 200));
+                let why = format!("the planner gave no usable answer ({})", short(&e, 200));
                 self.check_blocked(&why)
             }
             (Phase::Planning, Event::Planned(plan)) => self.planned(plan),
             (Phase::Planning, Event::PlanFailed(e)) => {
                 let mut out = vec![Effect::Note(format!(
                     "The planner gave no usable answer ({}); working on the task as it is.",
-                    excerpt(&e, 200)
+                    short(&e, 200)
                 ))];
                 out.extend(self.execute());
                 out
@@ -401,7 +393,7 @@ impl Step {
                 self.servers_failed(&error)
             }
             (Phase::Executing, Event::AnswerFailed { error, last, .. }) => {
-                let why = format!("it failed: {}", excerpt(&error, 200));
+                let why = format!("it failed: {}", short(&error, 200));
                 self.adopt_as(last, &why);
                 self.escalate(&why)
             }
@@ -444,7 +436,7 @@ impl Step {
     /// answered but never with a usable verdict (a setup to fix, which
     /// waiting does not).
     fn critic_failed(&mut self, error: &str, server: bool) -> Vec<Effect> {
-        let why = excerpt(error, 200);
+        let why = short(error, 200);
         if self.checked {
             return self.finish(Effect::Complete {
                 answer: self.answer.clone().unwrap_or_default(),
@@ -460,7 +452,7 @@ impl Step {
             return self.finish(Effect::Unreachable {
                 reason: format!(
                     "No critic could review the answer ({why}); not the task's fault, so it is back in the queue. Check the critic's models (`llmclis models health`). The answer began: {}",
-                    excerpt(self.answer.as_deref().unwrap_or(""), 300)
+                    short(self.answer.as_deref().unwrap_or(""), 300)
                 ),
             });
         }
@@ -499,7 +491,7 @@ impl Step {
         let from = self.current_model().unwrap_or("the chain").to_string();
         self.tried.push(format!(
             "{from} and the models after it: {}",
-            excerpt(error, 300)
+            short(error, 300)
         ));
         self.finish(Effect::Unreachable {
             reason: format!(
@@ -515,7 +507,7 @@ impl Step {
                 .setup
                 .children
                 .iter()
-                .map(|c| format!("- {} (task {}): {}", c.title, c.id, excerpt(&c.result, 300)))
+                .map(|c| format!("- {} (task {}): {}", c.title, c.id, short(&c.result, 300)))
                 .collect::<Vec<_>>()
                 .join("\n");
             let answer = format!(
@@ -603,7 +595,7 @@ impl Step {
             if plan.reason.trim().is_empty() {
                 "it fits one step".to_string()
             } else {
-                excerpt(&plan.reason, 300)
+                short(&plan.reason, 300)
             }
         ))];
         out.extend(self.execute());
@@ -650,7 +642,7 @@ impl Step {
     fn overflowed(&mut self, error: &str) -> Vec<Effect> {
         let window = |i: usize| self.setup.windows.get(i).copied();
         let Some(w) = window(self.model) else {
-            return self.escalate(&format!("its window is too small: {}", excerpt(error, 200)));
+            return self.escalate(&format!("its window is too small: {}", short(error, 200)));
         };
         let next = (self.model + 1..self.setup.chain.len())
             .find(|&i| window(i).is_none_or(|v| v > w))
@@ -658,7 +650,7 @@ impl Step {
         self.escalate_to(
             &format!(
                 "the prompt does not fit its {w}-token window ({})",
-                excerpt(error, 160)
+                short(error, 160)
             ),
             next,
             Some(w),
@@ -786,7 +778,7 @@ impl Step {
         self.escalate(&format!(
             "its change failed the check {} time(s): {}",
             self.check_fails,
-            excerpt(&output, 300)
+            short(&output, 300)
         ))
     }
 
@@ -834,7 +826,7 @@ impl Step {
         if critique.is_empty() {
             critique = "- The reviewer asked for a revision without saying why; check the task's requirements again.\n".into();
         }
-        let summary = excerpt(&v.reasons.join("; "), 300);
+        let summary = short(&v.reasons.join("; "), 300);
         let model = self.setup.chain[self.model].clone();
         let mut out = vec![Effect::Note(format!(
             "The critic asked {model} for changes (round {} of {}): {summary}",
@@ -848,7 +840,7 @@ impl Step {
             out.extend(self.escalate(&format!(
                 "after {} rounds the critic still asked for changes ({summary}); its last answer began: {}",
                 self.round,
-                excerpt(&answer, 200)
+                short(&answer, 200)
             )));
         }
         out
@@ -862,7 +854,7 @@ impl Step {
         self.votes.clear();
         for s in samples {
             let why = match &s {
-                Err(e) => Some(format!("failed ({})", excerpt(e, 80))),
+                Err(e) => Some(format!("failed ({})", short(e, 80))),
                 Ok(s) if s.text.trim().is_empty() => Some("empty".into()),
                 Ok(s) if s.truncated => Some("cut off at max_tokens".into()),
                 Ok(s) if s.completion_tokens > v.max_tokens => Some(format!(

@@ -4,30 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use serde::Serialize;
-
-/// One GPU as the driver counts it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Gpu {
-    pub index: u32,
-    pub name: String,
-    /// Bytes; None where the driver does not say (`[N/A]`).
-    pub total: Option<u64>,
-    pub used: Option<u64>,
-    pub free: Option<u64>,
-    /// MIG is on: memory belongs to the instances, not the GPU.
-    pub mig: bool,
-}
-
-/// What detection saw, and how.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Gpus {
-    /// `nvml`, `nvidia-smi`, or `none`.
-    pub source: &'static str,
-    pub devices: Vec<Gpu>,
-    /// Why nothing was seen, or what went wrong on the way.
-    pub note: Option<String>,
-}
+pub use super::snapshot::{Gpu, Gpus};
 
 /// The query `nvidia-smi` is asked.
 pub const NVIDIA_SMI_ARGS: [&str; 2] = [

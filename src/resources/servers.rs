@@ -6,80 +6,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
+pub use super::snapshot::{Loaded, ServerState};
 use crate::endpoints::root;
-use crate::registry::{Device, Provider};
-
-/// A model a server holds in memory now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Loaded {
-    pub name: String,
-    /// Bytes, when the server says (Ollama).
-    pub size: Option<u64>,
-    pub size_vram: Option<u64>,
-    /// When Ollama unloads it unless it is used again (RFC 3339).
-    pub expires_at: Option<String>,
-}
-
-impl Loaded {
-    /// What it holds on `device`, when the server says (Ollama's
-    /// `size_vram` on a GPU, `size` in RAM); a zero is no figure.
-    pub fn bytes_on(&self, device: Device) -> Option<u64> {
-        match device {
-            Device::Gpu(_) => self.size_vram,
-            Device::Cpu => self.size,
-        }
-        .filter(|b| *b > 0)
-    }
-
-    /// Its name and size for people: `qwen2.5:7b (6.6 GiB)`.
-    pub fn describe(&self) -> String {
-        match self.size_vram.filter(|b| *b > 0).or(self.size) {
-            Some(b) => format!("{} ({})", self.name, crate::registry::gib(b)),
-            None => self.name.clone(),
-        }
-    }
-
-    fn named(name: &str) -> Loaded {
-        Loaded {
-            name: name.to_string(),
-            size: None,
-            size_vram: None,
-            expires_at: None,
-        }
-    }
-}
-
-/// One local server at one instant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ServerState {
-    pub provider: String,
-    pub flavour: Option<String>,
-    pub device: Option<Device>,
-    pub up: bool,
-    pub error: Option<String>,
-    pub loaded: Vec<Loaded>,
-    /// llama.cpp's router mode: several models, loaded on request.
-    pub router_mode: bool,
-    /// Models it can load on request that are not loaded (router mode).
-    pub unloaded: Vec<String>,
-    /// Models whose load failed (router mode), with why.
-    pub failed: Vec<String>,
-    /// llama-cpp-python: it answers only `/v1/models`, and any request to
-    /// it interrupts the answer it is streaming; after the first look it
-    /// is only connected to, never asked.
-    pub lists_only: bool,
-    /// vLLM in sleep mode (or llama.cpp asleep): holds no model now.
-    pub sleeping: Option<bool>,
-    pub running: Option<u32>,
-    pub waiting: Option<u32>,
-    /// vLLM's KV cache in use, 0 to 1.
-    pub kv_cache_usage: Option<f64>,
-    /// What it answered that could not be read, and what it lacks.
-    pub notes: Vec<String>,
-}
+use crate::registry::Provider;
 
 /// `key`: the provider's API key (vLLM `--api-key`, a proxy in front of
 /// a server), so a guarded server is not taken for a down one.

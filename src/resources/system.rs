@@ -1,15 +1,6 @@
 //! System RAM and swap from `/proc/meminfo`.
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Ram {
-    pub total: u64,
-    /// What the kernel says can be had without swapping (`MemAvailable`).
-    pub available: u64,
-    pub swap_total: u64,
-    pub swap_free: u64,
-}
+pub use super::snapshot::Ram;
 
 /// This machine's RAM, or None off Linux.
 pub fn read() -> Option<Ram> {

@@ -1,6 +1,7 @@
 //! Drawing: one function per view and overlay, over the app's state. Pure:
 //! render tests draw into ratatui's `TestBackend`.
 
+use crate::text::fit;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -57,16 +58,6 @@ impl Theme {
 
     fn title(&self) -> Style {
         Style::new().add_modifier(Modifier::BOLD)
-    }
-}
-
-fn cut(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else if width == 0 {
-        String::new()
-    } else {
-        text.chars().take(width - 1).collect::<String>() + "…"
     }
 }
 
@@ -202,7 +193,7 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
                 .unwrap_or_default();
             f.render_widget(
                 Paragraph::new(vec![
-                    Line::from(format!("Delete task {id}: {}?", cut(&title, 30))),
+                    Line::from(format!("Delete task {id}: {}?", fit(&title, 30))),
                     Line::styled(
                         "Its history is kept. y: delete · any other key: keep",
                         theme.dim(),
@@ -248,7 +239,7 @@ fn draw_header(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     ];
     let mut spans = vec![Span::styled("llmclis ", theme.title())];
     match &app.project {
-        Some(p) => spans.push(Span::raw(format!("· {} ", cut(&p.name, 24)))),
+        Some(p) => spans.push(Span::raw(format!("· {} ", fit(&p.name, 24)))),
         None => spans.push(Span::raw("· no project ")),
     }
     for (v, name) in tabs {
@@ -306,7 +297,7 @@ fn draw_footer(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     let width = area.width as usize;
     let room = width.saturating_sub(hints.chars().count() + 1);
     let line = Line::from(vec![
-        Span::raw(format!("{:<room$}", cut(&status, room))),
+        Span::raw(format!("{:<room$}", fit(&status, room))),
         Span::styled(format!(" {hints}"), theme.dim()),
     ]);
     f.render_widget(Paragraph::new(line), area);
@@ -329,7 +320,7 @@ fn card<'a>(t: &Task, width: usize, theme: &Theme) -> ListItem<'a> {
     }
     if let Some(h) = &t.claimed_by {
         second.push(Span::styled(
-            format!(" @{}", cut(h, width.saturating_sub(10).max(4))),
+            format!(" @{}", fit(h, width.saturating_sub(10).max(4))),
             theme.fg(Color::Cyan),
         ));
     }
@@ -346,7 +337,7 @@ fn card<'a>(t: &Task, width: usize, theme: &Theme) -> ListItem<'a> {
         Line::from(vec![
             Span::styled(id.clone(), theme.dim()),
             Span::raw(" "),
-            Span::raw(cut(&t.title, width.saturating_sub(id.chars().count() + 1))),
+            Span::raw(fit(&t.title, width.saturating_sub(id.chars().count() + 1))),
         ]),
         Line::from(second),
     ]))
@@ -495,7 +486,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
                 "  {:<15} {:<5} {} ({} bytes, {} ms)",
                 c.tool,
                 c.outcome,
-                cut(&c.arguments.to_string(), 50),
+                fit(&c.arguments.to_string(), 50),
                 c.result_bytes,
                 c.duration_ms
             )));
@@ -557,7 +548,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             lines.push(Line::raw(format!(
                 "  [{}] {}",
                 m.kind,
-                cut(&one_line(&m.text), 200)
+                fit(&one_line(&m.text), 200)
             )));
         }
     }
@@ -581,7 +572,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
                 "  {:<9} {:<10} {:<18} {:<9} {:>5}+{:<5} {:>6} ms ${:.4}",
                 c.purpose.as_deref().unwrap_or("-"),
                 c.role,
-                cut(&c.model, 18),
+                fit(&c.model, 18),
                 c.outcome,
                 c.prompt_tokens.unwrap_or(0),
                 c.completion_tokens.unwrap_or(0),
@@ -593,7 +584,7 @@ fn draw_detail(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
     let title = format!(" Task {}: {} ", t.id, t.title);
     f.render_widget(
         Paragraph::new(lines)
-            .block(Block::bordered().title(cut(&title, area.width.saturating_sub(4) as usize)))
+            .block(Block::bordered().title(fit(&title, area.width.saturating_sub(4) as usize)))
             .wrap(Wrap { trim: false })
             .scroll((app.detail_scroll, 0)),
         area,
@@ -682,9 +673,9 @@ fn draw_requests(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             };
             Row::new(vec![
                 Span::raw(time.to_string()),
-                Span::raw(cut(c.client.as_deref().unwrap_or("-"), 12)),
-                Span::raw(cut(&c.model, 16)),
-                Span::raw(cut(&c.role, 8)),
+                Span::raw(fit(c.client.as_deref().unwrap_or("-"), 12)),
+                Span::raw(fit(&c.model, 16)),
+                Span::raw(fit(&c.role, 8)),
                 Span::raw(tokens),
                 Span::raw(c.latency_ms.map_or("-".into(), |ms| format!("{ms} ms"))),
                 outcome,
@@ -753,11 +744,11 @@ fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
                 None if m.checking => Span::styled("checking…", theme.dim()),
                 None => Span::styled("not checked", theme.dim()),
                 Some(h) if h.ok => Span::styled(
-                    format!("up: {}", cut(&h.served.join(", "), 40)),
+                    format!("up: {}", fit(&h.served.join(", "), 40)),
                     theme.fg(Color::Green),
                 ),
                 Some(h) => Span::styled(
-                    format!("down: {}", cut(h.error.as_deref().unwrap_or(""), 40)),
+                    format!("down: {}", fit(h.error.as_deref().unwrap_or(""), 40)),
                     theme.fg(Color::Red),
                 ),
             };
@@ -769,7 +760,7 @@ fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             Row::new(vec![
                 Span::raw(p.name.clone()),
                 Span::raw(if p.local { "local" } else { "api" }),
-                Span::raw(cut(&p.base_url, 28)),
+                Span::raw(fit(&p.base_url, 28)),
                 Span::raw(key),
                 health,
             ])
@@ -793,7 +784,7 @@ fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
         .block(Block::bordered().title(format!(" Providers ({} mode; {}) ", m.mode, m.source))),
         top,
     );
-    let fit = |id: &str| {
+    let fit_of = |id: &str| {
         m.resources
             .as_ref()
             .and_then(|r| r.models.iter().find(|p| p.id == id))
@@ -807,9 +798,9 @@ fn draw_models(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
             Row::new(vec![
                 x.id.clone(),
                 x.provider.clone(),
-                cut(&x.served_name, 20),
+                fit(&x.served_name, 20),
                 x.context_window.to_string(),
-                fit(&x.id),
+                fit_of(&x.id),
                 x.roles.join(" "),
             ])
         })
@@ -917,7 +908,7 @@ fn draw_memory(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
                 ),
                 theme.dim(),
             ),
-            Span::raw(cut(&one_line(&h.record.text), 300)),
+            Span::raw(fit(&one_line(&h.record.text), 300)),
         ]));
     }
     if lines.is_empty() {
@@ -972,7 +963,7 @@ fn draw_projects(f: &mut Frame<'_>, area: Rect, app: &App, theme: &Theme) {
                 Span::raw(format!(
                     "{:>4}  {:<28}",
                     r.project.id,
-                    cut(&r.project.name, 28)
+                    fit(&r.project.name, 28)
                 )),
                 Span::styled(
                     format!(

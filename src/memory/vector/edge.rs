@@ -10,7 +10,7 @@ use super::{
     Filter, IndexError, IndexInfo, PointMeta, VECTOR, VectorIndex, dimension_error, mismatch,
 };
 use crate::error::{Error, Result};
-use crate::llm::BoxFuture;
+use crate::net::BoxFuture;
 
 /// Qdrant Edge's types, under one short name.
 mod qe {

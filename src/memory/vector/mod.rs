@@ -15,7 +15,7 @@ pub use server::{QdrantIndex, QdrantOptions, server_version};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::llm::BoxFuture;
+use crate::net::BoxFuture;
 
 /// The named vector every backend stores a memory's embedding under.
 const VECTOR: &str = "text";

@@ -22,7 +22,7 @@ use super::{
     Filter, IndexError, IndexInfo, PointMeta, VECTOR, VectorIndex, dimension_error, mismatch,
 };
 use crate::error::{Error, Result};
-use crate::llm::BoxFuture;
+use crate::net::BoxFuture;
 
 /// Points per upsert request: well under Qdrant's 32 MiB gRPC message limit
 /// at 1,536 dimensions, few enough round trips for a reindex.

@@ -381,7 +381,7 @@ impl<'a> StepRun<'a> {
             return false;
         };
         let began = std::time::Instant::now();
-        let http = crate::llm::http_client();
+        let http = crate::net::http_client();
         let wait = std::time::Duration::from_secs(600);
         let mut result = Ok(());
         // The run's own runtime: a client made here, not the watch's.
