@@ -2,19 +2,17 @@
 //! API: the same routing and records as the OpenAI side, answered (and
 //! streamed, event by event) in Anthropic's shapes.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Client;
-use super::chat::{self, Piece};
+use super::chat::{self};
 use super::openai::parse;
 use super::{ApiError, Gateway};
 use crate::app::types::CallOutcome;
@@ -224,67 +222,45 @@ pub(crate) async fn messages(
         "content_block_start",
         &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
     );
-    let events = futures_util::stream::unfold(
-        (rx, Some(guard), false),
-        |(mut rx, guard, done)| async move {
-            if done {
-                drop(guard);
-                return None;
+    let token = |t: String| {
+        event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
+        )
+    };
+    let done = |r: Result<CallOutcome, ApiError>| match r {
+        Ok(o) => {
+            let mut s = String::new();
+            // Tools are answered whole (no upstream stream), so the text
+            // comes here rather than as deltas.
+            if !o.response.tool_calls.is_empty() && !o.response.text.is_empty() {
+                s.push_str(&event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": o.response.text}})));
             }
-            let (out, last) = match rx.recv().await {
-                Some(Piece::Token(t)) => (
-                    event(
-                        "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
-                    ),
-                    false,
-                ),
-                Some(Piece::Done(r)) => {
-                    let s = match *r {
-                        Ok(o) => {
-                            let mut s = String::new();
-                            // Tools are answered whole (no upstream stream), so
-                            // the text comes here rather than as deltas.
-                            if !o.response.tool_calls.is_empty() && !o.response.text.is_empty() {
-                                s.push_str(&event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": o.response.text}})));
-                            }
-                            s.push_str(&event(
-                                "content_block_stop",
-                                &json!({"type": "content_block_stop", "index": 0}),
-                            ));
-                            for (i, c) in o.response.tool_calls.iter().enumerate() {
-                                let index = i + 1;
-                                s.push_str(&event("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": c.id, "name": c.name, "input": {}}})));
-                                s.push_str(&event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": c.arguments.to_string()}})));
-                                s.push_str(&event(
-                                    "content_block_stop",
-                                    &json!({"type": "content_block_stop", "index": index}),
-                                ));
-                            }
-                            s.push_str(&event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(&o), "stop_sequence": Value::Null}, "usage": {"output_tokens": o.response.usage.completion_tokens}})));
-                            s.push_str(&event("message_stop", &json!({"type": "message_stop"})));
-                            s
-                        }
-                        // In-band after the 200, as Anthropic's own API does.
-                        Err(e) => event("error", &e.anthropic().body()),
-                    };
-                    (s, true)
-                }
-                None => return None,
-            };
-            Some((Ok::<_, Infallible>(Bytes::from(out)), (rx, guard, last)))
-        },
-    );
-    let body = Body::from_stream(futures_util::stream::StreamExt::chain(
-        futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(opening)) }),
-        events,
-    ));
-    let mut r = (StatusCode::OK, served, body).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(r)
+            s.push_str(&event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+            for (i, c) in o.response.tool_calls.iter().enumerate() {
+                let index = i + 1;
+                s.push_str(&event("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": c.id, "name": c.name, "input": {}}})));
+                s.push_str(&event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": c.arguments.to_string()}})));
+                s.push_str(&event(
+                    "content_block_stop",
+                    &json!({"type": "content_block_stop", "index": index}),
+                ));
+            }
+            s.push_str(&event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(&o), "stop_sequence": Value::Null}, "usage": {"output_tokens": o.response.usage.completion_tokens}})));
+            s.push_str(&event("message_stop", &json!({"type": "message_stop"})));
+            s
+        }
+        // In-band after the 200, as Anthropic's own API does.
+        Err(e) => event("error", &e.anthropic().body()),
+    };
+    Ok(super::events::stream_response(
+        served,
+        opening,
+        rx,
+        guard,
+        super::events::Framing { token, done },
+    ))
 }

@@ -9,6 +9,7 @@
 mod anthropic;
 mod auth;
 mod chat;
+mod events;
 mod metrics;
 mod openai;
 

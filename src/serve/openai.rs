@@ -3,20 +3,19 @@
 //! Request and answer shapes follow OpenAI's API reference, which is what
 //! the official clients parse.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Client;
-use super::chat::{self, Piece};
+use super::chat::{self};
 use super::{ApiError, Gateway};
 use crate::app::types::CallOutcome;
 use crate::app::types::{ChatRequest, Message};
@@ -282,86 +281,62 @@ pub(crate) async fn chat_completions(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     ));
-    let events =
-        futures_util::stream::unfold((rx, Some(guard), false), move |(mut rx, guard, done)| {
-            let chunk = chunk.clone();
-            let first = first.clone();
-            async move {
-                if done {
-                    // The guard goes with the last event.
-                    drop(guard);
-                    return None;
-                }
-                let (out, last) = match rx.recv().await {
-                    Some(Piece::Token(t)) => (
-                        sse(&chunk(&first, json!({"content": t}), Value::Null)),
-                        false,
-                    ),
-                    Some(Piece::Done(r)) => {
-                        let mut s = String::new();
-                        match *r {
-                            Ok(o) => {
-                                if !o.response.tool_calls.is_empty() {
-                                    let calls: Vec<Value> = tool_calls(&o)
-                                        .as_array()
-                                        .into_iter()
-                                        .flatten()
-                                        .enumerate()
-                                        .map(|(i, c)| {
-                                            let mut c = c.clone();
-                                            c["index"] = json!(i);
-                                            c
-                                        })
-                                        .collect();
-                                    if !o.response.text.is_empty() {
-                                        s.push_str(&sse(&chunk(
-                                            &o.model,
-                                            json!({"content": o.response.text}),
-                                            Value::Null,
-                                        )));
-                                    }
-                                    s.push_str(&sse(&chunk(
-                                        &o.model,
-                                        json!({"tool_calls": calls}),
-                                        Value::Null,
-                                    )));
-                                }
-                                s.push_str(&sse(&chunk(
-                                    &o.model,
-                                    json!({}),
-                                    json!(finish_reason(&o)),
-                                )));
-                                if include_usage {
-                                    let mut u = chunk(&o.model, json!({}), Value::Null);
-                                    u["choices"] = json!([]);
-                                    u["usage"] = usage(&o);
-                                    s.push_str(&sse(&u));
-                                }
-                                s.push_str("data: [DONE]\n\n");
-                            }
-                            // In-band, after the 200: what OpenAI's own
-                            // streams send, and what its clients raise.
-                            Err(e) => s.push_str(&sse(&e.body())),
-                        }
-                        (s, true)
+    let token = {
+        let chunk = chunk.clone();
+        let first = first.clone();
+        move |t: String| sse(&chunk(&first, json!({"content": t}), Value::Null))
+    };
+    let done = move |r: Result<CallOutcome, ApiError>| {
+        let mut s = String::new();
+        match r {
+            Ok(o) => {
+                if !o.response.tool_calls.is_empty() {
+                    let calls: Vec<Value> = tool_calls(&o)
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let mut c = c.clone();
+                            c["index"] = json!(i);
+                            c
+                        })
+                        .collect();
+                    if !o.response.text.is_empty() {
+                        s.push_str(&sse(&chunk(
+                            &o.model,
+                            json!({"content": o.response.text}),
+                            Value::Null,
+                        )));
                     }
-                    None => return None,
-                };
-                Some((Ok::<_, Infallible>(Bytes::from(out)), (rx, guard, last)))
+                    s.push_str(&sse(&chunk(
+                        &o.model,
+                        json!({"tool_calls": calls}),
+                        Value::Null,
+                    )));
+                }
+                s.push_str(&sse(&chunk(&o.model, json!({}), json!(finish_reason(&o)))));
+                if include_usage {
+                    let mut u = chunk(&o.model, json!({}), Value::Null);
+                    u["choices"] = json!([]);
+                    u["usage"] = usage(&o);
+                    s.push_str(&sse(&u));
+                }
+                s.push_str("data: [DONE]\n\n");
             }
-        });
-    let body = Body::from_stream(futures_util::stream::StreamExt::chain(
-        futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(opening)) }),
-        events,
-    ));
-    let mut r = (StatusCode::OK, h, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(r)
+            // In-band, after the 200: what OpenAI's own streams send, and
+            // what its clients raise.
+            Err(e) => s.push_str(&sse(&e.body())),
+        }
+        s
+    };
+    Ok(super::events::stream_response(
+        h,
+        opening,
+        rx,
+        guard,
+        super::events::Framing { token, done },
+    ))
 }
 
 pub(crate) fn sse(v: &Value) -> String {
