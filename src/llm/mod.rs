@@ -3,10 +3,14 @@
 //! `caller` (retries, cooldowns, fallback along the router's chain).
 
 pub mod anthropic;
+mod breakers;
 pub mod caller;
 pub mod ollama;
 pub mod openai;
+mod outcome;
+mod records;
 mod sse;
+mod windows;
 
 use std::collections::HashMap;
 use std::time::Duration;
