@@ -8,6 +8,7 @@
 pub mod catchup;
 pub mod check;
 pub mod follow;
+pub mod import;
 pub mod issues;
 pub mod outline;
 pub mod plans;
