@@ -252,6 +252,9 @@ impl Default for OrchestratorConfig {
 pub struct General {
     /// The name written as `agent` when a command gets no `--agent`.
     pub agent: Option<String>,
+    /// The project a command is about when none is given and none is
+    /// found from the working directory: an id or a name.
+    pub default_project: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -16,6 +16,7 @@ pub mod error;
 pub mod eval;
 pub mod first_run;
 pub mod fsutil;
+pub mod interop;
 pub mod llm;
 pub mod logging;
 pub mod mcp;

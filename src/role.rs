@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// A role: what kind of work a model does for a step. The registry's
-/// `roles:` section maps each to a chain of models.
+// The registry's `roles:` section maps each role to a chain of models.
+/// A role: the kind of work a model does for a step.
 #[derive(
     Debug,
     Clone,

@@ -208,8 +208,37 @@ pub fn route(
     mode: Mode,
     conditions: &dyn Conditions,
 ) -> Decision {
-    // One pass over title and description for every rule's regex.
-    let regex_hits: Vec<bool> = match &registry.regexes {
+    let regex_hits = regex_hits(registry, task);
+    let (rule, role_name) = rule_for(registry, task, &regex_hits);
+    chain(registry, Some(rule), role_name, task, mode, conditions)
+}
+
+/// The first rule that takes the task and the role it names.
+fn rule_for<'r>(
+    registry: &'r Registry,
+    task: &TaskInfo<'_>,
+    regex_hits: &[bool],
+) -> (&'r crate::registry::Rule, Role) {
+    let rule = registry
+        .rules
+        .iter()
+        .find(|r| rule_matches(registry, r, task, regex_hits))
+        .expect("validation guarantees a default rule");
+    let role = match rule.role {
+        RuleRole::Fixed(r) => r,
+        RuleRole::FromHint => task.role_hint.unwrap_or(Role::Coder),
+    };
+    (rule, role)
+}
+
+/// The role the registry's rules give a task, whatever the servers do.
+pub fn role_of(registry: &Registry, task: &TaskInfo<'_>) -> Role {
+    rule_for(registry, task, &regex_hits(registry, task)).1
+}
+
+/// One pass over title and description for every rule's regex.
+fn regex_hits(registry: &Registry, task: &TaskInfo<'_>) -> Vec<bool> {
+    match &registry.regexes {
         Some(set) => {
             let mut hits = vec![false; set.len()];
             let text = format!("{}\n{}", task.title, task.description);
@@ -219,17 +248,7 @@ pub fn route(
             hits
         }
         None => Vec::new(),
-    };
-    let rule = registry
-        .rules
-        .iter()
-        .find(|r| rule_matches(registry, r, task, &regex_hits))
-        .expect("validation guarantees a default rule");
-    let role_name = match rule.role {
-        RuleRole::Fixed(r) => r,
-        RuleRole::FromHint => task.role_hint.unwrap_or(Role::Coder),
-    };
-    chain(registry, Some(rule), role_name, task, mode, conditions)
+    }
 }
 
 /// A role no model can serve however the servers are: none of its models

@@ -9,6 +9,8 @@ pub mod changes;
 pub mod docs;
 pub mod gateway;
 pub mod handles;
+pub mod here;
+pub mod interop;
 pub mod keys;
 pub mod memory;
 pub mod models;

@@ -26,7 +26,8 @@ fn place(what: &'static str, path: &Path, note: impl Into<String>) -> Place {
     }
 }
 
-/// Every place the settings in use point at. Opens nothing.
+/// Every place the settings in use point at, and the project commands
+/// here are about. Opens only an existing database.
 pub fn places(ctx: &Context) -> Vec<Place> {
     let p = &ctx.paths;
     let registry_dir = p.config_dir.join("model_registry.yaml");
@@ -83,7 +84,33 @@ pub fn places(ctx: &Context) -> Vec<Place> {
             &onnxruntime,
             "LLMCLIS_ONNXRUNTIME, else [memory] onnxruntime, else the cache dir's",
         ),
+        project_here(ctx),
     ]
+}
+
+/// The project a command run here is about, and why (`app::here`).
+fn project_here(ctx: &Context) -> Place {
+    let found = if ctx.paths.db.exists() {
+        ctx.store()
+            .and_then(|db| super::here::project(ctx, &db, None))
+            .map_err(|e| e.to_string())
+    } else {
+        Err("no database yet".to_string())
+    };
+    match found {
+        Ok(c) => Place {
+            what: "project",
+            path: format!("{} ({})", c.project_id, c.name),
+            exists: true,
+            note: format!("{}: {}", c.by, c.why),
+        },
+        Err(why) => Place {
+            what: "project",
+            path: "none".into(),
+            exists: false,
+            note: why,
+        },
+    }
 }
 
 /// An API key the settings name: the variable, never its value.

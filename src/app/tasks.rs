@@ -195,10 +195,21 @@ pub struct ListTasks {
     pub project_id: Option<i64>,
     /// Only tasks with this status.
     pub status: Option<Status>,
+    /// Only tasks with one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 pub fn list_tasks(store: &Store, req: ListTasks) -> Result<Vec<Task>> {
-    store.tasks(req.project_id, req.status)
+    let mut tasks = store.tasks(req.project_id, req.status)?;
+    if !req.tags.is_empty() {
+        tasks.retain(|t| {
+            t.tags
+                .iter()
+                .any(|x| req.tags.iter().any(|w| w.eq_ignore_ascii_case(x)))
+        });
+    }
+    Ok(tasks)
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -286,6 +297,143 @@ pub fn next_task(ctx: &Context, store: &mut Store, req: NextTask) -> Result<Next
         claimed: claim,
         counts,
     })
+}
+
+/// The ready queue, filtered.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyTasks {
+    /// Only this project [default: every project].
+    pub project_id: Option<i64>,
+    /// Only tasks with one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only tasks for this role: their hint, or the role the registry's
+    /// rules give them.
+    pub role: Option<Role>,
+    /// At most this many [default: 20].
+    pub limit: Option<usize>,
+}
+
+/// The tasks `next` would give, in that order (claims aside).
+pub fn ready(ctx: &Context, store: &Store, req: ReadyTasks) -> Result<Vec<Task>> {
+    let limit = req.limit.unwrap_or(20);
+    let filtered = !req.tags.is_empty() || req.role.is_some();
+    // Filters look at every ready task; without them the queue stops early.
+    let take = if filtered { usize::MAX } else { limit };
+    let queue = match req.project_id {
+        Some(p) => {
+            store.project(p)?;
+            store.ready_tasks(p, take)?
+        }
+        None => store.ready_tasks_any(take)?,
+    };
+    let registry = match req.role {
+        Some(_) => Some(ctx.registry()?),
+        None => None,
+    };
+    let wanted_tag = |t: &Task| {
+        req.tags.is_empty()
+            || t.tags
+                .iter()
+                .any(|x| req.tags.iter().any(|w| w.eq_ignore_ascii_case(x)))
+    };
+    let wanted_role = |t: &Task| match (req.role, &registry) {
+        (Some(want), Some(r)) => {
+            let info = crate::router::TaskInfo {
+                project_id: t.project_id,
+                title: &t.title,
+                description: &t.description,
+                tags: &t.tags,
+                role_hint: t.role,
+                prompt_tokens: crate::tokens::estimate_tokens(&t.title)
+                    + crate::tokens::estimate_tokens(&t.description),
+                output_tokens: None,
+                needs_json: false,
+            };
+            t.role.unwrap_or_else(|| crate::router::role_of(r, &info)) == want
+        }
+        _ => true,
+    };
+    Ok(queue
+        .into_iter()
+        .filter(|t| wanted_tag(t) && wanted_role(t))
+        .take(limit)
+        .collect())
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimTask {
+    pub id: TaskRef,
+    /// How long the claim holds [default: the config's queue.lease_seconds].
+    pub lease_seconds: Option<u64>,
+    /// The project a plans.md id is in.
+    pub project_id: Option<i64>,
+}
+
+/// Takes one given task with a lease, as `next --claim` would if it were
+/// next: it must be pending and ready.
+pub fn claim(ctx: &Context, store: &mut Store, req: ClaimTask) -> Result<Task> {
+    let id = req.id.resolve(store, req.project_id)?;
+    let lease = req
+        .lease_seconds
+        .map(Duration::from_secs)
+        .unwrap_or(ctx.config.lease());
+    store.claim_task(id, &ctx.agent, lease)
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseTask {
+    pub id: TaskRef,
+    /// Release it though another agent's lease still runs.
+    #[serde(default)]
+    pub force: bool,
+    /// The project a plans.md id is in.
+    pub project_id: Option<i64>,
+}
+
+/// Gives a claimed task back: pending again, for any agent. Another
+/// agent's live lease is theirs unless `force`.
+pub fn release(ctx: &Context, store: &mut Store, req: ReleaseTask) -> Result<StatusView> {
+    let id = req.id.resolve(store, req.project_id)?;
+    let t = store.task(id)?;
+    if t.status != Status::InProgress {
+        return Err(Error::InvalidInput(format!(
+            "task {id} is {}, not claimed: there is nothing to release",
+            t.status.as_str()
+        )));
+    }
+    let live = t
+        .lease_expires_at
+        .as_deref()
+        .is_none_or(|until| until > crate::store::now().as_str());
+    if let Some(holder) = t.claimed_by.as_deref()
+        && holder != ctx.agent
+        && live
+        && !req.force
+    {
+        let until = t
+            .lease_expires_at
+            .as_deref()
+            .map(|u| format!(" until {u}"))
+            .unwrap_or_default();
+        return Err(Error::InvalidInput(format!(
+            "task {id} is claimed by {holder}{until}; release it as that agent (--agent {holder}) or pass --force"
+        )));
+    }
+    set_status(
+        ctx,
+        store,
+        SetStatus {
+            id: TaskRef::Id(id),
+            status: Status::Pending,
+            note: None,
+            project_id: None,
+        },
+        "release",
+    )
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -17,9 +17,8 @@ use crate::error::{Error, Result};
 pub enum MemoryCmd {
     /// Save a memory
     Store {
-        /// The project's id
-        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
-        project_id: i64,
+        #[command(flatten)]
+        project: super::ProjectId,
         /// The task it is about
         #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
         task_id: Option<i64>,
@@ -27,14 +26,13 @@ pub enum MemoryCmd {
         #[arg(long = "type", value_name = "TYPE", default_value = "raw_interaction",
               value_parser = super::closed::closed::<super::closed::MemoryType>(&crate::app::types::KINDS))]
         kind: super::closed::MemoryType,
-        /// What to remember
+        /// What to remember; `-` reads it from stdin
         text: String,
     },
     /// Find memories by meaning
     Query {
-        /// The project's id
-        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
-        project_id: i64,
+        #[command(flatten)]
+        project: super::ProjectId,
         /// Only this task's memories
         #[arg(long = "task-id", visible_alias = "task_id", value_name = "T")]
         task_id: Option<i64>,
@@ -82,9 +80,8 @@ pub enum MemoryCmd {
     /// The project's memory as a tree: project → stages → tasks, each
     /// with its newest summary's first line and what is compacted
     Tree {
-        /// The project's id
-        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
-        project_id: i64,
+        #[command(flatten)]
+        project: super::ProjectId,
     },
     /// Counts by type, what is indexed, and with which model
     Stats {
@@ -117,11 +114,13 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
     let rt = crate::app::runtime()?;
     match cmd {
         MemoryCmd::Store {
-            project_id,
+            project,
             task_id,
             kind,
             text,
         } => {
+            let project_id = project.choose(ctx, &db)?.project_id;
+            let text = super::text_arg(text, "memory")?;
             // Another process holding the index (a run) does not make this
             // wait: the row goes to SQLite and that process indexes it.
             let mem = match ctx.open_memory_waiting(&db, Duration::ZERO) {
@@ -156,13 +155,14 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
             })
         }
         MemoryCmd::Query {
-            project_id,
+            project,
             task_id,
             kind,
             level,
             top_k,
             text,
         } => {
+            let project_id = project.choose(ctx, &db)?.project_id;
             let mem = open_caught_up(ctx, &mut db, &rt)?;
             let req = crate::app::memory::QueryMemory {
                 project_id,
@@ -281,7 +281,8 @@ pub fn memory(ctx: &Ctx, cmd: MemoryCmd, out: &mut impl Write) -> Result<()> {
                 format!("Reindexed {n} memories into {}.", mem.index.describe())
             })
         }
-        MemoryCmd::Tree { project_id } => {
+        MemoryCmd::Tree { project } => {
+            let project_id = project.choose(ctx, &db)?.project_id;
             let tree = crate::app::memory::tree(&db, project_id)?;
             emit(out, ctx.json, &tree, || super::render::memory_tree(&tree))
         }

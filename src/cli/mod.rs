@@ -3,6 +3,7 @@
 
 mod closed;
 mod eval;
+mod interop;
 pub(crate) mod memory;
 mod models;
 pub(crate) mod orchestrate;
@@ -11,6 +12,7 @@ mod progress;
 pub(crate) mod render;
 mod resources;
 mod serve;
+mod task;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -22,16 +24,17 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::app::setup as first_run;
-use crate::app::types::Role;
-use crate::app::types::Status;
+use crate::app::tasks;
 use crate::app::types::{Config, Paths, agent_name};
-use crate::app::{changes, tasks};
 use crate::error::{Error, Result};
+
+/// `llmclis --version`: the release and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LLMCLIS_BUILD"), ")");
 
 #[derive(Debug, Parser)]
 #[command(
     name = "llmclis",
-    version,
+    version = VERSION,
     about = "A terminal knowledge manager with a task queue for LLM agents",
     max_term_width = 100
 )]
@@ -75,6 +78,10 @@ pub struct Cli {
     /// Print stable JSON (errors go to stderr as {"error": {"kind", "message"}})
     #[arg(long, global = true)]
     json: bool,
+    /// Print nothing on success (errors still go to stderr; --json still
+    /// prints JSON): for scripts that read the exit code
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     /// The model registry [default: <config dir>/model_registry.yaml, else the built-in one]
     #[arg(
         long,
@@ -145,7 +152,7 @@ enum Command {
     #[command(
         after_long_help = "Examples:\n  llmclis task add --project-id 1 \"Fix the parser\" --tag bug --priority high\n  llmclis task next --project-id 1 --claim              # take the next task with a lease\n  llmclis task status 7 done --note \"merged in #12\""
     )]
-    Task(TaskCmd),
+    Task(task::TaskCmd),
     /// Work through a project's tasks: plan, execute, critique, record
     #[command(
         after_long_help = "Examples:\n  llmclis orchestrate --project-id 1 --dry-run          # the order, nothing run\n  llmclis orchestrate --project-id 1 --max-steps 20     # work through 20 tasks\n  llmclis orchestrate --project-id 1 --workers 4 --json # 4 at once, events as JSON lines"
@@ -160,6 +167,15 @@ enum Command {
         after_long_help = "Examples:\n  llmclis plans import plans.md          # a project from the file (again: update it)\n  llmclis plans done S1.2 --note \"tested on CI\"\n  llmclis plans check --against HEAD       # history kept since the last commit?"
     )]
     Plans(plans::PlansCmd),
+    /// Tasks from Task Master or beads, into a project (again: update it)
+    #[command(subcommand)]
+    #[command(
+        after_long_help = "Examples:\n  llmclis import taskmaster                 # ./.taskmaster/tasks/tasks.json\n  llmclis import beads ~/src/app            # ~/src/app/.beads/issues.jsonl\n  llmclis import taskmaster --tag feature-x --project-id 2"
+    )]
+    Import(interop::ImportCmd),
+    /// A project's tasks as Task Master or beads reads them
+    #[command(subcommand)]
+    Export(interop::ExportCmd),
     /// issues.md: open and close entries
     #[command(subcommand)]
     Issues(plans::IssuesCmd),
@@ -221,162 +237,65 @@ enum ProjectCmd {
 
 #[derive(Debug, Args)]
 pub(crate) struct ProjectId {
-    /// The project's id (`llmclis project list` shows them)
+    /// The project's id [default: the project from where you stand: a
+    /// plans.md imported as a project, or a project's root, here or above;
+    /// else [general] default_project; else the only one]
     #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
-    project_id: i64,
+    project_id: Option<i64>,
 }
 
-#[derive(Debug, Subcommand)]
-enum TaskCmd {
-    /// Add a task
-    Add {
-        #[command(flatten)]
-        project: ProjectId,
-        /// The task's title
-        title: String,
-        /// A longer description
-        #[arg(long, short, default_value = "")]
-        description: String,
-        /// low, medium, high, critical or a number (higher first) [default: medium]
-        #[arg(long, short, value_name = "P")]
-        priority: Option<String>,
-        /// A task that must be done first (repeatable)
-        #[arg(long = "depends-on", visible_alias = "depends_on", value_name = "ID")]
-        depends_on: Vec<i64>,
-        /// Make this a subtask of ID
-        #[arg(long, value_name = "ID")]
-        parent: Option<i64>,
-        /// A tag (repeatable)
-        #[arg(long = "tag", value_name = "T")]
-        tags: Vec<String>,
-        /// The role that should work on it (the rules decide when unset)
-        #[arg(long, value_name = "ROLE", value_parser = closed::closed::<Role>(&crate::app::types::ROLES))]
-        role: Option<Role>,
-        /// An external reference such as S1.2
-        #[arg(long = "ref", value_name = "REF")]
-        external_ref: Option<String>,
-        /// A command that must pass on the task's change before it is done,
-        /// run with `sh -c` in the project's root (repeatable)
-        #[arg(long = "check", value_name = "CMD")]
-        check: Vec<String>,
-        /// A path or glob the change must not touch, e.g. tests/** (repeatable)
-        #[arg(long = "protect", value_name = "PATH")]
-        protect: Vec<String>,
-    },
-    /// List tasks, subtasks under their parents
-    List {
-        /// Only this project's tasks [default: every project]
-        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
-        project_id: Option<i64>,
-        /// Only tasks with this status
-        #[arg(long, value_name = "S", value_parser = closed::closed::<Status>(&closed::STATUSES))]
-        status: Option<Status>,
-    },
-    /// Show a task with its dependencies, subtasks, notes and history
-    Show {
-        /// The task's id
-        id: i64,
-    },
-    /// Print a done task's proposed change as a patch (`git apply` takes it)
-    Diff {
-        /// The task's id
-        id: i64,
-    },
-    /// Apply a done task's proposed change to the project's tree, once it
-    /// still applies and its checks pass on it
-    Apply {
-        /// The task's id
-        id: i64,
-        /// Commit it too (only its files), the message naming the task
-        #[arg(long)]
-        commit: bool,
-    },
-    /// Send a done task's change back: pending again, the reason noted
-    Reject {
-        /// The task's id
-        id: i64,
-        /// Why (the next attempt reads it)
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// The task to work on next; --claim takes it with a lease
-    Next {
-        /// Only this project [default: any project]
-        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
-        project_id: Option<i64>,
-        /// Take the task atomically (no other agent gets it while the lease runs)
-        #[arg(long)]
-        claim: bool,
-        /// Lease length in seconds [default: config queue.lease_seconds]
-        #[arg(long, value_name = "SECONDS", requires = "claim")]
-        lease: Option<u64>,
-    },
-    /// Set a task's status
-    Status {
-        /// The task's id
-        id: i64,
-        /// pending, in-progress, done or blocked
-        #[arg(value_parser = closed::closed::<Status>(&closed::STATUSES))]
-        status: Status,
-        /// A note recorded with the change
-        #[arg(long, short)]
-        note: Option<String>,
-    },
-    /// Append a note to a task
-    Note {
-        /// The task's id
-        id: i64,
-        /// The note
-        text: String,
-    },
-    /// Hide a task from every list and count; its history is kept.
-    Delete {
-        /// The task's id
-        id: i64,
-        /// Confirm the deletion.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Make a task depend on another (or drop that with --remove)
-    Dep {
-        /// The task that waits
-        id: i64,
-        /// The task it waits for
-        #[arg(long, value_name = "OTHER_ID")]
-        on: i64,
-        /// Drop the dependency instead of adding it
-        #[arg(long)]
-        remove: bool,
-    },
-    /// Change a task's fields
-    Edit {
-        /// The task's id
-        id: i64,
-        /// A new title
-        #[arg(long)]
-        title: Option<String>,
-        /// A new description
-        #[arg(long, short)]
-        description: Option<String>,
-        /// low, medium, high, critical or a number (higher first)
-        #[arg(long, short, value_name = "P")]
-        priority: Option<String>,
-        /// A role, or "none" to clear it
-        #[arg(long, value_name = "ROLE", value_parser = closed::closed::<tasks::RoleOrNone>(&closed::ROLES_OR_NONE))]
-        role: Option<tasks::RoleOrNone>,
-        /// Replaces the tags (repeatable); --tag "" clears them
-        #[arg(long = "tag", value_name = "T")]
-        tags: Option<Vec<String>>,
-        /// An external reference such as S1.2, or "" to clear it
-        #[arg(long = "ref", value_name = "REF")]
-        external_ref: Option<String>,
-        /// Replaces the checks (repeatable); --check "" clears them
-        #[arg(long = "check", value_name = "CMD")]
-        check: Option<Vec<String>>,
-        /// Replaces the protected paths (repeatable); --protect "" clears them
-        #[arg(long = "protect", value_name = "PATH")]
-        protect: Option<Vec<String>>,
-    },
+impl ProjectId {
+    /// The project given, or the one from where you stand; said on stderr
+    /// when it was not given.
+    pub(crate) fn choose(&self, ctx: &Ctx, store: &crate::app::handles::Store) -> Result<Chosen> {
+        let c = crate::app::here::project(&ctx.app, store, self.project_id)?;
+        if c.by != "given" && !ctx.json && !ctx.quiet {
+            eprintln!("(project {} {}: {})", c.project_id, c.name, c.why);
+        }
+        Ok(c)
+    }
+}
+
+pub(crate) use crate::app::here::Chosen;
+
+/// For commands that span every project when none is given: the project
+/// from where you stand when one is found there or in config, else none.
+pub(crate) fn scope(
+    ctx: &Ctx,
+    store: &crate::app::handles::Store,
+    given: Option<i64>,
+) -> Result<Option<Chosen>> {
+    match crate::app::here::project(&ctx.app, store, given) {
+        Ok(c) if c.by != "only" => {
+            if c.by != "given" && !ctx.json && !ctx.quiet {
+                eprintln!("(project {} {}: {})", c.project_id, c.name, c.why);
+            }
+            Ok(Some(c))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if given.is_some() => Err(e),
+        Err(Error::Config { path, message }) => Err(Error::Config { path, message }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Text from an argument, or from stdin when it is `-`.
+pub(crate) fn text_arg(text: String, what: &str) -> Result<String> {
+    if text != "-" {
+        return Ok(text);
+    }
+    use std::io::Read;
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .map_err(|e| Error::io("<stdin>", e))?;
+    let s = s.trim_end_matches(['\n', '\r']).to_string();
+    if s.trim().is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "the {what} read from stdin (`-`) is empty"
+        )));
+    }
+    Ok(s)
 }
 
 /// Parses `args`, runs the command, prints the result, and returns the exit
@@ -416,7 +335,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // Not locked for the whole command: `mcp` writes the protocol from other
     // threads, and `orchestrate` prints progress as it goes.
     let mut out = std::io::stdout();
-    match dispatch(cli, &mut out) {
+    let result = if cli.quiet && !json {
+        dispatch(cli, &mut std::io::sink())
+    } else {
+        dispatch(cli, &mut out)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`llmclis … | head`): nothing to say.
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -462,6 +386,8 @@ fn print_json_error(kind: &str, message: &str) {
 pub(crate) struct Ctx {
     pub(crate) app: crate::app::Context,
     pub(crate) json: bool,
+    /// `-q`: nothing on stdout but JSON asked for; notes on stderr too.
+    pub(crate) quiet: bool,
 }
 
 impl std::ops::Deref for Ctx {
@@ -518,6 +444,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
     let ctx = Ctx {
         app: crate::app::Context::new(paths, config, agent, cli.registry, cli.mode),
         json: cli.json,
+        quiet: cli.quiet,
     };
     let Some(command) = cli.command else {
         return crate::tui::run(&ctx.app);
@@ -569,8 +496,10 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         }
         Command::FirstRun { yes } => cmd_first_run(&ctx, yes, out),
         Command::Project(cmd) => cmd_project(&ctx, cmd, out),
-        Command::Task(cmd) => cmd_task(&ctx, cmd, out),
+        Command::Task(cmd) => task::cmd_task(&ctx, cmd, out),
         Command::Plans(cmd) => plans::plans(&ctx, cmd, out),
+        Command::Import(cmd) => interop::import(&ctx, cmd, out),
+        Command::Export(cmd) => interop::export(&ctx, cmd, out),
         Command::Issues(cmd) => plans::issues(&ctx, cmd, out),
         Command::Research(cmd) => plans::research(&ctx, cmd, out),
         Command::Models(cmd) => models::models(&ctx, cmd, out),
@@ -654,214 +583,6 @@ fn cmd_project(ctx: &Ctx, cmd: ProjectCmd, out: &mut impl Write) -> Result<()> {
         ProjectCmd::Show { id } => {
             let view = tasks::show_project(&store, id)?;
             emit(out, ctx.json, &view, || render::project_show(&view))
-        }
-    }
-}
-
-fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<()> {
-    let mut store = ctx.store()?;
-    let priority = |p: Option<String>| p.map(tasks::Priority::Named);
-    match cmd {
-        TaskCmd::Add {
-            project,
-            title,
-            description,
-            priority: p,
-            depends_on,
-            parent,
-            tags,
-            role,
-            external_ref,
-            check,
-            protect,
-        } => {
-            let req = tasks::AddTask {
-                project_id: project.project_id,
-                title,
-                description,
-                priority: priority(p),
-                depends_on,
-                parent,
-                tags,
-                role,
-                external_ref,
-                check,
-                protect,
-            };
-            let t = tasks::add_task(ctx, &mut store, req)?;
-            emit(out, ctx.json, &t, || {
-                format!(
-                    "Created task {} in project {}: {}",
-                    t.id, t.project_id, t.title
-                )
-            })
-        }
-        TaskCmd::List { project_id, status } => {
-            let req = tasks::ListTasks { project_id, status };
-            let list = tasks::list_tasks(&store, req)?;
-            emit(out, ctx.json, &list, || {
-                render::task_list(&list, project_id.is_none())
-            })
-        }
-        TaskCmd::Delete { id, yes } => {
-            if !yes {
-                return Err(Error::InvalidInput(format!(
-                    "deleting task {id} hides it from every list (its history stays); run again with --yes to confirm"
-                )));
-            }
-            let req = tasks::DeleteTask {
-                id: id.into(),
-                project_id: None,
-            };
-            let task = tasks::delete_task(ctx, &mut store, req)?;
-            emit(out, ctx.json, &task, || {
-                format!("Deleted task {}: {} (history kept)", task.id, task.title)
-            })
-        }
-        TaskCmd::Show { id } => {
-            let req = tasks::ShowTask {
-                id: id.into(),
-                project_id: None,
-            };
-            let view = tasks::show_task(&store, req)?;
-            emit(out, ctx.json, &view, || render::task_show(&view))
-        }
-        TaskCmd::Diff { id } => {
-            let d = changes::diff(
-                &store,
-                changes::TaskDiff {
-                    id: id.into(),
-                    project_id: None,
-                },
-            )?;
-            // The patch as it is, so `llmclis task diff 7 | git apply` works.
-            emit(out, ctx.json, &d, || d.patch.trim_end().to_string())
-        }
-        TaskCmd::Apply { id, commit } => {
-            let a = changes::apply(
-                ctx,
-                &mut store,
-                changes::ApplyChange {
-                    id: id.into(),
-                    commit,
-                    project_id: None,
-                },
-            )?;
-            emit(out, ctx.json, &a, || {
-                let checks = if a.checks.is_empty() {
-                    "it has no check".to_string()
-                } else {
-                    format!("{} passed on it first", a.checks.join(", "))
-                };
-                format!(
-                    "Applied task {}'s change to {} ({checks}){}",
-                    a.task_id,
-                    a.files.join(", "),
-                    a.commit
-                        .as_deref()
-                        .map(|c| format!("; committed as {c}"))
-                        .unwrap_or_default()
-                )
-            })
-        }
-        TaskCmd::Reject { id, reason } => {
-            let t = changes::reject(
-                ctx,
-                &mut store,
-                changes::RejectChange {
-                    id: id.into(),
-                    reason,
-                    project_id: None,
-                },
-            )?;
-            emit(out, ctx.json, &t, || {
-                format!(
-                    "Task {} is pending again; the next run does it anew and reads why",
-                    t.id
-                )
-            })
-        }
-        TaskCmd::Next {
-            project_id,
-            claim,
-            lease,
-        } => {
-            let req = tasks::NextTask {
-                project_id,
-                claim: Some(claim),
-                lease_seconds: lease,
-            };
-            let next = tasks::next_task(ctx, &mut store, req)?;
-            emit(out, ctx.json, &next.task, || {
-                render::next(next.task.as_ref(), claim, next.counts.as_ref())
-            })
-        }
-        TaskCmd::Status { id, status, note } => {
-            let req = tasks::SetStatus {
-                id: id.into(),
-                status,
-                note,
-                project_id: None,
-            };
-            let view = tasks::set_status(ctx, &mut store, req, "cli")?;
-            emit(out, ctx.json, &view, || render::status_change(&view))
-        }
-        TaskCmd::Note { id, text } => {
-            let req = tasks::AddNote {
-                id: id.into(),
-                text,
-                project_id: None,
-            };
-            let view = tasks::add_note(ctx, &mut store, req)?;
-            emit(out, ctx.json, &view, || render::note_added(&view))
-        }
-        TaskCmd::Dep { id, on, remove } => {
-            let c = tasks::dependency(ctx, &mut store, tasks::Dependency { id, on, remove })?;
-            emit(out, ctx.json, &c, || match (remove, c.changed) {
-                (false, true) => format!("Task {id} now depends on task {on}."),
-                (false, false) => {
-                    format!("Task {id} already depended on task {on}; nothing changed.")
-                }
-                (true, true) => format!("Task {id} no longer depends on task {on}."),
-                (true, false) => format!("Task {id} did not depend on task {on}; nothing changed."),
-            })
-        }
-        TaskCmd::Edit {
-            id,
-            title,
-            description,
-            priority: p,
-            role,
-            tags,
-            external_ref,
-            check,
-            protect,
-        } => {
-            // `--check ""` clears, as `--tag ""` does.
-            let list = |v: Option<Vec<String>>| {
-                v.map(|v| v.into_iter().filter(|x| !x.trim().is_empty()).collect())
-            };
-            let req = tasks::EditTask {
-                id: id.into(),
-                title,
-                description,
-                priority: priority(p),
-                role,
-                tags,
-                external_ref,
-                check: list(check),
-                protect: list(protect),
-                project_id: None,
-            };
-            let t = tasks::edit_task(ctx, &mut store, req).map_err(|e| match e {
-                Error::InvalidInput(m) if m.starts_with("nothing to change") => Error::InvalidInput(
-                    "nothing to change: pass --title, --description, --priority, --role, --tag, --ref, --check or --protect".into(),
-                ),
-                e => e,
-            })?;
-            emit(out, ctx.json, &t, || {
-                format!("Updated task {}: {}", t.id, t.title)
-            })
         }
     }
 }

@@ -74,7 +74,7 @@ pub struct ChatArgs {
     /// A system message
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
-    /// What to ask
+    /// What to ask; `-` reads it from stdin
     prompt: String,
 }
 
@@ -256,7 +256,8 @@ pub fn route(ctx: &Ctx, cmd: RouteCmd, out: &mut impl Write) -> Result<()> {
     })
 }
 
-pub fn chat(ctx: &Ctx, args: ChatArgs, out: &mut impl Write) -> Result<()> {
+pub fn chat(ctx: &Ctx, mut args: ChatArgs, out: &mut impl Write) -> Result<()> {
+    args.prompt = super::text_arg(args.prompt, "prompt")?;
     let (registry, caller) = caller(ctx)?;
     let mode = ctx.mode();
     let (chain, temperature, role) = crate::app::models::chat_route(

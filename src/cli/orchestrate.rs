@@ -36,8 +36,7 @@ pub struct OrchestrateArgs {
 
 pub fn orchestrate(ctx: &Ctx, args: OrchestrateArgs, out: &mut impl Write) -> Result<()> {
     let store = ctx.store()?;
-    let project_id = args.project.project_id;
-    store.project(project_id)?;
+    let project_id = args.project.choose(ctx, &store)?.project_id;
     if args.max_steps == 0 {
         return Err(Error::InvalidInput("--max-steps must be at least 1".into()));
     }

@@ -294,6 +294,41 @@ pub fn task_show(v: &TaskView) -> String {
     s.trim_end().to_string()
 }
 
+/// The ready queue, in claim order: one line per task.
+pub fn ready(tasks: &[Task], show_project: bool) -> String {
+    if tasks.is_empty() {
+        return "No task is ready.".into();
+    }
+    let mut s = String::new();
+    let project_col = if show_project {
+        format!("{:>4}  ", "PROJ")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "{:>5}  {project_col}{:<8} {:>3}  {:<10} TITLE",
+        "ID", "REF", "PRI", "TAGS"
+    );
+    for t in tasks {
+        let project = if show_project {
+            format!("{:>4}  ", t.project_id)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "{:>5}  {project}{:<8} {:>3}  {:<10} {}",
+            t.id,
+            fit(t.external_ref.as_deref().unwrap_or("-"), 8),
+            t.priority,
+            fit(&t.tags.join(","), 10),
+            t.title
+        );
+    }
+    s.trim_end().to_string()
+}
+
 pub fn next(task: Option<&Task>, claimed: bool, counts: Option<&StatusCounts>) -> String {
     match task {
         Some(t) => {

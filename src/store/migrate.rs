@@ -45,6 +45,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_checks",
         include_str!("../../migrations/0011_checks.sql"),
     ),
+    (
+        "0012_imports",
+        include_str!("../../migrations/0012_imports.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@
 mod checks;
 mod deps;
 mod evals;
+pub mod imports;
 mod keys;
 mod migrate;
 pub mod model;
@@ -35,6 +36,7 @@ use crate::error::{Error, Result};
 
 pub use checks::CheckRecord;
 pub use evals::EvalResult;
+pub use imports::Imported;
 pub use keys::{ApiKey, NewKey, key_hash};
 pub use migrate::SCHEMA_VERSION;
 pub use model::*;

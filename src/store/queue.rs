@@ -224,6 +224,18 @@ impl Store {
         ids.into_iter().map(|id| self.task(id)).collect()
     }
 
+    /// The first `limit` ready tasks of every project, in claim order.
+    pub fn ready_tasks_any(&self, limit: usize) -> Result<Vec<Task>> {
+        let ids: Vec<i64> = self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT id FROM tasks WHERE {READY_WHERE} ORDER BY {READY_ORDER} LIMIT ?1"
+            ))?
+            .query_map(params![limit.min(i64::MAX as usize) as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.into_iter().map(|id| self.task(id)).collect()
+    }
+
     /// Atomically takes the next task for `agent`: one `UPDATE … WHERE status
     /// = 'pending' … RETURNING` inside a write transaction, with a lease that
     /// ends after `lease`. Leases that already ran out are released first, so
