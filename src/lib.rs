@@ -4,6 +4,7 @@
 //! ARCHITECTURE.md for the map of modules and the invariants they keep.
 
 pub mod app;
+pub mod assets;
 pub mod cli;
 pub mod config;
 pub mod crashpoint;
@@ -36,6 +37,7 @@ pub mod tokens;
 pub mod tools;
 pub mod tui;
 pub mod worktree;
+pub mod zip;
 
 pub use error::{Error, Result};
 

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod assets;
 mod changes;
 mod checks;
 mod cli;

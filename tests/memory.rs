@@ -536,19 +536,18 @@ fn missing_assets_are_clear_errors_not_panics() {
         )
     };
     let nope = env.dir.path().join("nope.so");
-    store(env.dir.path(), &nope)
-        .assert_err(1, &["model.onnx is missing", "scripts/embedding-assets"]);
+    store(env.dir.path(), &nope).assert_err(1, &["model.onnx is missing", "llmclis assets fetch"]);
     // With the real model but no ONNX Runtime, or a file that is not one:
     // `ort` would panic; llmclis says what to do.
     if let Some((dir, _)) = assets() {
-        store(&dir, &nope).assert_err(1, &["ONNX Runtime not found", "scripts/embedding-assets"]);
+        store(&dir, &nope).assert_err(1, &["ONNX Runtime not found", "llmclis assets fetch"]);
         let fake = env.dir.path().join("libonnxruntime.so");
         std::fs::write(&fake, b"not a library").unwrap();
         store(&dir, &fake).assert_err(
             1,
             &[
                 "could not be loaded as ONNX Runtime",
-                "scripts/embedding-assets",
+                "llmclis assets fetch",
             ],
         );
     }

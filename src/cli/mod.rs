@@ -1,6 +1,7 @@
 //! The command line: clap definitions, dispatch to the library, and the one
 //! place where errors become messages and exit codes.
 
+mod assets;
 mod closed;
 mod eval;
 mod interop;
@@ -144,13 +145,16 @@ enum Command {
         #[arg(long, short)]
         yes: bool,
     },
+    /// The local embedding model and ONNX Runtime: fetch them
+    #[command(subcommand)]
+    Assets(assets::AssetsCmd),
     /// Projects: add, list, show
     #[command(subcommand)]
     Project(ProjectCmd),
-    /// Tasks: add, list, show, next, status, note, dep, edit
+    /// Tasks: add, list, ready, next, claim, release, status, note, dep, edit
     #[command(subcommand)]
     #[command(
-        after_long_help = "Examples:\n  llmclis task add --project-id 1 \"Fix the parser\" --tag bug --priority high\n  llmclis task next --project-id 1 --claim              # take the next task with a lease\n  llmclis task status 7 done --note \"merged in #12\""
+        after_long_help = "Examples:\n  llmclis task add \"Fix the parser\" --tag bug --priority high   # the project from where you stand\n  llmclis task ready --tag bug                        # the queue, in the order next gives it\n  llmclis task next --claim                           # take the next task with a lease\n  git log -1 --format=%B | llmclis task note 7 -      # text from stdin\n  llmclis task status 7 done --note \"merged in #12\""
     )]
     Task(task::TaskCmd),
     /// Work through a project's tasks: plan, execute, critique, record
@@ -498,6 +502,7 @@ fn dispatch(cli: Cli, out: &mut impl Write) -> Result<()> {
         Command::Project(cmd) => cmd_project(&ctx, cmd, out),
         Command::Task(cmd) => task::cmd_task(&ctx, cmd, out),
         Command::Plans(cmd) => plans::plans(&ctx, cmd, out),
+        Command::Assets(cmd) => assets::assets(&ctx, cmd, out),
         Command::Import(cmd) => interop::import(&ctx, cmd, out),
         Command::Export(cmd) => interop::export(&ctx, cmd, out),
         Command::Issues(cmd) => plans::issues(&ctx, cmd, out),

@@ -39,7 +39,6 @@ fn priority_out(p: i64) -> i64 {
     4 - p.clamp(0, 4)
 }
 
-
 /// Reads issues.jsonl. A tombstone (a deleted issue) is left out.
 pub fn parse(text_in: &str) -> Result<Parsed, String> {
     let mut out = Parsed::default();

