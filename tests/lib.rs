@@ -30,6 +30,7 @@ mod mcp;
 mod memory;
 mod memory_tree;
 mod orchestrate;
+mod planning;
 mod plans_cli;
 mod qdrant;
 mod recovery;

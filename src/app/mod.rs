@@ -15,6 +15,7 @@ pub mod keys;
 pub mod memory;
 pub mod models;
 pub mod paths;
+pub mod planning;
 pub mod route;
 pub mod run;
 pub mod tasks;

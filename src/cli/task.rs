@@ -87,6 +87,15 @@ pub(super) enum TaskCmd {
         #[arg(long, value_name = "SECONDS")]
         lease: Option<u64>,
     },
+    /// Ask the planner to split a task now, as a run's planner would; the
+    /// subtasks are written the same way
+    Expand {
+        /// The task's id
+        id: i64,
+        /// At most this many subtasks (2 to 12)
+        #[arg(long, value_name = "N")]
+        max: Option<usize>,
+    },
     /// Give a claimed task back: pending again, for any agent
     Release {
         /// The task's id
@@ -290,6 +299,43 @@ pub(super) fn cmd_task(ctx: &Ctx, cmd: TaskCmd, out: &mut impl Write) -> Result<
                     t.title,
                     t.lease_expires_at.as_deref().unwrap_or("?")
                 )
+            })
+        }
+        TaskCmd::Expand { id, max } => {
+            let req = crate::app::planning::ExpandTask {
+                id: id.into(),
+                max,
+                project_id: None,
+            };
+            let rt = crate::app::runtime()?;
+            let e = rt.block_on(crate::app::planning::expand(ctx, &mut store, req))?;
+            emit(out, ctx.json, &e, || {
+                if !e.split {
+                    return format!("{} kept task {} whole: {}", e.model, e.task_id, e.reason);
+                }
+                let mut s = format!(
+                    "{} split task {} into {} subtasks: {}",
+                    e.model,
+                    e.task_id,
+                    e.subtasks.len(),
+                    e.reason
+                );
+                for t in &e.subtasks {
+                    let after = if t.depends_on.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "  (after {})",
+                            t.depends_on
+                                .iter()
+                                .map(|d| d.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    s.push_str(&format!("\n  {:>5}  {}{after}", t.id, t.title));
+                }
+                s
             })
         }
         TaskCmd::Release { id, force } => {

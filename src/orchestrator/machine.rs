@@ -265,6 +265,40 @@ enum Phase {
 /// The most subtasks a planner may create for one task.
 pub const MAX_SUBTASKS: usize = 12;
 
+/// The planner's subtasks a split takes: titled ones, at most `max`, each
+/// depending only on earlier kept ones (indexes remapped; no cycles, none
+/// dangling). `task expand` and a run's split share it.
+pub fn kept_subtasks(planned: Vec<PlannedSubtask>, max: usize) -> Vec<PlannedSubtask> {
+    // The planner's indexes, mapped to the kept subtasks' positions.
+    let mut kept_at: Vec<Option<i64>> = Vec::new();
+    let mut subtasks: Vec<PlannedSubtask> = Vec::new();
+    for s in planned {
+        if s.title.trim().is_empty() || subtasks.len() == max {
+            kept_at.push(None);
+            continue;
+        }
+        kept_at.push(Some(subtasks.len() as i64));
+        subtasks.push(s);
+    }
+    for (i, s) in subtasks.iter_mut().enumerate() {
+        // Only earlier subtasks: no cycles, no dangling indexes.
+        let mut deps: Vec<i64> = s
+            .depends_on
+            .iter()
+            .filter_map(|d| {
+                usize::try_from(*d)
+                    .ok()
+                    .and_then(|d| kept_at.get(d).copied().flatten())
+            })
+            .filter(|d| (*d as usize) < i)
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        s.depends_on = deps;
+    }
+    subtasks
+}
+
 #[derive(Debug, Clone)]
 pub struct Step {
     setup: Setup,
@@ -557,33 +591,7 @@ impl Step {
     }
 
     fn planned(&mut self, plan: Plan) -> Vec<Effect> {
-        // The planner's indexes, mapped to the kept subtasks' positions.
-        let mut kept_at: Vec<Option<i64>> = Vec::new();
-        let mut subtasks: Vec<PlannedSubtask> = Vec::new();
-        for s in plan.subtasks {
-            if s.title.trim().is_empty() || subtasks.len() == MAX_SUBTASKS {
-                kept_at.push(None);
-                continue;
-            }
-            kept_at.push(Some(subtasks.len() as i64));
-            subtasks.push(s);
-        }
-        for (i, s) in subtasks.iter_mut().enumerate() {
-            // Only earlier subtasks: no cycles, no dangling indexes.
-            let mut deps: Vec<i64> = s
-                .depends_on
-                .iter()
-                .filter_map(|d| {
-                    usize::try_from(*d)
-                        .ok()
-                        .and_then(|d| kept_at.get(d).copied().flatten())
-                })
-                .filter(|d| (*d as usize) < i)
-                .collect();
-            deps.sort_unstable();
-            deps.dedup();
-            s.depends_on = deps;
-        }
+        let subtasks = kept_subtasks(plan.subtasks, MAX_SUBTASKS);
         if plan.split && subtasks.len() >= 2 {
             return self.finish(Effect::Split {
                 reason: plan.reason,

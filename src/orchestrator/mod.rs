@@ -14,6 +14,7 @@ pub mod routing;
 pub mod run;
 pub mod schedule;
 mod shared;
+pub mod split;
 pub mod step;
 
 use serde::Serialize;

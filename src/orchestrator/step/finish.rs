@@ -150,33 +150,9 @@ impl StepRun<'_> {
             let mut note = note.clone();
             let mut detail = detail.clone();
             if let Effect::Split { reason, subtasks } = &effect {
-                let mut ids: Vec<i64> = Vec::new();
-                for sub in subtasks {
-                    let t = s.create_task(
-                        NewTask {
-                            project_id: task.project_id,
-                            title: sub.title.clone(),
-                            description: sub.description.clone(),
-                            parent_id: Some(task.id),
-                            priority: Some(task.priority),
-                            // A role the planner made up is no hint.
-                            role: sub.role.as_deref().and_then(|r| r.parse().ok()),
-                            depends_on: sub.depends_on.iter().map(|i| ids[*i as usize]).collect(),
-                            ..Default::default()
-                        },
-                        &holder,
-                    )?;
-                    ids.push(t.id);
-                }
-                note = format!(
-                    "Split by the planner into {} subtasks ({}): {}",
-                    ids.len(),
-                    ids.iter()
-                        .map(|i| format!("#{i}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    cut(reason, 300)
-                );
+                let (ids, split_note) =
+                    crate::orchestrator::split::write(s, &task, subtasks, reason, &holder)?;
+                note = split_note;
                 detail["subtask_ids"] = json!(ids);
             }
             let t = s.finish_claim(

@@ -26,7 +26,7 @@ use crate::llm::caller::{CallFailed, CallOutcome};
 use crate::llm::{ChatRequest, Message};
 use crate::role::Role;
 use crate::router::{self, Decision, TaskInfo, estimate_tokens};
-use crate::store::{ModelCall, NewTask, Status, Store, Task};
+use crate::store::{ModelCall, Status, Store, Task};
 
 use super::context::{Material, RESULT_CHARS, TaskView, Vars, cut};
 use super::fit::Fitted;
