@@ -22,4 +22,5 @@ pub const INSTALLED_FILES: &[(&str, &str)] = &[
         include_str!("../prompts/summarizer.md"),
     ),
     ("prompts/voter.md", include_str!("../prompts/voter.md")),
+    ("prompts/prd.md", include_str!("../prompts/prd.md")),
 ];

@@ -14,10 +14,12 @@ use crate::error::{Error, Result};
 
 /// The template voters render; it belongs to no role.
 pub const VOTER: &str = "voter";
+/// `plans parse`: a requirements document into stages and tasks.
+pub const PRD: &str = "prd";
 
 /// Every template the orchestrator renders: one per role, and the voter's.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    crate::registry::ROLES.into_iter().chain([VOTER])
+    crate::registry::ROLES.into_iter().chain([VOTER, PRD])
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

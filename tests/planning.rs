@@ -62,7 +62,11 @@ async fn expand_splits_a_task_now_as_a_run_would_and_records_the_call() {
         notes.contains("Split by the planner into 3 subtasks"),
         "{notes}"
     );
-    assert_eq!(shown["model_calls"][0]["purpose"], "expand", "{}", shown["model_calls"]);
+    assert_eq!(
+        shown["model_calls"][0]["purpose"], "expand",
+        "{}",
+        shown["model_calls"]
+    );
     assert_eq!(shown["model_calls"][0]["role"], "planner");
     // The prompt was the run's planner prompt about this task.
     assert!(llm.prompts_with(PLANNER)[0].contains("Build the parser"));
@@ -102,4 +106,149 @@ async fn a_planner_that_keeps_the_task_whole_changes_nothing_but_a_note() {
             .contains("kept the task whole: one small change")
     );
     assert_eq!(shown["subtasks"], serde_json::json!([]), "{shown}");
+}
+
+const PRD: &str = "# Todo app\n\nPeople keep a list of things to do.\n\n- Add an item with a title.\n- Mark an item done.\n- List the items, open ones first.\n\nLater: share a list with a friend by link.\n";
+
+const OUTLINE: &str = r#"{"stages": [
+  {"title": "Items", "goal": "keep a list", "tasks": [
+    {"title": "Add an item", "description": "an item with a title is stored", "depends_on": []},
+    {"title": "Mark done", "description": "an item can be marked done", "depends_on": [0]},
+    {"title": "List items", "description": "open ones first", "depends_on": [0, 1]}
+  ]},
+  {"title": "Sharing", "goal": "share by link", "tasks": [
+    {"title": "Share a list", "description": "a link opens the list", "depends_on": [2, 9]}
+  ]}
+]}"#;
+
+/// The stages go after the file's own (untouched, byte for byte), the
+/// tasks are imported with their dependencies, and a second document
+/// comes after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_parse_appends_stages_and_imports_them_with_dependencies() {
+    let llm = FakeLlm::routed(
+        vec![Route::new(
+            "Requirements document",
+            vec![text(OUTLINE)],
+            text(OUTLINE),
+        )],
+        None,
+        Duration::ZERO,
+    )
+    .await;
+    let env = Env::new();
+    install(&env, &registry_yaml(&llm.url), 60);
+    let seed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/seed_plans.md"
+    ))
+    .unwrap();
+    let plans = env.dir.path().join("plans.md");
+    std::fs::write(&plans, &seed).unwrap();
+    std::fs::write(env.dir.path().join("prd.md"), PRD).unwrap();
+    let out = env.json(&["plans", "parse", "prd.md"]);
+    assert_eq!(out["tasks"], 4, "{out}");
+    let after = std::fs::read_to_string(&plans).unwrap();
+    assert!(
+        after.starts_with(seed.trim_end()),
+        "the file's own text is untouched"
+    );
+    let stages: Vec<u64> = out["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert_eq!(stages, [9, 10], "after the seed's 8 stages: {out}");
+    assert!(after.contains("## Stage 9 – Items"));
+    assert!(after.contains("- [ ] **S10.1 – Share a list**\n"));
+    assert!(
+        after.contains("  - **Depends On:** S9.3\n"),
+        "index 9 does not exist: dropped"
+    );
+    // The planner saw the document and the stages already there.
+    let prompt = &llm.prompts_with("Requirements document")[0];
+    assert!(
+        prompt.contains("Mark an item done") && prompt.contains("Stage 8: "),
+        "{prompt}"
+    );
+    // Imported: the tasks are in the queue with their dependencies.
+    let listed = env.json(&[
+        "task",
+        "list",
+        "--project-id",
+        &out["project_id"].to_string(),
+    ]);
+    let by_ref = |r: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["external_ref"] == r)
+            .unwrap_or_else(|| panic!("{r} imported: {listed}"))
+            .clone()
+    };
+    let list = by_ref("S9.3");
+    assert_eq!(
+        list["depends_on"],
+        serde_json::json!([by_ref("S9.1")["id"], by_ref("S9.2")["id"]])
+    );
+    env.run(&["plans", "check"]).assert_ok();
+    // Again with another document: after the new stages.
+    let again = env.json(&["plans", "parse", "prd.md"]);
+    assert_eq!(again["stages"], serde_json::json!([11, 12]));
+}
+
+#[test]
+fn plans_parse_refuses_an_empty_document_and_writes_nothing() {
+    let env = Env::new();
+    std::fs::write(env.dir.path().join("empty.md"), "  \n").unwrap();
+    env.run(&["plans", "parse", "empty.md"])
+        .assert_err(2, &["empty.md", "nothing to plan"]);
+    assert!(!env.dir.path().join("plans.md").exists());
+}
+
+/// The plumbing with a real model: SmolLM2-135M through llama.cpp's server,
+/// its answer held to the prompt's JSON schema. A model this small plans
+/// poorly; what is checked is that its plan lands whole or not at all.
+#[test]
+fn plans_parse_with_the_real_small_model() {
+    let Some((smollm, _, _turn)) = crate::support::servers() else {
+        return;
+    };
+    let env = Env::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    std::fs::write(
+        env.config_dir().join("model_registry.yaml"),
+        crate::support::one_model_registry(
+            &format!(
+                "{{ name: smol, kind: openai-compatible, flavour: llamacpp, base_url: \"{smollm}\", timeout_secs: 120, max_concurrency: 1, local: true }}"
+            ),
+            "{ id: smollm2-135m, provider: smol, served_name: SmolLM2-135M-Instruct, context_window: 8192, max_output_tokens: 1024, capabilities: [json_schema] }",
+            "smollm2-135m",
+        ),
+    )
+    .unwrap();
+    std::fs::write(env.dir.path().join("prd.md"), PRD).unwrap();
+    let r = env.run(&["--json", "plans", "parse", "prd.md"]);
+    let plans = env.dir.path().join("plans.md");
+    if r.code == 0 {
+        let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert!(out["tasks"].as_u64().unwrap() >= 1, "{out}");
+        assert_eq!(out["model"], "smollm2-135m");
+        env.run(&[
+            "plans",
+            "check",
+            "--project-id",
+            &out["project_id"].to_string(),
+        ])
+        .assert_ok();
+        let listed = env.json(&["task", "list"]);
+        assert!(listed.as_array().unwrap().len() as u64 >= out["tasks"].as_u64().unwrap());
+    } else {
+        // A plan it could not finish (cut at its output limit) is a clean
+        // error naming the model, and nothing is written.
+        r.assert_err(1, &["smollm2-135m"]);
+        assert!(!plans.exists(), "nothing half-written");
+    }
 }

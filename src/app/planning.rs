@@ -47,6 +47,7 @@ async fn ask_planner<T: serde::de::DeserializeOwned>(
     template: &str,
     text: String,
     task: &Task,
+    record_for: Option<i64>,
     purpose: &str,
 ) -> Result<(T, String)> {
     let registry = Arc::new(ctx.registry()?);
@@ -91,7 +92,7 @@ async fn ask_planner<T: serde::de::DeserializeOwned>(
     for (_, mut call) in
         crate::llm::caller::call_records(&result, &req, &registry, Role::Planner.as_str(), purpose)
     {
-        call.task_id = Some(task.id);
+        call.task_id = record_for;
         store.record_model_call(&call)?;
     }
     let o = result.map_err(|f| Error::Model(caller.redact(&f.to_string())))?;
@@ -126,7 +127,7 @@ pub async fn expand(ctx: &Context, store: &mut Store, req: ExpandTask) -> Result
     let prompts = Prompts::load(&ctx.paths.config_dir)?;
     let text = prompts.render("planner", &material.vars)?;
     let (plan, model): (Plan, String) =
-        ask_planner(ctx, store, "planner", text, &task, "expand").await?;
+        ask_planner(ctx, store, "planner", text, &task, Some(id), "expand").await?;
     let subtasks = kept_subtasks(plan.subtasks, max);
     if !plan.split || subtasks.len() < 2 {
         let why = if plan.reason.trim().is_empty() {
@@ -164,4 +165,151 @@ pub async fn expand(ctx: &Context, store: &mut Store, req: ExpandTask) -> Result
         model,
         subtasks,
     })
+}
+
+#[derive(Debug, Clone)]
+pub struct ParsePrd {
+    /// The requirements document.
+    pub document: std::path::PathBuf,
+    /// The plans.md the stages go into (made when missing).
+    pub into: std::path::PathBuf,
+    pub project_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Parsed {
+    pub plans: String,
+    pub project_id: i64,
+    /// The stages added, by number.
+    pub stages: Vec<u32>,
+    pub tasks: usize,
+    pub model: String,
+}
+
+/// A free-form requirements document into plans.md stages and tasks with
+/// dependencies, by the planner; appended after the file's own stages
+/// (which are never touched), then imported.
+pub async fn parse_prd(ctx: &Context, store: &mut Store, req: ParsePrd) -> Result<Parsed> {
+    let document = crate::docs::read_doc(&req.document)?;
+    if document.trim().is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{} is empty: there is nothing to plan",
+            req.document.display()
+        )));
+    }
+    // The file as it is now: its stages are what the planner must not repeat.
+    let existing = match req.into.exists() {
+        true => Some(crate::docs::plans::PlansDoc::parse(
+            &crate::docs::read_doc(&req.into)?,
+            &req.into,
+        )?),
+        false => None,
+    };
+    let titles: Vec<String> = existing
+        .iter()
+        .flat_map(|d| d.stages.iter())
+        .map(|s| format!("- Stage {}: {}", s.number, s.title))
+        .collect();
+    let name = req
+        .document
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prompts = Prompts::load(&ctx.paths.config_dir)?;
+    let text = prompts.render(
+        crate::prompts::PRD,
+        serde_json::json!({"document": document, "name": name, "existing": titles.join("\n")}),
+    )?;
+    // The project the document is about (for routing and the records).
+    let about = Task {
+        title: format!("Plan {name}"),
+        description: String::new(),
+        project_id: req.project_id.unwrap_or(0),
+        ..placeholder_task()
+    };
+    let (outline, model): (crate::docs::prd::Outline, String) = ask_planner(
+        ctx,
+        store,
+        crate::prompts::PRD,
+        text,
+        &about,
+        None,
+        "plans_parse",
+    )
+    .await?;
+    let stamp = crate::docs::stamp_now();
+    let mut added = (Vec::new(), 0usize);
+    let mut write = |base: &str| -> Result<String> {
+        let doc = crate::docs::plans::PlansDoc::parse(base, &req.into)?;
+        let first = doc.stages.iter().map(|s| s.number).max().unwrap_or(0) + 1;
+        let (sections, n) = crate::docs::prd::render(&outline, first, &stamp, &ctx.agent);
+        if n == 0 {
+            return Err(Error::Model(format!(
+                "{model} planned no task from {name}; nothing was written"
+            )));
+        }
+        let mut text = base.trim_end().to_string();
+        text.push('\n');
+        text.push_str(&sections);
+        let parsed = crate::docs::plans::PlansDoc::parse(&text, &req.into)?;
+        added = (
+            parsed
+                .stages
+                .iter()
+                .map(|s| s.number)
+                .filter(|n| *n >= first)
+                .collect(),
+            n,
+        );
+        Ok(text)
+    };
+    if req.into.exists() {
+        crate::docs::update_file(&req.into, write)?;
+    } else {
+        let text = write(&format!("# {} – Plans\n", name.trim_end_matches(".md")))?;
+        if !crate::fsutil::create_atomic(&req.into, text.as_bytes())? {
+            return Err(Error::Conflict {
+                path: req.into.clone(),
+                message: "another program made it meanwhile; run again".into(),
+            });
+        }
+    }
+    let report = crate::docs::import::import(store, &req.into, req.project_id, &ctx.agent)?;
+    Ok(Parsed {
+        plans: req.into.display().to_string(),
+        project_id: report.project_id,
+        stages: added.0,
+        tasks: added.1,
+        model,
+    })
+}
+
+/// A task that is not in the store: what routing and the records read
+/// about a document being planned.
+fn placeholder_task() -> Task {
+    Task {
+        id: 0,
+        project_id: 0,
+        parent_id: None,
+        external_ref: None,
+        title: String::new(),
+        description: String::new(),
+        status: Status::Pending,
+        priority: 2,
+        role: None,
+        tags: Vec::new(),
+        depends_on: Vec::new(),
+        created_at: String::new(),
+        created_by: String::new(),
+        updated_at: String::new(),
+        last_agent: None,
+        last_updated_at: None,
+        claimed_by: None,
+        lease_expires_at: None,
+        attempts: 0,
+        deleted_at: None,
+        checks: Vec::new(),
+        protected: Vec::new(),
+        verified: None,
+    }
 }

@@ -23,6 +23,18 @@ pub enum PlansCmd {
         #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
         project_id: Option<i64>,
     },
+    /// Turn a requirements document into plans.md stages and tasks (by
+    /// the planner), after the file's own stages, then import them
+    Parse {
+        /// The requirements document (free-form text or markdown)
+        document: PathBuf,
+        /// The plans.md to add to (made when missing)
+        #[arg(long, value_name = "PATH", default_value = "plans.md")]
+        into: PathBuf,
+        /// The project to import into [default: the one linked to the file, else a new one]
+        #[arg(long = "project-id", visible_alias = "project_id", value_name = "N")]
+        project_id: Option<i64>,
+    },
     /// Mark a task done: tick it, record who and when, log it
     Done {
         /// S1.2, or a task id
@@ -138,6 +150,34 @@ pub enum ResearchCmd {
 pub fn plans(ctx: &Ctx, cmd: PlansCmd, out: &mut impl Write) -> Result<()> {
     let agent = ctx.agent.as_str();
     match cmd {
+        PlansCmd::Parse {
+            document,
+            into,
+            project_id,
+        } => {
+            let mut store = ctx.store()?;
+            let req = crate::app::planning::ParsePrd {
+                document,
+                into,
+                project_id,
+            };
+            let rt = crate::app::runtime()?;
+            let p = rt.block_on(crate::app::planning::parse_prd(ctx, &mut store, req))?;
+            emit(out, ctx.json, &p, || {
+                format!(
+                    "{} planned {} task(s) in stage(s) {} of {} (project {}); `llmclis task ready` shows what can start",
+                    p.model,
+                    p.tasks,
+                    p.stages
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    p.plans,
+                    p.project_id
+                )
+            })
+        }
         PlansCmd::Import { path, project_id } => {
             let mut store = ctx.store()?;
             let path = path.unwrap_or_else(|| PathBuf::from("plans.md"));

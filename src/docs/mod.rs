@@ -12,6 +12,7 @@ pub mod import;
 pub mod issues;
 pub mod outline;
 pub mod plans;
+pub mod prd;
 pub mod research;
 pub mod sync;
 

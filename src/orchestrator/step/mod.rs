@@ -638,7 +638,57 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> std::result::Re
     if b < a {
         return Err("no JSON object in the answer".into());
     }
-    serde_json::from_str(&t[a..=b]).map_err(|e| format!("invalid JSON: {e}"))
+    let object = &t[a..=b];
+    serde_json::from_str(object)
+        .or_else(|e| serde_json::from_str(&escape_controls(object)).map_err(|_| e))
+        .map_err(|e| format!("invalid JSON: {e}"))
+}
+
+/// Raw line breaks and tabs inside JSON strings, escaped: what small models
+/// (and grammar-held ones) write when a description runs over lines.
+fn escape_controls(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        match c {
+            '"' if !escaped => in_string = !in_string,
+            '\n' if in_string => {
+                out.push_str("\\n");
+                escaped = false;
+                continue;
+            }
+            '\t' if in_string => {
+                out.push_str("\\t");
+                escaped = false;
+                continue;
+            }
+            c if in_string && (c as u32) < 0x20 => {
+                escaped = false;
+                continue;
+            }
+            _ => {}
+        }
+        escaped = c == '\\' && !escaped;
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod json_tests {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct T {
+        a: String,
+    }
+
+    #[test]
+    fn line_breaks_inside_strings_are_read_and_escapes_kept() {
+        let got: T = super::parse_json("{\"a\": \"one\ntwo\\\"q\\\\\"}").unwrap();
+        assert_eq!(got.a, "one\ntwo\"q\\");
+        let got: T = super::parse_json("Here: {\"a\": \"x\ty\r\"} done").unwrap();
+        assert_eq!(got.a, "x\ty");
+        assert!(super::parse_json::<T>("{\"a\": 1}").is_err());
+    }
 }
 
 /// A summarizer's answer: any text, trimmed; nothing is unusable.
