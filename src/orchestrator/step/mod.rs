@@ -674,22 +674,6 @@ fn escape_controls(json: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod json_tests {
-    #[derive(serde::Deserialize, Debug, PartialEq)]
-    struct T {
-        a: String,
-    }
-
-    #[test]
-    fn line_breaks_inside_strings_are_read_and_escapes_kept() {
-        let got: T = super::parse_json("{\"a\": \"one\ntwo\\\"q\\\\\"}").unwrap();
-        assert_eq!(got.a, "one\ntwo\"q\\");
-        let got: T = super::parse_json("Here: {\"a\": \"x\ty\r\"} done").unwrap();
-        assert_eq!(got.a, "x\ty");
-        assert!(super::parse_json::<T>("{\"a\": 1}").is_err());
-    }
-}
 
 /// A summarizer's answer: any text, trimmed; nothing is unusable.
 fn nonempty(text: &str) -> std::result::Result<String, String> {
@@ -716,5 +700,22 @@ impl std::fmt::Debug for StepRun<'_> {
         f.debug_struct("StepRun")
             .field("task", &self.task.id)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct T {
+        a: String,
+    }
+
+    #[test]
+    fn line_breaks_inside_strings_are_read_and_escapes_kept() {
+        let got: T = super::parse_json("{\"a\": \"one\ntwo\\\"q\\\\\"}").unwrap();
+        assert_eq!(got.a, "one\ntwo\"q\\");
+        let got: T = super::parse_json("Here: {\"a\": \"x\ty\r\"} done").unwrap();
+        assert_eq!(got.a, "x\ty");
+        assert!(super::parse_json::<T>("{\"a\": 1}").is_err());
     }
 }
