@@ -58,8 +58,15 @@ fn main() {
             .env("LLMCLIS_DATA_DIR", dir.path().join("data"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        (t.elapsed(), String::from_utf8_lossy(&out.stdout).into_owned())
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            t.elapsed(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (first, out) = run(&["--json", "import", "taskmaster"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -68,8 +75,19 @@ fn main() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["unchanged"], 10_000);
     let (next, _) = run(&["task", "next"]);
-    println!("import taskmaster, 10,000 tasks (2,000 with 4 subtasks), whole process, release build:");
-    println!("  first import (all created):   {:>8.2} s", first.as_secs_f64());
-    println!("  again, file unchanged:        {:>8.2} s", again.as_secs_f64());
-    println!("  task next on the project:     {:>8.1} ms", next.as_secs_f64() * 1000.0);
+    println!(
+        "import taskmaster, 10,000 tasks (2,000 with 4 subtasks), whole process, release build:"
+    );
+    println!(
+        "  first import (all created):   {:>8.2} s",
+        first.as_secs_f64()
+    );
+    println!(
+        "  again, file unchanged:        {:>8.2} s",
+        again.as_secs_f64()
+    );
+    println!(
+        "  task next on the project:     {:>8.1} ms",
+        next.as_secs_f64() * 1000.0
+    );
 }

@@ -674,7 +674,6 @@ fn escape_controls(json: &str) -> String {
     out
 }
 
-
 /// A summarizer's answer: any text, trimmed; nothing is unusable.
 fn nonempty(text: &str) -> std::result::Result<String, String> {
     match text.trim() {
