@@ -76,9 +76,15 @@ fn state_file(ctx: &Context) -> PathBuf {
     ctx.paths.data_dir.join("tui-state.json")
 }
 
-/// The project to open on: the one shown last if it still exists, else
-/// the first.
+/// The project to open on: the one from where you stand (a plans.md or a
+/// project root here or above, `[general] default_project`), else the one
+/// shown last if it still exists, else the first.
 pub fn start_project(ctx: &Context, db: &Store) -> Option<i64> {
+    if let Ok(c) = super::here::project(ctx, db, None)
+        && c.by != "only"
+    {
+        return Some(c.project_id);
+    }
     let last = (|| {
         let text = std::fs::read_to_string(state_file(ctx)).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
