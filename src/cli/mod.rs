@@ -278,7 +278,8 @@ pub(crate) fn scope(
         }
         Ok(_) => Ok(None),
         Err(e) if given.is_some() => Err(e),
-        Err(Error::Config { path, message }) => Err(Error::Config { path, message }),
+        // A default_project that names nothing is the user's to fix.
+        Err(e @ Error::Config { .. }) => Err(e),
         Err(_) => Ok(None),
     }
 }

@@ -61,6 +61,15 @@ pub fn project_show(v: &ProjectView) -> String {
 }
 
 /// Tasks in tree order: each parent followed by its subtasks, indented.
+/// The project column of a task table, when every project is listed.
+fn project_cell(show_project: bool, text: &str) -> String {
+    if show_project {
+        format!("{text:>4}  ")
+    } else {
+        String::new()
+    }
+}
+
 pub fn task_list(tasks: &[Task], show_project: bool) -> String {
     if tasks.is_empty() {
         return "No tasks.".into();
@@ -72,11 +81,7 @@ pub fn task_list(tasks: &[Task], show_project: bool) -> String {
         children.entry(parent).or_default().push(t);
     }
     let mut s = String::new();
-    let project_col = if show_project {
-        format!("{:>4}  ", "PROJ")
-    } else {
-        String::new()
-    };
+    let project_col = project_cell(show_project, "PROJ");
     let _ = writeln!(
         s,
         "{:>5}  {project_col}{:<8} {:<11} {:>3}  {:<10} TITLE",
@@ -87,11 +92,7 @@ pub fn task_list(tasks: &[Task], show_project: bool) -> String {
         .map(|v| v.iter().rev().map(|t| (*t, 0)).collect())
         .unwrap_or_default();
     while let Some((t, depth)) = stack.pop() {
-        let project = if show_project {
-            format!("{:>4}  ", t.project_id)
-        } else {
-            String::new()
-        };
+        let project = project_cell(show_project, &t.project_id.to_string());
         let deps = if t.depends_on.is_empty() {
             String::new()
         } else {
@@ -300,22 +301,14 @@ pub fn ready(tasks: &[Task], show_project: bool) -> String {
         return "No task is ready.".into();
     }
     let mut s = String::new();
-    let project_col = if show_project {
-        format!("{:>4}  ", "PROJ")
-    } else {
-        String::new()
-    };
+    let project_col = project_cell(show_project, "PROJ");
     let _ = writeln!(
         s,
         "{:>5}  {project_col}{:<8} {:>3}  {:<10} TITLE",
         "ID", "REF", "PRI", "TAGS"
     );
     for t in tasks {
-        let project = if show_project {
-            format!("{:>4}  ", t.project_id)
-        } else {
-            String::new()
-        };
+        let project = project_cell(show_project, &t.project_id.to_string());
         let _ = writeln!(
             s,
             "{:>5}  {project}{:<8} {:>3}  {:<10} {}",

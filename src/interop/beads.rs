@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::{Exported, Item, Parsed, text};
+use super::{Exported, Item, Parsed, text, with_sections};
 use crate::store::Status;
 
 fn status_in(s: &str) -> Option<Status> {
@@ -37,6 +37,18 @@ fn priority_in(p: i64) -> i64 {
 
 fn priority_out(p: i64) -> i64 {
     4 - p.clamp(0, 4)
+}
+
+/// An issue's description as llmclis holds it: its description, design
+/// and acceptance criteria.
+fn description_of(v: &Value) -> String {
+    with_sections(
+        text(v, "description"),
+        &[
+            ("Design", text(v, "design")),
+            ("Acceptance criteria", text(v, "acceptance_criteria")),
+        ],
+    )
 }
 
 /// Reads issues.jsonl. A tombstone (a deleted issue) is left out.
@@ -86,19 +98,7 @@ pub fn parse(text_in: &str) -> Result<Parsed, String> {
                 _ => {}
             }
         }
-        let mut description = text(&v, "description");
-        for (head, key) in [
-            ("Design", "design"),
-            ("Acceptance criteria", "acceptance_criteria"),
-        ] {
-            let body = text(&v, key);
-            if !body.is_empty() {
-                if !description.is_empty() {
-                    description.push_str("\n\n");
-                }
-                description.push_str(&format!("{head}:\n{body}"));
-            }
-        }
+        let description = description_of(&v);
         let tags = v
             .get("labels")
             .and_then(Value::as_array)
@@ -177,13 +177,7 @@ pub fn write(tasks: &[Exported<'_>]) -> String {
         let id = &id_of[&t.id];
         o.insert("id".into(), json!(id));
         o.insert("title".into(), json!(t.title));
-        let imported = e.original.map(|v| {
-            parse(&v.to_string())
-                .ok()
-                .and_then(|p| p.items.into_iter().next())
-                .map(|i| i.description)
-                .unwrap_or_default()
-        });
+        let imported = e.original.map(description_of);
         if imported.as_deref() != Some(t.description.as_str()) {
             o.insert("description".into(), json!(t.description));
         }

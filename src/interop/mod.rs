@@ -76,6 +76,20 @@ fn text(v: &Value, key: &str) -> String {
         .to_string()
 }
 
+/// `description`, then each non-empty section as `Head:\nbody`, a blank
+/// line between: how llmclis holds the other tool's longer fields.
+fn with_sections(mut description: String, sections: &[(&str, String)]) -> String {
+    for (head, body) in sections {
+        if !body.is_empty() {
+            if !description.is_empty() {
+                description.push_str("\n\n");
+            }
+            description.push_str(&format!("{head}:\n{body}"));
+        }
+    }
+    description
+}
+
 /// A test strategy that is a command to run, not prose: `` `cargo test` ``,
 /// `$ npm test`, or one line that starts with a test runner.
 pub fn as_command(text: &str) -> Option<String> {

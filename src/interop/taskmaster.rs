@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{Exported, Item, Parsed, as_command, text};
+use super::{Exported, Item, Parsed, as_command, text, with_sections};
 use crate::store::Status;
 
 /// The tag the older layout's tasks belong to.
@@ -218,28 +218,7 @@ fn item(
         ));
         2
     });
-    let strategy = text(v, "testStrategy");
-    let check = as_command(&strategy);
-    let mut description = text(v, "description");
-    let details = text(v, "details");
-    for (head, body) in [
-        ("Details", details.as_str()),
-        (
-            "Test strategy",
-            if check.is_some() {
-                ""
-            } else {
-                strategy.as_str()
-            },
-        ),
-    ] {
-        if !body.is_empty() {
-            if !description.is_empty() {
-                description.push_str("\n\n");
-            }
-            description.push_str(&format!("{head}:\n{body}"));
-        }
-    }
+    let (description, check) = description_of(v);
     let mut title = text(v, "title");
     if title.is_empty() {
         title = format!("Task {key}");
@@ -261,6 +240,23 @@ fn item(
         checks: check.into_iter().collect(),
         original,
     }
+}
+
+/// A task's description as llmclis holds it (its description, details and
+/// a prose test strategy), and the check a command test strategy becomes.
+fn description_of(v: &Value) -> (String, Option<String>) {
+    let strategy = text(v, "testStrategy");
+    let check = as_command(&strategy);
+    let prose = if check.is_some() {
+        String::new()
+    } else {
+        strategy
+    };
+    let description = with_sections(
+        text(v, "description"),
+        &[("Details", text(v, "details")), ("Test strategy", prose)],
+    );
+    (description, check)
 }
 
 /// Writes tasks as a tagged tasks.json. Tasks that came from Task Master
@@ -332,9 +328,7 @@ pub fn write(tag: &str, tasks: &[Exported<'_>]) -> String {
         o.insert("title".into(), json!(t.title));
         // The description as imported held details and the test strategy
         // too: it goes back only when it was changed here.
-        let imported = e
-            .original
-            .map(|v| item("", "", None, v, Vec::new(), Value::Null, &mut Vec::new()).description);
+        let imported = e.original.map(|v| description_of(v).0);
         if imported.as_deref() != Some(t.description.as_str()) {
             o.insert("description".into(), json!(t.description));
         }
