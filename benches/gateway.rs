@@ -10,6 +10,16 @@
 //! run in this process, on the same 2 cores. Prints only what ran.
 //!
 //!   cargo bench --bench gateway
+//!
+//! With `-- --peers` (before the three runs above) or `-- --peers-only`
+//! (instead of them), it puts LiteLLM's proxy and Portkey's
+//! gateway in front of the same upstream and measures one interleaved
+//! sequence through all of them (see `peers`); scripts/bench-peers installs
+//! them and passes where they are:
+//!   LLMCLIS_PEER_LITELLM  the `litellm` executable of a `litellm[proxy]` venv
+//!   LLMCLIS_PEER_PORTKEY  `@portkey-ai/gateway`'s build/start-server.js (run
+//!                         with `node`) or an executable that takes `--port=N`
+//! A peer that is not given is left out; one that fails is reported, not fatal.
 
 // Fixtures in a temp dir are written directly.
 #![allow(clippy::disallowed_methods)]
@@ -32,7 +42,8 @@ const ANSWER: &str = r#"{"id":"x","object":"chat.completion","created":0,"model"
 /// chunk every 200 ms for 6 s (a stream kept open).
 async fn upstream_chat(body: Bytes) -> Response {
     let text = String::from_utf8_lossy(&body);
-    if !text.contains("\"stream\":true") {
+    // Python's JSON writer (LiteLLM's client) puts a space after the colon.
+    if !text.contains("\"stream\":true") && !text.contains("\"stream\": true") {
         return ([("content-type", "application/json")], ANSWER).into_response();
     }
     let n = if text.contains("hold") { 30 } else { 1 };
@@ -83,16 +94,34 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The three runs of the module doc.
+    Gateway,
+    /// Those and the peers.
+    WithPeers,
+    /// Only the peers.
+    PeersOnly,
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = if args.iter().any(|a| a == "--peers-only") {
+        Mode::PeersOnly
+    } else if args.iter().any(|a| a == "--peers") {
+        Mode::WithPeers
+    } else {
+        Mode::Gateway
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run());
+    rt.block_on(run(mode));
 }
 
-async fn run() {
+async fn run(mode: Mode) {
     let app = Router::new()
         .route("/v1/chat/completions", post(upstream_chat))
         .route("/v1/models", get(|| async { r#"{"data":[{"id":"m"}]}"# }))
@@ -170,6 +199,13 @@ async fn run() {
             .unwrap();
         let r = call(&gateway, Some(&key), &body).await.unwrap();
         assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    if mode != Mode::Gateway {
+        let ours = Target::llmclis(&gateway, &key);
+        peers(&http, &upstream, ours, dir.path()).await;
+        if mode == Mode::PeersOnly {
+            return;
+        }
     }
     // 1. Added latency, sequential, interleaved.
     let n = 3000;
@@ -299,4 +335,423 @@ async fn run() {
     println!(
         "gateway: {held} concurrent streams open at once: resident memory {peak:.1} MB (idle after the runs above: {idle:.1} MB); {whole} of 1000 ended whole"
     );
+}
+
+/// Somewhere a chat completion can be sent, and how it is addressed there.
+struct Target {
+    name: String,
+    /// Ends in `/v1`.
+    base: String,
+    bearer: Option<String>,
+    headers: Vec<(&'static str, String)>,
+    /// A peer's own process and where its stderr went (its stdout is
+    /// beside it, with the extension `out`).
+    process: Option<(Gateway, std::path::PathBuf)>,
+    /// Added milliseconds per measured round: plain, streamed.
+    added: [Vec<f64>; 2],
+    /// The first failure (round, what the client saw), plain and streamed;
+    /// a kind that failed once is not sent there again.
+    failed: [Option<(usize, String)>; 2],
+}
+
+impl Target {
+    fn new(name: String, base: String, bearer: Option<String>) -> Self {
+        Self {
+            name,
+            base,
+            bearer,
+            headers: Vec::new(),
+            process: None,
+            added: [Vec::new(), Vec::new()],
+            failed: [None, None],
+        }
+    }
+
+    fn llmclis(gateway: &str, key: &str) -> Self {
+        Self::new("llmclis".into(), gateway.into(), Some(key.into()))
+    }
+
+    /// The first line of the peer's stderr (else stdout) that names an error.
+    fn log_error(&self) -> Option<String> {
+        let (_, log) = self.process.as_ref()?;
+        [log.clone(), log.with_extension("out")]
+            .iter()
+            .find_map(|f| first_error_line(&std::fs::read_to_string(f).ok()?))
+    }
+}
+
+/// Lines as a terminal would end them (a spinner redraws with `\r`).
+fn log_lines(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(['\n', '\r'])
+        .map(strip_ansi)
+        .filter(|l| !l.trim().is_empty())
+}
+
+fn first_error_line(text: &str) -> Option<String> {
+    log_lines(text)
+        .find(|l| l.contains("Error") || l.contains("error") || l.contains("ERROR"))
+        .map(|l| l.trim().chars().take(240).collect())
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a peer with its stderr in `log` and its stdout beside it, and
+/// waits (up to `within`) until `ready` answers 200.
+async fn start_peer(
+    http: &reqwest::Client,
+    mut cmd: Command,
+    log: std::path::PathBuf,
+    ready: &str,
+    within: Duration,
+) -> Result<Gateway, String> {
+    let out = std::fs::File::create(log.with_extension("out")).map_err(|e| e.to_string())?;
+    let err = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("{cmd:?} did not start: {e}"))?;
+    let mut peer = Gateway(child);
+    let began = Instant::now();
+    loop {
+        if let Ok(Some(status)) = peer.0.try_wait() {
+            let said = std::fs::read_to_string(&log).unwrap_or_default()
+                + &std::fs::read_to_string(log.with_extension("out")).unwrap_or_default();
+            // A Python traceback ends with the exception; what LiteLLM
+            // prints after it is the fix, so the first line naming an
+            // error that is not a traceback's header.
+            let why = log_lines(&said)
+                .find(|l| {
+                    (l.contains("Error:") || l.contains("error:")) && !l.contains("Traceback")
+                })
+                .or_else(|| log_lines(&said).last())
+                .unwrap_or_default();
+            return Err(format!(
+                "exited at start ({status}): {}",
+                why.trim().chars().take(240).collect::<String>()
+            ));
+        }
+        if let Ok(r) = http.get(ready).send().await
+            && r.status() == 200
+        {
+            return Ok(peer);
+        }
+        if began.elapsed() > within {
+            return Err(format!("{ready} did not answer within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// LiteLLM's proxy, as a plain proxy: one model `m` that is the upstream as
+/// an OpenAI-compatible endpoint; a master key (it refuses to start
+/// without one; requests carry it, as llmclis's carry its key); no
+/// database (no DATABASE_URL: no spend logs, no virtual keys); no
+/// callbacks; message logging off; spend and error logs off;
+/// LITELLM_LOG=ERROR (uvicorn's per-request access log off, as llmclis
+/// runs with LLMCLIS_LOG=warn); the bundled model cost map
+/// (LITELLM_LOCAL_MODEL_COST_MAP: no fetch at start).
+async fn litellm(
+    http: &reqwest::Client,
+    exe: &str,
+    upstream: &str,
+    dir: &std::path::Path,
+) -> Result<Target, String> {
+    let config = dir.join("litellm.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n      api_base: {upstream}\n      api_key: sk-bench\nlitellm_settings:\n  set_verbose: false\n  json_logs: false\n  turn_off_message_logging: true\n  callbacks: []\n  success_callback: []\n  failure_callback: []\ngeneral_settings:\n  disable_spend_logs: true\n  disable_error_logs: true\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let master = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        format!("sk-bench-{:016x}{:016x}", h.finish(), std::process::id())
+    };
+    let port = free_port();
+    let mut cmd = Command::new(exe);
+    cmd.args(["--config", &config.to_string_lossy(), "--host", "127.0.0.1"])
+        .args(["--port", &port.to_string(), "--num_workers", "1"])
+        .env("LITELLM_LOG", "ERROR")
+        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        .env("LITELLM_MASTER_KEY", &master)
+        .env_remove("DATABASE_URL");
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.join("litellm.log");
+    let peer = start_peer(
+        http,
+        cmd,
+        log.clone(),
+        &format!("{base}/health/liveliness"),
+        Duration::from_secs(180),
+    )
+    .await?;
+    // Its version, from the venv the executable is in.
+    let python = std::path::Path::new(exe).with_file_name("python");
+    let version = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('litellm'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .map_or_else(String::new, |v| format!(" {v}"));
+    let mut t = Target::new(
+        format!("LiteLLM proxy{version}"),
+        format!("{base}/v1"),
+        Some(master),
+    );
+    t.process = Some((peer, log));
+    Ok(t)
+}
+
+/// Portkey's gateway (its Node server, `--headless`: no UI, no log stream
+/// page), told per request by its headers to call the upstream as OpenAI.
+async fn portkey(
+    http: &reqwest::Client,
+    entry: &str,
+    upstream: &str,
+    dir: &std::path::Path,
+) -> Result<Target, String> {
+    let port = free_port();
+    let mut cmd = if entry.ends_with(".js") {
+        let mut c = Command::new("node");
+        c.arg(entry);
+        c
+    } else {
+        Command::new(entry)
+    };
+    cmd.args([format!("--port={port}"), "--headless".into()]);
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.join("portkey.log");
+    let peer = start_peer(http, cmd, log.clone(), &base, Duration::from_secs(60)).await?;
+    let version = std::path::Path::new(entry)
+        .parent()
+        .and_then(|build| std::fs::read_to_string(build.with_file_name("package.json")).ok())
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+        .and_then(|p| Some(format!(" {}", p["version"].as_str()?)))
+        .unwrap_or_default();
+    let mut t = Target::new(
+        format!("Portkey gateway{version}"),
+        format!("{base}/v1"),
+        Some("sk-bench".into()),
+    );
+    t.headers = vec![
+        ("x-portkey-provider", "openai".into()),
+        ("x-portkey-custom-host", upstream.into()),
+    ];
+    t.process = Some((peer, log));
+    Ok(t)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// One whole call: milliseconds until the last byte, or what went wrong
+/// (not 200, not an answer, a stream that did not end with `[DONE]`).
+async fn once(
+    http: &reqwest::Client,
+    t: &Target,
+    body: &serde_json::Value,
+    stream: bool,
+) -> Result<f64, String> {
+    let began = Instant::now();
+    let call = async {
+        let mut r = http.post(format!("{}/chat/completions", t.base)).json(body);
+        if let Some(k) = &t.bearer {
+            r = r.bearer_auth(k);
+        }
+        for (name, value) in &t.headers {
+            r = r.header(*name, value);
+        }
+        let mut resp = r.send().await.map_err(|e| error_chain(&e))?;
+        let status = resp.status();
+        if status != 200 {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(format!(
+                "HTTP {status}: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(240)
+                    .collect::<String>()
+            ));
+        }
+        let mut got = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+            got.extend_from_slice(&chunk);
+        }
+        Ok(got)
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .map_err(|_| "no whole answer within 10 s".to_string())??;
+    let ms = began.elapsed().as_secs_f64() * 1e3;
+    let text = String::from_utf8_lossy(&got);
+    if stream && !text.contains("data: [DONE]") {
+        return Err(format!(
+            "the stream ended without `data: [DONE]` after {} bytes",
+            got.len()
+        ));
+    }
+    if !stream && !text.contains("\"choices\"") {
+        return Err(format!(
+            "not a chat completion: {}",
+            text.chars().take(240).collect::<String>()
+        ));
+    }
+    Ok(ms)
+}
+
+/// A pause after each call, untimed: what a target does after its answer
+/// (LiteLLM runs its post-call hooks then) ends before the next is timed,
+/// so one target's tail is not charged to the next on these 2 cores.
+const SETTLE: Duration = Duration::from_millis(2);
+
+/// llmclis and each peer given in the environment, in front of the same
+/// upstream, in one interleaved sequence: each round sends one plain
+/// request directly, then one through each target, then the same streamed
+/// (`stream: true`, read to `[DONE]`); the targets' order turns by one each
+/// round so no one always follows the same neighbour, and each call is
+/// followed by `SETTLE`. Added latency is
+/// (through a target) − (direct) within a round.
+async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::path::Path) {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "none".into());
+    println!("gateway peers: node {node}");
+    let mut targets = vec![ours];
+    if let Ok(exe) = std::env::var("LLMCLIS_PEER_LITELLM") {
+        match litellm(http, &exe, upstream, dir).await {
+            Ok(t) => targets.push(t),
+            Err(e) => println!("gateway peers: LiteLLM proxy ({exe}) did not start: {e}"),
+        }
+    } else {
+        println!("gateway peers: LiteLLM proxy left out (LLMCLIS_PEER_LITELLM not set)");
+    }
+    if let Ok(entry) = std::env::var("LLMCLIS_PEER_PORTKEY") {
+        match portkey(http, &entry, upstream, dir).await {
+            Ok(t) => targets.push(t),
+            Err(e) => println!("gateway peers: Portkey gateway ({entry}) did not start: {e}"),
+        }
+    } else {
+        println!("gateway peers: Portkey gateway left out (LLMCLIS_PEER_PORTKEY not set)");
+    }
+    let direct = Target::new("direct".into(), upstream.into(), None);
+    let plain = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16});
+    let mut streamed = plain.clone();
+    streamed["stream"] = true.into();
+    let (warm, n) = (50, 1000);
+    let mut direct_ms: [Vec<f64>; 2] = [Vec::with_capacity(n), Vec::with_capacity(n)];
+    for round in 0..warm + n {
+        for (kind, body) in [&plain, &streamed].into_iter().enumerate() {
+            let d = once(http, &direct, body, kind == 1)
+                .await
+                .unwrap_or_else(|e| panic!("the upstream itself failed: {e}"));
+            tokio::time::sleep(SETTLE).await;
+            if round >= warm {
+                direct_ms[kind].push(d);
+            }
+            let count = targets.len();
+            for i in 0..count {
+                let t = &mut targets[(i + round) % count];
+                if t.failed[kind].is_some() {
+                    continue;
+                }
+                match once(http, t, body, kind == 1).await {
+                    Ok(ms) if round >= warm => t.added[kind].push(ms - d),
+                    Ok(_) => {}
+                    Err(e) => t.failed[kind] = Some((round, e)),
+                }
+                tokio::time::sleep(SETTLE).await;
+            }
+        }
+    }
+    println!(
+        "gateway peers: {n} interleaved rounds against one zero-latency upstream, after {warm} warm-up rounds; each round: direct, then through each target (order turning), plain and then streamed, {} ms apart; added = through − direct in the same round",
+        SETTLE.as_millis()
+    );
+    for (kind, label) in ["plain", "streamed"].into_iter().enumerate() {
+        direct_ms[kind].sort_by(f64::total_cmp);
+        println!(
+            "gateway peers: {label:<8}  direct                  p50 {:7.3} ms   p99 {:7.3} ms",
+            percentile(&direct_ms[kind], 0.5),
+            percentile(&direct_ms[kind], 0.99)
+        );
+        for t in &mut targets {
+            t.added[kind].sort_by(f64::total_cmp);
+        }
+        // targets[0] is llmclis.
+        let ours_p50 = targets[0].failed[kind]
+            .is_none()
+            .then(|| percentile(&targets[0].added[kind], 0.5));
+        for (i, t) in targets.iter().enumerate() {
+            if let Some((round, e)) = &t.failed[kind] {
+                let log = t
+                    .log_error()
+                    .map(|l| format!("; its log: {l}"))
+                    .unwrap_or_default();
+                println!(
+                    "gateway peers: {label:<8}  {:<22}  failing (first at round {}, {} measured before): {e}{log}",
+                    t.name,
+                    round + 1,
+                    t.added[kind].len()
+                );
+                continue;
+            }
+            let p50 = percentile(&t.added[kind], 0.5);
+            let ratio = match ours_p50 {
+                Some(o) if i > 0 => format!("   {:.1}× llmclis's added p50", p50 / o),
+                _ => String::new(),
+            };
+            println!(
+                "gateway peers: {label:<8}  {:<22}  added p50 {p50:7.3} ms   p99 {:7.3} ms{ratio}",
+                t.name,
+                percentile(&t.added[kind], 0.99)
+            );
+        }
+    }
 }

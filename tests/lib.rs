@@ -36,6 +36,7 @@ mod qdrant;
 mod recovery;
 mod replicas;
 mod resources;
+mod responses;
 mod rollup;
 mod schedule;
 mod serve;

@@ -78,7 +78,7 @@ pub(crate) fn new_key(env: &Env, name: &str, extra: &[&str]) -> String {
     env.json(&args)["secret"].as_str().unwrap().to_string()
 }
 
-fn openai(
+pub(crate) fn openai(
     python: &std::path::Path,
     env: &Env,
     gw: &Gateway,
@@ -97,7 +97,7 @@ fn openai(
 
 /// The gateway's call records once there are at least `n` (they are
 /// written in batches, just after the answers).
-fn recorded(env: &Env, n: usize) -> Vec<llmclis::store::ModelCall> {
+pub(crate) fn recorded(env: &Env, n: usize) -> Vec<llmclis::store::ModelCall> {
     let s = llmclis::store::Store::open(&env.db()).unwrap();
     let began = Instant::now();
     loop {
@@ -110,12 +110,12 @@ fn recorded(env: &Env, n: usize) -> Vec<llmclis::store::ModelCall> {
 }
 
 /// The response's JSON body, after checking its status.
-async fn status_json(r: reqwest::Response, status: u16) -> Value {
+pub(crate) async fn status_json(r: reqwest::Response, status: u16) -> Value {
     assert_eq!(r.status(), status);
     r.json().await.unwrap()
 }
 
-fn ok(r: &Value) -> &Value {
+pub(crate) fn ok(r: &Value) -> &Value {
     assert_eq!(r["ok"], true, "{r}");
     &r["value"]
 }

@@ -166,6 +166,44 @@ pub fn resolve(
     })
 }
 
+/// The route with only the models `allowed` (a replica by its own id or
+/// the model it replicates); None when none is left.
+pub fn only(
+    registry: &Registry,
+    mut route: Route,
+    allowed: impl Fn(&str) -> bool,
+) -> Option<Route> {
+    route.chain.retain(|id| {
+        allowed(id)
+            || registry
+                .model(id)
+                .and_then(|m| m.replica_of.as_deref())
+                .is_some_and(&allowed)
+    });
+    (!route.chain.is_empty()).then_some(route)
+}
+
+/// The input tokens of a request by the router's tokenizer-free estimate:
+/// its messages, the tool calls in them, and the tools offered.
+pub fn estimate_input(req: &ChatRequest) -> u64 {
+    let messages: u64 = req
+        .messages
+        .iter()
+        .map(|m| {
+            estimate_tokens(&m.content)
+                + m.tool_calls
+                    .as_ref()
+                    .map_or(0, |c| estimate_tokens(&c.to_string()))
+        })
+        .sum();
+    let tools: u64 = req
+        .tools
+        .iter()
+        .map(|t| estimate_tokens(&t.to_string()))
+        .sum();
+    messages + tools
+}
+
 /// One record per attempt of a gateway call, each with the attempt's
 /// outcome (`ok` for the one that answered).
 pub fn records<'a>(

@@ -9,7 +9,7 @@ pub use crate::docs::sync::FollowReport;
 pub use crate::doctor::{Level as DoctorLevel, Report as DoctorReport};
 pub use crate::first_run::{Outcome as FirstRunOutcome, Report as FirstRunReport};
 pub use crate::llm::caller::{CallFailed, CallOutcome};
-pub use crate::llm::{ChatRequest, Health, LlmError, Message, StreamEvent};
+pub use crate::llm::{ChatRequest, Health, LlmError, Message, StreamEvent, ToolCall, Usage};
 pub use crate::memory::embed::MINILM;
 pub use crate::memory::rollup::Tree as MemoryTree;
 pub use crate::memory::{CompactPolicy, Hit, KINDS, LEVELS, Level, MemoryRecord, check_kind};
@@ -21,6 +21,7 @@ pub use crate::resources::{Fit, REFRESH, does_not_fit};
 pub use crate::role::Role;
 pub use crate::router::{TaskInfo, estimate_tokens};
 pub use crate::store::{
-    ApiKey, EvalResult, Event, ModelCall, Note, Project, RunStep, Status, StatusCounts,
-    StepOutcome, Task, TaskPatch, ToolCallRecord, parse_priority,
+    ApiKey, DaySpend, EvalResult, Event, KeptResponse, KeyLimits, KeyState, ModelCall, Note,
+    Period, Project, RunStep, Status, StatusCounts, StepOutcome, Task, TaskPatch, ToolCallRecord,
+    format_time, parse_priority,
 };

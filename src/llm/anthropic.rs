@@ -47,12 +47,8 @@ impl AnthropicClient {
     }
 
     fn body(model: &str, req: &ChatRequest) -> Value {
-        let system: Vec<&str> = req
-            .messages
-            .iter()
-            .filter(|m| m.role == "system")
-            .map(|m| m.content.as_str())
-            .collect();
+        let system: Vec<&super::Message> =
+            req.messages.iter().filter(|m| m.role == "system").collect();
         let messages = messages(&req.messages);
         let mut body = json!({
             "model": model,
@@ -61,8 +57,17 @@ impl AnthropicClient {
             "messages": messages,
             "stream": req.stream,
         });
-        if !system.is_empty() {
-            body["system"] = json!(system.join("\n\n"));
+        if system.iter().any(|m| m.cache_control.is_some()) {
+            // A cache breakpoint needs the system prompt as blocks.
+            body["system"] = Value::Array(
+                system
+                    .iter()
+                    .map(|m| with_cache(json!({"type": "text", "text": m.content}), m))
+                    .collect(),
+            );
+        } else if !system.is_empty() {
+            let text: Vec<&str> = system.iter().map(|m| m.content.as_str()).collect();
+            body["system"] = json!(text.join("\n\n"));
         }
         if let (Some(schema), true) = (&req.json_schema, req.tools.is_empty()) {
             body["tools"] = json!([{
@@ -80,11 +85,15 @@ impl AnthropicClient {
                     .iter()
                     .filter_map(|t| {
                         let f = t.get("function")?;
-                        Some(json!({
+                        let mut tool = json!({
                             "name": f.get("name")?,
                             "description": f.get("description").cloned().unwrap_or(json!("")),
                             "input_schema": f.get("parameters").cloned().unwrap_or(json!({"type": "object"})),
-                        }))
+                        });
+                        if let Some(c) = t.get("cache_control") {
+                            tool["cache_control"] = c.clone();
+                        }
+                        Some(tool)
                     })
                     .collect(),
             );
@@ -126,11 +135,7 @@ impl AnthropicClient {
                     .and_then(Value::as_str)
                     .or(ev.event.as_deref())
                 {
-                    Some("message_start") => {
-                        prompt = v
-                            .pointer("/message/usage/input_tokens")
-                            .and_then(Value::as_u64)
-                    }
+                    Some("message_start") => prompt = v.pointer("/message/usage").cloned(),
                     Some("content_block_start")
                         if req.json_schema.is_none()
                             && v.pointer("/content_block/type") == Some(&json!("tool_use")) =>
@@ -207,14 +212,10 @@ impl AnthropicClient {
             .collect();
         Ok(ChatResponse {
             tool_calls,
-            usage: match (prompt, completion) {
-                (Some(p), Some(c)) => Usage {
-                    prompt_tokens: p,
-                    completion_tokens: c,
-                    estimated: false,
-                },
-                _ => Usage::estimate(req, &text),
-            },
+            usage: prompt
+                .as_ref()
+                .and_then(|u| usage_of(u, completion?))
+                .unwrap_or_else(|| Usage::estimate(req, &text)),
             text,
             finish_reason: stop,
             latency: started.elapsed(),
@@ -239,6 +240,31 @@ impl LlmClient for AnthropicClient {
 
     fn health(&self) -> BoxFuture<'_, Health> {
         Box::pin(self.health_impl())
+    }
+
+    fn count_tokens<'a>(
+        &'a self,
+        model: &'a str,
+        req: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<Option<u64>, LlmError>> {
+        Box::pin(async move {
+            // The same body as the call, less what counting refuses.
+            let mut body = Self::body(model, req);
+            if let Some(o) = body.as_object_mut() {
+                for k in ["max_tokens", "temperature", "stream"] {
+                    o.remove(k);
+                }
+            }
+            let rb = self
+                .http
+                .post(format!("{}/v1/messages/count_tokens", self.base))
+                .json(&body);
+            let resp = super::send(self.authed(rb)?, self.timeouts.first_byte).await?;
+            let text = Body::text(resp, self.timeouts).await?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| LlmError::InvalidResponse(format!("not JSON ({e})")))?;
+            Ok(v.get("input_tokens").and_then(Value::as_u64))
+        })
     }
 }
 
@@ -267,11 +293,14 @@ fn messages(all: &[super::Message]) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
     for m in all.iter().filter(|m| m.role != "system") {
         if m.role == "tool" {
-            let block = json!({
-                "type": "tool_result",
-                "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
-                "content": m.content,
-            });
+            let block = with_cache(
+                json!({
+                    "type": "tool_result",
+                    "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
+                    "content": m.content,
+                }),
+                m,
+            );
             if let Some(last) = out.last_mut()
                 && last["role"] == "user"
                 && let Some(blocks) = last["content"].as_array_mut()
@@ -300,7 +329,15 @@ fn messages(all: &[super::Message]) -> Vec<Value> {
                     },
                 }));
             }
+            if let Some(last) = blocks.pop() {
+                blocks.push(with_cache(last, m));
+            }
             out.push(json!({"role": "assistant", "content": blocks}));
+            continue;
+        }
+        if m.cache_control.is_some() {
+            let block = with_cache(json!({"type": "text", "text": m.content}), m);
+            out.push(json!({"role": m.role, "content": [block]}));
             continue;
         }
         out.push(json!({"role": m.role, "content": m.content}));
@@ -308,7 +345,14 @@ fn messages(all: &[super::Message]) -> Vec<Value> {
     out
 }
 
-/// The `tool_use` blocks of an answer.
+/// A content block with the turn's cache breakpoint, when it has one.
+fn with_cache(mut block: Value, m: &super::Message) -> Value {
+    if let Some(c) = &m.cache_control {
+        block["cache_control"] = c.clone();
+    }
+    block
+}
+
 /// A whole (non-streamed) answer: its text, or for a structured request the
 /// input of the forced answer tool, as JSON text; the other tool calls.
 fn parse_message(v: &Value, req: &ChatRequest, latency: Duration) -> ChatResponse {
@@ -330,17 +374,10 @@ fn parse_message(v: &Value, req: &ChatRequest, latency: Duration) -> ChatRespons
             })
             .unwrap_or_default()
     });
-    let usage = match (
-        v.pointer("/usage/input_tokens").and_then(Value::as_u64),
-        v.pointer("/usage/output_tokens").and_then(Value::as_u64),
-    ) {
-        (Some(p), Some(c)) => Usage {
-            prompt_tokens: p,
-            completion_tokens: c,
-            estimated: false,
-        },
-        _ => Usage::estimate(req, &text),
-    };
+    let usage = v
+        .get("usage")
+        .and_then(|u| usage_of(u, u.get("output_tokens")?.as_u64()?))
+        .unwrap_or_else(|| Usage::estimate(req, &text));
     ChatResponse {
         tool_calls: tool_uses(v)
             .into_iter()
@@ -354,6 +391,24 @@ fn parse_message(v: &Value, req: &ChatRequest, latency: Duration) -> ChatRespons
             .map(String::from),
         latency,
     }
+}
+
+/// Anthropic's `usage` as the whole input: its `input_tokens` count only
+/// what was neither read from nor written to the prompt cache.
+fn usage_of(u: &Value, completion: u64) -> Option<Usage> {
+    let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let fresh = u.get("input_tokens")?.as_u64()?;
+    let (read, written) = (
+        n("cache_read_input_tokens"),
+        n("cache_creation_input_tokens"),
+    );
+    Some(Usage {
+        prompt_tokens: fresh + read + written,
+        completion_tokens: completion,
+        estimated: false,
+        cached_tokens: read,
+        cache_write_tokens: written,
+    })
 }
 
 fn tool_uses(v: &Value) -> Vec<super::ToolCall> {

@@ -222,6 +222,20 @@ impl Caller {
         self.clients.get(provider).map(|c| c.as_ref())
     }
 
+    /// The input tokens `req` would be to registry model `model_id`, as its
+    /// server counts them; None when the server cannot say (or failed to).
+    pub async fn count_tokens(&self, model_id: &str, req: &ChatRequest) -> Option<u64> {
+        let m = self.registry.model(model_id)?;
+        let client = self.clients.get(&self.registry.provider_of(m).name)?;
+        match client.count_tokens(&m.served_name, req).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(model = %model_id, error = %self.redact(&e.to_string()), "the server did not count tokens; estimating");
+                None
+            }
+        }
+    }
+
     pub fn redact(&self, message: &str) -> String {
         redact(message, &self.keys)
     }

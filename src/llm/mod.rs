@@ -31,6 +31,11 @@ pub struct Message {
     /// A `tool` turn: which call it answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// A client's prompt-cache breakpoint at the end of this turn
+    /// (Anthropic's `cache_control`), passed to Anthropic upstreams only:
+    /// OpenAI-compatible servers cache prefixes by themselves.
+    #[serde(skip)]
+    pub cache_control: Option<serde_json::Value>,
 }
 
 impl Message {
@@ -52,6 +57,7 @@ impl Message {
             content: text.into(),
             tool_calls: None,
             tool_call_id: None,
+            cache_control: None,
         }
     }
 
@@ -90,8 +96,6 @@ pub struct ToolCall {
     pub arguments: serde_json::Value,
 }
 
-impl Message {}
-
 #[derive(Debug, Clone, Default)]
 pub struct ChatRequest {
     pub messages: Vec<Message>,
@@ -113,10 +117,17 @@ pub struct ChatRequest {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
+    /// The whole input, cached parts included (OpenAI's count; Anthropic's
+    /// `input_tokens` plus its cache reads and writes).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// The server sent no usage; these are `router::estimate_tokens` figures.
     pub estimated: bool,
+    /// Of `prompt_tokens`, read from the provider's prompt cache.
+    pub cached_tokens: u64,
+    /// Of `prompt_tokens`, written to the prompt cache (Anthropic bills
+    /// these above the input rate).
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
@@ -131,6 +142,7 @@ impl Usage {
                 .sum(),
             completion_tokens: crate::tokens::estimate_tokens(answer),
             estimated: true,
+            ..Usage::default()
         }
     }
 }
@@ -666,6 +678,16 @@ pub trait LlmClient: Send + Sync {
     /// its model is loaded, while its model list answers before.
     fn ready(&self) -> BoxFuture<'_, bool> {
         Box::pin(async move { self.health().await.ok })
+    }
+
+    /// The input tokens `req` would be to `model`, counted by the server
+    /// (Anthropic's `count_tokens`); None when it has no way to say.
+    fn count_tokens<'a>(
+        &'a self,
+        _model: &'a str,
+        _req: &'a ChatRequest,
+    ) -> BoxFuture<'a, Result<Option<u64>, LlmError>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// The windows the server reports, by served name (`ANY_MODEL` when

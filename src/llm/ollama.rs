@@ -122,7 +122,7 @@ impl OllamaClient {
             (Some(p), Some(c)) => Usage {
                 prompt_tokens: p,
                 completion_tokens: c,
-                estimated: false,
+                ..Usage::default()
             },
             _ => Usage::estimate(req, &text),
         };

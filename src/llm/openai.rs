@@ -68,7 +68,19 @@ impl OpenAiClient {
             body["stream_options"] = json!({"include_usage": true});
         }
         if !req.tools.is_empty() {
-            body["tools"] = Value::Array(req.tools.clone());
+            // An Anthropic client's cache breakpoints mean nothing here.
+            body["tools"] = req
+                .tools
+                .iter()
+                .map(|t| match t {
+                    Value::Object(o) if o.contains_key("cache_control") => {
+                        let mut o = o.clone();
+                        o.remove("cache_control");
+                        Value::Object(o)
+                    }
+                    t => t.clone(),
+                })
+                .collect();
             body["tool_choice"] = json!("auto");
         }
         if let Some(schema) = &req.json_schema {
@@ -365,6 +377,13 @@ fn usage_of(v: &Value) -> Option<Usage> {
             .and_then(Value::as_u64)
             .unwrap_or(0),
         estimated: false,
+        // OpenAI's count of the prompt served from its cache (vLLM and
+        // llama.cpp send the same field when they track it).
+        cached_tokens: u
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        cache_write_tokens: 0,
     })
 }
 

@@ -41,9 +41,10 @@ pub fn call_records<'a>(
                 call.prompt_tokens = Some(u.prompt_tokens);
                 call.completion_tokens = Some(u.completion_tokens);
                 call.tokens_estimated = u.estimated;
-                call.cost_usd = registry
-                    .model(&o.model)
-                    .map_or(0.0, |m| m.cost(u.prompt_tokens, u.completion_tokens));
+                call.cached_tokens = (u.cached_tokens > 0).then_some(u.cached_tokens);
+                call.cache_write_tokens =
+                    (u.cache_write_tokens > 0).then_some(u.cache_write_tokens);
+                call.cost_usd = registry.model(&o.model).map_or(0.0, |m| m.cost_of(&u));
                 call.response = Some(o.response.text.clone());
             }
             (a, call)

@@ -302,7 +302,11 @@ fn build_models(
                 ),
             ));
         }
-        if m.cost_per_1m_input < 0.0 || m.cost_per_1m_output < 0.0 {
+        if m.cost_per_1m_input < 0.0
+            || m.cost_per_1m_output < 0.0
+            || m.cost_per_1m_cached_input.is_some_and(|c| c < 0.0)
+            || m.cost_per_1m_cache_write.is_some_and(|c| c < 0.0)
+        {
             return Err(at(
                 source,
                 &m.id,
@@ -354,6 +358,8 @@ fn build_models(
                 max_output_tokens: m.max_output_tokens,
                 cost_per_1m_input: m.cost_per_1m_input,
                 cost_per_1m_output: m.cost_per_1m_output,
+                cost_per_1m_cached_input: m.cost_per_1m_cached_input.unwrap_or(m.cost_per_1m_input),
+                cost_per_1m_cache_write: m.cost_per_1m_cache_write.unwrap_or(m.cost_per_1m_input),
                 capabilities: m.capabilities.iter().map(|c| c.value.clone()).collect(),
                 memory,
                 family: family.clone(),

@@ -110,6 +110,9 @@ pub struct Model {
     pub max_output_tokens: u64,
     pub cost_per_1m_input: f64,
     pub cost_per_1m_output: f64,
+    /// Prompt-cache reads and writes (each the input rate unless given).
+    pub cost_per_1m_cached_input: f64,
+    pub cost_per_1m_cache_write: f64,
     pub capabilities: Vec<String>,
     /// What it takes on its provider's device; None: unknown, never skipped
     /// for memory.
@@ -128,6 +131,19 @@ impl Model {
     pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         (prompt_tokens as f64 * self.cost_per_1m_input
             + completion_tokens as f64 * self.cost_per_1m_output)
+            / 1e6
+    }
+
+    /// USD for a call's usage, its cached and cache-written input at their
+    /// own rates.
+    pub fn cost_of(&self, u: &crate::llm::Usage) -> f64 {
+        let cached = u.cached_tokens.min(u.prompt_tokens);
+        let written = u.cache_write_tokens.min(u.prompt_tokens - cached);
+        let fresh = u.prompt_tokens - cached - written;
+        (fresh as f64 * self.cost_per_1m_input
+            + cached as f64 * self.cost_per_1m_cached_input
+            + written as f64 * self.cost_per_1m_cache_write
+            + u.completion_tokens as f64 * self.cost_per_1m_output)
             / 1e6
     }
 }

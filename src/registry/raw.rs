@@ -105,6 +105,12 @@ pub(super) struct RawModel {
     pub(super) cost_per_1m_input: f64,
     #[serde(default)]
     pub(super) cost_per_1m_output: f64,
+    /// Input read from the provider's prompt cache (default: the input rate).
+    #[serde(default)]
+    pub(super) cost_per_1m_cached_input: Option<f64>,
+    /// Input written to the prompt cache (default: the input rate).
+    #[serde(default)]
+    pub(super) cost_per_1m_cache_write: Option<f64>,
     #[serde(default)]
     pub(super) capabilities: Vec<Spanned<String>>,
     #[serde(default)]

@@ -23,7 +23,8 @@ struct MessagesBody {
     model: String,
     messages: Vec<InMessage>,
     system: Option<Blocks>,
-    max_tokens: u64,
+    /// Required by `/v1/messages`; `count_tokens` takes none.
+    max_tokens: Option<u64>,
     temperature: Option<f32>,
     #[serde(default)]
     stream: bool,
@@ -49,17 +50,30 @@ enum Blocks {
 enum Block {
     Text {
         text: String,
+        cache_control: Option<Value>,
     },
     ToolUse {
         id: String,
         name: String,
         input: Value,
+        cache_control: Option<Value>,
     },
     ToolResult {
         tool_use_id: String,
         #[serde(default)]
         content: Option<Blocks>,
+        cache_control: Option<Value>,
     },
+}
+
+impl Block {
+    fn cache_control(&self) -> Option<&Value> {
+        match self {
+            Block::Text { cache_control, .. }
+            | Block::ToolUse { cache_control, .. }
+            | Block::ToolResult { cache_control, .. } => cache_control.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +82,7 @@ struct Tool {
     #[serde(default)]
     description: String,
     input_schema: Value,
+    cache_control: Option<Value>,
 }
 
 fn text_of(b: &Blocks) -> String {
@@ -76,11 +91,20 @@ fn text_of(b: &Blocks) -> String {
         Blocks::Many(v) => v
             .iter()
             .filter_map(|b| match b {
-                Block::Text { text } => Some(text.as_str()),
+                Block::Text { text, .. } => Some(text.as_str()),
                 _ => None,
             })
             .collect::<Vec<_>>()
             .join(""),
+    }
+}
+
+/// The last cache breakpoint among blocks: the caller's messages keep one
+/// per turn, at its end.
+fn cache_of(b: &Blocks) -> Option<Value> {
+    match b {
+        Blocks::Text(_) => None,
+        Blocks::Many(v) => v.iter().rev().find_map(Block::cache_control).cloned(),
     }
 }
 
@@ -89,7 +113,10 @@ fn text_of(b: &Blocks) -> String {
 fn to_request(b: &MessagesBody) -> Result<(ChatRequest, String), ApiError> {
     let mut messages = Vec::new();
     if let Some(s) = &b.system {
-        messages.push(Message::system(text_of(s)));
+        messages.push(Message {
+            cache_control: cache_of(s),
+            ..Message::system(text_of(s))
+        });
     }
     for m in &b.messages {
         if !matches!(m.role.as_str(), "user" | "assistant") {
@@ -108,29 +135,43 @@ fn to_request(b: &MessagesBody) -> Result<(ChatRequest, String), ApiError> {
         };
         let mut text = String::new();
         let mut calls = Vec::new();
+        let mut cache = None;
         for block in blocks {
             match block {
-                Block::Text { text: t } => text.push_str(t),
-                Block::ToolUse { id, name, input } => calls.push(
-                    json!({"id": id, "type": "function", "function": {"name": name, "arguments": input.to_string()}}),
-                ),
+                Block::Text {
+                    text: t,
+                    cache_control,
+                } => {
+                    text.push_str(t);
+                    cache = cache_control.clone().or(cache);
+                }
+                Block::ToolUse {
+                    id,
+                    name,
+                    input,
+                    cache_control,
+                } => {
+                    calls.push(
+                        json!({"id": id, "type": "function", "function": {"name": name, "arguments": input.to_string()}}),
+                    );
+                    cache = cache_control.clone().or(cache);
+                }
                 Block::ToolResult {
                     tool_use_id,
                     content,
+                    cache_control,
                 } => messages.push(Message {
-                    role: "tool".into(),
-                    content: content.as_ref().map(text_of).unwrap_or_default(),
-                    tool_calls: None,
                     tool_call_id: Some(tool_use_id.clone()),
+                    cache_control: cache_control.clone(),
+                    ..Message::plain("tool", content.as_ref().map(text_of).unwrap_or_default())
                 }),
             }
         }
         if !text.is_empty() || !calls.is_empty() {
             messages.push(Message {
-                role: m.role.clone(),
-                content: text,
                 tool_calls: (!calls.is_empty()).then(|| Value::Array(calls)),
-                tool_call_id: None,
+                cache_control: cache,
+                ..Message::plain(&m.role, text)
             });
         }
     }
@@ -143,13 +184,19 @@ fn to_request(b: &MessagesBody) -> Result<(ChatRequest, String), ApiError> {
     let tools = b
         .tools
         .iter()
-        .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}))
+        .map(|t| {
+            let mut tool = json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}});
+            if let Some(c) = &t.cache_control {
+                tool["cache_control"] = c.clone();
+            }
+            tool
+        })
         .collect();
     Ok((
         ChatRequest {
             messages,
             temperature: b.temperature.unwrap_or(f32::NAN),
-            max_tokens: b.max_tokens.max(1),
+            max_tokens: b.max_tokens.unwrap_or(1).max(1),
             tools,
             ..Default::default()
         },
@@ -181,6 +228,34 @@ fn content(o: &CallOutcome) -> Vec<Value> {
     out
 }
 
+/// Usage in Anthropic's terms: `input_tokens` is what the cache neither
+/// served nor took.
+fn usage(u: &crate::app::types::Usage) -> Value {
+    let fresh = u
+        .prompt_tokens
+        .saturating_sub(u.cached_tokens + u.cache_write_tokens);
+    json!({"input_tokens": fresh, "output_tokens": u.completion_tokens,
+           "cache_read_input_tokens": u.cached_tokens,
+           "cache_creation_input_tokens": u.cache_write_tokens})
+}
+
+/// `POST /v1/messages/count_tokens`: the input tokens a request would be
+/// to the model it routes to, counted by that model's server when it can
+/// (Anthropic's own count), else the router's estimate, which is what the
+/// gateway itself fits requests by.
+pub(crate) async fn count_tokens(
+    State(gw): State<Arc<Gateway>>,
+    Extension(client): Extension<Client>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: MessagesBody = parse(&body).map_err(ApiError::anthropic)?;
+    let (req, text) = to_request(&b)?;
+    let route = chat::resolve(&gw, &client, &b.model, &req, &text).map_err(ApiError::anthropic)?;
+    let counted = gw.caller.count_tokens(&route.chain[0], &req).await;
+    let n = counted.unwrap_or_else(|| crate::app::gateway::estimate_input(&req));
+    Ok(axum::Json(json!({"input_tokens": n})).into_response())
+}
+
 fn event(name: &str, data: &Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
@@ -191,8 +266,13 @@ pub(crate) async fn messages(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: MessagesBody = parse(&body).map_err(ApiError::anthropic)?;
+    if b.max_tokens.is_none() {
+        return Err(ApiError::invalid("max_tokens: Field required")
+            .with_param("max_tokens")
+            .anthropic());
+    }
     let (mut req, text) = to_request(&b)?;
-    let route = chat::resolve(&gw, &b.model, &req, &text).map_err(ApiError::anthropic)?;
+    let route = chat::resolve(&gw, &client, &b.model, &req, &text).map_err(ApiError::anthropic)?;
     if req.temperature.is_nan() {
         req.temperature = route.temperature;
     }
@@ -202,11 +282,10 @@ pub(crate) async fn messages(
         let o = chat::complete(&gw, &client, &route, &req)
             .await
             .map_err(ApiError::anthropic)?;
-        let u = o.response.usage;
         let answer = json!({
             "id": id, "type": "message", "role": "assistant", "model": o.model,
             "content": content(&o), "stop_reason": stop_reason(&o), "stop_sequence": Value::Null,
-            "usage": {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens},
+            "usage": usage(&o.response.usage),
         });
         return Ok((chat::headers(&route, &o.model, &client), axum::Json(answer)).into_response());
     }
@@ -249,7 +328,7 @@ pub(crate) async fn messages(
                     &json!({"type": "content_block_stop", "index": index}),
                 ));
             }
-            s.push_str(&event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(&o), "stop_sequence": Value::Null}, "usage": {"output_tokens": o.response.usage.completion_tokens}})));
+            s.push_str(&event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(&o), "stop_sequence": Value::Null}, "usage": usage(&o.response.usage)})));
             s.push_str(&event("message_stop", &json!({"type": "message_stop"})));
             s
         }

@@ -11,24 +11,94 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, Gateway};
+use chrono::{DateTime, Utc};
 
-/// The client a request is recorded under: its key's name.
+use super::{ApiError, Gateway};
+use crate::app::types::{ApiKey, KeyState};
+
+/// The client a request is recorded under: its key's name, and the models
+/// the key may use.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     pub name: String,
+    /// Ids or globs (`ApiKey::allows`); None: every model.
+    pub key: Option<Arc<ApiKey>>,
+}
+
+impl Client {
+    pub fn allows(&self, model: &str) -> bool {
+        self.key.as_ref().is_none_or(|k| k.allows(model))
+    }
+
+    /// The models the key may use, for a refusal.
+    pub fn allowed(&self) -> String {
+        self.key
+            .as_ref()
+            .and_then(|k| k.models.as_ref())
+            .map_or_else(|| "every model".into(), |m| m.join(", "))
+    }
+}
+
+/// Amounts in the last minute, per client: requests for `--rpm`, tokens
+/// for `--tpm`. Instants are passed in, so tests move time themselves.
+#[derive(Default)]
+struct Minute {
+    seen: Mutex<HashMap<String, VecDeque<(Instant, u64)>>>,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+impl Minute {
+    /// The amount in the minute before `now`, and the seconds until it is
+    /// under `limit` again when it is not.
+    fn check(&self, name: &str, limit: u64, now: Instant) -> (u64, Option<u64>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(q) = seen.get_mut(name) else {
+            return (0, None);
+        };
+        while q
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= MINUTE)
+        {
+            q.pop_front();
+        }
+        let used: u64 = q.iter().map(|(_, n)| n).sum();
+        if used < limit {
+            return (used, None);
+        }
+        // Wait for the oldest entries whose leaving brings it under.
+        let mut left = used;
+        for (t, n) in q.iter() {
+            left -= n;
+            if left < limit {
+                let wait = MINUTE.saturating_sub(now.duration_since(*t));
+                return (used, Some(wait.as_secs().max(1)));
+            }
+        }
+        (used, Some(60))
+    }
+
+    fn add(&self, name: &str, n: u64, now: Instant) {
+        if n > 0 {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.entry(name.to_string())
+                .or_default()
+                .push_back((now, n));
+        }
+    }
 }
 
 pub(crate) struct Auth {
     required: bool,
-    /// Each key's requests in the last minute.
-    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
-    /// What each client has spent: read from the store once, then kept up
-    /// as calls are recorded, so a budget check is no query.
-    spent: Mutex<HashMap<String, f64>>,
+    requests: Minute,
+    tokens: Minute,
+    /// What each client has spent in its budget's period (keyed by the
+    /// period's start): read from the store once a period, then kept up as
+    /// calls are recorded, so a budget check is no query.
+    spent: Mutex<HashMap<String, (Option<String>, f64)>>,
     /// Keys seen lately, by the secret's hash: a request within `KEY_TTL`
     /// of the last look-up skips the store; a revoke takes effect within it.
-    seen: Mutex<HashMap<String, (crate::app::types::ApiKey, Instant)>>,
+    seen: Mutex<HashMap<String, (Arc<ApiKey>, Instant)>>,
 }
 
 const KEY_TTL: Duration = Duration::from_secs(2);
@@ -37,7 +107,8 @@ impl Auth {
     pub fn new(required: bool) -> Auth {
         Auth {
             required,
-            recent: Mutex::new(HashMap::new()),
+            requests: Minute::default(),
+            tokens: Minute::default(),
             spent: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
         }
@@ -47,13 +118,9 @@ impl Auth {
         self.required
     }
 
-    /// The live key with this secret, from the store at most every
-    /// `KEY_TTL`.
-    fn key(
-        &self,
-        gw: &Gateway,
-        secret: &str,
-    ) -> crate::error::Result<Option<crate::app::types::ApiKey>> {
+    /// The key with this secret, whatever its state, from the store at
+    /// most every `KEY_TTL`.
+    fn key(&self, gw: &Gateway, secret: &str) -> crate::error::Result<Option<Arc<ApiKey>>> {
         let hash = crate::app::keys::secret_hash(secret);
         if let Some((k, at)) = self
             .seen
@@ -64,7 +131,7 @@ impl Auth {
         {
             return Ok(Some(k.clone()));
         }
-        let found = gw.db().key_by_secret(secret)?;
+        let found = gw.db().key_by_secret(secret)?.map(Arc::new);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match &found {
             Some(k) => {
@@ -77,45 +144,168 @@ impl Auth {
         Ok(found)
     }
 
-    /// What `client` has spent, from the store the first time.
-    fn spent(&self, gw: &Gateway, client: &str) -> f64 {
+    /// What the key's client has spent in its budget's period, and when
+    /// that period ends; from the store the first time in a period.
+    fn spent(&self, gw: &Gateway, key: &ApiKey, now: DateTime<Utc>) -> (f64, Option<String>) {
+        let start = key
+            .budget_period
+            .map(|p| crate::app::types::format_time(p.window(now).0));
+        let resets = key
+            .budget_period
+            .map(|p| crate::app::types::format_time(p.window(now).1));
         let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = spent.get(client) {
-            return *s;
+        if let Some((s, usd)) = spent.get(&key.name)
+            && *s == start
+        {
+            return (*usd, resets);
         }
-        let s = gw.db().client_spend(client).unwrap_or(0.0);
-        spent.insert(client.to_string(), s);
-        s
+        let usd = crate::app::keys::spend(&gw.db(), key, now).map_or(0.0, |s| s.spent_usd);
+        spent.insert(key.name.clone(), (start, usd));
+        (usd, resets)
     }
 
-    /// A recorded call's cost, added to its client's spend.
-    pub fn add_spent(&self, client: &str, usd: f64) {
+    /// A recorded call's cost and tokens, added to its client's.
+    pub fn add_use(&self, client: &str, usd: f64, tokens: u64) {
+        self.tokens.add(client, tokens, Instant::now());
         if usd > 0.0 {
             let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = spent.get_mut(client) {
+            if let Some((_, s)) = spent.get_mut(client) {
                 *s += usd;
             }
         }
     }
 
-    /// Counts a request against a per-minute limit: the seconds to wait
-    /// when over it.
-    fn over_rate(&self, name: &str, per_minute: u32) -> Option<u64> {
-        let now = Instant::now();
-        let minute = Duration::from_secs(60);
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let q = recent.entry(name.to_string()).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) >= minute) {
-            q.pop_front();
+    /// Why `key` may not make a request now, if it may not: its state,
+    /// then each limit, each refusal naming the limit and when it resets.
+    fn refusal(&self, gw: &Gateway, key: &ApiKey) -> Option<(&'static str, ApiError)> {
+        let now = Utc::now();
+        let name = &key.name;
+        let unauthorized =
+            |m: String| ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", m);
+        match key.state(now) {
+            KeyState::Revoked(at) => {
+                return Some((
+                    "revoked",
+                    unauthorized(format!(
+                        "key {name:?} stopped working at {at} (revoked, or rotated and its grace is over); `llmclis keys show {name}` says which key is live"
+                    )),
+                ));
+            }
+            KeyState::Expired(at) => {
+                return Some((
+                    "expired",
+                    unauthorized(format!(
+                        "key {name:?} expired at {at}; its owner can renew it with `llmclis keys rotate {name}`"
+                    )),
+                ));
+            }
+            KeyState::Live | KeyState::Retiring(_) => {}
         }
-        if q.len() >= per_minute as usize {
-            let oldest = *q.front().expect("over the limit means not empty");
-            let wait = minute.saturating_sub(now.duration_since(oldest));
-            return Some(wait.as_secs().max(1));
+        let limited = |kind: &'static str,
+                       message: String,
+                       wait: u64,
+                       headers: Vec<(&'static str, String)>| {
+            let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, kind, message);
+            e.retry_after = Some(wait);
+            e.headers = headers;
+            e
+        };
+        let instant = Instant::now();
+        if let Some(rpm) = key.requests_per_minute {
+            let (_, wait) = self.requests.check(name, rpm.into(), instant);
+            if let Some(wait) = wait {
+                let message = format!(
+                    "key {name:?} is limited to {rpm} requests a minute; the limit resets in {wait} s"
+                );
+                return Some((
+                    "rpm",
+                    limited(
+                        "rate_limit_error",
+                        message,
+                        wait,
+                        rate_headers("requests", rpm.into(), 0, wait),
+                    ),
+                ));
+            }
         }
-        q.push_back(now);
+        if let Some(tpm) = key.tokens_per_minute {
+            let (used, wait) = self.tokens.check(name, tpm.into(), instant);
+            if let Some(wait) = wait {
+                let message = format!(
+                    "key {name:?} is limited to {tpm} tokens a minute and used {used}; the limit resets in {wait} s"
+                );
+                return Some((
+                    "tpm",
+                    limited(
+                        "rate_limit_error",
+                        message,
+                        wait,
+                        rate_headers("tokens", tpm.into(), 0, wait),
+                    ),
+                ));
+            }
+        }
+        if let Some(budget) = key.budget_usd {
+            let (spent, resets) = self.spent(gw, key, now);
+            if spent >= budget {
+                let (what, when, wait) = match (key.budget_period, &resets) {
+                    (Some(p), Some(r)) => {
+                        let wait = p
+                            .window(now)
+                            .1
+                            .signed_duration_since(now)
+                            .num_seconds()
+                            .max(1) as u64;
+                        (
+                            format!("{} budget", p.adjective()),
+                            format!("it resets at {r}"),
+                            wait,
+                        )
+                    }
+                    _ => (
+                        "budget".to_string(),
+                        "it does not reset: raise it with a new key (`llmclis keys add`)"
+                            .to_string(),
+                        3600,
+                    ),
+                };
+                let message = format!(
+                    "key {name:?} has spent ${spent:.4} of its ${budget:.2} {what}; {when}"
+                );
+                return Some((
+                    "budget",
+                    limited("insufficient_quota", message, wait, Vec::new()),
+                ));
+            }
+        }
+        if key.requests_per_minute.is_some() {
+            self.requests.add(name, 1, instant);
+        }
         None
     }
+}
+
+/// The rate-limit headers OpenAI's API sends (`x-ratelimit-*`), which
+/// clients read to pace themselves.
+fn rate_headers(what: &str, limit: u64, remaining: u64, reset: u64) -> Vec<(&'static str, String)> {
+    let (l, r, s) = if what == "tokens" {
+        (
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        )
+    } else {
+        (
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        )
+    };
+    vec![
+        (l, limit.to_string()),
+        (r, remaining.to_string()),
+        (s, format!("{reset}s")),
+    ]
 }
 
 /// The key a request presents.
@@ -137,11 +327,12 @@ pub(crate) async fn require_key(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let anthropic = req.uri().path() == "/v1/messages";
+    let anthropic = req.uri().path().starts_with("/v1/messages");
     let shaped = |e: ApiError| if anthropic { e.anthropic() } else { e }.into_response();
     if !gw.auth.required() {
         req.extensions_mut().insert(Client {
             name: "local".into(),
+            key: None,
         });
         return next.run(req).await;
     }
@@ -159,46 +350,22 @@ pub(crate) async fn require_key(
             return shaped(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
-                "this API key is unknown or revoked; `llmclis keys list` shows the live ones",
+                "this API key is unknown; `llmclis keys list` shows the keys",
             ));
         }
         Err(e) => return shaped(ApiError::from(e)),
     };
-    if let Some(rpm) = key.requests_per_minute
-        && let Some(wait) = gw.auth.over_rate(&key.name, rpm)
-    {
-        gw.metrics.limited(&key.name);
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            format!(
-                "key {:?} is limited to {rpm} requests a minute; retry in {wait} s",
-                key.name
-            ),
-        );
-        e.retry_after = Some(wait);
+    if let Some((limit, e)) = gw.auth.refusal(&gw, &key) {
+        gw.metrics.limited(&key.name, limit);
         return shaped(e);
-    }
-    if let Some(budget) = key.budget_usd {
-        let spent = gw.auth.spent(&gw, &key.name);
-        if spent >= budget {
-            gw.metrics.limited(&key.name);
-            let mut e = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "insufficient_quota",
-                format!(
-                    "key {:?} has spent ${spent:.4} of its ${budget:.2} budget; make a new key or raise it",
-                    key.name
-                ),
-            );
-            e.retry_after = Some(3600);
-            return shaped(e);
-        }
     }
     // MCP calls over HTTP claim and note as the client.
     req.extensions_mut()
         .insert(crate::app::Agent(key.name.clone()));
-    req.extensions_mut().insert(Client { name: key.name });
+    req.extensions_mut().insert(Client {
+        name: key.name.clone(),
+        key: Some(key),
+    });
     next.run(req).await
 }
 
@@ -207,12 +374,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rate_limit_counts_a_sliding_minute() {
-        let a = Auth::new(true);
-        assert_eq!(a.over_rate("k", 2), None);
-        assert_eq!(a.over_rate("k", 2), None);
-        let wait = a.over_rate("k", 2).expect("third in a minute is over");
-        assert!((1..=60).contains(&wait), "{wait}");
-        assert_eq!(a.over_rate("other", 2), None, "per key");
+    fn a_minute_counts_what_is_in_it_and_says_when_it_is_under_again() {
+        let m = Minute::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(m.check("k", 100, at(0)), (0, None));
+        m.add("k", 60, at(0));
+        m.add("k", 30, at(10));
+        assert_eq!(m.check("k", 100, at(20)), (90, None), "under the limit");
+        m.add("k", 30, at(20));
+        // 120 of 100: under again once the first 60 leave, at 60 s.
+        assert_eq!(m.check("k", 100, at(30)), (120, Some(30)));
+        assert_eq!(m.check("k", 100, at(60)), (60, None), "the first has left");
+        assert_eq!(m.check("other", 1, at(60)), (0, None), "per client");
     }
 }

@@ -38,11 +38,40 @@ pub(crate) fn headers(route: &Route, model: &str, client: &Client) -> HeaderMap 
 /// cannot be served. `text` is the prompt, for the rules of `llmclis/auto`.
 pub(crate) fn resolve(
     gw: &Gateway,
+    client: &Client,
     model: &str,
     req: &ChatRequest,
     text: &str,
 ) -> Result<Route, ApiError> {
-    gateway::resolve(&gw.registry, &gw.caller, gw.ctx.mode(), model, req, text).map_err(|e| {
+    let route = gateway::resolve(&gw.registry, &gw.caller, gw.ctx.mode(), model, req, text)
+        .map_err(unroutable)?;
+    if client.allows(model) {
+        return Ok(route);
+    }
+    // A router name the key does not list routes among the models it does.
+    let router_name = model == AUTO || model.starts_with(ROLE_PREFIX);
+    let allowed = gateway::only(&gw.registry, route, |id| client.allows(id));
+    match allowed {
+        Some(route) if router_name => Ok(route),
+        _ => {
+            gw.metrics.limited(&client.name, "model");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!(
+                    "key {:?} may not use {model:?}; it may use: {}",
+                    client.name,
+                    client.allowed()
+                ),
+            )
+            .with_param("model"))
+        }
+    }
+}
+
+/// Why a model name cannot be served, in the client's API's terms.
+fn unroutable(e: Unroutable) -> ApiError {
+    {
         let (status, kind, param) = match &e {
             Unroutable::NoSuchModel { .. } => (StatusCode::NOT_FOUND, "not_found_error", true),
             Unroutable::OfflineApiModel { .. } => (StatusCode::FORBIDDEN, "permission_error", true),
@@ -56,7 +85,7 @@ pub(crate) fn resolve(
         }
         err.retry_after = e.retry_after();
         err
-    })
+    }
 }
 
 /// A failed chain as the client sees it: the servers' state is a 503 with
@@ -105,15 +134,23 @@ pub(crate) fn record(
         {
             gw.metrics.fallback(&o.model);
         }
+        let (prompt, completion) = (
+            call.prompt_tokens.unwrap_or(0),
+            call.completion_tokens.unwrap_or(0),
+        );
         gw.metrics.call(&Observed {
+            client: &client.name,
             provider: &call.provider,
             model: &call.model,
             outcome: &call.outcome,
             latency_ms: a.latency_ms,
-            prompt_tokens: call.prompt_tokens.unwrap_or(0),
-            completion_tokens: call.completion_tokens.unwrap_or(0),
+            prompt_tokens: prompt,
+            cached_tokens: call.cached_tokens.unwrap_or(0),
+            completion_tokens: completion,
+            cost_usd: call.cost_usd,
         });
-        gw.auth.add_spent(&client.name, call.cost_usd);
+        gw.auth
+            .add_use(&client.name, call.cost_usd, prompt + completion);
         gw.record(call);
     }
     if cancelled {

@@ -21,6 +21,7 @@ const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 struct Series {
     requests: u64,
     prompt_tokens: u64,
+    cached_tokens: u64,
     completion_tokens: u64,
     /// Counts per bucket (not cumulative), then the sum in seconds.
     latency: [u64; BUCKETS.len() + 1],
@@ -34,7 +35,19 @@ struct Inner {
     /// (api, status) → requests.
     http: BTreeMap<(String, u16), u64>,
     fallbacks: BTreeMap<String, u64>,
-    limited: BTreeMap<String, u64>,
+    /// (client, limit) → requests refused.
+    limited: BTreeMap<(String, String), u64>,
+    /// client → its answered calls.
+    clients: BTreeMap<String, KeySeries>,
+}
+
+#[derive(Default)]
+struct KeySeries {
+    calls: u64,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    completion_tokens: u64,
+    cost_usd: f64,
 }
 
 #[derive(Default)]
@@ -44,12 +57,15 @@ pub(crate) struct Metrics {
 
 /// One model attempt, as the metrics count it.
 pub(crate) struct Observed<'a> {
+    pub client: &'a str,
     pub provider: &'a str,
     pub model: &'a str,
     pub outcome: &'a str,
     pub latency_ms: u64,
     pub prompt_tokens: u64,
+    pub cached_tokens: u64,
     pub completion_tokens: u64,
+    pub cost_usd: f64,
 }
 
 impl Metrics {
@@ -65,6 +81,7 @@ impl Metrics {
                 .or_default();
             s.requests += 1;
             s.prompt_tokens += o.prompt_tokens;
+            s.cached_tokens += o.cached_tokens;
             s.completion_tokens += o.completion_tokens;
             let secs = o.latency_ms as f64 / 1000.0;
             let i = BUCKETS
@@ -73,6 +90,14 @@ impl Metrics {
                 .unwrap_or(BUCKETS.len());
             s.latency[i] += 1;
             s.latency_sum += secs;
+            if o.outcome == "ok" {
+                let k = m.clients.entry(o.client.into()).or_default();
+                k.calls += 1;
+                k.prompt_tokens += o.prompt_tokens;
+                k.cached_tokens += o.cached_tokens;
+                k.completion_tokens += o.completion_tokens;
+                k.cost_usd += o.cost_usd;
+            }
         });
     }
 
@@ -81,8 +106,10 @@ impl Metrics {
         self.with(|m| *m.fallbacks.entry(model.into()).or_default() += 1);
     }
 
-    pub fn limited(&self, client: &str) {
-        self.with(|m| *m.limited.entry(client.into()).or_default() += 1);
+    /// A request refused for one of its key's limits (rpm, tpm, budget,
+    /// model, expired, revoked).
+    pub fn limited(&self, client: &str, limit: &str) {
+        self.with(|m| *m.limited.entry((client.into(), limit.into())).or_default() += 1);
     }
 
     fn http(&self, api: &str, status: u16) {
@@ -129,11 +156,12 @@ impl Metrics {
             &mut out,
             "llmclis_model_tokens_total",
             "counter",
-            "Tokens by provider, model and direction.",
+            "Tokens by provider, model and direction (prompt includes cached).",
         );
         for ((p, model, _), s) in m.calls.iter().filter(|(k, _)| k.2 == "ok") {
             for (dir, n) in [
                 ("prompt", s.prompt_tokens),
+                ("cached", s.cached_tokens),
                 ("completion", s.completion_tokens),
             ] {
                 let _ = writeln!(
@@ -189,13 +217,61 @@ impl Metrics {
             &mut out,
             "llmclis_limited_total",
             "counter",
-            "Requests refused for a client's rate or budget.",
+            "Requests refused by a client's key, by the limit that refused them.",
         );
-        for (client, n) in &m.limited {
+        for ((client, limit), n) in &m.limited {
             let _ = writeln!(
                 out,
-                "llmclis_limited_total{{client=\"{}\"}} {n}",
-                esc(client)
+                "llmclis_limited_total{{client=\"{}\",limit=\"{}\"}} {n}",
+                esc(client),
+                esc(limit)
+            );
+        }
+        family(
+            &mut out,
+            "llmclis_client_calls_total",
+            "counter",
+            "Answered model calls by client (key name).",
+        );
+        for (client, k) in &m.clients {
+            let _ = writeln!(
+                out,
+                "llmclis_client_calls_total{{client=\"{}\"}} {}",
+                esc(client),
+                k.calls
+            );
+        }
+        family(
+            &mut out,
+            "llmclis_client_tokens_total",
+            "counter",
+            "Tokens by client and kind (prompt includes cached).",
+        );
+        for (client, k) in &m.clients {
+            for (kind, n) in [
+                ("prompt", k.prompt_tokens),
+                ("cached", k.cached_tokens),
+                ("completion", k.completion_tokens),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "llmclis_client_tokens_total{{client=\"{}\",kind=\"{kind}\"}} {n}",
+                    esc(client)
+                );
+            }
+        }
+        family(
+            &mut out,
+            "llmclis_client_cost_usd_total",
+            "counter",
+            "What each client's calls cost, in USD, by the registry's prices.",
+        );
+        for (client, k) in &m.clients {
+            let _ = writeln!(
+                out,
+                "llmclis_client_cost_usd_total{{client=\"{}\"}} {}",
+                esc(client),
+                k.cost_usd
             );
         }
         out
@@ -233,9 +309,12 @@ pub(crate) async fn access_log(
         | "/v1/models"
         | "/v1/embeddings"
         | "/v1/messages"
+        | "/v1/messages/count_tokens"
+        | "/v1/responses"
         | "/health"
         | "/metrics" => path.as_str(),
         p if p.starts_with("/mcp") => "/mcp",
+        p if p.starts_with("/v1/responses/") => "/v1/responses/{id}",
         _ => "other",
     };
     gw.metrics.http(route, status);
@@ -265,15 +344,19 @@ mod tests {
         let m = Metrics::default();
         for ms in [40, 300, 70_000] {
             m.call(&Observed {
+                client: "ci",
                 provider: "local",
                 model: "m\"1",
                 outcome: "ok",
                 latency_ms: ms,
                 prompt_tokens: 10,
+                cached_tokens: 4,
                 completion_tokens: 5,
+                cost_usd: 0.5,
             });
         }
         m.fallback("m2");
+        m.limited("ci", "tpm");
         m.http("/v1/chat/completions", 200);
         let t = m.text();
         assert!(
@@ -285,6 +368,19 @@ mod tests {
         assert!(t.contains(r#"le="0.5"} 2"#), "{t}");
         assert!(t.contains(r#"le="+Inf"} 3"#), "{t}");
         assert!(t.contains(r#"direction="prompt"} 30"#), "{t}");
+        assert!(t.contains(r#"direction="cached"} 12"#), "{t}");
+        assert!(
+            t.contains(r#"llmclis_client_tokens_total{client="ci",kind="cached"} 12"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"llmclis_client_cost_usd_total{client="ci"} 1.5"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"llmclis_limited_total{client="ci",limit="tpm"} 1"#),
+            "{t}"
+        );
         assert!(
             t.contains(r#"llmclis_fallbacks_total{model="m2"} 1"#),
             "{t}"

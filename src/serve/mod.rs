@@ -1,8 +1,9 @@
 //! `llmclis serve`: one more front end over the application layer. Other
 //! agents on the machine or the network reach the same router, fallback
 //! chains, budgets and call records as the orchestrator through an
-//! OpenAI-compatible API (`openai.rs`), an Anthropic-compatible
-//! `/v1/messages` (`anthropic.rs`), and the task queue over MCP on
+//! OpenAI-compatible API (`openai.rs`, and the Responses API in
+//! `responses.rs`), an Anthropic-compatible `/v1/messages` with token
+//! counting (`anthropic.rs`), and the task queue over MCP on
 //! Streamable HTTP (`/mcp`). Clients present keys made with `llmclis keys`
 //! (`auth.rs`); `/metrics` (`metrics.rs`) and `/health` are for operators.
 
@@ -12,6 +13,7 @@ mod chat;
 mod events;
 mod metrics;
 mod openai;
+mod responses;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -108,6 +110,8 @@ pub(crate) struct ApiError {
     /// The request field at fault, when there is one.
     pub param: Option<String>,
     pub retry_after: Option<u64>,
+    /// More headers for the answer (a rate limit's `x-ratelimit-*`).
+    pub headers: Vec<(&'static str, String)>,
     pub anthropic: bool,
 }
 
@@ -119,6 +123,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after: None,
+            headers: Vec::new(),
             anthropic: false,
         }
     }
@@ -140,7 +145,20 @@ impl ApiError {
     /// The error body alone, for an in-band SSE error event.
     pub fn body(&self) -> serde_json::Value {
         if self.anthropic {
-            json!({"type": "error", "error": {"type": self.kind, "message": self.message}})
+            // Anthropic's names where OpenAI's differ.
+            let kind = match self.kind {
+                "insufficient_quota" => "rate_limit_error",
+                "server_error" => "api_error",
+                "not_found_error"
+                | "permission_error"
+                | "authentication_error"
+                | "rate_limit_error"
+                | "overloaded_error"
+                | "api_error"
+                | "invalid_request_error" => self.kind,
+                _ => "api_error",
+            };
+            json!({"type": "error", "error": {"type": kind, "message": self.message}})
         } else {
             json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.status.as_u16()}})
         }
@@ -170,6 +188,11 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        for (k, v) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                r.headers_mut().insert(*k, v);
+            }
+        }
         r
     }
 }
@@ -185,6 +208,12 @@ pub(crate) fn router(
         .route("/v1/models", get(openai::models))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
             auth::require_key,
@@ -218,7 +247,7 @@ async fn too_large(
     next: axum::middleware::Next,
     limit: usize,
 ) -> Response {
-    let anthropic = req.uri().path() == "/v1/messages";
+    let anthropic = req.uri().path().starts_with("/v1/messages");
     let r = next.run(req).await;
     let json = r
         .headers()
@@ -261,7 +290,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found_error",
         format!(
-            "no route {}; the API is /v1/chat/completions, /v1/models, /v1/embeddings, /v1/messages, /mcp, /health, /metrics",
+            "no route {}; the API is /v1/chat/completions, /v1/responses, /v1/models, /v1/embeddings, /v1/messages, /v1/messages/count_tokens, /mcp, /health, /metrics",
             uri.path()
         ),
     )

@@ -142,16 +142,16 @@ fn to_request(b: &ChatBody) -> Result<(ChatRequest, String), ApiError> {
         } else {
             m.role.as_str()
         };
+        let content = m
+            .content
+            .as_ref()
+            .map(Content::text)
+            .transpose()?
+            .unwrap_or_default();
         messages.push(Message {
-            role: role.to_string(),
-            content: m
-                .content
-                .as_ref()
-                .map(Content::text)
-                .transpose()?
-                .unwrap_or_default(),
             tool_calls: m.tool_calls.clone(),
             tool_call_id: m.tool_call_id.clone(),
+            ..Message::plain(role, content)
         });
     }
     let text = messages
@@ -199,7 +199,7 @@ fn to_request(b: &ChatBody) -> Result<(ChatRequest, String), ApiError> {
     ))
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -234,7 +234,9 @@ fn finish_reason(o: &CallOutcome) -> String {
 
 fn usage(o: &CallOutcome) -> Value {
     let u = o.response.usage;
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens})
+    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+           "total_tokens": u.prompt_tokens + u.completion_tokens,
+           "prompt_tokens_details": {"cached_tokens": u.cached_tokens}})
 }
 
 pub(crate) async fn chat_completions(
@@ -244,7 +246,7 @@ pub(crate) async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let b: ChatBody = parse(&body)?;
     let (mut req, text) = to_request(&b)?;
-    let route = chat::resolve(&gw, &b.model, &req, &text)?;
+    let route = chat::resolve(&gw, &client, &b.model, &req, &text)?;
     if req.temperature.is_nan() {
         req.temperature = route.temperature;
     }

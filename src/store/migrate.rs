@@ -49,6 +49,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_imports",
         include_str!("../../migrations/0012_imports.sql"),
     ),
+    (
+        "0013_gateway_keys",
+        include_str!("../../migrations/0013_gateway_keys.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -39,6 +39,9 @@ pub struct ModelCall {
     pub created_at: String,
     /// The gateway client (its key's name) that asked, for `llmclis serve`.
     pub client: Option<String>,
+    /// Of `prompt_tokens`, read from the prompt cache; and written to it.
+    pub cached_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
 }
 
 /// A tool call an executing role made.
@@ -113,7 +116,7 @@ pub struct RunStep {
 
 const CALL_COLUMNS: &str = "id, run_id, step_id, task_id, role, purpose, provider, model,
     prompt_tokens, completion_tokens, tokens_estimated, latency_ms, cost_usd, outcome, error,
-    prompt, response, created_at, client";
+    prompt, response, created_at, client, cached_tokens, cache_write_tokens";
 
 fn call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelCall> {
     Ok(ModelCall {
@@ -136,6 +139,8 @@ fn call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelCall> {
         response: r.get(16)?,
         created_at: r.get(17)?,
         client: r.get(18)?,
+        cached_tokens: r.get::<_, Option<i64>>(19)?.map(|v| v as u64),
+        cache_write_tokens: r.get::<_, Option<i64>>(20)?.map(|v| v as u64),
     })
 }
 
@@ -489,8 +494,10 @@ impl Store {
             tx.prepare_cached(
                 "INSERT INTO model_calls (run_id, step_id, task_id, role, purpose, provider, model,
                         prompt_tokens, completion_tokens, tokens_estimated, latency_ms, cost_usd,
-                        outcome, error, prompt, response, created_at, client)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                        outcome, error, prompt, response, created_at, client, cached_tokens,
+                        cache_write_tokens)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                         ?19, ?20)",
             )?
             .execute(params![
                 c.run_id,
@@ -510,7 +517,9 @@ impl Store {
                 c.prompt,
                 c.response,
                 now(),
-                c.client
+                c.client,
+                c.cached_tokens.map(|v| v as i64),
+                c.cache_write_tokens.map(|v| v as i64)
             ])?;
             Ok(tx.last_insert_rowid())
         })

@@ -11,6 +11,13 @@ client; prints a JSON list with one result per step: {"ok": true, "value":
     {"op": "stream", "model", "messages", ...}     (the text, joined from the chunks)
     {"op": "embed", "model", "input"}
     {"op": "raw_chat", ...}                         (with the response headers)
+    {"op": "responses", "model", "input", ...}      (client.responses.create)
+    {"op": "responses_stream", "model", "input", ...}
+        (client.responses.stream: the event types, the text from the deltas,
+        and the final response the SDK put together)
+    {"op": "responses_chain", "first": {...}, "second": {...}}
+        (the second with previous_response_id = the first's id)
+    {"op": "responses_get", "id"} / {"op": "responses_delete", "id"}
 """
 import json
 import sys
@@ -64,7 +71,45 @@ def run(client, step):
         r = client.embeddings.create(**step)
         return {"model": r.model, "dims": [len(d.embedding) for d in r.data],
                 "first": r.data[0].embedding[:3]}
+    if op == "responses":
+        return response(client.responses.create(**step))
+    if op == "responses_stream":
+        types, text = [], ""
+        with client.responses.stream(**step) as s:
+            for event in s:
+                types.append(event.type)
+                if event.type == "response.output_text.delta":
+                    text += event.delta
+                if event.type == "error":
+                    return {"types": types, "error": event.message}
+            final = s.get_final_response()
+        return {"types": types, "text": text, "final": response(final)}
+    if op == "responses_chain":
+        first = client.responses.create(**step["first"])
+        second = client.responses.create(previous_response_id=first.id, **step["second"])
+        return {"first": response(first), "second": response(second)}
+    if op == "responses_get":
+        return response(client.responses.retrieve(step["id"]))
+    if op == "responses_delete":
+        client.responses.delete(step["id"])
+        return True
     raise ValueError(f"unknown op {op}")
+
+
+def response(r):
+    return {
+        "id": r.id,
+        "model": r.model,
+        "status": r.status,
+        "output_text": r.output_text,
+        "calls": [
+            {"call_id": o.call_id, "name": o.name, "arguments": json.loads(o.arguments)}
+            for o in r.output
+            if o.type == "function_call"
+        ],
+        "types": [o.type for o in r.output],
+        "usage": r.usage.model_dump() if r.usage else None,
+    }
 
 
 def main():
