@@ -231,7 +231,7 @@ fn index(
     let ws = wheels(&tmp, model_dir, lib);
     let ort = ws
         .keys()
-        .find(|n| n.starts_with("onnxruntime"))
+        .find(|n| n.starts_with("onnxruntime-1.31.1") && n.contains("manylinux"))
         .unwrap()
         .clone();
     let size = ws[&ort].len();
@@ -275,9 +275,16 @@ fn a_wrong_wheel_then_a_cut_one_then_the_right_one_is_resumed_and_checked() {
     assert_eq!(asked.len(), 3, "{asked:?}");
     assert_eq!(asked[0].1, None);
     assert_eq!(asked[1].1, None, "a wrong download is not resumed");
-    assert_eq!(
-        asked[2].1.as_deref(),
-        Some(format!("bytes={half}-").as_str())
+    // From what arrived: the half sent, or less when the drop discarded
+    // bytes still in flight (an aborted connection does).
+    let from: usize = asked[2]
+        .1
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .unwrap_or_else(|| panic!("the third download resumes: {asked:?}"));
+    assert!(
+        0 < from && from <= half,
+        "resumed from {from} of {half} sent"
     );
     // What landed is the real thing, with the pinned hashes.
     let ort_file = dir.join("onnxruntime/libonnxruntime.so.1.31.1");

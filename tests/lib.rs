@@ -22,6 +22,7 @@ mod everyday;
 mod faults;
 mod faults_run;
 mod fuzz;
+mod gateway_keys;
 mod interop;
 mod layering;
 mod llm;

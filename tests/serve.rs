@@ -557,7 +557,7 @@ async fn bad_input_gets_an_answer_in_the_apis_shape() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"llmclis_limited_total{client="busy"} 1"#),
+        metrics.contains(r#"llmclis_limited_total{client="busy",limit="rpm"} 1"#),
         "{metrics}"
     );
     assert!(metrics.contains(r#"status="413"}"#), "{metrics}");

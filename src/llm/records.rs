@@ -1,8 +1,8 @@
 //! A call's attempts as the rows the store keeps (`model_calls`): one per
 //! attempt, the one that answered with its usage, cost and text.
 
-use super::ChatRequest;
 use super::outcome::{Attempt, CallFailed, CallOutcome};
+use super::{ChatRequest, Usage};
 use crate::registry::Registry;
 
 /// A call's attempts (skips aside) as records, in order, each with the
@@ -44,10 +44,23 @@ pub fn call_records<'a>(
                 call.cached_tokens = (u.cached_tokens > 0).then_some(u.cached_tokens);
                 call.cache_write_tokens =
                     (u.cache_write_tokens > 0).then_some(u.cache_write_tokens);
-                call.cost_usd = registry.model(&o.model).map_or(0.0, |m| m.cost_of(&u));
+                call.cost_usd = registry.model(&o.model).map_or(0.0, |m| cost(m, &u));
                 call.response = Some(o.response.text.clone());
             }
             (a, call)
         })
         .collect()
+}
+
+/// USD for a call's usage on `m`, its cached and cache-written input at
+/// their own rates.
+fn cost(m: &crate::registry::Model, u: &Usage) -> f64 {
+    let cached = u.cached_tokens.min(u.prompt_tokens);
+    let written = u.cache_write_tokens.min(u.prompt_tokens - cached);
+    let fresh = u.prompt_tokens - cached - written;
+    (fresh as f64 * m.cost_per_1m_input
+        + cached as f64 * m.cost_per_1m_cached_input
+        + written as f64 * m.cost_per_1m_cache_write
+        + u.completion_tokens as f64 * m.cost_per_1m_output)
+        / 1e6
 }

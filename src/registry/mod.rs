@@ -133,19 +133,6 @@ impl Model {
             + completion_tokens as f64 * self.cost_per_1m_output)
             / 1e6
     }
-
-    /// USD for a call's usage, its cached and cache-written input at their
-    /// own rates.
-    pub fn cost_of(&self, u: &crate::llm::Usage) -> f64 {
-        let cached = u.cached_tokens.min(u.prompt_tokens);
-        let written = u.cache_write_tokens.min(u.prompt_tokens - cached);
-        let fresh = u.prompt_tokens - cached - written;
-        (fresh as f64 * self.cost_per_1m_input
-            + cached as f64 * self.cost_per_1m_cached_input
-            + written as f64 * self.cost_per_1m_cache_write
-            + u.completion_tokens as f64 * self.cost_per_1m_output)
-            / 1e6
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]

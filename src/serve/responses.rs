@@ -216,7 +216,7 @@ fn to_request(gw: &Gateway, client: &Client, b: Body) -> Result<Asked, ApiError>
             .ok_or_else(|| {
                 invalid(
                     "previous_response_id",
-                    format!("no response {prev:?} is kept for this key (it was made with store: false, by another key, or deleted)"),
+                    format!("previous_response_id {prev:?} is not a response kept for this key (it was made with store: false, by another key, or deleted)"),
                 )
             })?;
         for part in [&kept.input, &kept.output] {
