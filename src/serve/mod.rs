@@ -13,6 +13,7 @@ mod chat;
 mod events;
 mod metrics;
 mod openai;
+mod records;
 mod responses;
 
 use std::net::SocketAddr;
@@ -57,7 +58,7 @@ pub(crate) struct Gateway {
     db: Mutex<Store>,
     /// Call records go to a writer thread that commits them in batches:
     /// off the request's path, one transaction for many calls.
-    records: Mutex<Option<std::sync::mpsc::Sender<crate::app::types::ModelCall>>>,
+    records: Arc<records::Records>,
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
     embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
@@ -73,20 +74,14 @@ impl Gateway {
 
     /// Queues a call record for the writer.
     pub fn record(&self, call: crate::app::types::ModelCall) {
-        let tx = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = tx.as_ref()
-            && tx.send(call).is_err()
-        {
+        if !self.records.push(call) {
             tracing::error!("the call-record writer stopped; a gateway call was not recorded");
         }
     }
 
     /// Stops taking records; the writer commits what it has and ends.
     fn close_records(&self) {
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.records.close();
     }
 
     /// The local embedder, built on first use (its model loads on the first
@@ -318,13 +313,13 @@ pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> 
     // The router reads what is loaded where from the background watch; its
     // first look happens a moment after start, never on a request's path.
     caller.watch_resources(crate::app::models::watch(registry.clone()));
-    let (records, writer) = record_writer(ctx.store()?);
+    let (records, writer) = records::Records::start(ctx.store()?);
     let gw = Arc::new(Gateway {
         ctx: ctx.clone(),
         registry,
         caller,
         db: Mutex::new(db),
-        records: Mutex::new(Some(records)),
+        records,
         auth: auth::Auth::new(!opts.no_auth),
         metrics: metrics::Metrics::default(),
         embedder: tokio::sync::OnceCell::new(),
@@ -381,37 +376,6 @@ pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> 
     drop(stopped);
     let _ = writer.join();
     served
-}
-
-/// The thread that writes call records: whatever has queued up, in one
-/// transaction, as soon as the last one committed.
-fn record_writer(
-    mut db: Store,
-) -> (
-    std::sync::mpsc::Sender<crate::app::types::ModelCall>,
-    std::thread::JoinHandle<()>,
-) {
-    let (tx, rx) = std::sync::mpsc::channel::<crate::app::types::ModelCall>();
-    let handle = std::thread::spawn(move || {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < 512
-                && let Ok(more) = rx.try_recv()
-            {
-                batch.push(more);
-            }
-            let written = db.batch(|s| {
-                for call in &batch {
-                    s.record_model_call(call)?;
-                }
-                Ok(())
-            });
-            if let Err(e) = written {
-                tracing::error!(error = %e, calls = batch.len(), "could not record gateway calls");
-            }
-        }
-    });
-    (tx, handle)
 }
 
 /// The MCP endpoint at `/mcp`, behind the same keys as the API.
