@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::app::handles::Store;
 use crate::app::types::ModelCall;
-use crate::store::Store;
 
 /// How long a batch waits for more calls before it commits. Short enough
 /// that `llmclis keys show` and the board see a call as it ends.
