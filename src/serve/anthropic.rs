@@ -175,12 +175,7 @@ fn to_request(b: &MessagesBody) -> Result<(ChatRequest, String), ApiError> {
             });
         }
     }
-    let prompt = messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| m.content.clone())
-        .unwrap_or_default();
+    let prompt = chat::last_user_text(&messages);
     let tools = b
         .tools
         .iter()

@@ -34,6 +34,16 @@ pub(crate) fn headers(route: &Route, model: &str, client: &Client) -> HeaderMap 
     h
 }
 
+/// The last user turn's text: what `llmclis/auto`'s rules route on.
+pub(crate) fn last_user_text(messages: &[crate::app::types::Message]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.clone())
+        .unwrap_or_default()
+}
+
 /// Resolves the `model` a client sent, as the client's API error when it
 /// cannot be served. `text` is the prompt, for the rules of `llmclis/auto`.
 pub(crate) fn resolve(

@@ -154,12 +154,7 @@ fn to_request(b: &ChatBody) -> Result<(ChatRequest, String), ApiError> {
             ..Message::plain(role, content)
         });
     }
-    let text = messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| m.content.clone())
-        .unwrap_or_default();
+    let text = chat::last_user_text(&messages);
     let json_schema = match &b.response_format {
         None => None,
         Some(f) => match f.kind.as_str() {

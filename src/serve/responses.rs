@@ -263,12 +263,7 @@ fn to_request(gw: &Gateway, client: &Client, b: Body) -> Result<Asked, ApiError>
             }
         },
     };
-    let prompt = messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| m.content.clone())
-        .unwrap_or_default();
+    let prompt = chat::last_user_text(&messages);
     Ok(Asked {
         req: ChatRequest {
             messages,
@@ -364,26 +359,32 @@ fn output_items(o: &CallOutcome, message_id: &str) -> Vec<Value> {
     out
 }
 
-/// Keeps an answer for `previous_response_id`; a failure to keep it is
-/// logged, not the client's error (the answer itself is whole).
-fn keep(
+/// The completed response, kept for `previous_response_id` when asked; a
+/// failure to keep it is logged, not the client's error (the answer itself
+/// is whole).
+fn completed(
     gw: &Gateway,
     client: &Client,
+    echo: &Echo,
     items: &[Value],
-    output: &[Value],
-    body: &Value,
-    model: &str,
-) {
-    let kept = KeptResponse {
-        id: body["id"].as_str().unwrap_or_default().to_string(),
-        model: model.to_string(),
-        input: Value::Array(items.to_vec()).to_string(),
-        output: Value::Array(output.to_vec()).to_string(),
-        body: body.to_string(),
-    };
-    if let Err(e) = gw.db().keep_response(&client.name, &kept) {
-        tracing::error!(error = %e, id = kept.id, "could not keep a response");
+    output: Vec<Value>,
+    o: &CallOutcome,
+) -> Value {
+    let kept_output = echo.store.then(|| Value::Array(output.clone()).to_string());
+    let answer = echo.response(&o.model, "completed", output, Some(&o.response.usage));
+    if let Some(output) = kept_output {
+        let kept = KeptResponse {
+            id: echo.id.clone(),
+            model: o.model.clone(),
+            input: Value::Array(items.to_vec()).to_string(),
+            output,
+            body: answer.to_string(),
+        };
+        if let Err(e) = gw.db().keep_response(&client.name, &kept) {
+            tracing::error!(error = %e, id = kept.id, "could not keep a response");
+        }
     }
+    answer
 }
 
 pub(crate) async fn create(
@@ -423,15 +424,7 @@ pub(crate) async fn create(
     if !stream {
         let o = chat::complete(&gw, &client, &route, &req).await?;
         let output = output_items(&o, &message_id);
-        let answer = echo.response(
-            &o.model,
-            "completed",
-            output.clone(),
-            Some(&o.response.usage),
-        );
-        if echo.store {
-            keep(&gw, &client, &items, &output, &answer, &o.model);
-        }
+        let answer = completed(&gw, &client, &echo, &items, output, &o);
         return Ok((chat::headers(&route, &o.model, &client), axum::Json(answer)).into_response());
     }
     let first = route.chain[0].clone();
@@ -556,15 +549,7 @@ pub(crate) async fn create(
                 json!({"output_index": index, "item": message_item(&message_id, "", "completed")}),
             );
         }
-        let answer = echo.response(
-            &o.model,
-            "completed",
-            output.clone(),
-            Some(&o.response.usage),
-        );
-        if echo.store {
-            keep(&gw, &client, &items, &output, &answer, &o.model);
-        }
+        let answer = completed(&gw, &client, &echo, &items, output, &o);
         s + &ev("response.completed", json!({"response": answer}))
     };
     Ok(super::events::stream_response(
