@@ -15,15 +15,14 @@ use crate::support::fake_llm::FakeLlm;
 /// Two priced models on one upstream: each scripted answer (11 prompt and
 /// 3 completion tokens) costs $0.14.
 fn priced(env: &Env, url: &str) {
-    let roles: String = llmclis::registry::ROLES
-        .iter()
-        .map(|r| format!("  {r}: {{ models: [first, second], temperature: 0.2 }}\n"))
-        .collect();
-    let yaml = format!(
-        "providers:\n  - {{ name: one, kind: openai-compatible, flavour: vllm, base_url: '{url}', local: true }}\nmodels:\n  - {{ id: first, provider: one, served_name: m1, context_window: 8192, max_output_tokens: 1024, cost_per_1m_input: 10000, cost_per_1m_output: 10000 }}\n  - {{ id: second, provider: one, served_name: m2, context_window: 8192, max_output_tokens: 1024, cost_per_1m_input: 10000, cost_per_1m_output: 10000 }}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+    crate::serve::write_registry(
+        env,
+        "first, second",
+        &format!(
+            "  - {{ name: one, kind: openai-compatible, flavour: vllm, base_url: '{url}', local: true }}\n"
+        ),
+        "  - { id: first, provider: one, served_name: m1, context_window: 8192, max_output_tokens: 1024, cost_per_1m_input: 10000, cost_per_1m_output: 10000 }\n  - { id: second, provider: one, served_name: m2, context_window: 8192, max_output_tokens: 1024, cost_per_1m_input: 10000, cost_per_1m_output: 10000 }\n",
     );
-    std::fs::create_dir_all(env.config_dir()).unwrap();
-    std::fs::write(env.config_dir().join("model_registry.yaml"), yaml).unwrap();
 }
 
 /// One request in OpenAI's shape (`/v1/chat/completions`) or Anthropic's

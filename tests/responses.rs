@@ -258,25 +258,9 @@ async fn the_official_openai_client_speaks_the_responses_api_to_a_chat_completio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_llama_server_answers_the_responses_api_through_the_gateway() {
     let _turn = crate::support::real_servers_lock();
-    let (Some(python), Ok(url)) = (
-        crate::support::py_clients(),
-        std::env::var("LLMCLIS_TEST_SMOLLM_URL"),
-    ) else {
-        crate::support::skipped("no Python clients or no LLMCLIS_TEST_SMOLLM_URL");
+    let Some((python, env, gw, key)) = crate::serve::smollm_behind_gateway("codex") else {
         return;
     };
-    let env = Env::new();
-    std::fs::create_dir_all(env.config_dir()).unwrap();
-    let registry = crate::support::one_model_registry(
-        &format!(
-            "{{name: local, kind: openai-compatible, flavour: llamacpp, base_url: '{url}', local: true}}"
-        ),
-        "{id: smollm, provider: local, served_name: smollm, context_window: 2048, max_output_tokens: 256}",
-        "smollm",
-    );
-    std::fs::write(env.config_dir().join("model_registry.yaml"), registry).unwrap();
-    let key = new_key(&env, "codex", &[]);
-    let gw = Gateway::start(&env, &[]);
     let steps = json!([
         {"op": "responses", "model": "smollm", "input": "Name a color.", "instructions": "Answer in one word.", "max_output_tokens": 16},
         {"op": "responses_stream", "model": "llmclis/auto", "input": "Count to five.", "max_output_tokens": 24},
@@ -311,15 +295,14 @@ async fn the_real_llama_server_answers_the_responses_api_through_the_gateway() {
 
 /// Claude (Anthropic's API, priced with cache rates) and a local model.
 fn anthropic_and_local(env: &Env, anthropic: &str, local: &str) {
-    let roles: String = llmclis::registry::ROLES
-        .iter()
-        .map(|r| format!("  {r}: {{ models: [local, claude], temperature: 0.2 }}\n"))
-        .collect();
-    let yaml = format!(
-        "providers:\n  - {{ name: anth, kind: anthropic, base_url: '{anthropic}', api_key_env: PATH, local: false }}\n  - {{ name: here, kind: openai-compatible, flavour: vllm, base_url: '{local}', local: true }}\nmodels:\n  - {{ id: claude, provider: anth, served_name: claude-sonnet-4-5, context_window: 200000, max_output_tokens: 8192, cost_per_1m_input: 3.0, cost_per_1m_output: 15.0, cost_per_1m_cached_input: 0.3, cost_per_1m_cache_write: 3.75, capabilities: [tools] }}\n  - {{ id: local, provider: here, served_name: m, context_window: 8192, max_output_tokens: 1024, cost_per_1m_input: 1.0, cost_per_1m_cached_input: 0.5 }}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+    crate::serve::write_registry(
+        env,
+        "local, claude",
+        &format!(
+            "  - {{ name: anth, kind: anthropic, base_url: '{anthropic}', api_key_env: PATH, local: false }}\n  - {{ name: here, kind: openai-compatible, flavour: vllm, base_url: '{local}', local: true }}\n"
+        ),
+        "  - { id: claude, provider: anth, served_name: claude-sonnet-4-5, context_window: 200000, max_output_tokens: 8192, cost_per_1m_input: 3.0, cost_per_1m_output: 15.0, cost_per_1m_cached_input: 0.3, cost_per_1m_cache_write: 3.75, capabilities: [tools] }\n  - { id: local, provider: here, served_name: m, context_window: 8192, max_output_tokens: 1024, cost_per_1m_input: 1.0, cost_per_1m_cached_input: 0.5 }\n",
     );
-    std::fs::create_dir_all(env.config_dir()).unwrap();
-    std::fs::write(env.config_dir().join("model_registry.yaml"), yaml).unwrap();
 }
 
 const CACHED_ANSWER: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Cached hello"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"cache_read_input_tokens":2000,"cache_creation_input_tokens":500,"output_tokens":20}}"#;

@@ -59,17 +59,58 @@ impl Drop for Gateway {
     }
 }
 
-/// A registry of two local servers: `first` then `second` for every role.
-pub(crate) fn two_servers(env: &Env, first: &str, second: &str) {
+/// Writes a registry of these providers and models whose roles all use
+/// `chain`, with the default rule and both modes.
+pub(crate) fn write_registry(env: &Env, chain: &str, providers: &str, models: &str) {
     let roles: String = llmclis::registry::ROLES
         .iter()
-        .map(|r| format!("  {r}: {{ models: [first, second], temperature: 0.2 }}\n"))
+        .map(|r| format!("  {r}: {{ models: [{chain}], temperature: 0.2 }}\n"))
         .collect();
     let yaml = format!(
-        "providers:\n  - {{ name: one, kind: openai-compatible, flavour: vllm, base_url: '{first}', local: true }}\n  - {{ name: two, kind: openai-compatible, flavour: vllm, base_url: '{second}', local: true }}\nmodels:\n  - {{ id: first, provider: one, served_name: m1, context_window: 8192, max_output_tokens: 1024, capabilities: [json_schema, tools] }}\n  - {{ id: second, provider: two, served_name: m2, context_window: 8192, max_output_tokens: 1024, capabilities: [json_schema, tools] }}\nroles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
+        "providers:\n{providers}models:\n{models}roles:\n{roles}rules:\n  - {{ name: default, role: coder }}\nmodes:\n  offline: {{ providers: local }}\n  online: {{ providers: all }}\n"
     );
     std::fs::create_dir_all(env.config_dir()).unwrap();
     std::fs::write(env.config_dir().join("model_registry.yaml"), yaml).unwrap();
+}
+
+/// A registry of two local servers: `first` then `second` for every role.
+pub(crate) fn two_servers(env: &Env, first: &str, second: &str) {
+    write_registry(
+        env,
+        "first, second",
+        &format!(
+            "  - {{ name: one, kind: openai-compatible, flavour: vllm, base_url: '{first}', local: true }}\n  - {{ name: two, kind: openai-compatible, flavour: vllm, base_url: '{second}', local: true }}\n"
+        ),
+        "  - { id: first, provider: one, served_name: m1, context_window: 8192, max_output_tokens: 1024, capabilities: [json_schema, tools] }\n  - { id: second, provider: two, served_name: m2, context_window: 8192, max_output_tokens: 1024, capabilities: [json_schema, tools] }\n",
+    );
+}
+
+/// The real SmolLM2 server (llama.cpp) as the registry's one model, and the
+/// gateway in front of it with a key for `client`; None (said skipped)
+/// without it or the Python clients. Hold `real_servers_lock` first.
+pub(crate) fn smollm_behind_gateway(
+    client: &str,
+) -> Option<(std::path::PathBuf, Env, Gateway, String)> {
+    let (Some(python), Ok(url)) = (
+        crate::support::py_clients(),
+        std::env::var("LLMCLIS_TEST_SMOLLM_URL"),
+    ) else {
+        crate::support::skipped("no Python clients or no LLMCLIS_TEST_SMOLLM_URL");
+        return None;
+    };
+    let env = Env::new();
+    std::fs::create_dir_all(env.config_dir()).unwrap();
+    let registry = crate::support::one_model_registry(
+        &format!(
+            "{{name: local, kind: openai-compatible, flavour: llamacpp, base_url: '{url}', local: true}}"
+        ),
+        "{id: smollm, provider: local, served_name: smollm, context_window: 2048, max_output_tokens: 256}",
+        "smollm",
+    );
+    std::fs::write(env.config_dir().join("model_registry.yaml"), registry).unwrap();
+    let key = new_key(&env, client, &[]);
+    let gw = Gateway::start(&env, &[]);
+    Some((python, env, gw, key))
 }
 
 pub(crate) fn new_key(env: &Env, name: &str, extra: &[&str]) -> String {
@@ -683,25 +724,9 @@ async fn mcp_over_http_with_the_official_python_sdk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_llama_server_answers_through_the_gateway() {
     let _turn = crate::support::real_servers_lock();
-    let (Some(python), Ok(url)) = (
-        crate::support::py_clients(),
-        std::env::var("LLMCLIS_TEST_SMOLLM_URL"),
-    ) else {
-        crate::support::skipped("no Python clients or no LLMCLIS_TEST_SMOLLM_URL");
+    let Some((python, env, gw, key)) = smollm_behind_gateway("e2e") else {
         return;
     };
-    let env = Env::new();
-    std::fs::create_dir_all(env.config_dir()).unwrap();
-    let registry = crate::support::one_model_registry(
-        &format!(
-            "{{name: local, kind: openai-compatible, flavour: llamacpp, base_url: '{url}', local: true}}"
-        ),
-        "{id: smollm, provider: local, served_name: smollm, context_window: 2048, max_output_tokens: 256}",
-        "smollm",
-    );
-    std::fs::write(env.config_dir().join("model_registry.yaml"), registry).unwrap();
-    let key = new_key(&env, "e2e", &[]);
-    let gw = Gateway::start(&env, &[]);
     let steps = json!([
         {"op": "chat", "model": "llmclis/auto", "messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 16},
         {"op": "stream", "model": "smollm", "messages": [{"role": "user", "content": "Count to five."}], "max_tokens": 24},
