@@ -201,7 +201,7 @@ async fn run(mode: Mode) {
         assert_eq!(r.status(), 200, "{:?}", r.text().await);
     }
     if mode != Mode::Gateway {
-        let ours = Target::llmclis(&gateway, &key);
+        let ours = Target::llmclis(&gateway, &key, pid);
         peers(&http, &upstream, ours, dir.path()).await;
         if mode == Mode::PeersOnly {
             return;
@@ -347,6 +347,8 @@ struct Target {
     /// A peer's own process and where its stderr went (its stdout is
     /// beside it, with the extension `out`).
     process: Option<(Gateway, std::path::PathBuf)>,
+    /// Its process, stopped while others are timed (`Turn`).
+    pid: Option<u32>,
     /// Added milliseconds per measured round: plain, streamed.
     added: [Vec<f64>; 2],
     /// The first failure (round, what the client saw), plain and streamed;
@@ -362,13 +364,16 @@ impl Target {
             bearer,
             headers: Vec::new(),
             process: None,
+            pid: None,
             added: [Vec::new(), Vec::new()],
             failed: [None, None],
         }
     }
 
-    fn llmclis(gateway: &str, key: &str) -> Self {
-        Self::new("llmclis".into(), gateway.into(), Some(key.into()))
+    fn llmclis(gateway: &str, key: &str, pid: u32) -> Self {
+        let mut t = Self::new("llmclis".into(), gateway.into(), Some(key.into()));
+        t.pid = Some(pid);
+        t
     }
 
     /// The first line of the peer's stderr (else stdout) that names an error.
@@ -531,6 +536,7 @@ async fn litellm(
         format!("{base}/v1"),
         Some(master),
     );
+    t.pid = Some(peer.0.id());
     t.process = Some((peer, log));
     Ok(t)
 }
@@ -570,6 +576,7 @@ async fn portkey(
         ("x-portkey-provider", "openai".into()),
         ("x-portkey-custom-host", upstream.into()),
     ];
+    t.pid = Some(peer.0.id());
     t.process = Some((peer, log));
     Ok(t)
 }
@@ -642,18 +649,48 @@ async fn once(
     Ok(ms)
 }
 
-/// A pause after each call, untimed: what a target does after its answer
-/// (LiteLLM runs its post-call hooks then) ends before the next is timed,
-/// so one target's tail is not charged to the next on these 2 cores.
-const SETTLE: Duration = Duration::from_millis(2);
+/// A pause after each call through a target, untimed and before the
+/// target is stopped: its post-call work (llmclis's record commit, which
+/// waits up to 10 ms for company; LiteLLM's post-call hooks) runs then,
+/// while nothing is timed.
+const SETTLE: Duration = Duration::from_millis(15);
+
+/// A process that is measured alone: stopped (SIGSTOP) while anything else
+/// is timed and continued (SIGCONT) for its own calls, so on these 2 cores
+/// one gateway's background work (a Python event loop's housekeeping,
+/// Node's collector, a record commit) is never charged to another.
+struct Turn(Option<nix::unistd::Pid>);
+
+impl Turn {
+    fn of(t: &Target) -> Turn {
+        Turn(t.pid.map(|p| nix::unistd::Pid::from_raw(p as i32)))
+    }
+
+    fn signal(&self, s: nix::sys::signal::Signal) {
+        if let Some(pid) = self.0 {
+            let _ = nix::sys::signal::kill(pid, s);
+        }
+    }
+
+    fn stop(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Continued, and a moment to be back in its wait for work.
+    async fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
 
 /// llmclis and each peer given in the environment, in front of the same
 /// upstream, in one interleaved sequence: each round sends one plain
 /// request directly, then one through each target, then the same streamed
 /// (`stream: true`, read to `[DONE]`); the targets' order turns by one each
-/// round so no one always follows the same neighbour, and each call is
-/// followed by `SETTLE`. Added latency is
-/// (through a target) − (direct) within a round.
+/// round so no one always follows the same neighbour. Each target runs
+/// alone (`Turn`): every target is stopped during the direct call, and
+/// each is continued only for its own call and the `SETTLE` after it.
+/// Added latency is (through a target) − (direct) within a round.
 async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::path::Path) {
     let node = Command::new("node")
         .arg("--version")
@@ -686,12 +723,14 @@ async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::
     streamed["stream"] = true.into();
     let (warm, n) = (50, 1000);
     let mut direct_ms: [Vec<f64>; 2] = [Vec::with_capacity(n), Vec::with_capacity(n)];
+    for t in &targets {
+        Turn::of(t).stop();
+    }
     for round in 0..warm + n {
         for (kind, body) in [&plain, &streamed].into_iter().enumerate() {
             let d = once(http, &direct, body, kind == 1)
                 .await
                 .unwrap_or_else(|e| panic!("the upstream itself failed: {e}"));
-            tokio::time::sleep(SETTLE).await;
             if round >= warm {
                 direct_ms[kind].push(d);
             }
@@ -701,17 +740,23 @@ async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::
                 if t.failed[kind].is_some() {
                     continue;
                 }
+                let turn = Turn::of(t);
+                turn.resume().await;
                 match once(http, t, body, kind == 1).await {
                     Ok(ms) if round >= warm => t.added[kind].push(ms - d),
                     Ok(_) => {}
                     Err(e) => t.failed[kind] = Some((round, e)),
                 }
                 tokio::time::sleep(SETTLE).await;
+                turn.stop();
             }
         }
     }
+    for t in &targets {
+        Turn::of(t).signal(nix::sys::signal::Signal::SIGCONT);
+    }
     println!(
-        "gateway peers: {n} interleaved rounds against one zero-latency upstream, after {warm} warm-up rounds; each round: direct, then through each target (order turning), plain and then streamed, {} ms apart; added = through − direct in the same round",
+        "gateway peers: {n} interleaved rounds against one zero-latency upstream, after {warm} warm-up rounds; each round: direct, then through each target (order turning), plain and then streamed; each target runs alone (the others stopped with SIGSTOP, itself continued for its call and {} ms after it); added = through − direct in the same round",
         SETTLE.as_millis()
     );
     for (kind, label) in ["plain", "streamed"].into_iter().enumerate() {

@@ -324,7 +324,14 @@ pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> 
         metrics: metrics::Metrics::default(),
         embedder: tokio::sync::OnceCell::new(),
     });
-    let rt = crate::app::runtime()?;
+    // One thread serves every request: a request's server and upstream
+    // connections then wake the same thread, not each other across two
+    // (figures in research.md, "The gateway's runtime"). What blocks for
+    // long (embeddings, MCP tools) runs on tokio's blocking threads.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("<tokio runtime>", e))?;
     let stopped = gw.clone();
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)

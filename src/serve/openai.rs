@@ -418,7 +418,17 @@ pub(crate) async fn embeddings(
         .iter()
         .map(|t| crate::app::types::estimate_tokens(t))
         .sum();
-    let vectors = embedder.embed(texts).await?;
+    // The model runs on the CPU for milliseconds (a second when it loads):
+    // off the runtime's one thread, so other requests keep moving.
+    let vectors = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Handle::current().block_on(embedder.embed(texts))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::from(crate::error::Error::Internal(format!(
+            "the embedder stopped: {e}"
+        )))
+    })??;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
