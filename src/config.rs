@@ -104,6 +104,16 @@ pub struct Config {
     pub orchestrator: OrchestratorConfig,
     pub tui: TuiConfig,
     pub tools: ToolsConfig,
+    pub serve: ServeConfig,
+}
+
+/// `llmclis serve`'s settings beside its flags.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// An OTLP/HTTP collector's base URL (`http://localhost:4318`); the
+    /// gateway exports a span per request and one per model attempt there.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -31,6 +31,8 @@ mod mcp;
 mod memory;
 mod memory_tree;
 mod orchestrate;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod planning;
 mod plans_cli;
 mod qdrant;

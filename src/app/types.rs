@@ -4,7 +4,7 @@
 //! (the store's handle, a model caller, the memory layer) is reached
 //! through `app`'s functions.
 
-pub use crate::config::{Config, Paths, agent_name};
+pub use crate::config::{Config, Paths, ServeConfig, agent_name};
 pub use crate::docs::sync::FollowReport;
 pub use crate::doctor::{Level as DoctorLevel, Report as DoctorReport};
 pub use crate::first_run::{Outcome as FirstRunOutcome, Report as FirstRunReport};

@@ -340,6 +340,7 @@ impl Caller {
                     error: Some(why.to_string()),
                     transient: false,
                     latency_ms: 0,
+                    started_at: std::time::SystemTime::now(),
                 };
                 if min_window.is_some_and(|w| self.window(model) <= w) {
                     attempts.push(skip(
@@ -392,6 +393,7 @@ impl Caller {
                 while attempt < tries {
                     attempt += 1;
                     let started = Instant::now();
+                    let started_at = std::time::SystemTime::now();
                     let result = {
                         // Counted while it waits for a permit too: a model
                         // with requests queued is never unloaded.
@@ -424,6 +426,7 @@ impl Caller {
                                 error: None,
                                 transient: false,
                                 latency_ms,
+                                started_at,
                             });
                             return Ok(CallOutcome {
                                 model: id.clone(),
@@ -444,6 +447,7 @@ impl Caller {
                         error: Some(message),
                         transient: e.transient(),
                         latency_ms,
+                        started_at,
                     });
                     let glitch =
                         matches!(e, LlmError::StreamBroken(_) | LlmError::InvalidResponse(_));

@@ -18,6 +18,9 @@ pub struct Attempt {
     /// request's.
     pub transient: bool,
     pub latency_ms: u64,
+    /// When it began (for a trace's span; records keep their own time).
+    #[serde(skip)]
+    pub started_at: std::time::SystemTime,
 }
 
 impl Attempt {

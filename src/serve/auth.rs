@@ -23,6 +23,8 @@ pub(crate) struct Client {
     pub name: String,
     /// Ids or globs (`ApiKey::allows`); None: every model.
     pub key: Option<Arc<ApiKey>>,
+    /// The request's span, for its model attempts' spans.
+    pub trace: super::trace::Parent,
 }
 
 impl Client {
@@ -308,6 +310,14 @@ fn rate_headers(what: &str, limit: u64, remaining: u64, reset: u64) -> Vec<(&'st
     ]
 }
 
+/// The request's span, as the access log opened it.
+fn parent(req: &Request) -> super::trace::Parent {
+    req.extensions()
+        .get::<super::trace::Parent>()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The key a request presents.
 fn presented(req: &Request) -> Option<String> {
     let h = req.headers();
@@ -330,9 +340,11 @@ pub(crate) async fn require_key(
     let anthropic = req.uri().path().starts_with("/v1/messages");
     let shaped = |e: ApiError| if anthropic { e.anthropic() } else { e }.into_response();
     if !gw.auth.required() {
+        let trace = parent(&req);
         req.extensions_mut().insert(Client {
             name: "local".into(),
             key: None,
+            trace,
         });
         return next.run(req).await;
     }
@@ -362,9 +374,11 @@ pub(crate) async fn require_key(
     // MCP calls over HTTP claim and note as the client.
     req.extensions_mut()
         .insert(crate::app::Agent(key.name.clone()));
+    let trace = parent(&req);
     req.extensions_mut().insert(Client {
         name: key.name.clone(),
         key: Some(key),
+        trace,
     });
     next.run(req).await
 }

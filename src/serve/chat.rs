@@ -161,6 +161,15 @@ pub(crate) fn record(
         });
         gw.auth
             .add_use(&client.name, call.cost_usd, prompt + completion);
+        gw.trace.attempt(
+            &client.trace,
+            &super::trace::AttemptSpan {
+                started: a.started_at,
+                took: std::time::Duration::from_millis(a.latency_ms),
+                error_kind: a.error_kind,
+                call: &call,
+            },
+        );
         gw.record(call);
     }
     if cancelled {

@@ -302,27 +302,19 @@ pub(crate) async fn access_log(
     let began = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let route = route_of(&path);
+    let span = gw.trace.request(req.headers(), method.as_str(), route);
+    let mut req = req;
+    req.extensions_mut().insert(span.parent());
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    let route = match path.as_str() {
-        "/v1/chat/completions"
-        | "/v1/models"
-        | "/v1/embeddings"
-        | "/v1/messages"
-        | "/v1/messages/count_tokens"
-        | "/v1/responses"
-        | "/health"
-        | "/metrics" => path.as_str(),
-        p if p.starts_with("/mcp") => "/mcp",
-        p if p.starts_with("/v1/responses/") => "/v1/responses/{id}",
-        _ => "other",
-    };
     gw.metrics.http(route, status);
     let client = response
         .headers()
         .get("x-llmclis-client")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
+        .unwrap_or("-")
+        .to_string();
     tracing::info!(
         target: "llmclis::access",
         %method,
@@ -332,7 +324,24 @@ pub(crate) async fn access_log(
         ms = began.elapsed().as_millis() as u64,
         "request"
     );
-    response
+    span.finish(response, &client)
+}
+
+/// The route a path is counted under (ids folded, unknown paths as one).
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "/v1/chat/completions",
+        "/v1/models" => "/v1/models",
+        "/v1/embeddings" => "/v1/embeddings",
+        "/v1/messages" => "/v1/messages",
+        "/v1/messages/count_tokens" => "/v1/messages/count_tokens",
+        "/v1/responses" => "/v1/responses",
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        p if p.starts_with("/mcp") => "/mcp",
+        p if p.starts_with("/v1/responses/") => "/v1/responses/{id}",
+        _ => "other",
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! `responses.rs`), an Anthropic-compatible `/v1/messages` with token
 //! counting (`anthropic.rs`), and the task queue over MCP on
 //! Streamable HTTP (`/mcp`). Clients present keys made with `llmclis keys`
-//! (`auth.rs`); `/metrics` (`metrics.rs`) and `/health` are for operators.
+//! (`auth.rs`); `/metrics` (`metrics.rs`), `/health` and OTLP traces
+//! (`trace.rs`) are for operators.
 
 mod anthropic;
 mod auth;
@@ -15,6 +16,7 @@ mod metrics;
 mod openai;
 mod records;
 mod responses;
+mod trace;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -61,6 +63,8 @@ pub(crate) struct Gateway {
     records: Arc<records::Records>,
     pub auth: auth::Auth,
     pub metrics: metrics::Metrics,
+    /// OTLP export of requests and model attempts, when asked for.
+    pub trace: trace::Tracing,
     embedder: tokio::sync::OnceCell<Arc<dyn Embedder>>,
 }
 
@@ -309,6 +313,9 @@ pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> 
         ));
     }
     let registry = Arc::new(ctx.registry()?);
+    // Before the runtime: the exporter's HTTP client blocks (on its own
+    // thread), which tokio forbids inside it.
+    let trace = trace::Tracing::start(&ctx.config.serve)?;
     let caller = ctx.caller(registry.clone(), Duration::from_secs(30));
     // The router reads what is loaded where from the background watch; its
     // first look happens a moment after start, never on a request's path.
@@ -322,6 +329,7 @@ pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> 
         records,
         auth: auth::Auth::new(!opts.no_auth),
         metrics: metrics::Metrics::default(),
+        trace,
         embedder: tokio::sync::OnceCell::new(),
     });
     // One thread serves every request: a request's server and upstream
@@ -380,6 +388,7 @@ pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> 
     // Every call answered is on record before the process ends.
     drop(rt);
     stopped.close_records();
+    stopped.trace.shutdown();
     drop(stopped);
     let _ = writer.join();
     served
