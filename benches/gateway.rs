@@ -349,8 +349,9 @@ struct Target {
     process: Option<(Gateway, std::path::PathBuf)>,
     /// Its process, stopped while others are timed (`Turn`).
     pid: Option<u32>,
-    /// Added milliseconds per measured round: plain, streamed.
-    added: [Vec<f64>; 2],
+    /// Added milliseconds per measured round: [plain, streamed][after
+    /// idle, in use].
+    added: [[Vec<f64>; 2]; 2],
     /// The first failure (round, what the client saw), plain and streamed;
     /// a kind that failed once is not sent there again.
     failed: [Option<(usize, String)>; 2],
@@ -365,7 +366,7 @@ impl Target {
             headers: Vec::new(),
             process: None,
             pid: None,
-            added: [Vec::new(), Vec::new()],
+            added: Default::default(),
             failed: [None, None],
         }
     }
@@ -684,13 +685,16 @@ impl Turn {
 }
 
 /// llmclis and each peer given in the environment, in front of the same
-/// upstream, in one interleaved sequence: each round sends one plain
-/// request directly, then one through each target, then the same streamed
-/// (`stream: true`, read to `[DONE]`); the targets' order turns by one each
-/// round so no one always follows the same neighbour. Each target runs
-/// alone (`Turn`): every target is stopped during the direct call, and
-/// each is continued only for its own call and the `SETTLE` after it.
-/// Added latency is (through a target) − (direct) within a round.
+/// upstream, in one interleaved sequence. Each round, for plain and then
+/// streamed requests (`stream: true`, read to `[DONE]`), each target has a
+/// turn (their order turning by one each round, so no one always follows
+/// the same neighbour): it is continued, measured as two pairs, each one
+/// request straight to the upstream then one through the target, and
+/// stopped after `SETTLE` (`Turn`: each runs alone). The first pair finds
+/// the target idle since its last turn ("after idle": its threads asleep,
+/// its caches cold, as a lightly used gateway is); the second finds it
+/// just used ("in use", as a gateway under steady traffic is). Added
+/// latency is (through) − (direct) within a pair.
 async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::path::Path) {
     let node = Command::new("node")
         .arg("--version")
@@ -722,18 +726,13 @@ async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::
     let mut streamed = plain.clone();
     streamed["stream"] = true.into();
     let (warm, n) = (50, 1000);
-    let mut direct_ms: [Vec<f64>; 2] = [Vec::with_capacity(n), Vec::with_capacity(n)];
+    // [kind][state]: state 0 after idle, 1 in use.
+    let mut direct_ms: [[Vec<f64>; 2]; 2] = Default::default();
     for t in &targets {
         Turn::of(t).stop();
     }
     for round in 0..warm + n {
         for (kind, body) in [&plain, &streamed].into_iter().enumerate() {
-            let d = once(http, &direct, body, kind == 1)
-                .await
-                .unwrap_or_else(|e| panic!("the upstream itself failed: {e}"));
-            if round >= warm {
-                direct_ms[kind].push(d);
-            }
             let count = targets.len();
             for i in 0..count {
                 let t = &mut targets[(i + round) % count];
@@ -742,10 +741,21 @@ async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::
                 }
                 let turn = Turn::of(t);
                 turn.resume().await;
-                match once(http, t, body, kind == 1).await {
-                    Ok(ms) if round >= warm => t.added[kind].push(ms - d),
-                    Ok(_) => {}
-                    Err(e) => t.failed[kind] = Some((round, e)),
+                for state in 0..2 {
+                    let d = once(http, &direct, body, kind == 1)
+                        .await
+                        .unwrap_or_else(|e| panic!("the upstream itself failed: {e}"));
+                    if t.failed[kind].is_some() {
+                        break;
+                    }
+                    match once(http, t, body, kind == 1).await {
+                        Ok(ms) if round >= warm => {
+                            t.added[kind][state].push(ms - d);
+                            direct_ms[kind][state].push(d);
+                        }
+                        Ok(_) => {}
+                        Err(e) => t.failed[kind] = Some((round, e)),
+                    }
                 }
                 tokio::time::sleep(SETTLE).await;
                 turn.stop();
@@ -756,47 +766,55 @@ async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::
         Turn::of(t).signal(nix::sys::signal::Signal::SIGCONT);
     }
     println!(
-        "gateway peers: {n} interleaved rounds against one zero-latency upstream, after {warm} warm-up rounds; each round: direct, then through each target (order turning), plain and then streamed; each target runs alone (the others stopped with SIGSTOP, itself continued for its call and {} ms after it); added = through − direct in the same round",
+        "gateway peers: {n} interleaved rounds against one zero-latency upstream, after {warm} warm-up rounds; in each, plain then streamed, each target's turn (order turning; the others stopped with SIGSTOP) is two pairs of (direct, through the target), then {} ms before it is stopped; \"after idle\" is its first pair, \"in use\" its second; added = through − direct in the same pair",
         SETTLE.as_millis()
     );
     for (kind, label) in ["plain", "streamed"].into_iter().enumerate() {
-        direct_ms[kind].sort_by(f64::total_cmp);
-        println!(
-            "gateway peers: {label:<8}  direct                  p50 {:7.3} ms   p99 {:7.3} ms",
-            percentile(&direct_ms[kind], 0.5),
-            percentile(&direct_ms[kind], 0.99)
-        );
-        for t in &mut targets {
-            t.added[kind].sort_by(f64::total_cmp);
-        }
-        // targets[0] is llmclis.
-        let ours_p50 = targets[0].failed[kind]
-            .is_none()
-            .then(|| percentile(&targets[0].added[kind], 0.5));
-        for (i, t) in targets.iter().enumerate() {
-            if let Some((round, e)) = &t.failed[kind] {
-                let log = t
-                    .log_error()
-                    .map(|l| format!("; its log: {l}"))
-                    .unwrap_or_default();
+        for (state, when) in ["after idle", "in use"].into_iter().enumerate() {
+            let label = format!("{label}, {when}");
+            direct_ms[kind][state].sort_by(f64::total_cmp);
+            if !direct_ms[kind][state].is_empty() {
                 println!(
-                    "gateway peers: {label:<8}  {:<22}  failing (first at round {}, {} measured before): {e}{log}",
-                    t.name,
-                    round + 1,
-                    t.added[kind].len()
+                    "gateway peers: {label:<20}  direct                  p50 {:7.3} ms   p99 {:7.3} ms",
+                    percentile(&direct_ms[kind][state], 0.5),
+                    percentile(&direct_ms[kind][state], 0.99)
                 );
-                continue;
             }
-            let p50 = percentile(&t.added[kind], 0.5);
-            let ratio = match ours_p50 {
-                Some(o) if i > 0 => format!("   {:.1}× llmclis's added p50", p50 / o),
-                _ => String::new(),
-            };
-            println!(
-                "gateway peers: {label:<8}  {:<22}  added p50 {p50:7.3} ms   p99 {:7.3} ms{ratio}",
-                t.name,
-                percentile(&t.added[kind], 0.99)
-            );
+            for t in &mut targets {
+                t.added[kind][state].sort_by(f64::total_cmp);
+            }
+            // targets[0] is llmclis.
+            let ours_p50 = targets[0].failed[kind]
+                .is_none()
+                .then(|| percentile(&targets[0].added[kind][state], 0.5));
+            for (i, t) in targets.iter().enumerate() {
+                if let Some((round, e)) = &t.failed[kind] {
+                    if state == 1 {
+                        continue;
+                    }
+                    let log = t
+                        .log_error()
+                        .map(|l| format!("; its log: {l}"))
+                        .unwrap_or_default();
+                    println!(
+                        "gateway peers: {label:<20}  {:<22}  failing (first at round {}, {} measured before): {e}{log}",
+                        t.name,
+                        round + 1,
+                        t.added[kind][state].len()
+                    );
+                    continue;
+                }
+                let p50 = percentile(&t.added[kind][state], 0.5);
+                let ratio = match ours_p50 {
+                    Some(o) if i > 0 => format!("   {:.1}× llmclis's added p50", p50 / o),
+                    _ => String::new(),
+                };
+                println!(
+                    "gateway peers: {label:<20}  {:<22}  added p50 {p50:7.3} ms   p99 {:7.3} ms{ratio}",
+                    t.name,
+                    percentile(&t.added[kind][state], 0.99)
+                );
+            }
         }
     }
 }
