@@ -741,7 +741,7 @@ async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::
                 }
                 let turn = Turn::of(t);
                 turn.resume().await;
-                for state in 0..2 {
+                for (state, directs) in direct_ms[kind].iter_mut().enumerate() {
                     let d = once(http, &direct, body, kind == 1)
                         .await
                         .unwrap_or_else(|e| panic!("the upstream itself failed: {e}"));
@@ -751,7 +751,7 @@ async fn peers(http: &reqwest::Client, upstream: &str, ours: Target, dir: &std::
                     match once(http, t, body, kind == 1).await {
                         Ok(ms) if round >= warm => {
                             t.added[kind][state].push(ms - d);
-                            direct_ms[kind][state].push(d);
+                            directs.push(d);
                         }
                         Ok(_) => {}
                         Err(e) => t.failed[kind] = Some((round, e)),

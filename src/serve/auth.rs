@@ -133,7 +133,7 @@ impl Auth {
         {
             return Ok(Some(k.clone()));
         }
-        let found = gw.db().key_by_secret(secret)?.map(Arc::new);
+        let found = gw.db().key_by_hash(&hash)?.map(Arc::new);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match &found {
             Some(k) => {
@@ -149,12 +149,9 @@ impl Auth {
     /// What the key's client has spent in its budget's period, and when
     /// that period ends; from the store the first time in a period.
     fn spent(&self, gw: &Gateway, key: &ApiKey, now: DateTime<Utc>) -> (f64, Option<String>) {
-        let start = key
-            .budget_period
-            .map(|p| crate::app::types::format_time(p.window(now).0));
-        let resets = key
-            .budget_period
-            .map(|p| crate::app::types::format_time(p.window(now).1));
+        let window = key.budget_period.map(|p| p.window(now));
+        let start = window.map(|w| crate::app::types::format_time(w.0));
+        let resets = window.map(|w| crate::app::types::format_time(w.1));
         let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((s, usd)) = spent.get(&key.name)
             && *s == start

@@ -400,12 +400,18 @@ impl Store {
     /// The key with this secret, whatever its state (`ApiKey::state`
     /// says whether it works), if any.
     pub fn key_by_secret(&self, secret: &str) -> Result<Option<ApiKey>> {
+        self.key_by_hash(&key_hash(secret))
+    }
+
+    /// The key whose secret hashes to `hash` (`key_hash`), for a caller
+    /// that already has it.
+    pub fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>> {
         Ok(self
             .conn
             .prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"
             ))?
-            .query_row([key_hash(secret)], key_from_row)
+            .query_row([hash], key_from_row)
             .optional()?)
     }
 
