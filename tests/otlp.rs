@@ -157,13 +157,20 @@ async fn requests_and_model_attempts_reach_the_collector_as_one_trace() {
         .unwrap();
     assert!(streamed.contains("[DONE]"), "{streamed}");
     let calls = recorded(&env, 1);
+    // A probe is not traced.
+    let health = http.get(format!("{}/health", gw.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
 
     // What is still queued goes out at the stop.
     assert!(gw.stop().success());
     let spans = spans.lock().unwrap().clone();
     let requests: Vec<&Span> = spans.iter().filter(|s| s.kind == 2).collect();
     let attempts: Vec<&Span> = spans.iter().filter(|s| s.kind == 3).collect();
-    assert_eq!(requests.len(), 2, "one server span per request: {spans:#?}");
+    assert_eq!(
+        requests.len(),
+        2,
+        "one server span per request, none for /health: {spans:#?}"
+    );
     assert!(spans.iter().all(|s| s.service == "llmclis"), "{spans:#?}");
 
     // The plain request continues the client's trace.

@@ -251,12 +251,16 @@ impl Tracing {
     }
 
     /// A request's span, begun now; `finish` ends it with the response.
+    /// Probes (`/health`, `/metrics`) get none: a scraper every few seconds
+    /// would bury the requests.
     pub fn request(&self, headers: &axum::http::HeaderMap, method: &str, route: &str) -> Request {
         #[cfg(feature = "otlp")]
         {
+            let probe = matches!(route, "/health" | "/metrics");
             Request(
                 self.exporter
                     .as_ref()
+                    .filter(|_| !probe)
                     .map(|x| x.request(headers, method, route)),
             )
         }
