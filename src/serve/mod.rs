@@ -334,7 +334,7 @@ pub fn serve(ctx: &Context, opts: Options, mcp: Option<McpMount>) -> Result<()> 
     });
     // One thread serves every request: a request's server and upstream
     // connections then wake the same thread, not each other across two
-    // (figures in research.md, "The gateway's runtime"). What blocks for
+    // (figures in research.md, "The Gateway"). What blocks for
     // long (embeddings, MCP tools) runs on tokio's blocking threads.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
