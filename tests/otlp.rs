@@ -1,9 +1,10 @@
 //! `[serve] otlp_endpoint`: the gateway's requests and model attempts as
 //! OpenTelemetry spans, received by an OTLP/HTTP endpoint on loopback that
 //! decodes them with the official protobuf types (`opentelemetry-proto`).
-//! A client's `traceparent` is the request span's parent; each attempt is a
-//! child span matching its call record; a stream's span ends with the
-//! stream; what is queued at SIGTERM still reaches the collector.
+//! A client's `traceparent` is the request span's parent, and the request
+//! span is the upstream's; each attempt is a child span matching its call
+//! record; a stream's span ends with the stream; what is queued at SIGTERM
+//! still reaches the collector.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -184,6 +185,12 @@ async fn requests_and_model_attempts_reach_the_collector_as_one_trace() {
     assert_eq!(req.attributes["llmclis.client"], "agent");
     assert_eq!(req.status, 0, "a 200 is no error");
 
+    // The upstream was told the request's span, to hang its own under.
+    assert_eq!(
+        first.last_traceparent(),
+        Some(format!("00-{TRACE}-{}-01", req.span_id))
+    );
+
     // Under it, each attempt: the failures of `first`, then `second`.
     let mine: Vec<&&Span> = attempts
         .iter()
@@ -224,6 +231,10 @@ async fn requests_and_model_attempts_reach_the_collector_as_one_trace() {
         .filter(|s| s.parent == stream.span_id)
         .collect();
     assert_eq!(its.len(), 1, "{spans:#?}");
+    assert_eq!(
+        second.last_traceparent(),
+        Some(format!("00-{}-{}-01", stream.trace_id, stream.span_id))
+    );
     assert!(its[0].end <= stream.end, "{:#?} {stream:#?}", its[0]);
 
     // One span per recorded attempt.

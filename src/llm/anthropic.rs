@@ -112,6 +112,7 @@ impl AnthropicClient {
             .http
             .post(format!("{}/v1/messages", self.base))
             .json(&Self::body(model, req));
+        let rb = super::traced(rb, req);
         let resp = super::send(self.authed(rb)?, self.timeouts.first_byte).await?;
         if !req.stream {
             let body = Body::text(resp, self.timeouts).await?;

@@ -113,6 +113,18 @@ pub struct ChatRequest {
     pub role: Option<crate::role::Role>,
     /// Tools offered for native tool calling (OpenAI's `tools` form).
     pub tools: Vec<serde_json::Value>,
+    /// A W3C `traceparent` sent with the request (the gateway's request
+    /// span when it exports traces), so a server that traces (vLLM with
+    /// `--otlp-traces-endpoint`) hangs its own span under it.
+    pub traceparent: Option<String>,
+}
+
+/// The request with its `traceparent` header, when it has one.
+pub(crate) fn traced(rb: reqwest::RequestBuilder, req: &ChatRequest) -> reqwest::RequestBuilder {
+    match &req.traceparent {
+        Some(tp) => rb.header("traceparent", tp),
+        None => rb,
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

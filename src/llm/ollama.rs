@@ -56,9 +56,12 @@ impl OllamaClient {
     ) -> Result<ChatResponse, LlmError> {
         let started = Instant::now();
         let resp = super::send(
-            self.http
-                .post(format!("{}/api/chat", self.root))
-                .json(&Self::body(model, req)),
+            super::traced(
+                self.http
+                    .post(format!("{}/api/chat", self.root))
+                    .json(&Self::body(model, req)),
+                req,
+            ),
             self.timeouts.first_byte,
         )
         .await?;

@@ -110,6 +110,7 @@ impl OpenAiClient {
             .http
             .post(format!("{}/chat/completions", self.base))
             .json(&self.body(model, req));
+        let rb = super::traced(rb, req);
         let resp = super::send(self.authed(rb)?, self.timeouts.first_byte).await?;
         let status = resp.status();
         if !req.stream {

@@ -272,6 +272,7 @@ pub(crate) async fn messages(
         req.temperature = route.temperature;
     }
     req.role = route.role;
+    req.traceparent = client.trace.traceparent();
     let id = format!("msg_{:016x}", fastrand::u64(..));
     if !b.stream {
         let o = chat::complete(&gw, &client, &route, &req)

@@ -246,6 +246,7 @@ pub(crate) async fn chat_completions(
         req.temperature = route.temperature;
     }
     req.role = route.role;
+    req.traceparent = client.trace.traceparent();
     if !b.stream {
         let o = chat::complete(&gw, &client, &route, &req).await?;
         let message = if o.response.tool_calls.is_empty() {

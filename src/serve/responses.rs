@@ -420,6 +420,7 @@ pub(crate) async fn create(
         req.temperature = route.temperature;
     }
     req.role = route.role;
+    req.traceparent = client.trace.traceparent();
     let message_id = rand_id("msg");
     if !stream {
         let o = chat::complete(&gw, &client, &route, &req).await?;

@@ -290,6 +290,25 @@ impl Tracing {
     }
 }
 
+impl Parent {
+    /// The request span as a W3C `traceparent`, for the upstream request.
+    pub fn traceparent(&self) -> Option<String> {
+        #[cfg(feature = "otlp")]
+        {
+            self.0.as_ref().map(|sc| {
+                format!(
+                    "00-{}-{}-{:02x}",
+                    sc.trace_id(),
+                    sc.span_id(),
+                    sc.trace_flags().to_u8()
+                )
+            })
+        }
+        #[cfg(not(feature = "otlp"))]
+        None
+    }
+}
+
 /// A request's open span (nothing when export is off).
 pub(crate) struct Request(#[cfg(feature = "otlp")] Option<on::Open>);
 

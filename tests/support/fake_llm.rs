@@ -68,6 +68,7 @@ struct Inner {
     /// Slow streams whose client hung up before the end.
     dropped: Arc<AtomicUsize>,
     last_auth: Mutex<Option<String>>,
+    last_traceparent: Mutex<Option<String>>,
     requests: Mutex<Vec<serde_json::Value>>,
     /// Requests served at once; the rest wait (a server's batch size).
     slots: Option<Arc<tokio::sync::Semaphore>>,
@@ -228,6 +229,11 @@ impl FakeLlm {
 
     pub fn last_auth(&self) -> Option<String> {
         self.inner.last_auth.lock().unwrap().clone()
+    }
+
+    /// The `traceparent` header of the last request, if it had one.
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.inner.last_traceparent.lock().unwrap().clone()
     }
 }
 
@@ -513,6 +519,10 @@ async fn respond(
     body: Bytes,
 ) -> Response {
     inner.hits.fetch_add(1, Ordering::SeqCst);
+    *inner.last_traceparent.lock().unwrap() = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     *inner.last_auth.lock().unwrap() = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -448,6 +448,7 @@ impl<'a> StepRun<'a> {
             num_ctx: None,
             role: None,
             tools: Vec::new(),
+            traceparent: None,
         }
     }
 
