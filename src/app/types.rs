@@ -8,7 +8,7 @@ pub use crate::config::{Config, Paths, ServeConfig, agent_name};
 pub use crate::docs::sync::FollowReport;
 pub use crate::doctor::{Level as DoctorLevel, Report as DoctorReport};
 pub use crate::first_run::{Outcome as FirstRunOutcome, Report as FirstRunReport};
-pub use crate::llm::caller::{CallFailed, CallOutcome};
+pub use crate::llm::caller::{Attempt, CallFailed, CallOutcome};
 pub use crate::llm::{ChatRequest, Health, LlmError, Message, StreamEvent, ToolCall, Usage};
 pub use crate::memory::embed::MINILM;
 pub use crate::memory::rollup::Tree as MemoryTree;

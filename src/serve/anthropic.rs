@@ -267,12 +267,8 @@ pub(crate) async fn messages(
             .anthropic());
     }
     let (mut req, text) = to_request(&b)?;
-    let route = chat::resolve(&gw, &client, &b.model, &req, &text).map_err(ApiError::anthropic)?;
-    if req.temperature.is_nan() {
-        req.temperature = route.temperature;
-    }
-    req.role = route.role;
-    req.traceparent = client.trace.traceparent();
+    let route =
+        chat::route(&gw, &client, &b.model, &mut req, &text).map_err(ApiError::anthropic)?;
     let id = format!("msg_{:016x}", fastrand::u64(..));
     if !b.stream {
         let o = chat::complete(&gw, &client, &route, &req)

@@ -44,6 +44,25 @@ pub(crate) fn last_user_text(messages: &[crate::app::types::Message]) -> String 
         .unwrap_or_default()
 }
 
+/// Resolves the `model` a client sent for a call and sets what the route
+/// decides on `req`: the route's temperature unless the client gave one,
+/// its role, and the request's span as the upstream's `traceparent`.
+pub(crate) fn route(
+    gw: &Gateway,
+    client: &Client,
+    model: &str,
+    req: &mut ChatRequest,
+    text: &str,
+) -> Result<Route, ApiError> {
+    let route = resolve(gw, client, model, req, text)?;
+    if req.temperature.is_nan() {
+        req.temperature = route.temperature;
+    }
+    req.role = route.role;
+    req.traceparent = client.trace.traceparent();
+    Ok(route)
+}
+
 /// Resolves the `model` a client sent, as the client's API error when it
 /// cannot be served. `text` is the prompt, for the rules of `llmclis/auto`.
 pub(crate) fn resolve(
@@ -161,15 +180,7 @@ pub(crate) fn record(
         });
         gw.auth
             .add_use(&client.name, call.cost_usd, prompt + completion);
-        gw.trace.attempt(
-            &client.trace,
-            &super::trace::AttemptSpan {
-                started: a.started_at,
-                took: std::time::Duration::from_millis(a.latency_ms),
-                error_kind: a.error_kind,
-                call: &call,
-            },
-        );
+        gw.trace.attempt(&client.trace, a, &call);
         gw.record(call);
     }
     if cancelled {

@@ -309,12 +309,7 @@ pub(crate) async fn access_log(
     let response = next.run(req).await;
     let status = response.status().as_u16();
     gw.metrics.http(route, status);
-    let client = response
-        .headers()
-        .get("x-llmclis-client")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let client = super::trace::client_of(&response);
     tracing::info!(
         target: "llmclis::access",
         %method,
@@ -324,7 +319,7 @@ pub(crate) async fn access_log(
         ms = began.elapsed().as_millis() as u64,
         "request"
     );
-    span.finish(response, &client)
+    span.finish(response)
 }
 
 /// The route a path is counted under (ids folded, unknown paths as one).

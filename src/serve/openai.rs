@@ -241,12 +241,7 @@ pub(crate) async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let b: ChatBody = parse(&body)?;
     let (mut req, text) = to_request(&b)?;
-    let route = chat::resolve(&gw, &client, &b.model, &req, &text)?;
-    if req.temperature.is_nan() {
-        req.temperature = route.temperature;
-    }
-    req.role = route.role;
-    req.traceparent = client.trace.traceparent();
+    let route = chat::route(&gw, &client, &b.model, &mut req, &text)?;
     if !b.stream {
         let o = chat::complete(&gw, &client, &route, &req).await?;
         let message = if o.response.tool_calls.is_empty() {

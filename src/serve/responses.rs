@@ -415,12 +415,7 @@ pub(crate) async fn create(
         items,
         prompt,
     } = to_request(&gw, &client, b)?;
-    let route = chat::resolve(&gw, &client, &model, &req, &prompt)?;
-    if req.temperature.is_nan() {
-        req.temperature = route.temperature;
-    }
-    req.role = route.role;
-    req.traceparent = client.trace.traceparent();
+    let route = chat::route(&gw, &client, &model, &mut req, &prompt)?;
     let message_id = rand_id("msg");
     if !stream {
         let o = chat::complete(&gw, &client, &route, &req).await?;

@@ -12,13 +12,20 @@
 //! down costs dropped spans and a line in the log, not requests. Built
 //! with the `otlp` feature; a build without it refuses a config that asks.
 
-use std::time::{Duration, SystemTime};
-
 use axum::response::Response;
 
-use crate::app::types::ModelCall;
 use crate::app::types::ServeConfig;
+use crate::app::types::{Attempt, ModelCall};
 use crate::error::Result;
+
+/// Which client a response answered (`x-llmclis-client`, set by
+/// `chat::headers`), or `-`: for the access log and the request's span.
+pub(crate) fn client_of(r: &Response) -> &str {
+    r.headers()
+        .get("x-llmclis-client")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+}
 
 /// Whether the environment asks for export on its own (the standard
 /// variables), when the config does not.
@@ -43,20 +50,9 @@ pub(crate) fn traces_url(base: &str) -> String {
     }
 }
 
-/// One model attempt as a span: what it was and when. (A build without
-/// export makes them and reads nothing.)
-#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-pub(crate) struct AttemptSpan<'a> {
-    pub started: SystemTime,
-    pub took: Duration,
-    /// `LlmError::kind` of a failed attempt.
-    pub error_kind: Option<&'static str>,
-    pub call: &'a ModelCall,
-}
-
 #[cfg(feature = "otlp")]
 mod on {
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
     use axum::http::HeaderMap;
     use opentelemetry::trace::{
@@ -68,7 +64,7 @@ mod on {
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, Span};
 
-    use super::AttemptSpan;
+    use crate::app::types::{Attempt, ModelCall};
     use crate::error::{Error, Result};
 
     pub(crate) struct Exporter {
@@ -153,10 +149,9 @@ mod on {
             }
         }
 
-        pub fn attempt(&self, parent: &Parent, a: &AttemptSpan<'_>) {
+        pub fn attempt(&self, parent: &Parent, a: &Attempt, c: &ModelCall) {
             let Some(parent) = parent else { return };
             let cx = Context::new().with_remote_span_context(parent.clone());
-            let c = a.call;
             let mut attributes = vec![
                 KeyValue::new("gen_ai.operation.name", "chat"),
                 KeyValue::new("gen_ai.request.model", c.model.clone()),
@@ -185,7 +180,7 @@ mod on {
                 .tracer
                 .span_builder(format!("chat {}", c.model))
                 .with_kind(SpanKind::Client)
-                .with_start_time(a.started)
+                .with_start_time(a.started_at)
                 .with_attributes(attributes)
                 .start_with_context(&self.tracer, &cx);
             if c.outcome == "error" {
@@ -194,7 +189,7 @@ mod on {
                 }
                 span.set_status(Status::error(c.error.clone().unwrap_or_default()));
             }
-            span.end_with_timestamp(a.started + a.took);
+            span.end_with_timestamp(a.started_at + Duration::from_millis(a.latency_ms));
         }
 
         /// Sends what is queued; waits for the collector (its timeout).
@@ -271,14 +266,15 @@ impl Tracing {
         }
     }
 
-    /// A model attempt's span, under the request's.
-    pub fn attempt(&self, parent: &Parent, a: &AttemptSpan<'_>) {
+    /// A model attempt's span, under the request's, from the attempt and
+    /// its call record.
+    pub fn attempt(&self, parent: &Parent, a: &Attempt, call: &ModelCall) {
         #[cfg(feature = "otlp")]
         if let Some(x) = &self.exporter {
-            x.attempt(&parent.0, a);
+            x.attempt(&parent.0, a, call);
         }
         #[cfg(not(feature = "otlp"))]
-        let _ = (parent, a);
+        let _ = (parent, a, call);
     }
 
     /// Sends the spans still queued (at the gateway's stop).
@@ -324,21 +320,19 @@ impl Request {
 
     /// Ends the span when the response's body is done (a stream's last
     /// event sent, or the client gone), with its status and client.
-    pub fn finish(self, response: Response, client: &str) -> Response {
+    pub fn finish(self, response: Response) -> Response {
         #[cfg(feature = "otlp")]
         {
             let Some(mut open) = self.0 else {
                 return response;
             };
+            let client = client_of(&response);
             on::Exporter::answered(&mut open, response.status().as_u16(), client);
             let (parts, body) = response.into_parts();
             Response::from_parts(parts, axum::body::Body::new(body::Traced::new(body, open)))
         }
         #[cfg(not(feature = "otlp"))]
-        {
-            let _ = client;
-            response
-        }
+        response
     }
 }
 
